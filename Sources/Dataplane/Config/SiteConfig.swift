@@ -1,0 +1,141 @@
+/// The whole configuration of one site, as read from its TOML file.
+///
+/// Values are plain and validated; `SiteConfig.load(path:)` / `SiteConfig.parse(text:file:)`
+/// (ConfigDecoder.swift) build it and report every problem as `FILE:LINE: message`.
+public struct SiteConfig: Sendable, Equatable {
+  public var site: Site
+  public var neighbors: [Neighbor] = []
+  public var bridgeDomains: [BridgeDomain] = []
+  public var staticMACs: [StaticMAC] = []
+  public var bgp: BGP? = nil
+
+  public init(site: Site) { self.site = site }
+
+  /// `[site]`
+  public struct Site: Sendable, Equatable {
+    public var name: String
+    /// Local VTEP address (outer source address, and the address decap accepts).
+    public var vtep: IPAddress
+    /// Underlay interface name.
+    public var underlay: String
+    public var udpPort: UInt16 = 4789
+    /// Source MAC of the underlay; read from the interface when nil and it exists.
+    public var underlayMAC: MACAddress? = nil
+    /// Underlay IP MTU; VXLAN frames whose outer IP packet would exceed it are dropped.
+    public var mtu: Int = 1500
+    /// `udp_source_ports = [49152, 65535]`
+    public var udpSourcePorts: ClosedRange<UInt16> = 49152...65535
+    /// Compute the outer UDP checksum over IPv4 (always computed over IPv6).
+    public var udpChecksumIPv4: Bool = false
+    public var ttl: UInt8 = 64
+    /// `dscp = 0..63` or `dscp = "inherit"`.
+    public var dscp: DSCP = .fixed(0)
+    /// Seconds; `aging_time`.
+    public var agingTime: Int = 300
+    /// Maximum number of learned MACs over all bridge domains (`learn_limit`).
+    public var learnLimit: Int = 1_000_000
+    /// FDB capacity in entries (`fdb_capacity`); sized once at start.
+    public var fdbCapacity: Int = 1 << 20
+    /// Packet worker threads (`workers`), and the CPUs they are pinned to (`cpus`).
+    public var workers: Int = 1
+    public var cpus: [Int] = []
+    /// `control_socket`; default `/run/vxswitch/NAME.sock`.
+    public var controlSocket: String
+    public init(name: String, vtep: IPAddress, underlay: String) {
+      self.name = name
+      self.vtep = vtep
+      self.underlay = underlay
+      self.controlSocket = "/run/vxswitch/\(name).sock"
+    }
+  }
+
+  public enum DSCP: Sendable, Equatable {
+    case fixed(UInt8)
+    case inherit
+  }
+
+  /// `[[neighbor]]`: a static underlay next hop.
+  public struct Neighbor: Sendable, Equatable {
+    public var ip: IPAddress
+    public var mac: MACAddress
+    public init(ip: IPAddress, mac: MACAddress) {
+      self.ip = ip
+      self.mac = mac
+    }
+  }
+
+  /// An access port member: an interface, untagged, or one VLAN on a trunk (`"trunk0.10"`).
+  public struct PortMember: Sendable, Hashable, CustomStringConvertible {
+    public var interface: String
+    public var vlan: UInt16?
+    public init(interface: String, vlan: UInt16? = nil) {
+      self.interface = interface
+      self.vlan = vlan
+    }
+    public var description: String { vlan.map { "\(interface).\($0)" } ?? interface }
+  }
+
+  /// `[[bridge_domain]]`
+  public struct BridgeDomain: Sendable, Equatable {
+    public var vni: UInt32
+    public var ports: [PortMember] = []
+    /// Static head-end replication list.
+    public var flood: [IPAddress] = []
+    public var learning: Bool = true
+    /// Maximum learned MACs in this bridge domain (`learn_limit`).
+    public var learnLimit: Int? = nil
+    /// Answer ARP requests for known IPs locally (`arp_suppression`).
+    public var arpSuppression: Bool = false
+    /// BGP EVPN overrides (`rd`, `import_rt`, `export_rt`), as written: "A.B.C.D:N" or "ASN:N".
+    public var rd: String? = nil
+    public var importRTs: [String] = []
+    public var exportRTs: [String] = []
+    public init(vni: UInt32) { self.vni = vni }
+  }
+
+  /// `[[static_mac]]`
+  public struct StaticMAC: Sendable, Equatable {
+    public enum Target: Sendable, Equatable {
+      case remote(IPAddress)
+      case port(PortMember)
+    }
+    public var vni: UInt32
+    public var mac: MACAddress
+    public var target: Target
+    public init(vni: UInt32, mac: MACAddress, target: Target) {
+      self.vni = vni
+      self.mac = mac
+      self.target = target
+    }
+  }
+
+  /// `[bgp]` with `[[bgp.peer]]`.
+  public struct BGP: Sendable, Equatable {
+    public var asn: UInt32
+    public var routerID: IPAddress
+    /// Local TCP port to listen on for passive peers (`listen_port`; 0 = do not listen).
+    public var listenPort: UInt16 = 179
+    /// Seconds to keep a lost peer's routes as stale (`stale_time`).
+    public var staleTime: Int = 300
+    public var peers: [Peer] = []
+    public init(asn: UInt32, routerID: IPAddress) {
+      self.asn = asn
+      self.routerID = routerID
+    }
+    public struct Peer: Sendable, Equatable {
+      public var address: IPAddress
+      public var asn: UInt32
+      public var port: UInt16 = 179
+      public var holdTime: Int = 90
+      public var password: String? = nil
+      /// Connect actively (default) or only accept (`passive = true`).
+      public var passive: Bool = false
+      /// Routes accepted from this peer at most (`max_routes`).
+      public var maxRoutes: Int = 1_000_000
+      public init(address: IPAddress, asn: UInt32) {
+        self.address = address
+        self.asn = asn
+      }
+    }
+  }
+}

@@ -1,0 +1,2 @@
+import Dataplane
+print("vxswitch")

@@ -1,0 +1,3 @@
+import XCTest
+@testable import ControlShim
+final class ControlShimSmokeTests: XCTestCase { func testLoads() { XCTAssertTrue(true) } }
