@@ -1,0 +1,54 @@
+import Synchronization
+
+/// Counter slots shared by the per-worker scratch counters and `SwitchStatistics`.
+public enum Counter {
+  public static let interfaces = ForwardingState.maxInterfaces
+  @inline(__always) public static func rxFrames(_ interface: Int) -> Int { interface }
+  @inline(__always) public static func rxBytes(_ interface: Int) -> Int { interfaces &+ interface }
+  @inline(__always) public static func txFrames(_ interface: Int) -> Int { 2 &* interfaces &+ interface }
+  @inline(__always) public static func txBytes(_ interface: Int) -> Int { 3 &* interfaces &+ interface }
+  @inline(__always) public static func drop(_ reason: DropReason) -> Int { 4 &* interfaces &+ reason.rawValue }
+  static let misc = 4 * interfaces + 32
+  public static let encapsulated = misc + 0
+  public static let decapsulated = misc + 1
+  public static let floodCopies = misc + 2
+  public static let learnEventsQueued = misc + 3
+  public static let learnQueueOverflow = misc + 4
+  public static let staticMACViolations = misc + 5
+  public static let checksumsCompleted = misc + 6
+  public static let count = misc + 8
+}
+
+/// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic
+/// adds (only the non-zero ones); readers (the control socket) load them at any time.
+public final class SwitchStatistics: @unchecked Sendable {
+  let values: UnsafeMutablePointer<Atomic<UInt64>>
+
+  public init() {
+    values = .allocate(capacity: Counter.count)
+    for index in 0..<Counter.count { (values + index).initialize(to: Atomic(0)) }
+  }
+
+  deinit { values.deallocate() }
+
+  public subscript(_ index: Int) -> UInt64 { values[index].load(ordering: .relaxed) }
+
+  @inline(__always) public func add(_ index: Int, _ amount: UInt64) {
+    values[index].add(amount, ordering: .relaxed)
+  }
+
+  /// Adds the worker's scratch counters and zeroes them.
+  @inline(__always)
+  func absorb(_ scratch: UnsafeMutablePointer<UInt64>, touched: inout Bool) {
+    guard touched else { return }
+    for index in 0..<Counter.count where scratch[index] != 0 {
+      values[index].add(scratch[index], ordering: .relaxed)
+      scratch[index] = 0
+    }
+    touched = false
+  }
+
+  public func drops() -> [(DropReason, UInt64)] {
+    DropReason.allCases.map { ($0, self[Counter.drop($0)]) }
+  }
+}

@@ -1,0 +1,671 @@
+import CPacket
+
+/// One worker's forwarding pipeline: takes a `FrameVector` from one interface and, in
+/// two passes over the batch, parses, learns, looks up and writes every frame into the
+/// transmit rings of the interfaces it leaves by.
+///
+/// Pass 1 parses and validates headers, maps the frame to its bridge domain, builds the
+/// packed source and destination FDB keys and prefetches their buckets; pass 2, by then
+/// mostly hitting cache, learns, looks up and emits (local delivery, encapsulation, or
+/// flooding with split horizon).
+///
+/// Nothing here allocates, retains, or calls through an existential per frame: state is
+/// reached through raw pointers held in locals, counters are plain words flushed to
+/// `SwitchStatistics` once per batch.
+///
+/// Not thread-safe: one pipeline per worker thread. It shares the FDB (as a reader),
+/// the `SnapshotCell` (as a registered reader) and `SwitchStatistics` with other threads.
+public final class Pipeline {
+  let fdb: ForwardingTable
+  let cell: SnapshotCell<ForwardingState>
+  let token: SnapshotCell<ForwardingState>.QuiescentToken
+  public let learnQueue: LearnQueue
+  let statistics: SwitchStatistics
+  /// Transmit ring per interface index (nil while not attached).
+  let rings: UnsafeMutablePointer<UnsafeMutablePointer<TxRing>?>
+  let counters: UnsafeMutablePointer<UInt64>
+  var countersTouched = false
+
+  // Per-batch scratch, one slot per frame of the vector.
+  let scratchDomain: UnsafeMutablePointer<UInt16>
+  let scratchSource: UnsafeMutablePointer<UInt64>
+  let scratchDestination: UnsafeMutablePointer<UInt64>
+  /// Access ingress: the ingress member. Decap ingress: source VTEP index + 1 (0 = unknown).
+  let scratchOrigin: UnsafeMutablePointer<UInt16>
+  /// Offset of the inner Ethernet header, and of the bytes after its two MACs (the
+  /// EtherType, past an in-band VLAN tag).
+  let scratchMACs: UnsafeMutablePointer<Int32>
+  let scratchRest: UnsafeMutablePointer<Int32>
+  let scratchRestLength: UnsafeMutablePointer<Int32>
+  let scratchVTEPHigh: UnsafeMutablePointer<UInt64>
+  let scratchVTEPLow: UnsafeMutablePointer<UInt64>
+
+  // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
+  // one event per second rather than one per frame.
+  static let filterSize = 1024
+  let filterKeys: UnsafeMutablePointer<UInt64>
+  let filterTags: UnsafeMutablePointer<UInt64>
+
+  init(fdb: ForwardingTable, cell: SnapshotCell<ForwardingState>, statistics: SwitchStatistics) {
+    self.fdb = fdb
+    self.cell = cell
+    self.statistics = statistics
+    token = cell.register()
+    learnQueue = LearnQueue()
+    rings = .allocate(capacity: ForwardingState.maxInterfaces)
+    rings.initialize(repeating: nil, count: ForwardingState.maxInterfaces)
+    counters = .allocate(capacity: Counter.count)
+    counters.initialize(repeating: 0, count: Counter.count)
+    let n = FrameVector.capacity
+    scratchDomain = .allocate(capacity: n)
+    scratchSource = .allocate(capacity: n)
+    scratchDestination = .allocate(capacity: n)
+    scratchOrigin = .allocate(capacity: n)
+    scratchMACs = .allocate(capacity: n)
+    scratchRest = .allocate(capacity: n)
+    scratchRestLength = .allocate(capacity: n)
+    scratchVTEPHigh = .allocate(capacity: n)
+    scratchVTEPLow = .allocate(capacity: n)
+    scratchDomain.initialize(repeating: 0, count: n)
+    scratchSource.initialize(repeating: 0, count: n)
+    scratchDestination.initialize(repeating: 0, count: n)
+    scratchOrigin.initialize(repeating: 0, count: n)
+    scratchMACs.initialize(repeating: 0, count: n)
+    scratchRest.initialize(repeating: 0, count: n)
+    scratchRestLength.initialize(repeating: 0, count: n)
+    scratchVTEPHigh.initialize(repeating: 0, count: n)
+    scratchVTEPLow.initialize(repeating: 0, count: n)
+    filterKeys = .allocate(capacity: Self.filterSize)
+    filterKeys.initialize(repeating: 0, count: Self.filterSize)
+    filterTags = .allocate(capacity: Self.filterSize)
+    filterTags.initialize(repeating: 0, count: Self.filterSize)
+  }
+
+  deinit {
+    cell.unregister(token)
+    rings.deallocate()
+    counters.deallocate()
+    scratchDomain.deallocate()
+    scratchSource.deallocate()
+    scratchDestination.deallocate()
+    scratchOrigin.deallocate()
+    scratchMACs.deallocate()
+    scratchRest.deallocate()
+    scratchRestLength.deallocate()
+    scratchVTEPHigh.deallocate()
+    scratchVTEPLow.deallocate()
+    filterKeys.deallocate()
+    filterTags.deallocate()
+  }
+
+  /// Connects an interface's transmit ring; frames for an unattached interface are
+  /// dropped as `txRingFull`.
+  public func attach(interface: UInt16, ring: UnsafeMutablePointer<TxRing>) {
+    rings[Int(interface)] = ring
+  }
+
+  /// Declares that this worker holds no snapshot while it blocks waiting for frames.
+  public func idle() { cell.idle(token) }
+
+  /// Forwards every frame of the vector. The vector's frame memory is read (and may be
+  /// patched in place); transmit rings receive the output; the caller then flushes the
+  /// rings that have `pending` frames and releases the received memory.
+  public func process(_ vector: inout FrameVector) {
+    let snapshot = cell.enter(token)
+    snapshot._withUnsafeGuaranteedRef { state in
+      if vector.ingress == state.underlayInterface {
+        decapsulateBatch(&vector, state)
+      } else {
+        switchAccessBatch(&vector, state)
+      }
+    }
+    statistics.absorb(counters, touched: &countersTouched)
+  }
+
+  // MARK: Counters
+
+  @inline(__always) func count(_ index: Int, _ amount: Int = 1) {
+    counters[index] &+= UInt64(truncatingIfNeeded: amount)
+  }
+
+  @inline(__always) func drop(_ reason: DropReason) {
+    counters[Counter.drop(reason)] &+= 1
+  }
+
+  @inline(__always) func countReceived(_ vector: borrowing FrameVector) {
+    var bytes = 0
+    for index in 0..<vector.count { bytes &+= Int(vector.lengths[index]) }
+    count(Counter.rxFrames(Int(vector.ingress)), vector.count)
+    count(Counter.rxBytes(Int(vector.ingress)), bytes)
+    countersTouched = true
+  }
+
+  // MARK: Access ingress (learn, switch locally, encapsulate)
+
+  @inline(__always)
+  func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    countReceived(vector)
+    let ingress = vector.ingress
+    let now = vector.now
+    let frameCount = vector.count
+    for index in 0..<frameCount {
+      scratchDomain[index] = 0
+      let frame = UnsafeRawPointer(vector.frames[index])
+      let length = Int(vector.lengths[index])
+      if length < 14 {
+        drop(.runt)
+        continue
+      }
+      var column = ForwardingState.untaggedColumn
+      var rest = 12
+      let tag = vector.vlanTags[index]
+      if tag & FrameVector.vlanTagPresent != 0 {
+        let vlan = Int(tag & 0xFFF)
+        if vlan != 0 { column = vlan }
+      } else if frame.be16(12) == 0x8100 {
+        if length < 18 {
+          drop(.runt)
+          continue
+        }
+        let vlan = Int(frame.be16(14) & 0xFFF)
+        if vlan != 0 { column = vlan }
+        rest = 16
+      }
+      let member = state.member(interface: ingress, vlan: column)
+      if member == 0 {
+        drop(.unmappedVLAN)
+        continue
+      }
+      let source = frame.be64(4) & 0xFFFF_FFFF_FFFF
+      if source & 0x0100_0000_0000 != 0 || source == 0 {
+        drop(.badSourceMAC)
+        continue
+      }
+      let domain = state.memberDomain[Int(member)]
+      let domainBits = UInt64(domain) &<< 48
+      let sourceKey = domainBits | source
+      let destinationKey = domainBits | frame.be64(0) &>> 16
+      fdb.prefetch(sourceKey)
+      fdb.prefetch(destinationKey)
+      scratchDomain[index] = domain
+      scratchSource[index] = sourceKey
+      scratchDestination[index] = destinationKey
+      scratchOrigin[index] = member
+      scratchMACs[index] = 0
+      scratchRest[index] = Int32(truncatingIfNeeded: rest)
+      scratchRestLength[index] = Int32(truncatingIfNeeded: length &- rest)
+    }
+
+    for index in 0..<frameCount {
+      let domain = scratchDomain[index]
+      if domain == 0 { continue }
+      let frame = UnsafeRawPointer(vector.frames[index])
+      let member = scratchOrigin[index]
+      let rest = Int(scratchRest[index])
+      let restLength = Int(scratchRestLength[index])
+
+      if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0 {
+        learn(
+          key: scratchSource[index], kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
+          domain: domain, now: now)
+      }
+
+      let destinationKey = scratchDestination[index]
+      if destinationKey & 0x0100_0000_0000 == 0 {
+        var slot = 0
+        let entry = fdb.lookup(destinationKey, slot: &slot)
+        if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+          switch entry.kindBits {
+          case FDBTargetKind.port.rawValue:
+            if entry.index == member {
+              drop(.sameInterface)
+            } else {
+              emitLocal(state, member: entry.index, macs: frame, rest: frame + rest, restLength: restLength)
+            }
+          case FDBTargetKind.vtep.rawValue:
+            encapsulate(
+              state, vtep: Int(entry.index), domain: domain, macs: frame, rest: frame + rest,
+              restLength: restLength)
+          default:
+            drop(.fdbDrop)
+          }
+          continue
+        }
+      }
+      flood(state, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: frame + rest, restLength: restLength)
+    }
+  }
+
+  // MARK: Underlay ingress (validate, decapsulate, learn, deliver)
+
+  @inline(__always)
+  func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    countReceived(vector)
+    let now = vector.now
+    let frameCount = vector.count
+    let localIsIPv6 = state.localIsIPv6
+    let localHigh = state.localHigh
+    let localLow = state.localLow
+    let port = state.udpPort
+    for index in 0..<frameCount {
+      scratchDomain[index] = 0
+      let frame = UnsafeRawPointer(vector.frames[index])
+      let length = Int(vector.lengths[index])
+      let checksumTrusted = vector.flags[index] & FrameFlags.checksumValid != 0
+      // Outer Ethernet + IPv4 + UDP + VXLAN + inner Ethernet is at least 64 bytes.
+      if length < 64 {
+        drop(.runt)
+        continue
+      }
+      var ipOffset = 14
+      var etherType = frame.be16(12)
+      if etherType == 0x8100 {
+        etherType = frame.be16(16)
+        ipOffset = 18
+      }
+      let ip = frame + ipOffset
+      var udpOffset: Int
+      var ipEnd: Int
+      var sourceHigh: UInt64 = 0
+      var sourceLow: UInt64
+      var pseudoHeaderSum: UInt64 = 0
+      if etherType == 0x0800 {
+        let versionAndLength = ip.u8(0)
+        let headerLength = Int(versionAndLength & 0x0F) &<< 2
+        if versionAndLength &>> 4 != 4 || headerLength < 20 {
+          drop(.badIPHeader)
+          continue
+        }
+        let totalLength = Int(ip.be16(2))
+        ipEnd = ipOffset &+ totalLength
+        if totalLength < headerLength &+ 16 || ipEnd > length {
+          drop(.badIPLength)
+          continue
+        }
+        if !checksumTrusted && OnesComplement.fold16(OnesComplement.sum(ip, count: headerLength)) != 0xFFFF {
+          drop(.badIPChecksum)
+          continue
+        }
+        if ip.be16(6) & 0x3FFF != 0 {
+          drop(.outerFragment)
+          continue
+        }
+        if ip.u8(9) != 17 {
+          drop(.notUDP)
+          continue
+        }
+        if localIsIPv6 || UInt64(ip.be32(16)) != localLow {
+          drop(.notForLocalVTEP)
+          continue
+        }
+        sourceLow = UInt64(ip.be32(12))
+        udpOffset = ipOffset &+ headerLength
+        pseudoHeaderSum = UInt64(17) &+ UInt64(ip.be16(12)) &+ UInt64(ip.be16(14))
+          &+ UInt64(ip.be16(16)) &+ UInt64(ip.be16(18))
+      } else if etherType == 0x86DD {
+        if ip.u8(0) &>> 4 != 6 {
+          drop(.badIPHeader)
+          continue
+        }
+        ipEnd = ipOffset &+ 40 &+ Int(ip.be16(4))
+        if ipEnd > length {
+          drop(.badIPLength)
+          continue
+        }
+        let nextHeader = ip.u8(6)
+        if nextHeader != 17 {
+          switch nextHeader {
+          case 44: drop(.outerFragment)
+          case 0, 43, 50, 51, 60, 135, 139, 140: drop(.unsupportedIPv6Extension)
+          default: drop(.notUDP)
+          }
+          continue
+        }
+        if !localIsIPv6 || ip.be64(24) != localHigh || ip.be64(32) != localLow {
+          drop(.notForLocalVTEP)
+          continue
+        }
+        sourceHigh = ip.be64(8)
+        sourceLow = ip.be64(16)
+        udpOffset = ipOffset &+ 40
+        pseudoHeaderSum = OnesComplement.sum(ip + 8, count: 32, initial: 17)
+      } else {
+        drop(.notIP)
+        continue
+      }
+      let udp = frame + udpOffset
+      let udpLength = Int(udp.be16(4))
+      if udpLength < 8 &+ 8 &+ 14 || udpOffset &+ udpLength != ipEnd {
+        drop(.badUDPLength)
+        continue
+      }
+      if udp.be16(2) != port {
+        drop(.wrongUDPPort)
+        continue
+      }
+      let checksum = udp.be16(6)
+      if checksum == 0 {
+        if etherType == 0x86DD {
+          drop(.badUDPChecksum)
+          continue
+        }
+      } else if !checksumTrusted {
+        let sum = OnesComplement.sum(udp, count: udpLength, initial: pseudoHeaderSum &+ UInt64(udpLength))
+        if OnesComplement.fold16(sum) != 0xFFFF {
+          drop(.badUDPChecksum)
+          continue
+        }
+      }
+      if udp.u8(8) & 0x08 == 0 {
+        drop(.badVXLANFlags)
+        continue
+      }
+      let domain = state.domain(vni: udp.be32(12) &>> 8)
+      if domain == 0 {
+        drop(.unknownVNI)
+        continue
+      }
+      let inner = udpOffset &+ 16
+      if frame.be16(inner &+ 12) == 0x8100 {
+        drop(.innerVLANTag)
+        continue
+      }
+      let source = frame.be64(inner &+ 4) & 0xFFFF_FFFF_FFFF
+      if source & 0x0100_0000_0000 != 0 || source == 0 {
+        drop(.badSourceMAC)
+        continue
+      }
+      let domainBits = UInt64(domain) &<< 48
+      let sourceKey = domainBits | source
+      let destinationKey = domainBits | frame.be64(inner) &>> 16
+      fdb.prefetch(sourceKey)
+      fdb.prefetch(destinationKey)
+      scratchDomain[index] = domain
+      scratchSource[index] = sourceKey
+      scratchDestination[index] = destinationKey
+      scratchOrigin[index] = UInt16(truncatingIfNeeded: state.vtep(high: sourceHigh, low: sourceLow) &+ 1)
+      scratchVTEPHigh[index] = sourceHigh
+      scratchVTEPLow[index] = sourceLow
+      scratchMACs[index] = Int32(truncatingIfNeeded: inner)
+      scratchRest[index] = Int32(truncatingIfNeeded: inner &+ 12)
+      scratchRestLength[index] = Int32(truncatingIfNeeded: ipEnd &- inner &- 12)
+    }
+
+    var decapsulated = 0
+    for index in 0..<frameCount {
+      let domain = scratchDomain[index]
+      if domain == 0 { continue }
+      decapsulated &+= 1
+      let frame = UnsafeRawPointer(vector.frames[index])
+      let macs = frame + Int(scratchMACs[index])
+      let rest = frame + Int(scratchRest[index])
+      let restLength = Int(scratchRestLength[index])
+      let vtepPlusOne = scratchOrigin[index]
+
+      if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
+        learn(
+          key: scratchSource[index], kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
+          high: scratchVTEPHigh[index], low: scratchVTEPLow[index], domain: domain, now: now,
+          knownVTEP: vtepPlusOne != 0)
+      }
+
+      let destinationKey = scratchDestination[index]
+      if destinationKey & 0x0100_0000_0000 == 0 {
+        var slot = 0
+        let entry = fdb.lookup(destinationKey, slot: &slot)
+        if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+          switch entry.kindBits {
+          case FDBTargetKind.port.rawValue:
+            emitLocal(state, member: entry.index, macs: macs, rest: rest, restLength: restLength)
+          case FDBTargetKind.vtep.rawValue:
+            drop(.splitHorizon)
+          default:
+            drop(.fdbDrop)
+          }
+          continue
+        }
+      }
+      flood(state, domain: domain, ingressMember: 0, fromLocal: false, macs: macs, rest: rest, restLength: restLength)
+    }
+    count(Counter.decapsulated, decapsulated)
+  }
+
+  // MARK: Learning
+
+  /// Refreshes the source's entry when it already points where the frame came from;
+  /// otherwise queues a learn event for the learner (deduplicated per second).
+  @inline(__always)
+  func learn(
+    key: UInt64, kind: UInt64, index: UInt16, high: UInt64, low: UInt64, domain: UInt16, now: UInt32,
+    knownVTEP: Bool = true
+  ) {
+    var slot = 0
+    let entry = fdb.lookup(key, slot: &slot)
+    if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+      if knownVTEP && entry.target == kind &<< 16 | UInt64(index) {
+        if entry.stamp != now & UInt32(FDBEntry.stampMask) && entry.origin != .static {
+          fdb.refreshStamp(slot: slot, entry: entry, stamp: now)
+        }
+        return
+      }
+      if entry.origin == .static {
+        count(Counter.staticMACViolations)
+        return
+      }
+    }
+    let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> 54)
+    let tag = kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
+    if filterKeys[filterSlot] == key && filterTags[filterSlot] == tag { return }
+    var event = LearnEvent()
+    event.key = key
+    event.kind = UInt8(truncatingIfNeeded: kind)
+    event.member = index
+    event.stamp = now
+    event.vtepHigh = high
+    event.vtepLow = low
+    if learnQueue.push(event) {
+      filterKeys[filterSlot] = key
+      filterTags[filterSlot] = tag
+      count(Counter.learnEventsQueued)
+    } else {
+      count(Counter.learnQueueOverflow)
+    }
+  }
+
+  // MARK: Output
+
+  /// Writes a frame to a local port member: its two MACs, the member's VLAN tag if it
+  /// has one, then everything after the MACs (EtherType onwards).
+  @inline(__always)
+  func emitLocal(
+    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+  ) {
+    let interface = Int(state.memberInterface[Int(member)])
+    let vlan = state.memberVLAN[Int(member)]
+    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+      drop(.txRingFull)
+      return
+    }
+    let tagLength = vlan == 0 ? 0 : 4
+    let length = 12 &+ tagLength &+ restLength
+    if length > ring.pointee.maxFrameLength {
+      drop(.oversize)
+      return
+    }
+    output.setRaw64(0, macs.raw64(0))
+    output.setRaw32(8, macs.raw32(8))
+    if vlan != 0 {
+      output.setBE16(12, 0x8100)
+      output.setBE16(14, vlan)
+    }
+    (output + (12 &+ tagLength)).copyMemory(from: rest, byteCount: restLength)
+    ring.pointee.commit(length: length)
+    count(Counter.txFrames(interface))
+    count(Counter.txBytes(interface), length)
+  }
+
+  /// Prepends the VTEP's precomputed outer header to the (untagged) inner frame and
+  /// patches lengths, checksum, UDP source port, VNI and, when inherited, DSCP.
+  @inline(__always)
+  func encapsulate(
+    _ state: ForwardingState, vtep: Int, domain: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer,
+    restLength: Int
+  ) {
+    if vtep >= state.vtepCount || !state.vtepResolved[vtep] {
+      drop(.noNextHop)
+      return
+    }
+    let innerLength = 12 &+ restLength
+    let isIPv6 = state.localIsIPv6
+    let headerLength = isIPv6 ? OuterHeaderTemplate.ipv6Length : OuterHeaderTemplate.ipv4Length
+    let ipLength = innerLength &+ (isIPv6 ? 56 : 36)
+    if ipLength > state.ipMTU {
+      drop(.mtuExceeded)
+      return
+    }
+    let interface = Int(state.underlayInterface)
+    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+      drop(.txRingFull)
+      return
+    }
+    let length = headerLength &+ innerLength
+    if length > ring.pointee.maxFrameLength {
+      drop(.oversize)
+      return
+    }
+    let header = UnsafeRawPointer(state.vtepHeaders + vtep &* ForwardingState.headerSlot)
+    // 48 bytes as six words, then the tail (2 bytes over IPv4, 22 over IPv6).
+    output.setRaw64(0, header.raw64(0))
+    output.setRaw64(8, header.raw64(8))
+    output.setRaw64(16, header.raw64(16))
+    output.setRaw64(24, header.raw64(24))
+    output.setRaw64(32, header.raw64(32))
+    output.setRaw64(40, header.raw64(40))
+    if isIPv6 {
+      output.setRaw64(48, header.raw64(48))
+      output.setRaw64(56, header.raw64(56))
+      output.setRaw32(64, header.raw32(64))
+      output.setRaw16(68, header.raw16(68))
+    } else {
+      output.setRaw16(48, header.raw16(48))
+    }
+    output.setRaw64(headerLength, macs.raw64(0))
+    output.setRaw32(headerLength &+ 8, macs.raw32(8))
+    (output + (headerLength &+ 12)).copyMemory(from: rest, byteCount: restLength)
+
+    let hash = Self.flowHash(macs: macs, rest: rest, restLength: restLength)
+    // Lemire's multiply-shift maps the hash onto the port range without a division.
+    let spread = (hash &>> 32) &* UInt64(state.sourcePortSpan)
+    let sourcePort = UInt16(truncatingIfNeeded: state.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
+    let vni = state.domainVNI[Int(domain)]
+    if isIPv6 {
+      let payloadLength = ipLength &- 40
+      if state.inheritDSCP {
+        let tos = UInt32(Self.innerTOS(rest: rest, restLength: restLength))
+        output.setBE32(14, 0x6000_0000 | tos &<< 20 | UInt32(truncatingIfNeeded: hash) & 0xF_FFFF)
+      } else {
+        output.setBE32(14, UnsafeRawPointer(output).be32(14) | UInt32(truncatingIfNeeded: hash) & 0xF_FFFF)
+      }
+      output.setBE16(18, UInt16(truncatingIfNeeded: payloadLength))
+      output.setBE16(54, sourcePort)
+      output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
+      output.setBE32(66, vni &<< 8)
+      let sum = OnesComplement.sum(
+        output + 54, count: payloadLength,
+        initial: UInt64(state.vtepChecksumBase[vtep]) &+ UInt64(payloadLength))
+      var checksum = OnesComplement.finish(sum)
+      if checksum == 0 { checksum = 0xFFFF }
+      output.setBE16(60, checksum)
+    } else {
+      var sum = UInt64(state.vtepChecksumBase[vtep]) &+ UInt64(ipLength)
+      if state.inheritDSCP {
+        let tos = Self.innerTOS(rest: rest, restLength: restLength)
+        output.setU8(15, tos)
+        sum &+= UInt64(tos)
+      }
+      output.setBE16(16, UInt16(truncatingIfNeeded: ipLength))
+      output.setBE16(24, OnesComplement.finish(sum))
+      output.setBE16(34, sourcePort)
+      output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
+      output.setBE32(46, vni &<< 8)
+      if state.ipv4UDPChecksum {
+        let addresses = OnesComplement.sum(output + 26, count: 8)
+        let pseudo = addresses &+ 17 &+ UInt64(ipLength &- 20)
+        var checksum = OnesComplement.finish(OnesComplement.sum(output + 34, count: ipLength &- 20, initial: pseudo))
+        if checksum == 0 { checksum = 0xFFFF }
+        output.setBE16(40, checksum)
+      }
+    }
+    ring.pointee.commit(length: length)
+    count(Counter.txFrames(interface))
+    count(Counter.txBytes(interface), length)
+    count(Counter.encapsulated)
+  }
+
+  /// Sends a copy to every local member of the domain but the ingress one and, for
+  /// frames from a local port only (split horizon), to every VTEP of its flood list.
+  @inline(__always)
+  func flood(
+    _ state: ForwardingState, domain: UInt16, ingressMember: UInt16, fromLocal: Bool, macs: UnsafeRawPointer,
+    rest: UnsafeRawPointer, restLength: Int
+  ) {
+    var copies = 0
+    let memberStart = Int(state.domainMemberStart[Int(domain)])
+    let memberEnd = memberStart &+ Int(state.domainMemberCount[Int(domain)])
+    for position in memberStart..<memberEnd {
+      let member = state.floodMembers[position]
+      if member == ingressMember { continue }
+      emitLocal(state, member: member, macs: macs, rest: rest, restLength: restLength)
+      copies &+= 1
+    }
+    if fromLocal {
+      let vtepStart = Int(state.domainVTEPStart[Int(domain)])
+      let vtepEnd = vtepStart &+ Int(state.domainVTEPCount[Int(domain)])
+      for position in vtepStart..<vtepEnd {
+        encapsulate(state, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest, restLength: restLength)
+        copies &+= 1
+      }
+    }
+    if copies == 0 { drop(.noFloodTargets) }
+    count(Counter.floodCopies, copies)
+  }
+
+  // MARK: Inner-frame helpers
+
+  /// A hash of the inner flow for the outer UDP source port (RFC 7348 section 5): the
+  /// IP addresses, protocol and ports when the inner frame is IPv4/IPv6, else the MACs
+  /// and EtherType, so that one flow always takes one underlay path.
+  @inline(__always)
+  static func flowHash(macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int) -> UInt64 {
+    let etherType = rest.be16(0)
+    var hash: UInt64
+    if etherType == 0x0800 && restLength >= 22 {
+      let ip = rest + 2
+      let headerLength = Int(ip.u8(0) & 0x0F) &<< 2
+      let proto = ip.u8(9)
+      hash = ip.raw64(12) ^ UInt64(proto)
+      if (proto == 6 || proto == 17) && ip.be16(6) & 0x1FFF == 0 && restLength >= 2 &+ headerLength &+ 4 {
+        hash ^= UInt64(ip.raw32(headerLength)) &<< 24
+      }
+    } else if etherType == 0x86DD && restLength >= 42 {
+      let ip = rest + 2
+      let nextHeader = ip.u8(6)
+      hash = ip.raw64(8) ^ ip.raw64(16) ^ ip.raw64(24) &* 31 ^ ip.raw64(32) &* 31 ^ UInt64(nextHeader)
+      if (nextHeader == 6 || nextHeader == 17) && restLength >= 46 { hash ^= UInt64(ip.raw32(40)) &<< 24 }
+    } else {
+      hash = macs.raw64(0) ^ macs.raw64(4) &* 31 ^ UInt64(etherType)
+    }
+    hash = (hash ^ hash &>> 29) &* 0xBF58_476D_1CE4_E5B9
+    hash = (hash ^ hash &>> 32) &* 0x94D0_49BB_1331_11EB
+    return hash ^ hash &>> 31
+  }
+
+  /// The inner IPv4 TOS / IPv6 traffic class byte, or 0.
+  @inline(__always)
+  static func innerTOS(rest: UnsafeRawPointer, restLength: Int) -> UInt8 {
+    let etherType = rest.be16(0)
+    if etherType == 0x0800 && restLength >= 22 { return rest.u8(3) }
+    if etherType == 0x86DD && restLength >= 42 { return UInt8(truncatingIfNeeded: rest.be16(2) &>> 4) }
+    return 0
+  }
+}

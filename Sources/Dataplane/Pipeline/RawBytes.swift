@@ -1,0 +1,86 @@
+/// Unaligned network-order loads and stores on frame memory. Frames sit at arbitrary
+/// offsets in ring blocks, so every access is unaligned; on x86-64 and arm64 these
+/// compile to single moves plus a byte swap.
+extension UnsafeRawPointer {
+  @inline(__always) func be16(_ offset: Int) -> UInt16 {
+    UInt16(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+  }
+  @inline(__always) func be32(_ offset: Int) -> UInt32 {
+    UInt32(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+  }
+  @inline(__always) func be64(_ offset: Int) -> UInt64 {
+    UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+  }
+  @inline(__always) func u8(_ offset: Int) -> UInt8 { load(fromByteOffset: offset, as: UInt8.self) }
+  @inline(__always) func raw64(_ offset: Int) -> UInt64 { loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
+  @inline(__always) func raw32(_ offset: Int) -> UInt32 { loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
+  @inline(__always) func raw16(_ offset: Int) -> UInt16 { loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
+}
+
+extension UnsafeMutableRawPointer {
+  @inline(__always) func setBE16(_ offset: Int, _ value: UInt16) {
+    storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt16.self)
+  }
+  @inline(__always) func setBE32(_ offset: Int, _ value: UInt32) {
+    storeBytes(of: value.bigEndian, toByteOffset: offset, as: UInt32.self)
+  }
+  @inline(__always) func setRaw64(_ offset: Int, _ value: UInt64) {
+    storeBytes(of: value, toByteOffset: offset, as: UInt64.self)
+  }
+  @inline(__always) func setRaw32(_ offset: Int, _ value: UInt32) {
+    storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+  }
+  @inline(__always) func setRaw16(_ offset: Int, _ value: UInt16) {
+    storeBytes(of: value, toByteOffset: offset, as: UInt16.self)
+  }
+  @inline(__always) func setU8(_ offset: Int, _ value: UInt8) {
+    storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+  }
+}
+
+/// RFC 1071 one's-complement arithmetic over frame memory.
+public enum OnesComplement {
+  /// Adds the 16-bit big-endian words of `count` bytes at `bytes` to `initial` (a sum
+  /// of host-order 16-bit words); an odd last byte is padded with zero.
+  @inline(__always)
+  public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt64 = 0) -> UInt64 {
+    // Sum native-order 32-bit chunks into 64 bits, then fold and byte-swap once: the
+    // one's-complement sum is byte-order independent up to that final swap.
+    var accumulator: UInt64 = 0
+    var offset = 0
+    while offset &+ 8 <= count {
+      let word = bytes.raw64(offset)
+      accumulator &+= word & 0xFFFF_FFFF
+      accumulator &+= word &>> 32
+      offset &+= 8
+    }
+    if offset &+ 4 <= count {
+      accumulator &+= UInt64(bytes.raw32(offset))
+      offset &+= 4
+    }
+    if offset &+ 2 <= count {
+      accumulator &+= UInt64(bytes.raw16(offset))
+      offset &+= 2
+    }
+    if offset < count { accumulator &+= UInt64(bytes.u8(offset)) }  // little-endian: low byte first
+    var folded = fold16(accumulator)
+    #if _endian(little)
+      folded = UInt64(UInt16(truncatingIfNeeded: folded).byteSwapped)
+    #endif
+    return initial &+ folded
+  }
+
+  /// Folds a wide sum to 16 bits with end-around carry.
+  @inline(__always)
+  public static func fold16(_ value: UInt64) -> UInt64 {
+    var sum = (value & 0xFFFF_FFFF) &+ (value &>> 32)
+    sum = (sum & 0xFFFF) &+ (sum &>> 16)
+    sum = (sum & 0xFFFF) &+ (sum &>> 16)
+    sum = (sum & 0xFFFF) &+ (sum &>> 16)
+    return sum
+  }
+
+  /// The checksum field value for a sum: complement of the folded sum.
+  @inline(__always)
+  public static func finish(_ value: UInt64) -> UInt16 { ~UInt16(truncatingIfNeeded: fold16(value)) }
+}

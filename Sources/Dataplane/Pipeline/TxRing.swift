@@ -1,0 +1,111 @@
+import Synchronization
+
+/// A ring of fixed-size transmit slots that the pipeline fills in place, one per
+/// (worker, interface). Its slot layout is the kernel's TPACKET TX layout (a status word,
+/// a length word, frame data at a fixed offset), so an AF_PACKET port hands the mmap'd
+/// ring itself to the pipeline and in-memory ports use the same code path.
+///
+/// A slot is free while its status has neither `sendRequest` nor `sending` set; the
+/// pipeline writes the frame, then the length, then sets `sendRequest` with release
+/// ordering; the consumer (kernel, or `MemoryPort.flushTransmit`) clears it.
+///
+/// Not thread-safe: one producer (the worker) and one consumer.
+public struct TxRing {
+  public static let available: UInt32 = 0
+  public static let sendRequest: UInt32 = 1
+  public static let sending: UInt32 = 2
+
+  public let base: UnsafeMutableRawPointer
+  public let slotSize: Int
+  public let slotMask: Int
+  public let statusOffset: Int
+  public let lengthOffset: Int
+  public let dataOffset: Int
+  /// Largest frame a slot holds.
+  public let maxFrameLength: Int
+  /// Next slot to fill.
+  public var head = 0
+  /// Slots filled since the consumer was last kicked.
+  public var pending = 0
+
+  public init(
+    base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
+    dataOffset: Int
+  ) {
+    precondition(slotCount > 0 && slotCount & (slotCount - 1) == 0, "slot count must be a power of two")
+    self.base = base
+    self.slotSize = slotSize
+    slotMask = slotCount - 1
+    self.statusOffset = statusOffset
+    self.lengthOffset = lengthOffset
+    self.dataOffset = dataOffset
+    maxFrameLength = slotSize - dataOffset
+  }
+
+  public var slotCount: Int { slotMask + 1 }
+
+  @inline(__always)
+  func status(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt32>> {
+    (slot + statusOffset).assumingMemoryBound(to: Atomic<UInt32>.self)
+  }
+
+  /// Where to write the next frame, or nil when the ring is full.
+  @inline(__always)
+  public func reserve() -> UnsafeMutableRawPointer? {
+    let slot = base + head &* slotSize
+    let state = status(slot).pointee.load(ordering: .acquiring)
+    if state & (Self.sendRequest | Self.sending) != 0 { return nil }
+    return slot + dataOffset
+  }
+
+  /// Hands the frame written at the reserved slot to the consumer.
+  @inline(__always)
+  public mutating func commit(length: Int) {
+    let slot = base + head &* slotSize
+    (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length), as: UInt32.self)
+    status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
+    head = (head &+ 1) & slotMask
+    pending &+= 1
+  }
+}
+
+/// Ring memory for ports that are not kernel rings (tests, Bench, pcap output).
+public final class TxRingStorage {
+  public let ring: UnsafeMutablePointer<TxRing>
+  private let memory: UnsafeMutableRawPointer
+  /// The consumer's position.
+  public var tail = 0
+
+  /// Slot header as TPACKET_V2's: status at 0, length at 4, data at 32.
+  public init(slotCount: Int = 1024, maxFrameLength: Int = 9216 + 128) {
+    let slotSize = (32 + maxFrameLength + 63) & ~63
+    memory = .allocate(byteCount: slotSize * slotCount, alignment: 64)
+    memory.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * slotCount)
+    ring = .allocate(capacity: 1)
+    ring.initialize(
+      to: TxRing(
+        base: memory, slotSize: slotSize, slotCount: slotCount, statusOffset: 0, lengthOffset: 4,
+        dataOffset: 32))
+  }
+
+  deinit {
+    ring.deinitialize(count: 1)
+    ring.deallocate()
+    memory.deallocate()
+  }
+
+  /// Calls `body` with each frame committed since the last drain, oldest first, and
+  /// frees the slots.
+  public func drain(_ body: (UnsafeRawBufferPointer) -> Void) {
+    let r = ring.pointee
+    while true {
+      let slot = r.base + tail * r.slotSize
+      guard r.status(slot).pointee.load(ordering: .acquiring) == TxRing.sendRequest else { break }
+      let length = Int((slot + r.lengthOffset).load(as: UInt32.self))
+      body(UnsafeRawBufferPointer(start: slot + r.dataOffset, count: length))
+      r.status(slot).pointee.store(TxRing.available, ordering: .releasing)
+      tail = (tail + 1) & r.slotMask
+    }
+    ring.pointee.pending = 0
+  }
+}

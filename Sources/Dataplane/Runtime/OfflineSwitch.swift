@@ -1,0 +1,76 @@
+/// A switching instance with in-memory ports and no threads: the same `SwitchCore` and
+/// `Pipeline` as the live daemon, driven synchronously. Replay, Bench `memory` and the
+/// golden tests use it; learn events are applied after every batch and the ager runs
+/// whenever the clock moves, so results are deterministic.
+///
+/// Not thread-safe: drive it from one thread.
+public final class OfflineSwitch {
+  public let core: SwitchCore
+  public let pipeline: Pipeline
+  /// One port per interface, in `core.interfaces` order.
+  public let ports: [MemoryPort]
+  private var vector = FrameVector()
+  private var lastAged: UInt32 = 0
+
+  public init(config: SiteConfig, output: (String) -> MemoryPort.Output = { _ in .collect }) {
+    core = SwitchCore(config: config)
+    pipeline = core.makePipeline()
+    ports = core.interfaces.map { MemoryPort(name: $0, output: output($0)) }
+    for (index, port) in ports.enumerated() {
+      pipeline.attach(interface: UInt16(index), ring: port.transmitRing)
+    }
+  }
+
+  deinit { core.retire(pipeline) }
+
+  public func interfaceIndex(_ name: String) -> Int? { core.interfaces.firstIndex(of: name) }
+
+  public func port(_ name: String) -> MemoryPort? { interfaceIndex(name).map { ports[$0] } }
+
+  /// Forwards `frames` received on `interface` at switch time `now` (seconds), in
+  /// batches of at most `FrameVector.capacity`; afterwards applies learning and flushes
+  /// every port.
+  public func forward(interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32) {
+    if now != lastAged {
+      core.age(now: now)
+      lastAged = now
+    }
+    var start = 0
+    while start < frames.count {
+      let end = min(frames.count, start + FrameVector.capacity)
+      vector.count = 0
+      vector.ingress = UInt16(interface)
+      vector.now = now
+      for index in start..<end { vector.append(frames[index].0, length: frames[index].1) }
+      pipeline.process(&vector)
+      core.drainLearnQueues()
+      flush()
+      start = end
+    }
+  }
+
+  /// Forwards copies of byte arrays (tests).
+  public func forward(interface name: String, frames: [[UInt8]], now: UInt32 = 1) {
+    guard let interface = interfaceIndex(name) else { preconditionFailure("no interface \(name)") }
+    var buffers = frames.map { frame -> (UnsafeMutableRawPointer, Int) in
+      let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, frame.count), alignment: 64)
+      frame.withUnsafeBytes { if let base = $0.baseAddress { memory.copyMemory(from: base, byteCount: frame.count) } }
+      return (memory, frame.count)
+    }
+    defer { for buffer in buffers { buffer.0.deallocate() } }
+    buffers.withUnsafeMutableBufferPointer { forward(interface: interface, frames: UnsafeBufferPointer($0), now: now) }
+  }
+
+  /// Runs one batch already in place (Bench): the vector filled by the caller.
+  @inline(__always)
+  public func process(_ vector: inout FrameVector) {
+    pipeline.process(&vector)
+  }
+
+  public func flush() {
+    for port in ports where port.transmitRing.pointee.pending > 0 { port.flushTransmit() }
+  }
+
+  /// Frames each port transmitted since the last call.
+  public func takeOutput(_ name: String) -> [[UInt8]] { port(name)?.takeTransmitted() ?? [] }
+}

@@ -1,0 +1,470 @@
+import Synchronization
+
+/// The control half of one switching instance: owns the FDB, the statistics, the
+/// published forwarding state and the registries that keep interface, member, bridge
+/// domain and VTEP indices stable across reconfiguration (FDB entries refer to them).
+///
+/// ## Thread-safety contract
+/// All methods may be called from any thread; they serialise on one internal `Mutex`
+/// (`control`). Packet workers never call into it: they read the FDB and the snapshot,
+/// and feed learn events through their `LearnQueue`s, which `drainLearnQueues` (run by
+/// the learner thread, or synchronously by replay) applies. Observers are called on the
+/// thread that made the change, outside the packet path.
+public final class SwitchCore: @unchecked Sendable {
+  public let fdb: ForwardingTable
+  public let statistics = SwitchStatistics()
+  public let cell: SnapshotCell<ForwardingState>
+  private let control: Mutex<ControlState>
+  private let learner = Mutex<[Pipeline]>([])
+  private let learnCounters = LearnCounters()
+
+  /// Changes of locally learned MACs, for the control shim to advertise.
+  public enum LocalMACEvent: Sendable {
+    case learned(vni: UInt32, mac: MACAddress, member: String)
+    case removed(vni: UInt32, mac: MACAddress)
+  }
+  private let observers = Mutex<[@Sendable (LocalMACEvent) -> Void]>([])
+
+  struct ControlState {
+    var config: SiteConfig
+    var interfaces: [String]
+    var underlayMAC: MACAddress
+    var domainByVNI: [UInt32: UInt16] = [:]
+    var freeDomains: [UInt16] = []
+    var nextDomain: UInt16 = 1
+    var memberByName: [SiteConfig.PortMember: UInt16] = [:]
+    var nextMember: UInt16 = 1
+    var vtepByAddress: [IPAddress: UInt16] = [:]
+    var vteps: [IPAddress] = []
+    var nextHops: [IPAddress: MACAddress] = [:]
+    /// Flood-list members added by the control plane, per VNI.
+    var dynamicFlood: [UInt32: Set<IPAddress>] = [:]
+    /// Bumped when the forwarding state must be rebuilt.
+    var needsPublish = false
+  }
+
+  final class LearnCounters: @unchecked Sendable {
+    let learned = Atomic<UInt64>(0)
+    let moves = Atomic<UInt64>(0)
+    let limitDrops = Atomic<UInt64>(0)
+    let tableFull = Atomic<UInt64>(0)
+    let aged = Atomic<UInt64>(0)
+  }
+
+  /// - Parameters:
+  ///   - interfaces: every interface the switch attaches to, underlay first or anywhere;
+  ///     the same names the configuration uses.
+  ///   - underlayMAC: source MAC for encapsulated frames.
+  public init(config: SiteConfig, interfaces: [String]? = nil, underlayMAC: MACAddress? = nil) {
+    let names = interfaces ?? Self.interfaceNames(of: config)
+    fdb = ForwardingTable(capacity: config.site.fdbCapacity)
+    var state = ControlState(
+      config: config, interfaces: names, underlayMAC: underlayMAC ?? config.site.underlayMAC ?? .zero)
+    for neighbor in config.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
+    let builder = Self.makeBuilder(&state)
+    cell = SnapshotCell(builder.build())
+    control = Mutex(state)
+    installStaticEntries(config)
+  }
+
+  /// Underlay first, then access interfaces in order of first appearance.
+  public static func interfaceNames(of config: SiteConfig) -> [String] {
+    var names = [config.site.underlay]
+    for domain in config.bridgeDomains {
+      for port in domain.ports where !names.contains(port.interface) { names.append(port.interface) }
+    }
+    return names
+  }
+
+  public var config: SiteConfig { control.withLock { $0.config } }
+  public var interfaces: [String] { control.withLock { $0.interfaces } }
+  public var state: ForwardingState { cell.value }
+
+  /// A pipeline for one worker thread, registered with the learner.
+  public func makePipeline() -> Pipeline {
+    let pipeline = Pipeline(fdb: fdb, cell: cell, statistics: statistics)
+    learner.withLock { $0.append(pipeline) }
+    return pipeline
+  }
+
+  public func retire(_ pipeline: Pipeline) {
+    learner.withLock { $0.removeAll { $0 === pipeline } }
+  }
+
+  public func observeLocalMACs(_ observer: @escaping @Sendable (LocalMACEvent) -> Void) {
+    observers.withLock { $0.append(observer) }
+  }
+
+  private func notify(_ events: [LocalMACEvent]) {
+    guard !events.isEmpty else { return }
+    let list = observers.withLock { $0 }
+    for event in events { for observer in list { observer(event) } }
+  }
+
+  // MARK: Building the forwarding state
+
+  private static func makeBuilder(_ state: inout ControlState) -> ForwardingStateBuilder {
+    let config = state.config
+    var builder = ForwardingStateBuilder(
+      site: config.site, interfaces: state.interfaces, underlayMAC: state.underlayMAC)
+    // Domains and members keep their indices while they exist.
+    var usedDomains = Set<UInt16>()
+    for domain in config.bridgeDomains {
+      if state.domainByVNI[domain.vni] == nil {
+        let index = state.freeDomains.popLast() ?? { defer { state.nextDomain += 1 }; return state.nextDomain }()
+        state.domainByVNI[domain.vni] = index
+      }
+      usedDomains.insert(state.domainByVNI[domain.vni]!)
+    }
+    let highest = Int(usedDomains.max() ?? 0)
+    builder.domains += Array(
+      repeating: ForwardingStateBuilder.Domain(vni: 0, learnFlags: 0, members: [], floodVTEPs: []),
+      count: highest)
+    var highestMember = 0
+    for domain in config.bridgeDomains {
+      for port in domain.ports {
+        if state.memberByName[port] == nil {
+          state.memberByName[port] = state.nextMember
+          state.nextMember += 1
+        }
+        highestMember = max(highestMember, Int(state.memberByName[port]!))
+      }
+    }
+    builder.members += Array(
+      repeating: ForwardingStateBuilder.Member(interface: 0, vlan: 0, domain: 0), count: highestMember)
+    for domain in config.bridgeDomains {
+      let index = Int(state.domainByVNI[domain.vni]!)
+      var flags: UInt8 = 0
+      if domain.learning { flags = LearnFlags.local | (config.bgp == nil ? LearnFlags.decap : 0) }
+      var floodVTEPs: [UInt16] = []
+      let flood = domain.flood + (state.dynamicFlood[domain.vni].map { Array($0).sorted() } ?? [])
+      for address in flood where address != config.site.vtep {
+        let vtep = Self.vtepIndex(&state, address)
+        if !floodVTEPs.contains(vtep) { floodVTEPs.append(vtep) }
+      }
+      builder.domains[index] = ForwardingStateBuilder.Domain(
+        vni: domain.vni, learnFlags: flags, members: [], floodVTEPs: floodVTEPs)
+      for port in domain.ports {
+        guard let interface = state.interfaces.firstIndex(of: port.interface) else { continue }
+        let member = Int(state.memberByName[port]!)
+        builder.members[member] = .init(interface: UInt16(interface), vlan: port.vlan ?? 0, domain: UInt16(index))
+        let column = port.vlan.map(Int.init) ?? ForwardingState.untaggedColumn
+        builder.memberByVLAN[interface * ForwardingState.vlanColumns + column] = UInt16(member)
+        builder.domains[index].members.append(UInt16(member))
+      }
+    }
+    for staticMAC in config.staticMACs {
+      if case .remote(let address) = staticMAC.target { _ = Self.vtepIndex(&state, address) }
+    }
+    builder.vteps = state.vteps.map { .init(address: $0, nextHopMAC: state.nextHops[$0]) }
+    return builder
+  }
+
+  private static func vtepIndex(_ state: inout ControlState, _ address: IPAddress) -> UInt16 {
+    if let index = state.vtepByAddress[address] { return index }
+    let index = UInt16(state.vteps.count)
+    state.vteps.append(address)
+    state.vtepByAddress[address] = index
+    state.needsPublish = true
+    return index
+  }
+
+  private func publishLocked(_ state: inout ControlState) {
+    let builder = Self.makeBuilder(&state)
+    state.needsPublish = false
+    cell.publish(builder.build())
+  }
+
+  private func installStaticEntries(_ config: SiteConfig) {
+    let state = self.state
+    let (members, vteps) = control.withLock { ($0.memberByName, $0.vtepByAddress) }
+    for staticMAC in config.staticMACs {
+      guard let domain = state.domainIndex(vni: staticMAC.vni) else { continue }
+      let kind: FDBTargetKind
+      let index: UInt16
+      switch staticMAC.target {
+      case .port(let port):
+        guard let member = members[port] else { continue }
+        (kind, index) = (.port, member)
+      case .remote(let address):
+        guard let vtep = vteps[address] else { continue }
+        (kind, index) = (.vtep, vtep)
+      }
+      let (domainGeneration, targetGeneration) = fdb.currentGenerations(
+        bridgeDomain: domain, kind: kind, index: index)
+      let entry = FDBEntry(
+        kind: kind, index: index, origin: .static, domainGeneration: domainGeneration,
+        targetGeneration: targetGeneration, stamp: 0)
+      fdb.update(FDBKey(bridgeDomain: domain, mac: staticMAC.mac.rawValue)) { _ in .set(entry) }
+    }
+  }
+
+  // MARK: Reconfiguration
+
+  /// Applies a new configuration without disturbing unchanged bridge domains: their
+  /// indices, FDB entries and members stay; removed domains and members are flushed in
+  /// O(1). Interfaces must be the same set (new interfaces need new sockets: restart).
+  public func reload(_ newConfig: SiteConfig) {
+    var removedDomains: [UInt16] = []
+    var removedMembers: [UInt16] = []
+    var changedDomains: [UInt16] = []
+    control.withLock { state in
+      let old = state.config
+      let oldByVNI = Dictionary(uniqueKeysWithValues: old.bridgeDomains.map { ($0.vni, $0) })
+      let newVNIs = Set(newConfig.bridgeDomains.map(\.vni))
+      for domain in old.bridgeDomains where !newVNIs.contains(domain.vni) {
+        if let index = state.domainByVNI.removeValue(forKey: domain.vni) {
+          removedDomains.append(index)
+          state.freeDomains.append(index)
+        }
+      }
+      for domain in newConfig.bridgeDomains {
+        if let previous = oldByVNI[domain.vni], previous != domain, let index = state.domainByVNI[domain.vni] {
+          changedDomains.append(index)
+        }
+      }
+      let newMembers = Set(newConfig.bridgeDomains.flatMap(\.ports))
+      for (port, index) in state.memberByName where !newMembers.contains(port) {
+        removedMembers.append(index)
+        state.memberByName.removeValue(forKey: port)
+      }
+      // A member that moved to another domain keeps no entries from the old one.
+      for domain in newConfig.bridgeDomains {
+        guard let previous = oldByVNI[domain.vni] else { continue }
+        for port in Set(previous.ports).subtracting(domain.ports) {
+          if let index = state.memberByName[port], newMembers.contains(port) { removedMembers.append(index) }
+        }
+      }
+      state.config = newConfig
+      for neighbor in newConfig.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
+      publishLocked(&state)
+    }
+    for domain in removedDomains { fdb.flush(bridgeDomain: domain) }
+    for member in removedMembers { fdb.flush(port: member) }
+    // Static entries of changed domains are rewritten from the new configuration.
+    for domain in changedDomains {
+      fdb.removeAll { key, entry in key.bridgeDomain == domain && entry.origin == .static }
+    }
+    installStaticEntries(newConfig)
+  }
+
+  // MARK: Control-plane API
+
+  /// Sets (or clears) the underlay next-hop MAC for a remote VTEP address.
+  public func setNextHop(_ address: IPAddress, mac: MACAddress?) {
+    control.withLock { state in
+      guard state.nextHops[address] != mac else { return }
+      state.nextHops[address] = mac
+      if state.vtepByAddress[address] != nil { publishLocked(&state) }
+    }
+  }
+
+  public func setUnderlayMAC(_ mac: MACAddress) {
+    control.withLock { state in
+      guard state.underlayMAC != mac else { return }
+      state.underlayMAC = mac
+      publishLocked(&state)
+    }
+  }
+
+  /// Remote VTEP addresses the switch sends to, for next-hop resolution.
+  public var remoteVTEPs: [IPAddress] { control.withLock { $0.vteps } }
+
+  public func addFloodMember(vni: UInt32, vtep: IPAddress) {
+    control.withLock { state in
+      guard state.dynamicFlood[vni, default: []].insert(vtep).inserted else { return }
+      publishLocked(&state)
+    }
+  }
+
+  public func removeFloodMember(vni: UInt32, vtep: IPAddress) {
+    control.withLock { state in
+      guard state.dynamicFlood[vni]?.remove(vtep) != nil else { return }
+      publishLocked(&state)
+    }
+  }
+
+  /// Installs a control-plane entry (e.g. an EVPN type-2 route): `vni`/`mac` -> `vtep`.
+  /// A static entry is never replaced; a locally learned one is replaced only when the
+  /// control plane says so (`overrideLocal`, after MAC-mobility arbitration).
+  @discardableResult
+  public func installRemoteMAC(vni: UInt32, mac: MACAddress, vtep: IPAddress, overrideLocal: Bool = true) -> Bool {
+    guard let domain = state.domainIndex(vni: vni) else { return false }
+    let index: UInt16 = control.withLock { state in
+      let known = state.vtepByAddress[vtep] != nil
+      let index = Self.vtepIndex(&state, vtep)
+      if !known { publishLocked(&state) }
+      return index
+    }
+    let (domainGeneration, targetGeneration) = fdb.currentGenerations(bridgeDomain: domain, kind: .vtep, index: index)
+    let entry = FDBEntry(
+      kind: .vtep, index: index, origin: .control, domainGeneration: domainGeneration,
+      targetGeneration: targetGeneration, stamp: 0)
+    var installed = false
+    fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
+      if let existing, existing.isPresent, self.fdb.isCurrent(existing, bridgeDomain: domain) {
+        if existing.origin == .static { return .keep }
+        if existing.origin == .local && !overrideLocal { return .keep }
+      }
+      installed = true
+      return .set(entry)
+    }
+    return installed
+  }
+
+  /// Removes a control-plane entry; entries of other origins stay.
+  public func removeRemoteMAC(vni: UInt32, mac: MACAddress) {
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
+      existing?.origin == .control ? .remove : .keep
+    }
+  }
+
+  /// Forgets every entry of a bridge domain in O(1).
+  public func flush(vni: UInt32) {
+    if let domain = state.domainIndex(vni: vni) { fdb.flush(bridgeDomain: domain) }
+  }
+
+  // MARK: Learning and aging (learner side)
+
+  /// Applies every queued learn event of every worker. Returns how many were applied.
+  @discardableResult
+  public func drainLearnQueues() -> Int {
+    let pipelines = learner.withLock { $0 }
+    var applied = 0
+    var events: [LocalMACEvent] = []
+    let state = self.state
+    let (globalLimit, domainLimits) = control.withLock { control in
+      (
+        control.config.site.learnLimit,
+        Dictionary(
+          control.config.bridgeDomains.compactMap { domain in
+            domain.learnLimit.flatMap { limit in control.domainByVNI[domain.vni].map { ($0, limit) } }
+          }, uniquingKeysWith: { a, _ in a })
+      )
+    }
+    for pipeline in pipelines {
+      var batch: [LearnEvent] = []
+      while let event = pipeline.learnQueue.pop() {
+        batch.append(event)
+        if batch.count == 1024 { break }
+      }
+      while !batch.isEmpty {
+        applied += batch.count
+        apply(batch, state: state, globalLimit: globalLimit, domainLimits: domainLimits, events: &events)
+        batch.removeAll(keepingCapacity: true)
+        while let event = pipeline.learnQueue.pop() {
+          batch.append(event)
+          if batch.count == 1024 { break }
+        }
+      }
+    }
+    notify(events)
+    return applied
+  }
+
+  private func apply(
+    _ batch: [LearnEvent], state: ForwardingState, globalLimit: Int, domainLimits: [UInt16: Int],
+    events: inout [LocalMACEvent]
+  ) {
+    // VTEPs first seen in decapsulated frames join the VTEP table before their MACs.
+    var vtepIndices: [Int: UInt16] = [:]
+    let unknown = batch.enumerated().filter { $0.element.kind == UInt8(FDBTargetKind.vtep.rawValue) }
+    if !unknown.isEmpty {
+      control.withLock { control in
+        var added = false
+        for (position, event) in unknown {
+          let address: IPAddress =
+            control.config.site.vtep.isIPv4
+            ? .v4(UInt32(truncatingIfNeeded: event.vtepLow)) : .v6(event.vtepHigh, event.vtepLow)
+          if control.vtepByAddress[address] == nil { added = true }
+          vtepIndices[position] = Self.vtepIndex(&control, address)
+        }
+        if added { publishLocked(&control) }
+      }
+    }
+    fdb.batch { access in
+      for (position, event) in batch.enumerated() {
+        let key = FDBKey(rawValue: event.key)
+        let domain = key.bridgeDomain
+        let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
+        let index = kind == .port ? event.member : (vtepIndices[position] ?? 0)
+        let origin: FDBOrigin = kind == .port ? .local : .decap
+        let (domainGeneration, targetGeneration) = fdb.currentGenerations(bridgeDomain: domain, kind: kind, index: index)
+        let entry = FDBEntry(
+          kind: kind, index: index, origin: origin, domainGeneration: domainGeneration,
+          targetGeneration: targetGeneration, stamp: event.stamp)
+        var move = false
+        let limit = domainLimits[domain]
+        let overLimit =
+          access.learnedCount >= globalLimit || (limit.map { access.learnedCount(bridgeDomain: domain) >= $0 } ?? false)
+        let outcome = access.update(key) { existing in
+          if let existing, existing.isPresent, self.fdb.isCurrent(existing, bridgeDomain: domain) {
+            if existing.origin == .static { return .keep }
+            if existing.target == entry.target && existing.origin == origin {
+              return .set(existing.withStamp(event.stamp))
+            }
+            move = true
+            return .set(entry)
+          }
+          if existing == nil && overLimit { return .keep }
+          return .set(entry)
+        }
+        switch outcome {
+        case .inserted:
+          learnCounters.learned.add(1, ordering: .relaxed)
+        case .updated:
+          if move { learnCounters.moves.add(1, ordering: .relaxed) }
+        case .unchanged:
+          if overLimit { learnCounters.limitDrops.add(1, ordering: .relaxed) }
+        case .full:
+          learnCounters.tableFull.add(1, ordering: .relaxed)
+        case .removed:
+          break
+        }
+        if kind == .port, case .inserted = outcome {
+          events.append(.learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
+        } else if kind == .port, move {
+          events.append(.learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
+        }
+      }
+    }
+  }
+
+  /// Removes learned entries not seen for `agingTime` seconds and entries made
+  /// invisible by a flush. Runs on the learner thread (or replay), never in the packet
+  /// loop; takes the FDB writer lock in chunks.
+  @discardableResult
+  public func age(now: UInt32) -> Int {
+    let agingTime = UInt32(control.withLock { $0.config.site.agingTime })
+    let state = self.state
+    var events: [LocalMACEvent] = []
+    let removed = fdb.removeAll { key, entry in
+      let stale = !self.fdb.isCurrent(entry, bridgeDomain: key.bridgeDomain)
+      let learned = entry.origin == .local || entry.origin == .decap
+      let expired = learned && (now &- entry.stamp) & UInt32(FDBEntry.stampMask) > agingTime
+      if (stale || expired) && entry.origin == .local {
+        events.append(.removed(vni: state.vni(ofDomain: key.bridgeDomain), mac: key.mac))
+      }
+      return stale || expired
+    }
+    learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
+    notify(events)
+    return removed
+  }
+
+  public struct LearnStatistics: Sendable, Codable, Equatable {
+    public var learned: UInt64
+    public var moves: UInt64
+    public var limitDrops: UInt64
+    public var tableFull: UInt64
+    public var aged: UInt64
+  }
+
+  public var learnStatistics: LearnStatistics {
+    LearnStatistics(
+      learned: learnCounters.learned.load(ordering: .relaxed), moves: learnCounters.moves.load(ordering: .relaxed),
+      limitDrops: learnCounters.limitDrops.load(ordering: .relaxed),
+      tableFull: learnCounters.tableFull.load(ordering: .relaxed), aged: learnCounters.aged.load(ordering: .relaxed))
+  }
+}
