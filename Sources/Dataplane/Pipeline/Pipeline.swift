@@ -252,8 +252,9 @@ public final class Pipeline {
       let frame = UnsafeRawPointer(vector.frames[index])
       let length = Int(vector.lengths[index])
       let checksumTrusted = vector.flags[index] & FrameFlags.checksumValid != 0
-      // Outer Ethernet + IPv4 + UDP + VXLAN + inner Ethernet is at least 64 bytes.
-      if length < 64 {
+      // Outer Ethernet + a minimal IPv4 header; every later read is bounded by the IP
+      // and UDP lengths, themselves checked against the frame length.
+      if length < 34 {
         drop(.runt)
         continue
       }
@@ -262,6 +263,10 @@ public final class Pipeline {
       if etherType == 0x8100 {
         etherType = frame.be16(16)
         ipOffset = 18
+        if length < 38 {
+          drop(.runt)
+          continue
+        }
       }
       let ip = frame + ipOffset
       var udpOffset: Int
@@ -278,7 +283,7 @@ public final class Pipeline {
         }
         let totalLength = Int(ip.be16(2))
         ipEnd = ipOffset &+ totalLength
-        if totalLength < headerLength &+ 16 || ipEnd > length {
+        if totalLength < headerLength || ipEnd > length {
           drop(.badIPLength)
           continue
         }
@@ -307,6 +312,10 @@ public final class Pipeline {
           drop(.badIPHeader)
           continue
         }
+        if ipOffset &+ 40 > length {
+          drop(.runt)
+          continue
+        }
         ipEnd = ipOffset &+ 40 &+ Int(ip.be16(4))
         if ipEnd > length {
           drop(.badIPLength)
@@ -331,6 +340,10 @@ public final class Pipeline {
         pseudoHeaderSum = OnesComplement.sum(ip + 8, count: 32, initial: 17)
       } else {
         drop(.notIP)
+        continue
+      }
+      if udpOffset &+ 8 > ipEnd {
+        drop(.badUDPLength)
         continue
       }
       let udp = frame + udpOffset
