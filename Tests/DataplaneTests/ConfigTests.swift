@@ -315,6 +315,8 @@ final class ConfigTests: XCTestCase {
       (site + "[site.extra]\n", ["5: unknown key 'extra' in [site]"]),
       (site + "[other]\nx = 1\n", ["5: unknown table [other]"]),
       ("stray = 1\n" + site, ["1: unknown key 'stray'"]),
+      ("stray = []\n" + site, ["1: unknown key 'stray'"]),
+      ("[[stray]]\n" + site, ["1: unknown table [stray]"]),
     ]
     for (text, expected) in cases {
       XCTAssertEqual(errors(text), expected, "for input:\n\(text)")

@@ -76,6 +76,15 @@ final class TOMLTests: XCTestCase {
     XCTAssertEqual(bgp["asn"]?.integer, 1)
   }
 
+  func testManyArrayTablesKeepOrderAndLines() throws {
+    let text = (0..<2_000).map { "[[entry]]\nn = \($0)\n" }.joined()
+    let document = try XCTUnwrap(parse(text))
+    let entries = try XCTUnwrap(document["entry"]?.array)
+    XCTAssertEqual(entries.count, 2_000)
+    XCTAssertEqual(entries.last?.line, 3_999)
+    XCTAssertEqual(entries.compactMap { $0.table?["n"]?.integer }, (0..<2_000).map(Int64.init))
+  }
+
   func testSubTableOfArrayElementGoesIntoLastElement() throws {
     let document = try XCTUnwrap(
       parse(
@@ -266,6 +275,7 @@ final class TOMLTests: XCTestCase {
       ("a = 1\rb = 2", "1: unexpected carriage return (U+000D) after the value; expected end of line"),
       ("# bad \u{7F} comment", "1: control character U+007F is not allowed in a comment"),
       ("\u{0}", "1: expected a key, found control character U+0000"),
+      ("a = 1\n\rb = 2", "2: unexpected carriage return (U+000D); expected end of line"),
       ("é = 1", "1: expected a key, found 'é' (U+00E9)"),
     ]
     for (text, expected) in cases {

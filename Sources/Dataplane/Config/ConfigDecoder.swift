@@ -66,7 +66,9 @@ final class ConfigDecoder {
   func decode(_ root: TOMLTable) -> SiteConfig? {
     let document = ConfigTableReader(table: root, name: "the file", diagnostics: diagnostics)
     for entry in root.entries where !Self.topLevelKeys.contains(entry.key) {
-      let isTable = entry.value.table != nil || (entry.value.array?.allSatisfy { $0.table != nil } ?? false)
+      let isTable =
+        entry.value.table != nil
+        || (entry.value.array.map { !$0.isEmpty && $0.allSatisfy { $0.table != nil } } ?? false)
       report(
         isTable ? "unknown table [\(entry.key)]" : "unknown key \(ConfigSyntax.quoted(entry.key))",
         line: entry.value.line)

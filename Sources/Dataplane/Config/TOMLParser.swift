@@ -31,7 +31,7 @@ struct TOMLParser {
       guard let byte = peek() else { break }
       switch byte {
       case ASCII.hash, ASCII.lineFeed, ASCII.carriageReturn:
-        try expectLineEnd(after: "comment")
+        try expectLineEnd(after: nil)
       case ASCII.openBracket:
         try parseTableHeader()
         try expectLineEnd(after: "table header")
@@ -73,13 +73,14 @@ struct TOMLParser {
     }
   }
 
-  /// After a header or a `key = value`: only whitespace and a comment may remain on the line.
-  private mutating func expectLineEnd(after what: String) throws(TOMLError) {
+  /// After a header or a `key = value` (`what`): only whitespace and a comment may remain.
+  private mutating func expectLineEnd(after what: String?) throws(TOMLError) {
     skipWhitespace()
     if peek() == ASCII.hash { try skipComment() }
     if peek() == nil { return }
     guard atLineBreak else {
-      throw error("unexpected \(describeCharacter(at: position)) after the \(what); expected end of line")
+      let context = what.map { " after the \($0)" } ?? ""
+      throw error("unexpected \(describeCharacter(at: position))\(context); expected end of line")
     }
     consumeLineBreak()
   }
@@ -132,12 +133,8 @@ struct TOMLParser {
         parent = created
       case .table(let existing):
         parent = existing
-      case .arrayOfTables(let elements, let arrayLine):
-        guard let last = elements.last else {
-          throw error(
-            "array of tables \(displayKey(path[...index])) is empty (line \(arrayLine))", line: line)
-        }
-        parent = last
+      case .arrayOfTables(let array):
+        parent = array.last
       case .value(let value):
         throw error(
           "cannot define \(header): \(displayKey(path[...index])) is already \(describe(.value(value))) "
@@ -150,9 +147,9 @@ struct TOMLParser {
       let element = TOMLTableBuilder(origin: .header, line: line)
       switch existing {
       case nil:
-        parent[name] = .arrayOfTables([element], line: line)
-      case .arrayOfTables(let elements, let arrayLine):
-        parent[name] = .arrayOfTables(elements + [element], line: arrayLine)
+        parent[name] = .arrayOfTables(TOMLTableBuilder.TableArray(first: element))
+      case .arrayOfTables(let array):
+        array.append(element)
       case .some(let slot):
         throw error(
           "cannot define \(header): \(displayKey(path)) is already \(describe(slot)) (line \(slot.line))",

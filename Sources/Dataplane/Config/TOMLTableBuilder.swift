@@ -20,14 +20,14 @@ final class TOMLTableBuilder {
   enum Slot {
     case value(TOMLValue)
     case table(TOMLTableBuilder)
-    /// `[[name]]` elements, and the line of the first header.
-    case arrayOfTables([TOMLTableBuilder], line: Int)
+    /// `[[name]]` elements; a reference so that each header appends in place.
+    case arrayOfTables(TableArray)
 
     var line: Int {
       switch self {
       case .value(let value): value.line
       case .table(let table): table.line
-      case .arrayOfTables(_, let line): line
+      case .arrayOfTables(let array): array.line
       }
     }
 
@@ -41,6 +41,20 @@ final class TOMLTableBuilder {
       case .arrayOfTables: "an array of tables"
       }
     }
+  }
+
+  /// The tables of one `[[name]]`, never empty, and the line of its first header.
+  final class TableArray {
+    private(set) var elements: [TOMLTableBuilder]
+    let line: Int
+    var last: TOMLTableBuilder { elements[elements.count - 1] }
+
+    init(first: TOMLTableBuilder) {
+      elements = [first]
+      line = first.line
+    }
+
+    func append(_ element: TOMLTableBuilder) { elements.append(element) }
   }
 
   var origin: Origin
@@ -68,9 +82,9 @@ final class TOMLTableBuilder {
       switch slots[key] {
       case .value(let value): table.set(key, value)
       case .table(let child): table.set(key, TOMLValue(.table(child.build()), line: child.line))
-      case .arrayOfTables(let elements, let line):
-        let values = elements.map { TOMLValue(.table($0.build()), line: $0.line) }
-        table.set(key, TOMLValue(.array(values), line: line))
+      case .arrayOfTables(let array):
+        let values = array.elements.map { TOMLValue(.table($0.build()), line: $0.line) }
+        table.set(key, TOMLValue(.array(values), line: array.line))
       case nil: break
       }
     }
