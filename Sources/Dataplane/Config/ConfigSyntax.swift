@@ -1,0 +1,115 @@
+/// The textual forms configuration values take beyond plain TOML types: names, addresses,
+/// port members and BGP route distinguishers / targets.
+enum ConfigSyntax {
+  /// Why a `"ifname[.vlan]"` string was rejected.
+  struct Problem: Error {
+    var message: String
+  }
+
+  /// Site names end up in file names (the control socket) and log lines, hence the tight set.
+  static func isValidSiteName(_ name: String) -> Bool {
+    (1...32).contains(name.utf8.count)
+      && name.utf8.allSatisfy { byte in
+        isASCIIAlphanumeric(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+          || byte == UInt8(ascii: "-")
+      }
+  }
+
+  /// The kernel's `dev_valid_name()`: 1 to 15 bytes (IFNAMSIZ less the NUL), not `.` or `..`,
+  /// no `/`, `:` or whitespace; control characters are refused here as well.
+  static func isValidInterfaceName(_ name: String) -> Bool {
+    let bytes = Array(name.utf8)
+    guard (1...15).contains(bytes.count), name != ".", name != ".." else { return false }
+    return bytes.allSatisfy { byte in
+      byte > 0x20 && byte != 0x7F && byte != UInt8(ascii: "/") && byte != UInt8(ascii: ":")
+    }
+  }
+
+  static let interfaceNameRule = "1 to 15 bytes, without '/', ':', whitespace or control characters"
+
+  /// `"vm1"` (untagged) or `"trunk0.10"` (VLAN 10 on trunk0, VLAN 1 to 4094).
+  ///
+  /// Linux interface names may themselves contain dots, so only an all-digit suffix after the
+  /// last dot is read as a VLAN: `"eth0.abc"` is the interface `eth0.abc`, untagged.
+  static func portMember(_ text: String) -> Result<SiteConfig.PortMember, Problem> {
+    var interface = text
+    var vlan: UInt16? = nil
+    if let dot = text.lastIndex(of: ".") {
+      let suffix = text[text.index(after: dot)...]
+      if !suffix.isEmpty, suffix.utf8.allSatisfy(isASCIIDigit) {
+        guard suffix.utf8.count <= 4, let number = UInt16(suffix), (1...4094).contains(number) else {
+          return .failure(
+            Problem(message: "VLAN \(suffix) in port \(quoted(text)) is not between 1 and 4094"))
+        }
+        interface = String(text[..<dot])
+        vlan = number
+      }
+    }
+    guard isValidInterfaceName(interface) else {
+      return .failure(
+        Problem(message: "port \(quoted(text)) is not \"ifname\" or \"ifname.VLAN\" (\(interfaceNameRule))"))
+    }
+    return .success(SiteConfig.PortMember(interface: interface, vlan: vlan))
+  }
+
+  /// An IP address, refusing embedded NULs that the C parser underneath would silently cut at.
+  static func ipAddress(_ text: String) -> IPAddress? {
+    text.utf8.contains(0) ? nil : IPAddress(text)
+  }
+
+  static func macAddress(_ text: String) -> MACAddress? {
+    text.utf8.contains(0) ? nil : MACAddress(text)
+  }
+
+  /// Route distinguisher or route target in one of the RFC 4364 forms: `ASN:N` with a 2-byte
+  /// ASN and 4-byte N or a 4-byte ASN and 2-byte N, or `A.B.C.D:N` with a 2-byte N.
+  static func isValidRouteDistinguisher(_ text: String) -> Bool {
+    guard let colon = text.lastIndex(of: ":"),
+      let assigned = decimal(text[text.index(after: colon)...])
+    else { return false }
+    let administrator = text[..<colon]
+    if administrator.contains(".") {
+      guard case .v4? = ipAddress(String(administrator)) else { return false }
+      return assigned <= UInt64(UInt16.max)
+    }
+    guard let asn = decimal(administrator), asn <= UInt64(UInt32.max) else { return false }
+    return asn <= UInt64(UInt16.max) ? assigned <= UInt64(UInt32.max) : assigned <= UInt64(UInt16.max)
+  }
+
+  static let routeDistinguisherForms = "\"ASN:N\" or \"A.B.C.D:N\""
+
+  /// Plain decimal digits only (no sign, no `_`), at most 10 of them.
+  private static func decimal(_ text: Substring) -> UInt64? {
+    guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy(isASCIIDigit) else { return nil }
+    return UInt64(text)
+  }
+
+  private static func isASCIIDigit(_ byte: UInt8) -> Bool {
+    (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+  }
+
+  private static func isASCIIAlphanumeric(_ byte: UInt8) -> Bool {
+    isASCIIDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte)
+      || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+  }
+}
+
+extension ConfigSyntax {
+  /// A user-written string as shown in a message: in single quotes, control characters escaped
+  /// so they cannot garble the terminal, and cut short when long.
+  static func quoted(_ text: String) -> String {
+    var shown = ""
+    for (index, scalar) in text.unicodeScalars.enumerated() {
+      if index == 64 {
+        shown += "…"
+        break
+      }
+      if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) {
+        shown += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+      } else {
+        shown.unicodeScalars.append(scalar)
+      }
+    }
+    return "'\(shown)'"
+  }
+}

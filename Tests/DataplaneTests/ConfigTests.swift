@@ -1,0 +1,705 @@
+import Foundation
+import XCTest
+
+@testable import Dataplane
+
+final class ConfigTests: XCTestCase {
+  // MARK: - Helpers
+
+  /// A valid `[site]` on lines 1-4; text appended to it starts on line 5, still inside `[site]`.
+  private let site = "[site]\nname = \"a\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n"
+
+  /// The errors for `text` as "LINE: message", or [] when it decodes.
+  private func errors(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> [String] {
+    do {
+      _ = try SiteConfig.parse(text: text, file: "test.toml")
+      return []
+    } catch let errors as ConfigErrors {
+      XCTAssertFalse(errors.errors.isEmpty, "ConfigErrors thrown without errors", file: file, line: line)
+      XCTAssertTrue(errors.errors.allSatisfy { $0.file == "test.toml" }, file: file, line: line)
+      return errors.errors.map { "\($0.line): \($0.message)" }
+    } catch {
+      XCTFail("unexpected error type: \(error)", file: file, line: line)
+      return []
+    }
+  }
+
+  private func decode(_ text: String, file: StaticString = #filePath, line: UInt = #line) -> SiteConfig? {
+    do {
+      return try SiteConfig.parse(text: text, file: "test.toml")
+    } catch {
+      XCTFail("unexpected error:\n\(error)", file: file, line: line)
+      return nil
+    }
+  }
+
+  private func ip(_ text: String) -> IPAddress { IPAddress(text)! }
+  private func mac(_ text: String) -> MACAddress { MACAddress(text)! }
+
+  private var examplePath: String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("examples/site-a.toml").path
+  }
+
+  // MARK: - Valid files
+
+  func testFullConfigurationDecodesToTheExpectedModel() throws {
+    let config = try XCTUnwrap(
+      decode(
+        """
+        # Every key, most of them away from their defaults.
+        [site]
+        name = "dc1.site-b_2"
+        vtep = "2001:db8::1"
+        underlay = "bond0"
+        udp_port = 8472
+        underlay_mac = "02:00:00:00:00:01"
+        mtu = 9000
+        udp_source_ports = [ 50000, 60000 ]
+        udp_checksum_ipv4 = true
+        ttl = 32
+        dscp = "inherit"
+        aging_time = 600
+        learn_limit = 0x1_0000
+        fdb_capacity = 2_097_152
+        workers = 2
+        cpus = [2, 3]
+        control_socket = "/tmp/vx.sock"
+
+        [[neighbor]]
+        ip = "2001:db8::2"
+        mac = "02:00:00:00:00:02"
+
+        [[neighbor]]
+        ip = "fe80::2"
+        mac = "02-00-00-00-00-03"
+
+        [[bridge_domain]]
+        vni = 100
+        ports = [
+          "vm1",          # untagged
+          "trunk0.10",
+        ]
+        flood = ["2001:db8::2", "2001:db8::3"]
+        learning = false
+        learn_limit = 1000
+        arp_suppression = true
+        rd = "192.0.2.1:100"
+        import_rt = ["65000:100", "4200000000:7"]
+        export_rt = ["65000:100"]
+
+        [[bridge_domain]]
+        vni = 16777215
+        ports = ["trunk0.20", "eth0.abc"]
+
+        [[static_mac]]
+        vni = 100
+        mac = "02:00:00:00:aa:01"
+        remote = "2001:db8::2"
+
+        [[static_mac]]
+        vni = 100
+        mac = "02:00:00:00:aa:02"
+        port = "trunk0.10"
+
+        [bgp]
+        asn = 4200000000
+        router_id = "192.0.2.1"
+        listen_port = 0
+        stale_time = 0
+
+        [[bgp.peer]]
+        address = "2001:db8::2"
+        asn = 65001
+        hold_time = 0
+        password = 'se"cret'
+        passive = true
+        max_routes = 500
+
+        [[bgp.peer]]
+        address = "192.0.2.2"
+        asn = 65002
+        port = 1179
+        """))
+
+    var site = SiteConfig.Site(name: "dc1.site-b_2", vtep: ip("2001:db8::1"), underlay: "bond0")
+    site.udpPort = 8472
+    site.underlayMAC = mac("02:00:00:00:00:01")
+    site.mtu = 9000
+    site.udpSourcePorts = 50000...60000
+    site.udpChecksumIPv4 = true
+    site.ttl = 32
+    site.dscp = .inherit
+    site.agingTime = 600
+    site.learnLimit = 65536
+    site.fdbCapacity = 2_097_152
+    site.workers = 2
+    site.cpus = [2, 3]
+    site.controlSocket = "/tmp/vx.sock"
+    var expected = SiteConfig(site: site)
+    expected.neighbors = [
+      .init(ip: ip("2001:db8::2"), mac: mac("02:00:00:00:00:02")),
+      .init(ip: ip("fe80::2"), mac: mac("02:00:00:00:00:03")),
+    ]
+    var first = SiteConfig.BridgeDomain(vni: 100)
+    first.ports = [.init(interface: "vm1"), .init(interface: "trunk0", vlan: 10)]
+    first.flood = [ip("2001:db8::2"), ip("2001:db8::3")]
+    first.learning = false
+    first.learnLimit = 1000
+    first.arpSuppression = true
+    first.rd = "192.0.2.1:100"
+    first.importRTs = ["65000:100", "4200000000:7"]
+    first.exportRTs = ["65000:100"]
+    var second = SiteConfig.BridgeDomain(vni: 16_777_215)
+    second.ports = [.init(interface: "trunk0", vlan: 20), .init(interface: "eth0.abc")]
+    expected.bridgeDomains = [first, second]
+    expected.staticMACs = [
+      .init(vni: 100, mac: mac("02:00:00:00:aa:01"), target: .remote(ip("2001:db8::2"))),
+      .init(vni: 100, mac: mac("02:00:00:00:aa:02"), target: .port(.init(interface: "trunk0", vlan: 10))),
+    ]
+    var bgp = SiteConfig.BGP(asn: 4_200_000_000, routerID: ip("192.0.2.1"))
+    bgp.listenPort = 0
+    bgp.staleTime = 0
+    var passivePeer = SiteConfig.BGP.Peer(address: ip("2001:db8::2"), asn: 65001)
+    passivePeer.holdTime = 0
+    passivePeer.password = "se\"cret"
+    passivePeer.passive = true
+    passivePeer.maxRoutes = 500
+    var activePeer = SiteConfig.BGP.Peer(address: ip("192.0.2.2"), asn: 65002)
+    activePeer.port = 1179
+    bgp.peers = [passivePeer, activePeer]
+    expected.bgp = bgp
+
+    XCTAssertEqual(config.site, expected.site)
+    XCTAssertEqual(config.neighbors, expected.neighbors)
+    XCTAssertEqual(config.bridgeDomains, expected.bridgeDomains)
+    XCTAssertEqual(config.staticMACs, expected.staticMACs)
+    XCTAssertEqual(config.bgp, expected.bgp)
+    XCTAssertEqual(config, expected)
+  }
+
+  func testMinimalSiteGetsTheDefaults() throws {
+    let config = try XCTUnwrap(decode(site))
+    let expected = SiteConfig(site: SiteConfig.Site(name: "a", vtep: ip("10.0.0.1"), underlay: "eth1"))
+    XCTAssertEqual(config, expected)
+    XCTAssertEqual(config.site.udpPort, 4789)
+    XCTAssertEqual(config.site.controlSocket, "/run/vxswitch/a.sock")
+    XCTAssertEqual(config.site.dscp, .fixed(0))
+    XCTAssertNil(config.bgp)
+    XCTAssertTrue(config.bridgeDomains.isEmpty)
+  }
+
+  func testBGPDefaultsAndInlineTablesAreAccepted() throws {
+    let config = try XCTUnwrap(
+      decode(
+        site
+          + "dscp = 46\n[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\npeer = [{ address = \"10.0.0.9\", asn = 1 }]\n"
+      ))
+    XCTAssertEqual(config.site.dscp, .fixed(46))
+    let bgp = try XCTUnwrap(config.bgp)
+    XCTAssertEqual(bgp.listenPort, 179)
+    XCTAssertEqual(bgp.staleTime, 300)
+    XCTAssertEqual(bgp.peers, [SiteConfig.BGP.Peer(address: ip("10.0.0.9"), asn: 1)])
+    XCTAssertEqual(bgp.peers.first?.holdTime, 90)
+  }
+
+  func testExampleFileDecodes() throws {
+    let config = try SiteConfig.load(path: examplePath)
+    XCTAssertEqual(config.site.name, "site-a")
+    XCTAssertEqual(config.site.vtep, ip("10.0.0.1"))
+    XCTAssertEqual(config.site.underlay, "eth1")
+    XCTAssertEqual(config.site.udpPort, 4789)
+    XCTAssertEqual(config.site.underlayMAC, mac("02:00:00:00:00:01"))
+    XCTAssertEqual(config.neighbors, [.init(ip: ip("10.0.0.2"), mac: mac("02:00:00:00:00:02"))])
+    var domain = SiteConfig.BridgeDomain(vni: 100)
+    domain.ports = [.init(interface: "vm1"), .init(interface: "vm2")]
+    domain.flood = [ip("10.0.0.2")]
+    domain.learning = true
+    XCTAssertEqual(config.bridgeDomains, [domain])
+    XCTAssertEqual(
+      config.staticMACs, [.init(vni: 100, mac: mac("02:00:00:00:aa:01"), target: .remote(ip("10.0.0.2")))])
+    XCTAssertNil(config.bgp)
+  }
+
+  // MARK: - Errors, one kind at a time
+
+  func testSiteErrors() {
+    let cases: [(text: String, errors: [String])] = [
+      (site + "udpport = 1\n", ["5: unknown key 'udpport' in [site]"]),
+      (site + "udp_port = \"4789\"\n", ["5: udp_port must be an integer"]),
+      (site + "udp_port = 0\n", ["5: udp_port must be between 1 and 65535 (got 0)"]),
+      (site + "udp_port = 65536\n", ["5: udp_port must be between 1 and 65535 (got 65536)"]),
+      ("\n[site]\nname = \"a\"\nunderlay = \"eth1\"\n", ["2: missing required key 'vtep' in [site]"]),
+      (
+        "[site]\n",
+        [
+          "1: missing required key 'name' in [site]", "1: missing required key 'vtep' in [site]",
+          "1: missing required key 'underlay' in [site]",
+        ]
+      ),
+      ("# nothing\n", ["0: missing [site] table"]),
+      ("site = 1\n", ["1: site must be a table, written [site]"]),
+      (
+        "[site]\nname = \"has space\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n",
+        ["2: name must be 1 to 32 characters from A-Z a-z 0-9 _ . - (got 'has space')"]
+      ),
+      (
+        "[site]\nname = \"\(String(repeating: "x", count: 33))\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n",
+        [
+          "2: name must be 1 to 32 characters from A-Z a-z 0-9 _ . - (got '\(String(repeating: "x", count: 33))')"
+        ]
+      ),
+      (
+        "[site]\nname = \"a\"\nvtep = \"10.0.0.256\"\nunderlay = \"eth1\"\n",
+        ["3: vtep must be an IPv4 or IPv6 address (got '10.0.0.256')"]
+      ),
+      (
+        "[site]\nname = \"a\"\nvtep = \"10.0.0.1\\u0000\"\nunderlay = \"eth1\"\n",
+        ["3: vtep must be an IPv4 or IPv6 address (got '10.0.0.1\\u{0}')"]
+      ),
+      (
+        "[site]\nname = \"a\"\nvtep = \"10.0.0.1\"\nunderlay = \"a-very-long-name\"\n",
+        [
+          "4: underlay must be a Linux interface name, 1 to 15 bytes, without '/', ':', whitespace or "
+            + "control characters (got 'a-very-long-name')"
+        ]
+      ),
+      (
+        site + "underlay_mac = \"01:00:5e:00:00:01\"\n",
+        ["5: underlay_mac must be a unicast address (got 01:00:5e:00:00:01)"]
+      ),
+      (
+        site + "underlay_mac = \"02:00:00:00:00\"\n",
+        ["5: underlay_mac must be a MAC address like 02:00:00:00:00:01 (got '02:00:00:00:00')"]
+      ),
+      (site + "mtu = 575\n", ["5: mtu must be between 576 and 9216 (got 575)"]),
+      (site + "mtu = 9217\n", ["5: mtu must be between 576 and 9216 (got 9217)"]),
+      (
+        "[site]\nname = \"a\"\nvtep = \"2001:db8::1\"\nunderlay = \"eth1\"\nmtu = 1279\n",
+        ["5: mtu must be between 1280 and 9216 with an IPv6 vtep (got 1279)"]
+      ),
+      (
+        site + "udp_source_ports = [60000, 50000]\n",
+        ["5: udp_source_ports low end 60000 is above the high end 50000"]
+      ),
+      (site + "udp_source_ports = [1]\n", ["5: udp_source_ports must be [low, high], two integers"]),
+      (
+        site + "udp_source_ports = [0, 10]\n", ["5: udp_source_ports must be between 1 and 65535 (got 0, 10)"]
+      ),
+      (site + "udp_source_ports = 5\n", ["5: udp_source_ports must be an array"]),
+      (site + "udp_checksum_ipv4 = 1\n", ["5: udp_checksum_ipv4 must be true or false"]),
+      (site + "ttl = 0\n", ["5: ttl must be between 1 and 255 (got 0)"]),
+      (site + "dscp = 64\n", ["5: dscp must be between 0 and 63 (got 64)"]),
+      (site + "dscp = \"copy\"\n", ["5: dscp must be an integer from 0 to 63 or \"inherit\""]),
+      (site + "aging_time = 0\n", ["5: aging_time must be at least 1 (got 0)"]),
+      (site + "learn_limit = -1\n", ["5: learn_limit must be at least 0 (got -1)"]),
+      (site + "fdb_capacity = 1023\n", ["5: fdb_capacity must be between 1024 and 16777216 (got 1023)"]),
+      (
+        site + "fdb_capacity = 16777217\n",
+        ["5: fdb_capacity must be between 1024 and 16777216 (got 16777217)"]
+      ),
+      (site + "workers = 0\n", ["5: workers must be between 1 and 64 (got 0)"]),
+      (site + "workers = 65\n", ["5: workers must be between 1 and 64 (got 65)"]),
+      (
+        site + "cpus = [0,\n  -1,\n  \"2\"]\n",
+        [
+          "6: cpus entries must be integers of at least 0", "7: cpus entries must be integers of at least 0",
+        ]
+      ),
+      (site + "cpus = [1, 1]\n", ["5: cpu 1 is listed twice in cpus"]),
+      (site + "control_socket = \"\"\n", ["5: control_socket must be a non-empty path"]),
+      (
+        site + "control_socket = \"/\(String(repeating: "s", count: 107))\"\n",
+        ["5: control_socket is 108 bytes long; a Unix socket path is at most 107"]
+      ),
+      (site + "[site.extra]\n", ["5: unknown key 'extra' in [site]"]),
+      (site + "[other]\nx = 1\n", ["5: unknown table [other]"]),
+      ("stray = 1\n" + site, ["1: unknown key 'stray'"]),
+      ("stray = []\n" + site, ["1: unknown key 'stray'"]),
+      ("[[stray]]\n" + site, ["1: unknown table [stray]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testNeighborErrors() {
+    let cases: [(text: String, errors: [String])] = [
+      (site + "[[neighbor]]\nip = \"10.0.0.2\"\n", ["5: missing required key 'mac' in [[neighbor]]"]),
+      (
+        site + "[[neighbor]]\nip = \"10.0.0.2\"\nmac = \"ff:ff:ff:ff:ff:ff\"\n",
+        [
+          "7: mac must be a unicast address (got ff:ff:ff:ff:ff:ff)"
+        ]
+      ),
+      (
+        site + "[[neighbor]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\n"
+          + "[[neighbor]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:03\"\n",
+        ["9: neighbor 10.0.0.2 is already defined on line 6"]
+      ),
+      (
+        site + "[[neighbor]]\nip = \"10.0.0.2\"\nmac = \"02:00:00:00:00:02\"\nvia = 1\n",
+        [
+          "8: unknown key 'via' in [[neighbor]]"
+        ]
+      ),
+      (
+        site + "[[neighbor]]\nip = \"10.0.0.1\"\nmac = \"02:00:00:00:00:02\"\n",
+        [
+          "6: neighbor 10.0.0.1 is the local vtep"
+        ]
+      ),
+      (
+        site + "[neighbor]\nip = \"10.0.0.2\"\n",
+        ["5: neighbor must be an array of tables, written [[neighbor]]"]
+      ),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testBridgeDomainErrors() {
+    let domain = site + "[[bridge_domain]]\n"  // header on line 5, keys from line 6
+    let cases: [(text: String, errors: [String])] = [
+      (domain + "ports = []\n", ["5: missing required key 'vni' in [[bridge_domain]]"]),
+      (domain + "vni = 0\n", ["6: vni must be between 1 and 16777215 (got 0)"]),
+      (domain + "vni = 16777216\n", ["6: vni must be between 1 and 16777215 (got 16777216)"]),
+      (
+        domain + "vni = 1\n[[bridge_domain]]\nvni = 1\n",
+        ["8: vni 1 is already used by the bridge domain on line 6"]
+      ),
+      (domain + "vni = 1\nports = \"vm1\"\n", ["7: ports must be an array"]),
+      (domain + "vni = 1\nports = [1]\n", ["7: ports entries must be strings"]),
+      (
+        domain + "vni = 1\nports = [\"trunk0.4095\"]\n",
+        ["7: VLAN 4095 in port 'trunk0.4095' is not between 1 and 4094"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"trunk0.0\"]\n",
+        ["7: VLAN 0 in port 'trunk0.0' is not between 1 and 4094"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"bad/name\"]\n",
+        [
+          "7: port 'bad/name' is not \"ifname\" or \"ifname.VLAN\" (1 to 15 bytes, without '/', ':', "
+            + "whitespace or control characters)"
+        ]
+      ),
+      (
+        domain + "vni = 1\nports = [\"vm1\"]\n[[bridge_domain]]\nvni = 2\nports = [\"vm1\"]\n",
+        ["10: port vm1 is already a member of the bridge domain with vni 1 (line 7)"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"vm1\", \"vm1\"]\n",
+        ["7: port vm1 is already a member of the bridge domain with vni 1 (line 7)"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"trunk0\"]\n[[bridge_domain]]\nvni = 2\nports = [\"trunk0.10\"]\n",
+        ["10: interface trunk0 is used tagged here but untagged in the bridge domain with vni 1 (line 7)"]
+      ),
+      (
+        domain + "vni = 1\nports = [\n  \"trunk0.10\",\n  \"trunk0\",\n]\n",
+        ["9: interface trunk0 is used untagged here but tagged in the bridge domain with vni 1 (line 8)"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"eth1\"]\n",
+        ["7: port eth1 is on the underlay interface, which cannot be an access port"]
+      ),
+      (
+        domain + "vni = 1\nports = [\"eth1.10\"]\n",
+        ["7: port eth1.10 is on the underlay interface, which cannot be an access port"]
+      ),
+      (
+        domain + "vni = 1\nflood = [\"2001:db8::2\"]\n",
+        ["7: flood entry 2001:db8::2 is IPv6 but the vtep 10.0.0.1 is IPv4"]
+      ),
+      (domain + "vni = 1\nflood = [\"10.0.0.1\"]\n", ["7: flood entry 10.0.0.1 is the local vtep"]),
+      (domain + "vni = 1\nflood = [\"10.0.0.x\"]\n", ["7: flood entry '10.0.0.x' is not an IP address"]),
+      (
+        domain + "vni = 1\nflood = [\"10.0.0.2\",\n\"10.0.0.2\"]\n",
+        ["8: flood entry 10.0.0.2 is already listed on line 7"]
+      ),
+      (domain + "vni = 1\nlearning = \"yes\"\n", ["7: learning must be true or false"]),
+      (domain + "vni = 1\nlearn_limit = -5\n", ["7: learn_limit must be at least 0 (got -5)"]),
+      (domain + "vni = 1\narp_suppression = 0\n", ["7: arp_suppression must be true or false"]),
+      (domain + "vni = 1\nrd = \"65000\"\n", ["7: rd must be \"ASN:N\" or \"A.B.C.D:N\" (got '65000')"]),
+      (
+        domain + "vni = 1\nrd = \"1.2.3.4:65536\"\n",
+        ["7: rd must be \"ASN:N\" or \"A.B.C.D:N\" (got '1.2.3.4:65536')"]
+      ),
+      (
+        domain + "vni = 1\nrd = \"4200000000:65536\"\n",
+        [
+          "7: rd must be \"ASN:N\" or \"A.B.C.D:N\" (got '4200000000:65536')"
+        ]
+      ),
+      (
+        domain + "vni = 1\nrd = \"4294967296:1\"\n",
+        ["7: rd must be \"ASN:N\" or \"A.B.C.D:N\" (got '4294967296:1')"]
+      ),
+      (
+        domain + "vni = 1\nimport_rt = [\"65000:1\", \"x:1\"]\n",
+        [
+          "7: import_rt entry 'x:1' must be \"ASN:N\" or \"A.B.C.D:N\""
+        ]
+      ),
+      (
+        domain + "vni = 1\nexport_rt = [\"1.2.3:1\"]\n",
+        ["7: export_rt entry '1.2.3:1' must be \"ASN:N\" or \"A.B.C.D:N\""]
+      ),
+      (domain + "vni = 1\nflooding = true\n", ["7: unknown key 'flooding' in [[bridge_domain]]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testStaticMACErrors() {
+    // Lines 5-7: a bridge domain with vni 100 and port vm1; the [[static_mac]] header is on line 8.
+    let base = site + "[[bridge_domain]]\nvni = 100\nports = [\"vm1\"]\n[[static_mac]]\n"
+    let cases: [(text: String, errors: [String])] = [
+      (
+        base + "vni = 200\nmac = \"02:00:00:00:aa:01\"\nport = \"vm1\"\n",
+        ["9: vni 200 has no [[bridge_domain]]"]
+      ),
+      (
+        base + "vni = 100\nmac = \"03:00:00:00:aa:01\"\nport = \"vm1\"\n",
+        [
+          "10: mac must be a unicast address (got 03:00:00:00:aa:01)"
+        ]
+      ),
+      (
+        base + "vni = 100\nmac = \"00:00:00:00:00:00\"\nport = \"vm1\"\n",
+        [
+          "10: mac must be a unicast address (got 00:00:00:00:00:00)"
+        ]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\n",
+        ["8: [[static_mac]] needs exactly one of 'remote' or 'port'"]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nport = \"vm1\"\nremote = \"10.0.0.2\"\n",
+        ["8: [[static_mac]] needs exactly one of 'remote' or 'port'"]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nport = \"vm2\"\n",
+        [
+          "11: port vm2 is not a member of the bridge domain with vni 100"
+        ]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nremote = \"10.0.0.1\"\n",
+        ["11: remote 10.0.0.1 is the local vtep"]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nremote = \"::2\"\n",
+        [
+          "11: remote ::2 is IPv6 but the vtep 10.0.0.1 is IPv4"
+        ]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nport = \"vm1\"\n"
+          + "[[static_mac]]\nvni = 100\nmac = \"02:00:00:00:AA:01\"\nremote = \"10.0.0.2\"\n",
+        ["14: static mac 02:00:00:00:aa:01 in vni 100 is already defined on line 10"]
+      ),
+      (
+        base + "mac = \"02:00:00:00:aa:01\"\nport = \"vm1\"\n",
+        ["8: missing required key 'vni' in [[static_mac]]"]
+      ),
+      (
+        base + "vni = 100\nmac = \"02:00:00:00:aa:01\"\nport = \"vm1\"\nage = 1\n",
+        [
+          "12: unknown key 'age' in [[static_mac]]"
+        ]
+      ),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testBGPErrors() {
+    let bgp = site + "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n"  // [bgp] on line 5
+    let peer = bgp + "[[bgp.peer]]\naddress = \"10.0.0.2\"\nasn = 65001\n"  // [[bgp.peer]] on line 8
+    let cases: [(text: String, errors: [String])] = [
+      (site + "[bgp]\nrouter_id = \"10.0.0.1\"\n", ["5: missing required key 'asn' in [bgp]"]),
+      (
+        site + "[bgp]\nasn = 0\nrouter_id = \"10.0.0.1\"\n",
+        ["6: asn must be between 1 and 4294967295 (got 0)"]
+      ),
+      (
+        site + "[bgp]\nasn = 4294967296\nrouter_id = \"10.0.0.1\"\n",
+        [
+          "6: asn must be between 1 and 4294967295 (got 4294967296)"
+        ]
+      ),
+      (site + "[bgp]\nasn = 1\nrouter_id = \"::1\"\n", ["7: router_id must be an IPv4 address (got ::1)"]),
+      (bgp + "listen_port = 65536\n", ["8: listen_port must be between 0 and 65535 (got 65536)"]),
+      (bgp + "stale_time = -1\n", ["8: stale_time must be at least 0 (got -1)"]),
+      (bgp + "graceful = true\n", ["8: unknown key 'graceful' in [bgp]"]),
+      (
+        site + "[[bgp.peer]]\naddress = \"10.0.0.2\"\nasn = 1\n",
+        [
+          "5: missing required key 'asn' in [bgp]", "5: missing required key 'router_id' in [bgp]",
+        ]
+      ),
+      (peer + "hold_time = 2\n", ["11: hold_time must be 0 or between 3 and 65535 (got 2)"]),
+      (peer + "hold_time = 65536\n", ["11: hold_time must be 0 or between 3 and 65535 (got 65536)"]),
+      (
+        peer + "password = \"\(String(repeating: "p", count: 81))\"\n",
+        ["11: password must be at most 80 bytes"]
+      ),
+      (peer + "passive = \"no\"\n", ["11: passive must be true or false"]),
+      (peer + "max_routes = 0\n", ["11: max_routes must be at least 1 (got 0)"]),
+      (peer + "port = 0\n", ["11: port must be between 1 and 65535 (got 0)"]),
+      (peer + "md5 = \"x\"\n", ["11: unknown key 'md5' in [[bgp.peer]]"]),
+      (bgp + "[[bgp.peer]]\naddress = \"10.0.0.2\"\n", ["8: missing required key 'asn' in [[bgp.peer]]"]),
+      (
+        peer + "[[bgp.peer]]\naddress = \"10.0.0.2\"\nasn = 65002\n",
+        ["12: peer 10.0.0.2 is already defined on line 9"]
+      ),
+      (
+        bgp + "[bgp.peer]\naddress = \"10.0.0.2\"\n",
+        ["8: peer must be an array of tables, written [[bgp.peer]]"]
+      ),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testSyntaxErrorIsReportedAlone() {
+    XCTAssertEqual(
+      errors(site + "udp_port = 4789 x\nttl = 0\n"),
+      ["5: unexpected 'x' after the value; expected end of line"])
+    XCTAssertEqual(errors(site + "[site]\n"), ["5: table [site] is already defined on line 1"])
+  }
+
+  // MARK: - Several errors at once
+
+  func testAllErrorsAreReportedInLineOrder() throws {
+    let text = """
+      [site]
+      name = "a"
+      underlay = "eth1"
+      ttl = 0
+
+      [[bridge_domain]]
+      vni = 100
+      ports = ["vm1"]
+
+      [[static_mac]]
+      vni = 300
+      mac = "02:00:00:00:00:01"
+      remote = "10.0.0.2"
+
+      [[bridge_domain]]
+      vni = 100
+      learning = "yes"
+      colour = "blue"
+      """
+    let expected = [
+      "1: missing required key 'vtep' in [site]",
+      "4: ttl must be between 1 and 255 (got 0)",
+      "11: vni 300 has no [[bridge_domain]]",
+      "16: vni 100 is already used by the bridge domain on line 7",
+      "17: learning must be true or false",
+      "18: unknown key 'colour' in [[bridge_domain]]",
+    ]
+    XCTAssertEqual(errors(text), expected)
+
+    do {
+      _ = try SiteConfig.parse(text: text, file: "conf/site.toml")
+      XCTFail("expected ConfigErrors")
+    } catch let thrown as ConfigErrors {
+      XCTAssertEqual(
+        thrown.description,
+        expected.map { "conf/site.toml:" + $0 }.joined(separator: "\n"))
+      XCTAssertEqual(
+        thrown.errors.first?.description, "conf/site.toml:1: missing required key 'vtep' in [site]")
+    }
+  }
+
+  // MARK: - Files and hostile input
+
+  func testUnreadableFileIsReportedOnLineZero() {
+    XCTAssertThrowsError(try SiteConfig.load(path: "/nonexistent/vxswitch.toml")) { error in
+      let errors = (error as? ConfigErrors)?.errors
+      XCTAssertEqual(errors?.count, 1)
+      XCTAssertEqual(errors?.first?.line, 0)
+      XCTAssertEqual(errors?.first?.file, "/nonexistent/vxswitch.toml")
+      XCTAssertEqual(errors?.first?.message, "cannot read the file: No such file or directory")
+    }
+  }
+
+  func testBinaryFileGivesAnErrorNotACrash() throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "vxswitch-binary-\(ProcessInfo.processInfo.processIdentifier).toml")
+    defer { try? FileManager.default.removeItem(at: path) }
+    var bytes: [UInt8] = Array("[site]\n".utf8)
+    var generator = SplitMix64(seed: 7)
+    bytes += (0..<4096).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    try Data(bytes).write(to: path)
+    XCTAssertThrowsError(try SiteConfig.load(path: path.path)) { error in
+      let errors = (error as? ConfigErrors)?.errors ?? []
+      XCTAssertEqual(errors.count, 1)
+      XCTAssertGreaterThanOrEqual(errors.first?.line ?? 0, 1)
+    }
+  }
+
+  func testGarbageTextGivesAnError() {
+    let inputs = ["\u{0}\u{1}\u{2}", "\u{FFFD}\u{FFFD}", "[[[[", "}{", "\"", "=", "[site]\nname = \u{7}"]
+    for input in inputs {
+      XCTAssertFalse(errors(input).isEmpty, "no error for \(input.debugDescription)")
+    }
+  }
+
+  /// Random edits of a valid file must each decode or fail with located errors, never crash.
+  func testRandomMutationsNeverCrash() throws {
+    let valid =
+      try String(contentsOfFile: examplePath, encoding: .utf8)
+      + "\n[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n[[bgp.peer]]\naddress = \"10.0.0.2\"\nasn = 1\n"
+    XCTAssertNotNil(decode(valid))
+    let tokens = Array("[]{}\"'=,.#\\\n \t0123456789abcxyz_-:".utf8) + [0x00, 0x0D, 0x7F, 0xC3, 0xFF]
+    var generator = SplitMix64(seed: 0x7678_7377)
+    var decodedCount = 0
+    for _ in 0..<1500 {
+      var bytes = Array(valid.utf8)
+      for _ in 0..<(1 + Int(generator.next() % 4)) {
+        let index = Int(generator.next() % UInt64(bytes.count))
+        let token = tokens[Int(generator.next() % UInt64(tokens.count))]
+        switch generator.next() % 5 {
+        case 0: bytes[index] = token
+        case 1: bytes.insert(token, at: index)
+        case 2: if bytes.count > 1 { bytes.remove(at: index) }
+        case 3: bytes = Array(bytes[..<index])
+        default:
+          let end = min(bytes.count, index + Int(generator.next() % 40))
+          bytes.insert(contentsOf: bytes[index..<end], at: index)
+        }
+        if bytes.isEmpty { bytes = [0x20] }
+      }
+      let lineCount = bytes.filter { $0 == 0x0A }.count + 1
+      do {
+        _ = try TOMLDocument(parsing: bytes)
+      } catch {
+        XCTAssertTrue((1...lineCount).contains(error.line), "TOML error line \(error.line) of \(lineCount)")
+      }
+      let text = String(decoding: bytes, as: UTF8.self)
+      do {
+        _ = try SiteConfig.parse(text: text, file: "fuzz.toml")
+        decodedCount += 1
+      } catch let thrown as ConfigErrors {
+        XCTAssertFalse(thrown.errors.isEmpty)
+        for error in thrown.errors {
+          XCTAssertTrue(
+            (0...lineCount).contains(error.line), "config error line \(error.line) of \(lineCount)")
+          XCTAssertFalse(error.message.isEmpty)
+        }
+      }
+    }
+    XCTAssertGreaterThan(decodedCount, 0, "some mutations (inside comments, say) should still decode")
+  }
+}
