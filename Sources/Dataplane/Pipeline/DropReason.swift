@@ -25,6 +25,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
   case txRingFull
   case oversize
   case fdbDrop
+  case truncated
 
   public var name: String {
     switch self {
@@ -53,6 +54,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case .txRingFull: return "tx_ring_full"
     case .oversize: return "oversize"
     case .fdbDrop: return "fdb_drop"
+    case .truncated: return "truncated"
     }
   }
 }

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Dataplane
+import Foundation
+
+@main
+struct VXSwitchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "vxswitch",
+    abstract: "A userspace VXLAN switch: per-site forwarding daemon, offline replay and lab.",
+    subcommands: [CheckConfigCommand.self, ReplayCommand.self])
+}
+
+/// Loads a configuration or exits with its errors, one `FILE:LINE: message` per line.
+func loadConfigOrExit(_ path: String) throws -> SiteConfig {
+  do {
+    return try SiteConfig.load(path: path)
+  } catch let errors as ConfigErrors {
+    printError(errors.description)
+    throw ExitCode(1)
+  } catch {
+    printError("\(path): \(error)")
+    throw ExitCode(1)
+  }
+}
+
+func printError(_ message: String) {
+  var standardError = StandardError()
+  print(message, to: &standardError)
+}
+
+struct StandardError: TextOutputStream {
+  mutating func write(_ string: String) {
+    for byte in string.utf8 { putc(Int32(byte), stderr) }
+  }
+}

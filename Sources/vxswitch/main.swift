@@ -1,2 +1,0 @@
-import Dataplane
-print("vxswitch")
