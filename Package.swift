@@ -55,7 +55,11 @@ let package = Package(
       ],
       swiftSettings: uncheckedFlags
     ),
-    .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "CPacket"]),
+    // Test-only malloc interposer (counts allocations for the zero-allocation test).
+    .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+    .testTarget(
+      name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
+      exclude: ["../Fixtures"]),
     .testTarget(
       name: "ControlShimTests",
       dependencies: [

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (as root on a fresh Debian machine):
+# one release build reused by every test, then the FDB stress test under ThreadSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+echo "== release build (products and tests, testable), then every test"
+mkdir -p .build
+swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\] ' | tail -20
+swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/test-output.txt \
+  | grep -Ev '^Test Case .* (started|passed)'
+status=${PIPESTATUS[0]}
+[[ $status -eq 0 ]] || exit "$status"
+
+echo "== FDB concurrency stress test under ThreadSanitizer"
+swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null
+swift test --sanitize=thread --skip-build --scratch-path .build-tsan --filter ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries 2>&1 | tail -3
