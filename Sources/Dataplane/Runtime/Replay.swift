@@ -35,26 +35,7 @@ public struct Replay {
     }
   }
 
-  /// Counters of one replay, shaped like `vxswitch show stats --json`.
-  public struct Report: Codable, Equatable, Sendable {
-    public struct Port: Codable, Equatable, Sendable {
-      public var name: String
-      public var rxFrames: UInt64
-      public var rxBytes: UInt64
-      public var txFrames: UInt64
-      public var txBytes: UInt64
-      public var output: String?
-    }
-    public var ports: [Port]
-    public var drops: [String: UInt64]
-    public var encapsulated: UInt64
-    public var decapsulated: UInt64
-    public var floodCopies: UInt64
-    public var learned: UInt64
-    public var moves: UInt64
-    public var aged: UInt64
-    public var fdbEntries: Int
-  }
+  public typealias Report = StatisticsReport
 
   public let config: SiteConfig
   public let inputs: [Input]
@@ -143,19 +124,6 @@ public struct Replay {
   }
 
   static func report(core: SwitchCore, outputDirectory: String?) -> Report {
-    let statistics = core.statistics
-    let ports = core.interfaces.enumerated().map { index, name in
-      Report.Port(
-        name: name, rxFrames: statistics[Counter.rxFrames(index)], rxBytes: statistics[Counter.rxBytes(index)],
-        txFrames: statistics[Counter.txFrames(index)], txBytes: statistics[Counter.txBytes(index)],
-        output: outputDirectory.map { $0 + "/" + name + ".pcap" })
-    }
-    var drops: [String: UInt64] = [:]
-    for (reason, count) in statistics.drops() where count > 0 { drops[reason.name] = count }
-    let learn = core.learnStatistics
-    return Report(
-      ports: ports, drops: drops, encapsulated: statistics[Counter.encapsulated],
-      decapsulated: statistics[Counter.decapsulated], floodCopies: statistics[Counter.floodCopies],
-      learned: learn.learned, moves: learn.moves, aged: learn.aged, fdbEntries: core.fdb.count)
+    core.statisticsReport(outputDirectory: outputDirectory)
   }
 }
