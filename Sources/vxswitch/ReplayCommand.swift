@@ -40,38 +40,7 @@ struct ReplayCommand: ParsableCommand {
       print(String(decoding: try encoder.encode(report), as: UTF8.self))
       return
     }
-    print(ReportTable.ports(report.ports))
-    print(
-      "encapsulated \(report.encapsulated)  decapsulated \(report.decapsulated)  flood copies \(report.floodCopies)"
-        + "  learned \(report.learned)  moves \(report.moves)  aged \(report.aged)  FDB entries \(report.fdbEntries)")
-    if report.drops.isEmpty {
-      print("drops: none")
-    } else {
-      print("drops:")
-      for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) { print("  \(reason): \(count)") }
-    }
-  }
-}
-
-enum ReportTable {
-  static func ports(_ ports: [Replay.Report.Port]) -> String {
-    var rows = [["port", "rx frames", "rx bytes", "tx frames", "tx bytes", "output"]]
-    for port in ports {
-      rows.append([
-        port.name, "\(port.rxFrames)", "\(port.rxBytes)", "\(port.txFrames)", "\(port.txBytes)", port.output ?? "",
-      ])
-    }
-    return render(rows)
-  }
-
-  static func render(_ rows: [[String]]) -> String {
-    let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
-    return rows.map { row in
-      row.enumerated().map { column, cell in
-        column == 0 || column == row.count - 1
-          ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
-          : String(repeating: " ", count: widths[column] - cell.count) + cell
-      }.joined(separator: "  ")
-    }.joined(separator: "\n")
+    print(TextTable.report(report))
+    for port in report.ports where port.txFrames > 0 { print("wrote \(port.output ?? port.name)") }
   }
 }

@@ -1,0 +1,138 @@
+import ArgumentParser
+import Dataplane
+import Foundation
+
+/// Where a client subcommand finds the daemon: `--socket PATH`, or the
+/// `control_socket` of `--config FILE`.
+struct DaemonLocation: ParsableArguments {
+  @Option(help: "The site's configuration (its control_socket is used).") var config: String?
+  @Option(help: "The daemon's control socket.") var socket: String?
+
+  func socketPath() throws -> String {
+    if let socket { return socket }
+    if let config { return try loadConfigOrExit(config).site.controlSocket }
+    throw ValidationError("give --config FILE or --socket PATH")
+  }
+
+  func request(_ command: String, vni: UInt32? = nil) throws -> Data {
+    let path = try socketPath()
+    let reply: Data
+    do {
+      reply = try ControlClient.request(ControlRequest(command: command, vni: vni), socket: path)
+    } catch {
+      printError("vxswitch: \(error) (is `vxswitch run` running?)")
+      throw ExitCode(1)
+    }
+    if let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any], let message = object["error"] {
+      printError("vxswitch: \(message)")
+      throw ExitCode(1)
+    }
+    return reply
+  }
+}
+
+struct ShowCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "show", abstract: "Inspect a running daemon.",
+    subcommands: [ShowFDB.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self])
+}
+
+private let snakeDecoder: JSONDecoder = {
+  let decoder = JSONDecoder()
+  decoder.keyDecodingStrategy = .convertFromSnakeCase
+  return decoder
+}()
+
+struct ShowFDB: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only this VNI.") var vni: UInt32?
+  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence}]}.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-fdb", vni: vni)
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let rows = try snakeDecoder.decode([String: [FDBRow]].self, from: reply)["entries"] ?? []
+    var table = [["mac", "vni", "destination", "origin", "age"]]
+    for row in rows {
+      let destination = row.action == "drop" ? "drop" : row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")"
+      var origin = row.origin
+      if let peer = row.peer { origin += " (\(peer)\(row.sequence.map { " seq \($0)" } ?? ""))" }
+      table.append([row.mac, "\(row.vni)", destination, origin, row.ageSeconds.map { "\($0)s" } ?? "-"])
+    }
+    print(TextTable.render(table))
+  }
+}
+
+struct ShowBridgeDomains: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "bd", abstract: "Bridge domains: ports, flood lists, MACs.")
+  @OptionGroup var location: DaemonLocation
+  @Flag(help: "JSON: {\"bridge_domains\":[{vni,index,ports,flood,learn_local,learn_decap,macs}]}.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-bd")
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let rows = try snakeDecoder.decode([String: [BridgeDomainRow]].self, from: reply)["bridge_domains"] ?? []
+    var table = [["vni", "ports", "flood", "learning", "macs"]]
+    for row in rows {
+      let learning = [row.learnLocal ? "local" : nil, row.learnDecap ? "decap" : nil].compactMap { $0 }
+      table.append([
+        "\(row.vni)", row.ports.joined(separator: ","), row.flood.joined(separator: ","),
+        learning.isEmpty ? "off" : learning.joined(separator: "+"), "\(row.macs)",
+      ])
+    }
+    print(TextTable.render(table))
+  }
+}
+
+struct ShowStatistics: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "stats", abstract: "Frames, bytes, drops by reason, learning.")
+  @OptionGroup var location: DaemonLocation
+  @Flag(help: "JSON: the same shape as `vxswitch replay --json`.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-stats")
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let report = try snakeDecoder.decode(StatisticsReport.self, from: reply)
+    print(TextTable.report(report))
+  }
+}
+
+struct ShowBGP: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "bgp", abstract: "BGP EVPN sessions.")
+  @OptionGroup var location: DaemonLocation
+  @Flag(help: "JSON.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-bgp")
+    print(String(decoding: reply, as: UTF8.self))
+  }
+}
+
+enum TextTable {
+  static func render(_ rows: [[String]]) -> String {
+    let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
+    return rows.map { row in
+      row.enumerated().map { column, cell in cell.padding(toLength: widths[column], withPad: " ", startingAt: 0) }
+        .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }.joined(separator: "\n")
+  }
+
+  static func report(_ report: StatisticsReport) -> String {
+    var rows = [["port", "rx frames", "rx bytes", "tx frames", "tx bytes"]]
+    for port in report.ports {
+      rows.append([port.name, "\(port.rxFrames)", "\(port.rxBytes)", "\(port.txFrames)", "\(port.txBytes)"])
+    }
+    var text = render(rows)
+    text += "\nencapsulated \(report.encapsulated)  decapsulated \(report.decapsulated)"
+    text += "  flood copies \(report.floodCopies)  learned \(report.learned)  moves \(report.moves)"
+    text += "  aged \(report.aged)  FDB entries \(report.fdbEntries)"
+    if report.drops.isEmpty {
+      text += "\ndrops: none"
+    } else {
+      text += "\ndrops:"
+      for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) { text += "\n  \(reason): \(count)" }
+    }
+    return text
+  }
+}
