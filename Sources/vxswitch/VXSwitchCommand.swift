@@ -7,7 +7,9 @@ struct VXSwitchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "vxswitch",
     abstract: "A userspace VXLAN switch: per-site forwarding daemon, offline replay and lab.",
-    subcommands: [CheckConfigCommand.self, ReplayCommand.self, ShowCommand.self])
+    subcommands: [
+      CheckConfigCommand.self, ReplayCommand.self, ShowCommand.self, LabCommand.self, LabTransferCommand.self,
+    ])
 }
 
 /// Loads a configuration or exits with its errors, one `FILE:LINE: message` per line.

@@ -1,0 +1,236 @@
+import Dataplane
+import Foundation
+
+/// Builds, checks and removes the lab. Every name carries the lab's prefix, so several
+/// labs (e.g. concurrent tests) never touch each other, and `down` removes exactly what
+/// `up` made, including after an interrupted run.
+struct Lab {
+  let topology: LabTopology
+  let executable: String
+  var log: (String) -> Void = { print($0) }
+
+  var namespaces: [String] {
+    [topology.backbone] + topology.allSites.map(topology.siteNamespace)
+      + topology.allVMs.map { topology.vmNamespace($0.site, $0.vm) }
+  }
+
+  // MARK: Up
+
+  func up() throws {
+    down(quiet: true)
+    let t = topology
+    try FileManager.default.createDirectory(atPath: t.stateDirectory, withIntermediateDirectories: true)
+    for namespace in namespaces { try Shell.run(["ip", "netns", "add", namespace]) }
+    for namespace in namespaces { try Shell.inNamespace(namespace, ["ip", "link", "set", "lo", "up"]) }
+    try Shell.inNamespace(t.backbone, ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    try Shell.inNamespace(t.backbone, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    let family = t.ipv6Underlay ? "-6" : "-4"
+    for site in t.allSites {
+      let siteNS = t.siteNamespace(site)
+      // Underlay: site "ul" <-> backbone "sN", a routed /24 (or /64) per site.
+      try Shell.run([
+        "ip", "link", "add", "ul", "netns", siteNS, "type", "veth", "peer", "name", "s\(site)", "netns", t.backbone,
+      ])
+      let noDAD = t.ipv6Underlay ? ["nodad"] : []
+      try Shell.inNamespace(
+        t.backbone,
+        ["ip", family, "addr", "add", "\(t.gateway(site))/\(t.underlayPrefixLength)", "dev", "s\(site)"] + noDAD)
+      try Shell.inNamespace(t.backbone, ["ip", "link", "set", "s\(site)", "up"])
+      try Shell.inNamespace(
+        siteNS, ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
+      try Shell.inNamespace(siteNS, ["ip", "link", "set", "ul", "up"])
+      try Shell.inNamespace(siteNS, ["ip", family, "route", "add", "default", "via", t.gateway(site)])
+      for vm in 1...t.vmsPerSite {
+        let vmNS = t.vmNamespace(site, vm)
+        try Shell.run([
+          "ip", "link", "add", "vm\(vm)", "netns", siteNS, "type", "veth", "peer", "name", "eth0", "netns", vmNS,
+        ])
+        try Shell.inNamespace(siteNS, ["ip", "link", "set", "vm\(vm)", "up"])
+        try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "address", t.vmMAC(site, vm), "mtu", "1450"])
+        try Shell.inNamespace(vmNS, ["ip", "addr", "add", "\(t.vmAddress(site, vm))/24", "dev", "eth0"])
+        try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "up"])
+      }
+    }
+    for site in t.allSites {
+      if t.runsVXSwitch(site) {
+        try startVXSwitch(site)
+      } else {
+        try startKernelBridge(site)
+      }
+    }
+    for site in t.allSites where t.runsVXSwitch(site) { try waitForDaemon(site) }
+  }
+
+  private func startVXSwitch(_ site: Int) throws {
+    let t = topology
+    try t.configuration(site).write(toFile: t.configPath(site), atomically: true, encoding: .utf8)
+    let pid = try Shell.spawn(
+      ["ip", "netns", "exec", t.siteNamespace(site), executable, "run", "--config", t.configPath(site)],
+      log: t.logPath(site))
+    try "\(pid)\n".write(toFile: t.pidPath(site), atomically: true, encoding: .utf8)
+    log("site \(site): vxswitch run (pid \(pid)) in \(t.siteNamespace(site)), VTEP \(t.vtep(site))")
+  }
+
+  /// The same job done the Linux way: a bridge with the access veths and a vxlan device
+  /// whose all-zeros FDB entries are the static flood list.
+  private func startKernelBridge(_ site: Int) throws {
+    let t = topology
+    let ns = t.siteNamespace(site)
+    try Shell.inNamespace(ns, ["ip", "link", "add", "br\(t.vni)", "type", "bridge"])
+    try Shell.inNamespace(ns, [
+      "ip", "link", "add", "vxlan\(t.vni)", "type", "vxlan", "id", "\(t.vni)", "local", t.vtep(site), "dstport",
+      "\(t.udpPort)", "dev", "ul",
+    ])
+    try Shell.inNamespace(ns, ["ip", "link", "set", "vxlan\(t.vni)", "master", "br\(t.vni)", "up"])
+    for vm in 1...t.vmsPerSite { try Shell.inNamespace(ns, ["ip", "link", "set", "vm\(vm)", "master", "br\(t.vni)"]) }
+    try Shell.inNamespace(ns, ["ip", "link", "set", "br\(t.vni)", "up"])
+    for other in t.allSites where other != site {
+      try Shell.inNamespace(ns, [
+        "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan\(t.vni)", "dst", t.vtep(other),
+      ])
+    }
+    log("site \(site): Linux bridge br\(t.vni) + kernel vxlan\(t.vni) in \(ns), VTEP \(t.vtep(site))")
+  }
+
+  /// Waits until the daemon answers on its control socket (or died: then its log says why).
+  private func waitForDaemon(_ site: Int) throws {
+    let t = topology
+    let deadline = Date().addingTimeInterval(20)
+    while Date() < deadline {
+      if (try? ControlClient.request(ControlRequest(command: "show-stats"), socket: t.socketPath(site))) != nil { return }
+      if let pid = readPID(site), kill(pid, 0) != 0 { break }
+      usleep(50_000)
+    }
+    let logText = (try? String(contentsOfFile: t.logPath(site), encoding: .utf8)) ?? ""
+    throw LabError("site \(site): vxswitch did not come up; its log (\(t.logPath(site))):\n\(logText)")
+  }
+
+  private func readPID(_ site: Int) -> Int32? {
+    (try? String(contentsOfFile: topology.pidPath(site), encoding: .utf8))
+      .flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+  }
+
+  // MARK: Down
+
+  /// Stops the lab's daemons (by the PIDs it recorded) and deletes its namespaces.
+  func down(quiet: Bool = false) {
+    let t = topology
+    for site in t.allSites {
+      guard let pid = readPID(site) else { continue }
+      // Only a process that still is our vxswitch: PIDs get reused.
+      let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+      if command.contains("vxswitch") && command.contains(t.configPath(site)) {
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while kill(pid, 0) == 0 && Date() < deadline { usleep(20_000) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+      }
+      try? FileManager.default.removeItem(atPath: t.pidPath(site))
+    }
+    let existing = Set(((try? Shell.run(["ip", "netns", "list"])) ?? "").split(separator: "\n").map {
+      String($0.split(separator: " ").first ?? "")
+    })
+    for namespace in existing where namespace == t.backbone || namespace.hasPrefix("\(t.prefix)-s") {
+      _ = Shell.succeeds(["ip", "netns", "delete", namespace])
+    }
+    if !quiet { log("lab \(t.prefix): removed") }
+  }
+
+  // MARK: Checks
+
+  struct CheckResult {
+    var name: String
+    var passed: Bool
+    var detail: String
+  }
+
+  func check() -> [CheckResult] {
+    let t = topology
+    var results: [CheckResult] = []
+    for (source, destination) in t.allVMs.flatMap({ a in t.allVMs.filter { $0 != a }.map { (a, $0) } }) {
+      let name = "ping s\(source.site)-vm\(source.vm) -> s\(destination.site)-vm\(destination.vm)"
+      let ok = Shell.succeeds([
+        "ip", "netns", "exec", t.vmNamespace(source.site, source.vm), "ping", "-c", "1", "-W", "2", "-q",
+        t.vmAddress(destination.site, destination.vm),
+      ])
+      results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
+    }
+    results.append(transferCheck())
+    for site in t.allSites where t.runsVXSwitch(site) { results.append(fdbCheck(site)) }
+    if let kernel = t.kernelSite { results.append(kernelFDBCheck(kernel)) }
+    return results
+  }
+
+  /// A TCP transfer between VMs on two sites, content verified end to end.
+  private func transferCheck() -> CheckResult {
+    let t = topology
+    let name = "tcp transfer s1-vm1 -> s\(t.sites)-vm\(t.vmsPerSite), 4 MiB, SHA-256 verified"
+    let server = (site: t.sites, vm: t.vmsPerSite)
+    do {
+      let result = try LabTransfer.run(
+        executable: executable, serverNamespace: t.vmNamespace(server.site, server.vm),
+        serverAddress: t.vmAddress(server.site, server.vm), clientNamespace: t.vmNamespace(1, 1),
+        bytes: 4 << 20, port: 5001, stateDirectory: t.stateDirectory)
+      return CheckResult(name: name, passed: result.matches, detail: result.summary)
+    } catch {
+      return CheckResult(name: name, passed: false, detail: "\(error)")
+    }
+  }
+
+  /// Every remote VM's MAC is in the site's FDB, learned from decapsulation, behind the
+  /// right VTEP; every local VM's MAC behind its port.
+  private func fdbCheck(_ site: Int) -> CheckResult {
+    let t = topology
+    let name = "site \(site) FDB has every VM behind the right port or VTEP"
+    guard let reply = try? ControlClient.request(ControlRequest(command: "show-fdb"), socket: t.socketPath(site)),
+      let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any],
+      let entries = object["entries"] as? [[String: Any]]
+    else { return CheckResult(name: name, passed: false, detail: "no answer on \(t.socketPath(site))") }
+    var missing: [String] = []
+    for (vmSite, vm) in t.allVMs {
+      let mac = t.vmMAC(vmSite, vm)
+      guard let entry = entries.first(where: { $0["mac"] as? String == mac }) else {
+        missing.append("\(mac) absent")
+        continue
+      }
+      if vmSite == site {
+        if entry["port"] as? String != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
+      } else if entry["vtep"] as? String != t.vtep(vmSite) {
+        missing.append("\(mac) not behind \(t.vtep(vmSite))")
+      }
+    }
+    return CheckResult(name: name, passed: missing.isEmpty, detail: missing.joined(separator: "; "))
+  }
+
+  /// The kernel's vxlan device learned vxswitch sites' MACs behind their VTEPs.
+  private func kernelFDBCheck(_ site: Int) -> CheckResult {
+    let t = topology
+    let name = "kernel site \(site): `bridge fdb show` lists vxswitch VMs behind their VTEPs"
+    let output = (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"])) ?? ""
+    var missing: [String] = []
+    for (vmSite, vm) in t.allVMs where vmSite != site {
+      let line = output.split(separator: "\n").first { $0.hasPrefix(t.vmMAC(vmSite, vm)) }
+      if line?.contains("dst \(t.vtep(vmSite))") != true { missing.append(t.vmMAC(vmSite, vm)) }
+    }
+    return CheckResult(name: name, passed: missing.isEmpty, detail: missing.isEmpty ? "" : "missing \(missing)")
+  }
+
+  func showFDBs() {
+    let t = topology
+    for site in t.allSites {
+      log("\n== site \(site) FDB (\(t.runsVXSwitch(site) ? "vxswitch show fdb" : "bridge fdb show dev vxlan\(t.vni)"))")
+      if t.runsVXSwitch(site) {
+        let output = (try? Shell.run([executable, "show", "fdb", "--socket", t.socketPath(site)])) ?? "(no answer)"
+        log(output.trimmingCharacters(in: .newlines))
+      } else {
+        let output = (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"])) ?? ""
+        log(output.trimmingCharacters(in: .newlines))
+      }
+    }
+  }
+}
+
+struct LabError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}

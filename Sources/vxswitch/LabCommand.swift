@@ -1,0 +1,100 @@
+import ArgumentParser
+import Dataplane
+import Foundation
+
+struct LabCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "lab",
+    abstract: "A multi-site lab in network namespaces: vxswitch per site, one VNI across all, VMs pinging.",
+    discussion: """
+      `vxswitch lab` builds the lab (removing any leftover of an earlier run first), starts one
+      `vxswitch run` per site, shows VMs pinging each other across sites and every site's FDB, and
+      leaves the lab running. `--check` runs the traffic checks and exits non-zero on any failure;
+      `--down` removes everything. Needs root.
+      """)
+
+  @Flag(help: "Run the traffic checks; exit non-zero on any failure.") var check = false
+  @Flag(help: "Remove the lab: stop its daemons, delete its namespaces.") var down = false
+  @Flag(help: "Stop and remove the lab after the checks.") var teardown = false
+  @Flag(name: .customLong("kernel-peer"), help: "Make the last site a Linux bridge + kernel vxlan device.")
+  var kernelPeer = false
+  @Option(help: "Number of sites (2-9).") var sites = 3
+  @Option(help: "Name prefix for namespaces and state (several labs can coexist).") var prefix = "vxl"
+  @Flag(name: .customLong("ipv6-underlay"), help: "Use an IPv6 underlay.") var ipv6Underlay = false
+  @Option(name: .customLong("udp-port"), help: "VXLAN UDP port (4789 or 8472).") var udpPort: UInt16 = 4789
+
+  func validate() throws {
+    guard (2...9).contains(sites) else { throw ValidationError("--sites must be 2 to 9") }
+    guard prefix.count <= 6, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
+      throw ValidationError("--prefix must be 1-6 letters or digits")
+    }
+    guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
+  }
+
+  func run() throws {
+    var topology = LabTopology(prefix: prefix, sites: sites)
+    topology.ipv6Underlay = ipv6Underlay
+    topology.udpPort = udpPort
+    if kernelPeer { topology.kernelSite = sites }
+    let lab = Lab(topology: topology, executable: CommandLine.executablePath)
+    if down {
+      lab.down()
+      return
+    }
+    print("Building lab \(prefix): \(sites) sites, VNI \(topology.vni), \(ipv6Underlay ? "IPv6" : "IPv4") underlay, UDP \(udpPort)")
+    do {
+      try lab.up()
+    } catch {
+      printError("vxswitch lab: \(error)")
+      lab.down(quiet: true)
+      throw ExitCode(1)
+    }
+    let results = lab.check()
+    let failed = results.filter { !$0.passed }
+    for result in results where check || !result.passed || !result.name.hasPrefix("ping") {
+      print("\(result.passed ? "ok  " : "FAIL") \(result.name)\(result.detail.isEmpty ? "" : ": \(result.detail)")")
+    }
+    let pings = results.filter { $0.name.hasPrefix("ping") }
+    print("\(pings.filter(\.passed).count)/\(pings.count) VM pairs ping each other across \(sites) sites")
+    lab.showFDBs()
+    print("\n\(results.count - failed.count) passed, \(failed.count) failed")
+    if teardown {
+      lab.down()
+    } else {
+      print("""
+
+        The lab keeps running. Try:
+          ip netns exec \(topology.vmNamespace(1, 1)) ping \(topology.vmAddress(sites, 2))
+          \(CommandLine.executablePath) show stats --socket \(topology.socketPath(1))
+          \(CommandLine.executablePath) lab --down\(prefix == "vxl" ? "" : " --prefix \(prefix)")
+        """)
+    }
+    if check && !failed.isEmpty { throw ExitCode(1) }
+  }
+}
+
+struct LabTransferCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "lab-transfer", abstract: "Internal: one side of the lab's TCP transfer check.", shouldDisplay: false)
+  @Option var listen: UInt16?
+  @Option var connect: String?
+  @Option var port: UInt16 = 5001
+  @Option var file: String
+
+  func run() throws {
+    if let listen {
+      try LabTransfer.listen(port: listen, file: file)
+    } else if let connect {
+      try LabTransfer.connect(address: connect, port: port, file: file)
+    } else {
+      throw ValidationError("--listen PORT or --connect ADDRESS")
+    }
+  }
+}
+
+extension CommandLine {
+  /// This executable's absolute path (to start more of itself in namespaces).
+  static var executablePath: String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? arguments[0]
+  }
+}
