@@ -23,9 +23,16 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
   ],
   targets: [
+    // libnl through pkg-config: its headers live in /usr/include/libnl3.
+    .systemLibrary(
+      name: "CNetlink",
+      pkgConfig: "libnl-route-3.0",
+      providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+    ),
     .target(
       name: "CPacket",
-      linkerSettings: [.linkedLibrary("pcap")]
+      dependencies: ["CNetlink"],
+      linkerSettings: [.linkedLibrary("pcap"), .linkedLibrary("nl-route-3"), .linkedLibrary("nl-3")]
     ),
     .target(
       name: "Dataplane",
