@@ -144,6 +144,7 @@ struct reply {
   void *arg;
   int found;
   int error;
+  int done;
 };
 
 static int on_reply(struct nl_msg *msg, void *arg) {
@@ -158,17 +159,18 @@ static int on_error(struct sockaddr_nl *who, struct nlmsgerr *err, void *arg) {
   (void)who;
   struct reply *reply = arg;
   reply->error = err->error;  // already -errno
+  reply->done = 1;
   return NL_STOP;
 }
 
 static int on_ack(struct nl_msg *msg, void *arg) {
   (void)msg;
-  (void)arg;
+  ((struct reply *)arg)->done = 1;
   return NL_STOP;
 }
 
 static int transact(cp_nl *nl, struct nl_msg *msg, int (*parse)(struct nlmsghdr *, void *), void *arg) {
-  struct reply reply = {parse, arg, 0, 0};
+  struct reply reply = {parse, arg, 0, 0, 0};
   struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
   if (cb == NULL) {
     nlmsg_free(msg);
@@ -183,11 +185,12 @@ static int transact(cp_nl *nl, struct nl_msg *msg, int (*parse)(struct nlmsghdr 
     nl_cb_put(cb);
     return to_errno(result);
   }
-  // Read until the ACK (NL_STOP) or an error; the reply, if any, comes before the ACK.
-  for (int round = 0; round < 16; round++) {
+  // Read until the ACK or an error: the reply, if any, comes first, in its own
+  // datagram; leaving the ACK queued would make the next request read it as its answer.
+  for (int round = 0; round < 64 && !reply.done; round++) {
     result = nl_recvmsgs(nl->request, cb);
     if (result == -NLE_INTR) continue;
-    break;
+    if (result < 0) break;
   }
   nl_cb_put(cb);
   if (reply.error < 0) return reply.error;
