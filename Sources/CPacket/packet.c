@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <linux/if_packet.h>
@@ -266,3 +267,14 @@ int cp_pin_current_thread(int cpu) {
 int cp_gettid(void) { return (int)syscall(SYS_gettid); }
 
 int cp_setns_net(int fd) { return setns(fd, CLONE_NEWNET) == 0 ? 0 : -errno; }
+
+int cp_eventfd(void) {
+  int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return fd < 0 ? -errno : fd;
+}
+
+void cp_set_thread_name(const char *name) {
+  char truncated[16];
+  snprintf(truncated, sizeof truncated, "%s", name);
+  pthread_setname_np(pthread_self(), truncated);
+}

@@ -162,6 +162,10 @@ int cp_interface_hwaddr(int fd, const char *ifname, uint8_t mac[6]);
 int cp_pin_current_thread(int cpu);
 /// Linux thread id of the calling thread.
 int cp_gettid(void);
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): fd or -errno.
+int cp_eventfd(void);
+/// Names the calling thread (15 characters at most are kept).
+void cp_set_thread_name(const char *name);
 /// setns(fd, CLONE_NEWNET) for the calling thread. 0 or -errno.
 int cp_setns_net(int fd);
 
