@@ -55,6 +55,8 @@ final class NetnsLab {
     try Self.run(["ip", "netns", "add", name])
     namespaces.append(name)
     try Self.run(["ip", "-n", name, "link", "set", "lo", "up"])
+    // No IPv6 autoconfiguration chatter (RS, MLD) on the test links: tests count frames.
+    try Self.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
     return name
   }
 
