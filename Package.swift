@@ -17,6 +17,7 @@ let package = Package(
     .library(name: "ControlShim", targets: ["ControlShim"]),
     .executable(name: "vxswitch", targets: ["vxswitch"]),
     .executable(name: "Bench", targets: ["Bench"]),
+    .executable(name: "LiveMeasure", targets: ["LiveMeasure"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -62,6 +63,8 @@ let package = Package(
       ],
       swiftSettings: uncheckedFlags
     ),
+    // Frames/s of the live I/O layer on veth pairs (needs root; not a test).
+    .executableTarget(name: "LiveMeasure", dependencies: ["Dataplane"], swiftSettings: uncheckedFlags),
     .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "CPacket"]),
     .testTarget(
       name: "ControlShimTests",
