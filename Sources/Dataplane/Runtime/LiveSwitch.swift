@@ -109,6 +109,8 @@ public final class LiveSwitch: @unchecked Sendable {
         try open()
       } catch {
         closeEverything()
+        ports.removeAll()
+        resolver = nil
         throw error
       }
       phase = .running
