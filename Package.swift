@@ -17,15 +17,23 @@ let package = Package(
     .library(name: "ControlShim", targets: ["ControlShim"]),
     .executable(name: "vxswitch", targets: ["vxswitch"]),
     .executable(name: "Bench", targets: ["Bench"]),
+    .executable(name: "LiveMeasure", targets: ["LiveMeasure"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
   ],
   targets: [
+    // libnl through pkg-config: its headers live in /usr/include/libnl3.
+    .systemLibrary(
+      name: "CNetlink",
+      pkgConfig: "libnl-route-3.0",
+      providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+    ),
     .target(
       name: "CPacket",
-      linkerSettings: [.linkedLibrary("pcap")]
+      dependencies: ["CNetlink"],
+      linkerSettings: [.linkedLibrary("pcap"), .linkedLibrary("nl-route-3"), .linkedLibrary("nl-3")]
     ),
     .target(
       name: "Dataplane",
@@ -57,6 +65,8 @@ let package = Package(
     ),
     // Test-only malloc interposer (counts allocations for the zero-allocation test).
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+    // Frames/s of the live I/O layer on veth pairs (needs root; not a test).
+    .executableTarget(name: "LiveMeasure", dependencies: ["Dataplane"], swiftSettings: uncheckedFlags),
     .testTarget(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),

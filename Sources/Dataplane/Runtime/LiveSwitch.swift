@@ -1,0 +1,362 @@
+import CPacket
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// The switch's clock: whole seconds since the switch started, starting at 1 (0 means
+/// "never" in FDB stamps). Monotonic (CLOCK_MONOTONIC_COARSE: a vDSO read, no syscall).
+public struct SwitchClock: Sendable {
+  public let origin: Int64
+
+  public init() { origin = Self.nanoseconds() }
+
+  @inline(__always)
+  public var now: UInt32 { UInt32(truncatingIfNeeded: (Self.nanoseconds() &- origin) / 1_000_000_000 &+ 1) }
+
+  @inline(__always)
+  static func nanoseconds() -> Int64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
+    return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+  }
+}
+
+/// The live data plane of one `SwitchCore`: AF_PACKET ports on the real interfaces,
+/// packet worker threads, a learner thread, and the next-hop resolver.
+///
+/// - Workers: `config.site.workers` threads, each pinned to `config.site.cpus[i]` when
+///   given, each with its own `Pipeline` and its own port (sockets and rings) per
+///   interface; with more than one worker the ports of one interface form a
+///   PACKET_FANOUT_HASH group, so a flow stays on one worker.
+/// - Worker loop: receive a batch from each readable port, `pipeline.process`, flush
+///   every ring with pending frames, release the batch; when idle, `pipeline.idle()` and
+///   poll() on the sockets and the stop eventfd.
+/// - Learner: `core.drainLearnQueues()` every millisecond, `core.age(now:)` once a
+///   second, next-hop resolution (`NextHopResolver`) on netlink notifications.
+///
+/// `start()` must run in the network namespace of the interfaces (see
+/// `NetworkNamespace.run`): sockets are created there, threads start afterwards.
+/// `stop()` joins everything and closes the sockets; it is idempotent. From a signal
+/// handler call only `requestStop()` (an atomic store and a write(2) on an eventfd) or
+/// write to `stopEventFD` yourself, then call `stop()` from normal context.
+public final class LiveSwitch: @unchecked Sendable {
+  public struct Options: Sendable {
+    /// Ring geometry and transmit version of every port.
+    public var port = AFPacketPort.Options()
+    /// Turn GRO, LRO, GSO and TSO off on access interfaces (the switch cannot forward
+    /// super-frames). The underlay is shared with the host and left alone.
+    public var disableOffloads = true
+    /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
+    public var holdVXLANPort = true
+    /// Follow underlay next hops through netlink (`NextHopResolver`).
+    public var resolveNextHops = true
+    public var resolver = NextHopResolver.Options()
+    /// Milliseconds between learn-queue drains.
+    public var learnIntervalMilliseconds: Int32 = 1
+    public init() {}
+  }
+
+  public let core: SwitchCore
+  public let options: Options
+  public let clock = SwitchClock()
+  /// Seconds since start, starting at 1: the clock vectors and the ager use.
+  public var now: UInt32 { clock.now }
+
+  /// Written (8 bytes, any non-zero value) to stop every thread; async-signal-safe.
+  public let stopEventFD: Int32
+  private let stopping = Atomic<Bool>(false)
+  private let lifecycle = Mutex<Phase>(.idle)
+  private enum Phase { case idle, running, stopped }
+
+  /// ports[worker][interface index in core.interfaces]
+  public private(set) var ports: [[AFPacketPort]] = []
+  public private(set) var resolver: NextHopResolver? = nil
+  private var holder: VXLANPortHolder? = nil
+  private var threads: [NativeThread] = []
+  private var pipelines: [Pipeline] = []
+  private var claims: [String] = []
+  /// Non-fatal problems met while starting (an offload that could not be turned off).
+  public private(set) var warnings: [String] = []
+
+  private static let claimed = Mutex<Set<String>>([])
+
+  public init(core: SwitchCore, options: Options = Options()) {
+    self.core = core
+    self.options = options
+    stopEventFD = cp_eventfd()
+  }
+
+  deinit {
+    stop()
+    if stopEventFD >= 0 { Glibc.close(stopEventFD) }
+  }
+
+  public var isRunning: Bool { lifecycle.withLock { $0 == .running } }
+
+  /// Counters of every port, per worker, in `core.interfaces` order.
+  public var portStatistics: [[AFPacketPort.Statistics]] { ports.map { $0.map(\.statistics) } }
+
+  // MARK: Start
+
+  public func start() throws {
+    try lifecycle.withLock { phase in
+      guard phase == .idle else { throw AFPacketError.invalidConfiguration("a LiveSwitch starts once") }
+      do {
+        try open()
+      } catch {
+        closeEverything()
+        ports.removeAll()
+        resolver = nil
+        throw error
+      }
+      phase = .running
+    }
+    spawnThreads()
+  }
+
+  private func open() throws {
+    guard stopEventFD >= 0 else { throw AFPacketError.system(operation: "eventfd", interface: "-", errno: -stopEventFD) }
+    let config = core.config
+    let interfaces = core.interfaces
+    let workers = config.site.workers
+    guard workers >= 1 else { throw AFPacketError.invalidConfiguration("workers must be at least 1") }
+    guard interfaces.count <= ForwardingState.maxInterfaces else {
+      throw AFPacketError.invalidConfiguration("at most \(ForwardingState.maxInterfaces) interfaces")
+    }
+    // One role per interface: an access port on the underlay would need two filters.
+    var seen = Set<String>()
+    for name in interfaces where !seen.insert(name).inserted { throw AFPacketError.interfaceClaimedTwice(name) }
+    for domain in config.bridgeDomains {
+      for port in domain.ports where port.interface == config.site.underlay {
+        throw AFPacketError.interfaceClaimedTwice(port.interface)
+      }
+    }
+    for name in interfaces { _ = try Syscall.interfaceIndex(name) }
+    // Privilege first, with a clear message, before touching anything.
+    let probe = cp_packet_socket()
+    if probe < 0 { throw AFPacketError.from(errno: -probe, operation: "socket(AF_PACKET)", interface: interfaces.first ?? "-") }
+    Syscall.close(probe)
+
+    let namespace = NetworkNamespace.currentIdentifier
+    try Self.claimed.withLock { set in
+      let keys = interfaces.map { "\(namespace)/\($0)" }
+      if let taken = zip(keys, interfaces).first(where: { set.contains($0.0) }) {
+        throw AFPacketError.interfaceClaimedTwice(taken.1)
+      }
+      set.formUnion(keys)
+      claims = keys
+    }
+
+    let underlay = config.site.underlay
+    if options.disableOffloads {
+      let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      defer { Syscall.close(control) }
+      for name in interfaces where name != underlay {
+        for (feature, label) in [(CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro"), (CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso")] {
+          guard cp_ethtool_get_feature(control, name, Int32(feature)) == 1 else { continue }
+          let result = cp_ethtool_set_feature(control, name, Int32(feature), 0)
+          if result < 0 { warnings.append("\(name): cannot turn \(label) off: \(AFPacketError.text(-result))") }
+        }
+      }
+    }
+    // The underlay's MAC, unless configured, before the first frame is encapsulated.
+    if config.site.underlayMAC == nil {
+      let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+      defer { Syscall.close(control) }
+      var mac = (UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0), UInt8(0))
+      let result = withUnsafeMutableBytes(of: &mac) {
+        cp_interface_hwaddr(control, underlay, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+      }
+      if result == 0 { core.setUnderlayMAC(MACAddress(mac)) }
+    }
+    if options.holdVXLANPort {
+      holder = try VXLANPortHolder(address: config.site.vtep, port: config.site.udpPort)
+    }
+    var groups: [Int: UInt16] = [:]
+    for _ in 0..<workers {
+      var row: [AFPacketPort] = []
+      for (index, name) in interfaces.enumerated() {
+        let role: AFPacketPort.Role =
+          name == underlay ? .underlay(vtep: config.site.vtep, udpPort: config.site.udpPort) : .access
+        var fanout: AFPacketPort.Fanout? = nil
+        if workers > 1 { fanout = groups[index].map { .join($0) } ?? .create }
+        let port = try AFPacketPort(interface: name, role: role, options: options.port, fanout: fanout)
+        port.switchInterface = UInt16(index)
+        if let group = port.fanoutGroup { groups[index] = group }
+        row.append(port)
+      }
+      ports.append(row)
+    }
+    if options.resolveNextHops {
+      let resolver = try NextHopResolver(core: core, interface: underlay, options: options.resolver)
+      resolver.refresh()
+      self.resolver = resolver
+    }
+    for _ in 0..<workers {
+      pipelines.append(core.makePipeline())
+    }
+  }
+
+  private func spawnThreads() {
+    let cpus = core.config.site.cpus
+    for (worker, row) in ports.enumerated() {
+      let pipeline = pipelines[worker]
+      let cpu = cpus.isEmpty ? nil : cpus[worker % cpus.count]
+      threads.append(
+        NativeThread(name: "vxs-worker-\(worker)") { [self] in
+          if let cpu { _ = cp_pin_current_thread(Int32(cpu)) }
+          workerLoop(pipeline: pipeline, ports: row)
+        })
+    }
+    threads.append(NativeThread(name: "vxs-learner") { [self] in learnerLoop() })
+  }
+
+  // MARK: Stop
+
+  /// Asks every thread to stop; returns at once. Async-signal-safe.
+  public func requestStop() {
+    stopping.store(true, ordering: .releasing)
+    var one: UInt64 = 1
+    _ = Glibc.write(stopEventFD, &one, 8)
+  }
+
+  /// Stops the threads, waits for them, closes every socket. Idempotent.
+  public func stop() {
+    let wasRunning = lifecycle.withLock { phase -> Bool in
+      defer { if phase != .idle { phase = .stopped } }
+      return phase == .running
+    }
+    requestStop()
+    guard wasRunning else { return }
+    for thread in threads { thread.join() }
+    threads.removeAll()
+    closeEverything()
+  }
+
+  private func closeEverything() {
+    for pipeline in pipelines { core.retire(pipeline) }
+    pipelines.removeAll()
+    for row in ports { for port in row { port.close() } }
+    resolver?.close()
+    holder?.close()
+    holder = nil
+    let keys = claims
+    Self.claimed.withLock { $0.subtract(keys) }
+    claims.removeAll()
+  }
+
+  // MARK: Loops
+
+  private func workerLoop(pipeline: Pipeline, ports row: [AFPacketPort]) {
+    let count = row.count
+    let descriptors = UnsafeMutablePointer<pollfd>.allocate(capacity: count + 1)
+    defer { descriptors.deallocate() }
+    for (index, port) in row.enumerated() { descriptors[index] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0) }
+    descriptors[count] = pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0)
+    let rings = UnsafeMutablePointer<UnsafeMutablePointer<TxRing>>.allocate(capacity: count)
+    defer { rings.deallocate() }
+    for (index, port) in row.enumerated() {
+      rings[index] = port.transmitRing
+      pipeline.attach(interface: port.switchInterface, ring: port.transmitRing)
+    }
+    var vector = FrameVector()
+    let clock = self.clock
+    while !stopping.load(ordering: .relaxed) {
+      var worked = false
+      for index in 0..<count {
+        let port = row[index]
+        // A few batches per port per turn keep one busy interface from starving others.
+        for _ in 0..<4 {
+          vector.count = 0
+          let received = port.receive(into: &vector)
+          if received == 0 {
+            port.releaseReceived()  // blocks holding only dropped (truncated) frames
+            break
+          }
+          vector.ingress = port.switchInterface
+          vector.now = clock.now
+          pipeline.process(&vector)
+          for ring in 0..<count where rings[ring].pointee.pending > 0 { row[ring].flushTransmit() }
+          port.releaseReceived()
+          worked = true
+          if received < FrameVector.capacity { break }
+        }
+      }
+      if worked { continue }
+      // Frames a kick could not send (EAGAIN/ENOBUFS) are retried after a short wait.
+      var backlog = false
+      for ring in 0..<count where rings[ring].pointee.pending > 0 {
+        row[ring].flushTransmit()
+        if rings[ring].pointee.pending > 0 { backlog = true }
+      }
+      pipeline.idle()
+      let ready = poll(descriptors, nfds_t(count + 1), backlog ? 1 : 1000)
+      if ready <= 0 { continue }
+      if descriptors[count].revents != 0 { break }
+      for index in 0..<count where descriptors[index].revents & Int16(POLLERR) != 0 {
+        row[index].clearSocketError()
+      }
+    }
+  }
+
+  private func learnerLoop() {
+    var descriptors = [
+      pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0),
+      pollfd(fd: resolver?.eventFD ?? -1, events: Int16(POLLIN), revents: 0),
+    ]
+    var lastAged: UInt32 = 0
+    while !stopping.load(ordering: .relaxed) {
+      let ready = poll(&descriptors, nfds_t(descriptors.count), options.learnIntervalMilliseconds)
+      if ready > 0 && descriptors[0].revents != 0 { break }
+      core.drainLearnQueues()
+      let now = clock.now
+      if now != lastAged {
+        core.age(now: now)
+        lastAged = now
+      }
+      if let resolver {
+        if ready > 0 && descriptors[1].revents != 0 { resolver.handleEvents() }
+        resolver.tick()
+      }
+    }
+  }
+}
+
+/// A joinable pthread running a closure (Foundation's Thread cannot be joined).
+final class NativeThread {
+  private var thread = pthread_t()
+  private var joined = false
+
+  private final class Box {
+    let name: String
+    let body: () -> Void
+    init(name: String, body: @escaping () -> Void) {
+      self.name = name
+      self.body = body
+    }
+  }
+
+  init(name: String, _ body: @escaping () -> Void) {
+    let box = Unmanaged.passRetained(Box(name: name, body: body)).toOpaque()
+    let result = pthread_create(
+      &thread, nil,
+      { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        cp_set_thread_name(box.name)
+        box.body()
+        return nil
+      }, box)
+    precondition(result == 0, "pthread_create failed: \(result)")
+  }
+
+  func join() {
+    if !joined {
+      pthread_join(thread, nil)
+      joined = true
+    }
+  }
+}

@@ -1,0 +1,103 @@
+import CPacket
+import Foundation
+import XCTest
+
+@testable import Dataplane
+
+/// A LiveSwitch in a namespace, interoperating with the Linux kernel's vxlan device:
+///
+///   [vm] vm0 192.168.80.1 ── acc0 [sw: vxswitch, VTEP 10.80.0.1 on und0] und0 ── und1 [kern]
+///   [kern] und1 10.80.0.2, vx100 (VNI 100, remote 10.80.0.1) in br0 192.168.80.2
+final class LiveSwitchTests: XCTestCase {
+  var lab: NetnsLab!
+  var sw = ""
+  var vm = ""
+  var kern = ""
+
+  override func setUpWithError() throws {
+    lab = try NetnsLab.make(self)
+    sw = try lab.namespace("sw")
+    vm = try lab.namespace("vm")
+    kern = try lab.namespace("kern")
+    try lab.sh(sw, """
+      ip link add acc0 type veth peer name vm0 netns \(vm) && \
+      ip link add und0 type veth peer name und1 netns \(kern) && \
+      ip addr add 10.80.0.1/24 dev und0 && ip link set acc0 up && ip link set und0 up
+      """)
+    try lab.sh(vm, "ip addr add 192.168.80.1/24 dev vm0 && ip link set vm0 up && (ethtool -K vm0 tso off gso off >/dev/null 2>&1 || true)")
+    try lab.sh(kern, """
+      ip addr add 10.80.0.2/24 dev und1 && ip link set und1 up && \
+      ip link add vx100 type vxlan id 100 local 10.80.0.2 remote 10.80.0.1 dstport 4789 dev und1 && \
+      ip link add br0 type bridge && ip link set vx100 master br0 && \
+      ip addr add 192.168.80.2/24 dev br0 && ip link set vx100 up && ip link set br0 up
+      """)
+  }
+
+  override func tearDown() {
+    lab?.destroy()
+    lab = nil
+  }
+
+  static func config(workers: Int = 1) -> SiteConfig {
+    var config = SiteConfig(site: .init(name: "e2e", vtep: IPAddress("10.80.0.1")!, underlay: "und0"))
+    config.site.workers = workers
+    var domain = SiteConfig.BridgeDomain(vni: 100)
+    domain.ports = [SiteConfig.PortMember(interface: "acc0")]
+    domain.flood = [IPAddress("10.80.0.2")!]
+    config.bridgeDomains = [domain]
+    return config
+  }
+
+  func pingThroughSwitch(workers: Int) throws {
+    let core = SwitchCore(config: Self.config(workers: workers))
+    let live = LiveSwitch(core: core)
+    try NetworkNamespace.run(sw) { try live.start() }
+    defer { live.stop() }
+    XCTAssertTrue(live.isRunning)
+
+    let pinged = eventually(timeout: 15, interval: 0.2) {
+      (try? lab.sh(vm, "ping -c 1 -W 1 192.168.80.2 >/dev/null")) != nil
+    }
+    XCTAssertTrue(pinged, "ping through vxswitch to the kernel vxlan side; stats: \(live.portStatistics) \(core.statistics)")
+    // ARP learned both ways, across the tunnel.
+    let vmMAC = try lab.mac(vm, "vm0")
+    let bridgeMAC = try lab.mac(kern, "br0")
+    XCTAssertTrue(try lab.sh(vm, "ip neigh show 192.168.80.2 dev vm0").contains(bridgeMAC.description))
+    XCTAssertTrue(try lab.sh(kern, "ip neigh show 192.168.80.1 dev br0").contains(vmMAC.description))
+    // The kernel vxlan learned the VM's MAC behind our VTEP.
+    XCTAssertTrue(try lab.sh(kern, "bridge fdb show dev vx100").contains("\(vmMAC) dst 10.80.0.1"))
+    // And the switch's resolver found the kernel VTEP's MAC.
+    XCTAssertEqual(live.resolver?.entry(for: IPAddress("10.80.0.2")!)?.mac, try lab.mac(kern, "und1"))
+    XCTAssertEqual(try lab.sh(vm, "ping -c 5 -i 0.05 -W 1 192.168.80.2 | grep -o '[0-9]* received'").trimmingCharacters(in: .whitespacesAndNewlines), "5 received")
+    live.stop()
+    live.stop()  // idempotent
+    XCTAssertFalse(live.isRunning)
+  }
+
+  func testPingKernelVXLANThroughSwitch() throws { try pingThroughSwitch(workers: 1) }
+
+  func testPingWithTwoFanoutWorkers() throws { try pingThroughSwitch(workers: 2) }
+
+  func testStartErrorsAreTyped() throws {
+    try NetworkNamespace.run(sw) {
+      var config = Self.config()
+      config.bridgeDomains[0].ports = [SiteConfig.PortMember(interface: "eth9")]
+      XCTAssertThrowsError(try LiveSwitch(core: SwitchCore(config: config)).start()) { error in
+        XCTAssertEqual(error as? AFPacketError, .noSuchInterface("eth9"))
+      }
+      var onUnderlay = Self.config()
+      onUnderlay.bridgeDomains[0].ports = [SiteConfig.PortMember(interface: "und0")]
+      XCTAssertThrowsError(try LiveSwitch(core: SwitchCore(config: onUnderlay)).start()) { error in
+        XCTAssertEqual(error as? AFPacketError, .interfaceClaimedTwice("und0"))
+      }
+      let first = LiveSwitch(core: SwitchCore(config: Self.config()))
+      try first.start()
+      defer { first.stop() }
+      var other = Self.config()
+      other.site.udpPort = 4790
+      XCTAssertThrowsError(try LiveSwitch(core: SwitchCore(config: other)).start()) { error in
+        guard case .interfaceClaimedTwice? = error as? AFPacketError else { return XCTFail("\(error)") }
+      }
+    }
+  }
+}
