@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "Bench",
     abstract: "vxswitch benchmarks: traffic generation, in-memory pcap replay, live veth runs.",
-    subcommands: [GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self])
+    subcommands: [GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self])
 }
 
 struct GenCommand: ParsableCommand {
@@ -61,7 +61,8 @@ struct LiveCommand: ParsableCommand {
     commandName: "live",
     abstract: "Measure vxswitch run against a Linux bridge + vxlan over veth pairs in namespaces.",
     discussion: """
-      Needs root, ip, bridge, tcpdump and tcpreplay (installed with apt-get when missing).
+      Needs root, ip, bridge and tcpdump; with --generator tcpreplay, tcpreplay (installed
+      with apt-get when missing).
       Namespaces vxb-<pid>-{vm,sw,rem} are removed on exit and on SIGINT/SIGTERM. vxswitch
       (A) and the bridge (B) alternate A B A B; the table shows medians. CPU: vxswitch =
       utime+stime from /proc/PID/stat; bridge = softirq time of all CPUs from /proc/stat.
@@ -93,6 +94,8 @@ struct LiveCommand: ParsableCommand {
   var verbose = false
   @Flag(help: "Keep the generated files.")
   var keep = false
+  @Option(help: "Traffic generator: builtin (AF_PACKET sendmmsg, `Bench send`) or tcpreplay.")
+  var generator = "builtin"
 
   func run() throws {
     var options = LiveBench.Options()
@@ -111,6 +114,8 @@ struct LiveCommand: ParsableCommand {
     options.destinations = destinations
     options.vxswitch = vxswitch
     options.keepDirectory = keep
+    guard ["builtin", "tcpreplay"].contains(generator) else { throw ValidationError("--generator: builtin or tcpreplay") }
+    options.generator = generator
     Shell.trace = verbose
     LiveBench.installSignalHandlers()
     let report = try LiveBench(options: options).run()
