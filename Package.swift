@@ -56,6 +56,7 @@ let package = Package(
       swiftSettings: uncheckedFlags
     ),
     .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "CPacket"]),
+    .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
     .testTarget(
       name: "ControlShimTests",
       dependencies: [

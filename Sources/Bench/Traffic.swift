@@ -111,11 +111,13 @@ struct TrafficPlan {
     var remotePort: UInt16
   }
 
-  /// Frame `index`: local VM `index % N` to remote VM `index % M`, ports varied.
+  /// Frame `index`: local VM `index % N` to remote VM `index % M`, ports varied within
+  /// 50000...53999 and 61000...61999, where Wireshark registers no dissector (tshark would
+  /// report a UDP payload on, say, 54328 as malformed Elasticsearch).
   func flow(_ index: Int) -> Flow {
     Flow(
       local: index % sources, remote: index % destinations,
-      localPort: UInt16(1024 + (index &* 7919) % 50_000), remotePort: UInt16(5000 + index % 1000))
+      localPort: UInt16(50_000 + (index &* 7919) % 4000), remotePort: UInt16(61_000 + index % 1000))
   }
 
   /// Access frame: what local VM sends to remote VM (IPv4/UDP), `size` bytes (no FCS).
