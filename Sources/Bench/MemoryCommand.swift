@@ -98,25 +98,28 @@ struct MemoryCommand: ParsableCommand {
       flagged: results.contains { $0.flagged })
     guard sweep else { return report }
 
+    // Every point's switch is built first; the points then take turns (A B C .. A B C ..)
+    // over `sweepRepetitions` slices and each reports its median slice, so that load from
+    // other tenants of a shared machine spreads over all points instead of skewing a few.
     var points: [SweepPoint] = []
-    let sweepRule: StopRule
-    switch rule {
-    case .rounds(let n): sweepRule = .rounds(max(1, n))
-    case .seconds(let s): sweepRule = .seconds(s)
-    }
+    var fdbBenches: [(Int, MemoryBench)] = []
     for size in sweepFDBSizes {
-      if verbose || true { progress("sweep: FDB \(size) entries, frames \(label)") }
-      let bench = try MemoryBench(config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label)
-      for result in bench.run(sweepRule) {
-        points.append(point("fdb_size", bench, size, result))
-      }
+      progress("sweep: building FDB \(size) entries, frames \(label)")
+      fdbBenches.append((size, try MemoryBench(config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label)))
     }
+    let slice = slicedRule(rule)
+    progress("sweep: measuring FDB sizes, \(sweepRepetitions) interleaved slices of \(modeName(slice))")
+    for (bench, results) in zip(fdbBenches, interleaved(fdbBenches.map(\.1), slice)) {
+      for result in results { points.append(point("fdb_size", bench.1, bench.0, result)) }
+    }
+    fdbBenches.removeAll()
     // Frame sizes: the same flows rebuilt at each size; the MTU is raised for jumbo encap.
     var sizedConfig = config
     sizedConfig.site.mtu = max(config.site.mtu, 9000)
     let fdbForSizes = fdbSize ?? (1 << 16)
+    var sizeBenches: [MemoryBench] = []
     for size in sweepFrameSizes {
-      progress("sweep: frames \(size), FDB \(fdbForSizes) entries")
+      progress("sweep: building frames \(size), FDB \(fdbForSizes) entries")
       var resized: [MemoryInput] = []
       for input in loaded {
         var frames: [[UInt8]] = []
@@ -127,15 +130,45 @@ struct MemoryCommand: ParsableCommand {
         }
         resized.append(MemoryInput(port: input.port, file: input.file, frames: FrameSet(frames: frames)))
       }
-      let bench = try MemoryBench(
-        config: sizedConfig, inputs: resized, fdbSize: fdbForSizes, frameSizeLabel: size.description)
-      for result in bench.run(sweepRule) {
-        points.append(point("frame_size", bench, fdbForSizes, result))
-      }
+      sizeBenches.append(
+        try MemoryBench(config: sizedConfig, inputs: resized, fdbSize: fdbForSizes, frameSizeLabel: size.description))
+    }
+    progress("sweep: measuring frame sizes, \(sweepRepetitions) interleaved slices of \(modeName(slice))")
+    for (bench, results) in zip(sizeBenches, interleaved(sizeBenches, slice)) {
+      for result in results { points.append(point("frame_size", bench, fdbForSizes, result)) }
     }
     report.sweep = points
     report.flagged = report.flagged || points.contains { $0.flagged }
     return report
+  }
+
+  static let sweepRepetitions = 5
+
+  /// One slice of a sweep point: the stop rule split over the repetitions.
+  static func slicedRule(_ rule: StopRule) -> StopRule {
+    switch rule {
+    case .rounds(let n): return .rounds(max(1, n / sweepRepetitions))
+    case .seconds(let s): return .seconds(s / Double(sweepRepetitions))
+    }
+  }
+
+  /// Runs the benches in turn, `sweepRepetitions` times; per bench and input, the slice
+  /// with the median ns/frame (flagged when any slice was).
+  static func interleaved(_ benches: [MemoryBench], _ slice: StopRule) -> [[DirectionResult]] {
+    var slices = Array(repeating: [[DirectionResult]](), count: benches.count)
+    for _ in 0..<sweepRepetitions {
+      for (index, bench) in benches.enumerated() { slices[index].append(bench.run(slice)) }
+    }
+    return slices.map { runs in
+      (0..<(runs.first?.count ?? 0)).map { input in
+        let sorted = runs.map { $0[input] }.sorted { $0.nsPerFrame < $1.nsPerFrame }
+        var median = sorted[sorted.count / 2]
+        let warnings = Set(sorted.flatMap(\.warnings))
+        median.warnings = Array(warnings).sorted()
+        median.flagged = sorted.contains { $0.flagged }
+        return median
+      }
+    }
   }
 
   static func point(_ axis: String, _ bench: MemoryBench, _ fdb: Int, _ result: DirectionResult) -> SweepPoint {
