@@ -70,6 +70,7 @@ let package = Package(
     .testTarget(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),
+    .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
     .testTarget(
       name: "ControlShimTests",
       dependencies: [

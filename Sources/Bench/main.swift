@@ -1,1 +1,3 @@
-print("Bench")
+import ArgumentParser
+
+BenchCommand.main()

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Dataplane
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "Bench",
+    abstract: "vxswitch benchmarks: traffic generation, in-memory pcap replay, live veth runs.",
+    subcommands: [GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self])
+}
+
+struct GenCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "gen",
+    abstract: "Write access.pcap, underlay.pcap and a matching site config.",
+    discussion: """
+      access.pcap: IPv4/UDP frames from N local VMs (02:00:01:xx:xx:xx, 10.200/16) to M remote
+      VMs (02:00:02:xx:xx:xx, 10.201/16), frame k from source k%N to destination k%M, ports
+      varied. underlay.pcap: the replies (remote VM to local VM) VXLAN-encapsulated from the
+      remote VTEP to the local VTEP. Sizes are frame sizes without FCS; IMIX is 7:4:1 of
+      64/570/1518 bytes. The config (default DIR/site.toml) has access port vm1, underlay
+      eth1, the remote VTEP in flood and [[neighbor]], the remote VMs as [[static_mac]]
+      remote entries and the local VMs as [[static_mac]] port = "vm1".
+      """)
+
+  @Option(help: "Output directory.")
+  var out: String
+  @Option(help: "Number of source (local VM) MACs.")
+  var sources = 16
+  @Option(help: "Number of destination (remote VM) MACs.")
+  var destinations = 16
+  @Option(help: "Frame size without FCS (60...9000) or imix.")
+  var size = "64"
+  @Option(help: "Frames per file.")
+  var frames = 10_000
+  @Option(help: "Underlay family: ipv4 or ipv6.")
+  var underlay = "ipv4"
+  @Option(help: "VNI.")
+  var vni: UInt32 = 100
+  @Option(name: .customLong("config-out"), help: "Where to write the site config (default DIR/site.toml).")
+  var configOut: String?
+
+  func run() throws {
+    guard let frameSize = FrameSize(size) else { throw ValidationError("--size must be 60...9000 or imix") }
+    guard let family = UnderlayFamily(rawValue: underlay) else { throw ValidationError("--underlay must be ipv4 or ipv6") }
+    var plan = TrafficPlan()
+    plan.sources = sources
+    plan.destinations = destinations
+    plan.size = frameSize
+    plan.frames = frames
+    plan.underlay = family
+    plan.vni = vni
+    let output = try Generator.write(plan, directory: out, configPath: configOut)
+    print("wrote \(output.accessPath) (\(output.accessFrames) frames), \(output.underlayPath) (\(output.underlayFrames) frames), \(output.configPath)")
+    print("try: Bench memory --config \(output.configPath) --in \(TrafficPlan.accessPort)=\(output.accessPath) --in \(TrafficPlan.underlayPort)=\(output.underlayPath)")
+  }
+}
+
+struct LiveCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "live",
+    abstract: "Measure vxswitch run against a Linux bridge + vxlan over veth pairs in namespaces.",
+    discussion: """
+      Needs root, ip, bridge and tcpdump; with --generator tcpreplay, tcpreplay (installed
+      with apt-get when missing).
+      Namespaces vxb-<pid>-{vm,sw,rem} are removed on exit and on SIGINT/SIGTERM. vxswitch
+      (A) and the bridge (B) alternate A B A B; the table shows medians. CPU: vxswitch =
+      utime+stime from /proc/PID/stat; bridge = softirq time of all CPUs from /proc/stat.
+      """)
+
+  @Option(name: .customLong("size"), help: "Frame size(s) (repeatable): 60...9000 or imix.")
+  var sizes: [String] = ["64", "512", "1518"]
+  @Option(name: .customLong("direction"), help: "encap and/or decap (repeatable).")
+  var directions: [String] = ["encap", "decap"]
+  @Option(help: "A/B repetitions.")
+  var repetitions = 3
+  @Option(help: "Seconds per measurement.")
+  var duration = 3.0
+  @Option(help: "Offered rate in frames/s (0: flat out).")
+  var rate = 0
+  @Option(help: "Source MACs.")
+  var sources = 16
+  @Option(help: "Destination MACs.")
+  var destinations = 16
+  @Option(help: "vxswitch binary.")
+  var vxswitch = ".build/release/vxswitch"
+  @Flag(help: "Print JSON instead of a table.")
+  var json = false
+  @Option(help: "Write an SVG plot (frames/s versus frame size).")
+  var plot: String?
+  @Option(help: "Also plot this `Bench memory --sweep --json` output beside the live figures.")
+  var memoryJSON: String?
+  @Flag(help: "Print every command run.")
+  var verbose = false
+  @Flag(help: "Keep the generated files.")
+  var keep = false
+  @Option(help: "Traffic generator: builtin (AF_PACKET sendmmsg, `Bench send`) or tcpreplay.")
+  var generator = "builtin"
+
+  func run() throws {
+    var options = LiveBench.Options()
+    options.sizes = try sizes.map { text in
+      guard let size = FrameSize(text) else { throw ValidationError("bad --size \(text)") }
+      return size
+    }
+    options.directions = try directions.map { text in
+      guard let direction = Direction(rawValue: text) else { throw ValidationError("bad --direction \(text)") }
+      return direction
+    }
+    options.repetitions = max(1, repetitions)
+    options.duration = max(1, duration)
+    options.rate = rate
+    options.sources = sources
+    options.destinations = destinations
+    options.vxswitch = vxswitch
+    options.keepDirectory = keep
+    guard ["builtin", "tcpreplay"].contains(generator) else { throw ValidationError("--generator: builtin or tcpreplay") }
+    options.generator = generator
+    Shell.trace = verbose
+    LiveBench.installSignalHandlers()
+    let report = try LiveBench(options: options).run()
+    print(json ? Output.json(report) : Output.liveTable(report))
+    if let plot {
+      var memory: MemoryReport?
+      if let memoryJSON {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        memory = try decoder.decode(MemoryReport.self, from: Data(contentsOf: URL(fileURLWithPath: memoryJSON)))
+      }
+      try Generator.writeText(plot, Plot.svg(memory: memory, live: report))
+      progress("wrote \(plot)")
+    }
+  }
+}
+
+struct ControlCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "control", abstract: "Control-plane (BGP) benchmark: not yet available.")
+
+  @Argument(parsing: .captureForPassthrough)
+  var rest: [String] = []
+
+  func run() throws {
+    print("Bench control: not yet available")
+    throw ExitCode(2)
+  }
+}

@@ -1,0 +1,479 @@
+import Dataplane
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// `Bench live`: generator -> switch -> sink over veth pairs in three network namespaces
+/// (`vxb-<pid>-vm`, `-sw`, `-rem`).
+///
+///     [vm ns] g0 ==veth== vm1 [sw ns] eth1 ==veth== r0 [rem ns]
+///
+/// Encap: the generator replays access.pcap into g0; the sink counts r0's rx_packets
+/// (VXLAN frames at the remote VTEP). Decap: underlay.pcap into r0; the sink is g0.
+/// System A is `vxswitch run --config` inside the sw namespace; system B is a Linux bridge
+/// (vm1 + vxlan0, static FDB) doing the same job. A and B alternate, A B A B.
+///
+/// Every address used (inner 10.200/16 and 10.201/16, VTEPs 10.202.0.1/.2) is assigned
+/// inside these namespaces: the inner ones as local routes on the namespaces' `lo`.
+final class LiveBench {
+  struct Options {
+    var sizes: [FrameSize] = [.fixed(64), .fixed(512), .fixed(1518)]
+    var directions: [Direction] = [.encap, .decap]
+    var repetitions = 3
+    var duration = 3.0
+    var rate = 0
+    var sources = 16
+    var destinations = 16
+    var vxswitch = ".build/release/vxswitch"
+    var keepDirectory = false
+    /// "builtin" (`Bench send`: AF_PACKET sendmmsg) or "tcpreplay".
+    var generator = "builtin"
+  }
+
+  enum System: String, Codable {
+    case vxswitch, bridge
+  }
+
+  struct Measurement: Codable {
+    var system: System
+    var direction: Direction
+    var frameSize: String
+    var repetition: Int
+    var seconds: Double
+    var offered: UInt64
+    var delivered: UInt64
+    var deliveredPerSecond: Double
+    var lossPercent: Double
+    /// vxswitch: utime+stime of the process. bridge: softirq time of all CPUs (/proc/stat).
+    var cpuSeconds: Double
+    var cpuNsPerFrame: Double
+    var cpuMethod: String
+    var systemCPUSeconds: Double
+    var softirqCPUSeconds: Double
+    var outputChecked: Bool
+  }
+
+  struct Summary: Codable {
+    var direction: Direction
+    var frameSize: String
+    var vxswitchFramesPerSecond: Double?
+    var bridgeFramesPerSecond: Double?
+    var vxswitchLossPercent: Double?
+    var bridgeLossPercent: Double?
+    var vxswitchCPUNsPerFrame: Double?
+    var bridgeCPUNsPerFrame: Double?
+    /// vxswitch / bridge delivered frames/s (medians of the same run).
+    var ratio: Double?
+  }
+
+  struct Report: Codable {
+    var generator: String
+    var rate: String
+    var vxswitch: String
+    var notes: [String]
+    var measurements: [Measurement]
+    var summary: [Summary]
+  }
+
+  let options: Options
+  let prefix: String
+  let directory: String
+  var vmNS: String { prefix + "-vm" }
+  var switchNS: String { prefix + "-sw" }
+  var remoteNS: String { prefix + "-rem" }
+  var plan: TrafficPlan
+  private var notes: [String] = []
+  static var activePrefix: String?
+  static var children: [Process] = []
+
+  init(options: Options) {
+    self.options = options
+    prefix = "vxb-\(getpid())"
+    directory = NSTemporaryDirectory() + prefix
+    plan = TrafficPlan()
+    plan.sources = options.sources
+    plan.destinations = options.destinations
+    plan.frames = 4096
+  }
+
+  // MARK: Topology
+
+  func setUp() throws {
+    for tool in ["ip", "bridge", "tcpdump"] where !Shell.exists(tool) {
+      throw BenchError.failed("\(tool) is not installed")
+    }
+    guard getuid() == 0 else { throw BenchError.failed("Bench live needs root (network namespaces)") }
+    LiveBench.activePrefix = prefix
+    try Generator.makeDirectory(directory)
+    for ns in [vmNS, switchNS, remoteNS] { try Shell.check(["ip", "netns", "add", ns]) }
+    let p = String(prefix.dropFirst(4))  // pid, keeps names within 15 characters
+    try Shell.check(["ip", "link", "add", "xa\(p)", "type", "veth", "peer", "name", "xb\(p)"])
+    try Shell.check(["ip", "link", "set", "xa\(p)", "netns", vmNS, "name", "g0"])
+    try Shell.check(["ip", "link", "set", "xb\(p)", "netns", switchNS, "name", TrafficPlan.accessPort])
+    try Shell.check(["ip", "link", "add", "xc\(p)", "type", "veth", "peer", "name", "xd\(p)"])
+    try Shell.check(["ip", "link", "set", "xc\(p)", "netns", switchNS, "name", TrafficPlan.underlayPort])
+    try Shell.check(["ip", "link", "set", "xd\(p)", "netns", remoteNS, "name", "r0"])
+    try ip(switchNS, "link set \(TrafficPlan.underlayPort) address \(TrafficPlan.underlayMAC) mtu 9000 up")
+    try ip(switchNS, "link set \(TrafficPlan.accessPort) mtu 9000 up")
+    try ip(remoteNS, "link set r0 address \(TrafficPlan.remoteUnderlayMAC) mtu 9000 up")
+    try ip(vmNS, "link set g0 mtu 9000 up")
+    for ns in [vmNS, switchNS, remoteNS] { try ip(ns, "link set lo up") }
+    try ip(remoteNS, "addr add \(plan.remoteVTEP)/24 dev r0")
+    try ip(remoteNS, "addr add 10.201.0.1/16 dev lo")
+    try ip(vmNS, "addr add 10.200.0.1/16 dev lo")
+    // The generator must not be slowed by IPv6 autoconfiguration chatter on the links.
+    for ns in [vmNS, switchNS, remoteNS] {
+      Shell.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+    }
+  }
+
+  func tearDown() {
+    for ns in [vmNS, switchNS, remoteNS] { Shell.run(["ip", "netns", "del", ns]) }
+    if !options.keepDirectory { try? FileManager.default.removeItem(atPath: directory) }
+    LiveBench.activePrefix = nil
+  }
+
+  /// Removes everything when interrupted (SIGINT/SIGTERM), then exits 130.
+  static func installSignalHandlers() {
+    for sig in [SIGINT, SIGTERM] {
+      signal(sig, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+      source.setEventHandler {
+        progress("interrupted: removing namespaces")
+        for child in children where child.isRunning { kill(child.processIdentifier, SIGKILL) }
+        if let prefix = activePrefix {
+          for suffix in ["-vm", "-sw", "-rem"] { Shell.run(["ip", "netns", "del", prefix + suffix]) }
+          try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + prefix)
+        }
+        exit(130)
+      }
+      source.resume()
+      signalSources.append(source)
+    }
+  }
+  nonisolated(unsafe) static var signalSources: [DispatchSourceSignal] = []
+
+  func ip(_ ns: String, _ command: String) throws {
+    try Shell.check(["ip", "-n", ns] + command.split(separator: " ").map(String.init))
+  }
+
+  // MARK: System B: Linux bridge + vxlan
+
+  func startBridge() throws {
+    try ip(switchNS, "addr add \(plan.localVTEP)/24 dev \(TrafficPlan.underlayPort)")
+    try ip(switchNS, "neigh replace \(plan.remoteVTEP) lladdr \(TrafficPlan.remoteUnderlayMAC) dev \(TrafficPlan.underlayPort) nud permanent")
+    try ip(switchNS, "link add br0 type bridge")
+    try ip(switchNS, "link set br0 mtu 8950")
+    try ip(
+      switchNS,
+      "link add vxlan0 type vxlan id \(plan.vni) local \(plan.localVTEP) dstport 4789 nolearning dev \(TrafficPlan.underlayPort)")
+    try ip(switchNS, "link set vxlan0 mtu 8950 master br0 up")
+    try ip(switchNS, "link set \(TrafficPlan.accessPort) master br0")
+    try ip(switchNS, "link set br0 up")
+    var batch = "fdb append 00:00:00:00:00:00 dev vxlan0 dst \(plan.remoteVTEP) self permanent\n"
+    for index in 0..<plan.destinations {
+      let mac = TrafficPlan.remoteMAC(index)
+      batch += "fdb add \(mac) dev vxlan0 dst \(plan.remoteVTEP) self permanent\n"
+      batch += "fdb add \(mac) dev vxlan0 master static\n"
+    }
+    for index in 0..<plan.sources {
+      batch += "fdb add \(TrafficPlan.localMAC(index)) dev \(TrafficPlan.accessPort) master static\n"
+    }
+    try Shell.check(["ip", "netns", "exec", switchNS, "bridge", "-batch", "-"], input: batch)
+  }
+
+  func stopBridge() {
+    Shell.run(["ip", "-n", switchNS, "link", "del", "br0"])
+    Shell.run(["ip", "-n", switchNS, "link", "del", "vxlan0"])
+    Shell.run(["ip", "-n", switchNS, "addr", "flush", "dev", TrafficPlan.underlayPort])
+    Shell.run(["ip", "-n", switchNS, "neigh", "flush", "dev", TrafficPlan.underlayPort])
+  }
+
+  // MARK: System A: vxswitch run
+
+  /// nil when the binary is missing or has no `run` subcommand.
+  static func vxswitchAvailable(_ path: String) -> String? {
+    guard FileManager.default.isExecutableFile(atPath: path) else { return "vxswitch run unavailable (\(path) not built)" }
+    let help = Shell.run([path, "run", "--help"])
+    guard help.status == 0, (help.output + help.error).contains("--config") else {
+      return "vxswitch run unavailable (\(path) has no `run --config`)"
+    }
+    return nil
+  }
+
+  func startVxswitch(configPath: String) throws -> Process {
+    let log = directory + "/vxswitch"
+    let process = try Shell.spawn(
+      ["ip", "netns", "exec", switchNS, options.vxswitch, "run", "--config", configPath],
+      stdout: log + ".out", stderr: log + ".err")
+    LiveBench.children.append(process)
+    usleep(1_000_000)
+    guard process.isRunning else {
+      let message = (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? ""
+      throw BenchError.failed("vxswitch run exited (\(process.terminationStatus)): \(message)")
+    }
+    return process
+  }
+
+  // MARK: Counters
+
+  func counter(_ ns: String, _ interface: String, _ name: String) -> UInt64 {
+    let path = "/sys/class/net/\(interface)/statistics/\(name)"
+    let text = Shell.run(["ip", "netns", "exec", ns, "cat", path]).output
+    return UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+  }
+
+  struct CPUTimes {
+    var system: Double
+    var softirq: Double
+  }
+
+  static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+  static func cpuTimes() -> CPUTimes {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+    else { return CPUTimes(system: 0, softirq: 0) }
+    let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard fields.count >= 7 else { return CPUTimes(system: 0, softirq: 0) }
+    return CPUTimes(system: fields[2] / ticksPerSecond, softirq: fields[6] / ticksPerSecond)
+  }
+
+  static func processCPU(_ pid: Int32) -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+      let close = text.lastIndex(of: ")")
+    else { return 0 }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3, utime field 14, stime field 15.
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / ticksPerSecond
+  }
+
+  // MARK: Traffic
+
+  func endpoints(_ direction: Direction) -> (senderNS: String, sender: String, sinkNS: String, sink: String) {
+    direction == .encap ? (vmNS, "g0", remoteNS, "r0") : (remoteNS, "r0", vmNS, "g0")
+  }
+
+  static var selfPath: String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    return length > 0 ? String(cString: buffer) : CommandLine.arguments[0]
+  }
+
+  func replayArguments(_ ns: String, _ interface: String, _ pcap: String, seconds: Double?, limit: Int?, pps: Int?) -> [String] {
+    let rate = pps ?? options.rate
+    if options.generator == "tcpreplay" {
+      var argv = ["ip", "netns", "exec", ns, "tcpreplay", "-q", "-K", "-i", interface]
+      argv.append(rate > 0 ? "--pps=\(rate)" : "--topspeed")
+      if let seconds { argv += ["--loop=0", "--duration=\(Int(seconds.rounded(.up)))"] }
+      if let limit { argv += ["--limit=\(limit)"] }
+      argv.append(pcap)
+      return argv
+    }
+    var argv = ["ip", "netns", "exec", ns, Self.selfPath, "send", "--interface", interface, "--pcap", pcap]
+    if rate > 0 { argv += ["--pps", String(rate)] }
+    if let seconds { argv += ["--seconds", String(seconds)] }
+    if let limit { argv += ["--limit", String(limit)] }
+    return argv
+  }
+
+  /// Captures a few frames at the sink while a short burst is replayed, then decodes them
+  /// with tcpdump and checks they are what the switch should emit.
+  func checkOutput(_ direction: Direction, pcap: String, label: String) throws -> Bool {
+    let (senderNS, sender, sinkNS, sink) = endpoints(direction)
+    let capture = directory + "/sample-\(label).pcap"
+    let tcpdump = try Shell.spawn(
+      ["ip", "netns", "exec", sinkNS, "tcpdump", "-i", sink, "-c", "20", "-w", capture, "-U", "udp"],
+      stdout: capture + ".out", stderr: capture + ".err")
+    LiveBench.children.append(tcpdump)
+    usleep(700_000)
+    Shell.run(replayArguments(senderNS, sender, pcap, seconds: nil, limit: 200, pps: 2000))
+    let deadline = Date().addingTimeInterval(3)
+    while tcpdump.isRunning && Date() < deadline { usleep(50_000) }
+    if tcpdump.isRunning { tcpdump.terminate() }
+    tcpdump.waitUntilExit()
+    let decoded = Shell.run(["tcpdump", "-r", capture, "-nn", "-e", "-tt"]).output
+    let (good, bad, foreign) = Self.classify(Self.records(decoded), direction: direction, plan: plan)
+    for line in bad.prefix(3) { progress("    bad: \(line)") }
+    if !foreign.isEmpty { progress("  output check \(label): ignored \(foreign.count) frames not from the generator") }
+    guard bad.isEmpty, good.count >= 10 else {
+      progress("  output check \(label): \(good.count) good, \(bad.count) bad frames: figure not verified")
+      return false
+    }
+    return true
+  }
+
+  /// Splits decoded sink records into the generator's frames as the switch must emit
+  /// them, the generator's frames mangled, and frames of others (a bridge's own IGMP).
+  static func classify(_ records: [String], direction: Direction, plan: TrafficPlan) -> (
+    good: [String], bad: [String], foreign: [String]
+  ) {
+    var good: [String] = []
+    var bad: [String] = []
+    var foreign: [String] = []
+    for line in records {
+      let ours = line.contains("02:00:01:") || line.contains("02:00:02:")
+      let ok: Bool
+      switch direction {
+      case .encap:
+        ok = line.contains("VXLAN") && line.contains("vni \(plan.vni)") && line.contains("02:00:01:")
+          && line.contains("> 02:00:02:") && line.contains(" \(plan.localVTEP).")
+          && line.contains("> \(plan.remoteVTEP).4789:") && line.contains(" 10.200.") && line.contains("> 10.201.")
+      case .decap:
+        ok = !line.contains("VXLAN") && line.contains(" 02:00:02:") && line.contains("> 02:00:01:")
+          && line.contains(" 10.201.") && line.contains("> 10.200.") && line.contains("UDP")
+      }
+      if ok { good.append(line) } else if ours { bad.append(line) } else { foreign.append(line) }
+    }
+    return (good, bad, foreign)
+  }
+
+  /// tcpdump prints a VXLAN frame's inner frame on a line of its own: joins each
+  /// frame's lines (a frame starts with its `-tt` timestamp, which has no colon).
+  static func records(_ text: String) -> [String] {
+    var records: [String] = []
+    for line in text.split(separator: "\n") {
+      let first = line.split(separator: " ").first ?? ""
+      if first.contains(":") || first.isEmpty, !records.isEmpty {
+        records[records.count - 1] += " | " + line
+      } else {
+        records.append(String(line))
+      }
+    }
+    return records
+  }
+
+  func measure(
+    _ system: System, _ direction: Direction, size: FrameSize, pcap: String, repetition: Int, pid: Int32?,
+    checked: Bool
+  ) throws -> Measurement {
+    let (senderNS, sender, sinkNS, sink) = endpoints(direction)
+    let offered0 = counter(senderNS, sender, "tx_packets")
+    let delivered0 = counter(sinkNS, sink, "rx_packets")
+    let cpu0 = Self.cpuTimes()
+    let process0 = pid.map(Self.processCPU) ?? 0
+    let start = Date()
+    let generator = Shell.run(replayArguments(senderNS, sender, pcap, seconds: options.duration, limit: nil, pps: nil))
+    if generator.status != 0 { throw BenchError.failed("generator failed: \(generator.error)") }
+    let elapsed = Date().timeIntervalSince(start)
+    usleep(200_000)  // let queues drain
+    let offered = counter(senderNS, sender, "tx_packets") &- offered0
+    let delivered = counter(sinkNS, sink, "rx_packets") &- delivered0
+    let cpu1 = Self.cpuTimes()
+    let process1 = pid.map(Self.processCPU) ?? 0
+    let softirq = cpu1.softirq - cpu0.softirq
+    let systemTime = cpu1.system - cpu0.system
+    let cpu: Double
+    let method: String
+    if system == .vxswitch {
+      cpu = process1 - process0
+      method = "utime+stime of the vxswitch process (/proc/PID/stat)"
+    } else {
+      cpu = softirq
+      method = "softirq time of all CPUs (/proc/stat); includes the sink veth's receive"
+    }
+    let seconds = min(elapsed, options.duration)
+    return Measurement(
+      system: system, direction: direction, frameSize: size.description, repetition: repetition, seconds: seconds,
+      offered: offered, delivered: delivered, deliveredPerSecond: Double(delivered) / seconds,
+      lossPercent: offered > 0 ? max(0, Double(offered) - Double(delivered)) / Double(offered) * 100 : 0,
+      cpuSeconds: cpu, cpuNsPerFrame: delivered > 0 ? cpu * 1e9 / Double(delivered) : 0, cpuMethod: method,
+      systemCPUSeconds: systemTime, softirqCPUSeconds: softirq, outputChecked: checked)
+  }
+
+  // MARK: Run
+
+  func run() throws -> Report {
+    if options.generator == "tcpreplay" && !Shell.exists("tcpreplay") {
+      progress("installing tcpreplay (apt-get install -y tcpreplay)")
+      Shell.run(["apt-get", "install", "-y", "tcpreplay"])
+      guard Shell.exists("tcpreplay") else { throw BenchError.failed("tcpreplay is not installable") }
+    }
+    let unavailable = Self.vxswitchAvailable(options.vxswitch)
+    if let unavailable {
+      progress(unavailable + ": measuring the Linux bridge only")
+      notes.append(unavailable)
+    }
+    let systems: [System] = unavailable == nil ? [.vxswitch, .bridge] : [.bridge]
+    try setUp()
+    defer { tearDown() }
+    progress("namespaces \(vmNS), \(switchNS), \(remoteNS); files in \(directory)")
+
+    var measurements: [Measurement] = []
+    for size in options.sizes {
+      var sized = plan
+      sized.size = size
+      let files = try Generator.write(sized, directory: directory + "/\(size)")
+      for direction in options.directions {
+        let pcap = direction == .encap ? files.accessPath : files.underlayPath
+        var checked: [System: Bool] = [:]
+        for repetition in 0..<options.repetitions {
+          for system in systems {
+            var pid: Int32?
+            var process: Process?
+            if system == .vxswitch {
+              process = try startVxswitch(configPath: files.configPath)
+              pid = process?.processIdentifier
+            } else {
+              try startBridge()
+            }
+            defer {
+              if let process {
+                process.terminate()
+                process.waitUntilExit()
+              }
+              if system == .bridge { stopBridge() }
+            }
+            if checked[system] == nil {
+              checked[system] = try checkOutput(direction, pcap: pcap, label: "\(system)-\(direction)-\(size)")
+            }
+            let m = try measure(
+              system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid, checked: checked[system]!)
+            progress(
+              String(
+                format: "  %@ %@ %@ #%d: %.0f frames/s delivered, loss %.2f%%, cpu %.0f ns/frame%@", system.rawValue,
+                direction.rawValue, size.description, repetition, m.deliveredPerSecond, m.lossPercent, m.cpuNsPerFrame,
+                m.outputChecked ? "" : " (OUTPUT NOT VERIFIED)"))
+            measurements.append(m)
+          }
+        }
+      }
+    }
+    return Report(
+      generator: (options.generator == "tcpreplay" ? "tcpreplay -K" : "Bench send (AF_PACKET sendmmsg)")
+        + (options.rate > 0 ? " at \(options.rate) pps" : " flat out"),
+      rate: options.rate > 0 ? "\(options.rate) pps" : "flat out", vxswitch: unavailable ?? options.vxswitch,
+      notes: notes, measurements: measurements, summary: Self.summarize(measurements))
+  }
+
+  static func median(_ values: [Double]) -> Double? {
+    guard !values.isEmpty else { return nil }
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+  }
+
+  /// Medians per (direction, size, system); figures whose output failed the check are left out.
+  static func summarize(_ measurements: [Measurement]) -> [Summary] {
+    var keys: [(Direction, String)] = []
+    for m in measurements where !keys.contains(where: { $0 == (m.direction, m.frameSize) }) {
+      keys.append((m.direction, m.frameSize))
+    }
+    return keys.map { direction, size in
+      func pick(_ system: System, _ value: (Measurement) -> Double) -> Double? {
+        median(
+          measurements.filter { $0.system == system && $0.direction == direction && $0.frameSize == size && $0.outputChecked }
+            .map(value))
+      }
+      let a = pick(.vxswitch, \.deliveredPerSecond)
+      let b = pick(.bridge, \.deliveredPerSecond)
+      return Summary(
+        direction: direction, frameSize: size, vxswitchFramesPerSecond: a, bridgeFramesPerSecond: b,
+        vxswitchLossPercent: pick(.vxswitch, \.lossPercent), bridgeLossPercent: pick(.bridge, \.lossPercent),
+        vxswitchCPUNsPerFrame: pick(.vxswitch, \.cpuNsPerFrame), bridgeCPUNsPerFrame: pick(.bridge, \.cpuNsPerFrame),
+        ratio: a.flatMap { a in b.flatMap { $0 > 0 ? a / $0 : nil } })
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import Foundation
+
+/// Terminal tables and JSON.
+enum Output {
+  static func json<T: Encodable>(_ value: T) -> String {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    guard let data = try? encoder.encode(value) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+  }
+
+  static func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows {
+      for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+    }
+    func line(_ cells: [String]) -> String {
+      cells.enumerated().map { column, cell in
+        let pad = String(repeating: " ", count: widths[column] - cell.count)
+        return column == 0 ? cell + pad : pad + cell
+      }.joined(separator: "  ")
+    }
+    var lines = [line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
+    lines += rows.map(line)
+    return lines.joined(separator: "\n")
+  }
+
+  static func rate(_ value: Double) -> String {
+    if value >= 1e6 { return String(format: "%.2fM", value / 1e6) }
+    if value >= 1e3 { return String(format: "%.1fk", value / 1e3) }
+    return String(format: "%.0f", value)
+  }
+
+  static func count(_ value: Int) -> String {
+    if value >= 1 << 20 && value % (1 << 20) == 0 { return "\(value >> 20)M" }
+    if value >= 1 << 10 && value % (1 << 10) == 0 { return "\(value >> 10)k" }
+    return String(value)
+  }
+
+  static func memoryTable(_ report: MemoryReport) -> String {
+    var text =
+      "config \(report.config), FDB \(report.fdbEntries) entries (capacity \(report.fdbCapacity)), \(report.mode)\n\n"
+    let header = [
+      "port", "direction", "size", "frames", "ns/frame", "frames/s", "delivered", "floods", "drops", "status",
+    ]
+    let rows = report.results.map { r in
+      [
+        r.port, r.direction.rawValue, r.frameSize, String(r.frames), String(format: "%.1f", r.nsPerFrame),
+        rate(r.framesPerSecond), String(r.delivered), String(r.floodCopies), String(r.drops),
+        r.flagged ? "FLAGGED" : "ok",
+      ]
+    }
+    text += table(header, rows)
+    for r in report.results where r.flagged {
+      text += "\n\(r.port) \(r.direction.rawValue): " + r.warnings.joined(separator: "; ")
+    }
+    if let sweep = report.sweep {
+      text += "\n\nsweep (ns/frame, frames/s):\n"
+      let sweepRows = sweep.map { p in
+        [
+          p.axis, count(p.fdbSize), p.frameSize, p.direction.rawValue, String(format: "%.1f", p.nsPerFrame),
+          rate(p.framesPerSecond), p.flagged ? "FLAGGED" : "ok",
+        ]
+      }
+      text += table(["axis", "fdb", "size", "direction", "ns/frame", "frames/s", "status"], sweepRows)
+    }
+    return text
+  }
+
+  static func liveTable(_ report: LiveBench.Report) -> String {
+    var text = "generator: \(report.generator); vxswitch: \(report.vxswitch)\n"
+    for note in report.notes { text += "note: \(note)\n" }
+    if let method = report.measurements.first(where: { $0.system == .bridge })?.cpuMethod {
+      text += "bridge CPU: \(method)\n"
+    }
+    if let method = report.measurements.first(where: { $0.system == .vxswitch })?.cpuMethod {
+      text += "vxswitch CPU: \(method)\n"
+    }
+    text += "\n"
+    func cell(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "-" }
+    let rows = report.summary.map { s in
+      [
+        s.direction.rawValue, s.frameSize, s.vxswitchFramesPerSecond.map(rate) ?? "-",
+        cell(s.vxswitchLossPercent, "%.2f%%"), cell(s.vxswitchCPUNsPerFrame, "%.0f"),
+        s.bridgeFramesPerSecond.map(rate) ?? "-", cell(s.bridgeLossPercent, "%.2f%%"),
+        cell(s.bridgeCPUNsPerFrame, "%.0f"), cell(s.ratio, "%.2f"),
+      ]
+    }
+    text += table(
+      [
+        "direction", "size", "vxswitch f/s", "loss", "cpu ns/f", "bridge f/s", "loss", "cpu ns/f",
+        "vxswitch/bridge",
+      ], rows)
+    text += "\n(medians over repetitions, A B A B; only figures whose sampled output decoded correctly)"
+    return text
+  }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Instructions per frame of the in-memory switch, from callgrind:
+#   Ir/frame = (Ir(rounds R) - Ir(rounds 0)) / (R x frames)
+# for the encap input (access.pcap into vm1) and the decap input (underlay.pcap into
+# eth1): 64-byte frames, FDB filled to 64k MACs. Rounds 0 loads, builds, fills and warms
+# up exactly as rounds R does, so the difference is the measured loop alone.
+#
+# Also checks with memcheck that the measured loop does not allocate:
+#   heap allocs(rounds 3) - heap allocs(rounds 0) must be 0.
+#
+# Environment: ROUNDS (default 10), FRAMES per file (10000), FDB_SIZE (65536),
+# SOURCES/DESTINATIONS (16), UNDERLAY (ipv4), BENCH (binary; built when unset).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-10}
+FRAMES=${FRAMES:-10000}
+FDB_SIZE=${FDB_SIZE:-65536}
+SOURCES=${SOURCES:-16}
+DESTINATIONS=${DESTINATIONS:-16}
+UNDERLAY=${UNDERLAY:-ipv4}
+command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)" >&2; exit 1; }
+if [[ -z "${BENCH:-}" ]]; then
+  swift build -c release --product Bench >&2
+  BENCH=.build/release/Bench
+fi
+
+dir=$(mktemp -d /tmp/vxb-callgrind.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+# Valgrind 3.19 cannot read the DWARF that Swift 6 emits ("Possibly corrupted debuginfo
+# file"): run a copy without debug info (symbols stay, so callgrind_annotate still works).
+cp "$BENCH" "$dir/Bench"
+strip --strip-debug "$dir/Bench"
+BENCH="$dir/Bench"
+"$BENCH" gen --out "$dir" --size 64 --frames "$FRAMES" --sources "$SOURCES" \
+  --destinations "$DESTINATIONS" --underlay "$UNDERLAY" >/dev/null
+
+# Ir of one run: the "summary:" (or "totals:") line of the callgrind output file.
+ir() {
+  local input=$1 rounds=$2 out="$dir/callgrind.$RANDOM"
+  valgrind --tool=callgrind --callgrind-out-file="$out" \
+    "$BENCH" memory --config "$dir/site.toml" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" \
+    >"$out.stdout" 2>"$out.log" || { cat "$out.stdout" "$out.log" >&2; return 1; }
+  awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+allocs() {
+  local input=$1 rounds=$2
+  valgrind --tool=memcheck "$BENCH" memory --config "$dir/site.toml" --in "$input" --rounds "$rounds" \
+    --fdb-size 1024 2>&1 >/dev/null | sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' | tr -d ,
+}
+
+printf '%-6s %-28s %8s %7s %16s %16s %10s\n' direction input frames rounds "Ir(0)" "Ir(R)" Ir/frame
+for spec in "encap vm1=$dir/access.pcap" "decap eth1=$dir/underlay.pcap"; do
+  read -r direction input <<<"$spec"
+  base=$(ir "$input" 0)
+  full=$(ir "$input" "$ROUNDS")
+  per=$(awk -v a="$base" -v b="$full" -v r="$ROUNDS" -v f="$FRAMES" 'BEGIN { printf "%.1f", (b - a) / (r * f) }')
+  printf '%-6s %-28s %8d %7d %16d %16d %10s\n' "$direction" "${input%%=*}=$(basename "${input#*=}")" \
+    "$FRAMES" "$ROUNDS" "$base" "$full" "$per"
+done
+echo "(64-byte frames, $UNDERLAY underlay, FDB $FDB_SIZE entries, $SOURCES sources x $DESTINATIONS destinations)"
+
+if [[ "${SKIP_ALLOC_CHECK:-0}" != 1 ]]; then
+  for spec in "encap vm1=$dir/access.pcap" "decap eth1=$dir/underlay.pcap"; do
+    read -r direction input <<<"$spec"
+    a0=$(allocs "$input" 0)
+    a3=$(allocs "$input" 3)
+    echo "memcheck $direction: heap allocations rounds 0: $a0, rounds 3: $a3, in the measured loop: $((a3 - a0))"
+  done
+fi
