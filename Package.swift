@@ -71,6 +71,8 @@ let package = Package(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),
     .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
+    // Runs the built `vxswitch` binary (lab, interop with the kernel, BGP peers).
+    .testTarget(name: "IntegrationTests"),
     .testTarget(
       name: "ControlShimTests",
       dependencies: [

@@ -357,7 +357,10 @@ public final class Pipeline {
         continue
       }
       let checksum = udp.be16(6)
-      if checksum == 0 {
+      if vector.flags[index] & FrameFlags.checksumNotReady != 0 {
+        // Built by the local kernel (a vxlan device in this host): the outer checksum,
+        // if any, was computed for the inner frame as completed below (RFC 7348 LCO).
+      } else if checksum == 0 {
         if etherType == 0x86DD {
           drop(.badUDPChecksum)
           continue
@@ -379,6 +382,11 @@ public final class Pipeline {
         continue
       }
       let inner = udpOffset &+ 16
+      if vector.flags[index] & FrameFlags.checksumNotReady != 0 {
+        if ChecksumCompletion.complete(frame: vector.frames[index] + inner, length: ipEnd &- inner) {
+          count(Counter.checksumsCompleted)
+        }
+      }
       if frame.be16(inner &+ 12) == 0x8100 {
         drop(.innerVLANTag)
         continue

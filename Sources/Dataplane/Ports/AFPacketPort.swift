@@ -91,6 +91,9 @@ public final class AFPacketPort: PacketPort {
   public let name: String
   public let interfaceIndex: Int32
   public let role: Role
+  /// Access ports finish unfinished L4 checksums themselves; the underlay leaves them to
+  /// the pipeline, which knows where the inner frame starts.
+  private let completesChecksums: Bool
   public let options: Options
   /// Index of this interface in `SwitchCore.interfaces` (set by LiveSwitch).
   public var switchInterface: UInt16 = 0
@@ -143,6 +146,7 @@ public final class AFPacketPort: PacketPort {
   public init(interface: String, role: Role, options: Options = Options(), fanout: Fanout? = nil) throws {
     name = interface
     self.role = role
+    if case .access = role { completesChecksums = true } else { completesChecksums = false }
     self.options = options
     let ifindex = try Syscall.interfaceIndex(interface)
     interfaceIndex = ifindex
@@ -335,7 +339,13 @@ public final class AFPacketPort: PacketPort {
       }
       var flags: UInt8 = 0
       if status & UInt32(CP_TP_STATUS_CSUMNOTREADY) != 0 {
-        if ChecksumCompletion.complete(frame: frame, length: snapLength) { completed &+= 1 }
+        // On the underlay the unfinished checksum is the inner frame's (a local kernel
+        // vxlan device left it for "hardware"); the pipeline completes it after decap.
+        if completesChecksums {
+          if ChecksumCompletion.complete(frame: frame, length: snapLength) { completed &+= 1 }
+        } else {
+          flags = FrameFlags.checksumNotReady
+        }
       } else if status & UInt32(CP_TP_STATUS_CSUM_VALID) != 0 {
         flags = FrameFlags.checksumValid
       }
