@@ -1,0 +1,124 @@
+import Dataplane
+import Foundation
+import XCTest
+
+@testable import ControlShim
+
+/// Parses hex with optional spaces, for writing expected wire bytes readably.
+func hex(_ text: String) -> [UInt8] {
+  let digits = text.filter { !$0.isWhitespace }
+  var bytes: [UInt8] = []
+  var index = digits.startIndex
+  while index < digits.endIndex {
+    let next = digits.index(index, offsetBy: 2)
+    bytes.append(UInt8(digits[index..<next], radix: 16)!)
+    index = next
+  }
+  return bytes
+}
+
+func ip(_ text: String) -> IPAddress { IPAddress(text)! }
+func mac(_ text: String) -> MACAddress { MACAddress(text)! }
+
+/// What a sink has been told, plus speaker events; tests block on it with a deadline
+/// and are woken by every change instead of sleeping.
+struct RecordedState {
+  struct Installed: Equatable {
+    var vtep: IPAddress
+    var sequence: UInt32
+    var sticky: Bool
+    var peer: String
+  }
+  var macs: [String: Installed] = [:]
+  var flood: [UInt32: Set<IPAddress>] = [:]
+  var installCalls = 0
+  var removeCalls = 0
+  var frozen: [(UInt32, MACAddress, Int)] = []
+  var events: [SpeakerEvent] = []
+
+  static func key(_ vni: UInt32, _ mac: MACAddress, _ ip: IPAddress? = nil) -> String {
+    "\(vni)/\(mac)" + (ip.map { "/\($0)" } ?? "")
+  }
+
+  func installed(_ vni: UInt32, _ mac: MACAddress, _ ip: IPAddress? = nil) -> Installed? { macs[Self.key(vni, mac, ip)] }
+
+  func count(_ match: (SpeakerEvent) -> Bool) -> Int { events.filter(match).count }
+
+  func established(_ peer: String) -> Int {
+    count { if case .established(let name) = $0 { return name == peer } else { return false } }
+  }
+}
+
+final class RecordingSink: EVPNRouteSink, @unchecked Sendable {
+  private let condition = NSCondition()
+  private var state = RecordedState()
+  /// Off for the performance test, where bookkeeping would dominate.
+  var recordMACs = true
+
+  var snapshot: RecordedState {
+    condition.lock()
+    defer { condition.unlock() }
+    return state
+  }
+
+  func update(_ body: (inout RecordedState) -> Void) {
+    condition.lock()
+    body(&state)
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  /// Blocks until `predicate` holds or `timeout` passes; returns whether it held.
+  @discardableResult
+  func wait(timeout: Double = 15, _ predicate: (RecordedState) -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    condition.lock()
+    defer { condition.unlock() }
+    while !predicate(state) {
+      if !condition.wait(until: deadline) { return predicate(state) }
+    }
+    return true
+  }
+
+  func observe(_ speaker: EVPNSpeaker) {
+    speaker.addObserver { [weak self] event in self?.update { $0.events.append(event) } }
+  }
+
+  func installMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool, peer: String) {
+    update { state in
+      state.installCalls += 1
+      if recordMACs {
+        state.macs[RecordedState.key(vni, mac, ip)] = .init(vtep: vtep, sequence: sequence, sticky: sticky, peer: peer)
+      }
+    }
+  }
+
+  func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?) {
+    update { state in
+      state.removeCalls += 1
+      state.macs[RecordedState.key(vni, mac, ip)] = nil
+    }
+  }
+
+  func addFloodMember(vni: UInt32, vtep: IPAddress) { update { $0.flood[vni, default: []].insert(vtep) } }
+  func removeFloodMember(vni: UInt32, vtep: IPAddress) { update { $0.flood[vni]?.remove(vtep) } }
+  func macFrozen(vni: UInt32, mac: MACAddress, moves: Int) { update { $0.frozen.append((vni, mac, moves)) } }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; races are unlikely in tests).
+func freeTCPPort() -> UInt16 {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = 0
+  _ = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  }
+  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+  _ = withUnsafeMutablePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+  }
+  return UInt16(bigEndian: address.sin_port)
+}
