@@ -108,13 +108,13 @@ public enum BGPMessageCodec {
       // RFC 7606 section 3d: missing ORIGIN/AS_PATH with routes to install withdraws.
       let hasReachable = !nlri.isEmpty || !(decoded.attributes.mpReach?.nlri.isEmpty ?? true)
       if hasReachable {
-        if decoded.attributes.origin == nil {
+        if !decoded.presentTypes.contains(PathAttributes.TypeCode.origin) {
           decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.origin), action: .treatAsWithdraw, data: [1]))
         }
-        if decoded.attributes.asPath == nil {
+        if !decoded.presentTypes.contains(PathAttributes.TypeCode.asPath) {
           decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.asPath), action: .treatAsWithdraw, data: [2]))
         }
-        if !nlri.isEmpty && decoded.attributes.nextHop == nil {
+        if !nlri.isEmpty && !decoded.presentTypes.contains(PathAttributes.TypeCode.nextHop) {
           decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.nextHop), action: .treatAsWithdraw, data: [3]))
         }
       }

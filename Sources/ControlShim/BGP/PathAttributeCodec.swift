@@ -14,6 +14,8 @@ public struct DecodedAttributes: Sendable {
   public var treatAsWithdraw: [BGPWireError] = []
   /// Attributes dropped on the floor (RFC 7606 attribute discard).
   public var discarded: [BGPWireError] = []
+  /// Type codes present, malformed or not: a malformed ORIGIN is not a missing one.
+  public var presentTypes: Set<UInt8> = []
 }
 
 extension PathAttributes {
@@ -48,6 +50,7 @@ extension PathAttributes {
         continue
       }
       seen.insert(type)
+      result.presentTypes.insert(type)
 
       do {
         try decodeOne(flags: flags, type: type, value: &value, context: context, into: &result.attributes)
