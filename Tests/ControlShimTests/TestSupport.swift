@@ -122,3 +122,68 @@ func freeTCPPort() -> UInt16 {
   }
   return UInt16(bigEndian: address.sin_port)
 }
+
+/// A hand-driven BGP peer over a blocking socket, to send what a real speaker would not
+/// (silence, malformed UPDATEs) and to see exactly what the speaker sends.
+final class RawBGPPeer {
+  let fd: Int32
+  private var buffer: [UInt8] = []
+
+  init?(port: UInt16) {
+    fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = port.bigEndian
+    let result = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard result == 0 else {
+      close(fd)
+      return nil
+    }
+  }
+
+  deinit { close(fd) }
+
+  func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+  func send(_ message: BGPMessage) { send(BGPMessageCodec.encode(message)) }
+
+  /// Next message, or nil on timeout or EOF.
+  func receive(timeout: Double = 10) -> BGPMessage? {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+      if let length = try? BGPMessageCodec.frameLength(buffer), buffer.count >= length {
+        let frame = Array(buffer[0..<length])
+        buffer.removeFirst(length)
+        return try? BGPMessageCodec.decode(frame).message
+      }
+      let remaining = deadline.timeIntervalSinceNow
+      guard remaining > 0 else { return nil }
+      var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+      guard poll(&poller, 1, Int32(remaining * 1000)) > 0 else { return nil }
+      var chunk = [UInt8](repeating: 0, count: 65536)
+      let count = recv(fd, &chunk, chunk.count, 0)
+      guard count > 0 else { return nil }
+      buffer += chunk[0..<count]
+    }
+  }
+
+  /// Skips KEEPALIVEs and UPDATEs until a NOTIFICATION (or nil on timeout/EOF).
+  func receiveNotification(timeout: Double = 10) -> NotificationMessage? {
+    let deadline = Date().addingTimeInterval(timeout)
+    while let message = receive(timeout: max(0, deadline.timeIntervalSinceNow)) {
+      if case .notification(let notification) = message { return notification }
+    }
+    return nil
+  }
+
+  /// OPEN + KEEPALIVE exchange; returns the speaker's OPEN.
+  func handshake(asn: UInt32, routerID: UInt32, holdTime: UInt16) -> OpenMessage? {
+    send(.open(OpenMessage(asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: [.multiprotocol(.l2vpnEVPN)])))
+    guard case .open(let open)? = receive() else { return nil }
+    send(.keepalive)
+    guard case .keepalive? = receive() else { return nil }
+    return open
+  }
+}
