@@ -94,6 +94,7 @@ final class BGPConnection: @unchecked Sendable {
       peer?.connectionEstablished(self)
     case (.established, .keepalive):
       restartHoldTimer(seconds: Int64(negotiatedHoldTime))
+      peer?.receivedKeepalive(on: self)
     case (.established, .update):
       restartHoldTimer(seconds: Int64(negotiatedHoldTime))
       peer?.received(decoded, on: self)

@@ -247,6 +247,20 @@ final class BGPPeer: @unchecked Sendable {
     speaker.processUpdate(decoded, from: self)
   }
 
+  /// A peer without graceful restart never sends End-of-RIB, so stale routes kept by
+  /// `StaleRoutePolicy.always` are swept at its first periodic KEEPALIVE instead:
+  /// speakers send their initial table right after Established, ahead of it in the
+  /// TCP stream (true of GoBGP, FRR and BIRD). The stale timer remains the bound.
+  func receivedKeepalive(on connection: BGPConnection) {
+    guard connection === established, hasStaleRoutes, !peerPromisesEndOfRIB else { return }
+    speaker.sweepStaleRoutes(of: self)
+  }
+
+  /// The peer announced graceful restart for EVPN, so it sends End-of-RIB after its table.
+  var peerPromisesEndOfRIB: Bool {
+    remoteOpen?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false
+  }
+
   func receivedRouteRefresh(_ refresh: RouteRefreshMessage, on connection: BGPConnection) {
     guard connection === established, refresh.family == .l2vpnEVPN else { return }
     speaker.sendAllRoutes(to: self)
