@@ -180,6 +180,17 @@ final class EVPNRIB {
 
   func reserveCapacity(_ count: Int) { macRoutes.reserveCapacity(count) }
 
+  /// Bytes the type-2 table occupies: hash-table buckets (key + inline path set, plus
+  /// the occupancy bitmap) and the overflow arrays of keys with several paths.
+  var macTableBytes: Int {
+    let bucket = MemoryLayout<MACRouteKey>.stride + MemoryLayout<MACPathSet>.stride
+    var overflow = 0
+    for set in macRoutes.values where !set.others.isEmpty {
+      overflow += 32 + set.others.capacity * MemoryLayout<MACPath>.stride
+    }
+    return macRoutes.capacity * bucket + macRoutes.capacity / 8 + overflow
+  }
+
   func vtepID(_ address: IPAddress) -> UInt32 {
     if let id = vtepIDs[address] { return id }
     let id = UInt32(vteps.count)
