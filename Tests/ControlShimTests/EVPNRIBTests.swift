@@ -47,7 +47,7 @@ final class EVPNRIBTests: XCTestCase {
     rib.remove(key, peer: 2, routeDistinguisher: 1)
     XCTAssertNil(sink.snapshot.installed(100, theMAC))
     XCTAssertNil(rib.macRoutes[key])
-    XCTAssertEqual(rib.routeCountByPeer.values.reduce(0, +), 0)
+    XCTAssertEqual((0..<4).map { self.rib.routeCount(peer: $0) }, [0, 0, 0, 0])
   }
 
   func testLocalRouteLosesToNewerRemote() {
@@ -99,7 +99,7 @@ final class EVPNRIBTests: XCTestCase {
     XCTAssertNotNil(sink.snapshot.installed(100, theMAC))
     XCTAssertNil(sink.snapshot.installed(100, MACAddress(rawValue: 7)))
     XCTAssertEqual(sink.snapshot.flood[100], [])
-    XCTAssertEqual(rib.routeCountByPeer[1], 1)
+    XCTAssertEqual(rib.routeCount(peer: 1), 1)
   }
 
   func testFloodListIsReferenceCounted() {

@@ -278,7 +278,7 @@ final class BGPPeer: @unchecked Sendable {
       fourOctetAS: open?.supportsFourOctetAS ?? false, routeRefresh: open?.supportsRouteRefresh ?? false,
       peerGracefulRestart: open?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false,
       routeTargetConstraint: usesRouteTargetConstraint,
-      routesReceived: routesReceived, routesAccepted: rib.routeCountByPeer[index] ?? 0, routesIgnored: routesIgnored,
+      routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index), routesIgnored: routesIgnored,
       routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
       establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil)
   }

@@ -70,13 +70,18 @@ extension EVPNSpeaker {
     let flags: UInt8 = mobility?.sticky == true ? MACPath.stickyFlag : 0
     let sequence = mobility?.sequence ?? 0
     var lostLocally: [MACRouteKey] = []
+    // Routes of one UPDATE nearly always share RD and tag: remember the last import.
+    var lastImport: (rd: UInt64, tag: UInt32, vni: UInt32)?
     for route in routes {
       switch route {
       case .macIP(let route):
         let vni = chooseVNI(label: route.label1)
         let rd = route.routeDistinguisher.rawValue
-        if rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) != vni {
-          rib.rememberImport(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag, vni: vni)
+        if lastImport.map({ $0.rd != rd || $0.tag != route.ethernetTag || $0.vni != vni }) ?? true {
+          if rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) != vni {
+            rib.rememberImport(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag, vni: vni)
+          }
+          lastImport = (rd, route.ethernetTag, vni)
         }
         let key = MACRouteKey(vni: vni, mac: route.mac.rawValue, ip: route.ip)
         let path = MACPath(routeDistinguisher: rd, vtepID: vtepID, sequence: sequence, peer: peer.index, flags: flags)
@@ -123,7 +128,7 @@ extension EVPNSpeaker {
   }
 
   private func enforceMaximumRoutes(of peer: BGPPeer) {
-    guard let maximum = peer.configuration.maxRoutes, let held = rib.routeCountByPeer[peer.index], held > maximum,
+    guard let maximum = peer.configuration.maxRoutes, case let held = rib.routeCount(peer: peer.index), held > maximum,
       let connection = peer.established
     else { return }
     peer.purgeRoutesOnLoss = true

@@ -84,28 +84,50 @@ public enum EVPNNLRI: Hashable, Sendable {
     }
   }
 
+  /// Type 2 is the bulk of any EVPN table, so it is parsed with one length check up
+  /// front and direct loads instead of a bounds check per field.
   private static func decodeMACIP(_ value: inout WireReader, length: Int) throws -> MACIPAdvertisementRoute {
-    // 33 / 37 / 49 octets, plus 3 with a second label.
-    guard [33, 36, 37, 40, 49, 52].contains(length) else { throw WireReader.Underflow() }
-    let rd = RouteDistinguisher(rawValue: try value.readUInt64())
-    let esi = EthernetSegmentID(high: try value.readUInt16(), low: try value.readUInt64())
-    let tag = try value.readUInt32()
-    guard try value.readUInt8() == 48 else { throw WireReader.Underflow() }
-    let mac = MACAddress(rawValue: try value.readUInt(octets: 6))
-    let ipBits = try value.readUInt8()
-    let ip: IPAddress?
-    switch ipBits {
-    case 0: ip = nil
-    case 32: ip = .v4(try value.readUInt32())
-    case 128: ip = .v6(try value.readUInt64(), try value.readUInt64())
+    // 33 / 37 / 49 octets (no IP, IPv4, IPv6), plus 3 with a second label.
+    switch length {
+    case 33, 36, 37, 40, 49, 52: break
     default: throw WireReader.Underflow()
     }
-    let label1 = try value.readUInt24()
-    var label2: UInt32?
-    if value.remaining == 3 { label2 = try value.readUInt24() }
-    guard value.isAtEnd else { throw WireReader.Underflow() }
-    return MACIPAdvertisementRoute(
-      routeDistinguisher: rd, esi: esi, ethernetTag: tag, mac: mac, ip: ip, label1: label1, label2: label2)
+    let start = value.position
+    guard value.remaining == length, start >= 0, start + length <= value.bytes.count else { throw WireReader.Underflow() }
+    let route: MACIPAdvertisementRoute? = value.bytes.withUnsafeBytes { raw in
+      func load64(_ offset: Int) -> UInt64 { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt64.self)) }
+      func load32(_ offset: Int) -> UInt32 { UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt32.self)) }
+      func load24(_ offset: Int) -> UInt32 {
+        UInt32(raw[start + offset]) << 16 | UInt32(raw[start + offset + 1]) << 8 | UInt32(raw[start + offset + 2])
+      }
+      guard raw[start + 22] == 48 else { return nil }
+      let ipLength: Int
+      let ip: IPAddress?
+      switch raw[start + 29] {
+      case 0:
+        ipLength = 0
+        ip = nil
+      case 32:
+        ipLength = 4
+        ip = length >= 37 ? .v4(load32(30)) : nil
+      case 128:
+        ipLength = 16
+        ip = length >= 49 ? .v6(load64(30), load64(38)) : nil
+      default: return nil
+      }
+      let labels = length - 30 - ipLength
+      guard labels == 3 || labels == 6 else { return nil }
+      // The 6 MAC octets: load the 8 ending with them and drop the 2 in front.
+      let mac = MACAddress(rawValue: load64(21) & 0xFFFF_FFFF_FFFF)
+      return MACIPAdvertisementRoute(
+        routeDistinguisher: RouteDistinguisher(rawValue: load64(0)),
+        esi: EthernetSegmentID(high: UInt16(truncatingIfNeeded: load32(6)), low: load64(10)),
+        ethernetTag: load32(18), mac: mac, ip: ip, label1: load24(30 + ipLength),
+        label2: labels == 6 ? load24(33 + ipLength) : nil)
+    }
+    guard let route else { throw WireReader.Underflow() }
+    try value.skip(length)
+    return route
   }
 
   private static func decodeInclusiveMulticast(_ value: inout WireReader, length: Int) throws

@@ -164,7 +164,7 @@ final class EVPNRIB {
   private var importedVNIByRD: [PeerRDKey: UInt32] = [:]
 
   /// Routes held per peer index (type 2 + type 3), for max-prefix and status.
-  private(set) var routeCountByPeer: [UInt16: Int] = [:]
+  private var routeCounts: [Int] = []
 
   var detector: DuplicateMACDetector
   let sink: EVPNRouteSink?
@@ -239,52 +239,73 @@ final class EVPNRIB {
     case localLost(MACPath)
   }
 
-  /// Adds or replaces a path and reports the best-path change to the sink.
+  /// Adds or replaces a path and reports the best-path change to the sink. The common
+  /// cases cost one or two hash lookups: the entry is edited in place.
   @discardableResult
   func upsert(_ key: MACRouteKey, path: MACPath) -> LocalOutcome {
-    let previousBest: MACPath?
-    if var set = macRoutes[key] {
-      previousBest = best(set)
-      if let index = set.index(peer: path.peer, routeDistinguisher: path.routeDistinguisher) {
-        set[index] = path
-      } else {
-        set.others.append(path)
-        if !path.isLocal { routeCountByPeer[path.peer, default: 0] += 1 }
-      }
-      macRoutes[key] = set
-    } else {
-      previousBest = nil
+    guard let position = macRoutes.index(forKey: key) else {
       macRoutes[key] = MACPathSet(first: path)
-      if !path.isLocal { routeCountByPeer[path.peer, default: 0] += 1 }
+      if !path.isLocal { adjustCount(peer: path.peer, by: 1) }
+      report(key, previousBest: nil, newBest: path)
+      return .unchanged
     }
-    return settle(key, previousBest: previousBest)
+    let previousBest = best(macRoutes.values[position])
+    if let index = macRoutes.values[position].index(peer: path.peer, routeDistinguisher: path.routeDistinguisher) {
+      macRoutes.values[position][index] = path
+    } else {
+      macRoutes.values[position].others.append(path)
+      if !path.isLocal { adjustCount(peer: path.peer, by: 1) }
+    }
+    return settle(key, position: position, previousBest: previousBest)
   }
 
   /// Removes one path; reports to the sink when the best changed.
   @discardableResult
   func remove(_ key: MACRouteKey, peer: UInt16, routeDistinguisher: UInt64) -> LocalOutcome {
-    guard var set = macRoutes[key], let index = set.index(peer: peer, routeDistinguisher: routeDistinguisher) else {
-      return .unchanged
+    guard let position = macRoutes.index(forKey: key),
+      let index = macRoutes.values[position].index(peer: peer, routeDistinguisher: routeDistinguisher)
+    else { return .unchanged }
+    let previousBest = best(macRoutes.values[position])
+    if !macRoutes.values[position][index].isLocal { adjustCount(peer: peer, by: -1) }
+    if macRoutes.values[position].remove(at: index) {
+      return settle(key, position: position, previousBest: previousBest)
     }
-    let previousBest = best(set)
-    if !set[index].isLocal { routeCountByPeer[peer, default: 1] -= 1 }
-    if set.remove(at: index) { macRoutes[key] = set } else { macRoutes[key] = nil }
-    return settle(key, previousBest: previousBest)
+    macRoutes.remove(at: position)
+    return settle(key, position: nil, previousBest: previousBest)
   }
+
+  private func adjustCount(peer: UInt16, by delta: Int) {
+    let index = Int(peer)
+    if index >= routeCounts.count { routeCounts += repeatElement(0, count: index + 1 - routeCounts.count) }
+    routeCounts[index] += delta
+  }
+
+  /// Routes held from `peer` (type 2 + type 3).
+  func routeCount(peer: UInt16) -> Int { Int(peer) < routeCounts.count ? routeCounts[Int(peer)] : 0 }
 
   /// Compares old and new best, tells the sink, counts moves, and drops a local route
   /// that a remote one now beats (the loser withdraws, RFC 7432 section 15).
-  private func settle(_ key: MACRouteKey, previousBest: MACPath?) -> LocalOutcome {
+  /// `position` is the entry's index, nil when the entry is gone or was just created.
+  private func settle(_ key: MACRouteKey, position: Dictionary<MACRouteKey, MACPathSet>.Index?, previousBest: MACPath?) -> LocalOutcome {
     var outcome = LocalOutcome.unchanged
-    var newBest = macRoutes[key].map(best)
-    if let current = newBest, !current.isLocal, var set = macRoutes[key], let localIndex = set.localIndex {
-      let lost = set[localIndex]
-      _ = set.remove(at: localIndex)
-      macRoutes[key] = set
-      outcome = .localLost(lost)
-      newBest = best(set)
+    var newBest: MACPath?
+    if let position {
+      newBest = best(macRoutes.values[position])
+      if let current = newBest, !current.isLocal, let localIndex = macRoutes.values[position].localIndex {
+        outcome = .localLost(macRoutes.values[position][localIndex])
+        _ = macRoutes.values[position].remove(at: localIndex)
+        newBest = best(macRoutes.values[position])
+      }
+    } else {
+      newBest = macRoutes[key].map(best)
     }
-    guard newBest != previousBest else { return outcome }
+    report(key, previousBest: previousBest, newBest: newBest)
+    return outcome
+  }
+
+  /// Tells the sink about a best-path change and feeds duplicate detection.
+  private func report(_ key: MACRouteKey, previousBest: MACPath?, newBest: MACPath?) {
+    guard newBest != previousBest else { return }
     // Moves are counted on the MAC-only route so a MAC+IP pair moving counts once.
     if key.ip == nil, let previous = previousBest, let current = newBest, previous.vtepID != current.vtepID,
       let moves = detector.recordMove(.init(vni: key.vni, mac: key.mac), at: clock())
@@ -302,7 +323,6 @@ final class EVPNRIB {
     } else if let previous = previousBest, !previous.isLocal {
       sink?.removeMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip)
     }
-    return outcome
   }
 
   // MARK: type 3
@@ -313,7 +333,7 @@ final class EVPNRIB {
       removeFlood(vni: vni, key: key)
     }
     floodRoutes[vni, default: [:]][key] = vtep
-    routeCountByPeer[key.peer, default: 0] += 1
+    adjustCount(peer: key.peer, by: 1)
     let count = floodRefCounts[vni, default: [:]][vtep, default: 0] + 1
     floodRefCounts[vni, default: [:]][vtep] = count
     if count == 1 { sink?.addFloodMember(vni: vni, vtep: vtep) }
@@ -322,7 +342,7 @@ final class EVPNRIB {
   func removeFlood(vni: UInt32, key: FloodKey) {
     guard let vtep = floodRoutes[vni]?[key] else { return }
     floodRoutes[vni]?[key] = nil
-    routeCountByPeer[key.peer, default: 1] -= 1
+    adjustCount(peer: key.peer, by: -1)
     let count = floodRefCounts[vni, default: [:]][vtep, default: 1] - 1
     floodRefCounts[vni]?[vtep] = count > 0 ? count : nil
     if count == 0 { sink?.removeFloodMember(vni: vni, vtep: vtep) }
