@@ -30,10 +30,19 @@ final class EVPNPerformanceTests: XCTestCase {
   }
 
   func test100kMACRoutesDecodeAndInstall() throws {
+    try measureImport(sizeHint: false)
+  }
+
+  func test100kMACRoutesWithTableSizeHint() throws {
+    try measureImport(sizeHint: true)
+  }
+
+  private func measureImport(sizeHint: Bool) throws {
     let sink = CountingSink()
-    let configuration = SpeakerConfiguration(
+    var configuration = SpeakerConfiguration(
       asn: 65000, routerID: 0x0101_0101, vtep: ip("10.0.0.1"), vnis: [VNIConfiguration(vni: 100)],
       peers: [PeerConfiguration(name: "p", address: "127.0.0.2", remoteAS: 65000)])
+    if sizeHint { configuration.expectedMACRoutes = Self.routeCount }
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
     defer { Task { await speaker.shutdown() } }
 
@@ -77,8 +86,8 @@ final class EVPNPerformanceTests: XCTestCase {
     XCTAssertEqual(status.routesAccepted, Self.routeCount)
     print(
       String(
-        format: "EVPN perf: %d routes in %d UPDATEs (%.1f MB): decode %.3f s, decode+install %.3f s; table %.0f B/route, RSS delta %.0f B/route",
-        Self.routeCount, frames.count, Double(bytes) / 1e6, decodeSeconds, totalSeconds,
+        format: "EVPN perf%@: %d routes in %d UPDATEs (%.1f MB): decode %.3f s, decode+install %.3f s; table %.0f B/route, RSS delta %.0f B/route",
+        sizeHint ? " (size hint)" : "", Self.routeCount, frames.count, Double(bytes) / 1e6, decodeSeconds, totalSeconds,
         Double(tableBytes) / Double(Self.routeCount), Double(residentAfter - residentBefore) / Double(Self.routeCount)))
     XCTAssertLessThan(Double(tableBytes) / Double(Self.routeCount), 300, "compact per-route storage")
     #if !DEBUG

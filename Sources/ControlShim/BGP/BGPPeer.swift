@@ -83,7 +83,8 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   private func connect() {
-    guard !stopped, !connecting, established == nil else { return }
+    // One attempt at a time, and none while a connection (maybe incoming) is alive.
+    guard !stopped, !connecting, established == nil, connections.isEmpty else { return }
     connecting = true
     let speaker = self.speaker
     let configuration = self.configuration
@@ -204,7 +205,7 @@ final class BGPPeer: @unchecked Sendable {
       return
     }
     if !reason.contains("collision") { lastError = reason }
-    if connection.outbound { scheduleRetry() }
+    if connections.isEmpty { scheduleRetry() }
   }
 
   /// Whether this peer's routes survive the loss of its session as stale routes.

@@ -83,6 +83,10 @@ extension EVPNSpeaker {
       attributes.localPreference = 100
     } else {
       attributes.asPath = [ASPathSegment(kind: .sequence, asns: [configuration.asn])]
+      // RFC 6793: a 2-octet peer sees AS_TRANS in AS_PATH and the real AS in AS4_PATH.
+      if configuration.asn > 0xFFFF, peer.established?.context.fourOctetAS == false {
+        attributes.as4Path = attributes.asPath
+      }
     }
     return attributes
   }

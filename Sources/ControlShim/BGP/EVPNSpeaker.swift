@@ -53,6 +53,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
       peerName: { index in Int(index) < peerNames.count ? peerNames[Int(index)] : "peer\(index)" },
       clock: { Double((NIODeadline.now() - startInstant).nanoseconds) / 1e9 })
     localVTEPID = rib.vtepID(configuration.vtep)
+    if configuration.expectedMACRoutes > 0 { rib.reserveCapacity(configuration.expectedMACRoutes) }
     peers = configuration.peers.enumerated().map { index, peer in
       BGPPeer(configuration: peer, index: UInt16(index + 1), speaker: self)
     }

@@ -94,6 +94,9 @@ public struct SpeakerConfiguration: Sendable {
   /// Duplicate MAC detection: this many moves within the window freeze the MAC.
   public var duplicateMACMaxMoves: Int = 5
   public var duplicateMACWindow: Double = 180
+  /// Size hint for the MAC table: reserving it up front avoids rehashing while a
+  /// large table arrives (about a third of the import time at 100k routes).
+  public var expectedMACRoutes: Int = 0
   public var vnis: [VNIConfiguration]
   public var peers: [PeerConfiguration]
 
