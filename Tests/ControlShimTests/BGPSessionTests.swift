@@ -177,6 +177,7 @@ final class BGPSessionTests: XCTestCase {
     // Link failure: no NOTIFICATION, so RFC 4724 helper mode keeps B's routes.
     await b.speaker.sync()
     a.speaker.dropConnection(peer: "B")
+    await a.speaker.sync()  // A's side is closed before B changes anything
     b.speaker.withdrawMAC(vni: 100, mac: m2)  // changes while the session is down
     XCTAssertTrue(a.sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
     let during = await a.speaker.status()

@@ -105,22 +105,24 @@ final class RecordingSink: EVPNRouteSink, @unchecked Sendable {
   func macFrozen(vni: UInt32, mac: MACAddress, moves: Int) { update { $0.frozen.append((vni, mac, moves)) } }
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released; races are unlikely in tests).
+/// A free TCP port on 127.0.0.1, chosen below the kernel's ephemeral range so that
+/// outgoing connections of other tests cannot take it between now and bind().
 func freeTCPPort() -> UInt16 {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var address = sockaddr_in()
-  address.sin_family = sa_family_t(AF_INET)
-  address.sin_addr.s_addr = inet_addr("127.0.0.1")
-  address.sin_port = 0
-  _ = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  var generator = SystemRandomNumberGenerator()
+  for _ in 0..<200 {
+    let candidate = UInt16.random(in: 20_000..<32_000, using: &generator)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = candidate.bigEndian
+    let result = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    close(fd)
+    if result == 0 { return candidate }
   }
-  var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-  }
-  return UInt16(bigEndian: address.sin_port)
+  return 0
 }
 
 /// A hand-driven BGP peer over a blocking socket, to send what a real speaker would not
