@@ -317,6 +317,11 @@ final class BGPSessionTests: XCTestCase {
     waitEstablished(a, b)
     let status = await a.speaker.status()
     XCTAssertEqual(status.peers.first?.md5, true)
+    // The key is really on the listener: an unsigned SYN from 127.0.0.1 goes unanswered.
+    XCTAssertFalse(plainConnectSucceeds(port: a.port, timeout: 1))
+    let (c, _) = pair()
+    try await start(c)
+    XCTAssertTrue(plainConnectSucceeds(port: c.port, timeout: 5), "control: no key, connect works")
   }
 
   private func rawUpdate(_ attributes: [UInt8]) -> [UInt8] {

@@ -22,13 +22,16 @@ final class GoBGPIntegrationTests: XCTestCase {
     }
   }
 
-  private func startPair(staleTime: Double = 300) async throws -> GoBGPDaemon {
+  private func startPair(
+    staleTime: Double = 300, ourASN: UInt32 = 65000, password: String? = nil, routeTarget: RouteTarget? = nil
+  ) async throws -> GoBGPDaemon {
     let ourPort = freeTCPPort()
     let neighbors = """
       [[neighbors]]
         [neighbors.config]
           neighbor-address = "127.0.0.1"
-          peer-as = 65000
+          peer-as = \(ourASN)
+          \(password.map { "auth-password = \"\($0)\"" } ?? "")
         [neighbors.transport.config]
           remote-port = \(ourPort)
         [neighbors.timers.config]
@@ -42,9 +45,13 @@ final class GoBGPIntegrationTests: XCTestCase {
     let daemon = try GoBGPDaemon(asn: 65000, routerID: "9.9.9.9", neighbors: neighbors)
     self.daemon = daemon
     var configuration = SpeakerConfiguration(
-      asn: 65000, routerID: 0x0101_0101, vtep: ip("10.0.0.1"), listenAddress: "127.0.0.1", listenPort: ourPort,
-      vnis: [VNIConfiguration(vni: 100)],
-      peers: [PeerConfiguration(name: "gobgp", address: "127.0.0.1", port: daemon.bgpPort, remoteAS: 65000, staleRoutePolicy: .always)])
+      asn: ourASN, routerID: 0x0101_0101, vtep: ip("10.0.0.1"), listenAddress: "127.0.0.1", listenPort: ourPort,
+      vnis: [VNIConfiguration(vni: 100, importRouteTargets: routeTarget.map { [$0] }, exportRouteTargets: routeTarget.map { [$0] })],
+      peers: [
+        PeerConfiguration(
+          name: "gobgp", address: "127.0.0.1", port: daemon.bgpPort, remoteAS: 65000, password: password,
+          staleRoutePolicy: .always)
+      ])
     configuration.connectRetryTime = 0.2
     configuration.connectRetryMaximum = 2
     configuration.staleTime = staleTime
@@ -180,5 +187,24 @@ final class GoBGPIntegrationTests: XCTestCase {
     XCTAssertNotNil(sink.snapshot.installed(100, mac("02:00:00:00:00:d1")))
     XCTAssertEqual(sink.snapshot.flood[100], [ip("10.0.0.9")])
     try await waitForStatus(speaker!) { $0.peers.first?.routesStale == 0 && $0.peers.first?.routesAccepted == 2 }
+  }
+
+  /// eBGP (AS 65001 to gobgpd's 65000) with a TCP MD5 key on both sides: our AS is
+  /// prepended, the next hop is our VTEP, no LOCAL_PREF; gobgpd's AS is on what we get.
+  func testEBGPWithTCPMD5() async throws {
+    let daemon = try await startPair(ourASN: 65001, password: "vx-secret", routeTarget: .twoOctetAS(65000, 100))
+    speaker!.advertiseMAC(vni: 100, mac: mac("02:00:00:00:00:e1"))
+    XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:00:00:00:00:e1").isEmpty })
+    let ours = try XCTUnwrap(paths(daemon.evpnRIB(), mac: "02:00:00:00:00:e1").first)
+    let asPath = try XCTUnwrap(attribute(ours, type: 2)?["as_paths"] as? [[String: Any]])
+    XCTAssertEqual(asPath.first?["asns"] as? [Int], [65001], "\(asPath)")
+    XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
+    XCTAssertNil(attribute(ours, type: 5), "no LOCAL_PREF over eBGP")
+    XCTAssertEqual(
+      daemon.evpn("add macadv 02:00:00:00:00:e2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+    XCTAssertTrue(sink.wait { $0.installed(100, mac("02:00:00:00:00:e2"))?.vtep == ip("10.0.0.9") })
+    let status = await speaker!.status()
+    XCTAssertEqual(status.peers.first?.md5, true)
+    XCTAssertEqual(status.peers.first?.isInternal, false)
   }
 }

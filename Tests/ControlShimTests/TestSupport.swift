@@ -189,3 +189,26 @@ final class RawBGPPeer {
     return open
   }
 }
+
+/// Whether a plain (unsigned) TCP connect to 127.0.0.1:port completes within `timeout`.
+/// A listener with a TCP MD5 key for 127.0.0.1 drops unsigned SYNs, so it must not.
+func plainConnectSucceeds(port: UInt16, timeout: Double) -> Bool {
+  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+  defer { close(fd) }
+  _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+  var address = sockaddr_in()
+  address.sin_family = sa_family_t(AF_INET)
+  address.sin_addr.s_addr = inet_addr("127.0.0.1")
+  address.sin_port = port.bigEndian
+  let result = withUnsafePointer(to: &address) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+  }
+  if result == 0 { return true }
+  guard errno == EINPROGRESS else { return false }
+  var poller = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+  guard poll(&poller, 1, Int32(timeout * 1000)) > 0 else { return false }
+  var error: Int32 = 0
+  var length = socklen_t(MemoryLayout<Int32>.size)
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+  return error == 0
+}
