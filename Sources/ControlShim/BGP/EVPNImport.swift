@@ -175,6 +175,7 @@ extension EVPNSpeaker {
   }
 
   func sessionLost(_ peer: BGPPeer, gracefully: Bool) {
+    guard !isShuttingDown else { return }
     if gracefully {
       rib.markStale(peer: peer.index)
       peer.startStaleTimer()

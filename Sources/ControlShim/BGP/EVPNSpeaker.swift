@@ -24,6 +24,9 @@ public final class EVPNSpeaker: @unchecked Sendable {
   var advertisedMulticastVNIs: Set<UInt32> = []
   let localVTEPID: UInt32
   private var boundPort: UInt16?
+  /// Set by `shutdown()`: the dataplane keeps what it was told (we announce the F bit),
+  /// so closing our own sessions does not remove routes from the sink.
+  var isShuttingDown = false
 
   /// - Parameters:
   ///   - sink: receives remote MACs and flood members; nil for a speaker that only exports.
@@ -85,9 +88,11 @@ public final class EVPNSpeaker: @unchecked Sendable {
     try await eventLoop.submit { for peer in self.peers { peer.start() } }.get()
   }
 
-  /// Sends Cease/administrative shutdown to every peer and closes the listener.
+  /// Sends Cease/administrative shutdown to every peer and closes the listener. The
+  /// sink is not told to remove anything: forwarding state outlives the control plane.
   public func shutdown() async {
     let closed: EventLoopFuture<Void> = eventLoop.flatSubmit {
+      self.isShuttingDown = true
       for peer in self.peers { peer.stop() }
       let server = self.serverChannel
       self.serverChannel = nil
