@@ -1,0 +1,286 @@
+import NIOCore
+import NIOPosix
+
+/// One configured neighbour: the session-level RFC 4271 FSM (Idle, Connect, Active and
+/// the states of its connections), connect retry with exponential backoff, collision
+/// resolution, and what happens to its routes when the session goes. Confined to the
+/// speaker's event loop.
+final class BGPPeer: @unchecked Sendable {
+  let configuration: PeerConfiguration
+  /// Index used in RIB paths (0 is reserved for local routes).
+  let index: UInt16
+  unowned let speaker: EVPNSpeaker
+
+  private(set) var connections: [BGPConnection] = []
+  private(set) var established: BGPConnection?
+  private var connecting = false
+  private var retryTask: Scheduled<Void>?
+  private var staleTask: Scheduled<Void>?
+  private var retryDelay: Double
+  private var stopped = true
+  var isStopped: Bool { stopped }
+
+  // Status
+  private(set) var establishedAt: NIODeadline?
+  private(set) var establishedTransitions = 0
+  var routesReceived = 0
+  var routesIgnored = 0
+  var routesAdvertised = 0
+  var lastError: String?
+  /// OPEN of the current (or last) established session.
+  private(set) var remoteOpen: OpenMessage?
+  private(set) var negotiatedFamilies: Set<AddressFamily> = []
+  /// RFC 4684 memberships the peer announced; nil until it sends any (or RTC is off).
+  var routeTargetMemberships: Set<RouteTargetMembership> = []
+  /// True after the peer's RTC End-of-RIB (RFC 4684 section 6: wait before sending VPN routes).
+  var routeTargetConstraintSynced = false
+  var hasStaleRoutes = false
+  /// Set before a Cease that must not leave stale routes behind (max routes exceeded).
+  var purgeRoutesOnLoss = false
+
+  init(configuration: PeerConfiguration, index: UInt16, speaker: EVPNSpeaker) {
+    self.configuration = configuration
+    self.index = index
+    self.speaker = speaker
+    self.retryDelay = speaker.configuration.connectRetryTime
+  }
+
+  var eventLoop: EventLoop { speaker.eventLoop }
+  var isInternal: Bool { configuration.remoteAS == speaker.configuration.asn }
+  var configuredHoldTime: UInt16 { configuration.holdTime ?? speaker.configuration.holdTime }
+  var usesRouteTargetConstraint: Bool { negotiatedFamilies.contains(.routeTargetConstraint) }
+  var supportsEVPN: Bool { negotiatedFamilies.contains(.l2vpnEVPN) }
+
+  var state: SessionState {
+    if established != nil { return .established }
+    if connections.contains(where: { $0.state == .openConfirm }) { return .openConfirm }
+    if connections.contains(where: { $0.state == .openSent }) { return .openSent }
+    if connecting { return .connect }
+    if stopped { return .idle }
+    return .active
+  }
+
+  // MARK: start and stop
+
+  func start() {
+    stopped = false
+    retryDelay = speaker.configuration.connectRetryTime
+    if !configuration.passive { connect() }
+  }
+
+  func stop(notification: NotificationMessage = .administrativeShutdown) {
+    stopped = true
+    retryTask?.cancel()
+    retryTask = nil
+    staleTask?.cancel()
+    for connection in connections { connection.sendNotificationAndClose(notification, reason: "administrative stop") }
+  }
+
+  /// Drops the TCP connection without a NOTIFICATION, as a link failure would; used
+  /// by tests and by operators to exercise graceful restart.
+  func dropConnection() {
+    for connection in connections { connection.close(reason: "connection dropped locally") }
+  }
+
+  private func connect() {
+    // One attempt at a time, and none while a connection (maybe incoming) is alive.
+    guard !stopped, !connecting, established == nil, connections.isEmpty else { return }
+    connecting = true
+    let speaker = self.speaker
+    let configuration = self.configuration
+    let bootstrap = ClientBootstrap(group: eventLoop)
+      .connectTimeout(.seconds(10))
+      .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+      .channelInitializer { [weak self] channel in
+        guard let self else { return channel.eventLoop.makeSucceededVoidFuture() }
+        let connection = BGPConnection(
+          channel: channel, outbound: true, remoteAddress: configuration.address, speaker: speaker, peer: self)
+        self.connections.append(connection)
+        let md5: EventLoopFuture<Void> =
+          configuration.password.map { TCPMD5.configure(channel, peerAddress: configuration.address, password: $0) }
+          ?? channel.eventLoop.makeSucceededVoidFuture()
+        return md5.flatMap { channel.pipeline.addHandler(BGPChannelHandler(connection: connection)) }
+      }
+    bootstrap.connect(host: configuration.address, port: Int(configuration.port)).whenComplete { [weak self] result in
+      guard let self else { return }
+      self.connecting = false
+      if case .failure(let error) = result {
+        self.connections.removeAll { $0.channel.isActive == false && $0.outbound && $0.state == .connected }
+        self.lastError = "connect: \(error)"
+        self.scheduleRetry()
+      }
+    }
+  }
+
+  /// Exponential backoff between attempts, reset once a session is established.
+  private func scheduleRetry() {
+    guard !stopped, !configuration.passive, established == nil, retryTask == nil, !connecting else { return }
+    let delay = retryDelay
+    retryDelay = min(retryDelay * 2, speaker.configuration.connectRetryMaximum)
+    retryTask = eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) { [weak self] in
+      self?.retryTask = nil
+      self?.connect()
+    }
+  }
+
+  // MARK: connections
+
+  func adoptIncoming(_ connection: BGPConnection) {
+    if !connections.contains(where: { $0 === connection }) { connections.append(connection) }
+  }
+
+  func makeOpen() -> OpenMessage {
+    let settings = speaker.configuration
+    var families: [AddressFamily] = [.l2vpnEVPN]
+    if configuration.routeTargetConstraint { families.append(.routeTargetConstraint) }
+    var capabilities: [BGPCapability] = families.map { .multiprotocol($0) }
+    capabilities.append(.routeRefresh)
+    if settings.announceGracefulRestart {
+      capabilities.append(
+        .gracefulRestart(
+          GracefulRestartCapability(
+            restartTime: settings.gracefulRestartTime,
+            families: families.map { .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved) })))
+    }
+    return OpenMessage(
+      asn: settings.asn, holdTime: configuredHoldTime, bgpIdentifier: settings.routerID, capabilities: capabilities)
+  }
+
+  /// RFC 4271 section 6.2 checks that need the configuration.
+  func validate(_ open: OpenMessage) -> BGPWireError? {
+    if open.asn != configuration.remoteAS { return BGPWireError(.badPeerAS(open.asn)) }
+    if open.bgpIdentifier == speaker.configuration.routerID && isInternal {
+      return BGPWireError(.badBGPIdentifier(open.bgpIdentifier))
+    }
+    if open.holdTime != 0 && open.holdTime < 3 { return BGPWireError(.unacceptableHoldTime(open.holdTime)) }
+    return nil
+  }
+
+  /// RFC 4271 section 6.8: with two connections, the one opened by the speaker with
+  /// the higher BGP identifier survives. Returns false when `connection` lost.
+  func resolveCollision(_ connection: BGPConnection, remoteIdentifier: UInt32) -> Bool {
+    if established != nil {
+      connection.sendNotificationAndClose(.connectionCollisionResolution, reason: "collision with established session")
+      return false
+    }
+    let keepOutbound = speaker.configuration.routerID > remoteIdentifier
+    for other in connections where other !== connection && other.state != .closed {
+      // The other connection is still racing: one of the two goes.
+      if other.outbound == keepOutbound && connection.outbound != keepOutbound {
+        connection.sendNotificationAndClose(.connectionCollisionResolution, reason: "collision resolution")
+        return false
+      }
+      other.sendNotificationAndClose(.connectionCollisionResolution, reason: "collision resolution")
+    }
+    return true
+  }
+
+  func connectionEstablished(_ connection: BGPConnection) {
+    retryTask?.cancel()
+    retryTask = nil
+    retryDelay = speaker.configuration.connectRetryTime
+    established = connection
+    establishedAt = .now()
+    establishedTransitions += 1
+    lastError = nil
+    remoteOpen = connection.remoteOpen
+    var ours: Set<AddressFamily> = [.l2vpnEVPN]
+    if configuration.routeTargetConstraint { ours.insert(.routeTargetConstraint) }
+    negotiatedFamilies = ours.intersection(connection.remoteOpen?.families ?? [])
+    routeTargetMemberships = []
+    routeTargetConstraintSynced = !usesRouteTargetConstraint
+    speaker.emit(.established(peer: configuration.name))
+    speaker.sessionEstablished(self)
+  }
+
+  func connectionClosed(_ connection: BGPConnection, wasEstablished: Bool, reason: String, notificationExchanged: Bool) {
+    connections.removeAll { $0 === connection }
+    guard !wasEstablished else {
+      established = nil
+      establishedAt = nil
+      lastError = reason
+      speaker.emit(.sessionDown(peer: configuration.name, reason: reason))
+      speaker.sessionLost(self, gracefully: keepsRoutesStale(afterNotification: notificationExchanged))
+      scheduleRetry()
+      return
+    }
+    if !reason.contains("collision") { lastError = reason }
+    if connections.isEmpty { scheduleRetry() }
+  }
+
+  /// Whether this peer's routes survive the loss of its session as stale routes.
+  private func keepsRoutesStale(afterNotification: Bool) -> Bool {
+    if purgeRoutesOnLoss {
+      purgeRoutesOnLoss = false
+      return false
+    }
+    switch configuration.staleRoutePolicy {
+    case .never: return false
+    case .always: return true
+    case .gracefulRestartOnly:
+      // RFC 4724: only if the peer announced GR for EVPN; a NOTIFICATION ends GR
+      // (no RFC 8538 N bit support).
+      let families = remoteOpen?.gracefulRestart?.families.map(\.family) ?? []
+      return !afterNotification && families.contains(.l2vpnEVPN)
+    }
+  }
+
+  func startStaleTimer() {
+    staleTask?.cancel()
+    hasStaleRoutes = true
+    let seconds = speaker.configuration.staleTime
+    staleTask = eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { [weak self] in
+      guard let self else { return }
+      self.speaker.sweepStaleRoutes(of: self)
+    }
+  }
+
+  func stopStaleTimer() {
+    staleTask?.cancel()
+    staleTask = nil
+    hasStaleRoutes = false
+  }
+
+  // MARK: messages on the established session
+
+  func received(_ decoded: DecodedMessage, on connection: BGPConnection) {
+    guard connection === established else { return }
+    speaker.processUpdate(decoded, from: self)
+  }
+
+  /// A peer without graceful restart never sends End-of-RIB, so stale routes kept by
+  /// `StaleRoutePolicy.always` are swept at its first periodic KEEPALIVE instead:
+  /// speakers send their initial table right after Established, ahead of it in the
+  /// TCP stream (true of GoBGP, FRR and BIRD). The stale timer remains the bound.
+  func receivedKeepalive(on connection: BGPConnection) {
+    guard connection === established, hasStaleRoutes, !peerPromisesEndOfRIB else { return }
+    speaker.sweepStaleRoutes(of: self)
+  }
+
+  /// The peer announced graceful restart for EVPN, so it sends End-of-RIB after its table.
+  var peerPromisesEndOfRIB: Bool {
+    remoteOpen?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false
+  }
+
+  func receivedRouteRefresh(_ refresh: RouteRefreshMessage, on connection: BGPConnection) {
+    guard connection === established, refresh.family == .l2vpnEVPN else { return }
+    speaker.sendAllRoutes(to: self)
+  }
+
+  func status(rib: EVPNRIB) -> PeerStatus {
+    let open = established?.remoteOpen ?? remoteOpen
+    return PeerStatus(
+      name: configuration.name, address: configuration.address, port: configuration.port,
+      remoteAS: configuration.remoteAS, remoteRouterID: open.map { dottedQuad($0.bgpIdentifier) },
+      isInternal: isInternal, state: state,
+      uptime: establishedAt.map { Double((NIODeadline.now() - $0).nanoseconds) / 1e9 },
+      negotiatedHoldTime: established?.negotiatedHoldTime,
+      negotiatedFamilies: negotiatedFamilies.map(\.description).sorted(),
+      fourOctetAS: open?.supportsFourOctetAS ?? false, routeRefresh: open?.supportsRouteRefresh ?? false,
+      peerGracefulRestart: open?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false,
+      routeTargetConstraint: usesRouteTargetConstraint,
+      routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index), routesIgnored: routesIgnored,
+      routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
+      establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil)
+  }
+}

@@ -1,0 +1,412 @@
+import Dataplane
+
+/// Packed key of a MAC/IP route: 24-bit VNI and IP family in one word, the MAC, and
+/// the IP as two words (zero when absent). 32 bytes, no heap storage.
+struct MACRouteKey: Hashable {
+  /// VNI in the low 24 bits, IP kind (0 none, 4, 6) above.
+  let vniAndKind: UInt32
+  let mac: UInt64
+  let ipHigh: UInt64
+  let ipLow: UInt64
+
+  init(vni: UInt32, mac: UInt64, ip: IPAddress?) {
+    switch ip {
+    case nil:
+      vniAndKind = vni & 0xFF_FFFF
+      ipHigh = 0
+      ipLow = 0
+    case .v4(let address)?:
+      vniAndKind = vni & 0xFF_FFFF | 4 << 24
+      ipHigh = 0
+      ipLow = UInt64(address)
+    case .v6(let high, let low)?:
+      vniAndKind = vni & 0xFF_FFFF | 6 << 24
+      ipHigh = high
+      ipLow = low
+    }
+    self.mac = mac
+  }
+
+  var vni: UInt32 { vniAndKind & 0xFF_FFFF }
+  var ip: IPAddress? {
+    switch vniAndKind >> 24 {
+    case 4: return .v4(UInt32(truncatingIfNeeded: ipLow))
+    case 6: return .v6(ipHigh, ipLow)
+    default: return nil
+    }
+  }
+  var macOnly: MACRouteKey { MACRouteKey(vni: vni, mac: mac, ip: nil) }
+
+  func hash(into hasher: inout Hasher) {
+    // MAC and VNI almost always tell entries apart; the IP words rarely add entropy.
+    hasher.combine(mac ^ UInt64(vniAndKind) << 48)
+    hasher.combine(ipLow)
+  }
+}
+
+/// One peer's (or our own) route for a key. 24 bytes.
+struct MACPath: Equatable {
+  static let localPeer: UInt16 = 0
+  static let stickyFlag: UInt8 = 1, staleFlag: UInt8 = 2
+
+  var routeDistinguisher: UInt64
+  /// Index into `EVPNRIB.vteps`.
+  var vtepID: UInt32
+  var sequence: UInt32
+  /// 0 for locally learnt MACs, else the peer index.
+  var peer: UInt16
+  var flags: UInt8
+
+  var isSticky: Bool { flags & Self.stickyFlag != 0 }
+  var isStale: Bool { flags & Self.staleFlag != 0 }
+  var isLocal: Bool { peer == Self.localPeer }
+}
+
+/// The paths of one key: the first inline (the common case of one VTEP announcing a
+/// MAC costs no allocation), others in an array that stays empty otherwise.
+struct MACPathSet {
+  var first: MACPath
+  var others: [MACPath] = []
+
+  var count: Int { 1 + others.count }
+  var all: [MACPath] { [first] + others }
+
+  var localIndex: Int? {
+    if first.isLocal { return 0 }
+    return others.firstIndex(where: \.isLocal).map { $0 + 1 }
+  }
+
+  func contains(peer: UInt16) -> Bool { first.peer == peer || others.contains { $0.peer == peer } }
+
+  func index(peer: UInt16, routeDistinguisher: UInt64) -> Int? {
+    if first.peer == peer && first.routeDistinguisher == routeDistinguisher { return 0 }
+    if let index = others.firstIndex(where: { $0.peer == peer && $0.routeDistinguisher == routeDistinguisher }) {
+      return index + 1
+    }
+    return nil
+  }
+
+  subscript(index: Int) -> MACPath {
+    get { index == 0 ? first : others[index - 1] }
+    set { if index == 0 { first = newValue } else { others[index - 1] = newValue } }
+  }
+
+  /// Removes a path; returns false when the set became empty (caller drops the entry).
+  mutating func remove(at index: Int) -> Bool {
+    if index == 0 {
+      guard !others.isEmpty else { return false }
+      first = others.removeFirst()
+    } else {
+      others.remove(at: index - 1)
+    }
+    return true
+  }
+}
+
+/// Remembers MAC moves and freezes MACs that move too often (RFC 7432 section 15.1).
+struct DuplicateMACDetector {
+  struct Key: Hashable {
+    let vni: UInt32
+    let mac: UInt64
+  }
+
+  var maxMoves: Int
+  var window: Double
+  private(set) var moves: [Key: [Double]] = [:]
+  private(set) var frozen: Set<Key> = []
+
+  /// Records a move; returns the number of moves in the window when this one froze the MAC.
+  mutating func recordMove(_ key: Key, at now: Double) -> Int? {
+    guard !frozen.contains(key) else { return nil }
+    var history = moves[key, default: []].filter { now - $0 < window }
+    history.append(now)
+    moves[key] = history
+    if history.count >= maxMoves {
+      frozen.insert(key)
+      return history.count
+    }
+    return nil
+  }
+
+  func isFrozen(_ key: Key) -> Bool { frozen.contains(key) }
+
+  mutating func unfreeze(_ key: Key) {
+    frozen.remove(key)
+    moves[key] = nil
+  }
+}
+
+/// The EVPN Loc-RIB: every peer's type-2 route per (VNI, MAC, IP) plus our own, best
+/// path by RFC 7432 section 15, and type-3 flood lists per VNI. Not thread-safe: the
+/// speaker confines it to its event loop.
+final class EVPNRIB {
+  private(set) var macRoutes: [MACRouteKey: MACPathSet] = [:]
+  private(set) var vteps: [IPAddress] = []
+  private var vtepIDs: [IPAddress: UInt32] = [:]
+
+  struct FloodKey: Hashable {
+    let peer: UInt16
+    let routeDistinguisher: UInt64
+    let ethernetTag: UInt32
+    let originatingRouter: IPAddress
+  }
+  /// Per VNI: each type-3 route and the VTEP it adds.
+  private(set) var floodRoutes: [UInt32: [FloodKey: IPAddress]] = [:]
+  private var floodRefCounts: [UInt32: [IPAddress: Int]] = [:]
+
+  /// Which VNI a peer's RD (and Ethernet tag) was imported into, so withdrawals, which
+  /// carry no route targets, find their entry.
+  struct PeerRDKey: Hashable {
+    let peer: UInt16
+    let routeDistinguisher: UInt64
+    let ethernetTag: UInt32
+  }
+  private var importedVNIByRD: [PeerRDKey: UInt32] = [:]
+
+  /// Routes held per peer index (type 2 + type 3), for max-prefix and status.
+  private var routeCounts: [Int] = []
+
+  var detector: DuplicateMACDetector
+  let sink: EVPNRouteSink?
+  let peerName: (UInt16) -> String
+  let clock: () -> Double
+
+  init(sink: EVPNRouteSink?, maxMoves: Int, moveWindow: Double, peerName: @escaping (UInt16) -> String, clock: @escaping () -> Double) {
+    self.sink = sink
+    self.detector = DuplicateMACDetector(maxMoves: maxMoves, window: moveWindow)
+    self.peerName = peerName
+    self.clock = clock
+  }
+
+  func reserveCapacity(_ count: Int) { macRoutes.reserveCapacity(count) }
+
+  /// Bytes the type-2 table occupies: hash-table buckets (key + inline path set, plus
+  /// the occupancy bitmap) and the overflow arrays of keys with several paths.
+  var macTableBytes: Int {
+    let bucket = MemoryLayout<MACRouteKey>.stride + MemoryLayout<MACPathSet>.stride
+    var overflow = 0
+    for set in macRoutes.values where !set.others.isEmpty {
+      overflow += 32 + set.others.capacity * MemoryLayout<MACPath>.stride
+    }
+    return macRoutes.capacity * bucket + macRoutes.capacity / 8 + overflow
+  }
+
+  func vtepID(_ address: IPAddress) -> UInt32 {
+    if let id = vtepIDs[address] { return id }
+    let id = UInt32(vteps.count)
+    vteps.append(address)
+    vtepIDs[address] = id
+    return id
+  }
+
+  func vtep(_ id: UInt32) -> IPAddress { vteps[Int(id)] }
+
+  // MARK: best path
+
+  /// RFC 7432 section 15: sticky first, then the higher sequence, then the lower
+  /// VTEP address; ties (same VTEP) prefer the local route, then the lower peer index.
+  func isBetter(_ a: MACPath, than b: MACPath) -> Bool {
+    if a.isSticky != b.isSticky { return a.isSticky }
+    if a.sequence != b.sequence { return a.sequence > b.sequence }
+    if a.vtepID != b.vtepID { return vtep(a.vtepID) < vtep(b.vtepID) }
+    return a.peer < b.peer
+  }
+
+  func best(_ set: MACPathSet) -> MACPath {
+    var winner = set.first
+    for path in set.others where isBetter(path, than: winner) { winner = path }
+    return winner
+  }
+
+  func best(for key: MACRouteKey) -> MACPath? { macRoutes[key].map(best) }
+
+  /// Highest sequence any remote peer holds for this MAC (with or without IP).
+  func highestRemoteSequence(_ key: MACRouteKey) -> UInt32? {
+    var highest: UInt32?
+    for candidate in [key, key.macOnly] {
+      guard let set = macRoutes[candidate] else { continue }
+      for path in set.all where !path.isLocal { highest = max(highest ?? 0, path.sequence) }
+    }
+    return highest
+  }
+
+  // MARK: type 2 changes
+
+  /// Outcome of a change, for the speaker to advertise or withdraw our own route.
+  enum LocalOutcome: Equatable {
+    case unchanged
+    /// Our local route no longer wins and was removed: withdraw it from peers.
+    case localLost(MACPath)
+  }
+
+  /// Adds or replaces a path and reports the best-path change to the sink. The common
+  /// cases cost one or two hash lookups: the entry is edited in place.
+  @discardableResult
+  func upsert(_ key: MACRouteKey, path: MACPath) -> LocalOutcome {
+    guard let position = macRoutes.index(forKey: key) else {
+      macRoutes[key] = MACPathSet(first: path)
+      if !path.isLocal { adjustCount(peer: path.peer, by: 1) }
+      report(key, previousBest: nil, newBest: path)
+      return .unchanged
+    }
+    let previousBest = best(macRoutes.values[position])
+    if let index = macRoutes.values[position].index(peer: path.peer, routeDistinguisher: path.routeDistinguisher) {
+      macRoutes.values[position][index] = path
+    } else {
+      macRoutes.values[position].others.append(path)
+      if !path.isLocal { adjustCount(peer: path.peer, by: 1) }
+    }
+    return settle(key, position: position, previousBest: previousBest)
+  }
+
+  /// Removes one path; reports to the sink when the best changed.
+  @discardableResult
+  func remove(_ key: MACRouteKey, peer: UInt16, routeDistinguisher: UInt64) -> LocalOutcome {
+    guard let position = macRoutes.index(forKey: key),
+      let index = macRoutes.values[position].index(peer: peer, routeDistinguisher: routeDistinguisher)
+    else { return .unchanged }
+    let previousBest = best(macRoutes.values[position])
+    if !macRoutes.values[position][index].isLocal { adjustCount(peer: peer, by: -1) }
+    if macRoutes.values[position].remove(at: index) {
+      return settle(key, position: position, previousBest: previousBest)
+    }
+    macRoutes.remove(at: position)
+    return settle(key, position: nil, previousBest: previousBest)
+  }
+
+  private func adjustCount(peer: UInt16, by delta: Int) {
+    let index = Int(peer)
+    if index >= routeCounts.count { routeCounts += repeatElement(0, count: index + 1 - routeCounts.count) }
+    routeCounts[index] += delta
+  }
+
+  /// Routes held from `peer` (type 2 + type 3).
+  func routeCount(peer: UInt16) -> Int { Int(peer) < routeCounts.count ? routeCounts[Int(peer)] : 0 }
+
+  /// Compares old and new best, tells the sink, counts moves, and drops a local route
+  /// that a remote one now beats (the loser withdraws, RFC 7432 section 15).
+  /// `position` is the entry's index, nil when the entry is gone or was just created.
+  private func settle(_ key: MACRouteKey, position: Dictionary<MACRouteKey, MACPathSet>.Index?, previousBest: MACPath?) -> LocalOutcome {
+    var outcome = LocalOutcome.unchanged
+    var newBest: MACPath?
+    if let position {
+      newBest = best(macRoutes.values[position])
+      if let current = newBest, !current.isLocal, let localIndex = macRoutes.values[position].localIndex {
+        outcome = .localLost(macRoutes.values[position][localIndex])
+        _ = macRoutes.values[position].remove(at: localIndex)
+        newBest = best(macRoutes.values[position])
+      }
+    } else {
+      newBest = macRoutes[key].map(best)
+    }
+    report(key, previousBest: previousBest, newBest: newBest)
+    return outcome
+  }
+
+  /// Tells the sink about a best-path change and feeds duplicate detection.
+  private func report(_ key: MACRouteKey, previousBest: MACPath?, newBest: MACPath?) {
+    guard newBest != previousBest else { return }
+    // Moves are counted on the MAC-only route so a MAC+IP pair moving counts once.
+    if key.ip == nil, let previous = previousBest, let current = newBest, previous.vtepID != current.vtepID,
+      let moves = detector.recordMove(.init(vni: key.vni, mac: key.mac), at: clock())
+    {
+      sink?.macFrozen(vni: key.vni, mac: MACAddress(rawValue: key.mac), moves: moves)
+    }
+    if let current = newBest, !current.isLocal {
+      let previousRemote = previousBest.flatMap { $0.isLocal ? nil : $0 }
+      // Only flags changing (e.g. stale) is invisible to the dataplane.
+      if previousRemote.map({ $0.vtepID != current.vtepID || $0.sequence != current.sequence || $0.isSticky != current.isSticky || $0.peer != current.peer }) ?? true {
+        sink?.installMAC(
+          vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip, vtep: vtep(current.vtepID),
+          sequence: current.sequence, sticky: current.isSticky, peer: peerName(current.peer))
+      }
+    } else if let previous = previousBest, !previous.isLocal {
+      sink?.removeMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip)
+    }
+  }
+
+  // MARK: type 3
+
+  func addFlood(vni: UInt32, key: FloodKey, vtep: IPAddress) {
+    if let existing = floodRoutes[vni]?[key] {
+      if existing == vtep { return }
+      removeFlood(vni: vni, key: key)
+    }
+    floodRoutes[vni, default: [:]][key] = vtep
+    adjustCount(peer: key.peer, by: 1)
+    let count = floodRefCounts[vni, default: [:]][vtep, default: 0] + 1
+    floodRefCounts[vni, default: [:]][vtep] = count
+    if count == 1 { sink?.addFloodMember(vni: vni, vtep: vtep) }
+  }
+
+  func removeFlood(vni: UInt32, key: FloodKey) {
+    guard let vtep = floodRoutes[vni]?[key] else { return }
+    floodRoutes[vni]?[key] = nil
+    adjustCount(peer: key.peer, by: -1)
+    let count = floodRefCounts[vni, default: [:]][vtep, default: 1] - 1
+    floodRefCounts[vni]?[vtep] = count > 0 ? count : nil
+    if count == 0 { sink?.removeFloodMember(vni: vni, vtep: vtep) }
+  }
+
+  func floodMembers(vni: UInt32) -> [IPAddress] { floodRefCounts[vni].map { Array($0.keys).sorted() } ?? [] }
+
+  // MARK: RD bookkeeping
+
+  func rememberImport(peer: UInt16, routeDistinguisher: UInt64, ethernetTag: UInt32, vni: UInt32) {
+    importedVNIByRD[PeerRDKey(peer: peer, routeDistinguisher: routeDistinguisher, ethernetTag: ethernetTag)] = vni
+  }
+
+  func importedVNI(peer: UInt16, routeDistinguisher: UInt64, ethernetTag: UInt32) -> UInt32? {
+    importedVNIByRD[PeerRDKey(peer: peer, routeDistinguisher: routeDistinguisher, ethernetTag: ethernetTag)]
+  }
+
+  // MARK: graceful restart and session loss
+
+  /// Marks every route of `peer` stale (RFC 4724 helper): they stay installed.
+  func markStale(peer: UInt16) {
+    for (key, var set) in macRoutes where set.contains(peer: peer) {
+      for index in 0..<set.count where set[index].peer == peer { set[index].flags |= MACPath.staleFlag }
+      macRoutes[key] = set
+    }
+    for (vni, routes) in floodRoutes {
+      for key in routes.keys where key.peer == peer { staleFloodKeys[vni, default: []].insert(key) }
+    }
+  }
+
+  private var staleFloodKeys: [UInt32: Set<FloodKey>] = [:]
+
+  /// A type-3 route arrived again after a session loss.
+  func refreshFlood(vni: UInt32, key: FloodKey) { staleFloodKeys[vni]?.remove(key) }
+
+  /// Removes the routes of `peer` still marked stale (End-of-RIB or stale timer).
+  func sweepStale(peer: UInt16) -> [LocalOutcome] {
+    for (vni, keys) in staleFloodKeys {
+      for key in keys where key.peer == peer { removeFlood(vni: vni, key: key) }
+    }
+    return removeMACRoutes(peer: peer) { $0.isStale }
+  }
+
+  /// Removes every route of `peer` (session down without graceful restart).
+  func removeAll(peer: UInt16) -> [LocalOutcome] {
+    for (vni, routes) in floodRoutes { for key in routes.keys where key.peer == peer { removeFlood(vni: vni, key: key) } }
+    importedVNIByRD = importedVNIByRD.filter { $0.key.peer != peer }
+    return removeMACRoutes(peer: peer) { _ in true }
+  }
+
+  private func removeMACRoutes(peer: UInt16, where predicate: (MACPath) -> Bool) -> [LocalOutcome] {
+    staleFloodKeys = staleFloodKeys.mapValues { $0.filter { $0.peer != peer } }
+    var victims: [(MACRouteKey, UInt64)] = []
+    for (key, set) in macRoutes where set.contains(peer: peer) {
+      for path in set.all where path.peer == peer && predicate(path) { victims.append((key, path.routeDistinguisher)) }
+    }
+    return victims.map { remove($0.0, peer: peer, routeDistinguisher: $0.1) }
+  }
+
+  func staleCount(peer: UInt16) -> Int {
+    var count = 0
+    for set in macRoutes.values where set.contains(peer: peer) {
+      for path in set.all where path.peer == peer && path.isStale { count += 1 }
+    }
+    return count + staleFloodKeys.values.reduce(0) { $0 + $1.filter { $0.peer == peer }.count }
+  }
+}

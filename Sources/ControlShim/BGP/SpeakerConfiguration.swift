@@ -1,0 +1,134 @@
+import Dataplane
+
+/// What to do with a peer's routes when its session goes down.
+public enum StaleRoutePolicy: String, Sendable, Codable {
+  /// RFC 4724 helper: keep them stale only if the peer announced graceful restart for
+  /// L2VPN EVPN and the session ended without a NOTIFICATION.
+  case gracefulRestartOnly
+  /// Keep them stale on any session loss (dataplane partition resilience), e.g. for
+  /// peers that cannot run graceful restart safely.
+  case always
+  /// Remove them at once.
+  case never
+}
+
+/// Settings of one BGP neighbour.
+public struct PeerConfiguration: Sendable, Codable, Equatable {
+  /// Name used in status output and passed to the sink as `peer`.
+  public var name: String
+  public var address: String
+  public var port: UInt16
+  public var remoteAS: UInt32
+  /// Passive peers are never connected to; we only accept their connections.
+  public var passive: Bool
+  /// TCP MD5 signature key (RFC 2385), up to 80 octets.
+  public var password: String?
+  /// Cease/1 when the peer makes us hold more routes than this.
+  public var maxRoutes: Int?
+  /// Overrides the speaker-wide hold time.
+  public var holdTime: UInt16?
+  /// Announce and use RFC 4684 route target constraint with this peer.
+  public var routeTargetConstraint: Bool
+  public var staleRoutePolicy: StaleRoutePolicy
+
+  public init(
+    name: String? = nil, address: String, port: UInt16 = 179, remoteAS: UInt32, passive: Bool = false,
+    password: String? = nil, maxRoutes: Int? = nil, holdTime: UInt16? = nil, routeTargetConstraint: Bool = false,
+    staleRoutePolicy: StaleRoutePolicy = .gracefulRestartOnly
+  ) {
+    self.name = name ?? "\(address):\(port)"
+    self.address = address
+    self.port = port
+    self.remoteAS = remoteAS
+    self.passive = passive
+    self.password = password
+    self.maxRoutes = maxRoutes
+    self.holdTime = holdTime
+    self.routeTargetConstraint = routeTargetConstraint
+    self.staleRoutePolicy = staleRoutePolicy
+  }
+}
+
+/// Settings of one VNI (EVI). Unset values take the RFC 7432 / FRR style defaults.
+public struct VNIConfiguration: Sendable, Codable, Equatable {
+  public var vni: UInt32
+  /// Default: type 1, routerID:index (index = position in the VNI list + 1).
+  public var routeDistinguisher: RouteDistinguisher?
+  /// Default: (ASN & 0xFFFF):VNI, type 0.
+  public var importRouteTargets: [RouteTarget]?
+  public var exportRouteTargets: [RouteTarget]?
+
+  public init(
+    vni: UInt32, routeDistinguisher: RouteDistinguisher? = nil, importRouteTargets: [RouteTarget]? = nil,
+    exportRouteTargets: [RouteTarget]? = nil
+  ) {
+    self.vni = vni
+    self.routeDistinguisher = routeDistinguisher
+    self.importRouteTargets = importRouteTargets
+    self.exportRouteTargets = exportRouteTargets
+  }
+}
+
+/// Everything an `EVPNSpeaker` needs.
+public struct SpeakerConfiguration: Sendable {
+  public var asn: UInt32
+  /// BGP identifier as an IPv4 address in host order.
+  public var routerID: UInt32
+  /// Our VXLAN tunnel endpoint: next hop of everything we advertise.
+  public var vtep: IPAddress
+  /// Where to accept connections; nil listens nowhere. Port 0 picks a free port
+  /// (read it back with `EVPNSpeaker.listeningPort`).
+  public var listenAddress: String?
+  public var listenPort: UInt16
+  public var holdTime: UInt16 = 90
+  /// First connect-retry delay; doubles after each failure up to the maximum.
+  public var connectRetryTime: Double = 1
+  public var connectRetryMaximum: Double = 60
+  /// Announce graceful restart (RFC 4724) for our families.
+  public var announceGracefulRestart: Bool = true
+  public var gracefulRestartTime: UInt16 = 120
+  /// The F bit we announce: the dataplane keeps forwarding across our restarts.
+  public var forwardingStatePreserved: Bool = true
+  /// How long a dropped peer's routes are kept stale at most.
+  public var staleTime: Double = 300
+  /// Duplicate MAC detection: this many moves within the window freeze the MAC.
+  public var duplicateMACMaxMoves: Int = 5
+  public var duplicateMACWindow: Double = 180
+  /// Size hint for the MAC table: reserving it up front avoids rehashing while a
+  /// large table arrives (about a third of the import time at 100k routes).
+  public var expectedMACRoutes: Int = 0
+  public var vnis: [VNIConfiguration]
+  public var peers: [PeerConfiguration]
+
+  public init(
+    asn: UInt32, routerID: UInt32, vtep: IPAddress, listenAddress: String? = nil, listenPort: UInt16 = 179,
+    vnis: [VNIConfiguration], peers: [PeerConfiguration]
+  ) {
+    self.asn = asn
+    self.routerID = routerID
+    self.vtep = vtep
+    self.listenAddress = listenAddress
+    self.listenPort = listenPort
+    self.vnis = vnis
+    self.peers = peers
+  }
+
+  /// The RD, import and export RTs of each VNI after defaults.
+  func resolvedVNIs() -> [ResolvedVNI] {
+    vnis.enumerated().map { index, vni in
+      let defaultTarget = RouteTarget.twoOctetAS(UInt16(truncatingIfNeeded: asn), vni.vni)
+      return ResolvedVNI(
+        vni: vni.vni,
+        routeDistinguisher: vni.routeDistinguisher ?? .ipv4(routerID, UInt16(truncatingIfNeeded: index + 1)),
+        importRouteTargets: vni.importRouteTargets ?? [defaultTarget],
+        exportRouteTargets: vni.exportRouteTargets ?? [defaultTarget])
+    }
+  }
+}
+
+struct ResolvedVNI: Sendable {
+  let vni: UInt32
+  let routeDistinguisher: RouteDistinguisher
+  let importRouteTargets: [RouteTarget]
+  let exportRouteTargets: [RouteTarget]
+}

@@ -1,0 +1,349 @@
+import Dataplane
+import Foundation
+import XCTest
+
+@testable import ControlShim
+
+/// FSM, timers and route exchange between two of our speakers on loopback (and a raw
+/// socket peer where misbehaviour is needed). Waits are event-driven with deadlines.
+final class BGPSessionTests: XCTestCase {
+  struct Node {
+    let speaker: EVPNSpeaker
+    let sink: RecordingSink
+    let port: UInt16
+  }
+
+  private var started: [EVPNSpeaker] = []
+
+  override func tearDown() async throws {
+    for speaker in started { await speaker.shutdown() }
+    started = []
+  }
+
+  private func makeNode(
+    asn: UInt32, routerID: UInt32, vtep: String, port: UInt16, peers: [PeerConfiguration],
+    vnis: [UInt32] = [100], configure: (inout SpeakerConfiguration) -> Void = { _ in }
+  ) -> Node {
+    var configuration = SpeakerConfiguration(
+      asn: asn, routerID: routerID, vtep: ip(vtep), listenAddress: "127.0.0.1", listenPort: port,
+      vnis: vnis.map { VNIConfiguration(vni: $0) }, peers: peers)
+    configuration.holdTime = 9
+    configuration.connectRetryTime = 0.05
+    configuration.connectRetryMaximum = 0.5
+    configure(&configuration)
+    let sink = RecordingSink()
+    let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
+    sink.observe(speaker)
+    return Node(speaker: speaker, sink: sink, port: port)
+  }
+
+  private func start(_ nodes: Node...) async throws {
+    for node in nodes {
+      try await node.speaker.start()
+      started.append(node.speaker)
+    }
+  }
+
+  /// Two speakers that connect to each other (both active: collisions get resolved).
+  private func pair(
+    asnA: UInt32 = 65000, asnB: UInt32 = 65000, vnisA: [UInt32] = [100], vnisB: [UInt32] = [100],
+    peerA: (inout PeerConfiguration) -> Void = { _ in }, peerB: (inout PeerConfiguration) -> Void = { _ in },
+    configure: (inout SpeakerConfiguration) -> Void = { _ in }
+  ) -> (Node, Node) {
+    let portA = freeTCPPort()
+    let portB = freeTCPPort()
+    var toB = PeerConfiguration(name: "B", address: "127.0.0.1", port: portB, remoteAS: asnB)
+    var toA = PeerConfiguration(name: "A", address: "127.0.0.1", port: portA, remoteAS: asnA)
+    peerA(&toB)
+    peerB(&toA)
+    let a = makeNode(asn: asnA, routerID: 0x0101_0101, vtep: "10.0.0.1", port: portA, peers: [toB], vnis: vnisA, configure: configure)
+    let b = makeNode(asn: asnB, routerID: 0x0202_0202, vtep: "10.0.0.2", port: portB, peers: [toA], vnis: vnisB, configure: configure)
+    return (a, b)
+  }
+
+  private func waitEstablished(_ a: Node, _ b: Node, count: Int = 1, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertTrue(a.sink.wait { $0.established("B") >= count }, "A never established", file: file, line: line)
+    XCTAssertTrue(b.sink.wait { $0.established("A") >= count }, "B never established", file: file, line: line)
+  }
+
+  let m1 = mac("02:00:00:00:00:01")
+  let m2 = mac("02:00:00:00:00:02")
+
+  func testIBGPSessionExchangesRoutesBothWays() async throws {
+    let (a, b) = pair()
+    try await start(a, b)
+    waitEstablished(a, b)
+
+    a.speaker.advertiseMAC(vni: 100, mac: m1, ip: ip("192.168.1.1"))
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    a.speaker.advertiseInclusiveMulticast(vni: 100)
+    b.speaker.advertiseInclusiveMulticast(vni: 100)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) != nil && $0.installed(100, self.m1, ip("192.168.1.1")) != nil })
+    XCTAssertEqual(b.sink.snapshot.installed(100, m1), .init(vtep: ip("10.0.0.1"), sequence: 0, sticky: false, peer: "A"))
+    XCTAssertTrue(b.sink.wait { $0.flood[100] == [ip("10.0.0.1")] })
+    XCTAssertTrue(a.sink.wait { $0.flood[100] == [ip("10.0.0.2")] })
+
+    let status = await b.speaker.status()
+    let peer = try XCTUnwrap(status.peers.first)
+    XCTAssertEqual(peer.state, .established)
+    XCTAssertEqual(peer.negotiatedHoldTime, 9)
+    XCTAssertEqual(peer.negotiatedFamilies, ["l2vpn-evpn"])
+    XCTAssertTrue(peer.isInternal && peer.fourOctetAS && peer.routeRefresh && peer.peerGracefulRestart)
+    XCTAssertEqual(peer.routesAccepted, 3)
+    XCTAssertEqual(peer.remoteRouterID, "1.1.1.1")
+    XCTAssertNotNil(peer.uptime)
+    XCTAssertEqual(status.remoteMACRoutes, 2)
+    let json = try JSONEncoder().encode(status)
+    XCTAssertEqual(try JSONDecoder().decode(SpeakerStatus.self, from: json), status)
+
+    a.speaker.withdrawMAC(vni: 100, mac: m1)
+    a.speaker.withdrawInclusiveMulticast(vni: 100)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == nil && $0.flood[100] == [] })
+    XCTAssertNotNil(b.sink.snapshot.installed(100, m1, ip("192.168.1.1")))
+  }
+
+  func testEBGPSessionAndRouteRefresh() async throws {
+    // Default RTs are (ASN & 0xFFFF):VNI, which differ between these ASes: set them.
+    let (a, b) = pair(asnA: 65001, asnB: 4_200_000_002) { configuration in
+      configuration.vnis = [
+        VNIConfiguration(vni: 100, importRouteTargets: [.twoOctetAS(65000, 100)], exportRouteTargets: [.twoOctetAS(65000, 100)])
+      ]
+    }
+    try await start(a, b)
+    waitEstablished(a, b)
+    b.speaker.advertiseMAC(vni: 100, mac: m2, sequence: 4, sticky: true)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m2) == .init(vtep: ip("10.0.0.2"), sequence: 4, sticky: true, peer: "B") })
+    let status = await a.speaker.status()
+    XCTAssertEqual(status.peers.first?.isInternal, false)
+    a.speaker.requestRouteRefresh(peer: "B")
+    XCTAssertTrue(a.sink.wait { $0.count { if case .updateProcessed = $0 { return true } else { return false } } >= 3 })
+  }
+
+  func testMACMoveUsesSequenceNumbersAndLoserWithdraws() async throws {
+    let (a, b) = pair()
+    try await start(a, b)
+    waitEstablished(a, b)
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.vtep == ip("10.0.0.1") })
+    // The MAC shows up behind B: B advertises with A's sequence + 1.
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.2"), sequence: 1, sticky: false, peer: "B") })
+    // A lost and withdrew its route, so B holds no remote route for it any more.
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == nil })
+    try await waitForStatus(b.speaker) { $0.remoteMACRoutes == 0 && $0.localMACRoutes == 1 }
+    // And back to A: sequence 2.
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.1"), sequence: 2, sticky: false, peer: "A") })
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) == nil })
+  }
+
+  func testDuplicateMACIsFrozenAfterRepeatedMoves() async throws {
+    let (a, b) = pair(configure: { $0.duplicateMACMaxMoves = 3 })
+    try await start(a, b)
+    waitEstablished(a, b)
+    // Moves seen by B: A->B (1), B->A (2), A->B (3): frozen on the third.
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.sequence == 0 })
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1)?.sequence == 1 })
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.sequence == 2 })
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.frozen.count == 1 })
+    XCTAssertEqual(b.sink.snapshot.frozen.first?.2, 3)
+    try await waitForStatus(b.speaker) { $0.frozenMACs == 1 }
+    // Frozen: B stopped advertising, so A still has its own route (no seq 3 arrives).
+    await b.speaker.sync()
+    await a.speaker.sync()
+    XCTAssertNil(a.sink.snapshot.installed(100, m1))
+    // Operator clears it: the next advertisement goes out again.
+    b.speaker.unfreezeMAC(vni: 100, mac: m1)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1)?.sequence == 3 })
+  }
+
+  func testGracefulRestartKeepsStaleRoutesUntilEndOfRIB() async throws {
+    // B only accepts and A waits 1 s before reconnecting, so the stale state can be
+    // inspected before the session comes back.
+    let (a, b) = pair(peerB: { $0.passive = true }, configure: { $0.connectRetryTime = 1 })
+    try await start(a, b)
+    waitEstablished(a, b)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    b.speaker.advertiseMAC(vni: 100, mac: m2)
+    b.speaker.advertiseInclusiveMulticast(vni: 100)
+    XCTAssertTrue(a.sink.wait { $0.macs.count == 2 && $0.flood[100] == [ip("10.0.0.2")] })
+    let removalsBefore = a.sink.snapshot.removeCalls
+
+    // Link failure: no NOTIFICATION, so RFC 4724 helper mode keeps B's routes.
+    await b.speaker.sync()
+    a.speaker.dropConnection(peer: "B")
+    await a.speaker.sync()  // A's side is closed before B changes anything
+    b.speaker.withdrawMAC(vni: 100, mac: m2)  // changes while the session is down
+    XCTAssertTrue(a.sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
+    let during = await a.speaker.status()
+    XCTAssertEqual(a.sink.snapshot.macs.count, 2, "stale routes stay installed")
+    XCTAssertEqual(a.sink.snapshot.removeCalls, removalsBefore)
+
+    // Reconnect: B resends m1 and the type-3 route then End-of-RIB; m2 is swept.
+    waitEstablished(a, b, count: 2)
+    XCTAssertTrue(a.sink.wait { $0.count { if case .staleRoutesSwept = $0 { return true } else { return false } } >= 1 })
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m2) == nil })
+    XCTAssertNotNil(a.sink.snapshot.installed(100, m1))
+    XCTAssertEqual(a.sink.snapshot.flood[100], [ip("10.0.0.2")])
+    let after = await a.speaker.status()
+    XCTAssertEqual(after.peers.first?.routesStale, 0)
+    XCTAssertTrue(during.peers.first.map { $0.state != .established || $0.routesStale > 0 } ?? false)
+  }
+
+  func testNotificationEndsGracefulRestart() async throws {
+    let (a, b) = pair()
+    try await start(a, b)
+    waitEstablished(a, b)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
+    b.speaker.resetPeer("A")  // Cease/4: routes go at once (no RFC 8538)
+    XCTAssertTrue(a.sink.wait { $0.removeCalls == 1 })
+    waitEstablished(a, b, count: 2)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
+  }
+
+  func testMaximumRoutesSendsCeaseOne() async throws {
+    let (a, b) = pair(peerA: { $0.maxRoutes = 2 })
+    try await start(a, b)
+    waitEstablished(a, b)
+    for index in 1...3 { b.speaker.advertiseMAC(vni: 100, mac: MACAddress(rawValue: UInt64(index))) }
+    XCTAssertTrue(a.sink.wait { $0.events.contains(.notificationSent(peer: "B", .maximumPrefixesReached)) })
+    XCTAssertTrue(b.sink.wait { $0.events.contains(.notificationReceived(peer: "A", .maximumPrefixesReached)) })
+    XCTAssertTrue(a.sink.wait { $0.macs.count < 3 })
+  }
+
+  func testRouteTargetConstraintFiltersWhatWeSend() async throws {
+    // A imports/exports VNIs 100 and 200; B only 100. With RTC, A never sends 200.
+    let (a, b) = pair(
+      vnisA: [100, 200], vnisB: [100], peerA: { $0.routeTargetConstraint = true }, peerB: { $0.routeTargetConstraint = true })
+    try await start(a, b)
+    waitEstablished(a, b)
+    a.speaker.advertiseMAC(vni: 200, mac: m2)
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) != nil })
+    let status = await b.speaker.status()
+    XCTAssertEqual(status.peers.first?.routeTargetConstraint, true)
+    XCTAssertEqual(status.peers.first?.routesIgnored, 0)
+    XCTAssertEqual(status.peers.first?.routesReceived, 1)
+  }
+
+  func testWithoutRouteTargetConstraintForeignRoutesAreCountedNotInstalled() async throws {
+    let (a, b) = pair(vnisA: [100, 200], vnisB: [100])
+    try await start(a, b)
+    waitEstablished(a, b)
+    a.speaker.advertiseMAC(vni: 200, mac: m2)
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) != nil })
+    try await waitForStatus(b.speaker) { $0.peers.first?.routesIgnored == 1 }
+    XCTAssertEqual(b.sink.snapshot.macs.count, 1)
+  }
+
+  func testConnectRetryUntilPeerAppears() async throws {
+    let (a, b) = pair()
+    try await start(a)
+    try await waitForStatus(a.speaker) { $0.peers.first?.lastError?.contains("connect") == true }
+    try await start(b)
+    waitEstablished(a, b)
+  }
+
+  func testHoldTimerExpirySendsNotification() async throws {
+    let port = freeTCPPort()
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port,
+      peers: [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)])
+    try await start(node)
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    let open = try XCTUnwrap(raw.handshake(asn: 65000, routerID: 0x0909_0909, holdTime: 3))
+    XCTAssertEqual(open.asn, 65000)
+    XCTAssertTrue(node.sink.wait { $0.established("raw") == 1 })
+    // Stay silent: after 3 s the speaker gives up with Hold Timer Expired.
+    XCTAssertEqual(raw.receiveNotification(timeout: 8), .holdTimerExpired)
+  }
+
+  func testMalformedUpdateResetsOnlyThatSession() async throws {
+    let (a, b) = pair()
+    var rawPeer = PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)
+    rawPeer.holdTime = 30
+    // A third, passive peer on A from the same address: matched by the AS in its OPEN.
+    let portA = a.port
+    let a2 = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: portA,
+      peers: a.speaker.configuration.peers + [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65099, passive: true)])
+    try await start(a2, b)
+    XCTAssertTrue(a2.sink.wait { $0.established("B") >= 1 })
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a2.sink.wait { $0.installed(100, self.m1) != nil })
+
+    let raw = try XCTUnwrap(RawBGPPeer(port: portA))
+    XCTAssertNotNil(raw.handshake(asn: 65099, routerID: 0x0909_0909, holdTime: 30))
+    // ORIGIN with the optional bit set is only treat-as-withdraw: session stays.
+    var attributes = hex("c0 01 01 00 40 02 00")
+    attributes += hex("80 0e 1c 0019 46 04 c0000201 00 03 11 0001 c0000201 0001 00000000 20 c0000201")
+    raw.send(rawUpdate(attributes))
+    // A truncated MP_REACH resets the session with 3/9.
+    raw.send(rawUpdate(hex("40 01 01 00 40 02 00 80 0e 03 0019 46")))
+    let notification = raw.receiveNotification()
+    XCTAssertEqual(notification?.code, 3)
+    XCTAssertEqual(notification?.subcode, 9)
+    XCTAssertTrue(a2.sink.wait { $0.events.contains { if case .sessionDown(let peer, _) = $0 { return peer == "raw" } else { return false } } })
+    // The session to B is untouched: still one Established transition, routes kept.
+    let status = await a2.speaker.status()
+    XCTAssertEqual(status.peers.first { $0.name == "B" }?.state, .established)
+    XCTAssertEqual(status.peers.first { $0.name == "B" }?.establishedTransitions, 1)
+    XCTAssertNotNil(a2.sink.snapshot.installed(100, m1))
+    XCTAssertEqual(status.peers.first { $0.name == "raw" }?.routesAccepted, 0)
+  }
+
+  func testOpenWithWrongASIsRejected() async throws {
+    let port = freeTCPPort()
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port,
+      peers: [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)])
+    try await start(node)
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    raw.send(.open(OpenMessage(asn: 65123, holdTime: 30, bgpIdentifier: 9, capabilities: [])))
+    let notification = raw.receiveNotification()
+    XCTAssertEqual(notification.map { [$0.code, $0.subcode] }, [2, 2])
+  }
+
+  func testTCPMD5OptionIsAccepted() async throws {
+    let (a, b) = pair(peerA: { $0.password = "s3cret" }, peerB: { $0.password = "s3cret" })
+    try await start(a, b)
+    waitEstablished(a, b)
+    let status = await a.speaker.status()
+    XCTAssertEqual(status.peers.first?.md5, true)
+    // The key is really on the listener: an unsigned SYN from 127.0.0.1 goes unanswered.
+    XCTAssertFalse(plainConnectSucceeds(port: a.port, timeout: 1))
+    let (c, _) = pair()
+    try await start(c)
+    XCTAssertTrue(plainConnectSucceeds(port: c.port, timeout: 5), "control: no key, connect works")
+  }
+
+  private func rawUpdate(_ attributes: [UInt8]) -> [UInt8] {
+    var body: [UInt8] = [0, 0, UInt8(attributes.count >> 8), UInt8(attributes.count & 0xFF)] + attributes
+    body = hex(String(repeating: "ff", count: 16)) + [UInt8((19 + body.count) >> 8), UInt8((19 + body.count) & 0xFF), 2] + body
+    return body
+  }
+}
+
+/// Polls `status()` until `predicate` holds; status has no change notification.
+func waitForStatus(
+  _ speaker: EVPNSpeaker, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
+  _ predicate: (SpeakerStatus) -> Bool
+) async throws {
+  let deadline = Date().addingTimeInterval(timeout)
+  var last = await speaker.status()
+  while !predicate(last) {
+    guard Date() < deadline else {
+      XCTFail("status never matched: \(last)", file: file, line: line)
+      return
+    }
+    try await Task.sleep(nanoseconds: 20_000_000)
+    last = await speaker.status()
+  }
+}

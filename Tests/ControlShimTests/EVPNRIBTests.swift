@@ -1,0 +1,117 @@
+import Dataplane
+import XCTest
+
+@testable import ControlShim
+
+final class EVPNRIBTests: XCTestCase {
+  var sink: RecordingSink!
+  var now = 0.0
+  var rib: EVPNRIB!
+
+  override func setUp() {
+    sink = RecordingSink()
+    now = 0
+    rib = EVPNRIB(sink: sink, maxMoves: 5, moveWindow: 180, peerName: { "p\($0)" }, clock: { [unowned self] in self.now })
+  }
+
+  private func path(peer: UInt16, vtep: String, sequence: UInt32 = 0, sticky: Bool = false, rd: UInt64 = 1) -> MACPath {
+    MACPath(routeDistinguisher: rd, vtepID: rib.vtepID(ip(vtep)), sequence: sequence, peer: peer, flags: sticky ? MACPath.stickyFlag : 0)
+  }
+
+  let key = MACRouteKey(vni: 100, mac: 0x0011_2233_4455, ip: nil)
+  let theMAC = mac("00:11:22:33:44:55")
+
+  func testKeyPacksVNIMACAndIP() {
+    let v6 = MACRouteKey(vni: 0xABCDEF, mac: 1, ip: ip("2001:db8::1"))
+    XCTAssertEqual(v6.vni, 0xABCDEF)
+    XCTAssertEqual(v6.ip, ip("2001:db8::1"))
+    XCTAssertEqual(MACRouteKey(vni: 1, mac: 1, ip: ip("10.0.0.1")).ip, ip("10.0.0.1"))
+    XCTAssertNotEqual(MACRouteKey(vni: 1, mac: 1, ip: nil), MACRouteKey(vni: 1, mac: 1, ip: .v4(0)))
+    XCTAssertEqual(MemoryLayout<MACRouteKey>.stride, 32)
+    XCTAssertLessThanOrEqual(MemoryLayout<MACPath>.stride, 24)
+  }
+
+  /// RFC 7432 section 15: sticky beats sequence, higher sequence wins, lower VTEP on ties.
+  func testBestPathOrder() {
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.9", sequence: 1))
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.9"))
+    rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.5", sequence: 1))
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.5"), "equal sequence: lower VTEP")
+    rib.upsert(key, path: path(peer: 3, vtep: "10.0.0.7", sequence: 2))
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.7"), "higher sequence")
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.9", sequence: 0, sticky: true))
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC), .init(vtep: ip("10.0.0.9"), sequence: 0, sticky: true, peer: "p1"))
+    rib.remove(key, peer: 1, routeDistinguisher: 1)
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.7"))
+    rib.remove(key, peer: 3, routeDistinguisher: 1)
+    rib.remove(key, peer: 2, routeDistinguisher: 1)
+    XCTAssertNil(sink.snapshot.installed(100, theMAC))
+    XCTAssertNil(rib.macRoutes[key])
+    XCTAssertEqual((0..<4).map { self.rib.routeCount(peer: $0) }, [0, 0, 0, 0])
+  }
+
+  func testLocalRouteLosesToNewerRemote() {
+    rib.upsert(key, path: path(peer: MACPath.localPeer, vtep: "10.0.0.1", sequence: 1))
+    XCTAssertNil(sink.snapshot.installed(100, theMAC))
+    XCTAssertEqual(rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.2", sequence: 1)), .unchanged, "equal sequence, lower VTEP is ours")
+    let outcome = rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.2", sequence: 2))
+    guard case .localLost = outcome else { return XCTFail("\(outcome)") }
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.2"))
+    XCTAssertEqual(rib.highestRemoteSequence(key), 2)
+    XCTAssertNil(rib.macRoutes[key]?.localIndex)
+  }
+
+  func testDuplicateDetectionFreezesAfterFiveMovesInWindow() {
+    var vteps = ["10.0.0.2", "10.0.0.3"]
+    for sequence in 1...4 {
+      rib.upsert(key, path: path(peer: 1, vtep: vteps[sequence % 2], sequence: UInt32(sequence)))
+      now += 10
+    }
+    XCTAssertTrue(sink.snapshot.frozen.isEmpty, "3 moves so far")
+    now += 200  // the early moves leave the window
+    rib.upsert(key, path: path(peer: 1, vtep: vteps[1], sequence: 5))
+    XCTAssertTrue(sink.snapshot.frozen.isEmpty)
+    vteps.append("10.0.0.4")
+    for sequence in 6...9 {
+      rib.upsert(key, path: path(peer: 1, vtep: vteps[sequence % 3], sequence: UInt32(sequence)))
+      now += 1
+    }
+    XCTAssertEqual(sink.snapshot.frozen.count, 1)
+    XCTAssertEqual(sink.snapshot.frozen.first?.2, 5)
+    XCTAssertTrue(rib.detector.isFrozen(.init(vni: 100, mac: key.mac)))
+    rib.detector.unfreeze(.init(vni: 100, mac: key.mac))
+    XCTAssertFalse(rib.detector.isFrozen(.init(vni: 100, mac: key.mac)))
+  }
+
+  func testStaleRoutesSurviveUntilSweep() {
+    let other = MACRouteKey(vni: 100, mac: 7, ip: nil)
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2"))
+    rib.upsert(other, path: path(peer: 1, vtep: "10.0.0.2"))
+    rib.addFlood(vni: 100, key: .init(peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: ip("10.0.0.2")), vtep: ip("10.0.0.2"))
+    rib.markStale(peer: 1)
+    XCTAssertEqual(rib.staleCount(peer: 1), 3)
+    XCTAssertEqual(sink.snapshot.macs.count, 2)
+    let installsBefore = sink.snapshot.installCalls
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2"))  // refreshed after reconnect
+    XCTAssertEqual(sink.snapshot.installCalls, installsBefore, "refresh is invisible to the dataplane")
+    XCTAssertEqual(rib.staleCount(peer: 1), 2)
+    _ = rib.sweepStale(peer: 1)
+    XCTAssertNotNil(sink.snapshot.installed(100, theMAC))
+    XCTAssertNil(sink.snapshot.installed(100, MACAddress(rawValue: 7)))
+    XCTAssertEqual(sink.snapshot.flood[100], [])
+    XCTAssertEqual(rib.routeCount(peer: 1), 1)
+  }
+
+  func testFloodListIsReferenceCounted() {
+    let vtep = ip("10.0.0.2")
+    let a = EVPNRIB.FloodKey(peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: vtep)
+    let b = EVPNRIB.FloodKey(peer: 2, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: vtep)
+    rib.addFlood(vni: 100, key: a, vtep: vtep)
+    rib.addFlood(vni: 100, key: b, vtep: vtep)
+    XCTAssertEqual(sink.snapshot.flood[100], [vtep])
+    rib.removeFlood(vni: 100, key: a)
+    XCTAssertEqual(sink.snapshot.flood[100], [vtep])
+    _ = rib.removeAll(peer: 2)
+    XCTAssertEqual(sink.snapshot.flood[100], [])
+  }
+}
