@@ -145,6 +145,16 @@ public final class Pipeline {
   @inline(__always)
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
+    // Locals, not stored properties: after a store through a raw pointer the optimiser
+    // cannot assume `self`'s fields unchanged and would reload them for every frame.
+    let fdb = self.fdb
+    let scratchDomain = self.scratchDomain
+    let scratchSource = self.scratchSource
+    let scratchDestination = self.scratchDestination
+    let scratchOrigin = self.scratchOrigin
+    let scratchMACs = self.scratchMACs
+    let scratchRest = self.scratchRest
+    let scratchRestLength = self.scratchRestLength
     let ingress = vector.ingress
     let now = vector.now
     let frameCount = vector.count
@@ -241,6 +251,18 @@ public final class Pipeline {
   @inline(__always)
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
+    // Locals, not stored properties: after a store through a raw pointer the optimiser
+    // cannot assume `self`'s fields unchanged and would reload them for every frame.
+    let fdb = self.fdb
+    let scratchDomain = self.scratchDomain
+    let scratchSource = self.scratchSource
+    let scratchDestination = self.scratchDestination
+    let scratchOrigin = self.scratchOrigin
+    let scratchMACs = self.scratchMACs
+    let scratchRest = self.scratchRest
+    let scratchRestLength = self.scratchRestLength
+    let scratchVTEPHigh = self.scratchVTEPHigh
+    let scratchVTEPLow = self.scratchVTEPLow
     let now = vector.now
     let frameCount = vector.count
     let localIsIPv6 = state.localIsIPv6
@@ -677,8 +699,7 @@ public final class Pipeline {
       hash = macs.raw64(0) ^ macs.raw64(4) &* 31 ^ UInt64(etherType)
     }
     hash = (hash ^ hash &>> 29) &* 0xBF58_476D_1CE4_E5B9
-    hash = (hash ^ hash &>> 32) &* 0x94D0_49BB_1331_11EB
-    return hash ^ hash &>> 31
+    return hash ^ hash &>> 32
   }
 
   /// The inner IPv4 TOS / IPv6 traffic class byte, or 0.
