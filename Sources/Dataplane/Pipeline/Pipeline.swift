@@ -46,6 +46,14 @@ public final class Pipeline {
   let filterKeys: UnsafeMutablePointer<UInt64>
   let filterTags: UnsafeMutablePointer<UInt64>
 
+  // Sources found current in the FDB during this second (direct-mapped): later frames
+  // from the same source and port skip the FDB lookup until the clock ticks. The entry's
+  // age stamp is still refreshed once a second; a move or flush is seen at the next tick
+  // at the latest.
+  static let sourceCacheSize = 256
+  let sourceCacheKeys: UnsafeMutablePointer<UInt64>
+  let sourceCacheTags: UnsafeMutablePointer<UInt64>
+
   init(fdb: ForwardingTable, cell: SnapshotCell<ForwardingState>, statistics: SwitchStatistics) {
     self.fdb = fdb
     self.cell = cell
@@ -79,6 +87,10 @@ public final class Pipeline {
     filterKeys.initialize(repeating: 0, count: Self.filterSize)
     filterTags = .allocate(capacity: Self.filterSize)
     filterTags.initialize(repeating: 0, count: Self.filterSize)
+    sourceCacheKeys = .allocate(capacity: Self.sourceCacheSize)
+    sourceCacheKeys.initialize(repeating: 0, count: Self.sourceCacheSize)
+    sourceCacheTags = .allocate(capacity: Self.sourceCacheSize)
+    sourceCacheTags.initialize(repeating: 0, count: Self.sourceCacheSize)
   }
 
   deinit {
@@ -96,6 +108,8 @@ public final class Pipeline {
     scratchVTEPLow.deallocate()
     filterKeys.deallocate()
     filterTags.deallocate()
+    sourceCacheKeys.deallocate()
+    sourceCacheTags.deallocate()
   }
 
   /// Connects an interface's transmit ring; frames for an unattached interface are
@@ -482,13 +496,19 @@ public final class Pipeline {
     key: UInt64, kind: UInt64, index: UInt16, high: UInt64, low: UInt64, domain: UInt16, now: UInt32,
     knownVTEP: Bool = true
   ) {
+    let target = kind &<< 16 | UInt64(index)
+    let cacheSlot = Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
+    let cacheTag = target | UInt64(now) &<< 32
+    if knownVTEP && sourceCacheKeys[cacheSlot] == key && sourceCacheTags[cacheSlot] == cacheTag { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
     if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
-      if knownVTEP && entry.target == kind &<< 16 | UInt64(index) {
+      if knownVTEP && entry.target == target {
         if entry.stamp != now & UInt32(FDBEntry.stampMask) && entry.origin != .static {
           fdb.refreshStamp(slot: slot, entry: entry, stamp: now)
         }
+        sourceCacheKeys[cacheSlot] = key
+        sourceCacheTags[cacheSlot] = cacheTag
         return
       }
       if entry.origin == .static {
