@@ -12,7 +12,7 @@ import Synchronization
 ///   counter (a seqlock, as Open vSwitch's cmap does), and a lookup returns a key and
 ///   value read under one even, unchanged counter.
 /// - **Writers** (the learner thread, the control shim, configuration, the ager) go
-///   through `update` or `batch`, which serialise on one internal `Mutex`. Writers never
+///   through `update` or `batch`, which serialise on one internal lock (`WriterLock`). Writers never
 ///   wait for readers. A control-plane bulk load takes the lock in chunks (`batch`), so
 ///   forwarding is never stalled and learning only waits between chunks.
 /// - `refreshStamp` is the one store readers make: a compare-and-swap on the value word
@@ -43,10 +43,10 @@ public final class ForwardingTable: @unchecked Sendable {
   @usableFromInline let domainGenerations: UnsafeMutablePointer<Atomic<UInt8>>
   @usableFromInline let portGenerations: UnsafeMutablePointer<Atomic<UInt8>>
   @usableFromInline let vtepGenerations: UnsafeMutablePointer<Atomic<UInt8>>
-  private let writer: Mutex<WriterState>
+  private let writer: WriterLock<WriterState>
   private let entryCount = Atomic<Int>(0)
 
-  struct WriterState: ~Copyable {
+  struct WriterState {
     var learnedPerDomain: [Int]
     var countByOrigin: [Int] = [0, 0, 0, 0]
   }
@@ -69,7 +69,7 @@ public final class ForwardingTable: @unchecked Sendable {
     domainGenerations = Self.allocateGenerations(Self.maxBridgeDomains)
     portGenerations = Self.allocateGenerations(Self.maxPorts)
     vtepGenerations = Self.allocateGenerations(Self.maxVTEPs)
-    writer = Mutex(WriterState(learnedPerDomain: Array(repeating: 0, count: Self.maxBridgeDomains)))
+    writer = WriterLock(WriterState(learnedPerDomain: Array(repeating: 0, count: Self.maxBridgeDomains)))
   }
 
   private static func allocateGenerations(_ count: Int) -> UnsafeMutablePointer<Atomic<UInt8>> {
