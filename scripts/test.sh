@@ -15,4 +15,12 @@ status=${PIPESTATUS[0]}
 
 echo "== FDB concurrency stress test under ThreadSanitizer"
 swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null
-swift test --sanitize=thread --skip-build --scratch-path .build-tsan --filter ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries 2>&1 | tail -3
+swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
+  --filter ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
+
+# One closing line for the whole run, from the main run's XCTest summary.
+summary=$(grep -E "^\s+Executed [0-9]+ tests?, with [0-9]+ failures?" .build/test-output.txt | tail -1)
+total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+skipped=$(grep -cE "Test Case .* skipped" .build/test-output.txt || true)
+echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
