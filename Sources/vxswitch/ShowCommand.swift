@@ -108,7 +108,7 @@ struct ShowBGP: ParsableCommand {
   func run() throws {
     let reply = try location.request("show-bgp")
     if json { return print(String(decoding: reply, as: UTF8.self)) }
-    print(TextTable.bgp(try snakeDecoder.decode(SpeakerStatus.self, from: reply)))
+    print(TextTable.bgp(try JSONDecoder().decode(SpeakerStatus.self, from: reply)))
   }
 }
 
