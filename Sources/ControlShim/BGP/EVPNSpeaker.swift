@@ -182,6 +182,12 @@ public final class EVPNSpeaker: @unchecked Sendable {
     try? eventLoop.submit { self.makeStatus() }.wait()
   }
 
+  /// Bytes the type-2 table takes (hash buckets + overflow arrays), for benchmarks.
+  /// Must not be called on the speaker's event loop.
+  public func macTableBytesBlocking() -> Int {
+    (try? eventLoop.submit { self.rib.macTableBytes }.wait()) ?? 0
+  }
+
   /// The flood list the RIB holds for `vni` (what the sink was told).
   public func floodMembers(vni: UInt32) async -> [IPAddress] {
     (try? await eventLoop.submit { self.rib.floodMembers(vni: vni) }.get()) ?? []

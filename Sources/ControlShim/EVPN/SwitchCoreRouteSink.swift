@@ -127,6 +127,18 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   /// MACs (per VNI) the sink currently holds a remote route for.
   public var remoteMACCount: Int { table.withLock { $0.routes.count } }
 
+  /// Approximate bytes of the peer/sequence table (hash buckets + overflow arrays).
+  public var tableBytes: Int {
+    table.withLock { table in
+      let bucket = MemoryLayout<Key>.stride + MemoryLayout<Routes>.stride
+      var overflow = 0
+      for routes in table.routes.values where !routes.others.isEmpty {
+        overflow += 32 + routes.others.capacity * MemoryLayout<Route>.stride
+      }
+      return table.routes.capacity * bucket + table.routes.capacity / 8 + overflow
+    }
+  }
+
   /// Calls the speaker made (installs, removals) since start.
   public var callCounts: (installs: Int, removals: Int) { table.withLock { ($0.installs, $0.removals) } }
 
