@@ -29,7 +29,9 @@ final class EVPNControlPlaneTests: XCTestCase {
   }
 
   /// gobgpd on its own port, and a switch whose `[bgp]` peers with it.
-  private func start(staleTime: Int = 300) async throws -> (GoBGPDaemon, OfflineSwitch, EVPNControlPlane) {
+  private func start(
+    staleTime: Int = 300, configure: (inout SiteConfig) -> Void = { _ in }
+  ) async throws -> (GoBGPDaemon, OfflineSwitch, EVPNControlPlane) {
     let ourPort = freeTCPPort()
     let daemon = try GoBGPDaemon(
       asn: 65000, routerID: "9.9.9.9",
@@ -66,6 +68,7 @@ final class EVPNControlPlaneTests: XCTestCase {
     peer.holdTime = 9
     bgp.peers = [peer]
     config.bgp = bgp
+    configure(&config)
 
     let offline = OfflineSwitch(config: config)
     var options = EVPNControlPlane.Options()
@@ -244,5 +247,32 @@ final class EVPNControlPlaneTests: XCTestCase {
     offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: Self.vm2Host)], now: 3)
     XCTAssertEqual(offline.takeOutput("vm2").count, 1)
     XCTAssertTrue(offline.takeOutput("eth1").isEmpty)
+  }
+
+  /// SIGHUP path: a bridge domain added to the configuration gets its type-3 route and
+  /// imports routes the peer sent before (ROUTE-REFRESH); a removed one is withdrawn.
+  func testReloadAdvertisesAddedAndWithdrawsRemovedBridgeDomains() async throws {
+    let (daemon, offline, controlPlane) = try await start()
+    XCTAssertEqual(
+      daemon.evpn("add macadv 02:00:00:00:02:aa 0.0.0.0 etag 0 label 200 rd 9.9.9.9:2 rt 65000:200 encap vxlan nexthop 10.0.0.9").status, 0)
+    offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: .broadcast)], now: 2)
+    XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:01").isEmpty })
+    try await eventually("the VNI 200 route is counted, not installed") {
+      (controlPlane.status()?.peers.first?.routesIgnored ?? 0) >= 1
+    }
+
+    var next = offline.core.config
+    next.bridgeDomains[0].vni = 200
+    offline.core.reload(next)
+    controlPlane.reload(next)
+    XCTAssertTrue(
+      daemon.waitForRIB { rib in
+        rib.keys.contains { $0.contains("[type:multicast][rd:1.1.1.1:2]") }
+          && !rib.keys.contains { $0.contains("[type:multicast][rd:1.1.1.1:1]") }
+          && self.paths(rib, mac: "02:aa:00:00:00:01").isEmpty
+      }, daemon.evpn("-j").output)
+    try await eventually("the VNI 200 route imported after ROUTE-REFRESH") {
+      offline.core.fdbRows(vni: 200, now: 1).contains { $0.mac == "02:00:00:00:02:aa" && $0.vtep == "10.0.0.9" }
+    }
   }
 }
