@@ -135,13 +135,26 @@ struct LiveCommand: ParsableCommand {
 
 struct ControlCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "control", abstract: "Control-plane (BGP) benchmark: not yet available.")
+    commandName: "control",
+    abstract: "Control-plane benchmark: N EVPN type-2 routes over one BGP session into a vxswitch FDB.",
+    discussion: """
+      In one process: a vxswitch control plane (SwitchCore + EVPNControlPlane, listening on
+      127.0.0.1) and a second EVPNSpeaker as the sender, holding N MAC routes (one next hop,
+      VNI 100) before its session comes up, so that it sends its whole table, packed, as fast as
+      the session takes it. Reports the time from Established until all N are FDB entries, and
+      memory per route (process RSS delta; receiver table sizes). --while-forwarding keeps an
+      OfflineSwitch on the same SwitchCore forwarding frames towards those MACs on another
+      thread, and reports its frame rate before, during and after the import.
+      """)
 
-  @Argument(parsing: .captureForPassthrough)
-  var rest: [String] = []
+  @Option(help: "Type-2 routes to send.") var routes = 100_000
+  @Flag(name: .customLong("while-forwarding"), help: "Forward frames on another thread meanwhile.")
+  var whileForwarding = false
+  @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
-    print("Bench control: not yet available")
-    throw ExitCode(2)
+    guard routes > 0 else { throw ValidationError("--routes must be positive") }
+    let report = try ControlBench(routes: routes, whileForwarding: whileForwarding).run()
+    print(json ? Output.json(report) : report.text)
   }
 }

@@ -22,12 +22,19 @@ struct LabCommand: ParsableCommand {
   @Option(help: "Name prefix for namespaces and state (several labs can coexist).") var prefix = "vxl"
   @Flag(name: .customLong("ipv6-underlay"), help: "Use an IPv6 underlay.") var ipv6Underlay = false
   @Option(name: .customLong("udp-port"), help: "VXLAN UDP port (4789 or 8472).") var udpPort: UInt16 = 4789
+  @Flag(
+    help: """
+      BGP EVPN: a gobgpd route reflector in the backbone namespace, iBGP from every site; \
+      flood lists from type-3 routes, remote MACs from type-2 routes (no data-plane learning).
+      """)
+  var bgp = false
 
   func validate() throws {
     guard (2...9).contains(sites) else { throw ValidationError("--sites must be 2 to 9") }
     guard prefix.count <= 6, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
       throw ValidationError("--prefix must be 1-6 letters or digits")
     }
+    if bgp && kernelPeer { throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)") }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -36,12 +43,13 @@ struct LabCommand: ParsableCommand {
     topology.ipv6Underlay = ipv6Underlay
     topology.udpPort = udpPort
     if kernelPeer { topology.kernelSite = sites }
+    topology.bgp = bgp
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)
     if down {
       lab.down()
       return
     }
-    print("Building lab \(prefix): \(sites) sites, VNI \(topology.vni), \(ipv6Underlay ? "IPv6" : "IPv4") underlay, UDP \(udpPort)")
+    print("Building lab \(prefix): \(sites) sites, VNI \(topology.vni), \(ipv6Underlay ? "IPv6" : "IPv4") underlay, UDP \(udpPort)\(bgp ? ", BGP EVPN via a gobgpd route reflector" : "")")
     do {
       try lab.up()
     } catch {

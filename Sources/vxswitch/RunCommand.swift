@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlShim
 import Dataplane
 import Dispatch
 import Foundation
@@ -22,6 +23,11 @@ struct RunCommand: ParsableCommand {
       throw ExitCode(1)
     }
     let core = SwitchCore(config: site)
+    // Created before the dataplane starts so that no locally learnt MAC is missed; its
+    // sessions start after it (a peer down never touches local switching).
+    var options = EVPNControlPlane.Options()
+    options.log = { log($0) }
+    let controlPlane = site.bgp == nil ? nil : EVPNControlPlane(core: core, options: options)
     let live = LiveSwitch(core: core)
     do {
       try live.start()
@@ -31,6 +37,11 @@ struct RunCommand: ParsableCommand {
     }
     for warning in live.warnings { log("warning: \(warning)") }
     let commands = ControlCommands(core: core, clock: { live.now })
+    if let controlPlane {
+      controlPlane.register(on: commands)
+    } else {
+      commands.register("show-bgp") { _ in ControlServer.error("BGP is not configured (no [bgp] in \(config))") }
+    }
     let server = ControlServer(path: site.site.controlSocket, handler: commands.handle)
     do {
       try server.start()
@@ -38,6 +49,16 @@ struct RunCommand: ParsableCommand {
       live.stop()
       printError("vxswitch run: \(error)")
       throw ExitCode(1)
+    }
+    if let controlPlane, let bgp = site.bgp {
+      do {
+        try controlPlane.startBlocking()
+        log(
+          "bgp: AS \(bgp.asn), router ID \(bgp.routerID), \(bgp.peers.count) peer(s)"
+            + (bgp.listenPort == 0 ? "" : ", listening on port \(bgp.listenPort)"))
+      } catch {
+        log("bgp: speaker not started: \(error); switching continues without EVPN")
+      }
     }
     let ports = core.interfaces.map { $0 == site.site.underlay ? "\($0) (underlay)" : $0 }
     log(
@@ -59,10 +80,12 @@ struct RunCommand: ParsableCommand {
     }
     signal(SIGHUP, SIG_IGN)
     let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
-    reload.setEventHandler { Self.reload(path: config, core: core) }
+    reload.setEventHandler { Self.reload(path: config, core: core, controlPlane: controlPlane) }
     reload.resume()
     sources.append(reload)
     done.wait()
+    // BGP first: Cease to the peers while the dataplane still forwards.
+    controlPlane?.shutdownBlocking()
     server.stop()
     live.stop()
     log("stopped")
@@ -70,7 +93,7 @@ struct RunCommand: ParsableCommand {
 
   /// Applies a changed configuration in place; a broken file or one that needs new
   /// interfaces is refused with a message and the running configuration stays.
-  static func reload(path: String, core: SwitchCore) {
+  static func reload(path: String, core: SwitchCore, controlPlane: EVPNControlPlane?) {
     let next: SiteConfig
     do {
       next = try SiteConfig.load(path: path)
@@ -87,6 +110,7 @@ struct RunCommand: ParsableCommand {
       return
     }
     core.reload(next)
+    controlPlane?.reload(next)
     log("SIGHUP: configuration reloaded (\(next.bridgeDomains.count) bridge domain(s))")
   }
 }

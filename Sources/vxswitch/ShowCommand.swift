@@ -1,4 +1,5 @@
 import ArgumentParser
+import ControlShim
 import Dataplane
 import Foundation
 
@@ -101,11 +102,13 @@ struct ShowStatistics: ParsableCommand {
 struct ShowBGP: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "bgp", abstract: "BGP EVPN sessions.")
   @OptionGroup var location: DaemonLocation
-  @Flag(help: "JSON.") var json = false
+  @Flag(help: "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,peers:[...]}.")
+  var json = false
 
   func run() throws {
     let reply = try location.request("show-bgp")
-    print(String(decoding: reply, as: UTF8.self))
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    print(TextTable.bgp(try JSONDecoder().decode(SpeakerStatus.self, from: reply)))
   }
 }
 
@@ -116,6 +119,37 @@ enum TextTable {
       row.enumerated().map { column, cell in cell.padding(toLength: widths[column], withPad: " ", startingAt: 0) }
         .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
     }.joined(separator: "\n")
+  }
+
+  static func bgp(_ status: SpeakerStatus) -> String {
+    var text = "BGP AS \(status.asn), router ID \(status.routerID)"
+    if let port = status.listeningPort { text += ", listening on port \(port)" }
+    text += "\nMAC routes: \(status.localMACRoutes) local, \(status.remoteMACRoutes) remote"
+    if status.frozenMACs > 0 { text += ", \(status.frozenMACs) frozen (duplicate)" }
+    var rows = [["peer", "AS", "type", "state", "up", "received", "accepted", "stale", "advertised", "capabilities"]]
+    for peer in status.peers {
+      var capabilities = peer.negotiatedFamilies
+      if peer.fourOctetAS { capabilities.append("as4") }
+      if peer.routeRefresh { capabilities.append("refresh") }
+      if peer.peerGracefulRestart { capabilities.append("gr") }
+      if peer.routeTargetConstraint { capabilities.append("rtc") }
+      if peer.md5 { capabilities.append("md5") }
+      rows.append([
+        peer.name, "\(peer.remoteAS)", peer.isInternal ? "iBGP" : "eBGP", peer.state.rawValue,
+        peer.uptime.map(Self.duration) ?? "-", "\(peer.routesReceived)", "\(peer.routesAccepted)", "\(peer.routesStale)",
+        "\(peer.routesAdvertised)", capabilities.joined(separator: ","),
+      ])
+    }
+    text += "\n" + render(rows)
+    for peer in status.peers { if let error = peer.lastError { text += "\n\(peer.name): last error: \(error)" } }
+    return text
+  }
+
+  static func duration(_ seconds: Double) -> String {
+    let whole = Int(seconds)
+    if whole < 60 { return "\(whole)s" }
+    if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
+    return "\(whole / 3600)h\(whole / 60 % 60)m"
   }
 
   static func report(_ report: StatisticsReport) -> String {

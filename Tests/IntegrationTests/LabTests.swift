@@ -83,4 +83,21 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   kernel site 2"), output)
   }
+
+  /// Two vxswitch sites whose only source of remote forwarding state is BGP EVPN: each
+  /// has an iBGP session to a gobgpd route reflector in the backbone, an empty static
+  /// flood list and no data-plane learning. The lab checks that the sessions come up,
+  /// that flood lists are built from type-3 routes, that VMs ping across sites and that
+  /// every remote MAC is an FDB entry of origin control from the route reflector.
+  func testTwoSitesOverAGoBGPRouteReflector() throws {
+    guard ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    else { throw XCTSkip("gobgpd not installed") }
+    let output = try lab(["--bgp", "--sites", "2"])
+    XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
+    XCTAssertTrue(output.contains("ok   site 1 BGP: session with the route reflector Established, flood list from type-3"), output)
+    XCTAssertTrue(output.contains("ok   site 2 BGP: session with the route reflector Established, flood list from type-3"), output)
+    XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer"), output)
+    XCTAssertTrue(output.contains("control (172.16.1.1 seq 0)"), "show fdb marks BGP entries with peer and sequence:\n\(output)")
+  }
 }

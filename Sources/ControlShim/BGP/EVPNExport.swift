@@ -31,15 +31,7 @@ extension EVPNSpeaker {
   }
 
   public func withdrawInclusiveMulticast(vni: UInt32) {
-    eventLoop.execute {
-      guard let settings = self.vniSettings[vni], self.advertisedMulticastVNIs.remove(vni) != nil else { return }
-      let route = EVPNNLRI.inclusiveMulticast(
-        InclusiveMulticastRoute(routeDistinguisher: settings.routeDistinguisher, originatingRouter: self.configuration.vtep))
-      for peer in self.peers where self.canSend(to: peer, targets: settings.exportRouteTargets) {
-        guard let connection = peer.established else { continue }
-        for message in UpdateBuilder.withdrawals([route], context: connection.context) { connection.sendRaw(message) }
-      }
-    }
+    eventLoop.execute { self.withdrawInclusiveMulticastNow(vni: vni) }
   }
 
   /// Lifts a duplicate-MAC freeze; the next `advertiseMAC` is sent again.

@@ -15,9 +15,10 @@ public final class EVPNSpeaker: @unchecked Sendable {
   private let ownedGroup: MultiThreadedEventLoopGroup?
   let rib: EVPNRIB
   private(set) var peers: [BGPPeer] = []
-  let vniSettings: [UInt32: ResolvedVNI]
-  let vniByImportTarget: [RouteTarget: [UInt32]]
-  let importTargets: [RouteTarget]
+  // Replaced as a whole by `updateVNIs` (on the event loop).
+  var vniSettings: [UInt32: ResolvedVNI]
+  var vniByImportTarget: [RouteTarget: [UInt32]]
+  var importTargets: [RouteTarget]
   private var serverChannel: Channel?
   private var observers: [@Sendable (SpeakerEvent) -> Void] = []
   /// VNIs whose type-3 route we advertise.
@@ -41,12 +42,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
       ownedGroup = group
       eventLoop = group.next()
     }
-    let resolved = configuration.resolvedVNIs()
-    vniSettings = Dictionary(resolved.map { ($0.vni, $0) }, uniquingKeysWith: { first, _ in first })
-    var byTarget: [RouteTarget: [UInt32]] = [:]
-    for vni in resolved { for target in vni.importRouteTargets { byTarget[target, default: []].append(vni.vni) } }
-    vniByImportTarget = byTarget.mapValues { $0.sorted() }
-    importTargets = Array(Set(resolved.flatMap(\.importRouteTargets))).sorted { $0.rawValue < $1.rawValue }
+    (vniSettings, vniByImportTarget, importTargets) = Self.importTables(configuration.resolvedVNIs())
     var names: [String] = ["local"]
     names += configuration.peers.map(\.name)
     let peerNames = names
@@ -60,6 +56,17 @@ public final class EVPNSpeaker: @unchecked Sendable {
     peers = configuration.peers.enumerated().map { index, peer in
       BGPPeer(configuration: peer, index: UInt16(index + 1), speaker: self)
     }
+  }
+
+  /// Settings by VNI, VNIs by import RT, and every import RT.
+  static func importTables(
+    _ resolved: [ResolvedVNI]
+  ) -> ([UInt32: ResolvedVNI], [RouteTarget: [UInt32]], [RouteTarget]) {
+    let settings = Dictionary(resolved.map { ($0.vni, $0) }, uniquingKeysWith: { first, _ in first })
+    var byTarget: [RouteTarget: [UInt32]] = [:]
+    for vni in resolved { for target in vni.importRouteTargets { byTarget[target, default: []].append(vni.vni) } }
+    let targets = Array(Set(resolved.flatMap(\.importRouteTargets))).sorted { $0.rawValue < $1.rawValue }
+    return (settings, byTarget.mapValues { $0.sorted() }, targets)
   }
 
   // MARK: lifecycle
@@ -156,7 +163,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
         remoteMACRoutes: 0, frozenMACs: 0, peers: [])
   }
 
-  private func makeStatus() -> SpeakerStatus {
+  func makeStatus() -> SpeakerStatus {
     var local = 0
     var remote = 0
     for set in rib.macRoutes.values {
@@ -167,6 +174,18 @@ public final class EVPNSpeaker: @unchecked Sendable {
       asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: boundPort,
       localMACRoutes: local, remoteMACRoutes: remote, frozenMACs: rib.detector.frozen.count,
       peers: peers.map { $0.status(rib: rib) })
+  }
+
+  /// The status without `async`, for callers on plain threads (the control socket).
+  /// Must not be called on the speaker's event loop.
+  public func statusBlocking() -> SpeakerStatus? {
+    try? eventLoop.submit { self.makeStatus() }.wait()
+  }
+
+  /// Bytes the type-2 table takes (hash buckets + overflow arrays), for benchmarks.
+  /// Must not be called on the speaker's event loop.
+  public func macTableBytesBlocking() -> Int {
+    (try? eventLoop.submit { self.rib.macTableBytes }.wait()) ?? 0
   }
 
   /// The flood list the RIB holds for `vni` (what the sink was told).

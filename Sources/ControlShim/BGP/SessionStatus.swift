@@ -35,6 +35,19 @@ public struct PeerStatus: Sendable, Codable, Equatable {
   public var establishedTransitions: Int
   public var lastError: String?
   public var md5: Bool
+
+  /// Snake case spelled out, so that `show bgp --json` reads well and decodes with a
+  /// plain `JSONDecoder` (automatic conversion would give `router_i_d`-style keys).
+  enum CodingKeys: String, CodingKey {
+    case name, address, port, state, uptime, md5
+    case remoteAS = "remote_as", remoteRouterID = "remote_router_id", isInternal = "is_internal"
+    case negotiatedHoldTime = "negotiated_hold_time", negotiatedFamilies = "negotiated_families"
+    case fourOctetAS = "four_octet_as", routeRefresh = "route_refresh", peerGracefulRestart = "peer_graceful_restart"
+    case routeTargetConstraint = "route_target_constraint", routesReceived = "routes_received"
+    case routesAccepted = "routes_accepted", routesIgnored = "routes_ignored", routesStale = "routes_stale"
+    case routesAdvertised = "routes_advertised", establishedTransitions = "established_transitions"
+    case lastError = "last_error"
+  }
 }
 
 /// The whole speaker, for `vxswitch show bgp --json`.
@@ -46,6 +59,12 @@ public struct SpeakerStatus: Sendable, Codable, Equatable {
   public var remoteMACRoutes: Int
   public var frozenMACs: Int
   public var peers: [PeerStatus]
+
+  enum CodingKeys: String, CodingKey {
+    case asn, peers
+    case routerID = "router_id", listeningPort = "listening_port", localMACRoutes = "local_mac_routes"
+    case remoteMACRoutes = "remote_mac_routes", frozenMACs = "frozen_macs"
+  }
 }
 
 /// Events for observers (tests, logs).

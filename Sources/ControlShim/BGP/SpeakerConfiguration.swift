@@ -126,7 +126,7 @@ public struct SpeakerConfiguration: Sendable {
   }
 }
 
-struct ResolvedVNI: Sendable {
+struct ResolvedVNI: Sendable, Equatable {
   let vni: UInt32
   let routeDistinguisher: RouteDistinguisher
   let importRouteTargets: [RouteTarget]

@@ -9,6 +9,8 @@ public final class ControlCommands: @unchecked Sendable {
   public let core: SwitchCore
   private let clock: @Sendable () -> UInt32
   private var extra: [String: @Sendable (ControlRequest) -> Data] = [:]
+  /// Details for control-plane FDB entries in `show-fdb` (set before the server starts).
+  public var fdbAnnotator: FDBAnnotator?
 
   public init(core: SwitchCore, clock: @escaping @Sendable () -> UInt32) {
     self.core = core
@@ -29,7 +31,7 @@ public final class ControlCommands: @unchecked Sendable {
   public func handle(_ request: ControlRequest) -> Data {
     switch request.command {
     case "show-fdb":
-      return Self.encode(["entries": core.fdbRows(vni: request.vni, now: clock())])
+      return Self.encode(["entries": core.fdbRows(vni: request.vni, now: clock(), annotator: fdbAnnotator)])
     case "show-bd":
       return Self.encode(["bridge_domains": core.bridgeDomainRows()])
     case "show-stats":

@@ -76,8 +76,9 @@ extension SwitchCore {
       staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops)
   }
 
-  /// Current entries (flushed ones are skipped), sorted by VNI then MAC.
-  public func fdbRows(vni: UInt32? = nil, now: UInt32) -> [FDBRow] {
+  /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`
+  /// adds the control plane's details (peer, sequence) to entries of origin control.
+  public func fdbRows(vni: UInt32? = nil, now: UInt32, annotator: FDBAnnotator? = nil) -> [FDBRow] {
     let state = self.state
     var rows: [FDBRow] = []
     fdb.forEach { key, entry in
@@ -95,6 +96,9 @@ extension SwitchCore {
       }
       if entry.origin == .local || entry.origin == .decap {
         row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
+      }
+      if entry.origin == .control, let annotator {
+        annotator.annotate(&row, vni: entryVNI, mac: key.mac)
       }
       rows.append(row)
     }

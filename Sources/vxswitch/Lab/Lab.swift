@@ -55,6 +55,7 @@ struct Lab {
         try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "up"])
       }
     }
+    if t.bgp { try startRouteReflector() }
     for site in t.allSites {
       if t.runsVXSwitch(site) {
         try startVXSwitch(site)
@@ -96,6 +97,42 @@ struct Lab {
     log("site \(site): Linux bridge br\(t.vni) + kernel vxlan\(t.vni) in \(ns), VTEP \(t.vtep(site))")
   }
 
+  static let gobgpdPath = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let gobgpPath = ["/usr/bin/gobgp", "/usr/local/bin/gobgp"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+  /// gobgpd in the backbone namespace as route reflector for every site; started by
+  /// PID (recorded for `down`), ready when its API answers.
+  private func startRouteReflector() throws {
+    let t = topology
+    guard let daemon = Self.gobgpdPath, let cli = Self.gobgpPath else {
+      throw LabError("--bgp needs gobgpd and gobgp (Debian package gobgpd)")
+    }
+    try t.gobgpdConfiguration().write(toFile: t.gobgpdConfigPath, atomically: true, encoding: .utf8)
+    let pid = try Shell.spawn(
+      [
+        "ip", "netns", "exec", t.backbone, daemon, "-f", t.gobgpdConfigPath, "--api-hosts",
+        "127.0.0.1:\(t.gobgpdAPIPort)", "--log-level", "info",
+      ], log: t.gobgpdLogPath)
+    try "\(pid)\n".write(toFile: t.gobgpdPIDPath, atomically: true, encoding: .utf8)
+    let deadline = Date().addingTimeInterval(20)
+    while Date() < deadline {
+      if Shell.succeeds(["ip", "netns", "exec", t.backbone, cli, "-p", "\(t.gobgpdAPIPort)", "global"]) {
+        log("backbone: gobgpd route reflector (pid \(pid)) in \(t.backbone), AS \(t.asn)")
+        return
+      }
+      if kill(pid, 0) != 0 { break }
+      usleep(100_000)
+    }
+    let logText = (try? String(contentsOfFile: t.gobgpdLogPath, encoding: .utf8)) ?? ""
+    throw LabError("gobgpd did not come up; its log (\(t.gobgpdLogPath)):\n\(logText.suffix(3000))")
+  }
+
+  /// `gobgp ARGS...` against the lab's route reflector.
+  func gobgp(_ arguments: [String]) -> String? {
+    guard let cli = Self.gobgpPath else { return nil }
+    return try? Shell.run(["ip", "netns", "exec", topology.backbone, cli, "-p", "\(topology.gobgpdAPIPort)"] + arguments)
+  }
+
   /// Waits until the daemon answers on its control socket (or died: then its log says why).
   private func waitForDaemon(_ site: Int) throws {
     let t = topology
@@ -131,6 +168,19 @@ struct Lab {
       }
       try? FileManager.default.removeItem(atPath: t.pidPath(site))
     }
+    // The route reflector, if this lab had one (same PID-reuse guard).
+    if let text = try? String(contentsOfFile: t.gobgpdPIDPath, encoding: .utf8),
+      let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    {
+      let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+      if command.contains("gobgpd") && command.contains(t.gobgpdConfigPath) {
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(5)
+        while kill(pid, 0) == 0 && Date() < deadline { usleep(20_000) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+      }
+      try? FileManager.default.removeItem(atPath: t.gobgpdPIDPath)
+    }
     let existing = Set(((try? Shell.run(["ip", "netns", "list"])) ?? "").split(separator: "\n").map {
       String($0.split(separator: " ").first ?? "")
     })
@@ -151,6 +201,9 @@ struct Lab {
   func check() -> [CheckResult] {
     let t = topology
     var results: [CheckResult] = []
+    if t.bgp {
+      for site in t.allSites where t.runsVXSwitch(site) { results.append(bgpConvergenceCheck(site)) }
+    }
     for (source, destination) in t.allVMs.flatMap({ a in t.allVMs.filter { $0 != a }.map { (a, $0) } }) {
       let name = "ping s\(source.site)-vm\(source.vm) -> s\(destination.site)-vm\(destination.vm)"
       let ok = Shell.succeeds([
@@ -160,7 +213,17 @@ struct Lab {
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
     results.append(transferCheck())
-    for site in t.allSites where t.runsVXSwitch(site) { results.append(fdbCheck(site)) }
+    for site in t.allSites where t.runsVXSwitch(site) {
+      // Type-2 routes of MACs learnt during the pings travel through the route
+      // reflector: give them a moment.
+      var result = fdbCheck(site)
+      let deadline = Date().addingTimeInterval(t.bgp ? 15 : 0)
+      while !result.passed && Date() < deadline {
+        usleep(200_000)
+        result = fdbCheck(site)
+      }
+      results.append(result)
+    }
     if let kernel = t.kernelSite { results.append(kernelFDBCheck(kernel)) }
     return results
   }
@@ -201,9 +264,33 @@ struct Lab {
         if entry["port"] as? String != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
       } else if entry["vtep"] as? String != t.vtep(vmSite) {
         missing.append("\(mac) not behind \(t.vtep(vmSite))")
+      } else if t.bgp && (entry["origin"] as? String != "control" || entry["peer"] as? String != t.gateway(site)) {
+        missing.append("\(mac) not from BGP (origin \(entry["origin"] ?? "?"), peer \(entry["peer"] ?? "-"))")
       }
     }
     return CheckResult(name: name, passed: missing.isEmpty, detail: missing.joined(separator: "; "))
+  }
+
+  /// The site's session with the route reflector is up and its flood list is exactly
+  /// the other sites' VTEPs, all from type-3 routes (the configuration has none).
+  private func bgpConvergenceCheck(_ site: Int) -> CheckResult {
+    let t = topology
+    let name = "site \(site) BGP: session with the route reflector Established, flood list from type-3 routes"
+    let expected = t.allSites.filter { $0 != site }.map(t.vtep).sorted()
+    var detail = ""
+    let deadline = Date().addingTimeInterval(30)
+    repeat {
+      let state = (try? ControlClient.request(ControlRequest(command: "show-bgp"), socket: t.socketPath(site)))
+        .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        .flatMap { ($0["peers"] as? [[String: Any]])?.first?["state"] as? String } ?? "?"
+      let flood = (try? ControlClient.request(ControlRequest(command: "show-bd"), socket: t.socketPath(site)))
+        .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+        .flatMap { ($0["bridge_domains"] as? [[String: Any]])?.first?["flood"] as? [String] } ?? []
+      if state == "Established" && flood.sorted() == expected { return CheckResult(name: name, passed: true, detail: "") }
+      detail = "session \(state), flood list \(flood.sorted()) (want \(expected))"
+      usleep(200_000)
+    } while Date() < deadline
+    return CheckResult(name: name, passed: false, detail: detail)
   }
 
   /// The kernel's vxlan device learned vxswitch sites' MACs behind their VTEPs.
@@ -223,7 +310,16 @@ struct Lab {
 
   func showFDBs() {
     let t = topology
+    if t.bgp {
+      log("\n== route reflector (gobgp global rib -a evpn in \(t.backbone))")
+      log((gobgp(["global", "rib", "-a", "evpn"]) ?? "(no answer)").trimmingCharacters(in: .newlines))
+    }
     for site in t.allSites {
+      if t.bgp && t.runsVXSwitch(site) {
+        log("\n== site \(site) BGP (vxswitch show bgp)")
+        let output = (try? Shell.run([executable, "show", "bgp", "--socket", t.socketPath(site)])) ?? "(no answer)"
+        log(output.trimmingCharacters(in: .newlines))
+      }
       log("\n== site \(site) FDB (\(t.runsVXSwitch(site) ? "vxswitch show fdb" : "bridge fdb show dev vxlan\(t.vni)"))")
       if t.runsVXSwitch(site) {
         let output = (try? Shell.run([executable, "show", "fdb", "--socket", t.socketPath(site)])) ?? "(no answer)"

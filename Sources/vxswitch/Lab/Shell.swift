@@ -41,6 +41,7 @@ enum Shell {
   static func succeeds(_ command: [String]) -> Bool { (try? run(command)) != nil }
 
   /// `ip netns exec NS command...`
+  @discardableResult
   static func inNamespace(_ namespace: String, _ command: [String]) throws -> String {
     try run(["ip", "netns", "exec", namespace] + command)
   }

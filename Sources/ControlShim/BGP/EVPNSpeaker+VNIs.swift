@@ -1,0 +1,57 @@
+import Dataplane
+
+/// Reconfiguration of the VNI list (configuration reload) without touching sessions.
+extension EVPNSpeaker {
+  /// Replaces the VNI list. A VNI that disappeared, or whose RD or route targets
+  /// changed, loses everything the speaker held for it: our routes are withdrawn from
+  /// the peers (type 2 and type 3) and remote routes are removed (the sink is told).
+  /// New or changed VNIs start empty: advertise their local MACs and type-3 route
+  /// again; peers are asked for their routes again (ROUTE-REFRESH) so that routes
+  /// they sent before and we ignored are imported now.
+  ///
+  /// Not handled: RT-constraint memberships are not re-announced (peers using RFC 4684
+  /// need a session reset to see new import RTs).
+  public func updateVNIs(_ vnis: [VNIConfiguration]) {
+    eventLoop.execute { self.applyVNIs(vnis) }
+  }
+
+  private func applyVNIs(_ vnis: [VNIConfiguration]) {
+    var next = configuration
+    next.vnis = vnis
+    let (settings, byTarget, targets) = Self.importTables(next.resolvedVNIs())
+    let gone = Set(vniSettings.keys.filter { settings[$0] != vniSettings[$0] })
+    let added = Set(settings.keys.filter { vniSettings[$0] != settings[$0] })
+    guard !gone.isEmpty || !added.isEmpty else { return }
+    // Withdraw with the old settings (RD, RTs) while they are still in place.
+    for vni in gone where advertisedMulticastVNIs.contains(vni) { withdrawInclusiveMulticastNow(vni: vni) }
+    var local: [MACRouteKey] = []
+    var victims: [(MACRouteKey, UInt16, UInt64)] = []
+    for (key, set) in rib.macRoutes where gone.contains(key.vni) {
+      for path in set.all {
+        if path.isLocal { local.append(key) }
+        victims.append((key, path.peer, path.routeDistinguisher))
+      }
+    }
+    if !local.isEmpty { sendLocalWithdrawals(local) }
+    for (key, peer, rd) in victims { _ = rib.remove(key, peer: peer, routeDistinguisher: rd) }
+    for vni in gone {
+      for key in Array((rib.floodRoutes[vni] ?? [:]).keys) { rib.removeFlood(vni: vni, key: key) }
+    }
+    (vniSettings, vniByImportTarget, importTargets) = (settings, byTarget, targets)
+    if !added.isEmpty {
+      for peer in peers where peer.supportsEVPN {
+        peer.established?.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))
+      }
+    }
+  }
+
+  func withdrawInclusiveMulticastNow(vni: UInt32) {
+    guard let settings = vniSettings[vni], advertisedMulticastVNIs.remove(vni) != nil else { return }
+    let route = EVPNNLRI.inclusiveMulticast(
+      InclusiveMulticastRoute(routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
+    for peer in peers where canSend(to: peer, targets: settings.exportRouteTargets) {
+      guard let connection = peer.established else { continue }
+      for message in UpdateBuilder.withdrawals([route], context: connection.context) { connection.sendRaw(message) }
+    }
+  }
+}
