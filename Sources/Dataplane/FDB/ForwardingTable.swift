@@ -45,6 +45,9 @@ public final class ForwardingTable: @unchecked Sendable {
   @usableFromInline let vtepGenerations: UnsafeMutablePointer<Atomic<UInt8>>
   private let writer: WriterLock<WriterState>
   private let entryCount = Atomic<Int>(0)
+  /// Bumped whenever an entry is removed, retargeted or flushed: per-worker caches of
+  /// "this source is already known here" compare it to stay exact.
+  public let changeEpoch = Atomic<UInt32>(0)
 
   struct WriterState {
     var learnedPerDomain: [Int]
@@ -199,6 +202,7 @@ public final class ForwardingTable: @unchecked Sendable {
         removeAllLocked(&state) { key, entry in affects(key.bridgeDomain, entry) }
       }
       generation.pointee.store(next, ordering: .releasing)
+      changeEpoch.add(1, ordering: .releasing)
     }
   }
 
@@ -342,6 +346,7 @@ public final class ForwardingTable: @unchecked Sendable {
         account(&state, key: key, entry: old, delta: -1)
         account(&state, key: key, entry: entry, delta: 1)
         writeBucket(base) { base[slot + 3].store(entry.rawValue, ordering: .relaxed) }
+        if entry.target != old.target || entry.origin != old.origin { changeEpoch.add(1, ordering: .releasing) }
         return .updated(old: old)
       case .remove:
         writeBucket(base) {
@@ -358,6 +363,7 @@ public final class ForwardingTable: @unchecked Sendable {
         }
         account(&state, key: key, entry: old, delta: -1)
         entryCount.subtract(1, ordering: .relaxed)
+        changeEpoch.add(1, ordering: .releasing)
         return .removed(old: old)
       }
     }

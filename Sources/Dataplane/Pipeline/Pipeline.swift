@@ -47,12 +47,15 @@ public final class Pipeline {
   let filterTags: UnsafeMutablePointer<UInt64>
 
   // Sources found current in the FDB during this second (direct-mapped): later frames
-  // from the same source and port skip the FDB lookup until the clock ticks. The entry's
-  // age stamp is still refreshed once a second; a move or flush is seen at the next tick
-  // at the latest.
+  // from the same source and port skip the FDB lookup until the clock ticks or the FDB
+  // changes (see `sourceCacheEpoch`). The entry's age stamp is still refreshed once a
+  // second.
   static let sourceCacheSize = 256
   let sourceCacheKeys: UnsafeMutablePointer<UInt64>
   let sourceCacheTags: UnsafeMutablePointer<UInt64>
+  /// The FDB's change epoch at the start of the batch: part of every cache tag, so any
+  /// removal, move or flush invalidates the whole cache at once.
+  var sourceCacheEpoch: UInt64 = 0
 
   init(fdb: ForwardingTable, cell: SnapshotCell<ForwardingState>, statistics: SwitchStatistics) {
     self.fdb = fdb
@@ -125,6 +128,7 @@ public final class Pipeline {
   /// patched in place); transmit rings receive the output; the caller then flushes the
   /// rings that have `pending` frames and releases the received memory.
   public func process(_ vector: inout FrameVector) {
+    sourceCacheEpoch = UInt64(fdb.changeEpoch.load(ordering: .acquiring)) &<< 18
     let snapshot = cell.enter(token)
     snapshot._withUnsafeGuaranteedRef { state in
       if vector.ingress == state.underlayInterface {
@@ -498,7 +502,7 @@ public final class Pipeline {
   ) {
     let target = kind &<< 16 | UInt64(index)
     let cacheSlot = Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
-    let cacheTag = target | UInt64(now) &<< 32
+    let cacheTag = (target | sourceCacheEpoch) ^ UInt64(now) &<< 50
     if knownVTEP && sourceCacheKeys[cacheSlot] == key && sourceCacheTags[cacheSlot] == cacheTag { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
@@ -518,6 +522,7 @@ public final class Pipeline {
     }
     let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> 54)
     let tag = kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
+      ^ sourceCacheEpoch &<< 14
     if filterKeys[filterSlot] == key && filterTags[filterSlot] == tag { return }
     var event = LearnEvent()
     event.key = key
