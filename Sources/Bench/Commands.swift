@@ -6,7 +6,9 @@ struct BenchCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "Bench",
     abstract: "vxswitch benchmarks: traffic generation, in-memory pcap replay, live veth runs.",
-    subcommands: [GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self])
+    subcommands: [
+      GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self,
+    ])
 }
 
 struct GenCommand: ParsableCommand {
@@ -42,7 +44,9 @@ struct GenCommand: ParsableCommand {
 
   func run() throws {
     guard let frameSize = FrameSize(size) else { throw ValidationError("--size must be 60...9000 or imix") }
-    guard let family = UnderlayFamily(rawValue: underlay) else { throw ValidationError("--underlay must be ipv4 or ipv6") }
+    guard let family = UnderlayFamily(rawValue: underlay) else {
+      throw ValidationError("--underlay must be ipv4 or ipv6")
+    }
     var plan = TrafficPlan()
     plan.sources = sources
     plan.destinations = destinations
@@ -51,8 +55,12 @@ struct GenCommand: ParsableCommand {
     plan.underlay = family
     plan.vni = vni
     let output = try Generator.write(plan, directory: out, configPath: configOut)
-    print("wrote \(output.accessPath) (\(output.accessFrames) frames), \(output.underlayPath) (\(output.underlayFrames) frames), \(output.configPath)")
-    print("try: Bench memory --config \(output.configPath) --in \(TrafficPlan.accessPort)=\(output.accessPath) --in \(TrafficPlan.underlayPort)=\(output.underlayPath)")
+    print(
+      "wrote \(output.accessPath) (\(output.accessFrames) frames), \(output.underlayPath) (\(output.underlayFrames) frames), \(output.configPath)"
+    )
+    print(
+      "try: Bench memory --config \(output.configPath) --in \(TrafficPlan.accessPort)=\(output.accessPath) --in \(TrafficPlan.underlayPort)=\(output.underlayPath)"
+    )
   }
 }
 
@@ -104,7 +112,9 @@ struct LiveCommand: ParsableCommand {
       return size
     }
     options.directions = try directions.map { text in
-      guard let direction = Direction(rawValue: text) else { throw ValidationError("bad --direction \(text)") }
+      guard let direction = Direction(rawValue: text) else {
+        throw ValidationError("bad --direction \(text)")
+      }
       return direction
     }
     options.repetitions = max(1, repetitions)
@@ -114,7 +124,9 @@ struct LiveCommand: ParsableCommand {
     options.destinations = destinations
     options.vxswitch = vxswitch
     options.keepDirectory = keep
-    guard ["builtin", "tcpreplay"].contains(generator) else { throw ValidationError("--generator: builtin or tcpreplay") }
+    guard ["builtin", "tcpreplay"].contains(generator) else {
+      throw ValidationError("--generator: builtin or tcpreplay")
+    }
     options.generator = generator
     Shell.trace = verbose
     LiveBench.installSignalHandlers()
@@ -125,7 +137,8 @@ struct LiveCommand: ParsableCommand {
       if let memoryJSON {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        memory = try decoder.decode(MemoryReport.self, from: Data(contentsOf: URL(fileURLWithPath: memoryJSON)))
+        memory = try decoder.decode(
+          MemoryReport.self, from: Data(contentsOf: URL(fileURLWithPath: memoryJSON)))
       }
       try Generator.writeText(plot, Plot.svg(memory: memory, live: report))
       progress("wrote \(plot)")

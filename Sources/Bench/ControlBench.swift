@@ -43,16 +43,21 @@ struct ControlBench {
           format: "Bench control: %d type-2 routes over one iBGP session (127.0.0.1)%@", routes,
           whileForwarding ? ", while forwarding" : ""),
         String(
-          format: "  Established -> all in FDB: %.3f s (%.0f routes/s); first route after %.3f s", secondsToFDB,
+          format: "  Established -> all in FDB: %.3f s (%.0f routes/s); first route after %.3f s",
+          secondsToFDB,
           routesPerSecond, secondsToFirstRoute),
         String(
-          format: "  memory per route: RSS delta %.0f B (whole process, sender included); receiver RIB %.0f B + sink %.0f B; FDB preallocated (%d slots)",
+          format:
+            "  memory per route: RSS delta %.0f B (whole process, sender included); receiver RIB %.0f B + sink %.0f B; FDB preallocated (%d slots)",
           rssBytesPerRoute, ribBytesPerRoute, sinkBytesPerRoute, fdbCapacity),
       ]
-      if let before = framesPerSecondBefore, let during = framesPerSecondDuring, let after = framesPerSecondAfter {
+      if let before = framesPerSecondBefore, let during = framesPerSecondDuring,
+        let after = framesPerSecondAfter
+      {
         lines.append(
           String(
-            format: "  forwarding (another thread, same SwitchCore): %.2f Mfps before (flooding), %.2f Mfps during import, %.2f Mfps after (encap)",
+            format:
+              "  forwarding (another thread, same SwitchCore): %.2f Mfps before (flooding), %.2f Mfps during import, %.2f Mfps after (encap)",
             before / 1e6, during / 1e6, after / 1e6))
       }
       return lines.joined(separator: "\n")
@@ -85,7 +90,9 @@ struct ControlBench {
     var options = EVPNControlPlane.Options()
     options.listenAddress = "127.0.0.1"
     options.expectedRoutes = routes
-    guard let controlPlane = EVPNControlPlane(core: core, options: options) else { throw BenchError.failed("no control plane") }
+    guard let controlPlane = EVPNControlPlane(core: core, options: options) else {
+      throw BenchError.failed("no control plane")
+    }
     try blocking { try await controlPlane.start() }
     defer { blocking { await controlPlane.shutdown() } }
 
@@ -104,7 +111,9 @@ struct ControlBench {
     blocking { await sender.sync() }
     let established = Atomic<UInt64>(0)
     sender.addObserver { event in
-      if case .established = event { _ = established.compareExchange(expected: 0, desired: monotonicNanos(), ordering: .relaxed) }
+      if case .established = event {
+        _ = established.compareExchange(expected: 0, desired: monotonicNanos(), ordering: .relaxed)
+      }
     }
 
     // Optional forwarding thread on the same core.
@@ -126,7 +135,9 @@ struct ControlBench {
     let deadline = monotonicNanos() + 300_000_000_000
     while core.fdb.count - baseline < routes {
       if first == 0 && core.fdb.count > baseline { first = monotonicNanos() }
-      if monotonicNanos() > deadline { throw BenchError.failed("only \(core.fdb.count - baseline) of \(routes) routes arrived in 300 s") }
+      if monotonicNanos() > deadline {
+        throw BenchError.failed("only \(core.fdb.count - baseline) of \(routes) routes arrived in 300 s")
+      }
       usleep(200)
     }
     let done = monotonicNanos()
@@ -143,12 +154,15 @@ struct ControlBench {
     let seconds = Double(done - start) / 1e9
     if first == 0 { first = done }
     return Report(
-      routes: routes, whileForwarding: whileForwarding, secondsToFDB: seconds, routesPerSecond: Double(routes) / seconds,
+      routes: routes, whileForwarding: whileForwarding, secondsToFDB: seconds,
+      routesPerSecond: Double(routes) / seconds,
       secondsToFirstRoute: Double(Int64(first) - Int64(start)) / 1e9,
       rssBytesPerRoute: Double(rssAfter - rssBefore) / Double(routes),
       ribBytesPerRoute: Double(controlPlane.speaker.macTableBytesBlocking()) / Double(routes),
-      sinkBytesPerRoute: Double(controlPlane.sink.tableBytes) / Double(routes), fdbCapacity: core.fdb.capacity,
-      fdbEntries: core.fdb.count, framesPerSecondBefore: before, framesPerSecondDuring: during, framesPerSecondAfter: after)
+      sinkBytesPerRoute: Double(controlPlane.sink.tableBytes) / Double(routes),
+      fdbCapacity: core.fdb.capacity,
+      fdbEntries: core.fdb.count, framesPerSecondBefore: before, framesPerSecondDuring: during,
+      framesPerSecondAfter: after)
   }
 
   static func residentBytes() -> Int {
@@ -190,7 +204,8 @@ final class Forwarder: @unchecked Sendable {
     set = FrameSet(
       frames: (0..<destinations).map { index in
         FrameBuilder.udpFrame(
-          link: .init(destination: MACAddress(rawValue: ControlBench.macBase | UInt64(index)), source: source),
+          link: .init(
+            destination: MACAddress(rawValue: ControlBench.macBase | UInt64(index)), source: source),
           source: IPAddress("192.168.1.1")!, destination: IPAddress("192.168.1.2")!, sourcePort: 1000,
           destinationPort: 2000, payload: Array(repeating: 0, count: 18))
       })

@@ -163,12 +163,16 @@ final class LiveBench {
 
   func startBridge() throws {
     try ip(switchNS, "addr add \(plan.localVTEP)/24 dev \(TrafficPlan.underlayPort)")
-    try ip(switchNS, "neigh replace \(plan.remoteVTEP) lladdr \(TrafficPlan.remoteUnderlayMAC) dev \(TrafficPlan.underlayPort) nud permanent")
+    try ip(
+      switchNS,
+      "neigh replace \(plan.remoteVTEP) lladdr \(TrafficPlan.remoteUnderlayMAC) dev \(TrafficPlan.underlayPort) nud permanent"
+    )
     try ip(switchNS, "link add br0 type bridge")
     try ip(switchNS, "link set br0 mtu 8950")
     try ip(
       switchNS,
-      "link add vxlan0 type vxlan id \(plan.vni) local \(plan.localVTEP) dstport 4789 nolearning dev \(TrafficPlan.underlayPort)")
+      "link add vxlan0 type vxlan id \(plan.vni) local \(plan.localVTEP) dstport 4789 nolearning dev \(TrafficPlan.underlayPort)"
+    )
     try ip(switchNS, "link set vxlan0 mtu 8950 master br0 up")
     try ip(switchNS, "link set \(TrafficPlan.accessPort) master br0")
     try ip(switchNS, "link set br0 up")
@@ -195,7 +199,9 @@ final class LiveBench {
 
   /// nil when the binary is missing or has no `run` subcommand.
   static func vxswitchAvailable(_ path: String) -> String? {
-    guard FileManager.default.isExecutableFile(atPath: path) else { return "vxswitch run unavailable (\(path) not built)" }
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+      return "vxswitch run unavailable (\(path) not built)"
+    }
     let help = Shell.run([path, "run", "--help"])
     guard help.status == 0, (help.output + help.error).contains("--config") else {
       return "vxswitch run unavailable (\(path) has no `run --config`)"
@@ -263,7 +269,9 @@ final class LiveBench {
     return length > 0 ? String(cString: buffer) : CommandLine.arguments[0]
   }
 
-  func replayArguments(_ ns: String, _ interface: String, _ pcap: String, seconds: Double?, limit: Int?, pps: Int?) -> [String] {
+  func replayArguments(
+    _ ns: String, _ interface: String, _ pcap: String, seconds: Double?, limit: Int?, pps: Int?
+  ) -> [String] {
     let rate = pps ?? options.rate
     if options.generator == "tcpreplay" {
       var argv = ["ip", "netns", "exec", ns, "tcpreplay", "-q", "-K", "-i", interface]
@@ -298,7 +306,9 @@ final class LiveBench {
     let decoded = Shell.run(["tcpdump", "-r", capture, "-nn", "-e", "-tt"]).output
     let (good, bad, foreign) = Self.classify(Self.records(decoded), direction: direction, plan: plan)
     for line in bad.prefix(3) { progress("    bad: \(line)") }
-    if !foreign.isEmpty { progress("  output check \(label): ignored \(foreign.count) frames not from the generator") }
+    if !foreign.isEmpty {
+      progress("  output check \(label): ignored \(foreign.count) frames not from the generator")
+    }
     guard bad.isEmpty, good.count >= 10 else {
       progress("  output check \(label): \(good.count) good, \(bad.count) bad frames: figure not verified")
       return false
@@ -319,11 +329,14 @@ final class LiveBench {
       let ok: Bool
       switch direction {
       case .encap:
-        ok = line.contains("VXLAN") && line.contains("vni \(plan.vni)") && line.contains("02:00:01:")
+        ok =
+          line.contains("VXLAN") && line.contains("vni \(plan.vni)") && line.contains("02:00:01:")
           && line.contains("> 02:00:02:") && line.contains(" \(plan.localVTEP).")
-          && line.contains("> \(plan.remoteVTEP).4789:") && line.contains(" 10.200.") && line.contains("> 10.201.")
+          && line.contains("> \(plan.remoteVTEP).4789:") && line.contains(" 10.200.")
+          && line.contains("> 10.201.")
       case .decap:
-        ok = !line.contains("VXLAN") && line.contains(" 02:00:02:") && line.contains("> 02:00:01:")
+        ok =
+          !line.contains("VXLAN") && line.contains(" 02:00:02:") && line.contains("> 02:00:01:")
           && line.contains(" 10.201.") && line.contains("> 10.200.") && line.contains("UDP")
       }
       if ok { good.append(line) } else if ours { bad.append(line) } else { foreign.append(line) }
@@ -356,7 +369,8 @@ final class LiveBench {
     let cpu0 = Self.cpuTimes()
     let process0 = pid.map(Self.processCPU) ?? 0
     let start = Date()
-    let generator = Shell.run(replayArguments(senderNS, sender, pcap, seconds: options.duration, limit: nil, pps: nil))
+    let generator = Shell.run(
+      replayArguments(senderNS, sender, pcap, seconds: options.duration, limit: nil, pps: nil))
     if generator.status != 0 { throw BenchError.failed("generator failed: \(generator.error)") }
     let elapsed = Date().timeIntervalSince(start)
     usleep(200_000)  // let queues drain
@@ -377,7 +391,8 @@ final class LiveBench {
     }
     let seconds = min(elapsed, options.duration)
     return Measurement(
-      system: system, direction: direction, frameSize: size.description, repetition: repetition, seconds: seconds,
+      system: system, direction: direction, frameSize: size.description, repetition: repetition,
+      seconds: seconds,
       offered: offered, delivered: delivered, deliveredPerSecond: Double(delivered) / seconds,
       lossPercent: offered > 0 ? max(0, Double(offered) - Double(delivered)) / Double(offered) * 100 : 0,
       cpuSeconds: cpu, cpuNsPerFrame: delivered > 0 ? cpu * 1e9 / Double(delivered) : 0, cpuMethod: method,
@@ -428,14 +443,18 @@ final class LiveBench {
               if system == .bridge { stopBridge() }
             }
             if checked[system] == nil {
-              checked[system] = try checkOutput(direction, pcap: pcap, label: "\(system)-\(direction)-\(size)")
+              checked[system] = try checkOutput(
+                direction, pcap: pcap, label: "\(system)-\(direction)-\(size)")
             }
             let m = try measure(
-              system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid, checked: checked[system]!)
+              system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid,
+              checked: checked[system]!)
             progress(
               String(
-                format: "  %@ %@ %@ #%d: %.0f frames/s delivered, loss %.2f%%, cpu %.0f ns/frame%@", system.rawValue,
-                direction.rawValue, size.description, repetition, m.deliveredPerSecond, m.lossPercent, m.cpuNsPerFrame,
+                format: "  %@ %@ %@ #%d: %.0f frames/s delivered, loss %.2f%%, cpu %.0f ns/frame%@",
+                system.rawValue,
+                direction.rawValue, size.description, repetition, m.deliveredPerSecond, m.lossPercent,
+                m.cpuNsPerFrame,
                 m.outputChecked ? "" : " (OUTPUT NOT VERIFIED)"))
             measurements.append(m)
           }
@@ -452,7 +471,8 @@ final class LiveBench {
   static func median(_ values: [Double]) -> Double? {
     guard !values.isEmpty else { return nil }
     let sorted = values.sorted()
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    return sorted.count % 2 == 1
+      ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
   }
 
   /// Medians per (direction, size, system); figures whose output failed the check are left out.
@@ -464,15 +484,18 @@ final class LiveBench {
     return keys.map { direction, size in
       func pick(_ system: System, _ value: (Measurement) -> Double) -> Double? {
         median(
-          measurements.filter { $0.system == system && $0.direction == direction && $0.frameSize == size && $0.outputChecked }
-            .map(value))
+          measurements.filter {
+            $0.system == system && $0.direction == direction && $0.frameSize == size && $0.outputChecked
+          }
+          .map(value))
       }
       let a = pick(.vxswitch, \.deliveredPerSecond)
       let b = pick(.bridge, \.deliveredPerSecond)
       return Summary(
         direction: direction, frameSize: size, vxswitchFramesPerSecond: a, bridgeFramesPerSecond: b,
         vxswitchLossPercent: pick(.vxswitch, \.lossPercent), bridgeLossPercent: pick(.bridge, \.lossPercent),
-        vxswitchCPUNsPerFrame: pick(.vxswitch, \.cpuNsPerFrame), bridgeCPUNsPerFrame: pick(.bridge, \.cpuNsPerFrame),
+        vxswitchCPUNsPerFrame: pick(.vxswitch, \.cpuNsPerFrame),
+        bridgeCPUNsPerFrame: pick(.bridge, \.cpuNsPerFrame),
         ratio: a.flatMap { a in b.flatMap { $0 > 0 ? a / $0 : nil } })
     }
   }

@@ -94,7 +94,8 @@ final class MemoryBench {
     for input in inputs {
       guard let index = offline.interfaceIndex(input.port) else {
         throw BenchError.usage(
-          "--in \(input.port)=...: no such port in the config (ports: \(offline.core.interfaces.joined(separator: ", ")))")
+          "--in \(input.port)=...: no such port in the config (ports: \(offline.core.interfaces.joined(separator: ", ")))"
+        )
       }
       ingress.append(UInt16(index))
       directions.append(index == underlay ? .decap : .encap)
@@ -138,7 +139,9 @@ final class MemoryBench {
       let chunk = min(4096, target - core.fdb.count)
       core.fdb.batch { access in
         for _ in 0..<chunk {
-          let outcome = access.update(FDBKey(bridgeDomain: domain, mac: TrafficPlan.fillerMAC(index).rawValue)) { _ in
+          let outcome = access.update(
+            FDBKey(bridgeDomain: domain, mac: TrafficPlan.fillerMAC(index).rawValue)
+          ) { _ in
             .set(template)
           }
           index += 1
@@ -264,11 +267,15 @@ final class MemoryBench {
     if result.drops > 0 {
       let reasons = result.dropReasons.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }
       warnings.append(
-        String(format: "%.1f%% dropped (%@)", Double(result.drops) / frames * 100, reasons.joined(separator: ", ")))
+        String(
+          format: "%.1f%% dropped (%@)", Double(result.drops) / frames * 100, reasons.joined(separator: ", "))
+      )
     }
     if result.floodCopies > 0 {
       warnings.append(
-        String(format: "flooding: %llu copies for %d frames (unknown destinations)", result.floodCopies, result.frames))
+        String(
+          format: "flooding: %llu copies for %d frames (unknown destinations)", result.floodCopies,
+          result.frames))
     }
     if result.delivered < UInt64(result.frames) && result.drops == 0 {
       warnings.append("only \(result.delivered) of \(result.frames) frames left the switch")

@@ -31,7 +31,9 @@ struct MemoryCommand: ParsableCommand {
   @Option(help: "Measure for this many seconds instead of a number of rounds (default 2).")
   var seconds: Double?
 
-  @Option(name: .customLong("fdb-size"), help: "Fill the FDB to this many entries (1k..1M) with MACs the traffic does not use.")
+  @Option(
+    name: .customLong("fdb-size"),
+    help: "Fill the FDB to this many entries (1k..1M) with MACs the traffic does not use.")
   var fdbSize: Int?
 
   @Flag(help: "Sweep FDB sizes 1k..1M and frame sizes 64..1518 and IMIX.")
@@ -48,7 +50,9 @@ struct MemoryCommand: ParsableCommand {
     if rounds != nil && seconds != nil { throw ValidationError("--rounds and --seconds exclude each other") }
     if let rounds, rounds < 0 { throw ValidationError("--rounds must be at least 0") }
     if let seconds, seconds <= 0 { throw ValidationError("--seconds must be positive") }
-    if let fdbSize, !(1...16_000_000).contains(fdbSize) { throw ValidationError("--fdb-size must be 1...16000000") }
+    if let fdbSize, !(1...16_000_000).contains(fdbSize) {
+      throw ValidationError("--fdb-size must be 1...16000000")
+    }
   }
 
   func run() throws {
@@ -77,7 +81,8 @@ struct MemoryCommand: ParsableCommand {
   }
 
   static let sweepFDBSizes = [1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20]
-  static let sweepFrameSizes: [FrameSize] = [64, 128, 256, 512, 1024, 1280, 1518].map { .fixed($0) } + [.imix]
+  static let sweepFrameSizes: [FrameSize] =
+    [64, 128, 256, 512, 1024, 1280, 1518].map { .fixed($0) } + [.imix]
 
   static func execute(
     configPath: String, inputs: [String], rule: StopRule, fdbSize: Int?, sweep: Bool, verbose: Bool
@@ -105,7 +110,8 @@ struct MemoryCommand: ParsableCommand {
     var fdbBenches: [(Int, MemoryBench)] = []
     for size in sweepFDBSizes {
       progress("sweep: building FDB \(size) entries, frames \(label)")
-      fdbBenches.append((size, try MemoryBench(config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label)))
+      fdbBenches.append(
+        (size, try MemoryBench(config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label)))
     }
     let slice = slicedRule(rule)
     progress("sweep: measuring FDB sizes, \(sweepRepetitions) interleaved slices of \(modeName(slice))")
@@ -131,7 +137,8 @@ struct MemoryCommand: ParsableCommand {
         resized.append(MemoryInput(port: input.port, file: input.file, frames: FrameSet(frames: frames)))
       }
       sizeBenches.append(
-        try MemoryBench(config: sizedConfig, inputs: resized, fdbSize: fdbForSizes, frameSizeLabel: size.description))
+        try MemoryBench(
+          config: sizedConfig, inputs: resized, fdbSize: fdbForSizes, frameSizeLabel: size.description))
     }
     progress("sweep: measuring frame sizes, \(sweepRepetitions) interleaved slices of \(modeName(slice))")
     for (bench, results) in zip(sizeBenches, interleaved(sizeBenches, slice)) {
@@ -171,12 +178,16 @@ struct MemoryCommand: ParsableCommand {
     }
   }
 
-  static func point(_ axis: String, _ bench: MemoryBench, _ fdb: Int, _ result: DirectionResult) -> SweepPoint {
+  static func point(_ axis: String, _ bench: MemoryBench, _ fdb: Int, _ result: DirectionResult) -> SweepPoint
+  {
     if result.flagged {
-      progress("  \(axis) \(fdb)/\(result.frameSize) \(result.direction): FLAGGED: \(result.warnings.joined(separator: "; "))")
+      progress(
+        "  \(axis) \(fdb)/\(result.frameSize) \(result.direction): FLAGGED: \(result.warnings.joined(separator: "; "))"
+      )
     }
     return SweepPoint(
-      axis: axis, fdbSize: bench.offline.core.fdb.count, frameSize: result.frameSize, direction: result.direction,
+      axis: axis, fdbSize: bench.offline.core.fdb.count, frameSize: result.frameSize,
+      direction: result.direction,
       nsPerFrame: result.nsPerFrame, framesPerSecond: result.framesPerSecond, flagged: result.flagged)
   }
 
@@ -194,7 +205,11 @@ struct MemoryCommand: ParsableCommand {
       // Access sizes; VXLAN frames are labelled by their inner size.
       for index in 0..<min(input.frames.count, 1200) {
         let frame = input.frames.frameArray(index)
-        if let (_, inner) = FrameResizer.splitVXLAN(frame) { sizes.insert(inner.count) } else { sizes.insert(frame.count) }
+        if let (_, inner) = FrameResizer.splitVXLAN(frame) {
+          sizes.insert(inner.count)
+        } else {
+          sizes.insert(frame.count)
+        }
       }
     }
     if sizes.count == 1 { return String(sizes.first!) }

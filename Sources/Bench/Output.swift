@@ -80,7 +80,9 @@ enum Output {
       text += "vxswitch CPU: \(method)\n"
     }
     text += "\n"
-    func cell(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "-" }
+    func cell(_ value: Double?, _ format: String) -> String {
+      value.map { String(format: format, $0) } ?? "-"
+    }
     let rows = report.summary.map { s in
       [
         s.direction.rawValue, s.frameSize, s.vxswitchFramesPerSecond.map(rate) ?? "-",

@@ -47,18 +47,22 @@ enum Plot {
         let a = rows.compactMap { row in row.vxswitchFramesPerSecond.map { (row.frameSize, $0) } }
         let b = rows.compactMap { row in row.bridgeFramesPerSecond.map { (row.frameSize, $0) } }
         if !a.isEmpty {
-          sizeSeries.append(Series(name: "live vxswitch \(direction.rawValue)", color: nextColor(), dashed: false, points: a))
+          sizeSeries.append(
+            Series(name: "live vxswitch \(direction.rawValue)", color: nextColor(), dashed: false, points: a))
         }
         if !b.isEmpty {
-          sizeSeries.append(Series(name: "live bridge \(direction.rawValue)", color: nextColor(), dashed: true, points: b))
+          sizeSeries.append(
+            Series(name: "live bridge \(direction.rawValue)", color: nextColor(), dashed: true, points: b))
         }
       }
     }
     let width = 1000.0
     let height = 480.0
     var body = ""
-    body += panel(x: 0, title: "frames/s vs frame size (bytes)", series: sizeSeries, width: width / 2, height: height)
-    body += panel(x: width / 2, title: "frames/s vs FDB entries", series: fdbSeries, width: width / 2, height: height)
+    body += panel(
+      x: 0, title: "frames/s vs frame size (bytes)", series: sizeSeries, width: width / 2, height: height)
+    body += panel(
+      x: width / 2, title: "frames/s vs FDB entries", series: fdbSeries, width: width / 2, height: height)
     return """
       <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
       viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
@@ -85,7 +89,8 @@ enum Plot {
     let right = x + width - 20
     let top = 40.0
     let bottom = height - 150
-    var out = "<text x=\"\(x + width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
+    var out =
+      "<text x=\"\(x + width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">\(escape(title))</text>\n"
     out += "<line x1=\"\(left)\" y1=\"\(bottom)\" x2=\"\(right)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
     out += "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(bottom)\" stroke=\"black\"/>\n"
     var categories: [String] = []
@@ -99,7 +104,8 @@ enum Plot {
     let yMax = (maxValue / top10).rounded(.up) * top10
     func xPos(_ category: String) -> Double {
       let index = Double(categories.firstIndex(of: category) ?? 0)
-      return categories.count == 1 ? (left + right) / 2 : left + 20 + index * (right - left - 40) / Double(categories.count - 1)
+      return categories.count == 1
+        ? (left + right) / 2 : left + 20 + index * (right - left - 40) / Double(categories.count - 1)
     }
     func yPos(_ value: Double) -> Double { bottom - value / yMax * (bottom - top) }
     for step in 0...5 {
@@ -109,17 +115,20 @@ enum Plot {
       out += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(Output.rate(value))</text>\n"
     }
     for category in categories {
-      out += "<text x=\"\(xPos(category))\" y=\"\(bottom + 18)\" text-anchor=\"middle\">\(escape(category))</text>\n"
+      out +=
+        "<text x=\"\(xPos(category))\" y=\"\(bottom + 18)\" text-anchor=\"middle\">\(escape(category))</text>\n"
     }
     for (index, s) in series.enumerated() {
       let points = s.points.map { "\(xPos($0.0)),\(yPos($0.1))" }.joined(separator: " ")
       let dash = s.dashed ? " stroke-dasharray=\"6,4\"" : ""
-      out += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>\n"
+      out +=
+        "<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>\n"
       for (category, value) in s.points {
         out += "<circle cx=\"\(xPos(category))\" cy=\"\(yPos(value))\" r=\"3\" fill=\"\(s.color)\"/>\n"
       }
       let legendY = bottom + 40 + Double(index) * 16
-      out += "<line x1=\"\(left)\" y1=\"\(legendY - 4)\" x2=\"\(left + 24)\" y2=\"\(legendY - 4)\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>\n"
+      out +=
+        "<line x1=\"\(left)\" y1=\"\(legendY - 4)\" x2=\"\(left + 24)\" y2=\"\(legendY - 4)\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>\n"
       out += "<text x=\"\(left + 30)\" y=\"\(legendY)\">\(escape(s.name))</text>\n"
     }
     return out

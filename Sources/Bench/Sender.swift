@@ -9,7 +9,8 @@ import Dataplane
 /// AF_PACKET socket with `sendmmsg`, flat out or at a fixed rate, looping the file.
 struct SendCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "send", abstract: "Replay a pcap into an interface (AF_PACKET sendmmsg loop); used by `Bench live`.",
+    commandName: "send",
+    abstract: "Replay a pcap into an interface (AF_PACKET sendmmsg loop); used by `Bench live`.",
     shouldDisplay: false)
 
   @Option(help: "Interface to send on.")
@@ -115,7 +116,9 @@ final class AFPacketSender {
         if cursor == count { cursor = 0 }
       } else {
         errors += 1
-        if errno == ENOBUFS || errno == EAGAIN { sched_yield() } else if errors > 1000 && sent == 0 {
+        if errno == ENOBUFS || errno == EAGAIN {
+          sched_yield()
+        } else if errors > 1000 && sent == 0 {
           throw BenchError.failed("sendmmsg: \(String(cString: strerror(errno)))")
         }
       }

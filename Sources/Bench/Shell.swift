@@ -56,7 +56,8 @@ enum Shell {
     let result = run(argv, input: input)
     guard result.status == 0 else {
       throw BenchError.failed(
-        "\(argv.joined(separator: " ")) failed (\(result.status)): \(result.error.trimmingCharacters(in: .whitespacesAndNewlines))")
+        "\(argv.joined(separator: " ")) failed (\(result.status)): \(result.error.trimmingCharacters(in: .whitespacesAndNewlines))"
+      )
     }
     return result.output
   }

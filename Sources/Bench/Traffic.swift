@@ -77,15 +77,25 @@ struct TrafficPlan {
   static let udpSourcePorts: ClosedRange<UInt16> = 49152...65535
 
   /// Local VMs (behind the access port): the sources of `access.pcap`.
-  static func localMAC(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_00_01_00_00_00 | UInt64(index)) }
+  static func localMAC(_ index: Int) -> MACAddress {
+    MACAddress(rawValue: 0x02_00_01_00_00_00 | UInt64(index))
+  }
   /// Remote VMs (behind the remote VTEP): the destinations of `access.pcap`.
-  static func remoteMAC(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_00_02_00_00_00 | UInt64(index)) }
+  static func remoteMAC(_ index: Int) -> MACAddress {
+    MACAddress(rawValue: 0x02_00_02_00_00_00 | UInt64(index))
+  }
   /// FDB filler that the traffic never uses (Bench memory `--fdb-size`).
-  static func fillerMAC(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_00_03_00_00_00 &+ UInt64(index)) }
+  static func fillerMAC(_ index: Int) -> MACAddress {
+    MACAddress(rawValue: 0x02_00_03_00_00_00 &+ UInt64(index))
+  }
 
   /// Inner addresses: 10.200/16 for local VMs, 10.201/16 for remote VMs.
-  static func localIP(_ index: Int) -> IPAddress { .v4(0x0AC8_0000 | UInt32(truncatingIfNeeded: index & 0xFFFF)) }
-  static func remoteIP(_ index: Int) -> IPAddress { .v4(0x0AC9_0000 | UInt32(truncatingIfNeeded: index & 0xFFFF)) }
+  static func localIP(_ index: Int) -> IPAddress {
+    .v4(0x0AC8_0000 | UInt32(truncatingIfNeeded: index & 0xFFFF))
+  }
+  static func remoteIP(_ index: Int) -> IPAddress {
+    .v4(0x0AC9_0000 | UInt32(truncatingIfNeeded: index & 0xFFFF))
+  }
 
   var localVTEP: IPAddress {
     underlay == .ipv4 ? .v4(0x0ACA_0001) : IPAddress("fd00:202::1")!
@@ -99,7 +109,9 @@ struct TrafficPlan {
 
   func validate() throws {
     guard (1...0xFFFF).contains(sources) else { throw BenchError.usage("--sources must be 1...65535") }
-    guard (1...0xFFFF).contains(destinations) else { throw BenchError.usage("--destinations must be 1...65535") }
+    guard (1...0xFFFF).contains(destinations) else {
+      throw BenchError.usage("--destinations must be 1...65535")
+    }
     guard frames >= 1 else { throw BenchError.usage("--frames must be at least 1") }
     guard vni >= 1 && vni <= 0xFF_FFFF else { throw BenchError.usage("--vni must be 1...16777215") }
   }
@@ -124,14 +136,16 @@ struct TrafficPlan {
   static func accessFrame(_ flow: Flow, size: Int, identification: UInt16 = 0) -> [UInt8] {
     udp(
       from: localMAC(flow.local), localIP(flow.local), flow.localPort,
-      to: remoteMAC(flow.remote), remoteIP(flow.remote), flow.remotePort, size: size, identification: identification)
+      to: remoteMAC(flow.remote), remoteIP(flow.remote), flow.remotePort, size: size,
+      identification: identification)
   }
 
   /// Reply frame inside VXLAN: remote VM back to local VM.
   static func returnFrame(_ flow: Flow, size: Int, identification: UInt16 = 0) -> [UInt8] {
     udp(
       from: remoteMAC(flow.remote), remoteIP(flow.remote), flow.remotePort,
-      to: localMAC(flow.local), localIP(flow.local), flow.localPort, size: size, identification: identification)
+      to: localMAC(flow.local), localIP(flow.local), flow.localPort, size: size,
+      identification: identification)
   }
 
   static func udp(
@@ -142,7 +156,8 @@ struct TrafficPlan {
     let headers = 14 + 20 + 8
     let payload = (0..<max(0, size - headers)).map { UInt8(truncatingIfNeeded: $0) }
     return FrameBuilder.udpFrame(
-      link: .init(destination: destinationMAC, source: sourceMAC), source: sourceIP, destination: destinationIP,
+      link: .init(destination: destinationMAC, source: sourceMAC), source: sourceIP,
+      destination: destinationIP,
       sourcePort: sourcePort, destinationPort: destinationPort, payload: payload,
       ipv4: .init(identification: identification), padToMinimum: true)
   }
@@ -166,13 +181,16 @@ struct TrafficPlan {
   }
 
   func accessFrames() -> [[UInt8]] {
-    (0..<frames).map { Self.accessFrame(flow($0), size: size.size(at: $0), identification: UInt16(truncatingIfNeeded: $0)) }
+    (0..<frames).map {
+      Self.accessFrame(flow($0), size: size.size(at: $0), identification: UInt16(truncatingIfNeeded: $0))
+    }
   }
 
   func underlayFrames() -> [[UInt8]] {
     (0..<frames).map { index in
       let flow = flow(index)
-      let inner = Self.returnFrame(flow, size: size.size(at: index), identification: UInt16(truncatingIfNeeded: index))
+      let inner = Self.returnFrame(
+        flow, size: size.size(at: index), identification: UInt16(truncatingIfNeeded: index))
       return encapsulate(inner, entropy: entropyPort(flow))
     }
   }
@@ -214,11 +232,13 @@ struct TrafficPlan {
 
       """
     for index in 0..<destinations {
-      text += "\n[[static_mac]]\nvni = \(vni)\nmac = \"\(Self.remoteMAC(index))\"\nremote = \"\(remoteVTEP)\"\n"
+      text +=
+        "\n[[static_mac]]\nvni = \(vni)\nmac = \"\(Self.remoteMAC(index))\"\nremote = \"\(remoteVTEP)\"\n"
     }
     if staticLocal {
       for index in 0..<sources {
-        text += "\n[[static_mac]]\nvni = \(vni)\nmac = \"\(Self.localMAC(index))\"\nport = \"\(Self.accessPort)\"\n"
+        text +=
+          "\n[[static_mac]]\nvni = \(vni)\nmac = \"\(Self.localMAC(index))\"\nport = \"\(Self.accessPort)\"\n"
       }
     }
     return text
@@ -253,7 +273,9 @@ enum FrameResizer {
     var underlay: FrameBuilder.VXLANUnderlay
   }
 
-  static func be16(_ bytes: [UInt8], _ offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
+  static func be16(_ bytes: [UInt8], _ offset: Int) -> UInt16 {
+    UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
+  }
 
   static func mac(_ bytes: [UInt8], _ offset: Int) -> MACAddress {
     MACAddress(rawValue: bytes[offset..<offset + 6].reduce(0) { $0 << 8 | UInt64($1) })
@@ -278,11 +300,15 @@ enum FrameResizer {
     } else {
       return nil
     }
-    guard frame.count >= udpOffset + 16 + 14, be16(frame, udpOffset + 2) == FrameBuilder.vxlanPort else { return nil }
-    let vni = UInt32(frame[udpOffset + 12]) << 16 | UInt32(frame[udpOffset + 13]) << 8 | UInt32(frame[udpOffset + 14])
+    guard frame.count >= udpOffset + 16 + 14, be16(frame, udpOffset + 2) == FrameBuilder.vxlanPort else {
+      return nil
+    }
+    let vni =
+      UInt32(frame[udpOffset + 12]) << 16 | UInt32(frame[udpOffset + 13]) << 8 | UInt32(frame[udpOffset + 14])
     let checksum: FrameBuilder.UDPChecksum = be16(frame, udpOffset + 6) == 0 ? .zero : .computed
     let underlay = FrameBuilder.VXLANUnderlay(
-      link: .init(destination: mac(frame, 0), source: mac(frame, 6)), source: source, destination: destination,
+      link: .init(destination: mac(frame, 0), source: mac(frame, 6)), source: source,
+      destination: destination,
       sourcePort: be16(frame, udpOffset), udpChecksum: checksum)
     return (Outer(vni: vni, underlay: underlay), Array(frame[(udpOffset + 16)...]))
   }
@@ -290,9 +316,12 @@ enum FrameResizer {
   static func resizeUDP(_ frame: [UInt8], to size: Int) -> [UInt8]? {
     guard frame.count >= 42, be16(frame, 12) == 0x0800, frame[23] == 17, frame[14] == 0x45 else { return nil }
     let source = frame.withUnsafeBytes { IPAddress(bytes: UnsafeRawBufferPointer(rebasing: $0[26..<30]))! }
-    let destination = frame.withUnsafeBytes { IPAddress(bytes: UnsafeRawBufferPointer(rebasing: $0[30..<34]))! }
+    let destination = frame.withUnsafeBytes {
+      IPAddress(bytes: UnsafeRawBufferPointer(rebasing: $0[30..<34]))!
+    }
     return TrafficPlan.udp(
-      from: mac(frame, 6), source, be16(frame, 34), to: mac(frame, 0), destination, be16(frame, 36), size: size,
+      from: mac(frame, 6), source, be16(frame, 34), to: mac(frame, 0), destination, be16(frame, 36),
+      size: size,
       identification: be16(frame, 18))
   }
 }

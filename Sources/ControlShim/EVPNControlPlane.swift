@@ -59,7 +59,8 @@ public final class EVPNControlPlane: @unchecked Sendable {
     }
     var warnings: [String] = []
     guard
-      let configuration = Self.speakerConfiguration(config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+      let configuration = Self.speakerConfiguration(
+        config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
     else { return nil }
     for warning in warnings { options.log("bgp: \(warning)") }
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
@@ -89,7 +90,8 @@ public final class EVPNControlPlane: @unchecked Sendable {
       case .established(let peer): log("bgp: session with \(peer) established")
       case .sessionDown(let peer, let reason): log("bgp: session with \(peer) down: \(reason)")
       case .staleRoutesSwept(let peer): log("bgp: stale routes of \(peer) removed")
-      case .notificationReceived(let peer, let notification): log("bgp: NOTIFICATION from \(peer): \(notification)")
+      case .notificationReceived(let peer, let notification):
+        log("bgp: NOTIFICATION from \(peer): \(notification)")
       default: break
       }
     }
@@ -110,7 +112,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
       options.log("bgp: cannot listen (\(error)); connecting to active peers only")
       var warnings: [String] = []
       let (config, rdNumbers) = state.withLock { ($0.config, $0.rdNumbers) }
-      guard var configuration = Self.speakerConfiguration(config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+      guard
+        var configuration = Self.speakerConfiguration(
+          config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
       else { throw error }
       configuration.listenAddress = nil
       let replacement = EVPNSpeaker(configuration: configuration, sink: sink)
@@ -204,13 +208,16 @@ public final class EVPNControlPlane: @unchecked Sendable {
       options.log("bgp: [bgp] changed: restart vxswitch to apply it (bridge domain changes are applied)")
     }
     var warnings: [String] = []
-    guard let configuration = Self.speakerConfiguration(next, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+    guard
+      let configuration = Self.speakerConfiguration(
+        next, options: options, rdNumbers: rdNumbers, warnings: &warnings)
     else { return }
     for warning in warnings { options.log("bgp: \(warning)") }
     let before = Dictionary(
-      (Self.speakerConfiguration(previous, options: options, rdNumbers: rdNumbers, warnings: &warnings)?.vnis ?? []).map {
-        ($0.vni, $0)
-      }, uniquingKeysWith: { a, _ in a })
+      (Self.speakerConfiguration(previous, options: options, rdNumbers: rdNumbers, warnings: &warnings)?.vnis
+        ?? []).map {
+          ($0.vni, $0)
+        }, uniquingKeysWith: { a, _ in a })
     let changed = Set(configuration.vnis.filter { before[$0.vni] != $0 }.map(\.vni))
     let removed = Set(before.keys).subtracting(configuration.vnis.map(\.vni))
     sink.forget(vnis: removed)

@@ -29,7 +29,9 @@ func sh(_ command: String) -> String {
 }
 
 func mac(_ ns: String, _ dev: String) -> MACAddress {
-  MACAddress(sh("ip netns exec \(ns) cat /sys/class/net/\(dev)/address").trimmingCharacters(in: .whitespacesAndNewlines))!
+  MACAddress(
+    sh("ip netns exec \(ns) cat /sys/class/net/\(dev)/address").trimmingCharacters(
+      in: .whitespacesAndNewlines))!
 }
 
 /// Counts frames arriving on `port` (optionally only UDP/4789) until `stop`.
@@ -59,7 +61,8 @@ final class Counter: @unchecked Sendable {
           for i in 0..<got {
             let f = UnsafeRawPointer(vector.frames[i])
             if vector.lengths[i] > 38 && f.load(fromByteOffset: 23, as: UInt8.self) == 17
-              && f.load(fromByteOffset: 36, as: UInt8.self) == 0x12 && f.load(fromByteOffset: 37, as: UInt8.self) == 0xB5
+              && f.load(fromByteOffset: 36, as: UInt8.self) == 0x12
+              && f.load(fromByteOffset: 37, as: UInt8.self) == 0xB5
             {
               count += 1
             }
@@ -96,7 +99,10 @@ func generate(_ port: AFPacketPort, frame: [UInt8], seconds: Double) -> Int {
   return sent
 }
 
-func cleanup() { for ns in sh("ip netns list").split(separator: "\n").map({ String($0.split(separator: " ")[0]) }) where ns.hasPrefix(tag) { sh("ip netns del \(ns)") } }
+func cleanup() {
+  for ns in sh("ip netns list").split(separator: "\n").map({ String($0.split(separator: " ")[0]) })
+  where ns.hasPrefix(tag) { sh("ip netns del \(ns)") }
+}
 
 func frame64(destination: MACAddress, source: MACAddress) -> [UInt8] {
   // Ethernet + IPv4/UDP, 60 bytes (64 on the wire with the FCS).
@@ -115,13 +121,18 @@ func frame64(destination: MACAddress, source: MACAddress) -> [UInt8] {
 
 cleanup()
 let ns1 = "\(tag)-tx"
-sh("ip netns add \(ns1) && ip netns exec \(ns1) sh -c 'ip link add p0 type veth peer name p1 && ip link set p0 up && ip link set p1 up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1'")
+sh(
+  "ip netns add \(ns1) && ip netns exec \(ns1) sh -c 'ip link add p0 type veth peer name p1 && ip link set p0 up && ip link set p1 up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1'"
+)
 let skipTX = ProcessInfo.processInfo.environment["SKIP_TX"] == "1"
 for version in skipTX ? [] : [AFPacketPort.TransmitVersion.v2, .v3, .v2, .v3, .v2, .v3] {
   var options = AFPacketPort.Options()
   options.transmitVersion = version
   let (tx, rx) = try NetworkNamespace.run(ns1) {
-    (try AFPacketPort(interface: "p0", role: .access, options: options), try AFPacketPort(interface: "p1", role: .access))
+    (
+      try AFPacketPort(interface: "p0", role: .access, options: options),
+      try AFPacketPort(interface: "p1", role: .access)
+    )
   }
   let counter = Counter(port: rx, vxlanOnly: false)
   counter.start()
@@ -133,7 +144,8 @@ for version in skipTX ? [] : [AFPacketPort.TransmitVersion.v2, .v3, .v2, .v3, .v
   let stats = tx.statistics
   print(
     "TX \(version): generated \(Int(Double(sent) / seconds)) frames/s, received on peer \(Int(Double(counter.count) / seconds)) frames/s "
-      + "(kicks \(stats.transmitKicks), busy \(stats.transmitBusy), rx kernel drops \(rx.statistics.kernelDrops))")
+      + "(kicks \(stats.transmitKicks), busy \(stats.transmitBusy), rx kernel drops \(rx.statistics.kernelDrops))"
+  )
   tx.close()
   rx.close()
 }
@@ -144,10 +156,14 @@ sh("ip netns del \(ns1)")
 let gen = "\(tag)-gen"
 let sw = "\(tag)-sw"
 let far = "\(tag)-far"
-for ns in [gen, sw, far] { sh("ip netns add \(ns) && ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1") }
+for ns in [gen, sw, far] {
+  sh("ip netns add \(ns) && ip netns exec \(ns) sysctl -qw net.ipv6.conf.all.disable_ipv6=1")
+}
 sh("ip -n \(sw) link add acc0 type veth peer name vm0 netns \(gen)")
 sh("ip -n \(sw) link add und0 type veth peer name und1 netns \(far)")
-sh("ip -n \(sw) addr add 10.90.0.1/24 dev und0; ip -n \(sw) link set acc0 up; ip -n \(sw) link set und0 up; ip -n \(gen) link set vm0 up; ip -n \(far) link set und1 up")
+sh(
+  "ip -n \(sw) addr add 10.90.0.1/24 dev und0; ip -n \(sw) link set acc0 up; ip -n \(sw) link set und0 up; ip -n \(gen) link set vm0 up; ip -n \(far) link set und1 up"
+)
 sh("ip netns exec \(gen) ethtool -K vm0 tso off gso off >/dev/null 2>&1")
 let farMAC = mac(far, "und1")
 let target = MACAddress("02:aa:00:00:00:02")!
@@ -166,7 +182,9 @@ func runEncap(label: String) {
   usleep(100_000)
   counter.running = false
   usleep(50_000)
-  print("\(label): offered \(Int(Double(sent) / seconds)) frames/s, encapsulated out \(Int(Double(counter.count) / seconds)) frames/s (64-byte inner frames)")
+  print(
+    "\(label): offered \(Int(Double(sent) / seconds)) frames/s, encapsulated out \(Int(Double(counter.count) / seconds)) frames/s (64-byte inner frames)"
+  )
   tx.close()
   counterPort.close()
 }
@@ -185,10 +203,13 @@ for round in 0..<2 {
   usleep(200_000)
   runEncap(label: "vxswitch LiveSwitch (round \(round + 1))")
   let stats = live.portStatistics[0]
-  print("  acc0 rx \(stats[1].receivedFrames) kernel drops \(stats[1].kernelDrops); und0 kicks \(stats[0].transmitKicks) busy \(stats[0].transmitBusy)")
+  print(
+    "  acc0 rx \(stats[1].receivedFrames) kernel drops \(stats[1].kernelDrops); und0 kicks \(stats[0].transmitKicks) busy \(stats[0].transmitBusy)"
+  )
   live.stop()
 
-  sh("""
+  sh(
+    """
     ip netns exec \(sw) sh -c 'sysctl -qw net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 net.bridge.bridge-nf-call-arptables=0 2>/dev/null; ip link add vx100 type vxlan id 100 local 10.90.0.1 remote 10.90.0.2 dstport 4789 dev und0 && \
     ip link add br0 type bridge && ip link set vx100 master br0 && ip link set acc0 master br0 && ip link set vx100 up && ip link set br0 up && \
     ip neigh replace 10.90.0.2 dev und0 lladdr \(farMAC) nud permanent && \
@@ -196,7 +217,10 @@ for round in 0..<2 {
     """)
   runEncap(label: "Linux bridge + kernel vxlan (round \(round + 1))")
   if ProcessInfo.processInfo.environment["DEBUG_KERNEL"] == "1" {
-    print(sh("ip netns exec \(sw) sh -c 'ip -s link show vx100; ip -s link show und0; ip -s link show acc0; bridge fdb show br br0 | head; ip neigh'"))
+    print(
+      sh(
+        "ip netns exec \(sw) sh -c 'ip -s link show vx100; ip -s link show und0; ip -s link show acc0; bridge fdb show br br0 | head; ip neigh'"
+      ))
   }
   sh("ip netns exec \(sw) sh -c 'ip link del vx100; ip link del br0; ip neigh del 10.90.0.2 dev und0'")
 }

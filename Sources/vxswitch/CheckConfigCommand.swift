@@ -3,7 +3,8 @@ import Dataplane
 
 struct CheckConfigCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "check-config", abstract: "Validate a site configuration; errors print as FILE:LINE: message.")
+    commandName: "check-config",
+    abstract: "Validate a site configuration; errors print as FILE:LINE: message.")
 
   @Argument(help: "The site's TOML configuration file.") var file: String
 

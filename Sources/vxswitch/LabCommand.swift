@@ -34,7 +34,9 @@ struct LabCommand: ParsableCommand {
     guard prefix.count <= 6, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
       throw ValidationError("--prefix must be 1-6 letters or digits")
     }
-    if bgp && kernelPeer { throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)") }
+    if bgp && kernelPeer {
+      throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)")
+    }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -49,7 +51,9 @@ struct LabCommand: ParsableCommand {
       lab.down()
       return
     }
-    print("Building lab \(prefix): \(sites) sites, VNI \(topology.vni), \(ipv6Underlay ? "IPv6" : "IPv4") underlay, UDP \(udpPort)\(bgp ? ", BGP EVPN via a gobgpd route reflector" : "")")
+    print(
+      "Building lab \(prefix): \(sites) sites, VNI \(topology.vni), \(ipv6Underlay ? "IPv6" : "IPv4") underlay, UDP \(udpPort)\(bgp ? ", BGP EVPN via a gobgpd route reflector" : "")"
+    )
     do {
       try lab.up()
     } catch {
@@ -60,7 +64,9 @@ struct LabCommand: ParsableCommand {
     let results = lab.check()
     let failed = results.filter { !$0.passed }
     for result in results where check || !result.passed || !result.name.hasPrefix("ping") {
-      print("\(result.passed ? "ok  " : "FAIL") \(result.name)\(result.detail.isEmpty ? "" : ": \(result.detail)")")
+      print(
+        "\(result.passed ? "ok  " : "FAIL") \(result.name)\(result.detail.isEmpty ? "" : ": \(result.detail)")"
+      )
     }
     let pings = results.filter { $0.name.hasPrefix("ping") }
     print("\(pings.filter(\.passed).count)/\(pings.count) VM pairs ping each other across \(sites) sites")
@@ -69,7 +75,8 @@ struct LabCommand: ParsableCommand {
     if teardown {
       lab.down()
     } else {
-      print("""
+      print(
+        """
 
         The lab keeps running. Try:
           ip netns exec \(topology.vmNamespace(1, 1)) ping \(topology.vmAddress(sites, 2))
@@ -83,7 +90,8 @@ struct LabCommand: ParsableCommand {
 
 struct LabTransferCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "lab-transfer", abstract: "Internal: one side of the lab's TCP transfer check.", shouldDisplay: false)
+    commandName: "lab-transfer", abstract: "Internal: one side of the lab's TCP transfer check.",
+    shouldDisplay: false)
   @Option var listen: UInt16?
   @Option var connect: String?
   @Option var port: UInt16 = 5001

@@ -8,7 +8,8 @@ struct ReplayCommand: ParsableCommand {
     abstract: "Run pcap files through the switch offline; write what each port emits to DIR/PORT.pcap.")
 
   @Option(help: "The site's TOML configuration file.") var config: String
-  @Option(name: .customLong("in"), help: "PORT=FILE.pcap: frames entering PORT (repeatable; merged by timestamp).")
+  @Option(
+    name: .customLong("in"), help: "PORT=FILE.pcap: frames entering PORT (repeatable; merged by timestamp).")
   var inputs: [String] = []
   @Option(name: .customLong("out-dir"), help: "Directory for PORT.pcap output files.") var outDir: String
   @Flag(help: "Print the counters as JSON.") var json = false

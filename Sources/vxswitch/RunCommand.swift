@@ -43,7 +43,9 @@ struct RunCommand: ParsableCommand {
     if let controlPlane {
       controlPlane.register(on: commands)
     } else {
-      commands.register("show-bgp") { _ in ControlServer.error("BGP is not configured (no [bgp] in \(config))") }
+      commands.register("show-bgp") { _ in
+        ControlServer.error("BGP is not configured (no [bgp] in \(config))")
+      }
     }
     let server = ControlServer(path: site.site.controlSocket, handler: commands.handle)
     do {
@@ -66,7 +68,8 @@ struct RunCommand: ParsableCommand {
     let ports = core.interfaces.map { $0 == site.site.underlay ? "\($0) (underlay)" : $0 }
     log(
       "site \(site.site.name): VTEP \(site.site.vtep) UDP \(site.site.udpPort); attached \(ports.joined(separator: ", "));"
-        + " \(site.site.workers) worker(s); \(site.bridgeDomains.count) bridge domain(s); control socket \(site.site.controlSocket)")
+        + " \(site.site.workers) worker(s); \(site.bridgeDomains.count) bridge domain(s); control socket \(site.site.controlSocket)"
+    )
 
     let done = DispatchSemaphore(value: 0)
     let queue = DispatchQueue(label: "vxswitch.signals")
@@ -109,7 +112,8 @@ struct RunCommand: ParsableCommand {
       || next.site.underlay != current.site.underlay || next.site.vtep != current.site.vtep
       || next.site.udpPort != current.site.udpPort
     {
-      log("SIGHUP: interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept")
+      log(
+        "SIGHUP: interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept")
       return
     }
     core.reload(next)

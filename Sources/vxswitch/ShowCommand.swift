@@ -24,7 +24,9 @@ struct DaemonLocation: ParsableArguments {
       printError("vxswitch: \(error) (is `vxswitch run` running?)")
       throw ExitCode(1)
     }
-    if let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any], let message = object["error"] {
+    if let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any],
+      let message = object["error"]
+    {
       printError("vxswitch: \(message)")
       throw ExitCode(1)
     }
@@ -45,10 +47,12 @@ private let snakeDecoder: JSONDecoder = {
 }()
 
 struct ShowFDB: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
+  static let configuration = CommandConfiguration(
+    commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
-  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence}]}.") var json = false
+  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence}]}.") var json =
+    false
 
   func run() throws {
     let reply = try location.request("show-fdb", vni: vni)
@@ -56,7 +60,8 @@ struct ShowFDB: ParsableCommand {
     let rows = try snakeDecoder.decode([String: [FDBRow]].self, from: reply)["entries"] ?? []
     var table = [["mac", "vni", "destination", "origin", "age"]]
     for row in rows {
-      let destination = row.action == "drop" ? "drop" : row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")"
+      let destination =
+        row.action == "drop" ? "drop" : row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")"
       var origin = row.origin
       if let peer = row.peer { origin += " (\(peer)\(row.sequence.map { " seq \($0)" } ?? ""))" }
       table.append([row.mac, "\(row.vni)", destination, origin, row.ageSeconds.map { "\($0)s" } ?? "-"])
@@ -66,9 +71,11 @@ struct ShowFDB: ParsableCommand {
 }
 
 struct ShowBridgeDomains: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "bd", abstract: "Bridge domains: ports, flood lists, MACs.")
+  static let configuration = CommandConfiguration(
+    commandName: "bd", abstract: "Bridge domains: ports, flood lists, MACs.")
   @OptionGroup var location: DaemonLocation
-  @Flag(help: "JSON: {\"bridge_domains\":[{vni,index,ports,flood,learn_local,learn_decap,macs}]}.") var json = false
+  @Flag(help: "JSON: {\"bridge_domains\":[{vni,index,ports,flood,learn_local,learn_decap,macs}]}.") var json =
+    false
 
   func run() throws {
     let reply = try location.request("show-bd")
@@ -87,7 +94,8 @@ struct ShowBridgeDomains: ParsableCommand {
 }
 
 struct ShowStatistics: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "stats", abstract: "Frames, bytes, drops by reason, learning.")
+  static let configuration = CommandConfiguration(
+    commandName: "stats", abstract: "Frames, bytes, drops by reason, learning.")
   @OptionGroup var location: DaemonLocation
   @Flag(help: "JSON: the same shape as `vxswitch replay --json`.") var json = false
 
@@ -102,7 +110,8 @@ struct ShowStatistics: ParsableCommand {
 struct ShowBGP: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "bgp", abstract: "BGP EVPN sessions.")
   @OptionGroup var location: DaemonLocation
-  @Flag(help: "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,peers:[...]}.")
+  @Flag(
+    help: "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,peers:[...]}.")
   var json = false
 
   func run() throws {
@@ -116,8 +125,10 @@ enum TextTable {
   static func render(_ rows: [[String]]) -> String {
     let widths = (0..<(rows.first?.count ?? 0)).map { column in rows.map { $0[column].count }.max() ?? 0 }
     return rows.map { row in
-      row.enumerated().map { column, cell in cell.padding(toLength: widths[column], withPad: " ", startingAt: 0) }
-        .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+      row.enumerated().map { column, cell in
+        cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+      }
+      .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
     }.joined(separator: "\n")
   }
 
@@ -126,7 +137,9 @@ enum TextTable {
     if let port = status.listeningPort { text += ", listening on port \(port)" }
     text += "\nMAC routes: \(status.localMACRoutes) local, \(status.remoteMACRoutes) remote"
     if status.frozenMACs > 0 { text += ", \(status.frozenMACs) frozen (duplicate)" }
-    var rows = [["peer", "AS", "type", "state", "up", "received", "accepted", "stale", "advertised", "capabilities"]]
+    var rows = [
+      ["peer", "AS", "type", "state", "up", "received", "accepted", "stale", "advertised", "capabilities"]
+    ]
     for peer in status.peers {
       var capabilities = peer.negotiatedFamilies
       if peer.fourOctetAS { capabilities.append("as4") }
@@ -136,12 +149,15 @@ enum TextTable {
       if peer.md5 { capabilities.append("md5") }
       rows.append([
         peer.name, "\(peer.remoteAS)", peer.isInternal ? "iBGP" : "eBGP", peer.state.rawValue,
-        peer.uptime.map(Self.duration) ?? "-", "\(peer.routesReceived)", "\(peer.routesAccepted)", "\(peer.routesStale)",
+        peer.uptime.map(Self.duration) ?? "-", "\(peer.routesReceived)", "\(peer.routesAccepted)",
+        "\(peer.routesStale)",
         "\(peer.routesAdvertised)", capabilities.joined(separator: ","),
       ])
     }
     text += "\n" + render(rows)
-    for peer in status.peers { if let error = peer.lastError { text += "\n\(peer.name): last error: \(error)" } }
+    for peer in status.peers {
+      if let error = peer.lastError { text += "\n\(peer.name): last error: \(error)" }
+    }
     return text
   }
 
@@ -165,7 +181,9 @@ enum TextTable {
       text += "\ndrops: none"
     } else {
       text += "\ndrops:"
-      for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) { text += "\n  \(reason): \(count)" }
+      for (reason, count) in report.drops.sorted(by: { $0.key < $1.key }) {
+        text += "\n  \(reason): \(count)"
+      }
     }
     return text
   }

@@ -17,8 +17,10 @@ final class BenchTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: directory)
   }
 
-  func plan(sources: Int = 5, destinations: Int = 7, size: FrameSize = .fixed(128), frames: Int = 120,
-            underlay: UnderlayFamily = .ipv4) -> TrafficPlan {
+  func plan(
+    sources: Int = 5, destinations: Int = 7, size: FrameSize = .fixed(128), frames: Int = 120,
+    underlay: UnderlayFamily = .ipv4
+  ) -> TrafficPlan {
     var plan = TrafficPlan()
     plan.sources = sources
     plan.destinations = destinations
@@ -86,16 +88,35 @@ final class BenchTests: XCTestCase {
   }
 
   func testGeneratedFilesDecodeWithTshark() throws {
-    guard let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first(where: FileManager.default.isExecutableFile)
+    guard
+      let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first(
+        where: FileManager.default.isExecutableFile)
     else { throw XCTSkip("tshark is not installed") }
     for family in [UnderlayFamily.ipv4, .ipv6] {
-      let output = try Generator.write(plan(size: .imix, frames: 60, underlay: family), directory: directory + "/\(family)")
-      let vxlan = try run(tshark, ["-r", output.underlayPath, "-Y", "vxlan.vni == 100 && udp.dstport == 4789 && eth.dst[0:3] == 02:00:01", "-T", "fields", "-e", "frame.number"])
+      let output = try Generator.write(
+        plan(size: .imix, frames: 60, underlay: family), directory: directory + "/\(family)")
+      let vxlan = try run(
+        tshark,
+        [
+          "-r", output.underlayPath, "-Y",
+          "vxlan.vni == 100 && udp.dstport == 4789 && eth.dst[0:3] == 02:00:01", "-T", "fields", "-e",
+          "frame.number",
+        ])
       XCTAssertEqual(vxlan.split(separator: "\n").count, 60, "\(family)")
-      let udp = try run(tshark, ["-r", output.accessPath, "-Y", "udp && ip.src == 10.200.0.0/16 && ip.dst == 10.201.0.0/16", "-T", "fields", "-e", "frame.number"])
+      let udp = try run(
+        tshark,
+        [
+          "-r", output.accessPath, "-Y", "udp && ip.src == 10.200.0.0/16 && ip.dst == 10.201.0.0/16", "-T",
+          "fields", "-e", "frame.number",
+        ])
       XCTAssertEqual(udp.split(separator: "\n").count, 60)
       for path in [output.accessPath, output.underlayPath] {
-        let malformed = try run(tshark, ["-r", path, "-Y", "_ws.malformed || _ws.expert.severity >= error", "-T", "fields", "-e", "frame.number"])
+        let malformed = try run(
+          tshark,
+          [
+            "-r", path, "-Y", "_ws.malformed || _ws.expert.severity >= error", "-T", "fields", "-e",
+            "frame.number",
+          ])
         XCTAssertEqual(malformed.trimmingCharacters(in: .whitespacesAndNewlines), "", path)
       }
     }
@@ -131,11 +152,14 @@ final class BenchTests: XCTestCase {
 
   // MARK: memory
 
-  func memory(_ p: TrafficPlan, fdbSize: Int? = 4096, rounds: Int = 2, inputs: [String]? = nil) throws -> MemoryReport {
+  func memory(_ p: TrafficPlan, fdbSize: Int? = 4096, rounds: Int = 2, inputs: [String]? = nil) throws
+    -> MemoryReport
+  {
     let output = try Generator.write(p, directory: directory)
     let list = inputs ?? ["vm1=\(output.accessPath)", "eth1=\(output.underlayPath)"]
     return try MemoryCommand.execute(
-      configPath: output.configPath, inputs: list, rule: .rounds(rounds), fdbSize: fdbSize, sweep: false, verbose: false)
+      configPath: output.configPath, inputs: list, rule: .rounds(rounds), fdbSize: fdbSize, sweep: false,
+      verbose: false)
   }
 
   func testMemoryForwardsEveryFrameAsKnownUnicast() throws {
@@ -195,7 +219,8 @@ final class BenchTests: XCTestCase {
     let results = try XCTUnwrap(object["results"] as? [[String: Any]])
     XCTAssertEqual(results.count, 2)
     for key in [
-      "port", "file", "direction", "frame_size", "frames_per_round", "average_frame_bytes", "rounds", "frames",
+      "port", "file", "direction", "frame_size", "frames_per_round", "average_frame_bytes", "rounds",
+      "frames",
       "nanoseconds", "ns_per_frame", "frames_per_second", "delivered", "encapsulated", "decapsulated",
       "flood_copies", "drops", "drop_reasons", "learn_events_queued", "flagged", "warnings",
     ] {
@@ -205,24 +230,28 @@ final class BenchTests: XCTestCase {
     // The JSON reads back (Bench live --memory-json uses it for the plot).
     let decoder = JSONDecoder()
     decoder.keyDecodingStrategy = .convertFromSnakeCase
-    XCTAssertEqual(try decoder.decode(MemoryReport.self, from: Data(Output.json(report).utf8)).results.count, 2)
+    XCTAssertEqual(
+      try decoder.decode(MemoryReport.self, from: Data(Output.json(report).utf8)).results.count, 2)
   }
 
   // MARK: output
 
   func testPlotDrawsBothPanels() {
     var report = MemoryReport(
-      config: "c", fdbSizeRequested: nil, fdbEntries: 1, fdbCapacity: 1, mode: "rounds=1", results: [], sweep: [],
+      config: "c", fdbSizeRequested: nil, fdbEntries: 1, fdbCapacity: 1, mode: "rounds=1", results: [],
+      sweep: [],
       flagged: false)
     for (index, fdb) in [1024, 65536].enumerated() {
       report.sweep?.append(
-        SweepPoint(axis: "fdb_size", fdbSize: fdb + 40, frameSize: "64", direction: .encap, nsPerFrame: 50,
-                   framesPerSecond: 2e7 - Double(index), flagged: false))
+        SweepPoint(
+          axis: "fdb_size", fdbSize: fdb + 40, frameSize: "64", direction: .encap, nsPerFrame: 50,
+          framesPerSecond: 2e7 - Double(index), flagged: false))
     }
     for size in ["64", "1518"] {
       report.sweep?.append(
-        SweepPoint(axis: "frame_size", fdbSize: 65536, frameSize: size, direction: .decap, nsPerFrame: 60,
-                   framesPerSecond: 1.5e7, flagged: false))
+        SweepPoint(
+          axis: "frame_size", fdbSize: 65536, frameSize: size, direction: .decap, nsPerFrame: 60,
+          framesPerSecond: 1.5e7, flagged: false))
     }
     let svg = Plot.svg(memory: report, live: nil)
     XCTAssertTrue(svg.hasPrefix("<svg"))

@@ -19,7 +19,10 @@ final class BGPCodecTests: XCTestCase {
         .gracefulRestart(
           GracefulRestartCapability(
             restartTime: 120,
-            families: [.init(family: .l2vpnEVPN, forwardingPreserved: true), .init(family: .routeTargetConstraint, forwardingPreserved: false)])),
+            families: [
+              .init(family: .l2vpnEVPN, forwardingPreserved: true),
+              .init(family: .routeTargetConstraint, forwardingPreserved: false),
+            ])),
       ])
     let capabilities =
       "01 04 0019 00 46" + "01 04 0001 00 84" + "02 00"
@@ -46,7 +49,8 @@ final class BGPCodecTests: XCTestCase {
   func testMACIPRouteBytes() {
     let route = EVPNNLRI.macIP(
       MACIPAdvertisementRoute(
-        routeDistinguisher: .ipv4(0x0A00_0001, 1), mac: mac("00:11:22:33:44:55"), ip: ip("10.1.1.10"), label1: 100))
+        routeDistinguisher: .ipv4(0x0A00_0001, 1), mac: mac("00:11:22:33:44:55"), ip: ip("10.1.1.10"),
+        label1: 100))
     var writer = WireWriter()
     route.encode(into: &writer)
     XCTAssertEqual(
@@ -54,10 +58,12 @@ final class BGPCodecTests: XCTestCase {
       hex("02 25 0001 0a000001 0001 00000000000000000000 00000000 30 001122334455 20 0a01010a 000064"))
     var withoutIP = WireWriter()
     EVPNNLRI.macIP(
-      MACIPAdvertisementRoute(routeDistinguisher: .twoOctetAS(65000, 7), mac: mac("02:00:00:00:00:01"), label1: 0x123456, label2: 5)
+      MACIPAdvertisementRoute(
+        routeDistinguisher: .twoOctetAS(65000, 7), mac: mac("02:00:00:00:00:01"), label1: 0x123456, label2: 5)
     ).encode(into: &withoutIP)
     XCTAssertEqual(
-      withoutIP.bytes, hex("02 24 0000 fde8 00000007 00000000000000000000 00000000 30 020000000001 00 123456 000005"))
+      withoutIP.bytes,
+      hex("02 24 0000 fde8 00000007 00000000000000000000 00000000 30 020000000001 00 123456 000005"))
   }
 
   func testInclusiveMulticastRouteAndPMSIBytes() throws {
@@ -69,7 +75,11 @@ final class BGPCodecTests: XCTestCase {
     attributes.pmsiTunnel = .ingressReplication(vni: 100, vtep: ip("192.0.2.1"))
     attributes.mpReach = MultiprotocolReach(
       nextHop: ip("192.0.2.1").bytes,
-      nlri: .evpn([.inclusiveMulticast(InclusiveMulticastRoute(routeDistinguisher: .ipv4(0xC000_0201, 1), originatingRouter: ip("192.0.2.1")))]))
+      nlri: .evpn([
+        .inclusiveMulticast(
+          InclusiveMulticastRoute(
+            routeDistinguisher: .ipv4(0xC000_0201, 1), originatingRouter: ip("192.0.2.1")))
+      ]))
     var writer = WireWriter()
     attributes.encode(into: &writer, context: DecodingContext())
     let expected =
@@ -91,7 +101,8 @@ final class BGPCodecTests: XCTestCase {
     XCTAssertEqual(ExtendedCommunity.vxlanEncapsulation.rawValue, 0x030C_0000_0000_0008)
     XCTAssertEqual(ExtendedCommunity.macMobility(sticky: true, sequence: 7).rawValue, 0x0600_0100_0000_0007)
     XCTAssertEqual(ExtendedCommunity.defaultGateway.rawValue, 0x030D_0000_0000_0000)
-    XCTAssertEqual(ExtendedCommunity(rawValue: 0x0600_0000_0000_0003).kind, .macMobility(sticky: false, sequence: 3))
+    XCTAssertEqual(
+      ExtendedCommunity(rawValue: 0x0600_0000_0000_0003).kind, .macMobility(sticky: false, sequence: 3))
     XCTAssertEqual(ExtendedCommunity(rawValue: 0x030C_0000_0000_0008).kind, .encapsulation(tunnelType: 8))
     XCTAssertEqual(RouteTarget("65000:100"), .twoOctetAS(65000, 100))
     XCTAssertEqual(RouteTarget("10.0.0.1:5"), .ipv4(0x0A00_0001, 5))
@@ -116,7 +127,8 @@ final class BGPCodecTests: XCTestCase {
     guard case .update(let update) = try BGPMessageCodec.decode(bytes).message else { return XCTFail() }
     XCTAssertEqual(update.endOfRIBFamily, .l2vpnEVPN)
     XCTAssertEqual(UpdateMessage.endOfRIB(.ipv4Unicast).endOfRIBFamily, .ipv4Unicast)
-    XCTAssertEqual(BGPMessageCodec.encode(.update(.endOfRIB(.ipv4Unicast))), hex(marker + "0017 02 0000 0000"))
+    XCTAssertEqual(
+      BGPMessageCodec.encode(.update(.endOfRIB(.ipv4Unicast))), hex(marker + "0017 02 0000 0000"))
   }
 
   func testNotificationAndRouteRefreshBytes() throws {
@@ -131,7 +143,9 @@ final class BGPCodecTests: XCTestCase {
   func testUpdateRoundTripWithEveryRouteForm() throws {
     var attributes = PathAttributes()
     attributes.origin = .incomplete
-    attributes.asPath = [ASPathSegment(kind: .sequence, asns: [4_200_000_000, 65001]), ASPathSegment(kind: .set, asns: [7])]
+    attributes.asPath = [
+      ASPathSegment(kind: .sequence, asns: [4_200_000_000, 65001]), ASPathSegment(kind: .set, asns: [7]),
+    ]
     attributes.multiExitDiscriminator = 5
     attributes.extendedCommunities = [
       .routeTarget(.ipv4(0x0A00_0001, 5)), .macMobility(sticky: false, sequence: 3), .defaultGateway,
@@ -140,9 +154,16 @@ final class BGPCodecTests: XCTestCase {
     attributes.mpReach = MultiprotocolReach(
       nextHop: ip("2001:db8::1").bytes,
       nlri: .evpn([
-        .macIP(MACIPAdvertisementRoute(routeDistinguisher: .fourOctetAS(4_200_000_000, 2), mac: mac("aa:bb:cc:dd:ee:ff"), ip: ip("2001:db8::99"), label1: 0xFFFFFF)),
-        .macIP(MACIPAdvertisementRoute(routeDistinguisher: .ipv4(1, 1), esi: EthernetSegmentID(high: 1, low: 2), ethernetTag: 9, mac: mac("00:00:00:00:00:01"), label1: 1, label2: 2)),
-        .inclusiveMulticast(InclusiveMulticastRoute(routeDistinguisher: .ipv4(1, 1), originatingRouter: ip("2001:db8::1"))),
+        .macIP(
+          MACIPAdvertisementRoute(
+            routeDistinguisher: .fourOctetAS(4_200_000_000, 2), mac: mac("aa:bb:cc:dd:ee:ff"),
+            ip: ip("2001:db8::99"), label1: 0xFFFFFF)),
+        .macIP(
+          MACIPAdvertisementRoute(
+            routeDistinguisher: .ipv4(1, 1), esi: EthernetSegmentID(high: 1, low: 2), ethernetTag: 9,
+            mac: mac("00:00:00:00:00:01"), label1: 1, label2: 2)),
+        .inclusiveMulticast(
+          InclusiveMulticastRoute(routeDistinguisher: .ipv4(1, 1), originatingRouter: ip("2001:db8::1"))),
         .unknown(type: 4, value: [1, 2, 3]),
       ]))
     attributes.other = [RawPathAttribute(flags: 0xC0, type: 99, value: [9, 9])]
@@ -154,14 +175,18 @@ final class BGPCodecTests: XCTestCase {
     var small = attributes
     small.asPath = [ASPathSegment(kind: .sequence, asns: [65001, 65002])]
     let smallMessage = BGPMessage.update(UpdateMessage(attributes: small))
-    XCTAssertEqual(try BGPMessageCodec.decode(BGPMessageCodec.encode(smallMessage, context: twoOctet), context: twoOctet).message, smallMessage)
+    XCTAssertEqual(
+      try BGPMessageCodec.decode(BGPMessageCodec.encode(smallMessage, context: twoOctet), context: twoOctet)
+        .message, smallMessage)
   }
 
   func testRouteTargetMembershipRoundTripAndMatch() throws {
     var attributes = PathAttributes()
     attributes.mpReach = MultiprotocolReach(
       nextHop: [1, 1, 1, 1],
-      nlri: .routeTargetMembership([RouteTargetMembership(originAS: 65000, routeTarget: .twoOctetAS(65000, 100)), .wildcard]))
+      nlri: .routeTargetMembership([
+        RouteTargetMembership(originAS: 65000, routeTarget: .twoOctetAS(65000, 100)), .wildcard,
+      ]))
     attributes.origin = .igp
     attributes.asPath = []
     let message = BGPMessage.update(UpdateMessage(attributes: attributes))
@@ -179,12 +204,16 @@ final class BGPCodecTests: XCTestCase {
 
   func testUpdateBuilderSplitsAt4096() throws {
     let routes = (0..<500).map { index in
-      EVPNNLRI.macIP(MACIPAdvertisementRoute(routeDistinguisher: .ipv4(1, 1), mac: MACAddress(rawValue: UInt64(index)), ip: .v4(UInt32(index)), label1: 100))
+      EVPNNLRI.macIP(
+        MACIPAdvertisementRoute(
+          routeDistinguisher: .ipv4(1, 1), mac: MACAddress(rawValue: UInt64(index)), ip: .v4(UInt32(index)),
+          label1: 100))
     }
     var attributes = PathAttributes()
     attributes.origin = .igp
     attributes.asPath = []
-    let messages = UpdateBuilder.announcements(routes, attributes: attributes, nextHop: [10, 0, 0, 1], context: DecodingContext())
+    let messages = UpdateBuilder.announcements(
+      routes, attributes: attributes, nextHop: [10, 0, 0, 1], context: DecodingContext())
     XCTAssertGreaterThan(messages.count, 1)
     var decodedRoutes: [EVPNNLRI] = []
     for message in messages {

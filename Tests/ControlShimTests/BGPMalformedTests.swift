@@ -16,7 +16,10 @@ final class BGPMalformedTests: XCTestCase {
 
   private func update(attributes: String, nlri: String = "") -> [UInt8] {
     let attributeBytes = hex(attributes)
-    return message(type: 2, body: [0, 0, UInt8(attributeBytes.count >> 8), UInt8(attributeBytes.count & 0xFF)] + attributeBytes + hex(nlri))
+    return message(
+      type: 2,
+      body: [0, 0, UInt8(attributeBytes.count >> 8), UInt8(attributeBytes.count & 0xFF)] + attributeBytes
+        + hex(nlri))
   }
 
   private func open(_ body: String) -> [UInt8] { message(type: 1, body: hex(body)) }
@@ -26,7 +29,9 @@ final class BGPMalformedTests: XCTestCase {
     file: StaticString = #filePath, line: UInt = #line
   ) {
     XCTAssertThrowsError(try BGPMessageCodec.decode(bytes), file: file, line: line) { error in
-      guard let wireError = error as? BGPWireError else { return XCTFail("untyped \(error)", file: file, line: line) }
+      guard let wireError = error as? BGPWireError else {
+        return XCTFail("untyped \(error)", file: file, line: line)
+      }
       XCTAssertEqual(wireError.notificationCode.code, code, "\(wireError)", file: file, line: line)
       XCTAssertEqual(wireError.notificationCode.subcode, subcode, "\(wireError)", file: file, line: line)
       XCTAssertEqual(wireError.action, action, file: file, line: line)
@@ -42,7 +47,8 @@ final class BGPMalformedTests: XCTestCase {
   }
 
   private func assertSoft(
-    _ bytes: [UInt8], code: UInt8, subcode: UInt8, action: RFC7606Action, file: StaticString = #filePath, line: UInt = #line
+    _ bytes: [UInt8], code: UInt8, subcode: UInt8, action: RFC7606Action, file: StaticString = #filePath,
+    line: UInt = #line
   ) {
     guard let decoded = soft(bytes, file: file, line: line) else { return }
     let findings = action == .treatAsWithdraw ? decoded.treatAsWithdraw : decoded.discardedAttributes
@@ -87,20 +93,27 @@ final class BGPMalformedTests: XCTestCase {
 
   func testUpdateStructureErrorsResetTheSession() {
     assertError(message(type: 2, body: hex("0010 0000")), code: 3, subcode: 1)  // withdrawn length overruns
-    assertError(message(type: 2, body: hex("0000 0010 400101")), code: 3, subcode: 1)  // attribute length overruns
+    // attribute length overruns
+    assertError(message(type: 2, body: hex("0000 0010 400101")), code: 3, subcode: 1)
     assertError(update(attributes: "40 01"), code: 3, subcode: 1)  // truncated attribute header
     assertError(update(attributes: "40 01 05 00"), code: 3, subcode: 5)  // attribute longer than the list
     assertError(update(attributes: validPath + " 40 c8 01 00"), code: 3, subcode: 2)  // unknown well-known
-    assertError(update(attributes: validPath + evpnReach + evpnReach), code: 3, subcode: 1)  // duplicate MP_REACH
-    assertError(update(attributes: validPath + "80 0e 03 0019 46"), code: 3, subcode: 9)  // truncated MP_REACH
+    // duplicate MP_REACH
+    assertError(update(attributes: validPath + evpnReach + evpnReach), code: 3, subcode: 1)
+    // truncated MP_REACH
+    assertError(update(attributes: validPath + "80 0e 03 0019 46"), code: 3, subcode: 9)
     assertError(update(attributes: "80 0f 02 0019"), code: 3, subcode: 9)  // truncated MP_UNREACH
-    assertError(update(attributes: validPath + "80 0e 0a 0019 46 05 c000020101 00"), code: 3, subcode: 8)  // next hop length 5
+    // next hop length 5
+    assertError(update(attributes: validPath + "80 0e 0a 0019 46 05 c000020101 00"), code: 3, subcode: 8)
     // EVPN NLRI: MAC length 47, IP length 31, route length beyond the attribute.
-    let badMAC = "80 0e 2c 0019 46 04 c0000201 00 02 21 0001c00002010001 00000000000000000000 00000000 2f 001122334455 00 000064"
+    let badMAC =
+      "80 0e 2c 0019 46 04 c0000201 00 02 21 0001c00002010001 00000000000000000000 00000000 2f 001122334455 00 000064"
     assertError(update(attributes: validPath + badMAC), code: 3, subcode: 9)
-    let badIP = "80 0e 30 0019 46 04 c0000201 00 02 25 0001c00002010001 00000000000000000000 00000000 30 001122334455 1f 0a01010a 000064"
+    let badIP =
+      "80 0e 30 0019 46 04 c0000201 00 02 25 0001c00002010001 00000000000000000000 00000000 30 001122334455 1f 0a01010a 000064"
     assertError(update(attributes: validPath + badIP), code: 3, subcode: 9)
-    assertError(update(attributes: validPath + "80 0e 0c 0019 46 04 c0000201 00 02 21 00"), code: 3, subcode: 9)
+    assertError(
+      update(attributes: validPath + "80 0e 0c 0019 46 04 c0000201 00 02 21 00"), code: 3, subcode: 9)
     // RTC prefix length over 96.
     assertError(update(attributes: validPath + "80 0e 0a 0001 84 04 01010101 00 61"), code: 3, subcode: 9)
   }
@@ -108,20 +121,41 @@ final class BGPMalformedTests: XCTestCase {
   // MARK: UPDATE, treat-as-withdraw
 
   func testTreatAsWithdrawClasses() {
-    assertSoft(update(attributes: "40 01 01 05  40 02 00" + evpnReach), code: 3, subcode: 6, action: .treatAsWithdraw)
-    assertSoft(update(attributes: "40 01 02 0000  40 02 00" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw)
-    assertSoft(update(attributes: "c0 01 01 00  40 02 00" + evpnReach), code: 3, subcode: 4, action: .treatAsWithdraw)
-    assertSoft(update(attributes: "40 01 01 00  40 02 03 02 02 00" + evpnReach), code: 3, subcode: 11, action: .treatAsWithdraw)
-    assertSoft(update(attributes: "40 01 01 00  40 02 02 07 01" + evpnReach), code: 3, subcode: 11, action: .treatAsWithdraw)
-    assertSoft(update(attributes: validPath + "40 05 03 000064" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw)
-    assertSoft(update(attributes: validPath + "80 04 02 0000" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw)
-    assertSoft(update(attributes: validPath + "c0 10 07 00020000000000" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw)
-    assertSoft(update(attributes: validPath + "c0 16 03 000600" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw)
-    assertSoft(update(attributes: validPath + "c0 16 07 0006000064 0102" + evpnReach), code: 3, subcode: 9, action: .treatAsWithdraw)
-    assertSoft(update(attributes: "40 02 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)  // no ORIGIN
-    assertSoft(update(attributes: "40 01 01 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)  // no AS_PATH
+    assertSoft(
+      update(attributes: "40 01 01 05  40 02 00" + evpnReach), code: 3, subcode: 6, action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: "40 01 02 0000  40 02 00" + evpnReach), code: 3, subcode: 5, action: .treatAsWithdraw
+    )
+    assertSoft(
+      update(attributes: "c0 01 01 00  40 02 00" + evpnReach), code: 3, subcode: 4, action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: "40 01 01 00  40 02 03 02 02 00" + evpnReach), code: 3, subcode: 11,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: "40 01 01 00  40 02 02 07 01" + evpnReach), code: 3, subcode: 11,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath + "40 05 03 000064" + evpnReach), code: 3, subcode: 5,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath + "80 04 02 0000" + evpnReach), code: 3, subcode: 5,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath + "c0 10 07 00020000000000" + evpnReach), code: 3, subcode: 5,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath + "c0 16 03 000600" + evpnReach), code: 3, subcode: 5,
+      action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath + "c0 16 07 0006000064 0102" + evpnReach), code: 3, subcode: 9,
+      action: .treatAsWithdraw)
+    // no ORIGIN
+    assertSoft(update(attributes: "40 02 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)
+    // no AS_PATH
+    assertSoft(update(attributes: "40 01 01 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)
     // IPv4 NLRI without NEXT_HOP.
-    assertSoft(update(attributes: validPath, nlri: "18 0a0000"), code: 3, subcode: 3, action: .treatAsWithdraw)
+    assertSoft(
+      update(attributes: validPath, nlri: "18 0a0000"), code: 3, subcode: 3, action: .treatAsWithdraw)
   }
 
   func testMissingAttributesDoNotMatterWithoutRoutes() {
@@ -132,9 +166,15 @@ final class BGPMalformedTests: XCTestCase {
   // MARK: UPDATE, attribute discard
 
   func testAttributeDiscardClasses() {
-    assertSoft(update(attributes: validPath + "40 06 01 00" + evpnReach), code: 3, subcode: 5, action: .attributeDiscard)
-    assertSoft(update(attributes: validPath + "c0 07 03 000000" + evpnReach), code: 3, subcode: 5, action: .attributeDiscard)
-    assertSoft(update(attributes: validPath + "c0 11 03 020101" + evpnReach), code: 3, subcode: 11, action: .attributeDiscard)
+    assertSoft(
+      update(attributes: validPath + "40 06 01 00" + evpnReach), code: 3, subcode: 5,
+      action: .attributeDiscard)
+    assertSoft(
+      update(attributes: validPath + "c0 07 03 000000" + evpnReach), code: 3, subcode: 5,
+      action: .attributeDiscard)
+    assertSoft(
+      update(attributes: validPath + "c0 11 03 020101" + evpnReach), code: 3, subcode: 11,
+      action: .attributeDiscard)
     // A repeated ORIGIN keeps the first.
     guard let decoded = soft(update(attributes: validPath + "40 01 01 02" + evpnReach)) else { return }
     XCTAssertEqual(decoded.discardedAttributes.count, 1)
@@ -143,8 +183,10 @@ final class BGPMalformedTests: XCTestCase {
   }
 
   func testUnknownRouteTypeIsSkippedByLength() throws {
-    let reach = "80 0e 23 0019 46 04 c0000201 00  07 05 0102030405  03 11 0001 c0000201 0001 00000000 20 c0000201"
-    guard case .update(let message) = try BGPMessageCodec.decode(update(attributes: validPath + reach)).message,
+    let reach =
+      "80 0e 23 0019 46 04 c0000201 00  07 05 0102030405  03 11 0001 c0000201 0001 00000000 20 c0000201"
+    guard
+      case .update(let message) = try BGPMessageCodec.decode(update(attributes: validPath + reach)).message,
       case .evpn(let routes)? = message.attributes.mpReach?.nlri
     else { return XCTFail() }
     XCTAssertEqual(routes.count, 2)
@@ -153,10 +195,14 @@ final class BGPMalformedTests: XCTestCase {
   }
 
   func testUnknownOptionalAttributesAreKept() throws {
-    guard case .update(let message) = try BGPMessageCodec.decode(update(attributes: validPath + "c0 63 02 abcd")).message else {
+    guard
+      case .update(let message) = try BGPMessageCodec.decode(update(attributes: validPath + "c0 63 02 abcd"))
+        .message
+    else {
       return XCTFail()
     }
-    XCTAssertEqual(message.attributes.other, [RawPathAttribute(flags: 0xC0, type: 0x63, value: [0xAB, 0xCD])])
+    XCTAssertEqual(
+      message.attributes.other, [RawPathAttribute(flags: 0xC0, type: 0x63, value: [0xAB, 0xCD])])
   }
 
   /// Random bytes, and random corruptions of valid messages, never crash the decoder:
@@ -166,7 +212,10 @@ final class BGPMalformedTests: XCTestCase {
     var valid: [[UInt8]] = [
       BGPMessageCodec.encode(.keepalive),
       update(attributes: validPath + evpnReach),
-      update(attributes: validPath + "80 0e 2c 0019 46 04 c0000201 00 02 21 0001c00002010001 00000000000000000000 00000000 30 001122334455 00 000064"),
+      update(
+        attributes: validPath
+          + "80 0e 2c 0019 46 04 c0000201 00 02 21 0001c00002010001 00000000000000000000 00000000 30 001122334455 00 000064"
+      ),
       open("04 fde9 005a 01010101 0e 02 0c 01040019004602004104 0000fde9"),
     ]
     valid.append(BGPMessageCodec.encode(.update(.endOfRIB(.l2vpnEVPN))))
@@ -177,7 +226,8 @@ final class BGPMalformedTests: XCTestCase {
         // Valid header, random body: exercises the message decoders.
         let length = Int(generator.next() % 120)
         let type = UInt8(1 + generator.next() % 5)
-        bytes = message(type: type, body: (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
+        bytes = message(
+          type: type, body: (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
       } else {
         bytes = valid[Int(generator.next() % UInt64(valid.count))]
         for _ in 0..<(1 + generator.next() % 4) {

@@ -56,12 +56,18 @@ final class BGPSessionTests: XCTestCase {
     var toA = PeerConfiguration(name: "A", address: "127.0.0.1", port: portA, remoteAS: asnA)
     peerA(&toB)
     peerB(&toA)
-    let a = makeNode(asn: asnA, routerID: 0x0101_0101, vtep: "10.0.0.1", port: portA, peers: [toB], vnis: vnisA, configure: configure)
-    let b = makeNode(asn: asnB, routerID: 0x0202_0202, vtep: "10.0.0.2", port: portB, peers: [toA], vnis: vnisB, configure: configure)
+    let a = makeNode(
+      asn: asnA, routerID: 0x0101_0101, vtep: "10.0.0.1", port: portA, peers: [toB], vnis: vnisA,
+      configure: configure)
+    let b = makeNode(
+      asn: asnB, routerID: 0x0202_0202, vtep: "10.0.0.2", port: portB, peers: [toA], vnis: vnisB,
+      configure: configure)
     return (a, b)
   }
 
-  private func waitEstablished(_ a: Node, _ b: Node, count: Int = 1, file: StaticString = #filePath, line: UInt = #line) {
+  private func waitEstablished(
+    _ a: Node, _ b: Node, count: Int = 1, file: StaticString = #filePath, line: UInt = #line
+  ) {
     XCTAssertTrue(a.sink.wait { $0.established("B") >= count }, "A never established", file: file, line: line)
     XCTAssertTrue(b.sink.wait { $0.established("A") >= count }, "B never established", file: file, line: line)
   }
@@ -78,8 +84,12 @@ final class BGPSessionTests: XCTestCase {
     a.speaker.advertiseMAC(vni: 100, mac: m1)
     a.speaker.advertiseInclusiveMulticast(vni: 100)
     b.speaker.advertiseInclusiveMulticast(vni: 100)
-    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) != nil && $0.installed(100, self.m1, ip("192.168.1.1")) != nil })
-    XCTAssertEqual(b.sink.snapshot.installed(100, m1), .init(vtep: ip("10.0.0.1"), sequence: 0, sticky: false, peer: "A"))
+    XCTAssertTrue(
+      b.sink.wait {
+        $0.installed(100, self.m1) != nil && $0.installed(100, self.m1, ip("192.168.1.1")) != nil
+      })
+    XCTAssertEqual(
+      b.sink.snapshot.installed(100, m1), .init(vtep: ip("10.0.0.1"), sequence: 0, sticky: false, peer: "A"))
     XCTAssertTrue(b.sink.wait { $0.flood[100] == [ip("10.0.0.1")] })
     XCTAssertTrue(a.sink.wait { $0.flood[100] == [ip("10.0.0.2")] })
 
@@ -106,17 +116,23 @@ final class BGPSessionTests: XCTestCase {
     // Default RTs are (ASN & 0xFFFF):VNI, which differ between these ASes: set them.
     let (a, b) = pair(asnA: 65001, asnB: 4_200_000_002) { configuration in
       configuration.vnis = [
-        VNIConfiguration(vni: 100, importRouteTargets: [.twoOctetAS(65000, 100)], exportRouteTargets: [.twoOctetAS(65000, 100)])
+        VNIConfiguration(
+          vni: 100, importRouteTargets: [.twoOctetAS(65000, 100)],
+          exportRouteTargets: [.twoOctetAS(65000, 100)])
       ]
     }
     try await start(a, b)
     waitEstablished(a, b)
     b.speaker.advertiseMAC(vni: 100, mac: m2, sequence: 4, sticky: true)
-    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m2) == .init(vtep: ip("10.0.0.2"), sequence: 4, sticky: true, peer: "B") })
+    XCTAssertTrue(
+      a.sink.wait {
+        $0.installed(100, self.m2) == .init(vtep: ip("10.0.0.2"), sequence: 4, sticky: true, peer: "B")
+      })
     let status = await a.speaker.status()
     XCTAssertEqual(status.peers.first?.isInternal, false)
     a.speaker.requestRouteRefresh(peer: "B")
-    XCTAssertTrue(a.sink.wait { $0.count { if case .updateProcessed = $0 { return true } else { return false } } >= 3 })
+    XCTAssertTrue(
+      a.sink.wait { $0.count { if case .updateProcessed = $0 { return true } else { return false } } >= 3 })
   }
 
   func testMACMoveUsesSequenceNumbersAndLoserWithdraws() async throws {
@@ -127,13 +143,19 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.vtep == ip("10.0.0.1") })
     // The MAC shows up behind B: B advertises with A's sequence + 1.
     b.speaker.advertiseMAC(vni: 100, mac: m1)
-    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.2"), sequence: 1, sticky: false, peer: "B") })
+    XCTAssertTrue(
+      a.sink.wait {
+        $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.2"), sequence: 1, sticky: false, peer: "B")
+      })
     // A lost and withdrew its route, so B holds no remote route for it any more.
     XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == nil })
     try await waitForStatus(b.speaker) { $0.remoteMACRoutes == 0 && $0.localMACRoutes == 1 }
     // And back to A: sequence 2.
     a.speaker.advertiseMAC(vni: 100, mac: m1)
-    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.1"), sequence: 2, sticky: false, peer: "A") })
+    XCTAssertTrue(
+      b.sink.wait {
+        $0.installed(100, self.m1) == .init(vtep: ip("10.0.0.1"), sequence: 2, sticky: false, peer: "A")
+      })
     XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) == nil })
   }
 
@@ -179,14 +201,16 @@ final class BGPSessionTests: XCTestCase {
     a.speaker.dropConnection(peer: "B")
     await a.speaker.sync()  // A's side is closed before B changes anything
     b.speaker.withdrawMAC(vni: 100, mac: m2)  // changes while the session is down
-    XCTAssertTrue(a.sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
+    XCTAssertTrue(
+      a.sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
     let during = await a.speaker.status()
     XCTAssertEqual(a.sink.snapshot.macs.count, 2, "stale routes stay installed")
     XCTAssertEqual(a.sink.snapshot.removeCalls, removalsBefore)
 
     // Reconnect: B resends m1 and the type-3 route then End-of-RIB; m2 is swept.
     waitEstablished(a, b, count: 2)
-    XCTAssertTrue(a.sink.wait { $0.count { if case .staleRoutesSwept = $0 { return true } else { return false } } >= 1 })
+    XCTAssertTrue(
+      a.sink.wait { $0.count { if case .staleRoutesSwept = $0 { return true } else { return false } } >= 1 })
     XCTAssertTrue(a.sink.wait { $0.installed(100, self.m2) == nil })
     XCTAssertNotNil(a.sink.snapshot.installed(100, m1))
     XCTAssertEqual(a.sink.snapshot.flood[100], [ip("10.0.0.2")])
@@ -213,14 +237,16 @@ final class BGPSessionTests: XCTestCase {
     waitEstablished(a, b)
     for index in 1...3 { b.speaker.advertiseMAC(vni: 100, mac: MACAddress(rawValue: UInt64(index))) }
     XCTAssertTrue(a.sink.wait { $0.events.contains(.notificationSent(peer: "B", .maximumPrefixesReached)) })
-    XCTAssertTrue(b.sink.wait { $0.events.contains(.notificationReceived(peer: "A", .maximumPrefixesReached)) })
+    XCTAssertTrue(
+      b.sink.wait { $0.events.contains(.notificationReceived(peer: "A", .maximumPrefixesReached)) })
     XCTAssertTrue(a.sink.wait { $0.macs.count < 3 })
   }
 
   func testRouteTargetConstraintFiltersWhatWeSend() async throws {
     // A imports/exports VNIs 100 and 200; B only 100. With RTC, A never sends 200.
     let (a, b) = pair(
-      vnisA: [100, 200], vnisB: [100], peerA: { $0.routeTargetConstraint = true }, peerB: { $0.routeTargetConstraint = true })
+      vnisA: [100, 200], vnisB: [100], peerA: { $0.routeTargetConstraint = true },
+      peerB: { $0.routeTargetConstraint = true })
     try await start(a, b)
     waitEstablished(a, b)
     a.speaker.advertiseMAC(vni: 200, mac: m2)
@@ -267,13 +293,16 @@ final class BGPSessionTests: XCTestCase {
 
   func testMalformedUpdateResetsOnlyThatSession() async throws {
     let (a, b) = pair()
-    var rawPeer = PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)
+    var rawPeer = PeerConfiguration(
+      name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)
     rawPeer.holdTime = 30
     // A third, passive peer on A from the same address: matched by the AS in its OPEN.
     let portA = a.port
     let a2 = makeNode(
       asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: portA,
-      peers: a.speaker.configuration.peers + [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65099, passive: true)])
+      peers: a.speaker.configuration.peers + [
+        PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65099, passive: true)
+      ])
     try await start(a2, b)
     XCTAssertTrue(a2.sink.wait { $0.established("B") >= 1 })
     b.speaker.advertiseMAC(vni: 100, mac: m1)
@@ -290,7 +319,12 @@ final class BGPSessionTests: XCTestCase {
     let notification = raw.receiveNotification()
     XCTAssertEqual(notification?.code, 3)
     XCTAssertEqual(notification?.subcode, 9)
-    XCTAssertTrue(a2.sink.wait { $0.events.contains { if case .sessionDown(let peer, _) = $0 { return peer == "raw" } else { return false } } })
+    XCTAssertTrue(
+      a2.sink.wait {
+        $0.events.contains {
+          if case .sessionDown(let peer, _) = $0 { return peer == "raw" } else { return false }
+        }
+      })
     // The session to B is untouched: still one Established transition, routes kept.
     let status = await a2.speaker.status()
     XCTAssertEqual(status.peers.first { $0.name == "B" }?.state, .established)
@@ -326,7 +360,10 @@ final class BGPSessionTests: XCTestCase {
 
   private func rawUpdate(_ attributes: [UInt8]) -> [UInt8] {
     var body: [UInt8] = [0, 0, UInt8(attributes.count >> 8), UInt8(attributes.count & 0xFF)] + attributes
-    body = hex(String(repeating: "ff", count: 16)) + [UInt8((19 + body.count) >> 8), UInt8((19 + body.count) & 0xFF), 2] + body
+    body =
+      hex(String(repeating: "ff", count: 16)) + [
+        UInt8((19 + body.count) >> 8), UInt8((19 + body.count) & 0xFF), 2,
+      ] + body
     return body
   }
 }

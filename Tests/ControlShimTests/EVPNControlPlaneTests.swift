@@ -137,11 +137,17 @@ final class EVPNControlPlaneTests: XCTestCase {
     let core = offline.core
     let remote = mac("02:00:00:00:00:aa")
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertEqual(
-      daemon.evpn("add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9"
+      ).status, 0)
     try await eventually("type-2 route in the FDB") { self.row(core, remote) != nil }
-    try await eventually("type-3 route in the flood list") { core.bridgeDomainRows().first?.flood == ["10.0.0.9"] }
+    try await eventually("type-3 route in the flood list") {
+      core.bridgeDomainRows().first?.flood == ["10.0.0.9"]
+    }
     let entry = try XCTUnwrap(row(core, remote))
     XCTAssertEqual(entry.origin, "control")
     XCTAssertEqual(entry.vtep, "10.0.0.9")
@@ -169,19 +175,26 @@ final class EVPNControlPlaneTests: XCTestCase {
     XCTAssertEqual(offline.takeOutput("vm2").count, 1)
 
     // Withdrawals remove both.
-    XCTAssertEqual(daemon.evpn("del macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1").status, 0)
+    XCTAssertEqual(
+      daemon.evpn("del macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1").status, 0)
     XCTAssertEqual(daemon.evpn("del multicast 10.0.0.9 etag 0 rd 9.9.9.9:1").status, 0)
     try await eventually("withdrawn type-2 leaves the FDB") { self.row(core, remote) == nil }
-    try await eventually("withdrawn type-3 leaves the flood list") { core.bridgeDomainRows().first?.flood == [] }
+    try await eventually("withdrawn type-3 leaves the flood list") {
+      core.bridgeDomainRows().first?.flood == []
+    }
   }
 
   func testLocallyLearntMACIsAdvertisedAndWithdrawnWhenItAgesOut() async throws {
     let (daemon, offline, _) = try await start()
     // Our type-3 route is there from the start.
-    XCTAssertTrue(daemon.waitForRIB { $0.keys.contains { $0.contains("[type:multicast]") && $0.contains("[ip:10.0.0.1]") } })
+    XCTAssertTrue(
+      daemon.waitForRIB {
+        $0.keys.contains { $0.contains("[type:multicast]") && $0.contains("[ip:10.0.0.1]") }
+      })
     offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: .broadcast)], now: 10)
     XCTAssertEqual(row(offline.core, Self.vm1Host)?.origin, "local")
-    XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:01").isEmpty }, daemon.evpn("-j").output)
+    XCTAssertTrue(
+      daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:01").isEmpty }, daemon.evpn("-j").output)
     let ours = try XCTUnwrap(paths(daemon.evpnRIB(), mac: "02:aa:00:00:00:01").first)
     let nlri = try XCTUnwrap((ours["nlri"] as? [String: Any])?["value"] as? [String: Any])
     let rd = try XCTUnwrap(nlri["rd"] as? [String: Any])
@@ -190,15 +203,20 @@ final class EVPNControlPlaneTests: XCTestCase {
     XCTAssertEqual(nlri["labels"] as? [Int], [100])
     XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
     let communities = extendedCommunities(ours)
-    XCTAssertTrue(communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" }, "\(communities)")
-    XCTAssertTrue(communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 }, "\(communities)")
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" },
+      "\(communities)")
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
+      "\(communities)")
 
     // vm2's host keeps talking, vm1's falls silent past aging_time: withdrawn.
     offline.forward(interface: "vm2", frames: [ping(from: Self.vm2Host, to: .broadcast)], now: 200)
     XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:02").isEmpty })
     offline.forward(interface: "vm2", frames: [ping(from: Self.vm2Host, to: .broadcast)], now: 400)
     XCTAssertNil(row(offline.core, Self.vm1Host))
-    XCTAssertTrue(daemon.waitForRIB { self.paths($0, mac: "02:aa:00:00:00:01").isEmpty }, "aged MAC not withdrawn")
+    XCTAssertTrue(
+      daemon.waitForRIB { self.paths($0, mac: "02:aa:00:00:00:01").isEmpty }, "aged MAC not withdrawn")
     XCTAssertFalse(paths(daemon.evpnRIB(), mac: "02:aa:00:00:00:02").isEmpty)
   }
 
@@ -206,7 +224,9 @@ final class EVPNControlPlaneTests: XCTestCase {
     let (daemon, offline, _) = try await start()
     let moving = mac("02:00:00:00:00:cc")
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     try await eventually("remote MAC installed") { self.row(offline.core, moving)?.vtep == "10.0.0.9" }
     // The host shows up on vm2: local learning takes the entry over, we advertise it
     // with sequence 1 and gobgpd drops its own (RFC 7432 section 15).
@@ -216,19 +236,27 @@ final class EVPNControlPlaneTests: XCTestCase {
       daemon.waitForRIB { rib in
         self.paths(rib, mac: "02:00:00:00:00:cc").contains { path in
           (self.attribute(path, type: 14)?["nexthop"] as? String) == "10.0.0.1"
-            && self.extendedCommunities(path).contains { ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 1 }
+            && self.extendedCommunities(path).contains {
+              ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 1
+            }
         }
       }, daemon.evpn("-j").output)
-    XCTAssertEqual(row(offline.core, moving)?.origin, "local", "the withdrawn remote route does not remove the local entry")
+    XCTAssertEqual(
+      row(offline.core, moving)?.origin, "local", "the withdrawn remote route does not remove the local entry"
+    )
   }
 
   func testSessionLossKeepsForwardingStateAndLocalSwitching() async throws {
     let (daemon, offline, _) = try await start(staleTime: 60)
     let remote = mac("02:00:00:00:00:d1")
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:d1 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:d1 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertEqual(
-      daemon.evpn("add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9"
+      ).status, 0)
     try await eventually("routes installed") {
       self.row(offline.core, remote) != nil && offline.core.bridgeDomainRows().first?.flood == ["10.0.0.9"]
     }
@@ -237,7 +265,9 @@ final class EVPNControlPlaneTests: XCTestCase {
 
     daemon.stop()
     try await eventually("session down") { self.sessionState() != .established }
-    try await eventually("routes counted stale") { (self.controlPlane?.status()?.peers.first?.routesStale ?? 0) == 2 }
+    try await eventually("routes counted stale") {
+      (self.controlPlane?.status()?.peers.first?.routesStale ?? 0) == 2
+    }
     XCTAssertEqual(row(offline.core, remote)?.vtep, "10.0.0.9", "stale route stays installed")
     XCTAssertEqual(offline.core.bridgeDomainRows().first?.flood, ["10.0.0.9"])
     // Remote and local forwarding go on.
@@ -254,7 +284,9 @@ final class EVPNControlPlaneTests: XCTestCase {
   func testReloadAdvertisesAddedAndWithdrawsRemovedBridgeDomains() async throws {
     let (daemon, offline, controlPlane) = try await start()
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:02:aa 0.0.0.0 etag 0 label 200 rd 9.9.9.9:2 rt 65000:200 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:02:aa 0.0.0.0 etag 0 label 200 rd 9.9.9.9:2 rt 65000:200 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: .broadcast)], now: 2)
     XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:01").isEmpty })
     try await eventually("the VNI 200 route is counted, not installed") {
@@ -272,7 +304,9 @@ final class EVPNControlPlaneTests: XCTestCase {
           && self.paths(rib, mac: "02:aa:00:00:00:01").isEmpty
       }, daemon.evpn("-j").output)
     try await eventually("the VNI 200 route imported after ROUTE-REFRESH") {
-      offline.core.fdbRows(vni: 200, now: 1).contains { $0.mac == "02:00:00:00:02:aa" && $0.vtep == "10.0.0.9" }
+      offline.core.fdbRows(vni: 200, now: 1).contains {
+        $0.mac == "02:00:00:00:02:aa" && $0.vtep == "10.0.0.9"
+      }
     }
   }
 }

@@ -9,7 +9,10 @@ final class CountingSink: EVPNRouteSink, @unchecked Sendable {
   // Only the speaker's event loop calls in; the test reads after a loop round trip.
   var installs = 0
   var removals = 0
-  func installMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool, peer: String) {
+  func installMAC(
+    vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
+    peer: String
+  ) {
     installs += 1
   }
   func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?) { removals += 1 }
@@ -59,16 +62,19 @@ final class EVPNPerformanceTests: XCTestCase {
         let n = UInt64(vtep * perVTEP + index)
         return .macIP(
           MACIPAdvertisementRoute(
-            routeDistinguisher: .ipv4(0x0A00_0100 + UInt32(vtep), 1), mac: MACAddress(rawValue: 0x0200_0000_0000 | n),
+            routeDistinguisher: .ipv4(0x0A00_0100 + UInt32(vtep), 1),
+            mac: MACAddress(rawValue: 0x0200_0000_0000 | n),
             ip: .v4(0x0A80_0000 | UInt32(n)), label1: 100))
       }
       frames += UpdateBuilder.announcements(
-        routes, attributes: attributes, nextHop: IPAddress.v4(0x0A00_0100 + UInt32(vtep)).bytes, context: DecodingContext())
+        routes, attributes: attributes, nextHop: IPAddress.v4(0x0A00_0100 + UInt32(vtep)).bytes,
+        context: DecodingContext())
     }
     let bytes = frames.reduce(0) { $0 + $1.count }
 
     let residentBefore = residentBytes()
-    let (decodeSeconds, totalSeconds, tableBytes) = try speaker.eventLoop.submit { () -> (Double, Double, Int) in
+    let (decodeSeconds, totalSeconds, tableBytes) = try speaker.eventLoop.submit {
+      () -> (Double, Double, Int) in
       let peer = speaker.peers[0]
       let start = DispatchTime.now().uptimeNanoseconds
       var decoded: [DecodedMessage] = []
@@ -86,9 +92,12 @@ final class EVPNPerformanceTests: XCTestCase {
     XCTAssertEqual(status.routesAccepted, Self.routeCount)
     print(
       String(
-        format: "EVPN perf%@: %d routes in %d UPDATEs (%.1f MB): decode %.3f s, decode+install %.3f s; table %.0f B/route, RSS delta %.0f B/route",
-        sizeHint ? " (size hint)" : "", Self.routeCount, frames.count, Double(bytes) / 1e6, decodeSeconds, totalSeconds,
-        Double(tableBytes) / Double(Self.routeCount), Double(residentAfter - residentBefore) / Double(Self.routeCount)))
+        format:
+          "EVPN perf%@: %d routes in %d UPDATEs (%.1f MB): decode %.3f s, decode+install %.3f s; table %.0f B/route, RSS delta %.0f B/route",
+        sizeHint ? " (size hint)" : "", Self.routeCount, frames.count, Double(bytes) / 1e6, decodeSeconds,
+        totalSeconds,
+        Double(tableBytes) / Double(Self.routeCount),
+        Double(residentAfter - residentBefore) / Double(Self.routeCount)))
     XCTAssertLessThan(Double(tableBytes) / Double(Self.routeCount), 300, "compact per-route storage")
     #if !DEBUG
       XCTAssertLessThan(totalSeconds, 0.2)

@@ -11,11 +11,16 @@ final class EVPNRIBTests: XCTestCase {
   override func setUp() {
     sink = RecordingSink()
     now = 0
-    rib = EVPNRIB(sink: sink, maxMoves: 5, moveWindow: 180, peerName: { "p\($0)" }, clock: { [unowned self] in self.now })
+    rib = EVPNRIB(
+      sink: sink, maxMoves: 5, moveWindow: 180, peerName: { "p\($0)" }, clock: { [unowned self] in self.now })
   }
 
-  private func path(peer: UInt16, vtep: String, sequence: UInt32 = 0, sticky: Bool = false, rd: UInt64 = 1) -> MACPath {
-    MACPath(routeDistinguisher: rd, vtepID: rib.vtepID(ip(vtep)), sequence: sequence, peer: peer, flags: sticky ? MACPath.stickyFlag : 0)
+  private func path(peer: UInt16, vtep: String, sequence: UInt32 = 0, sticky: Bool = false, rd: UInt64 = 1)
+    -> MACPath
+  {
+    MACPath(
+      routeDistinguisher: rd, vtepID: rib.vtepID(ip(vtep)), sequence: sequence, peer: peer,
+      flags: sticky ? MACPath.stickyFlag : 0)
   }
 
   let key = MACRouteKey(vni: 100, mac: 0x0011_2233_4455, ip: nil)
@@ -40,7 +45,9 @@ final class EVPNRIBTests: XCTestCase {
     rib.upsert(key, path: path(peer: 3, vtep: "10.0.0.7", sequence: 2))
     XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.7"), "higher sequence")
     rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.9", sequence: 0, sticky: true))
-    XCTAssertEqual(sink.snapshot.installed(100, theMAC), .init(vtep: ip("10.0.0.9"), sequence: 0, sticky: true, peer: "p1"))
+    XCTAssertEqual(
+      sink.snapshot.installed(100, theMAC), .init(vtep: ip("10.0.0.9"), sequence: 0, sticky: true, peer: "p1")
+    )
     rib.remove(key, peer: 1, routeDistinguisher: 1)
     XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.7"))
     rib.remove(key, peer: 3, routeDistinguisher: 1)
@@ -53,7 +60,9 @@ final class EVPNRIBTests: XCTestCase {
   func testLocalRouteLosesToNewerRemote() {
     rib.upsert(key, path: path(peer: MACPath.localPeer, vtep: "10.0.0.1", sequence: 1))
     XCTAssertNil(sink.snapshot.installed(100, theMAC))
-    XCTAssertEqual(rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.2", sequence: 1)), .unchanged, "equal sequence, lower VTEP is ours")
+    XCTAssertEqual(
+      rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.2", sequence: 1)), .unchanged,
+      "equal sequence, lower VTEP is ours")
     let outcome = rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.2", sequence: 2))
     guard case .localLost = outcome else { return XCTFail("\(outcome)") }
     XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.2"))
@@ -87,7 +96,9 @@ final class EVPNRIBTests: XCTestCase {
     let other = MACRouteKey(vni: 100, mac: 7, ip: nil)
     rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2"))
     rib.upsert(other, path: path(peer: 1, vtep: "10.0.0.2"))
-    rib.addFlood(vni: 100, key: .init(peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: ip("10.0.0.2")), vtep: ip("10.0.0.2"))
+    rib.addFlood(
+      vni: 100, key: .init(peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: ip("10.0.0.2")),
+      vtep: ip("10.0.0.2"))
     rib.markStale(peer: 1)
     XCTAssertEqual(rib.staleCount(peer: 1), 3)
     XCTAssertEqual(sink.snapshot.macs.count, 2)

@@ -4,8 +4,12 @@ import XCTest
 /// A gobgpd child process for integration tests: its own temp dir and ports, started
 /// by PID and stopped by that PID only; readiness is polled through its API.
 final class GoBGPDaemon {
-  static let daemonPath = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first { FileManager.default.isExecutableFile(atPath: $0) }
-  static let cliPath = ["/usr/bin/gobgp", "/usr/local/bin/gobgp"].first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let daemonPath = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
+  static let cliPath = ["/usr/bin/gobgp", "/usr/local/bin/gobgp"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
 
   let directory: URL
   let apiPort: UInt16
@@ -17,7 +21,8 @@ final class GoBGPDaemon {
     guard let daemon = Self.daemonPath, Self.cliPath != nil else {
       throw XCTSkip("gobgpd/gobgp not installed (Debian package gobgpd): skipping the GoBGP integration test")
     }
-    directory = FileManager.default.temporaryDirectory.appendingPathComponent("vxswitch-gobgp-\(UUID().uuidString)")
+    directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "vxswitch-gobgp-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     apiPort = freeTCPPort()
     bgpPort = freeTCPPort()
@@ -33,7 +38,8 @@ final class GoBGPDaemon {
     try configuration.write(to: configURL, atomically: true, encoding: .utf8)
     process.executableURL = URL(fileURLWithPath: daemon)
     process.arguments = ["-f", configURL.path, "--api-hosts", "127.0.0.1:\(apiPort)", "--log-level", "debug"]
-    let log = FileManager.default.createFile(atPath: directory.appendingPathComponent("gobgpd.log").path, contents: nil)
+    let log = FileManager.default.createFile(
+      atPath: directory.appendingPathComponent("gobgpd.log").path, contents: nil)
     _ = log
     process.standardOutput = try FileHandle(forWritingTo: directory.appendingPathComponent("gobgpd.log"))
     process.standardError = process.standardOutput
@@ -42,7 +48,9 @@ final class GoBGPDaemon {
   }
 
   var pid: Int32 { process.processIdentifier }
-  var log: String { (try? String(contentsOf: directory.appendingPathComponent("gobgpd.log"), encoding: .utf8)) ?? "" }
+  var log: String {
+    (try? String(contentsOf: directory.appendingPathComponent("gobgpd.log"), encoding: .utf8)) ?? ""
+  }
 
   private func waitUntilReady(timeout: Double = 20) throws {
     let deadline = Date().addingTimeInterval(timeout)
@@ -92,7 +100,9 @@ final class GoBGPDaemon {
   /// `gobgp global rib -a evpn -j`, as route key -> paths.
   func evpnRIB() -> [String: [[String: Any]]] {
     let output = evpn("-j").output
-    guard let data = output.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+    guard let data = output.data(using: .utf8),
+      let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else {
       return [:]
     }
     return object.compactMapValues { $0 as? [[String: Any]] }

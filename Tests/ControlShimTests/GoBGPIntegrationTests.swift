@@ -45,8 +45,13 @@ final class GoBGPIntegrationTests: XCTestCase {
     let daemon = try GoBGPDaemon(asn: 65000, routerID: "9.9.9.9", neighbors: neighbors)
     self.daemon = daemon
     var configuration = SpeakerConfiguration(
-      asn: ourASN, routerID: 0x0101_0101, vtep: ip("10.0.0.1"), listenAddress: "127.0.0.1", listenPort: ourPort,
-      vnis: [VNIConfiguration(vni: 100, importRouteTargets: routeTarget.map { [$0] }, exportRouteTargets: routeTarget.map { [$0] })],
+      asn: ourASN, routerID: 0x0101_0101, vtep: ip("10.0.0.1"), listenAddress: "127.0.0.1",
+      listenPort: ourPort,
+      vnis: [
+        VNIConfiguration(
+          vni: 100, importRouteTargets: routeTarget.map { [$0] }, exportRouteTargets: routeTarget.map { [$0] }
+        )
+      ],
       peers: [
         PeerConfiguration(
           name: "gobgp", address: "127.0.0.1", port: daemon.bgpPort, remoteAS: 65000, password: password,
@@ -82,20 +87,32 @@ final class GoBGPIntegrationTests: XCTestCase {
 
     // gobgp -> us: type 2 and type 3 reach the sink.
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertEqual(
-      daemon.evpn("add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9").status, 0)
-    XCTAssertTrue(sink.wait { $0.installed(100, remoteMAC, ip("10.1.1.1")) != nil && $0.flood[100] == [ip("10.0.0.9")] })
-    XCTAssertEqual(sink.snapshot.installed(100, remoteMAC, ip("10.1.1.1")), .init(vtep: ip("10.0.0.9"), sequence: 0, sticky: false, peer: "gobgp"))
+      daemon.evpn(
+        "add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9"
+      ).status, 0)
+    XCTAssertTrue(
+      sink.wait { $0.installed(100, remoteMAC, ip("10.1.1.1")) != nil && $0.flood[100] == [ip("10.0.0.9")] })
+    XCTAssertEqual(
+      sink.snapshot.installed(100, remoteMAC, ip("10.1.1.1")),
+      .init(vtep: ip("10.0.0.9"), sequence: 0, sticky: false, peer: "gobgp"))
     // A route for a VNI we do not have is counted, not installed.
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:ab 10.1.1.3 etag 0 label 555 rd 9.9.9.9:5 rt 65000:555 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:ab 10.1.1.3 etag 0 label 555 rd 9.9.9.9:5 rt 65000:555 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     try await waitForStatus(speaker!) { $0.peers.first?.routesIgnored == 1 }
 
     // us -> gobgp: RD, RT, label = VNI, encapsulation and next hop as gobgp decodes them.
     speaker!.advertiseMAC(vni: 100, mac: mac("02:00:00:00:00:01"), ip: ip("10.1.1.2"))
     speaker!.advertiseInclusiveMulticast(vni: 100)
-    XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:00:00:00:00:01").isEmpty && $0.keys.contains { $0.contains("[ip:10.0.0.1]") } })
+    XCTAssertTrue(
+      daemon.waitForRIB {
+        !self.paths($0, mac: "02:00:00:00:00:01").isEmpty && $0.keys.contains { $0.contains("[ip:10.0.0.1]") }
+      })
     let rib = daemon.evpnRIB()
     let ours = try XCTUnwrap(paths(rib, mac: "02:00:00:00:00:01").first)
     let nlri = try XCTUnwrap((ours["nlri"] as? [String: Any])?["value"] as? [String: Any])
@@ -108,16 +125,23 @@ final class GoBGPIntegrationTests: XCTestCase {
     XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
     XCTAssertEqual(attribute(ours, type: 5)?["value"] as? Int, 100, "iBGP LOCAL_PREF")
     let communities = extendedCommunities(ours)
-    XCTAssertTrue(communities.contains { ($0["type"] as? Int) == 0 && ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" }, "\(communities)")
-    XCTAssertTrue(communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 }, "\(communities)")
-    let multicast = try XCTUnwrap(rib.first { $0.key.contains("[type:multicast]") && $0.key.contains("[ip:10.0.0.1]") }?.value.first)
+    XCTAssertTrue(
+      communities.contains {
+        ($0["type"] as? Int) == 0 && ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100"
+      }, "\(communities)")
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
+      "\(communities)")
+    let multicast = try XCTUnwrap(
+      rib.first { $0.key.contains("[type:multicast]") && $0.key.contains("[ip:10.0.0.1]") }?.value.first)
     let pmsi = try XCTUnwrap(attribute(multicast, type: 22))
     XCTAssertEqual(pmsi["tunnel-type"] as? Int, 6)
     XCTAssertEqual(pmsi["label"] as? Int, 100)
     XCTAssertEqual(pmsi["tunnel-id"] as? String, "10.0.0.1")
 
     // Withdrawals both ways.
-    XCTAssertEqual(daemon.evpn("del macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1").status, 0)
+    XCTAssertEqual(
+      daemon.evpn("del macadv 02:00:00:00:00:aa 10.1.1.1 etag 0 label 100 rd 9.9.9.9:1").status, 0)
     XCTAssertTrue(sink.wait { $0.installed(100, remoteMAC, ip("10.1.1.1")) == nil })
     speaker!.withdrawMAC(vni: 100, mac: mac("02:00:00:00:00:01"), ip: ip("10.1.1.2"))
     XCTAssertTrue(daemon.waitForRIB { self.paths($0, mac: "02:00:00:00:00:01").isEmpty })
@@ -130,7 +154,9 @@ final class GoBGPIntegrationTests: XCTestCase {
     let moving = mac("02:00:00:00:00:cc")
     // The MAC lives behind gobgp's VTEP (no MAC mobility community: sequence 0).
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertTrue(sink.wait { $0.installed(100, moving)?.vtep == ip("10.0.0.9") })
     // It moves to us: we advertise with sequence 0 + 1 and stop pointing at 10.0.0.9.
     speaker!.advertiseMAC(vni: 100, mac: moving)
@@ -139,7 +165,9 @@ final class GoBGPIntegrationTests: XCTestCase {
       daemon.waitForRIB { rib in
         self.paths(rib, mac: "02:00:00:00:00:cc").contains { path in
           (self.attribute(path, type: 14)?["nexthop"] as? String) == "10.0.0.1"
-            && self.extendedCommunities(path).contains { ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 1 }
+            && self.extendedCommunities(path).contains {
+              ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 1
+            }
         }
       }, "our MAC-mobility route never showed up: \(daemon.evpn("-j").output)")
     // An explicit, higher sequence is carried as is.
@@ -147,7 +175,9 @@ final class GoBGPIntegrationTests: XCTestCase {
     XCTAssertTrue(
       daemon.waitForRIB { rib in
         self.paths(rib, mac: "02:00:00:00:00:cc").contains { path in
-          self.extendedCommunities(path).contains { ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 7 }
+          self.extendedCommunities(path).contains {
+            ($0["type"] as? Int) == 6 && ($0["sequence"] as? Int) == 7
+          }
         }
       })
     // GoBGP, like us, withdraws the route that lost (RFC 7432 section 15): only ours is left.
@@ -156,43 +186,56 @@ final class GoBGPIntegrationTests: XCTestCase {
     speaker!.withdrawMAC(vni: 100, mac: moving)
     XCTAssertTrue(daemon.waitForRIB { self.paths($0, mac: "02:00:00:00:00:cc").isEmpty })
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertTrue(sink.wait { $0.installed(100, moving)?.vtep == ip("10.0.0.9") })
   }
 
   func testSessionLossKeepsRoutesStaleAndReconnectRefreshes() async throws {
     let daemon = try await startPair(staleTime: 60)
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:d1 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:d1 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:d2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:d2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertEqual(
-      daemon.evpn("add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add multicast 10.0.0.9 etag 0 rd 9.9.9.9:1 rt 65000:100 encap vxlan pmsi ingress-repl 100 10.0.0.9"
+      ).status, 0)
     XCTAssertTrue(sink.wait { $0.macs.count == 2 && $0.flood[100] == [ip("10.0.0.9")] })
     let removals = sink.snapshot.removeCalls
 
     // Take the session down from gobgp's side and keep it down.
     XCTAssertEqual(daemon.cli(["neighbor", "127.0.0.1", "disable"]).status, 0)
-    XCTAssertTrue(sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
+    XCTAssertTrue(
+      sink.wait { $0.count { if case .sessionDown = $0 { return true } else { return false } } >= 1 })
     try await waitForStatus(speaker!) { $0.peers.first?.routesStale == 3 }
     XCTAssertEqual(sink.snapshot.macs.count, 2, "routes stay installed while stale")
     XCTAssertEqual(sink.snapshot.removeCalls, removals)
 
     // While it is down one MAC goes away; after reconnect only the other comes back.
-    XCTAssertEqual(daemon.evpn("del macadv 02:00:00:00:00:d2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1").status, 0)
+    XCTAssertEqual(
+      daemon.evpn("del macadv 02:00:00:00:00:d2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1").status, 0)
     XCTAssertEqual(daemon.cli(["neighbor", "127.0.0.1", "enable"]).status, 0)
     XCTAssertTrue(sink.wait(timeout: 30) { $0.established("gobgp") >= 2 })
     // gobgpd without GR sends no End-of-RIB: we sweep at its first KEEPALIVE (3 s here).
     XCTAssertTrue(sink.wait { $0.installed(100, mac("02:00:00:00:00:d2")) == nil }, "stale route not swept")
     XCTAssertNotNil(sink.snapshot.installed(100, mac("02:00:00:00:00:d1")))
     XCTAssertEqual(sink.snapshot.flood[100], [ip("10.0.0.9")])
-    try await waitForStatus(speaker!) { $0.peers.first?.routesStale == 0 && $0.peers.first?.routesAccepted == 2 }
+    try await waitForStatus(speaker!) {
+      $0.peers.first?.routesStale == 0 && $0.peers.first?.routesAccepted == 2
+    }
   }
 
   /// eBGP (AS 65001 to gobgpd's 65000) with a TCP MD5 key on both sides: our AS is
   /// prepended, the next hop is our VTEP, no LOCAL_PREF; gobgpd's AS is on what we get.
   func testEBGPWithTCPMD5() async throws {
-    let daemon = try await startPair(ourASN: 65001, password: "vx-secret", routeTarget: .twoOctetAS(65000, 100))
+    let daemon = try await startPair(
+      ourASN: 65001, password: "vx-secret", routeTarget: .twoOctetAS(65000, 100))
     speaker!.advertiseMAC(vni: 100, mac: mac("02:00:00:00:00:e1"))
     XCTAssertTrue(daemon.waitForRIB { !self.paths($0, mac: "02:00:00:00:00:e1").isEmpty })
     let ours = try XCTUnwrap(paths(daemon.evpnRIB(), mac: "02:00:00:00:00:e1").first)
@@ -201,7 +244,9 @@ final class GoBGPIntegrationTests: XCTestCase {
     XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
     XCTAssertNil(attribute(ours, type: 5), "no LOCAL_PREF over eBGP")
     XCTAssertEqual(
-      daemon.evpn("add macadv 02:00:00:00:00:e2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9").status, 0)
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:e2 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
     XCTAssertTrue(sink.wait { $0.installed(100, mac("02:00:00:00:00:e2"))?.vtep == ip("10.0.0.9") })
     let status = await speaker!.status()
     XCTAssertEqual(status.peers.first?.md5, true)

@@ -1,3 +1,5 @@
 import XCTest
+
 @testable import ControlShim
+
 final class ControlShimSmokeTests: XCTestCase { func testLoads() { XCTAssertTrue(true) } }

@@ -40,7 +40,9 @@ struct RecordedState {
     "\(vni)/\(mac)" + (ip.map { "/\($0)" } ?? "")
   }
 
-  func installed(_ vni: UInt32, _ mac: MACAddress, _ ip: IPAddress? = nil) -> Installed? { macs[Self.key(vni, mac, ip)] }
+  func installed(_ vni: UInt32, _ mac: MACAddress, _ ip: IPAddress? = nil) -> Installed? {
+    macs[Self.key(vni, mac, ip)]
+  }
 
   func count(_ match: (SpeakerEvent) -> Bool) -> Int { events.filter(match).count }
 
@@ -84,11 +86,15 @@ final class RecordingSink: EVPNRouteSink, @unchecked Sendable {
     speaker.addObserver { [weak self] event in self?.update { $0.events.append(event) } }
   }
 
-  func installMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool, peer: String) {
+  func installMAC(
+    vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
+    peer: String
+  ) {
     update { state in
       state.installCalls += 1
       if recordMACs {
-        state.macs[RecordedState.key(vni, mac, ip)] = .init(vtep: vtep, sequence: sequence, sticky: sticky, peer: peer)
+        state.macs[RecordedState.key(vni, mac, ip)] = .init(
+          vtep: vtep, sequence: sequence, sticky: sticky, peer: peer)
       }
     }
   }
@@ -117,7 +123,9 @@ func freeTCPPort() -> UInt16 {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = candidate.bigEndian
     let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
     }
     close(fd)
     if result == 0 { return candidate }
@@ -138,7 +146,9 @@ final class RawBGPPeer {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = port.bigEndian
     let result = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
     }
     guard result == 0 else {
       close(fd)
@@ -148,7 +158,9 @@ final class RawBGPPeer {
 
   deinit { close(fd) }
 
-  func send(_ bytes: [UInt8]) { _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } }
+  func send(_ bytes: [UInt8]) {
+    _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+  }
   func send(_ message: BGPMessage) { send(BGPMessageCodec.encode(message)) }
 
   /// Next message, or nil on timeout or EOF.
@@ -182,7 +194,10 @@ final class RawBGPPeer {
 
   /// OPEN + KEEPALIVE exchange; returns the speaker's OPEN.
   func handshake(asn: UInt32, routerID: UInt32, holdTime: UInt16) -> OpenMessage? {
-    send(.open(OpenMessage(asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: [.multiprotocol(.l2vpnEVPN)])))
+    send(
+      .open(
+        OpenMessage(
+          asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: [.multiprotocol(.l2vpnEVPN)])))
     guard case .open(let open)? = receive() else { return nil }
     send(.keepalive)
     guard case .keepalive? = receive() else { return nil }
@@ -201,7 +216,9 @@ func plainConnectSucceeds(port: UInt16, timeout: Double) -> Bool {
   address.sin_addr.s_addr = inet_addr("127.0.0.1")
   address.sin_port = port.bigEndian
   let result = withUnsafePointer(to: &address) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
   }
   if result == 0 { return true }
   guard errno == EINPROGRESS else { return false }

@@ -9,7 +9,9 @@ final class AFPacketChecksumTests: XCTestCase {
     var total = initial
     var padded = bytes
     if padded.count % 2 == 1 { padded.append(0) }
-    for index in stride(from: 0, to: padded.count, by: 2) { total += UInt32(padded[index]) << 8 | UInt32(padded[index + 1]) }
+    for index in stride(from: 0, to: padded.count, by: 2) {
+      total += UInt32(padded[index]) << 8 | UInt32(padded[index + 1])
+    }
     while total > 0xFFFF { total = (total & 0xFFFF) + (total >> 16) }
     return total
   }
@@ -22,7 +24,9 @@ final class AFPacketChecksumTests: XCTestCase {
 
   func complete(_ frame: [UInt8]) -> (Bool, [UInt8]) {
     var bytes = frame
-    let ok = bytes.withUnsafeMutableBytes { ChecksumCompletion.complete(frame: $0.baseAddress!, length: $0.count) }
+    let ok = bytes.withUnsafeMutableBytes {
+      ChecksumCompletion.complete(frame: $0.baseAddress!, length: $0.count)
+    }
     return (ok, bytes)
   }
 
@@ -44,16 +48,19 @@ final class AFPacketChecksumTests: XCTestCase {
     let segmentLength = 20 + payload.count
     let partial = UInt16(Self.sum(source.bytes + destination.bytes, initial: 6 + UInt32(segmentLength)))
     let tcp = tcpSegment(payload: payload, partial: partial)
-    var ip: [UInt8] = [0x45, 0, 0, UInt8(20 + tcp.count), 0, 1, 0x40, 0, 64, 6, 0, 0] + source.bytes + destination.bytes
+    var ip: [UInt8] =
+      [0x45, 0, 0, UInt8(20 + tcp.count), 0, 1, 0x40, 0, 64, 6, 0, 0] + source.bytes + destination.bytes
     let ipChecksum = Frames.ipv4Checksum(ip)
     ip[10] = UInt8(ipChecksum >> 8)
     ip[11] = UInt8(ipChecksum & 0xFF)
     // Ethernet padding after the IP packet must not be summed.
-    let frame = Frames.ethernet(destination: a, source: b, etherType: 0x0800, payload: ip + tcp + [0xEE, 0xEE])
+    let frame = Frames.ethernet(
+      destination: a, source: b, etherType: 0x0800, payload: ip + tcp + [0xEE, 0xEE])
     let (ok, done) = complete(frame)
     XCTAssertTrue(ok)
     let segment = Array(done[34..<(34 + tcp.count)])
-    XCTAssertTrue(Self.verifies(source: source.bytes, destination: destination.bytes, proto: 6, segment: segment))
+    XCTAssertTrue(
+      Self.verifies(source: source.bytes, destination: destination.bytes, proto: 6, segment: segment))
     XCTAssertEqual(Array(done[0..<34]), Array(frame[0..<34]), "headers untouched")
     XCTAssertEqual(Array(done[(34 + 18)...]), Array(frame[(34 + 18)...]), "payload untouched")
   }
@@ -66,16 +73,19 @@ final class AFPacketChecksumTests: XCTestCase {
     let hopByHop: [UInt8] = [17, 0, 1, 4, 0, 0, 0, 0]  // next header UDP, PadN
     let payloadLength = hopByHop.count + udp.count
     let ip: [UInt8] = [0x60, 0, 0, 0, 0, UInt8(payloadLength), 0, 64] + source.bytes + destination.bytes
-    let frame = Frames.ethernet(destination: a, source: b, etherType: 0x86DD, vlan: 7, payload: ip + hopByHop + udp)
+    let frame = Frames.ethernet(
+      destination: a, source: b, etherType: 0x86DD, vlan: 7, payload: ip + hopByHop + udp)
     let (ok, done) = complete(frame)
     XCTAssertTrue(ok)
     let start = 18 + 40 + 8
     udp = Array(done[start..<(start + udp.count)])
-    XCTAssertTrue(Self.verifies(source: source.bytes, destination: destination.bytes, proto: 17, segment: udp))
+    XCTAssertTrue(
+      Self.verifies(source: source.bytes, destination: destination.bytes, proto: 17, segment: udp))
   }
 
   func testLeavesOtherFramesAlone() {
-    let arp = Frames.ethernet(destination: a, source: b, etherType: 0x0806, payload: [UInt8](repeating: 1, count: 28))
+    let arp = Frames.ethernet(
+      destination: a, source: b, etherType: 0x0806, payload: [UInt8](repeating: 1, count: 28))
     XCTAssertEqual(complete(arp).0, false)
     XCTAssertEqual(complete(arp).1, arp)
     // A fragment: its checksum covers bytes we do not have.
@@ -88,6 +98,7 @@ final class AFPacketChecksumTests: XCTestCase {
     var short = fragment
     short[6] = 0
     short[3] = 200
-    XCTAssertEqual(complete(Frames.ethernet(destination: a, source: b, etherType: 0x0800, payload: short)).0, false)
+    XCTAssertEqual(
+      complete(Frames.ethernet(destination: a, source: b, etherType: 0x0800, payload: short)).0, false)
   }
 }

@@ -29,11 +29,15 @@ final class AFPacketPortTests: XCTestCase {
       let sender = try RawSender(interface: "p1")
       let payload = (0..<200).map { UInt8($0 & 0xFF) }
       let plain = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x88B5, payload: payload)
-      let tagged = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x88B5, vlan: 0x2064, payload: payload)
+      let tagged = Frames.ethernet(
+        destination: hostA, source: hostB, etherType: 0x88B5, vlan: 0x2064, payload: payload)
       sender.send(plain)
       sender.send(tagged)
       var frames: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
-      XCTAssertTrue(eventually { drain(port, into: &frames); return frames.count >= 2 })
+      XCTAssertTrue(
+        eventually {
+          drain(port, into: &frames); return frames.count >= 2
+        })
       XCTAssertEqual(frames.count, 2)
       guard frames.count == 2 else { return }
       XCTAssertEqual(frames[0].bytes, plain)
@@ -57,7 +61,10 @@ final class AFPacketPortTests: XCTestCase {
       let sender = try RawSender(interface: "p1")
       let total = FrameVector.capacity + 44
       for index in 0..<total {
-        sender.send(Frames.ethernet(destination: hostA, source: hostB, etherType: 0x88B5, payload: [UInt8(index & 0xFF), UInt8(index >> 8)] + [UInt8](repeating: 0, count: 44)))
+        sender.send(
+          Frames.ethernet(
+            destination: hostA, source: hostB, etherType: 0x88B5,
+            payload: [UInt8(index & 0xFF), UInt8(index >> 8)] + [UInt8](repeating: 0, count: 44)))
       }
       var seen: [Int] = []
       var vector = FrameVector()
@@ -66,7 +73,9 @@ final class AFPacketPortTests: XCTestCase {
         _ = port.receive(into: &vector)
         for i in 0..<vector.count {
           let bytes = UnsafeRawPointer(vector.frames[i])
-          seen.append(Int(bytes.load(fromByteOffset: 14, as: UInt8.self)) | Int(bytes.load(fromByteOffset: 15, as: UInt8.self)) << 8)
+          seen.append(
+            Int(bytes.load(fromByteOffset: 14, as: UInt8.self)) | Int(
+              bytes.load(fromByteOffset: 15, as: UInt8.self)) << 8)
         }
         port.releaseReceived()
         return seen.count >= total
@@ -83,7 +92,9 @@ final class AFPacketPortTests: XCTestCase {
       let capture = try AFPacketPort(interface: "p1", role: .access)
       var sent: [[UInt8]] = []
       for index in 0..<300 {
-        let frame = Frames.ethernet(destination: hostB, source: hostA, etherType: 0x88B5, payload: [UInt8(index & 0xFF), UInt8(index >> 8)] + (0..<(60 + index)).map { UInt8($0 & 0xFF) })
+        let frame = Frames.ethernet(
+          destination: hostB, source: hostA, etherType: 0x88B5,
+          payload: [UInt8(index & 0xFF), UInt8(index >> 8)] + (0..<(60 + index)).map { UInt8($0 & 0xFF) })
         guard let slot = port.transmitRing.pointee.reserve() else { port.flushTransmit(); continue }
         frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
         port.transmitRing.pointee.commit(length: frame.count)
@@ -92,16 +103,18 @@ final class AFPacketPortTests: XCTestCase {
       }
       port.flushTransmit()
       var received: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
-      XCTAssertTrue(eventually {
-        if port.transmitRing.pointee.pending > 0 { port.flushTransmit() }
-        drain(capture, into: &received)
-        return received.count >= sent.count
-      })
+      XCTAssertTrue(
+        eventually {
+          if port.transmitRing.pointee.pending > 0 { port.flushTransmit() }
+          drain(capture, into: &received)
+          return received.count >= sent.count
+        })
       XCTAssertEqual(received.map(\.bytes), sent)
       // The sender's own socket never sees its transmissions (PACKET_IGNORE_OUTGOING / bypass).
       var echoed: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
       drain(port, into: &echoed)
-      XCTAssertEqual(echoed.filter { $0.bytes.count > 13 && $0.bytes[12] == 0x88 && $0.bytes[13] == 0xB5 }.count, 0)
+      XCTAssertEqual(
+        echoed.filter { $0.bytes.count > 13 && $0.bytes[12] == 0x88 && $0.bytes[13] == 0xB5 }.count, 0)
     }
   }
 
@@ -116,11 +129,16 @@ final class AFPacketPortTests: XCTestCase {
       options.rxBlockCount = 64
       let port = try AFPacketPort(interface: "p0", role: .access, options: options)
       let sender = try RawSender(interface: "p1")
-      sender.send(Frames.ethernet(destination: hostA, source: hostB, etherType: 0x88B5, payload: [UInt8](repeating: 7, count: 6000)))
+      sender.send(
+        Frames.ethernet(
+          destination: hostA, source: hostB, etherType: 0x88B5, payload: [UInt8](repeating: 7, count: 6000)))
       let small = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x88B5, payload: [1, 2, 3])
       sender.send(small)
       var frames: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
-      XCTAssertTrue(eventually { drain(port, into: &frames); return !frames.isEmpty })
+      XCTAssertTrue(
+        eventually {
+          drain(port, into: &frames); return !frames.isEmpty
+        })
       XCTAssertEqual(frames.map(\.bytes), [small + [UInt8](repeating: 0, count: 0)].map { $0 })
       XCTAssertEqual(port.statistics.truncatedDrops, 1)
     }
@@ -135,22 +153,38 @@ final class AFPacketPortTests: XCTestCase {
       let port = try AFPacketPort(interface: "p0", role: .underlay(vtep: vtep, udpPort: 4789))
       let port6 = try AFPacketPort(interface: "p0", role: .underlay(vtep: vtep6, udpPort: 4789))
       let sender = try RawSender(interface: "p1")
-      let inner = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x0800, payload: [UInt8](repeating: 0, count: 46))
+      let inner = Frames.ethernet(
+        destination: hostA, source: hostB, etherType: 0x0800, payload: [UInt8](repeating: 0, count: 46))
       func v4(_ to: IPAddress, _ dport: UInt16, vlan: UInt16? = nil, marker: UInt8) -> [UInt8] {
-        Frames.ethernet(destination: hostA, source: hostB, etherType: 0x0800, vlan: vlan,
-          payload: Frames.ipv4UDP(source: peer, destination: to, sourcePort: 50000, destinationPort: dport, payload: Frames.vxlan(vni: 100, inner: [marker] + inner)))
+        Frames.ethernet(
+          destination: hostA, source: hostB, etherType: 0x0800, vlan: vlan,
+          payload: Frames.ipv4UDP(
+            source: peer, destination: to, sourcePort: 50000, destinationPort: dport,
+            payload: Frames.vxlan(vni: 100, inner: [marker] + inner)))
       }
       let accepted = [v4(vtep, 4789, marker: 1), v4(vtep, 4789, vlan: 20, marker: 2)]
-      let rejected = [v4(vtep, 4790, marker: 3), v4(other, 4789, marker: 4), v4(vtep, 53, marker: 5),
-        Frames.ethernet(destination: hostA, source: hostB, etherType: 0x0806, payload: [UInt8](repeating: 0, count: 28))]
-      let v6 = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x86DD,
-        payload: Frames.ipv6UDP(source: IPAddress("fd00:77::2")!, destination: vtep6, sourcePort: 50000, destinationPort: 4789, payload: Frames.vxlan(vni: 100, inner: [6] + inner)))
-      let v6wrongPort = Frames.ethernet(destination: hostA, source: hostB, etherType: 0x86DD,
-        payload: Frames.ipv6UDP(source: IPAddress("fd00:77::2")!, destination: vtep6, sourcePort: 50000, destinationPort: 4788, payload: [7]))
+      let rejected = [
+        v4(vtep, 4790, marker: 3), v4(other, 4789, marker: 4), v4(vtep, 53, marker: 5),
+        Frames.ethernet(
+          destination: hostA, source: hostB, etherType: 0x0806, payload: [UInt8](repeating: 0, count: 28)),
+      ]
+      let v6 = Frames.ethernet(
+        destination: hostA, source: hostB, etherType: 0x86DD,
+        payload: Frames.ipv6UDP(
+          source: IPAddress("fd00:77::2")!, destination: vtep6, sourcePort: 50000, destinationPort: 4789,
+          payload: Frames.vxlan(vni: 100, inner: [6] + inner)))
+      let v6wrongPort = Frames.ethernet(
+        destination: hostA, source: hostB, etherType: 0x86DD,
+        payload: Frames.ipv6UDP(
+          source: IPAddress("fd00:77::2")!, destination: vtep6, sourcePort: 50000, destinationPort: 4788,
+          payload: [7]))
       for frame in rejected + [v6wrongPort] + accepted + [v6] { sender.send(frame) }
       var got: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
       var got6: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
-      XCTAssertTrue(eventually { drain(port, into: &got); drain(port6, into: &got6); return got.count >= 2 && got6.count >= 1 })
+      XCTAssertTrue(
+        eventually {
+          drain(port, into: &got); drain(port6, into: &got6); return got.count >= 2 && got6.count >= 1
+        })
       // Settle: anything wrongly accepted would have arrived with the accepted ones.
       usleep(50_000)
       drain(port, into: &got)
@@ -168,7 +202,13 @@ final class AFPacketPortTests: XCTestCase {
         XCTAssertEqual(error as? AFPacketError, .noSuchInterface("eth9"))
         XCTAssertEqual("\(error)", "interface eth9 does not exist")
       }
-      XCTAssertThrowsError(try AFPacketPort(interface: "p0", role: .access, options: { var o = AFPacketPort.Options(); o.filter = "udp port banana"; return o }())) { error in
+      XCTAssertThrowsError(
+        try AFPacketPort(
+          interface: "p0", role: .access,
+          options: {
+            var o = AFPacketPort.Options(); o.filter = "udp port banana"; return o
+          }())
+      ) { error in
         guard case .filter = error as? AFPacketError else { return XCTFail("\(error)") }
       }
     }

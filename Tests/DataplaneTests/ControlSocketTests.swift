@@ -17,8 +17,9 @@ final class ControlSocketTests: XCTestCase {
     try server.start()
     defer { server.stop() }
 
-    let fdb = try JSONSerialization.jsonObject(
-      with: ControlClient.request(.init(command: "show-fdb"), socket: path)) as! [String: Any]
+    let fdb =
+      try JSONSerialization.jsonObject(
+        with: ControlClient.request(.init(command: "show-fdb"), socket: path)) as! [String: Any]
     let entries = fdb["entries"] as! [[String: Any]]
     XCTAssertEqual(entries.count, 2)
     let local = entries.first { $0["mac"] as? String == S.hostA.description }!
@@ -30,8 +31,9 @@ final class ControlSocketTests: XCTestCase {
     XCTAssertEqual(remote["origin"] as? String, "decap")
     XCTAssertEqual(remote["vni"] as? Int, 100)
 
-    let filtered = try JSONSerialization.jsonObject(
-      with: ControlClient.request(.init(command: "show-fdb", vni: 200), socket: path)) as! [String: Any]
+    let filtered =
+      try JSONSerialization.jsonObject(
+        with: ControlClient.request(.init(command: "show-fdb", vni: 200), socket: path)) as! [String: Any]
     XCTAssertEqual((filtered["entries"] as! [Any]).count, 0)
 
     let bd = try JSONDecoder.snake.decode(
@@ -46,14 +48,17 @@ final class ControlSocketTests: XCTestCase {
     XCTAssertEqual(stats.decapsulated, 1)
     XCTAssertEqual(stats.ports.first { $0.name == "vm1" }?.rxFrames, 1)
 
-    let unknown = try JSONSerialization.jsonObject(
-      with: ControlClient.request(.init(command: "reboot"), socket: path)) as! [String: Any]
+    let unknown =
+      try JSONSerialization.jsonObject(
+        with: ControlClient.request(.init(command: "reboot"), socket: path)) as! [String: Any]
     XCTAssertTrue((unknown["error"] as? String)?.contains("unknown command 'reboot'") ?? false)
 
     // Garbage on the socket gets an error reply and the server keeps serving.
     let fd = try ControlClient.connect(path)
     XCTAssertTrue(ControlClient.writeAll(fd, Data("\u{1}not json\n".utf8)))
-    guard case .success(let reply)? = ControlClient.readLine(fd, limit: 1 << 20) else { return XCTFail("no reply") }
+    guard case .success(let reply)? = ControlClient.readLine(fd, limit: 1 << 20) else {
+      return XCTFail("no reply")
+    }
     close(fd)
     XCTAssertTrue(String(decoding: reply, as: UTF8.self).contains("malformed request"))
     XCTAssertNoThrow(try ControlClient.request(.init(command: "show-bgp"), socket: path))

@@ -58,7 +58,8 @@ final class ForwardingTableTests: XCTestCase {
     }
     XCTAssertEqual(table.count, 65_536)
     for mac in 1...65_536 {
-      XCTAssertEqual(table.lookup(FDBKey(bridgeDomain: 1, mac: UInt64(mac))).index, UInt16(truncatingIfNeeded: mac))
+      XCTAssertEqual(
+        table.lookup(FDBKey(bridgeDomain: 1, mac: UInt64(mac))).index, UInt16(truncatingIfNeeded: mac))
     }
     XCTAssertEqual(table.lookup(FDBKey(bridgeDomain: 2, mac: 1)), .none)
     // Delete every other entry: the survivors stay reachable past freed slots.
@@ -74,7 +75,10 @@ final class ForwardingTableTests: XCTestCase {
   func testRefusesInsertWhenFull() {
     let table = ForwardingTable(capacity: 64)
     var full = false
-    for mac in 1...100_000 where table.update(FDBKey(bridgeDomain: 1, mac: UInt64(mac)), { _ in .set(self.entry(.port, 1)) }) == .full {
+    for mac in 1...100_000
+    where table.update(FDBKey(bridgeDomain: 1, mac: UInt64(mac)), { _ in .set(self.entry(.port, 1)) })
+      == .full
+    {
       full = true
       break
     }
@@ -191,6 +195,7 @@ final class ForwardingTableTests: XCTestCase {
     stop.store(true, ordering: .relaxed)
     group.wait()
     XCTAssertEqual(torn.load(ordering: .relaxed), 0, "readers saw torn entries")
-    XCTAssertGreaterThan(hits.load(ordering: .relaxed), 0, "readers never found an entry: the test proved nothing")
+    XCTAssertGreaterThan(
+      hits.load(ordering: .relaxed), 0, "readers never found an entry: the test proved nothing")
   }
 }

@@ -14,9 +14,15 @@ final class LiveSwitchResolverTests: XCTestCase {
     lab = try NetnsLab.make(self)
     sw = try lab.namespace("sw")
     peer = try lab.namespace("peer")
-    try lab.sh(sw, "ip link add p0 type veth peer name p1 netns \(peer) && ip addr add 10.79.0.1/24 dev p0 && ip link set p0 up")
+    try lab.sh(
+      sw,
+      "ip link add p0 type veth peer name p1 netns \(peer) && ip addr add 10.79.0.1/24 dev p0 && ip link set p0 up"
+    )
     try lab.sh(peer, "ip addr add 10.79.0.2/24 dev p1 && ip link set p1 up")
-    try lab.sh(sw, "ip route add 10.99.0.0/24 via 10.79.0.3 && ip neigh replace 10.79.0.3 dev p0 lladdr 02:33:33:33:33:33 nud permanent")
+    try lab.sh(
+      sw,
+      "ip route add 10.99.0.0/24 via 10.79.0.3 && ip neigh replace 10.79.0.3 dev p0 lladdr 02:33:33:33:33:33 nud permanent"
+    )
   }
 
   override func tearDown() {
@@ -36,7 +42,9 @@ final class LiveSwitchResolverTests: XCTestCase {
   /// The destination MAC of the precomputed outer header the pipeline uses for `vtep`.
   static func headerMAC(_ core: SwitchCore, _ vtep: IPAddress) -> MACAddress? {
     let state = core.state
-    guard let index = state.vtepAddresses.firstIndex(of: vtep), state.isResolved(vtep: index) else { return nil }
+    guard let index = state.vtepAddresses.firstIndex(of: vtep), state.isResolved(vtep: index) else {
+      return nil
+    }
     let header = UnsafeRawPointer(state.vtepHeaders + index * ForwardingState.headerSlot)
     return MACAddress(rawValue: header.be64(0) >> 16)
   }
@@ -55,10 +63,16 @@ final class LiveSwitchResolverTests: XCTestCase {
       resolver.tick()
     }
     // On-link VTEP: the resolver made the kernel ARP for it (nobody pinged).
-    XCTAssertTrue(eventually { pump(); return Self.headerMAC(core, IPAddress("10.79.0.2")!) == peerMAC })
+    XCTAssertTrue(
+      eventually {
+        pump(); return Self.headerMAC(core, IPAddress("10.79.0.2")!) == peerMAC
+      })
     XCTAssertEqual(resolver.entry(for: IPAddress("10.79.0.2")!)?.nextHop, IPAddress("10.79.0.2")!)
     // Behind a gateway: the gateway's MAC.
-    XCTAssertTrue(eventually { pump(); return Self.headerMAC(core, IPAddress("10.99.0.5")!) == MACAddress("02:33:33:33:33:33") })
+    XCTAssertTrue(
+      eventually {
+        pump(); return Self.headerMAC(core, IPAddress("10.99.0.5")!) == MACAddress("02:33:33:33:33:33")
+      })
     XCTAssertEqual(resolver.entry(for: IPAddress("10.99.0.5")!)?.nextHop, IPAddress("10.79.0.3")!)
     // The underlay's own MAC was read from the interface.
     XCTAssertEqual(resolver.underlayMAC, ownMAC)
@@ -66,18 +80,32 @@ final class LiveSwitchResolverTests: XCTestCase {
 
     // A neighbour change is followed from the notification.
     try lab.sh(sw, "ip neigh replace 10.79.0.2 dev p0 lladdr 02:44:44:44:44:44")
-    XCTAssertTrue(eventually { pump(); return Self.headerMAC(core, IPAddress("10.79.0.2")!) == MACAddress("02:44:44:44:44:44") })
+    XCTAssertTrue(
+      eventually {
+        pump(); return Self.headerMAC(core, IPAddress("10.79.0.2")!) == MACAddress("02:44:44:44:44:44")
+      })
     // So is a route change: the gateway moves.
-    try lab.sh(sw, "ip neigh replace 10.79.0.4 dev p0 lladdr 02:55:55:55:55:55 nud permanent && ip route replace 10.99.0.0/24 via 10.79.0.4")
-    XCTAssertTrue(eventually { pump(); return Self.headerMAC(core, IPAddress("10.99.0.5")!) == MACAddress("02:55:55:55:55:55") })
+    try lab.sh(
+      sw,
+      "ip neigh replace 10.79.0.4 dev p0 lladdr 02:55:55:55:55:55 nud permanent && ip route replace 10.99.0.0/24 via 10.79.0.4"
+    )
+    XCTAssertTrue(
+      eventually {
+        pump(); return Self.headerMAC(core, IPAddress("10.99.0.5")!) == MACAddress("02:55:55:55:55:55")
+      })
     // And the link MTU clamps the switch's.
     try lab.sh(sw, "ip link set p0 mtu 1400")
-    XCTAssertTrue(eventually { pump(); return core.config.site.mtu == 1400 })
+    XCTAssertTrue(
+      eventually {
+        pump(); return core.config.site.mtu == 1400
+      })
   }
 
   func testStaticNeighborTakesPrecedence() throws {
     let staticMAC = MACAddress("02:66:66:66:66:66")!
-    let core = SwitchCore(config: Self.config(flood: ["10.79.0.2"], neighbors: [.init(ip: IPAddress("10.79.0.2")!, mac: staticMAC)]))
+    let core = SwitchCore(
+      config: Self.config(
+        flood: ["10.79.0.2"], neighbors: [.init(ip: IPAddress("10.79.0.2")!, mac: staticMAC)]))
     try lab.sh(sw, "ping -c1 -W1 10.79.0.2 >/dev/null")
     let resolver = try NetworkNamespace.run(sw) { try NextHopResolver(core: core) }
     defer { resolver.close() }

@@ -19,13 +19,20 @@ final class LiveSwitchTests: XCTestCase {
     sw = try lab.namespace("sw")
     vm = try lab.namespace("vm")
     kern = try lab.namespace("kern")
-    try lab.sh(sw, """
+    try lab.sh(
+      sw,
+      """
       ip link add acc0 type veth peer name vm0 netns \(vm) && \
       ip link add und0 type veth peer name und1 netns \(kern) && \
       ip addr add 10.80.0.1/24 dev und0 && ip link set acc0 up && ip link set und0 up
       """)
-    try lab.sh(vm, "ip addr add 192.168.80.1/24 dev vm0 && ip link set vm0 up && (ethtool -K vm0 tso off gso off >/dev/null 2>&1 || true)")
-    try lab.sh(kern, """
+    try lab.sh(
+      vm,
+      "ip addr add 192.168.80.1/24 dev vm0 && ip link set vm0 up && (ethtool -K vm0 tso off gso off >/dev/null 2>&1 || true)"
+    )
+    try lab.sh(
+      kern,
+      """
       ip addr add 10.80.0.2/24 dev und1 && ip link set und1 up && \
       ip link add vx100 type vxlan id 100 local 10.80.0.2 remote 10.80.0.1 dstport 4789 dev und1 && \
       ip link add br0 type bridge && ip link set vx100 master br0 && \
@@ -58,7 +65,9 @@ final class LiveSwitchTests: XCTestCase {
     let pinged = eventually(timeout: 15, interval: 0.2) {
       (try? lab.sh(vm, "ping -c 1 -W 1 192.168.80.2 >/dev/null")) != nil
     }
-    XCTAssertTrue(pinged, "ping through vxswitch to the kernel vxlan side; stats: \(live.portStatistics) \(core.statistics)")
+    XCTAssertTrue(
+      pinged,
+      "ping through vxswitch to the kernel vxlan side; stats: \(live.portStatistics) \(core.statistics)")
     // ARP learned both ways, across the tunnel.
     let vmMAC = try lab.mac(vm, "vm0")
     let bridgeMAC = try lab.mac(kern, "br0")
@@ -68,7 +77,9 @@ final class LiveSwitchTests: XCTestCase {
     XCTAssertTrue(try lab.sh(kern, "bridge fdb show dev vx100").contains("\(vmMAC) dst 10.80.0.1"))
     // And the switch's resolver found the kernel VTEP's MAC.
     XCTAssertEqual(live.resolver?.entry(for: IPAddress("10.80.0.2")!)?.mac, try lab.mac(kern, "und1"))
-    XCTAssertEqual(try lab.sh(vm, "ping -c 5 -i 0.05 -W 1 192.168.80.2 | grep -o '[0-9]* received'").trimmingCharacters(in: .whitespacesAndNewlines), "5 received")
+    XCTAssertEqual(
+      try lab.sh(vm, "ping -c 5 -i 0.05 -W 1 192.168.80.2 | grep -o '[0-9]* received'").trimmingCharacters(
+        in: .whitespacesAndNewlines), "5 received")
     live.stop()
     live.stop()  // idempotent
     XCTAssertFalse(live.isRunning)

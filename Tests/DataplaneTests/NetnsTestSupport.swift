@@ -17,7 +17,9 @@ final class NetnsLab {
   /// Skips the test (with the reason) unless we are root and `ip netns` works.
   static func make(_ test: XCTestCase) throws -> NetnsLab {
     guard geteuid() == 0 else { throw XCTSkip("needs root (network namespaces, AF_PACKET)") }
-    guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    guard
+      FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+        || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
     else { throw XCTSkip("needs iproute2 (`ip`)") }
     if !cleaned {
       cleanStale()
@@ -56,7 +58,10 @@ final class NetnsLab {
     namespaces.append(name)
     try Self.run(["ip", "-n", name, "link", "set", "lo", "up"])
     // No IPv6 autoconfiguration chatter (RS, MLD) on the test links: tests count frames.
-    try Self.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
+    try Self.run([
+      "ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+      "net.ipv6.conf.default.disable_ipv6=1",
+    ])
     return name
   }
 
@@ -97,13 +102,15 @@ final class NetnsLab {
   }
 
   func mac(_ ns: String, _ interface: String) throws -> MACAddress {
-    let text = try sh(ns, "cat /sys/class/net/\(interface)/address").trimmingCharacters(in: .whitespacesAndNewlines)
+    let text = try sh(ns, "cat /sys/class/net/\(interface)/address").trimmingCharacters(
+      in: .whitespacesAndNewlines)
     return MACAddress(text)!
   }
 }
 
 /// Polls `condition` until it holds or `timeout` seconds pass.
-func eventually(timeout: Double = 5, interval: Double = 0.01, _ condition: () throws -> Bool) rethrows -> Bool {
+func eventually(timeout: Double = 5, interval: Double = 0.01, _ condition: () throws -> Bool) rethrows -> Bool
+{
   let deadline = Date().addingTimeInterval(timeout)
   while Date() < deadline {
     if try condition() { return true }
@@ -123,7 +130,9 @@ final class RawSender {
     fd = cp_packet_socket()
     guard fd >= 0 else { throw AFPacketError.system(operation: "socket", interface: interface, errno: -fd) }
     let bound = cp_packet_bind(fd, ifindex, 0)
-    guard bound == 0 else { throw AFPacketError.system(operation: "bind", interface: interface, errno: -bound) }
+    guard bound == 0 else {
+      throw AFPacketError.system(operation: "bind", interface: interface, errno: -bound)
+    }
   }
 
   deinit { close(fd) }
@@ -141,7 +150,8 @@ func drain(_ port: AFPacketPort, into frames: inout [(bytes: [UInt8], tag: UInt3
     vector.count = 0
     let got = port.receive(into: &vector)
     for index in 0..<vector.count {
-      let bytes = Array(UnsafeRawBufferPointer(start: vector.frames[index], count: Int(vector.lengths[index])))
+      let bytes = Array(
+        UnsafeRawBufferPointer(start: vector.frames[index], count: Int(vector.lengths[index])))
       frames.append((bytes, vector.vlanTags[index], vector.flags[index]))
     }
     port.releaseReceived()
@@ -151,7 +161,9 @@ func drain(_ port: AFPacketPort, into frames: inout [(bytes: [UInt8], tag: UInt3
 
 /// Hand-made frames (FrameBuilder may not exist on this branch).
 enum Frames {
-  static func ethernet(destination: MACAddress, source: MACAddress, etherType: UInt16, vlan: UInt16? = nil, payload: [UInt8]) -> [UInt8] {
+  static func ethernet(
+    destination: MACAddress, source: MACAddress, etherType: UInt16, vlan: UInt16? = nil, payload: [UInt8]
+  ) -> [UInt8] {
     var frame = destination.octets + source.octets
     if let vlan { frame += [0x81, 0x00, UInt8(vlan >> 8), UInt8(vlan & 0xFF)] }
     frame += [UInt8(etherType >> 8), UInt8(etherType & 0xFF)]
@@ -160,13 +172,18 @@ enum Frames {
 
   static func ipv4Checksum(_ header: [UInt8]) -> UInt16 {
     var sum: UInt32 = 0
-    for index in stride(from: 0, to: header.count, by: 2) { sum += UInt32(header[index]) << 8 | UInt32(header[index + 1]) }
+    for index in stride(from: 0, to: header.count, by: 2) {
+      sum += UInt32(header[index]) << 8 | UInt32(header[index + 1])
+    }
     while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
     return ~UInt16(sum)
   }
 
   /// IPv4 + UDP (checksum 0) carrying `payload`.
-  static func ipv4UDP(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8], ttl: UInt8 = 64) -> [UInt8] {
+  static func ipv4UDP(
+    source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8],
+    ttl: UInt8 = 64
+  ) -> [UInt8] {
     let udpLength = 8 + payload.count
     let total = 20 + udpLength
     var ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0x40, 0, ttl, 17, 0, 0]
@@ -175,27 +192,36 @@ enum Frames {
     ip[10] = UInt8(checksum >> 8)
     ip[11] = UInt8(checksum & 0xFF)
     let udp: [UInt8] = [
-      UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xFF),
+      UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8),
+      UInt8(destinationPort & 0xFF),
       UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0,
     ]
     return ip + udp + payload
   }
 
-  static func ipv6UDP(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8]) -> [UInt8] {
+  static func ipv6UDP(
+    source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, payload: [UInt8]
+  ) -> [UInt8] {
     let udpLength = 8 + payload.count
     var ip: [UInt8] = [0x60, 0, 0, 0, UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 17, 64]
     ip += source.bytes + destination.bytes
-    var udp: [UInt8] = [
-      UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8), UInt8(destinationPort & 0xFF),
-      UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0,
-    ] + payload
+    var udp: [UInt8] =
+      [
+        UInt8(sourcePort >> 8), UInt8(sourcePort & 0xFF), UInt8(destinationPort >> 8),
+        UInt8(destinationPort & 0xFF),
+        UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0,
+      ] + payload
     // Pseudo-header checksum (mandatory over IPv6).
     var sum: UInt32 = 17 + UInt32(udpLength)
     let pseudo = source.bytes + destination.bytes
-    for index in stride(from: 0, to: pseudo.count, by: 2) { sum += UInt32(pseudo[index]) << 8 | UInt32(pseudo[index + 1]) }
+    for index in stride(from: 0, to: pseudo.count, by: 2) {
+      sum += UInt32(pseudo[index]) << 8 | UInt32(pseudo[index + 1])
+    }
     var padded = udp
     if padded.count % 2 == 1 { padded.append(0) }
-    for index in stride(from: 0, to: padded.count, by: 2) { sum += UInt32(padded[index]) << 8 | UInt32(padded[index + 1]) }
+    for index in stride(from: 0, to: padded.count, by: 2) {
+      sum += UInt32(padded[index]) << 8 | UInt32(padded[index + 1])
+    }
     while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
     var checksum = ~UInt16(sum)
     if checksum == 0 { checksum = 0xFFFF }

@@ -21,9 +21,11 @@ final class PipelineDropTests: XCTestCase {
     let reasonBefore = sw.drops(reason)
     sw.forward(interface: interface, frames: [frame])
     XCTAssertEqual(sw.drops(reason) - reasonBefore, 1, "\(reason.name)", file: file, line: line)
-    XCTAssertEqual(sw.totalDrops() - before, 1, "exactly one reason for \(reason.name)", file: file, line: line)
+    XCTAssertEqual(
+      sw.totalDrops() - before, 1, "exactly one reason for \(reason.name)", file: file, line: line)
     for port in sw.ports where interface == "eth1" || port.name == "eth1" {
-      XCTAssertEqual(port.takeTransmitted(), [], "\(reason.name): nothing emitted on \(port.name)", file: file, line: line)
+      XCTAssertEqual(
+        port.takeTransmitted(), [], "\(reason.name): nothing emitted on \(port.name)", file: file, line: line)
     }
     // A good frame still gets through afterwards.
     let inner = S.ping(from: S.hostR, to: .broadcast)
@@ -33,7 +35,9 @@ final class PipelineDropTests: XCTestCase {
 
   private var good: [UInt8] { S.vxlan(S.ping(from: S.hostR, to: S.hostA)) }
 
-  private func patched(_ frame: [UInt8], fixIPChecksum: Bool = true, _ edit: (inout [UInt8]) -> Void) -> [UInt8] {
+  private func patched(_ frame: [UInt8], fixIPChecksum: Bool = true, _ edit: (inout [UInt8]) -> Void)
+    -> [UInt8]
+  {
     var bytes = frame
     edit(&bytes)
     if fixIPChecksum && bytes.count >= 34 && bytes[12] == 0x08 && bytes[13] == 0x00 {
@@ -59,7 +63,9 @@ final class PipelineDropTests: XCTestCase {
     assertDrop(.badSourceMAC, S.vxlan(S.ping(from: .zero, to: S.hostA)))
   }
 
-  func testUnmappedVLAN() { assertDrop(.unmappedVLAN, on: "trunk0", S.ping(from: S.hostA, to: S.hostB, vlan: 99)) }
+  func testUnmappedVLAN() {
+    assertDrop(.unmappedVLAN, on: "trunk0", S.ping(from: S.hostA, to: S.hostB, vlan: 99))
+  }
 
   func testSameInterface() {
     assertDrop(
@@ -70,18 +76,34 @@ final class PipelineDropTests: XCTestCase {
 
   func testInnerVLANTag() { assertDrop(.innerVLANTag, S.vxlan(S.ping(from: S.hostR, to: S.hostA, vlan: 10))) }
 
-  func testNotIP() { assertDrop(.notIP, patched(good) { $0[12] = 0x88; $0[13] = 0xCC }) }
+  func testNotIP() {
+    assertDrop(
+      .notIP,
+      patched(good) {
+        $0[12] = 0x88; $0[13] = 0xCC
+      })
+  }
 
   func testBadIPHeader() {
     assertDrop(.badIPHeader, patched(good) { $0[14] = 0x44 })
     assertDrop(.badIPHeader, patched(good) { $0[14] = 0x55 })
   }
 
-  func testBadIPChecksum() { assertDrop(.badIPChecksum, patched(good, fixIPChecksum: false) { $0[24] ^= 0x55 }) }
+  func testBadIPChecksum() {
+    assertDrop(.badIPChecksum, patched(good, fixIPChecksum: false) { $0[24] ^= 0x55 })
+  }
 
   func testBadIPLength() {
-    assertDrop(.badIPLength, patched(good) { $0[16] = 0x05; $0[17] = 0xDC })
-    assertDrop(.badIPLength, patched(good) { $0[16] = 0; $0[17] = 16 })
+    assertDrop(
+      .badIPLength,
+      patched(good) {
+        $0[16] = 0x05; $0[17] = 0xDC
+      })
+    assertDrop(
+      .badIPLength,
+      patched(good) {
+        $0[16] = 0; $0[17] = 16
+      })
   }
 
   func testOuterFragment() { assertDrop(.outerFragment, patched(good) { $0[20] = 0x20 }) }
@@ -89,7 +111,8 @@ final class PipelineDropTests: XCTestCase {
   func testUnsupportedIPv6Extension() {
     let frame = S.vxlan(S.ping(from: S.hostR, to: S.hostA), from: S.remote6, to: S.local6)
     let good6 = S.vxlan(S.ping(from: S.hostR, to: .broadcast), from: S.remote6, to: S.local6)
-    assertDrop(.unsupportedIPv6Extension, config: S.config(ipv6: true), then: good6, patched(frame) { $0[20] = 0 })
+    assertDrop(
+      .unsupportedIPv6Extension, config: S.config(ipv6: true), then: good6, patched(frame) { $0[20] = 0 })
     assertDrop(.outerFragment, config: S.config(ipv6: true), then: good6, patched(frame) { $0[20] = 44 })
   }
 
@@ -104,12 +127,21 @@ final class PipelineDropTests: XCTestCase {
     var config = S.config()
     config.site.udpPort = 8472
     assertDrop(
-      .wrongUDPPort, config: config, then: S.vxlan(S.ping(from: S.hostR, to: .broadcast), destinationPort: 8472), good)
+      .wrongUDPPort, config: config,
+      then: S.vxlan(S.ping(from: S.hostR, to: .broadcast), destinationPort: 8472), good)
   }
 
   func testBadUDPLength() {
-    assertDrop(.badUDPLength, patched(good) { $0[38] = 0x05; $0[39] = 0x78 })
-    assertDrop(.badUDPLength, patched(good) { $0[38] = 0; $0[39] = 20 })
+    assertDrop(
+      .badUDPLength,
+      patched(good) {
+        $0[38] = 0x05; $0[39] = 0x78
+      })
+    assertDrop(
+      .badUDPLength,
+      patched(good) {
+        $0[38] = 0; $0[39] = 20
+      })
   }
 
   func testBadUDPChecksum() {
@@ -125,7 +157,10 @@ final class PipelineDropTests: XCTestCase {
   func testSplitHorizon() {
     assertDrop(
       .splitHorizon,
-      prepare: { $0.forward(interface: "eth1", frames: [S.vxlan(S.ping(from: S.hostB, to: .broadcast), from: S.remoteB)]) },
+      prepare: {
+        $0.forward(
+          interface: "eth1", frames: [S.vxlan(S.ping(from: S.hostB, to: .broadcast), from: S.remoteB)])
+      },
       S.vxlan(S.ping(from: S.hostR, to: S.hostB)))
   }
 
@@ -154,7 +189,8 @@ final class PipelineDropTests: XCTestCase {
     let sw = OfflineSwitch(config: S.config())
     let domain = sw.core.state.domainIndex(vni: 100)!
     sw.core.fdb.update(FDBKey(bridgeDomain: domain, mac: S.hostB.rawValue)) { _ in
-      .set(FDBEntry(kind: .drop, index: 0, origin: .static, domainGeneration: 0, targetGeneration: 0, stamp: 0))
+      .set(
+        FDBEntry(kind: .drop, index: 0, origin: .static, domainGeneration: 0, targetGeneration: 0, stamp: 0))
     }
     sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: S.hostB)])
     XCTAssertEqual(sw.drops(.fdbDrop), 1)
@@ -167,7 +203,8 @@ final class PipelineDropTests: XCTestCase {
     // switch flushes after every batch of 256, so fill the ring by hand instead.
     let ring = sw.port("vm2")!.transmitRing
     for _ in 0..<ring.pointee.slotCount { ring.pointee.commit(length: 60) }
-    sw.pipeline.process(vectorWith: S.ping(from: S.hostA, to: S.hostB), ingress: UInt16(sw.interfaceIndex("vm1")!))
+    sw.pipeline.process(
+      vectorWith: S.ping(from: S.hostA, to: S.hostB), ingress: UInt16(sw.interfaceIndex("vm1")!))
     XCTAssertEqual(sw.drops(.txRingFull), 1)
     let huge = S.ping(from: S.hostA, to: S.hostB, payload: 9400)
     let fresh = OfflineSwitch(config: S.config(mtu: 9216))

@@ -16,8 +16,10 @@ final class PipelineGoldenTests: XCTestCase {
     XCTAssertEqual(sw.takeOutput("vm3"), [], "other bridge domain")
     let underlay = sw.takeOutput("eth1")
     XCTAssertEqual(underlay.count, 2)
-    XCTAssertEqual(underlay[0], S.expectedEncap(frame, to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
-    XCTAssertEqual(underlay[1], S.expectedEncap(frame, to: S.remoteB, nextHop: S.remoteBMAC, emitted: underlay[1]))
+    XCTAssertEqual(
+      underlay[0], S.expectedEncap(frame, to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
+    XCTAssertEqual(
+      underlay[1], S.expectedEncap(frame, to: S.remoteB, nextHop: S.remoteBMAC, emitted: underlay[1]))
     XCTAssertEqual(sw.core.statistics[Counter.floodCopies], 4)
   }
 
@@ -27,7 +29,8 @@ final class PipelineGoldenTests: XCTestCase {
     for sequence in 0..<64 {
       let frame = FrameBuilder.udpFrame(
         link: .init(destination: S.hostB, source: S.hostA), source: IPAddress("192.168.1.1")!,
-        destination: IPAddress("192.168.1.2")!, sourcePort: 1000 + UInt16(sequence), destinationPort: 53, payload: [1, 2])
+        destination: IPAddress("192.168.1.2")!, sourcePort: 1000 + UInt16(sequence), destinationPort: 53,
+        payload: [1, 2])
       sw.forward(interface: "vm1", frames: [frame, frame])
       let out = sw.takeOutput("eth1").filter { $0[30...33] == [10, 0, 0, 2] }
       XCTAssertEqual(out.count, 2)
@@ -65,7 +68,8 @@ final class PipelineGoldenTests: XCTestCase {
     sw.forward(interface: "vm1", frames: [reply])
     let underlay = sw.takeOutput("eth1")
     XCTAssertEqual(underlay.count, 1)
-    XCTAssertEqual(underlay.first, S.expectedEncap(reply, to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
+    XCTAssertEqual(
+      underlay.first, S.expectedEncap(reply, to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
     XCTAssertEqual(sw.takeOutput("vm2"), [])
   }
 
@@ -82,7 +86,8 @@ final class PipelineGoldenTests: XCTestCase {
     XCTAssertEqual(underlay.count, 1)
     XCTAssertEqual(
       underlay.first,
-      S.expectedEncap(reply, to: IPAddress("10.0.0.9")!, nextHop: MACAddress("02:00:00:00:00:09")!, emitted: underlay[0]))
+      S.expectedEncap(
+        reply, to: IPAddress("10.0.0.9")!, nextHop: MACAddress("02:00:00:00:00:09")!, emitted: underlay[0]))
   }
 
   func testFloodFromAVTEPNeverGoesBackToAVTEP() {
@@ -114,7 +119,9 @@ final class PipelineGoldenTests: XCTestCase {
     sw.forward(interface: "trunk0", frames: [blue])
     let underlay = sw.takeOutput("eth1")
     XCTAssertEqual(underlay.count, 2)
-    XCTAssertEqual(underlay[0], S.expectedEncap(S.untagged(blue), to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
+    XCTAssertEqual(
+      underlay[0],
+      S.expectedEncap(S.untagged(blue), to: S.remoteA, nextHop: S.remoteAMAC, emitted: underlay[0]))
     // A kernel-stripped tag (tp_vlan_tci) counts like an in-band one.
     var vector = FrameVector()
     var bytes = S.untagged(S.ping(from: S.hostB, to: .broadcast, vlan: 20))
@@ -189,7 +196,8 @@ final class PipelineGoldenTests: XCTestCase {
     XCTAssertEqual(underlay.count, 1)
     XCTAssertEqual(underlay[0].count, frame.count + 70)
     XCTAssertEqual(
-      underlay[0], S.expectedEncap(frame, to: S.remote6, nextHop: S.remoteAMAC, emitted: underlay[0], from: S.local6))
+      underlay[0],
+      S.expectedEncap(frame, to: S.remote6, nextHop: S.remoteAMAC, emitted: underlay[0], from: S.local6))
     let inner = S.ping(from: S.hostR, to: S.hostA)
     sw.forward(interface: "eth1", frames: [S.vxlan(inner, from: S.remote6, to: S.local6)])
     XCTAssertEqual(sw.takeOutput("vm1"), [inner])
@@ -223,7 +231,8 @@ final class PipelineGoldenTests: XCTestCase {
     let expected = FrameBuilder.vxlanFrame(
       inner: frame, vni: 100,
       underlay: .init(
-        link: .init(destination: S.remoteAMAC, source: S.underlayMAC), source: S.local4, destination: S.remoteA,
+        link: .init(destination: S.remoteAMAC, source: S.underlayMAC), source: S.local4,
+        destination: S.remoteA,
         sourcePort: port, udpChecksum: .computed, ipv4: .init(dontFragment: true)))
     XCTAssertEqual(out, expected)
     // And the decap side verifies a non-zero checksum.

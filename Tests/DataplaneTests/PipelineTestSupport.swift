@@ -39,7 +39,8 @@ enum TestSite {
   }
 
   static func ping(
-    from source: MACAddress, to destination: MACAddress, vlan: UInt16? = nil, payload: Int = 18, sequence: UInt16 = 1
+    from source: MACAddress, to destination: MACAddress, vlan: UInt16? = nil, payload: Int = 18,
+    sequence: UInt16 = 1
   ) -> [UInt8] {
     FrameBuilder.icmpEchoFrame(
       link: .init(destination: destination, source: source, vlan: vlan.map { .init(vlanID: $0) }),
@@ -68,7 +69,9 @@ enum TestSite {
     let portOffset = local.isIPv4 ? 34 : 54
     let sourcePort = UInt16(emitted[portOffset]) << 8 | UInt16(emitted[portOffset + 1])
     var flowLabel: UInt32 = 0
-    if !local.isIPv4 { flowLabel = (UInt32(emitted[15] & 0x0F) << 16) | UInt32(emitted[16]) << 8 | UInt32(emitted[17]) }
+    if !local.isIPv4 {
+      flowLabel = (UInt32(emitted[15] & 0x0F) << 16) | UInt32(emitted[16]) << 8 | UInt32(emitted[17])
+    }
     return FrameBuilder.vxlanFrame(
       inner: inner, vni: vni,
       underlay: .init(

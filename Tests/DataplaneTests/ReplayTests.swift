@@ -56,11 +56,14 @@ final class ReplayTests: XCTestCase {
   }
 
   func testUnderlayOutputDecodesInTshark() throws {
-    guard let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first(where: FileManager.default.fileExists) else {
+    guard
+      let tshark = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first(where: FileManager.default.fileExists)
+    else {
       throw XCTSkip("tshark is not installed: apt-get install tshark")
     }
     let input = try writePcap("in.pcap", [(1, S.ping(from: S.hostA, to: S.hostR))])
-    _ = try Replay(config: S.config(), inputs: [.init(port: "vm1", path: input)], outputDirectory: directory).run()
+    _ = try Replay(config: S.config(), inputs: [.init(port: "vm1", path: input)], outputDirectory: directory)
+      .run()
     let process = Process()
     process.executableURL = URL(fileURLWithPath: tshark)
     process.arguments = [
@@ -83,14 +86,17 @@ final class ReplayTests: XCTestCase {
 
   func testUnknownPortAndUnreadableFileAreClearErrors() throws {
     XCTAssertThrowsError(
-      try Replay(config: S.config(), inputs: [.init(port: "nope", path: "/dev/null")], outputDirectory: directory).run()
+      try Replay(
+        config: S.config(), inputs: [.init(port: "nope", path: "/dev/null")], outputDirectory: directory
+      ).run()
     ) { error in
       XCTAssertTrue("\(error)".contains("port 'nope' is not in the configuration"), "\(error)")
     }
     let garbage = directory + "/garbage.pcap"
     FileManager.default.createFile(atPath: garbage, contents: Data("not a capture".utf8))
     XCTAssertThrowsError(
-      try Replay(config: S.config(), inputs: [.init(port: "vm1", path: garbage)], outputDirectory: directory).run()
+      try Replay(config: S.config(), inputs: [.init(port: "vm1", path: garbage)], outputDirectory: directory)
+        .run()
     ) { error in
       XCTAssertTrue("\(error)".contains(garbage), "\(error)")
     }

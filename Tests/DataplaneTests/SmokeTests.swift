@@ -1,3 +1,5 @@
 import XCTest
+
 @testable import Dataplane
+
 final class SmokeTests: XCTestCase { func testVersion() { XCTAssertFalse(DataplaneVersion.string.isEmpty) } }

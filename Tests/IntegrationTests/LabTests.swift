@@ -9,12 +9,15 @@ import XCTest
 /// kernel's `bridge fdb show` lists vxswitch sites' VTEPs).
 final class LabTests: XCTestCase {
   static var binary: URL {
-    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("vxswitch")
+    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+      "vxswitch")
   }
 
   override func setUpWithError() throws {
     guard getuid() == 0 else { throw XCTSkip("needs root: network namespaces and AF_PACKET") }
-    guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
+    guard
+      FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip")
+        || FileManager.default.isExecutableFile(atPath: "/sbin/ip")
     else { throw XCTSkip("iproute2 (ip) is not installed") }
     guard FileManager.default.isExecutableFile(atPath: Self.binary.path) else {
       throw XCTSkip("vxswitch binary not built next to the tests: \(Self.binary.path)")
@@ -22,7 +25,8 @@ final class LabTests: XCTestCase {
   }
 
   /// Runs `vxswitch lab --check --teardown` with a prefix unique to this test run.
-  private func lab(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+  private func lab(_ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String
+  {
     let prefix = "t\(getpid() % 10000)"
     let process = Process()
     process.executableURL = Self.binary
@@ -40,10 +44,13 @@ final class LabTests: XCTestCase {
     down.standardOutput = FileHandle.nullDevice
     try down.run()
     down.waitUntilExit()
-    XCTAssertEqual(process.terminationStatus, 0, "vxswitch lab \(arguments) failed:\n\(output)", file: file, line: line)
+    XCTAssertEqual(
+      process.terminationStatus, 0, "vxswitch lab \(arguments) failed:\n\(output)", file: file, line: line)
     XCTAssertFalse(output.contains("FAIL"), output, file: file, line: line)
     let namespaces = (try? String(contentsOfFile: "/proc/net/dev")) != nil ? Self.namespaces() : []
-    XCTAssertFalse(namespaces.contains { $0.hasPrefix(prefix + "-") }, "namespaces left: \(namespaces)", file: file, line: line)
+    XCTAssertFalse(
+      namespaces.contains { $0.hasPrefix(prefix + "-") }, "namespaces left: \(namespaces)", file: file,
+      line: line)
     return output
   }
 
@@ -90,14 +97,23 @@ final class LabTests: XCTestCase {
   /// that flood lists are built from type-3 routes, that VMs ping across sites and that
   /// every remote MAC is an FDB entry of origin control from the route reflector.
   func testTwoSitesOverAGoBGPRouteReflector() throws {
-    guard ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: { FileManager.default.isExecutableFile(atPath: $0) })
+    guard
+      ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
     else { throw XCTSkip("gobgpd not installed") }
     let output = try lab(["--bgp", "--sites", "2"])
     XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
-    XCTAssertTrue(output.contains("ok   site 1 BGP: session with the route reflector Established, flood list from type-3"), output)
-    XCTAssertTrue(output.contains("ok   site 2 BGP: session with the route reflector Established, flood list from type-3"), output)
+    XCTAssertTrue(
+      output.contains(
+        "ok   site 1 BGP: session with the route reflector Established, flood list from type-3"), output)
+    XCTAssertTrue(
+      output.contains(
+        "ok   site 2 BGP: session with the route reflector Established, flood list from type-3"), output)
     XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer"), output)
-    XCTAssertTrue(output.contains("control (172.16.1.1 seq 0)"), "show fdb marks BGP entries with peer and sequence:\n\(output)")
+    XCTAssertTrue(
+      output.contains("control (172.16.1.1 seq 0)"),
+      "show fdb marks BGP entries with peer and sequence:\n\(output)")
   }
 }

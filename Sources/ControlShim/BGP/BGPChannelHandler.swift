@@ -21,7 +21,9 @@ final class BGPChannelHandler: ChannelInboundHandler, @unchecked Sendable {
     var buffer = unwrapInboundIn(data)
     if let bytes = buffer.readBytes(length: buffer.readableBytes) { pending.append(contentsOf: bytes) }
     do {
-      while let length = try BGPMessageCodec.frameLength(pending, offset: consumed), pending.count - consumed >= length {
+      while let length = try BGPMessageCodec.frameLength(pending, offset: consumed),
+        pending.count - consumed >= length
+      {
         let frame = Array(pending[consumed..<consumed + length])
         consumed += length
         guard connection.receive(frame: frame) else { return }

@@ -110,7 +110,8 @@ final class BGPConnection: @unchecked Sendable {
   private func receivedOpen(_ open: OpenMessage) {
     if peer == nil {
       guard let match = speaker.peerForIncoming(address: remoteAddress, open: open) else {
-        sendNotificationAndClose(.connectionRejected, reason: "no peer configured for \(remoteAddress) AS \(open.asn)")
+        sendNotificationAndClose(
+          .connectionRejected, reason: "no peer configured for \(remoteAddress) AS \(open.asn)")
         return
       }
       peer = match
@@ -150,7 +151,8 @@ final class BGPConnection: @unchecked Sendable {
     guard negotiatedHoldTime > 0 else { return }
     // A third of the hold time (RFC 4271 section 10), in milliseconds for short holds.
     let interval = TimeAmount.milliseconds(Int64(negotiatedHoldTime) * 1000 / 3)
-    keepaliveTimer = channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+    keepaliveTimer = channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) {
+      [weak self] _ in
       self?.send(.keepalive)
     }
   }
@@ -172,7 +174,8 @@ final class BGPConnection: @unchecked Sendable {
   }
 
   /// Closes the TCP connection (after pending writes) and tells the peer once.
-  func close(reason: String, notificationExchanged: Bool = false, after written: EventLoopFuture<Void>? = nil) {
+  func close(reason: String, notificationExchanged: Bool = false, after written: EventLoopFuture<Void>? = nil)
+  {
     guard state != .closed else { return }
     let wasEstablished = state == .established
     state = .closed
@@ -184,7 +187,8 @@ final class BGPConnection: @unchecked Sendable {
     } else {
       channel.close(promise: nil)
     }
-    peer?.connectionClosed(self, wasEstablished: wasEstablished, reason: reason, notificationExchanged: notificationExchanged)
+    peer?.connectionClosed(
+      self, wasEstablished: wasEstablished, reason: reason, notificationExchanged: notificationExchanged)
   }
 
   func channelClosed() { close(reason: "connection closed by peer") }

@@ -8,7 +8,9 @@ public struct OpenMessage: Hashable, Sendable {
   public var bgpIdentifier: UInt32
   public var capabilities: [BGPCapability]
 
-  public init(version: UInt8 = 4, myAS: UInt16, holdTime: UInt16, bgpIdentifier: UInt32, capabilities: [BGPCapability]) {
+  public init(
+    version: UInt8 = 4, myAS: UInt16, holdTime: UInt16, bgpIdentifier: UInt32, capabilities: [BGPCapability]
+  ) {
     self.version = version
     self.myAS = myAS
     self.holdTime = holdTime
@@ -32,7 +34,10 @@ public struct OpenMessage: Hashable, Sendable {
   }
 
   public var families: Set<AddressFamily> {
-    Set(capabilities.compactMap { if case .multiprotocol(let family) = $0 { return family } else { return nil } })
+    Set(
+      capabilities.compactMap {
+        if case .multiprotocol(let family) = $0 { return family } else { return nil }
+      })
   }
 
   public var gracefulRestart: GracefulRestartCapability? {
@@ -54,7 +59,9 @@ public struct UpdateMessage: Hashable, Sendable {
   public var attributes: PathAttributes
   public var nlri: [UInt8]
 
-  public init(withdrawnRoutes: [UInt8] = [], attributes: PathAttributes = PathAttributes(), nlri: [UInt8] = []) {
+  public init(
+    withdrawnRoutes: [UInt8] = [], attributes: PathAttributes = PathAttributes(), nlri: [UInt8] = []
+  ) {
     self.withdrawnRoutes = withdrawnRoutes
     self.attributes = attributes
     self.nlri = nlri
@@ -111,7 +118,9 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   public static let connectionRejected = NotificationMessage(code: 6, subcode: 5)
   public static let connectionCollisionResolution = NotificationMessage(code: 6, subcode: 7)
 
-  public var description: String { "NOTIFICATION \(code)/\(subcode)" + (data.isEmpty ? "" : " data \(data.hexString)") }
+  public var description: String {
+    "NOTIFICATION \(code)/\(subcode)" + (data.isEmpty ? "" : " data \(data.hexString)")
+  }
 }
 
 /// RFC 2918 ROUTE-REFRESH.
@@ -132,7 +141,8 @@ public enum BGPMessage: Hashable, Sendable {
   public static let maximumLength = 4096
 
   enum TypeCode {
-    static let open: UInt8 = 1, update: UInt8 = 2, notification: UInt8 = 3, keepalive: UInt8 = 4, routeRefresh: UInt8 = 5
+    static let open: UInt8 = 1, update: UInt8 = 2, notification: UInt8 = 3, keepalive: UInt8 = 4,
+      routeRefresh: UInt8 = 5
   }
 
   var typeCode: UInt8 {

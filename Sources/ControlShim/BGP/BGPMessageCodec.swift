@@ -5,7 +5,9 @@ public struct DecodedMessage: Sendable {
   public var treatAsWithdraw: [BGPWireError] = []
   public var discardedAttributes: [BGPWireError] = []
 
-  public init(message: BGPMessage, treatAsWithdraw: [BGPWireError] = [], discardedAttributes: [BGPWireError] = []) {
+  public init(
+    message: BGPMessage, treatAsWithdraw: [BGPWireError] = [], discardedAttributes: [BGPWireError] = []
+  ) {
     self.message = message
     self.treatAsWithdraw = treatAsWithdraw
     self.discardedAttributes = discardedAttributes
@@ -29,7 +31,8 @@ public enum BGPMessageCodec {
   }
 
   private static func checkLength(_ length: Int, type: UInt8) throws {
-    let lengthError = BGPWireError(.badMessageLength(UInt16(truncatingIfNeeded: length)), data: [UInt8(length >> 8), UInt8(length & 0xFF)])
+    let lengthError = BGPWireError(
+      .badMessageLength(UInt16(truncatingIfNeeded: length)), data: [UInt8(length >> 8), UInt8(length & 0xFF)])
     guard length >= BGPMessage.headerLength, length <= BGPMessage.maximumLength else { throw lengthError }
     switch type {
     case BGPMessage.TypeCode.open: guard length >= 29 else { throw lengthError }
@@ -43,7 +46,9 @@ public enum BGPMessageCodec {
 
   /// Decodes one complete message. Never traps: any byte string either decodes or
   /// throws a `BGPWireError`.
-  public static func decode(_ frame: [UInt8], context: DecodingContext = DecodingContext()) throws -> DecodedMessage {
+  public static func decode(_ frame: [UInt8], context: DecodingContext = DecodingContext()) throws
+    -> DecodedMessage
+  {
     guard let length = try frameLength(frame), length == frame.count else {
       throw BGPWireError(.badMessageLength(UInt16(truncatingIfNeeded: frame.count)))
     }
@@ -56,13 +61,16 @@ public enum BGPMessageCodec {
     case BGPMessage.TypeCode.notification:
       let code = try reader.readUInt8()
       let subcode = try reader.readUInt8()
-      return DecodedMessage(message: .notification(NotificationMessage(code: code, subcode: subcode, data: reader.remainingBytes())))
+      return DecodedMessage(
+        message: .notification(
+          NotificationMessage(code: code, subcode: subcode, data: reader.remainingBytes())))
     case BGPMessage.TypeCode.keepalive: return DecodedMessage(message: .keepalive)
     default:
       let afi = try reader.readUInt16()
       _ = try reader.readUInt8()
       let safi = try reader.readUInt8()
-      return DecodedMessage(message: .routeRefresh(RouteRefreshMessage(family: AddressFamily(afi: afi, safi: safi))))
+      return DecodedMessage(
+        message: .routeRefresh(RouteRefreshMessage(family: AddressFamily(afi: afi, safi: safi))))
     }
   }
 
@@ -88,13 +96,17 @@ public enum BGPMessageCodec {
           capabilities.append(try BGPCapability.decode(code: code, value: &value))
         }
       }
-      return OpenMessage(version: version, myAS: myAS, holdTime: holdTime, bgpIdentifier: identifier, capabilities: capabilities)
+      return OpenMessage(
+        version: version, myAS: myAS, holdTime: holdTime, bgpIdentifier: identifier,
+        capabilities: capabilities)
     } catch is WireReader.Underflow {
       throw BGPWireError(.malformedOpen)
     }
   }
 
-  private static func decodeUpdate(_ reader: inout WireReader, context: DecodingContext) throws -> DecodedMessage {
+  private static func decodeUpdate(_ reader: inout WireReader, context: DecodingContext) throws
+    -> DecodedMessage
+  {
     do {
       let withdrawnLength = Int(try reader.readUInt16())
       guard withdrawnLength + 2 <= reader.remaining else { throw BGPWireError(.malformedAttributeList) }
@@ -109,16 +121,27 @@ public enum BGPMessageCodec {
       let hasReachable = !nlri.isEmpty || !(decoded.attributes.mpReach?.nlri.isEmpty ?? true)
       if hasReachable {
         if !decoded.presentTypes.contains(PathAttributes.TypeCode.origin) {
-          decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.origin), action: .treatAsWithdraw, data: [1]))
+          decoded.treatAsWithdraw.append(
+            BGPWireError(
+              .missingWellKnownAttribute(PathAttributes.TypeCode.origin), action: .treatAsWithdraw, data: [1])
+          )
         }
         if !decoded.presentTypes.contains(PathAttributes.TypeCode.asPath) {
-          decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.asPath), action: .treatAsWithdraw, data: [2]))
+          decoded.treatAsWithdraw.append(
+            BGPWireError(
+              .missingWellKnownAttribute(PathAttributes.TypeCode.asPath), action: .treatAsWithdraw, data: [2])
+          )
         }
         if !nlri.isEmpty && !decoded.presentTypes.contains(PathAttributes.TypeCode.nextHop) {
-          decoded.treatAsWithdraw.append(BGPWireError(.missingWellKnownAttribute(PathAttributes.TypeCode.nextHop), action: .treatAsWithdraw, data: [3]))
+          decoded.treatAsWithdraw.append(
+            BGPWireError(
+              .missingWellKnownAttribute(PathAttributes.TypeCode.nextHop), action: .treatAsWithdraw, data: [3]
+            ))
         }
       }
-      return DecodedMessage(message: .update(update), treatAsWithdraw: decoded.treatAsWithdraw, discardedAttributes: decoded.discarded)
+      return DecodedMessage(
+        message: .update(update), treatAsWithdraw: decoded.treatAsWithdraw,
+        discardedAttributes: decoded.discarded)
     } catch is WireReader.Underflow {
       throw BGPWireError(.malformedAttributeList)
     }

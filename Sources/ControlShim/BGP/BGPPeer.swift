@@ -73,7 +73,9 @@ final class BGPPeer: @unchecked Sendable {
     retryTask?.cancel()
     retryTask = nil
     staleTask?.cancel()
-    for connection in connections { connection.sendNotificationAndClose(notification, reason: "administrative stop") }
+    for connection in connections {
+      connection.sendNotificationAndClose(notification, reason: "administrative stop")
+    }
   }
 
   /// Drops the TCP connection without a NOTIFICATION, as a link failure would; used
@@ -94,14 +96,18 @@ final class BGPPeer: @unchecked Sendable {
       .channelInitializer { [weak self] channel in
         guard let self else { return channel.eventLoop.makeSucceededVoidFuture() }
         let connection = BGPConnection(
-          channel: channel, outbound: true, remoteAddress: configuration.address, speaker: speaker, peer: self)
+          channel: channel, outbound: true, remoteAddress: configuration.address, speaker: speaker, peer: self
+        )
         self.connections.append(connection)
         let md5: EventLoopFuture<Void> =
-          configuration.password.map { TCPMD5.configure(channel, peerAddress: configuration.address, password: $0) }
+          configuration.password.map {
+            TCPMD5.configure(channel, peerAddress: configuration.address, password: $0)
+          }
           ?? channel.eventLoop.makeSucceededVoidFuture()
         return md5.flatMap { channel.pipeline.addHandler(BGPChannelHandler(connection: connection)) }
       }
-    bootstrap.connect(host: configuration.address, port: Int(configuration.port)).whenComplete { [weak self] result in
+    bootstrap.connect(host: configuration.address, port: Int(configuration.port)).whenComplete {
+      [weak self] result in
       guard let self else { return }
       self.connecting = false
       if case .failure(let error) = result {
@@ -140,10 +146,13 @@ final class BGPPeer: @unchecked Sendable {
         .gracefulRestart(
           GracefulRestartCapability(
             restartTime: settings.gracefulRestartTime,
-            families: families.map { .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved) })))
+            families: families.map {
+              .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved)
+            })))
     }
     return OpenMessage(
-      asn: settings.asn, holdTime: configuredHoldTime, bgpIdentifier: settings.routerID, capabilities: capabilities)
+      asn: settings.asn, holdTime: configuredHoldTime, bgpIdentifier: settings.routerID,
+      capabilities: capabilities)
   }
 
   /// RFC 4271 section 6.2 checks that need the configuration.
@@ -160,7 +169,8 @@ final class BGPPeer: @unchecked Sendable {
   /// the higher BGP identifier survives. Returns false when `connection` lost.
   func resolveCollision(_ connection: BGPConnection, remoteIdentifier: UInt32) -> Bool {
     if established != nil {
-      connection.sendNotificationAndClose(.connectionCollisionResolution, reason: "collision with established session")
+      connection.sendNotificationAndClose(
+        .connectionCollisionResolution, reason: "collision with established session")
       return false
     }
     let keepOutbound = speaker.configuration.routerID > remoteIdentifier
@@ -193,7 +203,9 @@ final class BGPPeer: @unchecked Sendable {
     speaker.sessionEstablished(self)
   }
 
-  func connectionClosed(_ connection: BGPConnection, wasEstablished: Bool, reason: String, notificationExchanged: Bool) {
+  func connectionClosed(
+    _ connection: BGPConnection, wasEstablished: Bool, reason: String, notificationExchanged: Bool
+  ) {
     connections.removeAll { $0 === connection }
     guard !wasEstablished else {
       established = nil
@@ -279,8 +291,10 @@ final class BGPPeer: @unchecked Sendable {
       fourOctetAS: open?.supportsFourOctetAS ?? false, routeRefresh: open?.supportsRouteRefresh ?? false,
       peerGracefulRestart: open?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false,
       routeTargetConstraint: usesRouteTargetConstraint,
-      routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index), routesIgnored: routesIgnored,
+      routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index),
+      routesIgnored: routesIgnored,
       routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
-      establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil)
+      establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil
+    )
   }
 }

@@ -33,7 +33,8 @@ public enum BGPCapability: Hashable, Sendable {
   case unknown(code: UInt8, value: [UInt8])
 
   enum Code {
-    static let multiprotocol: UInt8 = 1, routeRefresh: UInt8 = 2, gracefulRestart: UInt8 = 64, fourOctetAS: UInt8 = 65
+    static let multiprotocol: UInt8 = 1, routeRefresh: UInt8 = 2, gracefulRestart: UInt8 = 64,
+      fourOctetAS: UInt8 = 65
   }
 
   static func decode(code: UInt8, value reader: inout WireReader) throws -> BGPCapability {
@@ -58,7 +59,8 @@ public enum BGPCapability: Hashable, Sendable {
         families.append(.init(family: family, forwardingPreserved: flags & 0x80 != 0))
       }
       return .gracefulRestart(
-        GracefulRestartCapability(restarting: header & 0x8000 != 0, restartTime: header & 0x0FFF, families: families))
+        GracefulRestartCapability(
+          restarting: header & 0x8000 != 0, restartTime: header & 0x0FFF, families: families))
     default:
       return .unknown(code: code, value: reader.remainingBytes())
     }

@@ -7,8 +7,12 @@ extension EVPNSpeaker {
   /// Advertises a locally learnt MAC (with an optional IP). Without an explicit
   /// `sequence`, a MAC that peers know elsewhere gets their highest sequence + 1
   /// (RFC 7432 section 15), otherwise it keeps its current one (0 at first).
-  public func advertiseMAC(vni: UInt32, mac: MACAddress, ip: IPAddress? = nil, sequence: UInt32? = nil, sticky: Bool = false) {
-    eventLoop.execute { self.advertiseLocalMAC(vni: vni, mac: mac, ip: ip, sequence: sequence, sticky: sticky) }
+  public func advertiseMAC(
+    vni: UInt32, mac: MACAddress, ip: IPAddress? = nil, sequence: UInt32? = nil, sticky: Bool = false
+  ) {
+    eventLoop.execute {
+      self.advertiseLocalMAC(vni: vni, mac: mac, ip: ip, sequence: sequence, sticky: sticky)
+    }
   }
 
   /// Withdraws a local MAC (aged out or moved away).
@@ -41,7 +45,9 @@ extension EVPNSpeaker {
 
   // MARK: internals
 
-  private func advertiseLocalMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?, sequence: UInt32?, sticky: Bool) {
+  private func advertiseLocalMAC(
+    vni: UInt32, mac: MACAddress, ip: IPAddress?, sequence: UInt32?, sticky: Bool
+  ) {
     guard let settings = vniSettings[vni] else { return }
     let key = MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)
     var chosen = sequence ?? 0
@@ -101,10 +107,13 @@ extension EVPNSpeaker {
     }
     var groups: [Group: [EVPNNLRI]] = [:]
     for (key, path) in routes {
-      guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets) else { continue }
+      guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets)
+      else { continue }
       let route = MACIPAdvertisementRoute(
-        routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip, label1: key.vni)
-      groups[Group(vni: key.vni, sequence: path.sequence, sticky: path.isSticky), default: []].append(.macIP(route))
+        routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
+        label1: key.vni)
+      groups[Group(vni: key.vni, sequence: path.sequence, sticky: path.isSticky), default: []].append(
+        .macIP(route))
     }
     let base = baseAttributes(for: peer)
     let nextHop = configuration.vtep.bytes
@@ -116,7 +125,9 @@ extension EVPNSpeaker {
       if group.sequence > 0 || group.sticky {
         attributes.extendedCommunities.append(.macMobility(sticky: group.sticky, sequence: group.sequence))
       }
-      for message in UpdateBuilder.announcements(nlri, attributes: attributes, nextHop: nextHop, context: connection.context) {
+      for message in UpdateBuilder.announcements(
+        nlri, attributes: attributes, nextHop: nextHop, context: connection.context)
+      {
         connection.sendRaw(message, flush: false)
       }
       peer.routesAdvertised += nlri.count
@@ -127,13 +138,16 @@ extension EVPNSpeaker {
   func sendInclusiveMulticast(vnis: [UInt32], to peer: BGPPeer) {
     guard let connection = peer.established else { return }
     for vni in vnis.sorted() {
-      guard let settings = vniSettings[vni], canSend(to: peer, targets: settings.exportRouteTargets) else { continue }
+      guard let settings = vniSettings[vni], canSend(to: peer, targets: settings.exportRouteTargets) else {
+        continue
+      }
       var attributes = baseAttributes(for: peer)
       attributes.extendedCommunities = settings.exportRouteTargets.map(ExtendedCommunity.routeTarget)
       attributes.extendedCommunities.append(.vxlanEncapsulation)
       attributes.pmsiTunnel = .ingressReplication(vni: vni, vtep: configuration.vtep)
       let route = EVPNNLRI.inclusiveMulticast(
-        InclusiveMulticastRoute(routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
+        InclusiveMulticastRoute(
+          routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
       for message in UpdateBuilder.announcements(
         [route], attributes: attributes, nextHop: configuration.vtep.bytes, context: connection.context)
       {
@@ -149,14 +163,17 @@ extension EVPNSpeaker {
       guard let connection = peer.established else { continue }
       var nlri: [EVPNNLRI] = []
       for key in keys {
-        guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets) else { continue }
+        guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets)
+        else { continue }
         nlri.append(
           .macIP(
             MACIPAdvertisementRoute(
               routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
               label1: key.vni)))
       }
-      for message in UpdateBuilder.withdrawals(nlri, context: connection.context) { connection.sendRaw(message) }
+      for message in UpdateBuilder.withdrawals(nlri, context: connection.context) {
+        connection.sendRaw(message)
+      }
     }
   }
 
@@ -164,7 +181,9 @@ extension EVPNSpeaker {
   func sendAllRoutes(to peer: BGPPeer) {
     var local: [(MACRouteKey, MACPath)] = []
     for (key, set) in rib.macRoutes {
-      guard let index = set.localIndex, !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) else { continue }
+      guard let index = set.localIndex, !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) else {
+        continue
+      }
       local.append((key, set[index]))
     }
     sendMACRoutes(local, to: peer)

@@ -31,7 +31,9 @@ extension EVPNSpeaker {
       case .routeTargetMembership(let memberships):
         let before = peer.routeTargetMemberships
         peer.routeTargetMemberships.formUnion(memberships)
-        if peer.routeTargetConstraintSynced && peer.routeTargetMemberships != before { sendAllRoutes(to: peer) }
+        if peer.routeTargetConstraintSynced && peer.routeTargetMemberships != before {
+          sendAllRoutes(to: peer)
+        }
       case .raw:
         break
       }
@@ -40,7 +42,9 @@ extension EVPNSpeaker {
   }
 
   /// Why the reachable NLRI of this UPDATE must not be installed, if they must not.
-  private func rejection(of decoded: DecodedMessage, attributes: PathAttributes, from peer: BGPPeer) -> String? {
+  private func rejection(of decoded: DecodedMessage, attributes: PathAttributes, from peer: BGPPeer)
+    -> String?
+  {
     if let error = decoded.treatAsWithdraw.first { return "treat-as-withdraw: \(error)" }
     if !peer.isInternal && attributes.allASNs.contains(configuration.asn) { return "AS path loop" }
     if attributes.mpReach?.nextHopAddress == nil { return "no usable next hop" }
@@ -78,13 +82,16 @@ extension EVPNSpeaker {
         let vni = chooseVNI(label: route.label1)
         let rd = route.routeDistinguisher.rawValue
         if lastImport.map({ $0.rd != rd || $0.tag != route.ethernetTag || $0.vni != vni }) ?? true {
-          if rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) != vni {
-            rib.rememberImport(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag, vni: vni)
+          if rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) != vni
+          {
+            rib.rememberImport(
+              peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag, vni: vni)
           }
           lastImport = (rd, route.ethernetTag, vni)
         }
         let key = MACRouteKey(vni: vni, mac: route.mac.rawValue, ip: route.ip)
-        let path = MACPath(routeDistinguisher: rd, vtepID: vtepID, sequence: sequence, peer: peer.index, flags: flags)
+        let path = MACPath(
+          routeDistinguisher: rd, vtepID: vtepID, sequence: sequence, peer: peer.index, flags: flags)
         if case .localLost = rib.upsert(key, path: path) { lostLocally.append(key) }
       case .inclusiveMulticast(let route):
         guard let tunnel = attributes.pmsiTunnel, tunnel.tunnelType == PMSITunnel.ingressReplication,
@@ -95,9 +102,11 @@ extension EVPNSpeaker {
         }
         let vni = chooseVNI(label: tunnel.label)
         rib.rememberImport(
-          peer: peer.index, routeDistinguisher: route.routeDistinguisher.rawValue, ethernetTag: route.ethernetTag, vni: vni)
+          peer: peer.index, routeDistinguisher: route.routeDistinguisher.rawValue,
+          ethernetTag: route.ethernetTag, vni: vni)
         let key = EVPNRIB.FloodKey(
-          peer: peer.index, routeDistinguisher: route.routeDistinguisher.rawValue, ethernetTag: route.ethernetTag,
+          peer: peer.index, routeDistinguisher: route.routeDistinguisher.rawValue,
+          ethernetTag: route.ethernetTag,
           originatingRouter: route.originatingRouter)
         rib.addFlood(vni: vni, key: key, vtep: endpoint)
         rib.refreshFlood(vni: vni, key: key)
@@ -113,26 +122,35 @@ extension EVPNSpeaker {
     switch route {
     case .macIP(let route):
       let rd = route.routeDistinguisher.rawValue
-      guard let vni = rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) else { return }
-      rib.remove(MACRouteKey(vni: vni, mac: route.mac.rawValue, ip: route.ip), peer: peer.index, routeDistinguisher: rd)
+      guard
+        let vni = rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag)
+      else { return }
+      rib.remove(
+        MACRouteKey(vni: vni, mac: route.mac.rawValue, ip: route.ip), peer: peer.index, routeDistinguisher: rd
+      )
     case .inclusiveMulticast(let route):
       let rd = route.routeDistinguisher.rawValue
-      guard let vni = rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag) else { return }
+      guard
+        let vni = rib.importedVNI(peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag)
+      else { return }
       rib.removeFlood(
         vni: vni,
         key: EVPNRIB.FloodKey(
-          peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag, originatingRouter: route.originatingRouter))
+          peer: peer.index, routeDistinguisher: rd, ethernetTag: route.ethernetTag,
+          originatingRouter: route.originatingRouter))
     case .unknown:
       break
     }
   }
 
   private func enforceMaximumRoutes(of peer: BGPPeer) {
-    guard let maximum = peer.configuration.maxRoutes, case let held = rib.routeCount(peer: peer.index), held > maximum,
+    guard let maximum = peer.configuration.maxRoutes, case let held = rib.routeCount(peer: peer.index),
+      held > maximum,
       let connection = peer.established
     else { return }
     peer.purgeRoutesOnLoss = true
-    connection.sendNotificationAndClose(.maximumPrefixesReached, reason: "maximum routes \(maximum) exceeded (\(held))")
+    connection.sendNotificationAndClose(
+      .maximumPrefixesReached, reason: "maximum routes \(maximum) exceeded (\(held))")
   }
 
   private func receivedEndOfRIB(_ family: AddressFamily, from peer: BGPPeer) {
@@ -162,7 +180,9 @@ extension EVPNSpeaker {
     guard let connection = peer.established else { return }
     if peer.usesRouteTargetConstraint {
       // Our memberships first; EVPN routes follow the peer's RTC End-of-RIB.
-      let memberships = importTargets.map { RouteTargetMembership(originAS: configuration.asn, routeTarget: $0) }
+      let memberships = importTargets.map {
+        RouteTargetMembership(originAS: configuration.asn, routeTarget: $0)
+      }
       var attributes = baseAttributes(for: peer)
       attributes.mpReach = MultiprotocolReach(
         nextHop: IPAddress.v4(configuration.routerID).bytes, nlri: .routeTargetMembership(memberships))

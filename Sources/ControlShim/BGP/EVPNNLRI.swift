@@ -75,7 +75,8 @@ public enum EVPNNLRI: Hashable, Sendable {
         var value = try reader.subReader(length)
         switch type {
         case macIPType: routes.append(.macIP(try decodeMACIP(&value, length: length)))
-        case inclusiveMulticastType: routes.append(.inclusiveMulticast(try decodeInclusiveMulticast(&value, length: length)))
+        case inclusiveMulticastType:
+          routes.append(.inclusiveMulticast(try decodeInclusiveMulticast(&value, length: length)))
         default: routes.append(.unknown(type: type, value: value.remainingBytes()))
         }
       } catch is WireReader.Underflow {
@@ -93,12 +94,19 @@ public enum EVPNNLRI: Hashable, Sendable {
     default: throw WireReader.Underflow()
     }
     let start = value.position
-    guard value.remaining == length, start >= 0, start + length <= value.bytes.count else { throw WireReader.Underflow() }
+    guard value.remaining == length, start >= 0, start + length <= value.bytes.count else {
+      throw WireReader.Underflow()
+    }
     let route: MACIPAdvertisementRoute? = value.bytes.withUnsafeBytes { raw in
-      func load64(_ offset: Int) -> UInt64 { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt64.self)) }
-      func load32(_ offset: Int) -> UInt32 { UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt32.self)) }
+      func load64(_ offset: Int) -> UInt64 {
+        UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt64.self))
+      }
+      func load32(_ offset: Int) -> UInt32 {
+        UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: start + offset, as: UInt32.self))
+      }
       func load24(_ offset: Int) -> UInt32 {
-        UInt32(raw[start + offset]) << 16 | UInt32(raw[start + offset + 1]) << 8 | UInt32(raw[start + offset + 2])
+        UInt32(raw[start + offset]) << 16 | UInt32(raw[start + offset + 1]) << 8
+          | UInt32(raw[start + offset + 2])
       }
       guard raw[start + 22] == 48 else { return nil }
       let ipLength: Int

@@ -80,7 +80,8 @@ struct MACPathSet {
 
   func index(peer: UInt16, routeDistinguisher: UInt64) -> Int? {
     if first.peer == peer && first.routeDistinguisher == routeDistinguisher { return 0 }
-    if let index = others.firstIndex(where: { $0.peer == peer && $0.routeDistinguisher == routeDistinguisher }) {
+    if let index = others.firstIndex(where: { $0.peer == peer && $0.routeDistinguisher == routeDistinguisher }
+    ) {
       return index + 1
     }
     return nil
@@ -171,7 +172,10 @@ final class EVPNRIB {
   let peerName: (UInt16) -> String
   let clock: () -> Double
 
-  init(sink: EVPNRouteSink?, maxMoves: Int, moveWindow: Double, peerName: @escaping (UInt16) -> String, clock: @escaping () -> Double) {
+  init(
+    sink: EVPNRouteSink?, maxMoves: Int, moveWindow: Double, peerName: @escaping (UInt16) -> String,
+    clock: @escaping () -> Double
+  ) {
     self.sink = sink
     self.detector = DuplicateMACDetector(maxMoves: maxMoves, window: moveWindow)
     self.peerName = peerName
@@ -250,7 +254,9 @@ final class EVPNRIB {
       return .unchanged
     }
     let previousBest = best(macRoutes.values[position])
-    if let index = macRoutes.values[position].index(peer: path.peer, routeDistinguisher: path.routeDistinguisher) {
+    if let index = macRoutes.values[position].index(
+      peer: path.peer, routeDistinguisher: path.routeDistinguisher)
+    {
       macRoutes.values[position][index] = path
     } else {
       macRoutes.values[position].others.append(path)
@@ -286,7 +292,9 @@ final class EVPNRIB {
   /// Compares old and new best, tells the sink, counts moves, and drops a local route
   /// that a remote one now beats (the loser withdraws, RFC 7432 section 15).
   /// `position` is the entry's index, nil when the entry is gone or was just created.
-  private func settle(_ key: MACRouteKey, position: Dictionary<MACRouteKey, MACPathSet>.Index?, previousBest: MACPath?) -> LocalOutcome {
+  private func settle(
+    _ key: MACRouteKey, position: Dictionary<MACRouteKey, MACPathSet>.Index?, previousBest: MACPath?
+  ) -> LocalOutcome {
     var outcome = LocalOutcome.unchanged
     var newBest: MACPath?
     if let position {
@@ -315,7 +323,10 @@ final class EVPNRIB {
     if let current = newBest, !current.isLocal {
       let previousRemote = previousBest.flatMap { $0.isLocal ? nil : $0 }
       // Only flags changing (e.g. stale) is invisible to the dataplane.
-      if previousRemote.map({ $0.vtepID != current.vtepID || $0.sequence != current.sequence || $0.isSticky != current.isSticky || $0.peer != current.peer }) ?? true {
+      if previousRemote.map({
+        $0.vtepID != current.vtepID || $0.sequence != current.sequence || $0.isSticky != current.isSticky
+          || $0.peer != current.peer
+      }) ?? true {
         sink?.installMAC(
           vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip, vtep: vtep(current.vtepID),
           sequence: current.sequence, sticky: current.isSticky, peer: peerName(current.peer))
@@ -353,7 +364,8 @@ final class EVPNRIB {
   // MARK: RD bookkeeping
 
   func rememberImport(peer: UInt16, routeDistinguisher: UInt64, ethernetTag: UInt32, vni: UInt32) {
-    importedVNIByRD[PeerRDKey(peer: peer, routeDistinguisher: routeDistinguisher, ethernetTag: ethernetTag)] = vni
+    importedVNIByRD[PeerRDKey(peer: peer, routeDistinguisher: routeDistinguisher, ethernetTag: ethernetTag)] =
+      vni
   }
 
   func importedVNI(peer: UInt16, routeDistinguisher: UInt64, ethernetTag: UInt32) -> UInt32? {
@@ -388,7 +400,9 @@ final class EVPNRIB {
 
   /// Removes every route of `peer` (session down without graceful restart).
   func removeAll(peer: UInt16) -> [LocalOutcome] {
-    for (vni, routes) in floodRoutes { for key in routes.keys where key.peer == peer { removeFlood(vni: vni, key: key) } }
+    for (vni, routes) in floodRoutes {
+      for key in routes.keys where key.peer == peer { removeFlood(vni: vni, key: key) }
+    }
     importedVNIByRD = importedVNIByRD.filter { $0.key.peer != peer }
     return removeMACRoutes(peer: peer) { _ in true }
   }
@@ -397,7 +411,9 @@ final class EVPNRIB {
     staleFloodKeys = staleFloodKeys.mapValues { $0.filter { $0.peer != peer } }
     var victims: [(MACRouteKey, UInt64)] = []
     for (key, set) in macRoutes where set.contains(peer: peer) {
-      for path in set.all where path.peer == peer && predicate(path) { victims.append((key, path.routeDistinguisher)) }
+      for path in set.all where path.peer == peer && predicate(path) {
+        victims.append((key, path.routeDistinguisher))
+      }
     }
     return victims.map { remove($0.0, peer: peer, routeDistinguisher: $0.1) }
   }

@@ -6,7 +6,9 @@ import Dataplane
 public protocol EVPNRouteSink: AnyObject, Sendable {
   /// `mac` in `vni` (optionally with `ip`, for ARP/ND suppression) is behind remote
   /// VTEP `vtep`. Called again with new values when the best route changes.
-  func installMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool, peer: String)
+  func installMAC(
+    vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
+    peer: String)
   /// No remote route is left for this entry (withdrawn, lost to a local route, or the
   /// peer's stale routes were swept).
   func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?)

@@ -48,10 +48,13 @@ extension EVPNSpeaker {
   func withdrawInclusiveMulticastNow(vni: UInt32) {
     guard let settings = vniSettings[vni], advertisedMulticastVNIs.remove(vni) != nil else { return }
     let route = EVPNNLRI.inclusiveMulticast(
-      InclusiveMulticastRoute(routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
+      InclusiveMulticastRoute(
+        routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
     for peer in peers where canSend(to: peer, targets: settings.exportRouteTargets) {
       guard let connection = peer.established else { continue }
-      for message in UpdateBuilder.withdrawals([route], context: connection.context) { connection.sendRaw(message) }
+      for message in UpdateBuilder.withdrawals([route], context: connection.context) {
+        connection.sendRaw(message)
+      }
     }
   }
 }

@@ -32,7 +32,9 @@ public final class EVPNSpeaker: @unchecked Sendable {
   /// - Parameters:
   ///   - sink: receives remote MACs and flood members; nil for a speaker that only exports.
   ///   - eventLoopGroup: where to run; by default the speaker owns a one-thread group.
-  public init(configuration: SpeakerConfiguration, sink: EVPNRouteSink?, eventLoopGroup: EventLoopGroup? = nil) {
+  public init(
+    configuration: SpeakerConfiguration, sink: EVPNRouteSink?, eventLoopGroup: EventLoopGroup? = nil
+  ) {
     self.configuration = configuration
     if let eventLoopGroup {
       ownedGroup = nil
@@ -64,7 +66,9 @@ public final class EVPNSpeaker: @unchecked Sendable {
   ) -> ([UInt32: ResolvedVNI], [RouteTarget: [UInt32]], [RouteTarget]) {
     let settings = Dictionary(resolved.map { ($0.vni, $0) }, uniquingKeysWith: { first, _ in first })
     var byTarget: [RouteTarget: [UInt32]] = [:]
-    for vni in resolved { for target in vni.importRouteTargets { byTarget[target, default: []].append(vni.vni) } }
+    for vni in resolved {
+      for target in vni.importRouteTargets { byTarget[target, default: []].append(vni.vni) }
+    }
     let targets = Array(Set(resolved.flatMap(\.importRouteTargets))).sorted { $0.rawValue < $1.rawValue }
     return (settings, byTarget.mapValues { $0.sorted() }, targets)
   }
@@ -141,7 +145,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
   /// Resets a session with Cease/administrative reset.
   public func resetPeer(_ name: String) {
     eventLoop.execute {
-      self.peer(named: name)?.established?.sendNotificationAndClose(.administrativeReset, reason: "administrative reset")
+      self.peer(named: name)?.established?.sendNotificationAndClose(
+        .administrativeReset, reason: "administrative reset")
     }
   }
 
@@ -159,7 +164,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
   public func status() async -> SpeakerStatus {
     (try? await eventLoop.submit { self.makeStatus() }.get())
       ?? SpeakerStatus(
-        asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: nil, localMACRoutes: 0,
+        asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: nil,
+        localMACRoutes: 0,
         remoteMACRoutes: 0, frozenMACs: 0, peers: [])
   }
 
@@ -196,7 +202,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
   /// The remote VTEP currently chosen for a MAC, nil when none or local.
   public func remoteVTEP(vni: UInt32, mac: MACAddress, ip: IPAddress? = nil) async -> IPAddress? {
     try? await eventLoop.submit { () -> IPAddress? in
-      guard let best = self.rib.best(for: MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)), !best.isLocal else { return nil }
+      guard let best = self.rib.best(for: MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)), !best.isLocal
+      else { return nil }
       return self.rib.vtep(best.vtepID)
     }.get()
   }
@@ -226,7 +233,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
   /// by the AS in its OPEN.
   func peerForIncoming(address: String, open: OpenMessage) -> BGPPeer? {
     let matching = peers.filter {
-      !$0.isStopped && IPAddress($0.configuration.address) == IPAddress(address) && $0.configuration.remoteAS == open.asn
+      !$0.isStopped && IPAddress($0.configuration.address) == IPAddress(address)
+        && $0.configuration.remoteAS == open.asn
     }
     return matching.first { $0.established == nil } ?? matching.first
   }

@@ -70,12 +70,17 @@ public struct RouteTarget: Hashable, Sendable, Codable, CustomStringConvertible 
     Self(rawValue: 0x0202 << 48 | UInt64(asn) << 16 | UInt64(number))
   }
 
-  public var isRouteTarget: Bool { [0x0002, 0x0102, 0x0202].contains(UInt16(truncatingIfNeeded: rawValue >> 48)) }
+  public var isRouteTarget: Bool {
+    [0x0002, 0x0102, 0x0202].contains(UInt16(truncatingIfNeeded: rawValue >> 48))
+  }
 
   public var description: String {
     switch UInt16(truncatingIfNeeded: rawValue >> 48) {
-    case 0x0002: return "\(UInt16(truncatingIfNeeded: rawValue >> 32)):\(UInt32(truncatingIfNeeded: rawValue))"
-    case 0x0102: return "\(dottedQuad(UInt32(truncatingIfNeeded: rawValue >> 16))):\(UInt16(truncatingIfNeeded: rawValue))"
+    case 0x0002:
+      return "\(UInt16(truncatingIfNeeded: rawValue >> 32)):\(UInt32(truncatingIfNeeded: rawValue))"
+    case 0x0102:
+      return
+        "\(dottedQuad(UInt32(truncatingIfNeeded: rawValue >> 16))):\(UInt16(truncatingIfNeeded: rawValue))"
     case 0x0202:
       let asn = UInt32(truncatingIfNeeded: rawValue >> 16)
       return "\(asn)\(asn <= 0xFFFF ? "L" : ""):\(UInt16(truncatingIfNeeded: rawValue))"
@@ -93,7 +98,8 @@ public struct RouteTarget: Hashable, Sendable, Codable, CustomStringConvertible 
   public init(from decoder: Decoder) throws {
     let text = try decoder.singleValueContainer().decode(String.self)
     guard let value = RouteTarget(text) else {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad RT \(text)"))
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: decoder.codingPath, debugDescription: "bad RT \(text)"))
     }
     self = value
   }

@@ -21,7 +21,8 @@ public struct DecodedAttributes: Sendable {
 extension PathAttributes {
   /// Decodes a path attribute list. Throws only for errors whose RFC 7606 action is a
   /// session reset; softer errors are returned in `DecodedAttributes`.
-  public static func decode(_ reader: inout WireReader, context: DecodingContext) throws -> DecodedAttributes {
+  public static func decode(_ reader: inout WireReader, context: DecodingContext) throws -> DecodedAttributes
+  {
     var result = DecodedAttributes()
     var seen = Set<UInt8>()
     while !reader.isAtEnd {
@@ -36,7 +37,9 @@ extension PathAttributes {
         throw BGPWireError(.malformedAttributeList)
       }
       guard length <= reader.remaining else {
-        throw BGPWireError(.attributeLength(type: type, length: length), data: Array(reader.bytes[attributeStart..<reader.end]))
+        throw BGPWireError(
+          .attributeLength(type: type, length: length), data: Array(reader.bytes[attributeStart..<reader.end])
+        )
       }
       var value = try reader.subReader(length)
       let rawAttribute = Array(reader.bytes[attributeStart..<reader.position])
@@ -46,7 +49,8 @@ extension PathAttributes {
         if type == TypeCode.mpReach || type == TypeCode.mpUnreach {
           throw BGPWireError(.duplicateMultiprotocolAttribute)
         }
-        result.discarded.append(BGPWireError(.malformedAttributeList, action: .attributeDiscard, data: rawAttribute))
+        result.discarded.append(
+          BGPWireError(.malformedAttributeList, action: .attributeDiscard, data: rawAttribute))
         continue
       }
       seen.insert(type)
@@ -76,7 +80,8 @@ extension PathAttributes {
   }
 
   private static func decodeOne(
-    flags: UInt8, type: UInt8, value: inout WireReader, context: DecodingContext, into attributes: inout PathAttributes
+    flags: UInt8, type: UInt8, value: inout WireReader, context: DecodingContext,
+    into attributes: inout PathAttributes
   ) throws {
     let length = value.remaining
     func lengthError(_ action: RFC7606Action) -> BGPWireError {
@@ -102,7 +107,8 @@ extension PathAttributes {
         if type == TypeCode.asPath { attributes.asPath = segments } else { attributes.as4Path = segments }
       } catch {
         // AS4_PATH errors are discarded (RFC 6793 section 6), AS_PATH ones withdraw.
-        throw BGPWireError(.malformedASPath, action: type == TypeCode.asPath ? .treatAsWithdraw : .attributeDiscard)
+        throw BGPWireError(
+          .malformedASPath, action: type == TypeCode.asPath ? .treatAsWithdraw : .attributeDiscard)
       }
 
     case TypeCode.nextHop:
@@ -148,7 +154,8 @@ extension PathAttributes {
       if tunnelType == PMSITunnel.ingressReplication && identifier.count != 4 && identifier.count != 16 {
         throw BGPWireError(.optionalAttribute(type: type), action: .treatAsWithdraw, data: identifier)
       }
-      attributes.pmsiTunnel = PMSITunnel(flags: tunnelFlags, tunnelType: tunnelType, label: label, tunnelIdentifier: identifier)
+      attributes.pmsiTunnel = PMSITunnel(
+        flags: tunnelFlags, tunnelType: tunnelType, label: label, tunnelIdentifier: identifier)
 
     case TypeCode.mpReach:
       attributes.mpReach = try decodeMPReach(&value)
@@ -169,7 +176,9 @@ extension PathAttributes {
   private static func decodeASPath(_ reader: inout WireReader, asnOctets: Int) throws -> [ASPathSegment] {
     var segments: [ASPathSegment] = []
     while !reader.isAtEnd {
-      guard let kind = ASPathSegment.Kind(rawValue: try reader.readUInt8()) else { throw WireReader.Underflow() }
+      guard let kind = ASPathSegment.Kind(rawValue: try reader.readUInt8()) else {
+        throw WireReader.Underflow()
+      }
       let count = Int(try reader.readUInt8())
       guard count > 0 else { throw WireReader.Underflow() }
       var asns: [UInt32] = []
@@ -182,7 +191,9 @@ extension PathAttributes {
     return segments
   }
 
-  private static func decodeFamilyNLRI(_ family: AddressFamily, _ reader: inout WireReader) throws -> MultiprotocolNLRI {
+  private static func decodeFamilyNLRI(_ family: AddressFamily, _ reader: inout WireReader) throws
+    -> MultiprotocolNLRI
+  {
     switch family {
     case .l2vpnEVPN:
       var routes: [EVPNNLRI] = []
@@ -233,7 +244,11 @@ extension PathAttributes {
       let extended = value.count > 255
       writer.write(extended ? flags | Flag.extendedLength : flags)
       writer.write(type)
-      if extended { writer.write(UInt16(truncatingIfNeeded: value.count)) } else { writer.write(UInt8(value.count)) }
+      if extended {
+        writer.write(UInt16(truncatingIfNeeded: value.count))
+      } else {
+        writer.write(UInt8(value.count))
+      }
       writer.write(value.bytes)
     }
     let wellKnown = Flag.transitive
@@ -251,7 +266,9 @@ extension PathAttributes {
       }
     }
     if let nextHop { attribute(wellKnown, TypeCode.nextHop) { $0.write(nextHop) } }
-    if let multiExitDiscriminator { attribute(Flag.optional, TypeCode.med) { $0.write(multiExitDiscriminator) } }
+    if let multiExitDiscriminator {
+      attribute(Flag.optional, TypeCode.med) { $0.write(multiExitDiscriminator) }
+    }
     if let localPreference { attribute(wellKnown, TypeCode.localPref) { $0.write(localPreference) } }
     if let mpReach {
       attribute(Flag.optional, TypeCode.mpReach) { out in

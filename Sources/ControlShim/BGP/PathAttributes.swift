@@ -105,7 +105,9 @@ public struct PathAttributes: Hashable, Sendable {
   public init() {}
 
   public var routeTargets: [RouteTarget] {
-    extendedCommunities.compactMap { if case .routeTarget(let target) = $0.kind { return target } else { return nil } }
+    extendedCommunities.compactMap {
+      if case .routeTarget(let target) = $0.kind { return target } else { return nil }
+    }
   }
 
   public var macMobility: (sticky: Bool, sequence: UInt32)? {
@@ -126,6 +128,7 @@ public struct PathAttributes: Hashable, Sendable {
   }
 
   enum Flag {
-    static let optional: UInt8 = 0x80, transitive: UInt8 = 0x40, partial: UInt8 = 0x20, extendedLength: UInt8 = 0x10
+    static let optional: UInt8 = 0x80, transitive: UInt8 = 0x40, partial: UInt8 = 0x20,
+      extendedLength: UInt8 = 0x10
   }
 }

@@ -64,7 +64,8 @@ public struct RouteDistinguisher: Hashable, Sendable, Codable, CustomStringConve
   public init(from decoder: Decoder) throws {
     let text = try decoder.singleValueContainer().decode(String.self)
     guard let value = RouteDistinguisher(text) else {
-      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad RD \(text)"))
+      throw DecodingError.dataCorrupted(
+        .init(codingPath: decoder.codingPath, debugDescription: "bad RD \(text)"))
     }
     self = value
   }

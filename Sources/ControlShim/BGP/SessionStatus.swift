@@ -42,7 +42,8 @@ public struct PeerStatus: Sendable, Codable, Equatable {
     case name, address, port, state, uptime, md5
     case remoteAS = "remote_as", remoteRouterID = "remote_router_id", isInternal = "is_internal"
     case negotiatedHoldTime = "negotiated_hold_time", negotiatedFamilies = "negotiated_families"
-    case fourOctetAS = "four_octet_as", routeRefresh = "route_refresh", peerGracefulRestart = "peer_graceful_restart"
+    case fourOctetAS = "four_octet_as", routeRefresh = "route_refresh", peerGracefulRestart =
+      "peer_graceful_restart"
     case routeTargetConstraint = "route_target_constraint", routesReceived = "routes_received"
     case routesAccepted = "routes_accepted", routesIgnored = "routes_ignored", routesStale = "routes_stale"
     case routesAdvertised = "routes_advertised", establishedTransitions = "established_transitions"

@@ -33,7 +33,8 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
 
   public init(
     name: String? = nil, address: String, port: UInt16 = 179, remoteAS: UInt32, passive: Bool = false,
-    password: String? = nil, maxRoutes: Int? = nil, holdTime: UInt16? = nil, routeTargetConstraint: Bool = false,
+    password: String? = nil, maxRoutes: Int? = nil, holdTime: UInt16? = nil,
+    routeTargetConstraint: Bool = false,
     staleRoutePolicy: StaleRoutePolicy = .gracefulRestartOnly
   ) {
     self.name = name ?? "\(address):\(port)"

@@ -1,8 +1,9 @@
+import Dataplane
+import NIOCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import NIOCore
-import Dataplane
 
 /// RFC 2385 TCP MD5 signatures via Linux's TCP_MD5SIG socket option. The key is bound
 /// to the peer address: on a client socket before connect(), on a listening socket for
@@ -27,7 +28,9 @@ enum TCPMD5 {
         return channel.eventLoop.makeFailedFuture(Failure.unsupportedPlatform)
       }
       let key = Array(password.utf8)
-      guard key.count <= Int(TCP_MD5SIG_MAXKEYLEN) else { return channel.eventLoop.makeFailedFuture(Failure.keyTooLong) }
+      guard key.count <= Int(TCP_MD5SIG_MAXKEYLEN) else {
+        return channel.eventLoop.makeFailedFuture(Failure.keyTooLong)
+      }
       guard let address = IPAddress(peerAddress) else {
         return channel.eventLoop.makeFailedFuture(Failure.badAddress(peerAddress))
       }

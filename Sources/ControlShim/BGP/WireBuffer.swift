@@ -104,10 +104,14 @@ public struct WireWriter {
     bytes.append(UInt8(truncatingIfNeeded: value))
   }
   public mutating func write(_ value: UInt32) {
-    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift))) }
+    for shift in stride(from: 24, through: 0, by: -8) {
+      bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
+    }
   }
   public mutating func write(_ value: UInt64) {
-    for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+    for shift in stride(from: 56, through: 0, by: -8) {
+      bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+    }
   }
   public mutating func write(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 

@@ -14,7 +14,8 @@ extension SpeakerConfiguration {
   ///   RT `ASN:VNI`.
   /// Values that do not parse are reported in `warnings` and replaced by defaults.
   public static func site(
-    _ site: SiteConfig, listenAddress: String? = nil, rdNumbers: [UInt32: UInt16] = [:], warnings: inout [String]
+    _ site: SiteConfig, listenAddress: String? = nil, rdNumbers: [UInt32: UInt16] = [:],
+    warnings: inout [String]
   ) -> SpeakerConfiguration? {
     guard let bgp = site.bgp else { return nil }
     guard case .v4(let routerID) = bgp.routerID else {
@@ -35,20 +36,24 @@ extension SpeakerConfiguration {
         let number = rdNumbers[domain.vni] ?? UInt16(truncatingIfNeeded: position + 1)
         vni.routeDistinguisher = .ipv4(routerID, number)
       }
-      vni.importRouteTargets = routeTargets(domain.importRTs, vni: domain.vni, what: "import_rt", warnings: &warnings)
-      vni.exportRouteTargets = routeTargets(domain.exportRTs, vni: domain.vni, what: "export_rt", warnings: &warnings)
+      vni.importRouteTargets = routeTargets(
+        domain.importRTs, vni: domain.vni, what: "import_rt", warnings: &warnings)
+      vni.exportRouteTargets = routeTargets(
+        domain.exportRTs, vni: domain.vni, what: "export_rt", warnings: &warnings)
       vnis.append(vni)
     }
     let peers = bgp.peers.map { peer in
       PeerConfiguration(
-        name: peer.address.description, address: peer.address.description, port: peer.port, remoteAS: peer.asn,
+        name: peer.address.description, address: peer.address.description, port: peer.port,
+        remoteAS: peer.asn,
         passive: peer.passive, password: peer.password, maxRoutes: peer.maxRoutes,
         holdTime: UInt16(clamping: peer.holdTime),
         staleRoutePolicy: bgp.staleTime > 0 ? .always : .never)
     }
     var configuration = SpeakerConfiguration(
       asn: bgp.asn, routerID: routerID, vtep: site.site.vtep,
-      listenAddress: bgp.listenPort == 0 ? nil : (listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")),
+      listenAddress: bgp.listenPort == 0
+        ? nil : (listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")),
       listenPort: bgp.listenPort, vnis: vnis, peers: peers)
     configuration.staleTime = Double(bgp.staleTime)
     configuration.connectRetryMaximum = 30
@@ -56,7 +61,9 @@ extension SpeakerConfiguration {
   }
 
   /// nil (the default `ASN:VNI`) when none are configured or none parse.
-  private static func routeTargets(_ texts: [String], vni: UInt32, what: String, warnings: inout [String]) -> [RouteTarget]? {
+  private static func routeTargets(_ texts: [String], vni: UInt32, what: String, warnings: inout [String])
+    -> [RouteTarget]?
+  {
     var targets: [RouteTarget] = []
     for text in texts {
       if let target = RouteTarget(text) {

@@ -51,7 +51,8 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   // MARK: EVPNRouteSink
 
   public func installMAC(
-    vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool, peer: String
+    vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
+    peer: String
   ) {
     table.withLock { table in
       let peerIndex: UInt16

@@ -59,7 +59,9 @@ public final class ControlServer: @unchecked Sendable {
     guard fd >= 0 else { throw ControlSocketError.errno("socket for", path) }
     var address = try ControlClient.address(path)
     let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+      }
     }
     guard bound == 0, listen(fd, 16) == 0 else {
       let error = ControlSocketError.errno("cannot listen on", path)
@@ -101,7 +103,8 @@ public final class ControlServer: @unchecked Sendable {
           if let request = try? JSONDecoder().decode(ControlRequest.self, from: bytes) {
             reply = handler(request)
           } else {
-            reply = Self.error("malformed request: expected one JSON object like {\"command\":\"show-stats\"}")
+            reply = Self.error(
+              "malformed request: expected one JSON object like {\"command\":\"show-stats\"}")
           }
         case .failure(let message):
           reply = Self.error(message)

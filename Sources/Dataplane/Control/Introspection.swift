@@ -61,7 +61,8 @@ extension SwitchCore {
     let statistics = self.statistics
     let ports = interfaces.enumerated().map { index, name in
       StatisticsReport.Port(
-        name: name, rxFrames: statistics[Counter.rxFrames(index)], rxBytes: statistics[Counter.rxBytes(index)],
+        name: name, rxFrames: statistics[Counter.rxFrames(index)],
+        rxBytes: statistics[Counter.rxBytes(index)],
         txFrames: statistics[Counter.txFrames(index)], txBytes: statistics[Counter.txBytes(index)],
         output: outputDirectory.map { $0 + "/" + name + ".pcap" })
     }
@@ -87,11 +88,13 @@ extension SwitchCore {
       let entryVNI = state.vni(ofDomain: domain)
       if let vni, vni != entryVNI { return }
       var row = FDBRow(
-        mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward", origin: entry.origin.name,
+        mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward",
+        origin: entry.origin.name,
         ageSeconds: nil)
       switch entry.kind {
       case .port: row.port = state.memberName(entry.index)
-      case .vtep: row.vtep = Int(entry.index) < state.vtepCount ? "\(state.vtepAddresses[Int(entry.index)])" : "?"
+      case .vtep:
+        row.vtep = Int(entry.index) < state.vtepCount ? "\(state.vtepAddresses[Int(entry.index)])" : "?"
       case .drop, .none: row.action = "drop"
       }
       if entry.origin == .local || entry.origin == .decap {
@@ -116,7 +119,8 @@ extension SwitchCore {
       let flags = state.learnFlags(domain: index)
       return BridgeDomainRow(
         vni: domain.vni, index: index, ports: state.memberList(domain: index).map(state.memberName),
-        flood: state.floodVTEPList(domain: index).map(\.description), learnLocal: flags & LearnFlags.local != 0,
+        flood: state.floodVTEPList(domain: index).map(\.description),
+        learnLocal: flags & LearnFlags.local != 0,
         learnDecap: flags & LearnFlags.decap != 0, macs: macs[index] ?? 0)
     }
   }

@@ -273,7 +273,9 @@ public final class ForwardingTable: @unchecked Sendable {
         let base = words + bucket * 8
         for slot in 1...3 {
           let key = base[slot].load(ordering: .relaxed)
-          if key != 0 { body(FDBKey(rawValue: key), FDBEntry(rawValue: base[slot + 3].load(ordering: .relaxed))) }
+          if key != 0 {
+            body(FDBKey(rawValue: key), FDBEntry(rawValue: base[slot + 3].load(ordering: .relaxed)))
+          }
         }
       }
     }
@@ -346,7 +348,9 @@ public final class ForwardingTable: @unchecked Sendable {
         account(&state, key: key, entry: old, delta: -1)
         account(&state, key: key, entry: entry, delta: 1)
         writeBucket(base) { base[slot + 3].store(entry.rawValue, ordering: .relaxed) }
-        if entry.target != old.target || entry.origin != old.origin { changeEpoch.add(1, ordering: .releasing) }
+        if entry.target != old.target || entry.origin != old.origin {
+          changeEpoch.add(1, ordering: .releasing)
+        }
         return .updated(old: old)
       case .remove:
         writeBucket(base) {

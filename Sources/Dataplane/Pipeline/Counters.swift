@@ -7,7 +7,9 @@ public enum Counter {
   @inline(__always) public static func rxBytes(_ interface: Int) -> Int { interfaces &+ interface }
   @inline(__always) public static func txFrames(_ interface: Int) -> Int { 2 &* interfaces &+ interface }
   @inline(__always) public static func txBytes(_ interface: Int) -> Int { 3 &* interfaces &+ interface }
-  @inline(__always) public static func drop(_ reason: DropReason) -> Int { 4 &* interfaces &+ reason.rawValue }
+  @inline(__always) public static func drop(_ reason: DropReason) -> Int {
+    4 &* interfaces &+ reason.rawValue
+  }
   static let misc = 4 * interfaces + 32
   public static let encapsulated = misc + 0
   public static let decapsulated = misc + 1

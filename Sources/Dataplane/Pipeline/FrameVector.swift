@@ -44,7 +44,9 @@ public struct FrameVector: ~Copyable {
 
   /// Appends one frame; the caller checks `isFull` first.
   @inline(__always)
-  public mutating func append(_ frame: UnsafeMutableRawPointer, length: Int, vlanTag: UInt32 = 0, flags frameFlags: UInt8 = 0) {
+  public mutating func append(
+    _ frame: UnsafeMutableRawPointer, length: Int, vlanTag: UInt32 = 0, flags frameFlags: UInt8 = 0
+  ) {
     frames[count] = frame
     lengths[count] = Int32(truncatingIfNeeded: length)
     vlanTags[count] = vlanTag

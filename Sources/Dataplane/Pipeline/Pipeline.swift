@@ -260,7 +260,9 @@ public final class Pipeline {
           continue
         }
       }
-      flood(state, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: frame + rest, restLength: restLength)
+      flood(
+        state, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: frame + rest,
+        restLength: restLength)
     }
   }
 
@@ -345,7 +347,8 @@ public final class Pipeline {
         }
         sourceLow = UInt64(ip.be32(12))
         udpOffset = ipOffset &+ headerLength
-        pseudoHeaderSum = UInt64(17) &+ UInt64(ip.be16(12)) &+ UInt64(ip.be16(14))
+        pseudoHeaderSum =
+          UInt64(17) &+ UInt64(ip.be16(12)) &+ UInt64(ip.be16(14))
           &+ UInt64(ip.be16(16)) &+ UInt64(ip.be16(18))
       } else if etherType == 0x86DD {
         if ip.u8(0) &>> 4 != 6 {
@@ -486,7 +489,9 @@ public final class Pipeline {
           continue
         }
       }
-      flood(state, domain: domain, ingressMember: 0, fromLocal: false, macs: macs, rest: rest, restLength: restLength)
+      flood(
+        state, domain: domain, ingressMember: 0, fromLocal: false, macs: macs, rest: rest,
+        restLength: restLength)
     }
     count(Counter.decapsulated, decapsulated)
   }
@@ -521,7 +526,8 @@ public final class Pipeline {
       }
     }
     let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> 54)
-    let tag = kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
+    let tag =
+      kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
       ^ sourceCacheEpoch &<< 14
     if filterKeys[filterSlot] == key && filterTags[filterSlot] == tag { return }
     var event = LearnEvent()
@@ -624,7 +630,8 @@ public final class Pipeline {
     let hash = Self.flowHash(macs: macs, rest: rest, restLength: restLength)
     // Lemire's multiply-shift maps the hash onto the port range without a division.
     let spread = (hash &>> 32) &* UInt64(state.sourcePortSpan)
-    let sourcePort = UInt16(truncatingIfNeeded: state.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
+    let sourcePort = UInt16(
+      truncatingIfNeeded: state.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
     let vni = state.domainVNI[Int(domain)]
     if isIPv6 {
       let payloadLength = ipLength &- 40
@@ -659,7 +666,8 @@ public final class Pipeline {
       if state.ipv4UDPChecksum {
         let addresses = OnesComplement.sum(output + 26, count: 8)
         let pseudo = addresses &+ 17 &+ UInt64(ipLength &- 20)
-        var checksum = OnesComplement.finish(OnesComplement.sum(output + 34, count: ipLength &- 20, initial: pseudo))
+        var checksum = OnesComplement.finish(
+          OnesComplement.sum(output + 34, count: ipLength &- 20, initial: pseudo))
         if checksum == 0 { checksum = 0xFFFF }
         output.setBE16(40, checksum)
       }
@@ -690,7 +698,9 @@ public final class Pipeline {
       let vtepStart = Int(state.domainVTEPStart[Int(domain)])
       let vtepEnd = vtepStart &+ Int(state.domainVTEPCount[Int(domain)])
       for position in vtepStart..<vtepEnd {
-        encapsulate(state, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest, restLength: restLength)
+        encapsulate(
+          state, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest,
+          restLength: restLength)
         copies &+= 1
       }
     }

@@ -12,9 +12,15 @@ extension UnsafeRawPointer {
     UInt64(bigEndian: loadUnaligned(fromByteOffset: offset, as: UInt64.self))
   }
   @inline(__always) func u8(_ offset: Int) -> UInt8 { load(fromByteOffset: offset, as: UInt8.self) }
-  @inline(__always) func raw64(_ offset: Int) -> UInt64 { loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
-  @inline(__always) func raw32(_ offset: Int) -> UInt32 { loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
-  @inline(__always) func raw16(_ offset: Int) -> UInt16 { loadUnaligned(fromByteOffset: offset, as: UInt16.self) }
+  @inline(__always) func raw64(_ offset: Int) -> UInt64 {
+    loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+  }
+  @inline(__always) func raw32(_ offset: Int) -> UInt32 {
+    loadUnaligned(fromByteOffset: offset, as: UInt32.self)
+  }
+  @inline(__always) func raw16(_ offset: Int) -> UInt16 {
+    loadUnaligned(fromByteOffset: offset, as: UInt16.self)
+  }
 }
 
 extension UnsafeMutableRawPointer {

@@ -30,7 +30,8 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
 
   public var errno: Int32? {
     switch self {
-    case .permissionDenied(_, _, let e), .system(_, _, let e), .vxlanPort(_, _, let e), .netlink(_, let e): return e
+    case .permissionDenied(_, _, let e), .system(_, _, let e), .vxlanPort(_, _, let e), .netlink(_, let e):
+      return e
     default: return nil
     }
   }

@@ -137,7 +137,8 @@ public final class AFPacketPort: PacketPort {
 
     /// A plain load and store: one writer, so no locked read-modify-write is needed.
     @inline(__always) static func bump(_ counter: borrowing Atomic<UInt64>, _ amount: Int = 1) {
-      counter.store(counter.load(ordering: .relaxed) &+ UInt64(truncatingIfNeeded: amount), ordering: .relaxed)
+      counter.store(
+        counter.load(ordering: .relaxed) &+ UInt64(truncatingIfNeeded: amount), ordering: .relaxed)
     }
   }
 
@@ -151,7 +152,8 @@ public final class AFPacketPort: PacketPort {
     let ifindex = try Syscall.interfaceIndex(interface)
     interfaceIndex = ifindex
     let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-    guard options.rxBlockSize % pageSize == 0, options.rxBlockSize >= pageSize, options.rxBlockCount > 0 else {
+    guard options.rxBlockSize % pageSize == 0, options.rxBlockSize >= pageSize, options.rxBlockCount > 0
+    else {
       throw AFPacketError.invalidConfiguration("rx block size must be a multiple of \(pageSize)")
     }
     guard options.txSlotCount > 0, options.txSlotCount & (options.txSlotCount - 1) == 0 else {
@@ -182,7 +184,8 @@ public final class AFPacketPort: PacketPort {
       let frameHint = 2048
       _ = try Syscall.cp("PACKET_RX_RING", interface) {
         cp_packet_set_ring(
-          socketFD, Int32(CP_PACKET_RX_RING), Int32(CP_TPACKET_V3), UInt32(options.rxBlockSize), UInt32(options.rxBlockCount),
+          socketFD, Int32(CP_PACKET_RX_RING), Int32(CP_TPACKET_V3), UInt32(options.rxBlockSize),
+          UInt32(options.rxBlockCount),
           UInt32(frameHint), UInt32(options.rxBlockSize / frameHint * options.rxBlockCount),
           UInt32(options.retireTimeoutMilliseconds))
       }
@@ -195,11 +198,13 @@ public final class AFPacketPort: PacketPort {
       if options.transmitVersion == .v3 {
         _ = try Syscall.cp("PACKET_TX_RING", interface) {
           cp_packet_set_ring(
-            socketFD, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V3), UInt32(txGeometry.blockSize), UInt32(txGeometry.blockCount),
+            socketFD, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V3), UInt32(txGeometry.blockSize),
+            UInt32(txGeometry.blockCount),
             UInt32(slotSize), UInt32(options.txSlotCount), 0)
         }
         // One mapping: the RX ring first, the TX ring right after it.
-        rxMapping = try PacketRingMapping(fd: socketFD, length: rxBytes + txGeometry.bytes, interface: interface)
+        rxMapping = try PacketRingMapping(
+          fd: socketFD, length: rxBytes + txGeometry.bytes, interface: interface)
         mappings.append(rxMapping)
         txBase = rxMapping.base + rxBytes
         txMapping = rxMapping
@@ -217,7 +222,8 @@ public final class AFPacketPort: PacketPort {
         _ = try Syscall.cp("bind", interface) { cp_packet_bind(tfd, ifindex, 0) }
         _ = try Syscall.cp("PACKET_TX_RING", interface) {
           cp_packet_set_ring(
-            tfd, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V2), UInt32(txGeometry.blockSize), UInt32(txGeometry.blockCount),
+            tfd, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V2), UInt32(txGeometry.blockSize),
+            UInt32(txGeometry.blockCount),
             UInt32(slotSize), UInt32(options.txSlotCount), 0)
         }
         txMapping = try PacketRingMapping(fd: txSocket, length: txGeometry.bytes, interface: interface)
@@ -238,7 +244,8 @@ public final class AFPacketPort: PacketPort {
       case .create?:
         let flags = UInt16(CP_PACKET_FANOUT_HASH) | UInt16(CP_PACKET_FANOUT_FLAG_UNIQUEID)
         _ = try Syscall.cp("PACKET_FANOUT", interface) { cp_packet_fanout(socketFD, 0, flags) }
-        joinedGroup = UInt16(try Syscall.cp("getsockopt(PACKET_FANOUT)", interface) { cp_packet_fanout_id(socketFD) })
+        joinedGroup = UInt16(
+          try Syscall.cp("getsockopt(PACKET_FANOUT)", interface) { cp_packet_fanout_id(socketFD) })
       case .join(let group)?:
         _ = try Syscall.cp("PACKET_FANOUT", interface) {
           cp_packet_fanout(socketFD, group, UInt16(CP_PACKET_FANOUT_HASH))
@@ -302,7 +309,8 @@ public final class AFPacketPort: PacketPort {
         // Every block is waiting for releaseReceived(): nothing more to open.
         if c.consumed == rxBlockCount { break }
         let block = base + c.block &* rxBlockSize
-        let status = (block + 8).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+        let status = (block + 8).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(
+          ordering: .acquiring)
         if status & UInt32(CP_TP_STATUS_USER) == 0 { break }
         let descriptor = UnsafeRawPointer(block).assumingMemoryBound(to: cp_tpacket_block_desc.self)
         blocks &+= 1
@@ -465,10 +473,13 @@ public final class AFPacketPort: PacketPort {
       let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
       throw AFPacketError.filter(interface: interface, expression: expression, message: text)
     }
-    if result < 0 { throw AFPacketError.from(errno: -result, operation: "SO_ATTACH_FILTER", interface: interface) }
+    if result < 0 {
+      throw AFPacketError.from(errno: -result, operation: "SO_ATTACH_FILTER", interface: interface)
+    }
   }
 
-  static func setOption(_ fd: Int32, _ option: Int, _ value: Int, _ label: String, _ interface: String) throws {
+  static func setOption(_ fd: Int32, _ option: Int, _ value: Int, _ label: String, _ interface: String) throws
+  {
     _ = try Syscall.cp("setsockopt(\(label))", interface) {
       cp_setsockopt_int(fd, Int32(CP_SOL_PACKET), Int32(option), Int32(value))
     }
@@ -477,7 +488,9 @@ public final class AFPacketPort: PacketPort {
   /// A slot holds the largest frame the pipeline can emit on this interface: MTU plus
   /// Ethernet header, a VLAN tag and room for the outer headers, rounded to a power of two.
   static func defaultSlotSize(interface: String) throws -> Int {
-    let probe = try Syscall.libc("socket(AF_INET)", interface) { socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+    let probe = try Syscall.libc("socket(AF_INET)", interface) {
+      socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    }
     defer { Syscall.close(probe) }
     let mtu = Int(try Syscall.cp("SIOCGIFMTU", interface) { cp_interface_mtu(probe, interface) })
     var size = 2048
@@ -485,7 +498,9 @@ public final class AFPacketPort: PacketPort {
     return size
   }
 
-  static func txGeometry(slotSize: Int, slotCount: Int, pageSize: Int) -> (blockSize: Int, blockCount: Int, bytes: Int) {
+  static func txGeometry(slotSize: Int, slotCount: Int, pageSize: Int) -> (
+    blockSize: Int, blockCount: Int, bytes: Int
+  ) {
     // Blocks of at least 16 KiB holding a whole number of slots; slots never straddle
     // blocks, so the ring is linear and TxRing can index it as base + i * slotSize.
     var blockSize = max(slotSize, 16384, pageSize)

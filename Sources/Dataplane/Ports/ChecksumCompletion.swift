@@ -71,7 +71,8 @@ public enum ChecksumCompletion {
       return false
     }
     frame.storeBytes(of: 0, toByteOffset: field, as: UInt16.self)
-    let sum = OnesComplement.sum(bytes + l4, count: segmentLength, initial: pseudo &+ UInt64(proto) &+ UInt64(segmentLength))
+    let sum = OnesComplement.sum(
+      bytes + l4, count: segmentLength, initial: pseudo &+ UInt64(proto) &+ UInt64(segmentLength))
     var checksum = OnesComplement.finish(sum)
     // UDP sends 0 as "no checksum"; a computed 0 is written as all ones (RFC 768).
     if proto == 17 && checksum == 0 { checksum = 0xFFFF }

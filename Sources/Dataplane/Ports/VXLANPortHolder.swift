@@ -43,7 +43,9 @@ public final class VXLANPortHolder {
         sin.sin_port = port.bigEndian
         if case .v4(let value) = address { sin.sin_addr.s_addr = value.bigEndian }
         let result = withUnsafePointer(to: &sin) {
-          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+          }
         }
         if result != 0 { throw AFPacketError.vxlanPort(address: label, port: port, errno: errno) }
       } else {
@@ -58,7 +60,9 @@ public final class VXLANPortHolder {
           for index in 0..<16 { raw[index] = bytes[index] }
         }
         let result = withUnsafePointer(to: &sin6) {
-          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+          $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+          }
         }
         if result != 0 { throw AFPacketError.vxlanPort(address: label, port: port, errno: errno) }
       }

@@ -119,7 +119,9 @@ public final class LiveSwitch: @unchecked Sendable {
   }
 
   private func open() throws {
-    guard stopEventFD >= 0 else { throw AFPacketError.system(operation: "eventfd", interface: "-", errno: -stopEventFD) }
+    guard stopEventFD >= 0 else {
+      throw AFPacketError.system(operation: "eventfd", interface: "-", errno: -stopEventFD)
+    }
     let config = core.config
     let interfaces = core.interfaces
     let workers = config.site.workers
@@ -129,7 +131,9 @@ public final class LiveSwitch: @unchecked Sendable {
     }
     // One role per interface: an access port on the underlay would need two filters.
     var seen = Set<String>()
-    for name in interfaces where !seen.insert(name).inserted { throw AFPacketError.interfaceClaimedTwice(name) }
+    for name in interfaces where !seen.insert(name).inserted {
+      throw AFPacketError.interfaceClaimedTwice(name)
+    }
     for domain in config.bridgeDomains {
       for port in domain.ports where port.interface == config.site.underlay {
         throw AFPacketError.interfaceClaimedTwice(port.interface)
@@ -138,7 +142,10 @@ public final class LiveSwitch: @unchecked Sendable {
     for name in interfaces { _ = try Syscall.interfaceIndex(name) }
     // Privilege first, with a clear message, before touching anything.
     let probe = cp_packet_socket()
-    if probe < 0 { throw AFPacketError.from(errno: -probe, operation: "socket(AF_PACKET)", interface: interfaces.first ?? "-") }
+    if probe < 0 {
+      throw AFPacketError.from(
+        errno: -probe, operation: "socket(AF_PACKET)", interface: interfaces.first ?? "-")
+    }
     Syscall.close(probe)
 
     let namespace = NetworkNamespace.currentIdentifier
@@ -156,10 +163,14 @@ public final class LiveSwitch: @unchecked Sendable {
       let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
       defer { Syscall.close(control) }
       for name in interfaces where name != underlay {
-        for (feature, label) in [(CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro"), (CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso")] {
+        for (feature, label) in [
+          (CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro"), (CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso"),
+        ] {
           guard cp_ethtool_get_feature(control, name, Int32(feature)) == 1 else { continue }
           let result = cp_ethtool_set_feature(control, name, Int32(feature), 0)
-          if result < 0 { warnings.append("\(name): cannot turn \(label) off: \(AFPacketError.text(-result))") }
+          if result < 0 {
+            warnings.append("\(name): cannot turn \(label) off: \(AFPacketError.text(-result))")
+          }
         }
       }
     }
@@ -255,7 +266,9 @@ public final class LiveSwitch: @unchecked Sendable {
     let count = row.count
     let descriptors = UnsafeMutablePointer<pollfd>.allocate(capacity: count + 1)
     defer { descriptors.deallocate() }
-    for (index, port) in row.enumerated() { descriptors[index] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0) }
+    for (index, port) in row.enumerated() {
+      descriptors[index] = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
+    }
     descriptors[count] = pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0)
     let rings = UnsafeMutablePointer<UnsafeMutablePointer<TxRing>>.allocate(capacity: count)
     defer { rings.deallocate() }

@@ -15,7 +15,9 @@ public enum NetworkNamespace {
   public static func run<T>(_ name: String, _ body: () throws -> T) throws -> T {
     let path = name.hasPrefix("/") ? name : "/run/netns/\(name)"
     let target = open(path, O_RDONLY | O_CLOEXEC)
-    guard target >= 0 else { throw AFPacketError.system(operation: "open \(path)", interface: name, errno: errno) }
+    guard target >= 0 else {
+      throw AFPacketError.system(operation: "open \(path)", interface: name, errno: errno)
+    }
     defer { close(target) }
     let original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
     guard original >= 0 else {

@@ -180,7 +180,9 @@ public final class NextHopResolver {
     published.withLock { $0 = next }
   }
 
-  private func resolve(_ vtep: IPAddress, statics: [IPAddress: MACAddress], previous: Entry?, trigger: Bool) -> Entry {
+  private func resolve(_ vtep: IPAddress, statics: [IPAddress: MACAddress], previous: Entry?, trigger: Bool)
+    -> Entry
+  {
     if let mac = statics[vtep] {
       // SwitchCore installs [[neighbor]] entries itself; leave them alone.
       return Entry(vtep: vtep, nextHop: vtep, mac: mac, state: UInt16(CP_NUD_PERMANENT), isStatic: true)
@@ -191,14 +193,17 @@ public final class NextHopResolver {
     var gateway = [UInt8](repeating: 0, count: 16)
     var gatewayLength: Int32 = 0
     var outInterface: Int32 = 0
-    let routed = cp_nl_route_get(handle, family, destination, interfaceIndex, &gateway, &gatewayLength, &outInterface)
+    let routed = cp_nl_route_get(
+      handle, family, destination, interfaceIndex, &gateway, &gatewayLength, &outInterface)
     guard routed == 0 else {
       publish(vtep, mac: nil)
       return Entry(vtep: vtep, nextHop: nil, mac: nil, state: 0, isStatic: false)
     }
     let hop: IPAddress =
       gatewayLength > 0
-      ? gateway.withUnsafeBytes { IPAddress(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<Int(gatewayLength)]))! } : vtep
+      ? gateway.withUnsafeBytes {
+        IPAddress(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<Int(gatewayLength)]))!
+      } : vtep
     if let mac = statics[hop] {
       publish(vtep, mac: mac)
       return Entry(vtep: vtep, nextHop: hop, mac: mac, state: UInt16(CP_NUD_PERMANENT), isStatic: true)
@@ -209,9 +214,12 @@ public final class NextHopResolver {
     let hopFamily = hop.isIPv4 ? AF_INET : AF_INET6
     let hopBytes = hop.bytes
     let found = withUnsafeMutableBytes(of: &mac) { raw in
-      cp_nl_neigh_get(handle, hopFamily, hopBytes, interfaceIndex, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), &hasMAC, &state)
+      cp_nl_neigh_get(
+        handle, hopFamily, hopBytes, interfaceIndex, raw.baseAddress!.assumingMemoryBound(to: UInt8.self),
+        &hasMAC, &state)
     }
-    let usable = UInt16(CP_NUD_REACHABLE | CP_NUD_STALE | CP_NUD_DELAY | CP_NUD_PROBE | CP_NUD_PERMANENT | CP_NUD_NOARP)
+    let usable = UInt16(
+      CP_NUD_REACHABLE | CP_NUD_STALE | CP_NUD_DELAY | CP_NUD_PROBE | CP_NUD_PERMANENT | CP_NUD_NOARP)
     var resolved: MACAddress? = nil
     if found == 0 && hasMAC != 0 && state & usable != 0 {
       resolved = MACAddress(mac)

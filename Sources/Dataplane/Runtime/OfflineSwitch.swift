@@ -30,7 +30,9 @@ public final class OfflineSwitch {
   /// Forwards `frames` received on `interface` at switch time `now` (seconds), in
   /// batches of at most `FrameVector.capacity`; afterwards applies learning and flushes
   /// every port.
-  public func forward(interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32) {
+  public func forward(
+    interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32
+  ) {
     if now != lastAged {
       core.age(now: now)
       lastAged = now
@@ -54,11 +56,15 @@ public final class OfflineSwitch {
     guard let interface = interfaceIndex(name) else { preconditionFailure("no interface \(name)") }
     var buffers = frames.map { frame -> (UnsafeMutableRawPointer, Int) in
       let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, frame.count), alignment: 64)
-      frame.withUnsafeBytes { if let base = $0.baseAddress { memory.copyMemory(from: base, byteCount: frame.count) } }
+      frame.withUnsafeBytes {
+        if let base = $0.baseAddress { memory.copyMemory(from: base, byteCount: frame.count) }
+      }
       return (memory, frame.count)
     }
     defer { for buffer in buffers { buffer.0.deallocate() } }
-    buffers.withUnsafeMutableBufferPointer { forward(interface: interface, frames: UnsafeBufferPointer($0), now: now) }
+    buffers.withUnsafeMutableBufferPointer {
+      forward(interface: interface, frames: UnsafeBufferPointer($0), now: now)
+    }
   }
 
   /// Runs one batch already in place (Bench): the vector filled by the caller.

@@ -111,7 +111,11 @@ public final class SwitchCore: @unchecked Sendable {
     var usedDomains = Set<UInt16>()
     for domain in config.bridgeDomains {
       if state.domainByVNI[domain.vni] == nil {
-        let index = state.freeDomains.popLast() ?? { defer { state.nextDomain += 1 }; return state.nextDomain }()
+        let index =
+          state.freeDomains.popLast()
+          ?? {
+            defer { state.nextDomain += 1 }; return state.nextDomain
+          }()
         state.domainByVNI[domain.vni] = index
       }
       usedDomains.insert(state.domainByVNI[domain.vni]!)
@@ -147,7 +151,8 @@ public final class SwitchCore: @unchecked Sendable {
       for port in domain.ports {
         guard let interface = state.interfaces.firstIndex(of: port.interface) else { continue }
         let member = Int(state.memberByName[port]!)
-        builder.members[member] = .init(interface: UInt16(interface), vlan: port.vlan ?? 0, domain: UInt16(index))
+        builder.members[member] = .init(
+          interface: UInt16(interface), vlan: port.vlan ?? 0, domain: UInt16(index))
         let column = port.vlan.map(Int.init) ?? ForwardingState.untaggedColumn
         builder.memberByVLAN[interface * ForwardingState.vlanColumns + column] = UInt16(member)
         builder.domains[index].members.append(UInt16(member))
@@ -219,7 +224,8 @@ public final class SwitchCore: @unchecked Sendable {
         }
       }
       for domain in newConfig.bridgeDomains {
-        if let previous = oldByVNI[domain.vni], previous != domain, let index = state.domainByVNI[domain.vni] {
+        if let previous = oldByVNI[domain.vni], previous != domain, let index = state.domainByVNI[domain.vni]
+        {
           changedDomains.append(index)
         }
       }
@@ -288,7 +294,9 @@ public final class SwitchCore: @unchecked Sendable {
   /// A static entry is never replaced; a locally learned one is replaced only when the
   /// control plane says so (`overrideLocal`, after MAC-mobility arbitration).
   @discardableResult
-  public func installRemoteMAC(vni: UInt32, mac: MACAddress, vtep: IPAddress, overrideLocal: Bool = true) -> Bool {
+  public func installRemoteMAC(vni: UInt32, mac: MACAddress, vtep: IPAddress, overrideLocal: Bool = true)
+    -> Bool
+  {
     guard let domain = state.domainIndex(vni: vni) else { return false }
     let index: UInt16 = control.withLock { state in
       let known = state.vtepByAddress[vtep] != nil
@@ -296,7 +304,8 @@ public final class SwitchCore: @unchecked Sendable {
       if !known { publishLocked(&state) }
       return index
     }
-    let (domainGeneration, targetGeneration) = fdb.currentGenerations(bridgeDomain: domain, kind: .vtep, index: index)
+    let (domainGeneration, targetGeneration) = fdb.currentGenerations(
+      bridgeDomain: domain, kind: .vtep, index: index)
     let entry = FDBEntry(
       kind: .vtep, index: index, origin: .control, domainGeneration: domainGeneration,
       targetGeneration: targetGeneration, stamp: 0)
@@ -390,14 +399,16 @@ public final class SwitchCore: @unchecked Sendable {
         let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
         let index = kind == .port ? event.member : (vtepIndices[position] ?? 0)
         let origin: FDBOrigin = kind == .port ? .local : .decap
-        let (domainGeneration, targetGeneration) = fdb.currentGenerations(bridgeDomain: domain, kind: kind, index: index)
+        let (domainGeneration, targetGeneration) = fdb.currentGenerations(
+          bridgeDomain: domain, kind: kind, index: index)
         let entry = FDBEntry(
           kind: kind, index: index, origin: origin, domainGeneration: domainGeneration,
           targetGeneration: targetGeneration, stamp: event.stamp)
         var move = false
         let limit = domainLimits[domain]
         let overLimit =
-          access.learnedCount >= globalLimit || (limit.map { access.learnedCount(bridgeDomain: domain) >= $0 } ?? false)
+          access.learnedCount >= globalLimit
+          || (limit.map { access.learnedCount(bridgeDomain: domain) >= $0 } ?? false)
         let outcome = access.update(key) { existing in
           if let existing, existing.isPresent, self.fdb.isCurrent(existing, bridgeDomain: domain) {
             if existing.origin == .static { return .keep }
@@ -423,9 +434,11 @@ public final class SwitchCore: @unchecked Sendable {
           break
         }
         if kind == .port, case .inserted = outcome {
-          events.append(.learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
+          events.append(
+            .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
         } else if kind == .port, move {
-          events.append(.learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
+          events.append(
+            .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
         }
       }
     }
@@ -463,8 +476,10 @@ public final class SwitchCore: @unchecked Sendable {
 
   public var learnStatistics: LearnStatistics {
     LearnStatistics(
-      learned: learnCounters.learned.load(ordering: .relaxed), moves: learnCounters.moves.load(ordering: .relaxed),
+      learned: learnCounters.learned.load(ordering: .relaxed),
+      moves: learnCounters.moves.load(ordering: .relaxed),
       limitDrops: learnCounters.limitDrops.load(ordering: .relaxed),
-      tableFull: learnCounters.tableFull.load(ordering: .relaxed), aged: learnCounters.aged.load(ordering: .relaxed))
+      tableFull: learnCounters.tableFull.load(ordering: .relaxed),
+      aged: learnCounters.aged.load(ordering: .relaxed))
   }
 }

@@ -29,24 +29,29 @@ struct Lab {
       let siteNS = t.siteNamespace(site)
       // Underlay: site "ul" <-> backbone "sN", a routed /24 (or /64) per site.
       try Shell.run([
-        "ip", "link", "add", "ul", "netns", siteNS, "type", "veth", "peer", "name", "s\(site)", "netns", t.backbone,
+        "ip", "link", "add", "ul", "netns", siteNS, "type", "veth", "peer", "name", "s\(site)", "netns",
+        t.backbone,
       ])
       let noDAD = t.ipv6Underlay ? ["nodad"] : []
       try Shell.inNamespace(
         t.backbone,
-        ["ip", family, "addr", "add", "\(t.gateway(site))/\(t.underlayPrefixLength)", "dev", "s\(site)"] + noDAD)
+        ["ip", family, "addr", "add", "\(t.gateway(site))/\(t.underlayPrefixLength)", "dev", "s\(site)"]
+          + noDAD)
       try Shell.inNamespace(t.backbone, ["ip", "link", "set", "s\(site)", "up"])
       try Shell.inNamespace(
-        siteNS, ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
+        siteNS,
+        ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
       try Shell.inNamespace(siteNS, ["ip", "link", "set", "ul", "up"])
       try Shell.inNamespace(siteNS, ["ip", family, "route", "add", "default", "via", t.gateway(site)])
       for vm in 1...t.vmsPerSite {
         let vmNS = t.vmNamespace(site, vm)
         try Shell.run([
-          "ip", "link", "add", "vm\(vm)", "netns", siteNS, "type", "veth", "peer", "name", "eth0", "netns", vmNS,
+          "ip", "link", "add", "vm\(vm)", "netns", siteNS, "type", "veth", "peer", "name", "eth0", "netns",
+          vmNS,
         ])
         try Shell.inNamespace(siteNS, ["ip", "link", "set", "vm\(vm)", "up"])
-        try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)"])
+        try Shell.inNamespace(
+          vmNS, ["ip", "link", "set", "eth0", "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)"])
         // A veth hands its peer whatever its own TSO/GSO built: 64 KiB super-frames that a
         // switch (like a NIC) cannot put on a 1500-byte underlay. VMs on real NICs are MTU
         // bound the same way, so the lab's "VMs" segment themselves.
@@ -82,23 +87,34 @@ struct Lab {
     let t = topology
     let ns = t.siteNamespace(site)
     try Shell.inNamespace(ns, ["ip", "link", "add", "br\(t.vni)", "type", "bridge"])
-    try Shell.inNamespace(ns, [
-      "ip", "link", "add", "vxlan\(t.vni)", "type", "vxlan", "id", "\(t.vni)", "local", t.vtep(site), "dstport",
-      "\(t.udpPort)", "dev", "ul",
-    ])
+    try Shell.inNamespace(
+      ns,
+      [
+        "ip", "link", "add", "vxlan\(t.vni)", "type", "vxlan", "id", "\(t.vni)", "local", t.vtep(site),
+        "dstport",
+        "\(t.udpPort)", "dev", "ul",
+      ])
     try Shell.inNamespace(ns, ["ip", "link", "set", "vxlan\(t.vni)", "master", "br\(t.vni)", "up"])
-    for vm in 1...t.vmsPerSite { try Shell.inNamespace(ns, ["ip", "link", "set", "vm\(vm)", "master", "br\(t.vni)"]) }
+    for vm in 1...t.vmsPerSite {
+      try Shell.inNamespace(ns, ["ip", "link", "set", "vm\(vm)", "master", "br\(t.vni)"])
+    }
     try Shell.inNamespace(ns, ["ip", "link", "set", "br\(t.vni)", "up"])
     for other in t.allSites where other != site {
-      try Shell.inNamespace(ns, [
-        "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan\(t.vni)", "dst", t.vtep(other),
-      ])
+      try Shell.inNamespace(
+        ns,
+        [
+          "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vxlan\(t.vni)", "dst", t.vtep(other),
+        ])
     }
     log("site \(site): Linux bridge br\(t.vni) + kernel vxlan\(t.vni) in \(ns), VTEP \(t.vtep(site))")
   }
 
-  static let gobgpdPath = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first { FileManager.default.isExecutableFile(atPath: $0) }
-  static let gobgpPath = ["/usr/bin/gobgp", "/usr/local/bin/gobgp"].first { FileManager.default.isExecutableFile(atPath: $0) }
+  static let gobgpdPath = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
+  static let gobgpPath = ["/usr/bin/gobgp", "/usr/local/bin/gobgp"].first {
+    FileManager.default.isExecutableFile(atPath: $0)
+  }
 
   /// gobgpd in the backbone namespace as route reflector for every site; started by
   /// PID (recorded for `down`), ready when its API answers.
@@ -130,7 +146,8 @@ struct Lab {
   /// `gobgp ARGS...` against the lab's route reflector.
   func gobgp(_ arguments: [String]) -> String? {
     guard let cli = Self.gobgpPath else { return nil }
-    return try? Shell.run(["ip", "netns", "exec", topology.backbone, cli, "-p", "\(topology.gobgpdAPIPort)"] + arguments)
+    return try? Shell.run(
+      ["ip", "netns", "exec", topology.backbone, cli, "-p", "\(topology.gobgpdAPIPort)"] + arguments)
   }
 
   /// Waits until the daemon answers on its control socket (or died: then its log says why).
@@ -138,7 +155,11 @@ struct Lab {
     let t = topology
     let deadline = Date().addingTimeInterval(20)
     while Date() < deadline {
-      if (try? ControlClient.request(ControlRequest(command: "show-stats"), socket: t.socketPath(site))) != nil { return }
+      if (try? ControlClient.request(ControlRequest(command: "show-stats"), socket: t.socketPath(site)))
+        != nil
+      {
+        return
+      }
       if let pid = readPID(site), kill(pid, 0) != 0 { break }
       usleep(50_000)
     }
@@ -181,9 +202,10 @@ struct Lab {
       }
       try? FileManager.default.removeItem(atPath: t.gobgpdPIDPath)
     }
-    let existing = Set(((try? Shell.run(["ip", "netns", "list"])) ?? "").split(separator: "\n").map {
-      String($0.split(separator: " ").first ?? "")
-    })
+    let existing = Set(
+      ((try? Shell.run(["ip", "netns", "list"])) ?? "").split(separator: "\n").map {
+        String($0.split(separator: " ").first ?? "")
+      })
     for namespace in existing where namespace == t.backbone || namespace.hasPrefix("\(t.prefix)-s") {
       _ = Shell.succeeds(["ip", "netns", "delete", namespace])
     }
@@ -249,7 +271,8 @@ struct Lab {
   private func fdbCheck(_ site: Int) -> CheckResult {
     let t = topology
     let name = "site \(site) FDB has every VM behind the right port or VTEP"
-    guard let reply = try? ControlClient.request(ControlRequest(command: "show-fdb"), socket: t.socketPath(site)),
+    guard
+      let reply = try? ControlClient.request(ControlRequest(command: "show-fdb"), socket: t.socketPath(site)),
       let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any],
       let entries = object["entries"] as? [[String: Any]]
     else { return CheckResult(name: name, passed: false, detail: "no answer on \(t.socketPath(site))") }
@@ -264,7 +287,9 @@ struct Lab {
         if entry["port"] as? String != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
       } else if entry["vtep"] as? String != t.vtep(vmSite) {
         missing.append("\(mac) not behind \(t.vtep(vmSite))")
-      } else if t.bgp && (entry["origin"] as? String != "control" || entry["peer"] as? String != t.gateway(site)) {
+      } else if t.bgp
+        && (entry["origin"] as? String != "control" || entry["peer"] as? String != t.gateway(site))
+      {
         missing.append("\(mac) not from BGP (origin \(entry["origin"] ?? "?"), peer \(entry["peer"] ?? "-"))")
       }
     }
@@ -280,13 +305,17 @@ struct Lab {
     var detail = ""
     let deadline = Date().addingTimeInterval(30)
     repeat {
-      let state = (try? ControlClient.request(ControlRequest(command: "show-bgp"), socket: t.socketPath(site)))
+      let state =
+        (try? ControlClient.request(ControlRequest(command: "show-bgp"), socket: t.socketPath(site)))
         .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         .flatMap { ($0["peers"] as? [[String: Any]])?.first?["state"] as? String } ?? "?"
-      let flood = (try? ControlClient.request(ControlRequest(command: "show-bd"), socket: t.socketPath(site)))
+      let flood =
+        (try? ControlClient.request(ControlRequest(command: "show-bd"), socket: t.socketPath(site)))
         .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         .flatMap { ($0["bridge_domains"] as? [[String: Any]])?.first?["flood"] as? [String] } ?? []
-      if state == "Established" && flood.sorted() == expected { return CheckResult(name: name, passed: true, detail: "") }
+      if state == "Established" && flood.sorted() == expected {
+        return CheckResult(name: name, passed: true, detail: "")
+      }
       detail = "session \(state), flood list \(flood.sorted()) (want \(expected))"
       usleep(200_000)
     } while Date() < deadline
@@ -297,7 +326,8 @@ struct Lab {
   private func kernelFDBCheck(_ site: Int) -> CheckResult {
     let t = topology
     let name = "kernel site \(site): `bridge fdb show` lists vxswitch VMs behind their VTEPs"
-    let output = (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"])) ?? ""
+    let output =
+      (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"])) ?? ""
     var missing: [String] = []
     for (vmSite, vm) in t.allVMs where vmSite != site {
       let learned = output.split(separator: "\n").contains {
@@ -305,7 +335,8 @@ struct Lab {
       }
       if !learned { missing.append(t.vmMAC(vmSite, vm)) }
     }
-    return CheckResult(name: name, passed: missing.isEmpty, detail: missing.isEmpty ? "" : "missing \(missing)")
+    return CheckResult(
+      name: name, passed: missing.isEmpty, detail: missing.isEmpty ? "" : "missing \(missing)")
   }
 
   func showFDBs() {
@@ -317,15 +348,21 @@ struct Lab {
     for site in t.allSites {
       if t.bgp && t.runsVXSwitch(site) {
         log("\n== site \(site) BGP (vxswitch show bgp)")
-        let output = (try? Shell.run([executable, "show", "bgp", "--socket", t.socketPath(site)])) ?? "(no answer)"
+        let output =
+          (try? Shell.run([executable, "show", "bgp", "--socket", t.socketPath(site)])) ?? "(no answer)"
         log(output.trimmingCharacters(in: .newlines))
       }
-      log("\n== site \(site) FDB (\(t.runsVXSwitch(site) ? "vxswitch show fdb" : "bridge fdb show dev vxlan\(t.vni)"))")
+      log(
+        "\n== site \(site) FDB (\(t.runsVXSwitch(site) ? "vxswitch show fdb" : "bridge fdb show dev vxlan\(t.vni)"))"
+      )
       if t.runsVXSwitch(site) {
-        let output = (try? Shell.run([executable, "show", "fdb", "--socket", t.socketPath(site)])) ?? "(no answer)"
+        let output =
+          (try? Shell.run([executable, "show", "fdb", "--socket", t.socketPath(site)])) ?? "(no answer)"
         log(output.trimmingCharacters(in: .newlines))
       } else {
-        let output = (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"])) ?? ""
+        let output =
+          (try? Shell.inNamespace(t.siteNamespace(site), ["bridge", "fdb", "show", "dev", "vxlan\(t.vni)"]))
+          ?? ""
         log(output.trimmingCharacters(in: .newlines))
       }
     }

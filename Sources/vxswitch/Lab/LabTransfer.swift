@@ -26,17 +26,22 @@ enum LabTransfer {
     let server = Process()
     server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     server.arguments = [
-      "ip", "netns", "exec", serverNamespace, executable, "lab-transfer", "--listen", "\(port)", "--file", received,
+      "ip", "netns", "exec", serverNamespace, executable, "lab-transfer", "--listen", "\(port)", "--file",
+      received,
     ]
     try server.run()
     defer { if server.isRunning { server.terminate() } }
-    try Shell.inNamespace(clientNamespace, [
-      executable, "lab-transfer", "--connect", serverAddress, "--port", "\(port)", "--file", sent,
-    ])
+    try Shell.inNamespace(
+      clientNamespace,
+      [
+        executable, "lab-transfer", "--connect", serverAddress, "--port", "\(port)", "--file", sent,
+      ])
     server.waitUntilExit()
     let got = (try? Data(contentsOf: URL(fileURLWithPath: received))) ?? Data()
     let matches = got == payload
-    return Result(matches: matches, summary: matches ? "" : "sent \(payload.count) bytes, received \(got.count), content differs")
+    return Result(
+      matches: matches,
+      summary: matches ? "" : "sent \(payload.count) bytes, received \(got.count), content differs")
   }
 
   /// Receiver: accepts one connection, writes everything to `file`.
@@ -48,7 +53,9 @@ enum LabTransfer {
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = port.bigEndian
     let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
     }
     guard bound == 0, Glibc.listen(fd, 1) == 0 else { throw LabError("cannot listen on port \(port)") }
     var timeout = timeval(tv_sec: 30, tv_usec: 0)

@@ -32,7 +32,8 @@ enum Shell {
     guard process.terminationStatus == 0 else {
       throw Failure(
         command: command, status: process.terminationStatus,
-        output: String(decoding: stderr + stdout, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        output: String(decoding: stderr + stdout, as: UTF8.self).trimmingCharacters(
+          in: .whitespacesAndNewlines))
     }
     return String(decoding: stdout, as: UTF8.self)
   }
