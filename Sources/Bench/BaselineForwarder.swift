@@ -89,8 +89,9 @@ struct BaselineHeader {
   }
 
   /// Bench live's encap output: vxswitch's VTEP (10.202.0.1, underlay MAC of eth1) to the
-  /// remote VTEP (10.202.0.2, r0's MAC), VNI of the plan, a fixed UDP source port.
-  static func benchTemplate(_ plan: TrafficPlan, sourcePort: UInt16 = 49152) -> [UInt8] {
+  /// remote VTEP (10.202.0.2, r0's MAC), VNI of the plan, a fixed UDP source port (not
+  /// 49152, which tcpdump decodes as BCM-LI instead of VXLAN).
+  static func benchTemplate(_ plan: TrafficPlan, sourcePort: UInt16 = 52000) -> [UInt8] {
     FrameBuilder.vxlanFrame(
       inner: [], vni: plan.vni,
       underlay: .init(

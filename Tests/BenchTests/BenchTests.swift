@@ -297,7 +297,7 @@ final class LiveBaselineTests: XCTestCase {
         inner: inner, vni: plan.vni,
         underlay: .init(
           link: .init(destination: TrafficPlan.remoteUnderlayMAC, source: TrafficPlan.underlayMAC),
-          source: plan.localVTEP, destination: plan.remoteVTEP, sourcePort: 49152))
+          source: plan.localVTEP, destination: plan.remoteVTEP, sourcePort: 52000))
       XCTAssertEqual(built, expected, "size \(size)")
       let (outer, decoded) = try XCTUnwrap(FrameResizer.splitVXLAN(built))
       XCTAssertEqual(outer.vni, plan.vni)
