@@ -98,7 +98,7 @@ final class LiveBench {
     var vxswitchLossFreeRate: Int? = nil
     var bridgeLossFreeRate: Int? = nil
     var baselineLossFreeRate: Int? = nil
-    /// vxswitch / baseline loss-free rate.
+    /// vxswitch / baseline loss-free rate; nil when either is generator-bound.
     var lossFreeBaselineRatio: Double? = nil
   }
 
@@ -605,6 +605,12 @@ final class LiveBench {
         searches.first { $0.system == system && $0.direction == direction && $0.frameSize == size }?
           .lossFreeRate
       }
+      /// A generator-bound figure is a lower bound only: no ratio from it.
+      func bound(_ system: System) -> Bool {
+        searches.contains {
+          $0.system == system && $0.direction == direction && $0.frameSize == size && $0.generatorBound
+        }
+      }
       func divide(_ x: Double?, _ y: Double?) -> Double? {
         x.flatMap { x in y.flatMap { $0 > 0 ? x / $0 : nil } }
       }
@@ -620,8 +626,8 @@ final class LiveBench {
         baselineCPUNsPerFrame: pick(.baseline, \.cpuNsPerFrame), baselineRatio: divide(a, c),
         vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
         baselineLossFreeRate: lossFree(.baseline),
-        lossFreeBaselineRatio: divide(
-          lossFree(.vxswitch).map(Double.init), lossFree(.baseline).map(Double.init)))
+        lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)
+          ? nil : divide(lossFree(.vxswitch).map(Double.init), lossFree(.baseline).map(Double.init)))
     }
   }
 }

@@ -408,5 +408,10 @@ final class LiveBaselineTests: XCTestCase {
     XCTAssertTrue(table.contains("vxs/baseline"))
     XCTAssertTrue(table.contains("0.90"))
     XCTAssertTrue(table.contains("0.80"))
+    var bound = r(.baseline, 100)
+    bound.generatorBound = true
+    let unbounded = LiveBench.summarize([m(.vxswitch, 90)], searches: [r(.vxswitch, 80), bound])
+    XCTAssertNil(unbounded[0].lossFreeBaselineRatio)
+    XCTAssertEqual(unbounded[0].baselineLossFreeRate, 100)
   }
 }
