@@ -8,6 +8,7 @@ struct BenchCommand: ParsableCommand {
     abstract: "vxswitch benchmarks: traffic generation, in-memory pcap replay, live veth runs.",
     subcommands: [
       GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self,
+      BaselineForwardCommand.self,
     ])
 }
 
@@ -72,8 +73,12 @@ struct LiveCommand: ParsableCommand {
       Needs root, ip, bridge and tcpdump; with --generator tcpreplay, tcpreplay (installed
       with apt-get when missing).
       Namespaces vxb-<pid>-{vm,sw,rem} are removed on exit and on SIGINT/SIGTERM. vxswitch
-      (A) and the bridge (B) alternate A B A B; the table shows medians. CPU: vxswitch =
-      utime+stime from /proc/PID/stat; bridge = softirq time of all CPUs from /proc/stat.
+      (A), the bridge (B) and the baseline forwarder (C: `Bench baseline-forward`, RX ring
+      to TX ring, prepends/strips a fixed 50-byte header) alternate A B C A B C; the table
+      shows medians. CPU: vxswitch and baseline = utime+stime from /proc/PID/stat; bridge =
+      softirq time of all CPUs from /proc/stat. --search: per system, direction and size,
+      bisects the offered rate (--search-steps probes of --search-duration s) for the
+      largest rate with < 0.1% loss.
       """)
 
   @Option(name: .customLong("size"), help: "Frame size(s) (repeatable): 60...9000 or imix.")
@@ -86,6 +91,14 @@ struct LiveCommand: ParsableCommand {
   var duration = 3.0
   @Option(help: "Offered rate in frames/s (0: flat out).")
   var rate = 0
+  @Flag(help: "Also search the largest offered rate with < 0.1% loss per system.")
+  var search = false
+  @Option(help: "Bisection steps of --search.")
+  var searchSteps = 6
+  @Option(help: "Seconds per --search probe.")
+  var searchDuration = 2.0
+  @Option(help: "Systems (repeatable): vxswitch, bridge, baseline.")
+  var system: [String] = ["vxswitch", "bridge", "baseline"]
   @Option(help: "Source MACs.")
   var sources = 16
   @Option(help: "Destination MACs.")
@@ -120,6 +133,15 @@ struct LiveCommand: ParsableCommand {
     options.repetitions = max(1, repetitions)
     options.duration = max(1, duration)
     options.rate = rate
+    options.search = search
+    options.searchSteps = max(1, searchSteps)
+    options.searchDuration = max(0.5, searchDuration)
+    options.systems = try system.map { text in
+      guard let value = LiveBench.System(rawValue: text) else {
+        throw ValidationError("bad --system \(text)")
+      }
+      return value
+    }
     options.sources = sources
     options.destinations = destinations
     options.vxswitch = vxswitch

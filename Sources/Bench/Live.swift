@@ -13,7 +13,9 @@ import Foundation
 /// Encap: the generator replays access.pcap into g0; the sink counts r0's rx_packets
 /// (VXLAN frames at the remote VTEP). Decap: underlay.pcap into r0; the sink is g0.
 /// System A is `vxswitch run --config` inside the sw namespace; system B is a Linux bridge
-/// (vm1 + vxlan0, static FDB) doing the same job. A and B alternate, A B A B.
+/// (vm1 + vxlan0, static FDB) doing the same job; system C is the reference, a
+/// minimal forwarder (`Bench baseline-forward`: RX ring -> TX ring, prepends or strips a
+/// fixed 50-byte header). They alternate, A B C A B C.
 ///
 /// Every address used (inner 10.200/16 and 10.201/16, VTEPs 10.202.0.1/.2) is assigned
 /// inside these namespaces: the inner ones as local routes on the namespaces' `lo`.
@@ -30,10 +32,15 @@ final class LiveBench {
     var keepDirectory = false
     /// "builtin" (`Bench send`: AF_PACKET sendmmsg) or "tcpreplay".
     var generator = "builtin"
+    var systems: [System] = [.vxswitch, .bridge, .baseline]
+    /// Bisect the largest offered rate with < `RateSearch.lossLimit` loss per system.
+    var search = false
+    var searchSteps = 6
+    var searchDuration = 2.0
   }
 
   enum System: String, Codable {
-    case vxswitch, bridge
+    case vxswitch, bridge, baseline
   }
 
   struct Measurement: Codable {
@@ -53,6 +60,22 @@ final class LiveBench {
     var systemCPUSeconds: Double
     var softirqCPUSeconds: Double
     var outputChecked: Bool
+    /// The generator's fixed rate (frames/s), 0 for flat out.
+    var offeredRate: Int = 0
+  }
+
+  /// `--search` result for one system, direction and size.
+  struct SearchResult: Codable {
+    var system: System
+    var direction: Direction
+    var frameSize: String
+    /// Largest offered rate (frames/s) whose loss stayed below the limit; 0 if none did.
+    var lossFreeRate: Int
+    /// Offered frames/s of the flat-out probe (the bisection's upper end).
+    var flatOutRate: Int
+    /// The flat-out probe itself had no loss: the figure is the generator's limit.
+    var generatorBound: Bool
+    var probes: [RateSearch.Probe]
   }
 
   struct Summary: Codable {
@@ -66,6 +89,17 @@ final class LiveBench {
     var bridgeCPUNsPerFrame: Double?
     /// vxswitch / bridge delivered frames/s (medians of the same run).
     var ratio: Double?
+    var baselineFramesPerSecond: Double? = nil
+    var baselineLossPercent: Double? = nil
+    var baselineCPUNsPerFrame: Double? = nil
+    /// vxswitch / baseline delivered frames/s (the target: >= 0.95).
+    var baselineRatio: Double? = nil
+    /// `--search`: largest offered frames/s with < 0.1% loss.
+    var vxswitchLossFreeRate: Int? = nil
+    var bridgeLossFreeRate: Int? = nil
+    var baselineLossFreeRate: Int? = nil
+    /// vxswitch / baseline loss-free rate; nil when either is generator-bound.
+    var lossFreeBaselineRatio: Double? = nil
   }
 
   struct Report: Codable {
@@ -75,6 +109,7 @@ final class LiveBench {
     var notes: [String]
     var measurements: [Measurement]
     var summary: [Summary]
+    var searches: [SearchResult] = []
   }
 
   let options: Options
@@ -223,6 +258,33 @@ final class LiveBench {
     return process
   }
 
+  // MARK: System C: baseline forwarder
+
+  func startBaseline(_ direction: Direction) throws -> Process {
+    let log = directory + "/baseline-\(direction)"
+    var argv = ["ip", "netns", "exec", switchNS, Self.selfPath, "baseline-forward"]
+    switch direction {
+    case .encap:
+      argv += [
+        "--in", TrafficPlan.accessPort, "--out", TrafficPlan.underlayPort, "--header",
+        BaselineHeader.hex(BaselineHeader.benchTemplate(plan)),
+      ]
+    case .decap:
+      let filter = AFPacketPort.filterExpression(for: .underlay(vtep: plan.localVTEP, udpPort: 4789)) ?? ""
+      argv += [
+        "--in", TrafficPlan.underlayPort, "--out", TrafficPlan.accessPort, "--decap", "--filter", filter,
+      ]
+    }
+    let process = try Shell.spawn(argv, stdout: log + ".out", stderr: log + ".err")
+    LiveBench.children.append(process)
+    usleep(500_000)
+    guard process.isRunning else {
+      let message = (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? ""
+      throw BenchError.failed("baseline-forward exited (\(process.terminationStatus)): \(message)")
+    }
+    return process
+  }
+
   // MARK: Counters
 
   func counter(_ ns: String, _ interface: String, _ name: String) -> UInt64 {
@@ -361,8 +423,10 @@ final class LiveBench {
 
   func measure(
     _ system: System, _ direction: Direction, size: FrameSize, pcap: String, repetition: Int, pid: Int32?,
-    checked: Bool
+    checked: Bool, rate: Int? = nil, duration: Double? = nil
   ) throws -> Measurement {
+    let rate = rate ?? options.rate
+    let duration = duration ?? options.duration
     let (senderNS, sender, sinkNS, sink) = endpoints(direction)
     let offered0 = counter(senderNS, sender, "tx_packets")
     let delivered0 = counter(sinkNS, sink, "rx_packets")
@@ -370,7 +434,7 @@ final class LiveBench {
     let process0 = pid.map(Self.processCPU) ?? 0
     let start = Date()
     let generator = Shell.run(
-      replayArguments(senderNS, sender, pcap, seconds: options.duration, limit: nil, pps: nil))
+      replayArguments(senderNS, sender, pcap, seconds: duration, limit: nil, pps: rate))
     if generator.status != 0 { throw BenchError.failed("generator failed: \(generator.error)") }
     let elapsed = Date().timeIntervalSince(start)
     usleep(200_000)  // let queues drain
@@ -382,21 +446,58 @@ final class LiveBench {
     let systemTime = cpu1.system - cpu0.system
     let cpu: Double
     let method: String
-    if system == .vxswitch {
+    if system != .bridge {
       cpu = process1 - process0
-      method = "utime+stime of the vxswitch process (/proc/PID/stat)"
+      method = "utime+stime of the \(system) process (/proc/PID/stat)"
     } else {
       cpu = softirq
       method = "softirq time of all CPUs (/proc/stat); includes the sink veth's receive"
     }
-    let seconds = min(elapsed, options.duration)
+    let seconds = min(elapsed, duration)
     return Measurement(
       system: system, direction: direction, frameSize: size.description, repetition: repetition,
       seconds: seconds,
       offered: offered, delivered: delivered, deliveredPerSecond: Double(delivered) / seconds,
       lossPercent: offered > 0 ? max(0, Double(offered) - Double(delivered)) / Double(offered) * 100 : 0,
       cpuSeconds: cpu, cpuNsPerFrame: delivered > 0 ? cpu * 1e9 / Double(delivered) : 0, cpuMethod: method,
-      systemCPUSeconds: systemTime, softirqCPUSeconds: softirq, outputChecked: checked)
+      systemCPUSeconds: systemTime, softirqCPUSeconds: softirq, outputChecked: checked, offeredRate: rate)
+  }
+
+  /// Flat-out probe, then bisection of the offered rate between 0 and the flat-out
+  /// offered rate.
+  func search(
+    _ system: System, _ direction: Direction, size: FrameSize, pcap: String, pid: Int32?
+  ) throws -> SearchResult {
+    let probe = { (rate: Int) throws -> RateSearch.Probe in
+      let m = try self.measure(
+        system, direction, size: size, pcap: pcap, repetition: -1, pid: pid, checked: true, rate: rate,
+        duration: self.options.searchDuration)
+      let offered = Double(m.offered) / max(m.seconds, 1e-9)
+      progress(
+        String(
+          format: "    search %@ %@ %@: offered %d (%.0f/s), loss %.3f%%", system.rawValue,
+          direction.rawValue,
+          size.description, rate, offered, m.lossPercent))
+      return RateSearch.Probe(
+        rate: rate, offeredPerSecond: offered, deliveredPerSecond: m.deliveredPerSecond,
+        lossPercent: m.lossPercent)
+    }
+    let flat = try probe(0)
+    let flatRate = Int(flat.offeredPerSecond)
+    if flat.lossPercent < RateSearch.lossLimit {
+      return SearchResult(
+        system: system, direction: direction, frameSize: size.description, lossFreeRate: flatRate,
+        flatOutRate: flatRate, generatorBound: true, probes: [flat])
+    }
+    var probes = [flat]
+    let found = try RateSearch.bisect(high: flatRate, steps: options.searchSteps) { rate in
+      let p = try probe(rate)
+      probes.append(p)
+      return p.lossPercent
+    }
+    return SearchResult(
+      system: system, direction: direction, frameSize: size.description, lossFreeRate: found,
+      flatOutRate: flatRate, generatorBound: false, probes: probes)
   }
 
   // MARK: Run
@@ -412,12 +513,13 @@ final class LiveBench {
       progress(unavailable + ": measuring the Linux bridge only")
       notes.append(unavailable)
     }
-    let systems: [System] = unavailable == nil ? [.vxswitch, .bridge] : [.bridge]
+    let systems = options.systems.filter { unavailable == nil || $0 != .vxswitch }
     try setUp()
     defer { tearDown() }
     progress("namespaces \(vmNS), \(switchNS), \(remoteNS); files in \(directory)")
 
     var measurements: [Measurement] = []
+    var searches: [SearchResult] = []
     for size in options.sizes {
       var sized = plan
       sized.size = size
@@ -429,10 +531,14 @@ final class LiveBench {
           for system in systems {
             var pid: Int32?
             var process: Process?
-            if system == .vxswitch {
+            switch system {
+            case .vxswitch:
               process = try startVxswitch(configPath: files.configPath)
               pid = process?.processIdentifier
-            } else {
+            case .baseline:
+              process = try startBaseline(direction)
+              pid = process?.processIdentifier
+            case .bridge:
               try startBridge()
             }
             defer {
@@ -457,6 +563,11 @@ final class LiveBench {
                 m.cpuNsPerFrame,
                 m.outputChecked ? "" : " (OUTPUT NOT VERIFIED)"))
             measurements.append(m)
+            if options.search && repetition == 0 {
+              let result = try search(system, direction, size: size, pcap: pcap, pid: pid)
+              progress("  \(system) \(direction) \(size): loss-free rate \(result.lossFreeRate) frames/s")
+              searches.append(result)
+            }
           }
         }
       }
@@ -465,7 +576,8 @@ final class LiveBench {
       generator: (options.generator == "tcpreplay" ? "tcpreplay -K" : "Bench send (AF_PACKET sendmmsg)")
         + (options.rate > 0 ? " at \(options.rate) pps" : " flat out"),
       rate: options.rate > 0 ? "\(options.rate) pps" : "flat out", vxswitch: unavailable ?? options.vxswitch,
-      notes: notes, measurements: measurements, summary: Self.summarize(measurements))
+      notes: notes, measurements: measurements, summary: Self.summarize(measurements, searches: searches),
+      searches: searches)
   }
 
   static func median(_ values: [Double]) -> Double? {
@@ -476,7 +588,7 @@ final class LiveBench {
   }
 
   /// Medians per (direction, size, system); figures whose output failed the check are left out.
-  static func summarize(_ measurements: [Measurement]) -> [Summary] {
+  static func summarize(_ measurements: [Measurement], searches: [SearchResult] = []) -> [Summary] {
     var keys: [(Direction, String)] = []
     for m in measurements where !keys.contains(where: { $0 == (m.direction, m.frameSize) }) {
       keys.append((m.direction, m.frameSize))
@@ -489,14 +601,60 @@ final class LiveBench {
           }
           .map(value))
       }
+      func lossFree(_ system: System) -> Int? {
+        searches.first { $0.system == system && $0.direction == direction && $0.frameSize == size }?
+          .lossFreeRate
+      }
+      /// A generator-bound figure is a lower bound only: no ratio from it.
+      func bound(_ system: System) -> Bool {
+        searches.contains {
+          $0.system == system && $0.direction == direction && $0.frameSize == size && $0.generatorBound
+        }
+      }
+      func divide(_ x: Double?, _ y: Double?) -> Double? {
+        x.flatMap { x in y.flatMap { $0 > 0 ? x / $0 : nil } }
+      }
       let a = pick(.vxswitch, \.deliveredPerSecond)
       let b = pick(.bridge, \.deliveredPerSecond)
+      let c = pick(.baseline, \.deliveredPerSecond)
       return Summary(
         direction: direction, frameSize: size, vxswitchFramesPerSecond: a, bridgeFramesPerSecond: b,
         vxswitchLossPercent: pick(.vxswitch, \.lossPercent), bridgeLossPercent: pick(.bridge, \.lossPercent),
         vxswitchCPUNsPerFrame: pick(.vxswitch, \.cpuNsPerFrame),
         bridgeCPUNsPerFrame: pick(.bridge, \.cpuNsPerFrame),
-        ratio: a.flatMap { a in b.flatMap { $0 > 0 ? a / $0 : nil } })
+        ratio: divide(a, b), baselineFramesPerSecond: c, baselineLossPercent: pick(.baseline, \.lossPercent),
+        baselineCPUNsPerFrame: pick(.baseline, \.cpuNsPerFrame), baselineRatio: divide(a, c),
+        vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
+        baselineLossFreeRate: lossFree(.baseline),
+        lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)
+          ? nil : divide(lossFree(.vxswitch).map(Double.init), lossFree(.baseline).map(Double.init)))
     }
+  }
+}
+
+/// `Bench live --search`: bisection of the offered rate for the largest one with loss
+/// below `lossLimit` percent.
+enum RateSearch {
+  static let lossLimit = 0.1
+
+  struct Probe: Codable, Equatable {
+    var rate: Int
+    var offeredPerSecond: Double
+    var deliveredPerSecond: Double
+    var lossPercent: Double
+  }
+
+  /// Largest rate in 1...`high` that `lossAt` found below the limit after `steps` probes
+  /// (midpoints of the interval still in doubt), or 0 if no probe passed. Assumes loss
+  /// grows with the rate; `high` itself is known to fail (it is not probed).
+  static func bisect(low: Int = 0, high: Int, steps: Int, lossAt: (Int) throws -> Double) rethrows -> Int {
+    var passed = low
+    var failed = high
+    for _ in 0..<steps {
+      let rate = passed + (failed - passed) / 2
+      if rate <= passed || rate >= failed { break }
+      if try lossAt(rate) < lossLimit { passed = rate } else { failed = rate }
+    }
+    return passed
   }
 }

@@ -73,11 +73,10 @@ enum Output {
   static func liveTable(_ report: LiveBench.Report) -> String {
     var text = "generator: \(report.generator); vxswitch: \(report.vxswitch)\n"
     for note in report.notes { text += "note: \(note)\n" }
-    if let method = report.measurements.first(where: { $0.system == .bridge })?.cpuMethod {
-      text += "bridge CPU: \(method)\n"
-    }
-    if let method = report.measurements.first(where: { $0.system == .vxswitch })?.cpuMethod {
-      text += "vxswitch CPU: \(method)\n"
+    for system in [LiveBench.System.vxswitch, .bridge, .baseline] {
+      if let method = report.measurements.first(where: { $0.system == system })?.cpuMethod {
+        text += "\(system) CPU: \(method)\n"
+      }
     }
     text += "\n"
     func cell(_ value: Double?, _ format: String) -> String {
@@ -85,18 +84,42 @@ enum Output {
     }
     let rows = report.summary.map { s in
       [
-        s.direction.rawValue, s.frameSize, s.vxswitchFramesPerSecond.map(rate) ?? "-",
-        cell(s.vxswitchLossPercent, "%.2f%%"), cell(s.vxswitchCPUNsPerFrame, "%.0f"),
+        s.direction.rawValue, s.frameSize,
+        s.vxswitchFramesPerSecond.map(rate) ?? "-", cell(s.vxswitchLossPercent, "%.2f%%"),
+        cell(s.vxswitchCPUNsPerFrame, "%.0f"),
         s.bridgeFramesPerSecond.map(rate) ?? "-", cell(s.bridgeLossPercent, "%.2f%%"),
-        cell(s.bridgeCPUNsPerFrame, "%.0f"), cell(s.ratio, "%.2f"),
+        cell(s.bridgeCPUNsPerFrame, "%.0f"),
+        s.baselineFramesPerSecond.map(rate) ?? "-", cell(s.baselineLossPercent, "%.2f%%"),
+        cell(s.baselineCPUNsPerFrame, "%.0f"),
+        cell(s.ratio, "%.2f"), cell(s.baselineRatio, "%.2f"),
       ]
     }
     text += table(
       [
         "direction", "size", "vxswitch f/s", "loss", "cpu ns/f", "bridge f/s", "loss", "cpu ns/f",
-        "vxswitch/bridge",
+        "baseline f/s", "loss", "cpu ns/f", "vxs/bridge", "vxs/baseline",
       ], rows)
-    text += "\n(medians over repetitions, A B A B; only figures whose sampled output decoded correctly)"
+    text +=
+      "\n(\(report.rate); medians over repetitions, A B C A B C; only figures whose sampled output decoded correctly)"
+    if !report.searches.isEmpty {
+      text +=
+        "\n\nlargest offered rate with < \(RateSearch.lossLimit)% loss (frames/s; * = generator's limit, no loss flat out):\n"
+      func found(_ system: LiveBench.System, _ s: LiveBench.Summary) -> String {
+        guard
+          let r = report.searches.first(where: {
+            $0.system == system && $0.direction == s.direction && $0.frameSize == s.frameSize
+          })
+        else { return "-" }
+        return rate(Double(r.lossFreeRate)) + (r.generatorBound ? "*" : "")
+      }
+      let searchRows = report.summary.map { s in
+        [
+          s.direction.rawValue, s.frameSize, found(.vxswitch, s), found(.bridge, s), found(.baseline, s),
+          cell(s.lossFreeBaselineRatio, "%.2f"),
+        ]
+      }
+      text += table(["direction", "size", "vxswitch", "bridge", "baseline", "vxs/baseline"], searchRows)
+    }
     return text
   }
 }

@@ -277,3 +277,141 @@ final class BenchTests: XCTestCase {
     XCTAssertEqual(foreign.count, 1)  // the bridge's own IGMP
   }
 }
+
+/// `Bench baseline-forward`'s header and `Bench live --search`'s bisection.
+final class LiveBaselineTests: XCTestCase {
+  func testBaselineHeaderBuildsTheVXLANFrameFrameBuilderBuilds() throws {
+    let plan = TrafficPlan()
+    let template = BaselineHeader.benchTemplate(plan)
+    XCTAssertEqual(template.count, 50)
+    let header = try XCTUnwrap(BaselineHeader(template: template))
+    XCTAssertEqual(BaselineHeader.bytes(hex: BaselineHeader.hex(template)), template)
+    for size in [60, 64, 512, 1518, 8950] {
+      let inner = TrafficPlan.accessFrame(plan.flow(3), size: size)
+      let buffer = UnsafeMutableRawPointer.allocate(byteCount: 50 + inner.count, alignment: 8)
+      defer { buffer.deallocate() }
+      header.write(to: buffer, innerLength: inner.count)
+      inner.withUnsafeBytes { (buffer + 50).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      let built = Array(UnsafeRawBufferPointer(start: buffer, count: 50 + inner.count))
+      let expected = FrameBuilder.vxlanFrame(
+        inner: inner, vni: plan.vni,
+        underlay: .init(
+          link: .init(destination: TrafficPlan.remoteUnderlayMAC, source: TrafficPlan.underlayMAC),
+          source: plan.localVTEP, destination: plan.remoteVTEP, sourcePort: 52000))
+      XCTAssertEqual(built, expected, "size \(size)")
+      let (outer, decoded) = try XCTUnwrap(FrameResizer.splitVXLAN(built))
+      XCTAssertEqual(outer.vni, plan.vni)
+      XCTAssertEqual(outer.underlay.destination, plan.remoteVTEP)
+      XCTAssertEqual(decoded, inner)
+      XCTAssertEqual(Int(FrameResizer.be16(built, 16)), 36 + size)
+      XCTAssertEqual(Int(FrameResizer.be16(built, 38)), 16 + size)
+    }
+    XCTAssertNil(BaselineHeader(template: Array(template.dropLast())))
+    XCTAssertNil(BaselineHeader.bytes(hex: "zz" + String(BaselineHeader.hex(template).dropFirst(2))))
+  }
+
+  func testBaselineFramesDecodeWithTshark() throws {
+    guard
+      let tsharkPath = ["/usr/bin/tshark", "/usr/local/bin/tshark"].first(
+        where: FileManager.default.isExecutableFile)
+    else { throw XCTSkip("tshark is not installed") }
+    let plan = TrafficPlan()
+    let header = try XCTUnwrap(BaselineHeader(template: BaselineHeader.benchTemplate(plan)))
+    let sizes = [60, 64, 570, 1518]
+    let frames = sizes.map { size -> [UInt8] in
+      let inner = TrafficPlan.accessFrame(plan.flow(size), size: size)
+      var frame = [UInt8](repeating: 0, count: 50)
+      frame.withUnsafeMutableBytes { header.write(to: $0.baseAddress!, innerLength: inner.count) }
+      return frame + inner
+    }
+    let path = NSTemporaryDirectory() + "baseline-\(getpid())-\(UUID().uuidString).pcap"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try Generator.writePcap(path, frames)
+    func tshark(_ arguments: [String]) throws -> [String] {
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: tsharkPath)
+      process.arguments = ["-r", path, "-o", "ip.check_checksum:TRUE"] + arguments
+      let pipe = Pipe()
+      process.standardOutput = pipe
+      process.standardError = FileHandle.nullDevice
+      try process.run()
+      let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      process.waitUntilExit()
+      XCTAssertEqual(process.terminationStatus, 0)
+      return text.split(separator: "\n").map(String.init)
+    }
+    // ip.len appears twice (outer, inner), outer first.
+    let lines = try tshark([
+      "-Y", "vxlan.vni == 100 && udp.dstport == 4789 && ip.dst == 10.202.0.2", "-T", "fields", "-E",
+      "separator=;", "-e", "ip.len", "-e", "udp.length",
+    ])
+    XCTAssertEqual(lines.count, sizes.count)
+    for (line, size) in zip(lines, sizes) {
+      XCTAssertTrue(line.hasPrefix("\(36 + size),"), line)
+      XCTAssertTrue(line.contains(";\(16 + size),"), line)
+    }
+    let bad = try tshark([
+      "-Y", "ip.checksum.status == 0 || _ws.malformed || _ws.expert.severity >= error", "-T", "fields", "-e",
+      "frame.number",
+    ])
+    XCTAssertEqual(bad, [])
+  }
+
+  func testBisectionConvergesToTheLossFreeRate() {
+    for threshold in [1, 123_456, 700_000, 999_999] {
+      var probes: [Int] = []
+      let found = RateSearch.bisect(high: 1_000_000, steps: 30) { rate in
+        probes.append(rate)
+        return rate <= threshold ? 0.05 : 3
+      }
+      XCTAssertEqual(found, threshold)
+      XCTAssertLessThanOrEqual(probes.count, 30)
+    }
+    // Six steps: below the threshold by at most high / 2^6.
+    var probes = 0
+    let six = RateSearch.bisect(high: 640_000, steps: 6) { rate in
+      probes += 1
+      return rate <= 300_000 ? 0 : 1
+    }
+    XCTAssertEqual(probes, 6)
+    XCTAssertLessThanOrEqual(six, 300_000)
+    XCTAssertGreaterThan(six, 300_000 - 640_000 / 64)
+    // Nothing passes: 0. Loss exactly at the limit fails.
+    XCTAssertEqual(RateSearch.bisect(high: 1000, steps: 6) { _ in 50 }, 0)
+    XCTAssertEqual(RateSearch.bisect(high: 1000, steps: 12) { _ in RateSearch.lossLimit }, 0)
+  }
+
+  func testSummaryHasBaselineRatios() {
+    func m(_ system: LiveBench.System, _ rate: Double) -> LiveBench.Measurement {
+      LiveBench.Measurement(
+        system: system, direction: .encap, frameSize: "64", repetition: 0, seconds: 1, offered: 100,
+        delivered: UInt64(rate), deliveredPerSecond: rate, lossPercent: 0, cpuSeconds: 1, cpuNsPerFrame: 10,
+        cpuMethod: "", systemCPUSeconds: 0, softirqCPUSeconds: 0, outputChecked: true)
+    }
+    func r(_ system: LiveBench.System, _ rate: Int) -> LiveBench.SearchResult {
+      LiveBench.SearchResult(
+        system: system, direction: .encap, frameSize: "64", lossFreeRate: rate, flatOutRate: 2 * rate,
+        generatorBound: false, probes: [])
+    }
+    let summary = LiveBench.summarize(
+      [m(.vxswitch, 90), m(.bridge, 60), m(.baseline, 100)],
+      searches: [r(.vxswitch, 80), r(.bridge, 50), r(.baseline, 100)])
+    XCTAssertEqual(summary.count, 1)
+    XCTAssertEqual(summary[0].ratio ?? 0, 1.5, accuracy: 1e-9)
+    XCTAssertEqual(summary[0].baselineRatio ?? 0, 0.9, accuracy: 1e-9)
+    XCTAssertEqual(summary[0].lossFreeBaselineRatio ?? 0, 0.8, accuracy: 1e-9)
+    XCTAssertEqual(summary[0].bridgeLossFreeRate, 50)
+    let report = LiveBench.Report(
+      generator: "g", rate: "flat out", vxswitch: "v", notes: [], measurements: [], summary: summary,
+      searches: [r(.vxswitch, 80)])
+    let table = Output.liveTable(report)
+    XCTAssertTrue(table.contains("vxs/baseline"))
+    XCTAssertTrue(table.contains("0.90"))
+    XCTAssertTrue(table.contains("0.80"))
+    var bound = r(.baseline, 100)
+    bound.generatorBound = true
+    let unbounded = LiveBench.summarize([m(.vxswitch, 90)], searches: [r(.vxswitch, 80), bound])
+    XCTAssertNil(unbounded[0].lossFreeBaselineRatio)
+    XCTAssertEqual(unbounded[0].baselineLossFreeRate, 100)
+  }
+}
