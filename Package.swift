@@ -17,7 +17,6 @@ let package = Package(
     .library(name: "ControlShim", targets: ["ControlShim"]),
     .executable(name: "vxswitch", targets: ["vxswitch"]),
     .executable(name: "Bench", targets: ["Bench"]),
-    .executable(name: "LiveMeasure", targets: ["LiveMeasure"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -65,8 +64,6 @@ let package = Package(
     ),
     // Test-only malloc interposer (counts allocations for the zero-allocation test).
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
-    // Frames/s of the live I/O layer on veth pairs (needs root; not a test).
-    .executableTarget(name: "LiveMeasure", dependencies: ["Dataplane"], swiftSettings: uncheckedFlags),
     .testTarget(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),
