@@ -11,7 +11,8 @@ import Foundation
 /// (`transmitVersion = .v3`) was chosen.
 struct TXRingCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "tx-ring", abstract: "TPACKET_V2 vs TPACKET_V3 transmit-ring frames/s on a veth pair (root).")
+    commandName: "tx-ring", abstract: "TPACKET_V2 vs TPACKET_V3 transmit-ring frames/s on a veth pair (root)."
+  )
 
   @Option(help: "Seconds per measurement.") var seconds = 3.0
 
@@ -26,7 +27,8 @@ struct TXRingCommand: ParsableCommand {
     inNamespace(["ip", "link", "set", "p1", "up"])
     inNamespace(["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
     func mac(_ device: String) -> MACAddress {
-      let text = Shell.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(device)/address"]).output
+      let text = Shell.run(["ip", "netns", "exec", namespace, "cat", "/sys/class/net/\(device)/address"])
+        .output
       return MACAddress(text.trimmingCharacters(in: .whitespacesAndNewlines)) ?? .zero
     }
     let frame = FrameBuilder.udpFrame(
@@ -50,13 +52,16 @@ struct TXRingCommand: ParsableCommand {
       let rate = Double(received.count) / seconds
       results.append((version, rate))
       progress(
-        "TX \(version): sent \(Int(Double(sent) / seconds)) frames/s, received on the peer \(Int(rate)) frames/s")
+        "TX \(version): sent \(Int(Double(sent) / seconds)) frames/s, received on the peer \(Int(rate)) frames/s"
+      )
       transmitter.close()
       receiver.close()
     }
     for version in [AFPacketPort.TransmitVersion.v2, .v3] {
       let rates = results.filter { $0.0 == version }.map(\.1).sorted()
-      print("TX \(version): median \(Int(rates[rates.count / 2])) frames/s over \(rates.count) runs of \(seconds) s")
+      print(
+        "TX \(version): median \(Int(rates[rates.count / 2])) frames/s over \(rates.count) runs of \(seconds) s"
+      )
     }
   }
 
