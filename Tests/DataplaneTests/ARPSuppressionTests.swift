@@ -146,4 +146,50 @@ final class ARPSuppressionTests: XCTestCase {
     sw.core.reload(config)
     XCTAssertEqual(sw.core.arp.count, 0)
   }
+
+  // MARK: Bindings learnt from local ARP packets
+
+  func testBindingLearntFromALocalARPPacketAnswersLaterRequests() {
+    let sw = makeSwitch()
+    // vm2's host asks for someone: its own (IP, MAC) is learnt.
+    let fromB = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: IPAddress("192.168.1.77")!)
+    sw.forward(interface: "vm2", frames: [fromB])
+    _ = ["vm1", "trunk0", "eth1"].map(sw.takeOutput)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), S.hostB)
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.arpReplyFrame(
+          senderMAC: S.hostB, senderIP: Self.boundIP, targetMAC: S.hostA, targetIP: Self.requesterIP)
+      ])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [])
+  }
+
+  func testLearntBindingNeverReplacesAControlPlaneOneAndLeavesWithItsMAC() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    // A local host claiming the IP (gratuitous ARP) does not displace the EVPN binding.
+    let claim = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: Self.boundIP)
+    sw.forward(interface: "vm2", frames: [claim])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC)
+    // Another IP is learnt, and aged out with hostB's FDB entry (aging 300 s).
+    let other = IPAddress("192.168.1.21")!
+    sw.forward(
+      interface: "vm2",
+      frames: [FrameBuilder.arpRequestFrame(senderMAC: S.hostB, senderIP: other, targetIP: other)], now: 10)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: other), S.hostB)
+    // A spoofed sender hardware address (not the frame's source) is not learnt.
+    var spoofed = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostR, senderIP: IPAddress("192.168.1.22")!, targetIP: Self.requesterIP)
+    spoofed[6..<12] = S.hostB.octets[...]
+    sw.forward(interface: "vm2", frames: [spoofed], now: 10)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: IPAddress("192.168.1.22")!))
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other), "went with hostB's FDB entry")
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC, "control binding stays")
+  }
 }

@@ -24,7 +24,8 @@ final class AllocationTests: XCTestCase {
         // ARP requests: for a bound IP (answered locally) and an unknown one (flooded).
         let target = IPAddress(index % 8 == 1 ? "192.168.1.20" : "192.168.1.99")!
         frames.append(
-          FrameBuilder.arpRequestFrame(senderMAC: host, senderIP: IPAddress("192.168.1.1")!, targetIP: target)
+          FrameBuilder.arpRequestFrame(
+            senderMAC: host, senderIP: .v4(0xC0A8_0200 + UInt32(index % 16)), targetIP: target)
         )
         continue
       }

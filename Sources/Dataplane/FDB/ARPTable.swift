@@ -87,6 +87,16 @@ public final class ARPTable: @unchecked Sendable {
     table.removeAll { key, _ in key.bridgeDomain == domain }
   }
 
+  /// Removes every binding for which `shouldRemove(domain, IPv4, MAC, control)` holds.
+  @discardableResult
+  public func removeAll(where shouldRemove: (UInt16, UInt32, MACAddress, Bool) -> Bool) -> Int {
+    table.removeAll { key, entry in
+      shouldRemove(
+        key.bridgeDomain, UInt32(truncatingIfNeeded: key.rawValue),
+        MACAddress(rawValue: entry.rawValue & Self.macMask), entry.rawValue & Self.controlBit != 0)
+    }
+  }
+
   /// Every binding: (domain, IPv4, MAC, installed by the control plane).
   public func forEach(_ body: (UInt16, UInt32, MACAddress, Bool) -> Void) {
     table.forEach { key, entry in

@@ -239,6 +239,11 @@ public final class Pipeline {
         learn(
           key: scratchSource[index], kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
+        if state.domainARPSuppression[Int(domain)] {
+          learnARP(
+            domain: domain, member: member, source: scratchSource[index] & 0xFFFF_FFFF_FFFF,
+            rest: frame + rest, restLength: restLength, now: now)
+        }
       }
 
       let destinationKey = scratchDestination[index]
@@ -555,6 +560,41 @@ public final class Pipeline {
   }
 
   // MARK: ARP suppression
+
+  /// Queues the (sender IP, sender MAC) binding of a local ARP request or reply for the
+  /// learner when the ARP table does not already hold it. Only when the sender hardware
+  /// address is the frame's source MAC, and never over a control-plane binding; the
+  /// binding lives as long as the MAC's local FDB entry (the ager removes both).
+  @inline(__always)
+  func learnARP(
+    domain: UInt16, member: UInt16, source: UInt64, rest: UnsafeRawPointer, restLength: Int, now: UInt32
+  ) {
+    if restLength < 30 || rest.be16(0) != 0x0806 { return }
+    let arp = rest + 2
+    let header = arp.be64(0)
+    if header != 0x0001_0800_0604_0001 && header != 0x0001_0800_0604_0002 { return }
+    let senderIP = arp.be32(14)
+    // 0.0.0.0 (probes), multicast, class E and broadcast are not host addresses.
+    if senderIP == 0 || senderIP >= 0xE000_0000 { return }
+    if arp.be64(8) &>> 16 != source { return }
+    let value = self.arp.lookup(domain: domain, ipv4: senderIP)
+    if value & ARPTable.presentBit != 0
+      && (value & ARPTable.controlBit != 0 || value & ARPTable.macMask == source)
+    {
+      return
+    }
+    var event = LearnEvent()
+    event.key = ARPTable.key(domain: domain, ipv4: senderIP)
+    event.kind = LearnEvent.arpBinding
+    event.member = member
+    event.stamp = now
+    event.vtepLow = source
+    if learnQueue.push(event) {
+      count(Counter.learnEventsQueued)
+    } else {
+      count(Counter.learnQueueOverflow)
+    }
+  }
 
   /// If the frame (from `rest`, its EtherType) is an Ethernet/IPv4 ARP request for an IP
   /// bound in the domain's ARP table, writes the ARP reply a host owning the IP would

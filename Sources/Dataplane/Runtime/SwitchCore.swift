@@ -392,6 +392,7 @@ public final class SwitchCore: @unchecked Sendable {
       while !batch.isEmpty {
         applied += batch.count
         apply(batch, state: state, globalLimit: globalLimit, domainLimits: domainLimits, events: &events)
+        applyARPBindings(batch)
         batch.removeAll(keepingCapacity: true)
         while let event = pipeline.learnQueue.pop() {
           batch.append(event)
@@ -424,7 +425,7 @@ public final class SwitchCore: @unchecked Sendable {
       }
     }
     fdb.batch { access in
-      for (position, event) in batch.enumerated() {
+      for (position, event) in batch.enumerated() where event.kind != LearnEvent.arpBinding {
         let key = FDBKey(rawValue: event.key)
         let domain = key.bridgeDomain
         let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
@@ -475,6 +476,15 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
+  /// Applies ARP bindings seen in local ARP packets (after their MACs' FDB entries).
+  private func applyARPBindings(_ batch: [LearnEvent]) {
+    for event in batch where event.kind == LearnEvent.arpBinding {
+      arp.install(
+        domain: UInt16(truncatingIfNeeded: event.key &>> 48), ipv4: UInt32(truncatingIfNeeded: event.key),
+        mac: MACAddress(rawValue: event.vtepLow), control: false)
+    }
+  }
+
   /// Removes learned entries not seen for `agingTime` seconds and entries made
   /// invisible by a flush. Runs on the learner thread (or replay), never in the packet
   /// loop; takes the FDB writer lock in chunks.
@@ -483,14 +493,22 @@ public final class SwitchCore: @unchecked Sendable {
     let agingTime = UInt32(control.withLock { $0.config.site.agingTime })
     let state = self.state
     var events: [LocalMACEvent] = []
+    var removedLocal = Set<UInt64>()
     let removed = fdb.removeAll { key, entry in
       let stale = !self.fdb.isCurrent(entry, bridgeDomain: key.bridgeDomain)
       let learned = entry.origin == .local || entry.origin == .decap
       let expired = learned && (now &- entry.stamp) & UInt32(FDBEntry.stampMask) > agingTime
       if (stale || expired) && entry.origin == .local {
         events.append(.removed(vni: state.vni(ofDomain: key.bridgeDomain), mac: key.mac))
+        removedLocal.insert(key.rawValue)
       }
       return stale || expired
+    }
+    // Locally learnt IP bindings go with their MAC.
+    if !removedLocal.isEmpty && arp.count > 0 {
+      arp.removeAll { domain, _, mac, control in
+        !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
+      }
     }
     learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
     notify(events)
