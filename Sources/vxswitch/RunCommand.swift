@@ -36,9 +36,6 @@ struct RunCommand: ParsableCommand {
       throw ExitCode(1)
     }
     for warning in live.warnings { log("warning: \(warning)") }
-    for domain in site.bridgeDomains where domain.arpSuppression {
-      log("warning: VNI \(domain.vni): arp_suppression is not implemented yet; ARP requests are flooded")
-    }
     let commands = ControlCommands(core: core, clock: { live.now })
     if let controlPlane {
       controlPlane.register(on: commands)

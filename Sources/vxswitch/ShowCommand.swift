@@ -177,6 +177,7 @@ enum TextTable {
     text += "\nencapsulated \(report.encapsulated)  decapsulated \(report.decapsulated)"
     text += "  flood copies \(report.floodCopies)  learned \(report.learned)  moves \(report.moves)"
     text += "  aged \(report.aged)  FDB entries \(report.fdbEntries)"
+    if let suppressed = report.arpSuppressed { text += "  ARP suppressed \(suppressed)" }
     if report.drops.isEmpty {
       text += "\ndrops: none"
     } else {

@@ -184,6 +184,46 @@ final class EVPNControlPlaneTests: XCTestCase {
     }
   }
 
+  func testMACIPRouteMakesTheSwitchAnswerARPLocally() async throws {
+    let (daemon, offline, _) = try await start { $0.bridgeDomains[0].arpSuppression = true }
+    let core = offline.core
+    let remote = mac("02:00:00:00:00:ab")
+    let request = FrameBuilder.arpRequestFrame(
+      senderMAC: Self.vm1Host, senderIP: ip("10.1.1.5"), targetIP: ip("10.1.1.2"))
+    // Before the route: flooded to the other port.
+    offline.forward(interface: "vm1", frames: [request])
+    XCTAssertEqual(offline.takeOutput("vm2"), [request])
+    XCTAssertEqual(offline.takeOutput("vm1"), [])
+
+    XCTAssertEqual(
+      daemon.evpn(
+        "add macadv 02:00:00:00:00:ab 10.1.1.2 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
+      ).status, 0)
+    try await eventually("MAC/IP route in the ARP table") {
+      core.arpBinding(vni: 100, ip: ip("10.1.1.2")) == remote
+    }
+    offline.forward(interface: "vm1", frames: [request])
+    XCTAssertEqual(
+      offline.takeOutput("vm1"),
+      [
+        FrameBuilder.arpReplyFrame(
+          senderMAC: remote, senderIP: ip("10.1.1.2"), targetMAC: Self.vm1Host, targetIP: ip("10.1.1.5"))
+      ])
+    XCTAssertEqual(offline.takeOutput("vm2"), [], "answered, not flooded")
+    XCTAssertEqual(offline.takeOutput("eth1"), [])
+    XCTAssertEqual(core.statisticsReport().arpSuppressed, 1)
+
+    // Withdrawn: flooded again.
+    XCTAssertEqual(
+      daemon.evpn("del macadv 02:00:00:00:00:ab 10.1.1.2 etag 0 label 100 rd 9.9.9.9:1").status, 0)
+    try await eventually("withdrawn MAC/IP route leaves the ARP table") {
+      core.arpBinding(vni: 100, ip: ip("10.1.1.2")) == nil
+    }
+    offline.forward(interface: "vm1", frames: [request])
+    XCTAssertEqual(offline.takeOutput("vm2"), [request])
+    XCTAssertEqual(offline.takeOutput("vm1"), [])
+  }
+
   func testLocallyLearntMACIsAdvertisedAndWithdrawnWhenItAgesOut() async throws {
     let (daemon, offline, _) = try await start()
     // Our type-3 route is there from the start.

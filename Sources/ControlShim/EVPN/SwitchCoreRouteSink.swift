@@ -3,7 +3,7 @@ import Synchronization
 
 /// Applies what the EVPN speaker decided onto a `SwitchCore`: best type-2 routes become
 /// FDB entries of origin control, withdrawals remove them, type-3 PMSI routes become
-/// flood-list members. Remembers which peer and MAC-mobility sequence each entry came
+/// flood-list members, and IPv4 MAC/IP routes become ARP-suppression bindings. Remembers which peer and MAC-mobility sequence each entry came
 /// from, so that `show fdb` can say so (`FDBAnnotator`).
 ///
 /// Threading: the speaker calls in on its event-loop thread; `annotate` runs on the
@@ -79,9 +79,14 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
     // The speaker only calls this for a remote best path: it already beat any local one.
     core.installRemoteMAC(vni: vni, mac: mac, vtep: vtep, overrideLocal: true)
+    // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core ignores
+    // others).
+    if let ip { core.installARP(vni: vni, ip: ip, mac: mac) }
   }
 
   public func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?) {
+    // Only while the IP is still bound to this MAC: a newer route may have moved it.
+    if let ip { core.removeARP(vni: vni, ip: ip, mac: mac) }
     let remaining: IPAddress? = table.withLock { table in
       let key = Key(vni: vni, mac: mac.rawValue)
       guard var routes = table.routes[key] else { return nil }

@@ -23,6 +23,8 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   public var learnQueueOverflow: UInt64? = nil
   public var staticMACViolations: UInt64? = nil
   public var learnLimitDrops: UInt64? = nil
+  /// ARP requests answered locally (ARP suppression).
+  public var arpSuppressed: UInt64? = nil
 }
 
 /// One row of `vxswitch show fdb --json`. Stable: keys are only ever added.
@@ -74,7 +76,8 @@ extension SwitchCore {
       decapsulated: statistics[Counter.decapsulated], floodCopies: statistics[Counter.floodCopies],
       learned: learn.learned, moves: learn.moves, aged: learn.aged, fdbEntries: fdb.count,
       learnQueueOverflow: statistics[Counter.learnQueueOverflow],
-      staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops)
+      staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops,
+      arpSuppressed: statistics[Counter.arpSuppressed])
   }
 
   /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`

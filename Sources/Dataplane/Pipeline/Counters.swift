@@ -18,6 +18,8 @@ public enum Counter {
   public static let learnQueueOverflow = misc + 4
   public static let staticMACViolations = misc + 5
   public static let checksumsCompleted = misc + 6
+  /// ARP requests answered locally from the ARP table (ARP suppression).
+  public static let arpSuppressed = misc + 7
   public static let count = misc + 8
 }
 

@@ -2,8 +2,12 @@ import Synchronization
 
 /// A MAC the packet path saw that the FDB does not (yet) map to where it came from.
 public struct LearnEvent: Sendable {
+  /// Kind of an ARP binding seen in a local ARP packet: `key` is an `ARPTable` key,
+  /// `vtepLow` the sender MAC, `member` the ingress member.
+  public static let arpBinding: UInt8 = 4
   public var key: UInt64
-  /// `FDBTargetKind.port` with a member index, or `.vtep` with the outer source address.
+  /// `FDBTargetKind.port` with a member index, `.vtep` with the outer source address,
+  /// or `arpBinding`.
   public var kind: UInt8
   public var member: UInt16
   public var stamp: UInt32

@@ -28,6 +28,8 @@ public final class ForwardingState: @unchecked Sendable {
   public let domainCount: Int
   let domainVNI: UnsafeMutablePointer<UInt32>
   let domainLearnFlags: UnsafeMutablePointer<UInt8>
+  /// True where the domain answers ARP requests for known IPs itself.
+  let domainARPSuppression: UnsafeMutablePointer<Bool>
   let domainMemberStart: UnsafeMutablePointer<Int32>
   let domainMemberCount: UnsafeMutablePointer<Int32>
   let domainVTEPStart: UnsafeMutablePointer<Int32>
@@ -75,6 +77,7 @@ public final class ForwardingState: @unchecked Sendable {
     domainCount = b.domains.count
     domainVNI = Self.copy(b.domains.map(\.vni))
     domainLearnFlags = Self.copy(b.domains.map(\.learnFlags))
+    domainARPSuppression = Self.copy(b.domains.map(\.arpSuppression))
     var memberList: [UInt16] = []
     var vtepList: [UInt16] = []
     var memberStarts: [Int32] = []
@@ -163,6 +166,7 @@ public final class ForwardingState: @unchecked Sendable {
     memberDomain.deallocate()
     domainVNI.deallocate()
     domainLearnFlags.deallocate()
+    domainARPSuppression.deallocate()
     domainMemberStart.deallocate()
     domainMemberCount.deallocate()
     domainVTEPStart.deallocate()
@@ -253,5 +257,6 @@ public final class ForwardingState: @unchecked Sendable {
     return (0..<Int(domainMemberCount[Int(domain)])).map { floodMembers[start + $0] }
   }
   public func learnFlags(domain: UInt16) -> UInt8 { domainLearnFlags[Int(domain)] }
+  public func arpSuppression(domain: UInt16) -> Bool { domainARPSuppression[Int(domain)] }
   public func isResolved(vtep: Int) -> Bool { vtepResolved[vtep] }
 }

@@ -12,6 +12,8 @@ public struct ForwardingStateBuilder {
     public var learnFlags: UInt8
     public var members: [UInt16]
     public var floodVTEPs: [UInt16]
+    /// Answer ARP requests for IPs bound in the ARP table locally (`arp_suppression`).
+    public var arpSuppression: Bool = false
   }
   public struct VTEP {
     public var address: IPAddress

@@ -12,6 +12,8 @@ import Synchronization
 /// thread that made the change, outside the packet path.
 public final class SwitchCore: @unchecked Sendable {
   public let fdb: ForwardingTable
+  /// IPv4 -> MAC bindings per bridge domain for ARP suppression (see `ARPTable`).
+  public let arp: ARPTable
   public let statistics = SwitchStatistics()
   public let cell: SnapshotCell<ForwardingState>
   private let control: Mutex<ControlState>
@@ -58,6 +60,7 @@ public final class SwitchCore: @unchecked Sendable {
   public init(config: SiteConfig, interfaces: [String]? = nil, underlayMAC: MACAddress? = nil) {
     let names = interfaces ?? Self.interfaceNames(of: config)
     fdb = ForwardingTable(capacity: config.site.fdbCapacity)
+    arp = ARPTable(capacity: config.site.fdbCapacity)
     var state = ControlState(
       config: config, interfaces: names, underlayMAC: underlayMAC ?? config.site.underlayMAC ?? .zero)
     for neighbor in config.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
@@ -82,7 +85,7 @@ public final class SwitchCore: @unchecked Sendable {
 
   /// A pipeline for one worker thread, registered with the learner.
   public func makePipeline() -> Pipeline {
-    let pipeline = Pipeline(fdb: fdb, cell: cell, statistics: statistics)
+    let pipeline = Pipeline(fdb: fdb, arp: arp, cell: cell, statistics: statistics)
     learner.withLock { $0.append(pipeline) }
     return pipeline
   }
@@ -147,7 +150,8 @@ public final class SwitchCore: @unchecked Sendable {
         if !floodVTEPs.contains(vtep) { floodVTEPs.append(vtep) }
       }
       builder.domains[index] = ForwardingStateBuilder.Domain(
-        vni: domain.vni, learnFlags: flags, members: [], floodVTEPs: floodVTEPs)
+        vni: domain.vni, learnFlags: flags, members: [], floodVTEPs: floodVTEPs,
+        arpSuppression: domain.arpSuppression)
       for port in domain.ports {
         guard let interface = state.interfaces.firstIndex(of: port.interface) else { continue }
         let member = Int(state.memberByName[port]!)
@@ -245,7 +249,11 @@ public final class SwitchCore: @unchecked Sendable {
       for neighbor in newConfig.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
       publishLocked(&state)
     }
-    for domain in removedDomains { fdb.flush(bridgeDomain: domain) }
+    for domain in removedDomains {
+      fdb.flush(bridgeDomain: domain)
+      // The index may be reused by another VNI: its IP bindings must not follow.
+      arp.removeAll(domain: domain)
+    }
     for member in removedMembers { fdb.flush(port: member) }
     // Static entries of changed domains are rewritten from the new configuration.
     for domain in changedDomains {
@@ -329,6 +337,29 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
+  /// Binds `ip` to `mac` in the VNI's bridge domain for ARP suppression (e.g. from an
+  /// EVPN MAC/IP route); replaces any earlier binding of the IP. Only IPv4 is bound
+  /// (IPv6 neighbour discovery is not suppressed). Returns whether a binding was stored.
+  /// Off the packet path: takes the ARP table's writer lock.
+  @discardableResult
+  public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
+    return arp.install(domain: domain, ipv4: address, mac: mac, control: true)
+  }
+
+  /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
+  /// bound to that MAC (a withdrawal of an older MAC/IP route leaves a newer one).
+  public func removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress? = nil) {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
+    arp.remove(domain: domain, ipv4: address, mac: mac)
+  }
+
+  /// The MAC `ip` is bound to in the VNI's ARP table, if any.
+  public func arpBinding(vni: UInt32, ip: IPAddress) -> MACAddress? {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return nil }
+    return arp.mac(domain: domain, ipv4: address)
+  }
+
   /// Forgets every entry of a bridge domain in O(1).
   public func flush(vni: UInt32) {
     if let domain = state.domainIndex(vni: vni) { fdb.flush(bridgeDomain: domain) }
@@ -361,6 +392,7 @@ public final class SwitchCore: @unchecked Sendable {
       while !batch.isEmpty {
         applied += batch.count
         apply(batch, state: state, globalLimit: globalLimit, domainLimits: domainLimits, events: &events)
+        applyARPBindings(batch)
         batch.removeAll(keepingCapacity: true)
         while let event = pipeline.learnQueue.pop() {
           batch.append(event)
@@ -393,7 +425,7 @@ public final class SwitchCore: @unchecked Sendable {
       }
     }
     fdb.batch { access in
-      for (position, event) in batch.enumerated() {
+      for (position, event) in batch.enumerated() where event.kind != LearnEvent.arpBinding {
         let key = FDBKey(rawValue: event.key)
         let domain = key.bridgeDomain
         let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
@@ -444,6 +476,15 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
+  /// Applies ARP bindings seen in local ARP packets (after their MACs' FDB entries).
+  private func applyARPBindings(_ batch: [LearnEvent]) {
+    for event in batch where event.kind == LearnEvent.arpBinding {
+      arp.install(
+        domain: UInt16(truncatingIfNeeded: event.key &>> 48), ipv4: UInt32(truncatingIfNeeded: event.key),
+        mac: MACAddress(rawValue: event.vtepLow), control: false)
+    }
+  }
+
   /// Removes learned entries not seen for `agingTime` seconds and entries made
   /// invisible by a flush. Runs on the learner thread (or replay), never in the packet
   /// loop; takes the FDB writer lock in chunks.
@@ -452,14 +493,22 @@ public final class SwitchCore: @unchecked Sendable {
     let agingTime = UInt32(control.withLock { $0.config.site.agingTime })
     let state = self.state
     var events: [LocalMACEvent] = []
+    var removedLocal = Set<UInt64>()
     let removed = fdb.removeAll { key, entry in
       let stale = !self.fdb.isCurrent(entry, bridgeDomain: key.bridgeDomain)
       let learned = entry.origin == .local || entry.origin == .decap
       let expired = learned && (now &- entry.stamp) & UInt32(FDBEntry.stampMask) > agingTime
       if (stale || expired) && entry.origin == .local {
         events.append(.removed(vni: state.vni(ofDomain: key.bridgeDomain), mac: key.mac))
+        removedLocal.insert(key.rawValue)
       }
       return stale || expired
+    }
+    // Locally learnt IP bindings go with their MAC.
+    if !removedLocal.isEmpty && arp.count > 0 {
+      arp.removeAll { domain, _, mac, control in
+        !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
+      }
     }
     learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
     notify(events)

@@ -1,0 +1,195 @@
+import XCTest
+
+@testable import Dataplane
+
+/// ARP suppression, byte-exact: with `arp_suppression` on, an ARP request for an IP bound
+/// in the bridge domain's ARP table is answered out of the ingress member, and nothing is
+/// flooded; anything else is forwarded as before.
+final class ARPSuppressionTests: XCTestCase {
+  typealias S = TestSite
+
+  static let requesterIP = IPAddress("192.168.1.1")!
+  static let boundIP = IPAddress("192.168.1.20")!
+  static let boundMAC = MACAddress("02:bb:00:00:00:20")!
+
+  private func makeSwitch(suppression: Bool = true) -> OfflineSwitch {
+    var config = S.config()
+    config.bridgeDomains[0].arpSuppression = suppression
+    return OfflineSwitch(config: config)
+  }
+
+  private func request(for target: IPAddress = boundIP, vlan: UInt16? = nil) -> [UInt8] {
+    FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostA, senderIP: Self.requesterIP, targetIP: target, vlan: vlan.map { .init(vlanID: $0) })
+  }
+
+  private func expectedReply(vlan: UInt16? = nil) -> [UInt8] {
+    FrameBuilder.arpReplyFrame(
+      senderMAC: Self.boundMAC, senderIP: Self.boundIP, targetMAC: S.hostA, targetIP: Self.requesterIP,
+      vlan: vlan.map { .init(vlanID: $0) })
+  }
+
+  /// Asserts the request was flooded as without suppression (vm1 ingress, VNI 100).
+  private func assertFlooded(
+    _ sw: OfflineSwitch, _ frame: [UInt8], file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertEqual(sw.takeOutput("vm1"), [], file: file, line: line)
+    XCTAssertEqual(sw.takeOutput("vm2"), [frame], file: file, line: line)
+    XCTAssertEqual(sw.takeOutput("trunk0"), [S.tagged(frame, vlan: 10)], file: file, line: line)
+    XCTAssertEqual(sw.takeOutput("eth1").count, 2, file: file, line: line)
+  }
+
+  func testRequestForABoundIPIsAnsweredLocallyAndNotFlooded() {
+    let sw = makeSwitch()
+    XCTAssertTrue(sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC))
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(sw.takeOutput("vm1"), [expectedReply()])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("trunk0"), [])
+    XCTAssertEqual(sw.takeOutput("vm3"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [], "no VTEP gets the request")
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+    XCTAssertEqual(sw.core.statistics[Counter.floodCopies], 0)
+    XCTAssertEqual(sw.core.statisticsReport().arpSuppressed, 1)
+    XCTAssertEqual(sw.totalDrops(), 0)
+    // The requester was still learned.
+    XCTAssertEqual(sw.core.learnStatistics.learned, 1)
+  }
+
+  func testPaddedRequestGetsTheSameReply() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    let padded = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostA, senderIP: Self.requesterIP, targetIP: Self.boundIP, padToMinimum: true)
+    XCTAssertEqual(padded.count, 60)
+    sw.forward(interface: "vm1", frames: [padded])
+    XCTAssertEqual(sw.takeOutput("vm1"), [expectedReply()], "replies are 42 bytes, unpadded")
+  }
+
+  func testTaggedMemberGetsATaggedReply() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    sw.forward(interface: "trunk0", frames: [request(vlan: 10)])
+    XCTAssertEqual(sw.takeOutput("trunk0"), [expectedReply(vlan: 10)])
+    XCTAssertEqual(sw.takeOutput("vm1"), [])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [])
+  }
+
+  func testUnknownIPFloods() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    let frame = request(for: IPAddress("192.168.1.99")!)
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0)
+  }
+
+  func testSuppressionOffFloods() {
+    let sw = makeSwitch(suppression: false)
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    let frame = request()
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0)
+  }
+
+  func testBindingInAnotherBridgeDomainIsNotUsed() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 200, ip: Self.boundIP, mac: Self.boundMAC)
+    let frame = request()
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+  }
+
+  func testRemovingTheBindingFloodsAgain() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(sw.takeOutput("vm1"), [expectedReply()])
+    // Removing for another MAC (an older route) leaves the binding.
+    sw.core.removeARP(vni: 100, ip: Self.boundIP, mac: MACAddress("02:bb:00:00:00:99")!)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC)
+    sw.core.removeARP(vni: 100, ip: Self.boundIP)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: Self.boundIP))
+    let frame = request()
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+  }
+
+  func testGratuitousARPProbesAndRepliesAreNotSuppressed() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    let gratuitous = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostA, senderIP: Self.boundIP, targetIP: Self.boundIP)
+    let probe = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostA, senderIP: IPAddress("0.0.0.0")!, targetIP: Self.boundIP)
+    let broadcastReply = FrameBuilder.arpReplyFrame(
+      senderMAC: S.hostA, senderIP: Self.requesterIP, targetMAC: .broadcast, targetIP: Self.boundIP)
+    for frame in [gratuitous, probe, broadcastReply] {
+      sw.forward(interface: "vm1", frames: [frame])
+      assertFlooded(sw, frame)
+    }
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0)
+  }
+
+  func testReloadTurnsSuppressionOnAndRemovingTheDomainForgetsItsBindings() {
+    let sw = makeSwitch(suppression: false)
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    var config = S.config()
+    config.bridgeDomains[0].arpSuppression = true
+    sw.core.reload(config)
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(sw.takeOutput("vm1"), [expectedReply()])
+    config.bridgeDomains.removeFirst()
+    sw.core.reload(config)
+    XCTAssertEqual(sw.core.arp.count, 0)
+  }
+
+  // MARK: Bindings learnt from local ARP packets
+
+  func testBindingLearntFromALocalARPPacketAnswersLaterRequests() {
+    let sw = makeSwitch()
+    // vm2's host asks for someone: its own (IP, MAC) is learnt.
+    let fromB = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: IPAddress("192.168.1.77")!)
+    sw.forward(interface: "vm2", frames: [fromB])
+    _ = ["vm1", "trunk0", "eth1"].map(sw.takeOutput)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), S.hostB)
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.arpReplyFrame(
+          senderMAC: S.hostB, senderIP: Self.boundIP, targetMAC: S.hostA, targetIP: Self.requesterIP)
+      ])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [])
+  }
+
+  func testLearntBindingNeverReplacesAControlPlaneOneAndLeavesWithItsMAC() {
+    let sw = makeSwitch()
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    // A local host claiming the IP (gratuitous ARP) does not displace the EVPN binding.
+    let claim = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: Self.boundIP)
+    sw.forward(interface: "vm2", frames: [claim])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC)
+    // Another IP is learnt, and aged out with hostB's FDB entry (aging 300 s).
+    let other = IPAddress("192.168.1.21")!
+    sw.forward(
+      interface: "vm2",
+      frames: [FrameBuilder.arpRequestFrame(senderMAC: S.hostB, senderIP: other, targetIP: other)], now: 10)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: other), S.hostB)
+    // A spoofed sender hardware address (not the frame's source) is not learnt.
+    var spoofed = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostR, senderIP: IPAddress("192.168.1.22")!, targetIP: Self.requesterIP)
+    spoofed[6..<12] = S.hostB.octets[...]
+    sw.forward(interface: "vm2", frames: [spoofed], now: 10)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: IPAddress("192.168.1.22")!))
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other), "went with hostB's FDB entry")
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC, "control binding stays")
+  }
+}
