@@ -27,19 +27,8 @@ public final class Pipeline {
   let counters: UnsafeMutablePointer<UInt64>
   var countersTouched = false
 
-  // Per-batch scratch, one slot per frame of the vector.
-  let scratchDomain: UnsafeMutablePointer<UInt16>
-  let scratchSource: UnsafeMutablePointer<UInt64>
-  let scratchDestination: UnsafeMutablePointer<UInt64>
-  /// Access ingress: the ingress member. Decap ingress: source VTEP index + 1 (0 = unknown).
-  let scratchOrigin: UnsafeMutablePointer<UInt16>
-  /// Offset of the inner Ethernet header, and of the bytes after its two MACs (the
-  /// EtherType, past an in-band VLAN tag).
-  let scratchMACs: UnsafeMutablePointer<Int32>
-  let scratchRest: UnsafeMutablePointer<Int32>
-  let scratchRestLength: UnsafeMutablePointer<Int32>
-  let scratchVTEPHigh: UnsafeMutablePointer<UInt64>
-  let scratchVTEPLow: UnsafeMutablePointer<UInt64>
+  /// Per-batch scratch, one slot per frame of the vector.
+  let scratch = BatchScratch(capacity: FrameVector.capacity)
 
   // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
   // one event per second rather than one per frame.
@@ -70,25 +59,6 @@ public final class Pipeline {
     rings.initialize(repeating: nil, count: ForwardingState.maxInterfaces)
     counters = .allocate(capacity: Counter.count)
     counters.initialize(repeating: 0, count: Counter.count)
-    let n = FrameVector.capacity
-    scratchDomain = .allocate(capacity: n)
-    scratchSource = .allocate(capacity: n)
-    scratchDestination = .allocate(capacity: n)
-    scratchOrigin = .allocate(capacity: n)
-    scratchMACs = .allocate(capacity: n)
-    scratchRest = .allocate(capacity: n)
-    scratchRestLength = .allocate(capacity: n)
-    scratchVTEPHigh = .allocate(capacity: n)
-    scratchVTEPLow = .allocate(capacity: n)
-    scratchDomain.initialize(repeating: 0, count: n)
-    scratchSource.initialize(repeating: 0, count: n)
-    scratchDestination.initialize(repeating: 0, count: n)
-    scratchOrigin.initialize(repeating: 0, count: n)
-    scratchMACs.initialize(repeating: 0, count: n)
-    scratchRest.initialize(repeating: 0, count: n)
-    scratchRestLength.initialize(repeating: 0, count: n)
-    scratchVTEPHigh.initialize(repeating: 0, count: n)
-    scratchVTEPLow.initialize(repeating: 0, count: n)
     filterKeys = .allocate(capacity: Self.filterSize)
     filterKeys.initialize(repeating: 0, count: Self.filterSize)
     filterTags = .allocate(capacity: Self.filterSize)
@@ -101,17 +71,9 @@ public final class Pipeline {
 
   deinit {
     cell.unregister(token)
+    scratch.deallocate()
     rings.deallocate()
     counters.deallocate()
-    scratchDomain.deallocate()
-    scratchSource.deallocate()
-    scratchDestination.deallocate()
-    scratchOrigin.deallocate()
-    scratchMACs.deallocate()
-    scratchRest.deallocate()
-    scratchRestLength.deallocate()
-    scratchVTEPHigh.deallocate()
-    scratchVTEPLow.deallocate()
     filterKeys.deallocate()
     filterTags.deallocate()
     sourceCacheKeys.deallocate()
@@ -169,18 +131,12 @@ public final class Pipeline {
     // Locals, not stored properties: after a store through a raw pointer the optimiser
     // cannot assume `self`'s fields unchanged and would reload them for every frame.
     let fdb = self.fdb
-    let scratchDomain = self.scratchDomain
-    let scratchSource = self.scratchSource
-    let scratchDestination = self.scratchDestination
-    let scratchOrigin = self.scratchOrigin
-    let scratchMACs = self.scratchMACs
-    let scratchRest = self.scratchRest
-    let scratchRestLength = self.scratchRestLength
+    let scratch = self.scratch
     let ingress = vector.ingress
     let now = vector.now
     let frameCount = vector.count
     for index in 0..<frameCount {
-      scratchDomain[index] = 0
+      scratch.domain[index] = 0
       let frame = UnsafeRawPointer(vector.frames[index])
       let length = Int(vector.lengths[index])
       if length < 14 {
@@ -218,35 +174,35 @@ public final class Pipeline {
       let destinationKey = domainBits | frame.be64(0) &>> 16
       fdb.prefetch(sourceKey)
       fdb.prefetch(destinationKey)
-      scratchDomain[index] = domain
-      scratchSource[index] = sourceKey
-      scratchDestination[index] = destinationKey
-      scratchOrigin[index] = member
-      scratchMACs[index] = 0
-      scratchRest[index] = Int32(truncatingIfNeeded: rest)
-      scratchRestLength[index] = Int32(truncatingIfNeeded: length &- rest)
+      scratch.domain[index] = domain
+      scratch.source[index] = sourceKey
+      scratch.destination[index] = destinationKey
+      scratch.origin[index] = member
+      scratch.macs[index] = 0
+      scratch.rest[index] = Int32(truncatingIfNeeded: rest)
+      scratch.restLength[index] = Int32(truncatingIfNeeded: length &- rest)
     }
 
     for index in 0..<frameCount {
-      let domain = scratchDomain[index]
+      let domain = scratch.domain[index]
       if domain == 0 { continue }
       let frame = UnsafeRawPointer(vector.frames[index])
-      let member = scratchOrigin[index]
-      let rest = Int(scratchRest[index])
-      let restLength = Int(scratchRestLength[index])
+      let member = scratch.origin[index]
+      let rest = Int(scratch.rest[index])
+      let restLength = Int(scratch.restLength[index])
 
       if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0 {
         learn(
-          key: scratchSource[index], kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
+          key: scratch.source[index], kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
         if state.domainARPSuppression[Int(domain)] {
           learnARP(
-            domain: domain, member: member, source: scratchSource[index] & 0xFFFF_FFFF_FFFF,
+            domain: domain, member: member, source: scratch.source[index] & 0xFFFF_FFFF_FFFF,
             rest: frame + rest, restLength: restLength, now: now)
         }
       }
 
-      let destinationKey = scratchDestination[index]
+      let destinationKey = scratch.destination[index]
       if destinationKey & 0x0100_0000_0000 != 0 && state.domainARPSuppression[Int(domain)]
         && answerARP(state, domain: domain, member: member, rest: frame + rest, restLength: restLength)
       {
@@ -287,15 +243,7 @@ public final class Pipeline {
     // Locals, not stored properties: after a store through a raw pointer the optimiser
     // cannot assume `self`'s fields unchanged and would reload them for every frame.
     let fdb = self.fdb
-    let scratchDomain = self.scratchDomain
-    let scratchSource = self.scratchSource
-    let scratchDestination = self.scratchDestination
-    let scratchOrigin = self.scratchOrigin
-    let scratchMACs = self.scratchMACs
-    let scratchRest = self.scratchRest
-    let scratchRestLength = self.scratchRestLength
-    let scratchVTEPHigh = self.scratchVTEPHigh
-    let scratchVTEPLow = self.scratchVTEPLow
+    let scratch = self.scratch
     let now = vector.now
     let frameCount = vector.count
     let localIsIPv6 = state.localIsIPv6
@@ -303,7 +251,7 @@ public final class Pipeline {
     let localLow = state.localLow
     let port = state.udpPort
     for index in 0..<frameCount {
-      scratchDomain[index] = 0
+      scratch.domain[index] = 0
       let frame = UnsafeRawPointer(vector.frames[index])
       let length = Int(vector.lengths[index])
       let checksumTrusted = vector.flags[index] & FrameFlags.checksumValid != 0
@@ -457,36 +405,36 @@ public final class Pipeline {
       let destinationKey = domainBits | frame.be64(inner) &>> 16
       fdb.prefetch(sourceKey)
       fdb.prefetch(destinationKey)
-      scratchDomain[index] = domain
-      scratchSource[index] = sourceKey
-      scratchDestination[index] = destinationKey
-      scratchOrigin[index] = UInt16(truncatingIfNeeded: state.vtep(high: sourceHigh, low: sourceLow) &+ 1)
-      scratchVTEPHigh[index] = sourceHigh
-      scratchVTEPLow[index] = sourceLow
-      scratchMACs[index] = Int32(truncatingIfNeeded: inner)
-      scratchRest[index] = Int32(truncatingIfNeeded: inner &+ 12)
-      scratchRestLength[index] = Int32(truncatingIfNeeded: ipEnd &- inner &- 12)
+      scratch.domain[index] = domain
+      scratch.source[index] = sourceKey
+      scratch.destination[index] = destinationKey
+      scratch.origin[index] = UInt16(truncatingIfNeeded: state.vtep(high: sourceHigh, low: sourceLow) &+ 1)
+      scratch.vtepHigh[index] = sourceHigh
+      scratch.vtepLow[index] = sourceLow
+      scratch.macs[index] = Int32(truncatingIfNeeded: inner)
+      scratch.rest[index] = Int32(truncatingIfNeeded: inner &+ 12)
+      scratch.restLength[index] = Int32(truncatingIfNeeded: ipEnd &- inner &- 12)
     }
 
     var decapsulated = 0
     for index in 0..<frameCount {
-      let domain = scratchDomain[index]
+      let domain = scratch.domain[index]
       if domain == 0 { continue }
       decapsulated &+= 1
       let frame = UnsafeRawPointer(vector.frames[index])
-      let macs = frame + Int(scratchMACs[index])
-      let rest = frame + Int(scratchRest[index])
-      let restLength = Int(scratchRestLength[index])
-      let vtepPlusOne = scratchOrigin[index]
+      let macs = frame + Int(scratch.macs[index])
+      let rest = frame + Int(scratch.rest[index])
+      let restLength = Int(scratch.restLength[index])
+      let vtepPlusOne = scratch.origin[index]
 
       if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
         learn(
-          key: scratchSource[index], kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
-          high: scratchVTEPHigh[index], low: scratchVTEPLow[index], domain: domain, now: now,
+          key: scratch.source[index], kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
+          high: scratch.vtepHigh[index], low: scratch.vtepLow[index], domain: domain, now: now,
           knownVTEP: vtepPlusOne != 0)
       }
 
-      let destinationKey = scratchDestination[index]
+      let destinationKey = scratch.destination[index]
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
         let entry = fdb.lookup(destinationKey, slot: &slot)
@@ -853,5 +801,52 @@ public final class Pipeline {
     if etherType == 0x0800 && restLength >= 22 { return rest.u8(3) }
     if etherType == 0x86DD && restLength >= 42 { return UInt8(truncatingIfNeeded: rest.be16(2) &>> 4) }
     return 0
+  }
+}
+
+/// Per-frame results of a batch's first pass, read by its second pass: raw buffers,
+/// allocated once per pipeline, copied into a local at the start of a batch so that the
+/// optimiser keeps the pointers in registers.
+struct BatchScratch {
+  let domain: UnsafeMutablePointer<UInt16>
+  let source: UnsafeMutablePointer<UInt64>
+  let destination: UnsafeMutablePointer<UInt64>
+  /// Access ingress: the ingress member. Decap ingress: source VTEP index + 1 (0 = unknown).
+  let origin: UnsafeMutablePointer<UInt16>
+  /// Offset of the inner Ethernet header, and of the bytes after its two MACs (the
+  /// EtherType, past an in-band VLAN tag).
+  let macs: UnsafeMutablePointer<Int32>
+  let rest: UnsafeMutablePointer<Int32>
+  let restLength: UnsafeMutablePointer<Int32>
+  let vtepHigh: UnsafeMutablePointer<UInt64>
+  let vtepLow: UnsafeMutablePointer<UInt64>
+
+  init(capacity: Int) {
+    func zeroed<T: FixedWidthInteger>(_: T.Type) -> UnsafeMutablePointer<T> {
+      let pointer = UnsafeMutablePointer<T>.allocate(capacity: capacity)
+      pointer.initialize(repeating: 0, count: capacity)
+      return pointer
+    }
+    domain = zeroed(UInt16.self)
+    source = zeroed(UInt64.self)
+    destination = zeroed(UInt64.self)
+    origin = zeroed(UInt16.self)
+    macs = zeroed(Int32.self)
+    rest = zeroed(Int32.self)
+    restLength = zeroed(Int32.self)
+    vtepHigh = zeroed(UInt64.self)
+    vtepLow = zeroed(UInt64.self)
+  }
+
+  func deallocate() {
+    domain.deallocate()
+    source.deallocate()
+    destination.deallocate()
+    origin.deallocate()
+    macs.deallocate()
+    rest.deallocate()
+    restLength.deallocate()
+    vtepHigh.deallocate()
+    vtepLow.deallocate()
   }
 }
