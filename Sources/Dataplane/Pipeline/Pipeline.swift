@@ -222,7 +222,8 @@ public final class Pipeline {
           case FDBTargetKind.vtep.rawValue:
             encapsulate(
               state, vtep: Int(entry.index), domain: domain, macs: frame, rest: frame + rest,
-              restLength: restLength)
+              restLength: restLength,
+              hash: Self.flowHash(macs: frame, rest: frame + rest, restLength: restLength))
           default:
             drop(.fdbDrop)
           }
@@ -638,9 +639,11 @@ public final class Pipeline {
   /// Prepends the VTEP's precomputed outer header to the (untagged) inner frame and
   /// patches lengths, checksum, UDP source port, VNI and, when inherited, DSCP.
   @inline(__always)
+  /// `hash` is the inner flow's `flowHash`, computed once per frame by the caller (a
+  /// flooded frame is encapsulated once per VTEP).
   func encapsulate(
     _ state: ForwardingState, vtep: Int, domain: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer,
-    restLength: Int
+    restLength: Int, hash: UInt64
   ) {
     if vtep >= state.vtepCount || !state.vtepResolved[vtep] {
       drop(.noNextHop)
@@ -684,7 +687,6 @@ public final class Pipeline {
     output.setRaw32(headerLength &+ 8, macs.raw32(8))
     (output + (headerLength &+ 12)).copyMemory(from: rest, byteCount: restLength)
 
-    let hash = Self.flowHash(macs: macs, rest: rest, restLength: restLength)
     // Lemire's multiply-shift maps the hash onto the port range without a division.
     let spread = (hash &>> 32) &* UInt64(state.sourcePortSpan)
     let sourcePort = UInt16(
@@ -754,10 +756,11 @@ public final class Pipeline {
     if fromLocal {
       let vtepStart = Int(state.domainVTEPStart[Int(domain)])
       let vtepEnd = vtepStart &+ Int(state.domainVTEPCount[Int(domain)])
+      let hash = vtepStart < vtepEnd ? Self.flowHash(macs: macs, rest: rest, restLength: restLength) : 0
       for position in vtepStart..<vtepEnd {
         encapsulate(
           state, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest,
-          restLength: restLength)
+          restLength: restLength, hash: hash)
         copies &+= 1
       }
     }
