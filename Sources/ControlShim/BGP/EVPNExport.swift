@@ -97,6 +97,11 @@ extension EVPNSpeaker {
     return targets.contains { target in peer.routeTargetMemberships.contains { $0.matches(target) } }
   }
 
+  /// UPDATEs (about 4 KiB each) written between two flushes of a bulk announcement.
+  static var updatesPerFlush: Int { 8 }
+  /// Local routes grouped and sent at a time by `sendAllRoutes` (about 20 UPDATEs).
+  static var routesPerSlice: Int { 2048 }
+
   /// Announces local MAC routes, grouped by the attributes they share.
   func sendMACRoutes(_ routes: [(MACRouteKey, MACPath)], to peer: BGPPeer) {
     guard let connection = peer.established else { return }
@@ -106,9 +111,14 @@ extension EVPNSpeaker {
       let sticky: Bool
     }
     var groups: [Group: [EVPNNLRI]] = [:]
+    // Routes come in runs of one VNI: its settings and RT check are looked up once a run.
+    var last: (vni: UInt32, settings: ResolvedVNI?)?
     for (key, path) in routes {
-      guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets)
-      else { continue }
+      if last?.vni != key.vni {
+        let settings = vniSettings[key.vni]
+        last = (key.vni, settings.flatMap { canSend(to: peer, targets: $0.exportRouteTargets) ? $0 : nil })
+      }
+      guard let settings = last?.settings else { continue }
       let route = MACIPAdvertisementRoute(
         routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
         label1: key.vni)
@@ -117,6 +127,7 @@ extension EVPNSpeaker {
     }
     let base = baseAttributes(for: peer)
     let nextHop = configuration.vtep.bytes
+    var unflushed = 0
     for (group, nlri) in groups {
       guard let settings = vniSettings[group.vni] else { continue }
       var attributes = base
@@ -125,10 +136,13 @@ extension EVPNSpeaker {
       if group.sequence > 0 || group.sticky {
         attributes.extendedCommunities.append(.macMobility(sticky: group.sticky, sequence: group.sequence))
       }
-      for message in UpdateBuilder.announcements(
-        nlri, attributes: attributes, nextHop: nextHop, context: connection.context)
+      // Flushed every few UPDATEs: the peer decodes the first ones while we encode
+      // the rest of a large table.
+      UpdateBuilder.announcements(nlri, attributes: attributes, nextHop: nextHop, context: connection.context)
       {
-        connection.sendRaw(message, flush: false)
+        message in
+        unflushed += 1
+        connection.sendRaw(message, flush: unflushed % Self.updatesPerFlush == 0)
       }
       peer.routesAdvertised += nlri.count
     }
@@ -179,12 +193,19 @@ extension EVPNSpeaker {
 
   /// Full table to one peer: after Established, RTC sync or a ROUTE-REFRESH.
   func sendAllRoutes(to peer: BGPPeer) {
+    // In slices: the first UPDATEs leave (and the peer installs them) while the rest of
+    // a large table is still being encoded.
     var local: [(MACRouteKey, MACPath)] = []
+    local.reserveCapacity(Self.routesPerSlice)
     for (key, set) in rib.macRoutes {
       guard let index = set.localIndex, !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) else {
         continue
       }
       local.append((key, set[index]))
+      if local.count == Self.routesPerSlice {
+        sendMACRoutes(local, to: peer)
+        local.removeAll(keepingCapacity: true)
+      }
     }
     sendMACRoutes(local, to: peer)
     sendInclusiveMulticast(vnis: Array(advertisedMulticastVNIs), to: peer)

@@ -164,9 +164,7 @@ public enum EVPNNLRI: Hashable, Sendable {
         out.write(route.esi.low)
         out.write(route.ethernetTag)
         out.write(UInt8(48))
-        for shift in stride(from: 40, through: 0, by: -8) {
-          out.write(UInt8(truncatingIfNeeded: route.mac.rawValue >> UInt64(shift)))
-        }
+        out.writeLeading(route.mac.rawValue << 16, octets: 6)
         writeIP(route.ip, into: &out)
         out.writeUInt24(route.label1)
         if let label2 = route.label2 { out.writeUInt24(label2) }

@@ -98,20 +98,20 @@ public struct WireWriter {
     bytes.append(UInt8(truncatingIfNeeded: value >> 8))
     bytes.append(UInt8(truncatingIfNeeded: value))
   }
+  /// The first `count` octets of `value` in network order, in one append.
+  mutating func writeLeading(_ value: UInt64, octets count: Int) {
+    withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0.prefix(count)) }
+  }
   public mutating func writeUInt24(_ value: UInt32) {
     bytes.append(UInt8(truncatingIfNeeded: value >> 16))
     bytes.append(UInt8(truncatingIfNeeded: value >> 8))
     bytes.append(UInt8(truncatingIfNeeded: value))
   }
   public mutating func write(_ value: UInt32) {
-    for shift in stride(from: 24, through: 0, by: -8) {
-      bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
-    }
+    withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
   public mutating func write(_ value: UInt64) {
-    for shift in stride(from: 56, through: 0, by: -8) {
-      bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
-    }
+    withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
   public mutating func write(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
 
