@@ -16,7 +16,7 @@ public final class SwitchCore: @unchecked Sendable {
   public let arp: ARPTable
   public let statistics = SwitchStatistics()
   public let cell: SnapshotCell<ForwardingState>
-  private let control: Mutex<ControlState>
+  let control: Mutex<ControlState>
   private let learner = Mutex<[Pipeline]>([])
   private let learnCounters = LearnCounters()
 
@@ -169,7 +169,7 @@ public final class SwitchCore: @unchecked Sendable {
     return builder
   }
 
-  private static func vtepIndex(_ state: inout ControlState, _ address: IPAddress) -> UInt16 {
+  static func vtepIndex(_ state: inout ControlState, _ address: IPAddress) -> UInt16 {
     if let index = state.vtepByAddress[address] { return index }
     let index = UInt16(state.vteps.count)
     state.vteps.append(address)
@@ -178,7 +178,7 @@ public final class SwitchCore: @unchecked Sendable {
     return index
   }
 
-  private func publishLocked(_ state: inout ControlState) {
+  func publishLocked(_ state: inout ControlState) {
     let builder = Self.makeBuilder(&state)
     state.needsPublish = false
     cell.publish(builder.build())
