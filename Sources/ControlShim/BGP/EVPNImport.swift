@@ -4,7 +4,12 @@ import Dataplane
 extension EVPNSpeaker {
   func processUpdate(_ decoded: DecodedMessage, from peer: BGPPeer) {
     guard case .update(let update) = decoded.message else { return }
-    defer { emit(.updateProcessed(peer: peer.configuration.name)) }
+    // The sink hears of the UPDATE's changes as one batch (one FDB lock hold).
+    rib.sink?.beginBatch()
+    defer {
+      rib.sink?.endBatch()
+      emit(.updateProcessed(peer: peer.configuration.name))
+    }
     if let family = update.endOfRIBFamily {
       receivedEndOfRIB(family, from: peer)
       emit(.endOfRIB(peer: peer.configuration.name, family: family))
@@ -172,7 +177,9 @@ extension EVPNSpeaker {
 
   func sweepStaleRoutes(of peer: BGPPeer) {
     peer.stopStaleTimer()
+    rib.sink?.beginBatch()
     _ = rib.sweepStale(peer: peer.index)
+    rib.sink?.endBatch()
     emit(.staleRoutesSwept(peer: peer.configuration.name))
   }
 
@@ -196,6 +203,8 @@ extension EVPNSpeaker {
 
   func sessionLost(_ peer: BGPPeer, gracefully: Bool) {
     guard !isShuttingDown else { return }
+    rib.sink?.beginBatch()
+    defer { rib.sink?.endBatch() }
     if gracefully {
       rib.markStale(peer: peer.index)
       peer.startStaleTimer()

@@ -18,8 +18,16 @@ public protocol EVPNRouteSink: AnyObject, Sendable {
   /// Duplicate-address detection froze `mac`: it moved `moves` times within the
   /// configured window. The speaker stops advertising it locally until `unfreezeMAC`.
   func macFrozen(vni: UInt32, mac: MACAddress, moves: Int)
+  /// The calls up to the matching `endBatch()` belong to one UPDATE (or one bulk
+  /// change such as a session's routes going): the sink may queue their effect and
+  /// apply it all at `endBatch()`, in order. Batches may nest; only the outermost
+  /// `endBatch()` counts.
+  func beginBatch()
+  func endBatch()
 }
 
 extension EVPNRouteSink {
   public func macFrozen(vni: UInt32, mac: MACAddress, moves: Int) {}
+  public func beginBatch() {}
+  public func endBatch() {}
 }

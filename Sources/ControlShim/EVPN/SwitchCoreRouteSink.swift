@@ -10,35 +10,171 @@ import Synchronization
 /// control-socket thread. The table is behind a `Mutex`; `SwitchCore` is thread-safe.
 /// Only control entries are touched: a static MAC is never replaced, and local
 /// switching never depends on a session being up.
+///
+/// Batches: between `beginBatch()` and `endBatch()` (one UPDATE) the table is updated
+/// call by call but the dataplane changes are queued and applied at `endBatch()` in
+/// order, with one FDB writer-lock hold (`SwitchCore.applyRemoteMACs`).
+///
+/// Storage: a MAC with one MAC-only route (the bulk of any table) is one 16-byte hash
+/// entry, its key and a packed word (sequence, VTEP, peer); MACs with MAC/IP routes or
+/// several routes keep the full route list in a side table.
 public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked Sendable {
   public let core: SwitchCore
 
+  /// (VNI index, MAC) in one word: the sink's own index of the VNI in the top 16 bits.
   struct Key: Hashable {
-    var vni: UInt32
-    var mac: UInt64
+    var raw: UInt64
+
+    init(vniIndex: UInt16, mac: UInt64) { raw = UInt64(vniIndex) << 48 | mac & 0xFFFF_FFFF_FFFF }
+
+    var vniIndex: UInt16 { UInt16(truncatingIfNeeded: raw >> 48) }
+    var mac: UInt64 { raw & 0xFFFF_FFFF_FFFF }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(raw) }
+    // Dictionary hashes with this: one multiply-xorshift instead of SipHash per lookup.
+    func _rawHashValue(seed: Int) -> Int { fastHash(raw, seed: seed) }
   }
 
   /// One installed route (MAC-only or MAC/IP) of a MAC.
   struct Route {
     var ip: IPAddress?
-    var vtep: IPAddress
+    var vtep: UInt16
     var sequence: UInt32
     var peer: UInt16
   }
 
-  /// Routes of one MAC; nearly always one, so the rest live in an array that stays
-  /// empty (no allocation). The last installed route decides the VTEP.
+  /// Routes of one MAC; the last installed route decides the VTEP.
   struct Routes {
     var current: Route
     var others: [Route] = []
   }
 
+  /// A single MAC-only route packed in a word: sequence (32 bits), VTEP (16), peer
+  /// (15), and the low bit set when the routes are in `Table.multi` instead.
+  struct Packed {
+    static let multi = Packed(raw: 1)
+    var raw: UInt64
+
+    init(raw: UInt64) { self.raw = raw }
+    init?(_ route: Route) {
+      guard route.ip == nil, route.peer < 0x8000 else { return nil }
+      raw = UInt64(route.sequence) << 32 | UInt64(route.vtep) << 16 | UInt64(route.peer) << 1
+    }
+
+    var isMulti: Bool { raw & 1 != 0 }
+    var route: Route {
+      Route(
+        ip: nil, vtep: UInt16(truncatingIfNeeded: raw >> 16), sequence: UInt32(truncatingIfNeeded: raw >> 32),
+        peer: UInt16(truncatingIfNeeded: raw >> 1) & 0x7FFF)
+    }
+  }
+
+  /// Dataplane changes queued during a batch.
+  enum Change {
+    case mac(SwitchCore.RemoteMACChange)
+    case installARP(vni: UInt32, ip: IPAddress, mac: MACAddress)
+    case removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress)
+  }
+
   struct Table {
-    var routes: [Key: Routes] = [:]
+    var routes: [Key: Packed] = [:]
+    var multi: [Key: Routes] = [:]
+    var vnis: [UInt32] = []
+    var vniIndex: [UInt32: UInt16] = [:]
+    var vteps: [IPAddress] = []
+    var vtepIndex: [IPAddress: UInt16] = [:]
     var peerNames: [String] = []
     var peerIndex: [String: UInt16] = [:]
     var installs = 0
     var removals = 0
+    // One-entry caches: the routes of one UPDATE share VNI, VTEP and peer.
+    var lastVNI: (vni: UInt32, index: UInt16)?
+    var lastVTEP: (address: IPAddress, index: UInt16)?
+    var lastPeer: (name: String, index: UInt16)?
+    var batchDepth = 0
+    var pending: [Change] = []
+
+    mutating func key(vni: UInt32, mac: MACAddress, create: Bool) -> Key? {
+      if let last = lastVNI, last.vni == vni { return Key(vniIndex: last.index, mac: mac.rawValue) }
+      let index: UInt16
+      if let known = vniIndex[vni] {
+        index = known
+      } else {
+        guard create else { return nil }
+        // Index 0 is never used, so no key is all zero in its top bits by accident.
+        index = UInt16(truncatingIfNeeded: vnis.count + 1)
+        vnis.append(vni)
+        vniIndex[vni] = index
+      }
+      lastVNI = (vni, index)
+      return Key(vniIndex: index, mac: mac.rawValue)
+    }
+
+    mutating func vtep(_ address: IPAddress) -> UInt16 {
+      if let last = lastVTEP, last.address == address { return last.index }
+      let index: UInt16
+      if let known = vtepIndex[address] {
+        index = known
+      } else {
+        index = UInt16(truncatingIfNeeded: vteps.count)
+        vteps.append(address)
+        vtepIndex[address] = index
+      }
+      lastVTEP = (address, index)
+      return index
+    }
+
+    mutating func peer(_ name: String) -> UInt16 {
+      if let last = lastPeer, last.name == name { return last.index }
+      let index: UInt16
+      if let known = peerIndex[name] {
+        index = known
+      } else {
+        index = UInt16(truncatingIfNeeded: peerNames.count)
+        peerNames.append(name)
+        peerIndex[name] = index
+      }
+      lastPeer = (name, index)
+      return index
+    }
+
+    func current(_ key: Key) -> Route? {
+      guard let packed = routes[key] else { return nil }
+      return packed.isMulti ? multi[key]?.current : packed.route
+    }
+
+    /// Stores `routes` for `key`, packed when it is a single MAC-only route.
+    mutating func store(_ key: Key, _ list: Routes) {
+      if list.others.isEmpty, let packed = Packed(list.current) {
+        if routes.updateValue(packed, forKey: key)?.isMulti == true { multi[key] = nil }
+      } else {
+        routes[key] = .multi
+        multi[key] = list
+      }
+    }
+
+    /// The general case: `route` becomes current, replacing the route with its IP.
+    mutating func installInList(_ key: Key, _ route: Route) {
+      if var routes = list(key) {
+        if routes.current.ip != route.ip {
+          routes.others.removeAll { $0.ip == route.ip }
+          routes.others.append(routes.current)
+        }
+        routes.current = route
+        store(key, routes)
+      } else {
+        store(key, Routes(current: route))
+      }
+    }
+
+    func list(_ key: Key) -> Routes? {
+      guard let packed = routes[key] else { return nil }
+      return packed.isMulti ? multi[key] : Routes(current: packed.route)
+    }
+
+    mutating func remove(_ key: Key) {
+      if routes.removeValue(forKey: key)?.isMulti == true { multi[key] = nil }
+    }
   }
 
   private let table = Mutex(Table())
@@ -50,64 +186,68 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
 
   // MARK: EVPNRouteSink
 
+  public func beginBatch() { table.withLock { $0.batchDepth += 1 } }
+
+  public func endBatch() {
+    let changes = table.withLock { table -> [Change] in
+      table.batchDepth = max(0, table.batchDepth - 1)
+      return table.takeUnlessBatching()
+    }
+    apply(changes)
+  }
+
   public func installMAC(
     vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
     peer: String
   ) {
-    table.withLock { table in
-      let peerIndex: UInt16
-      if let known = table.peerIndex[peer] {
-        peerIndex = known
-      } else {
-        peerIndex = UInt16(truncatingIfNeeded: table.peerNames.count)
-        table.peerNames.append(peer)
-        table.peerIndex[peer] = peerIndex
-      }
-      let route = Route(ip: ip, vtep: vtep, sequence: sequence, peer: peerIndex)
-      let key = Key(vni: vni, mac: mac.rawValue)
+    let changes = table.withLock { table -> [Change] in
+      let route = Route(ip: ip, vtep: table.vtep(vtep), sequence: sequence, peer: table.peer(peer))
+      let key = table.key(vni: vni, mac: mac, create: true)!
       table.installs += 1
-      if var routes = table.routes[key] {
-        if routes.current.ip != ip {
-          routes.others.removeAll { $0.ip == ip }
-          routes.others.append(routes.current)
+      if let packed = Packed(route) {
+        // A MAC-only route over nothing or over one MAC-only route: one hash lookup.
+        if let previous = table.routes.updateValue(packed, forKey: key), previous.isMulti {
+          table.routes[key] = previous
+          table.installInList(key, route)
         }
-        routes.current = route
-        table.routes[key] = routes
       } else {
-        table.routes[key] = Routes(current: route)
+        table.installInList(key, route)
       }
+      // The speaker only calls this for a remote best path: it already beat any local one.
+      table.pending.append(.mac(.install(vni: vni, mac: mac, vtep: vtep)))
+      // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core
+      // ignores others).
+      if let ip { table.pending.append(.installARP(vni: vni, ip: ip, mac: mac)) }
+      return table.takeUnlessBatching()
     }
-    // The speaker only calls this for a remote best path: it already beat any local one.
-    core.installRemoteMAC(vni: vni, mac: mac, vtep: vtep, overrideLocal: true)
-    // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core ignores
-    // others).
-    if let ip { core.installARP(vni: vni, ip: ip, mac: mac) }
+    apply(changes)
   }
 
   public func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?) {
-    // Only while the IP is still bound to this MAC: a newer route may have moved it.
-    if let ip { core.removeARP(vni: vni, ip: ip, mac: mac) }
-    let remaining: IPAddress? = table.withLock { table in
-      let key = Key(vni: vni, mac: mac.rawValue)
-      guard var routes = table.routes[key] else { return nil }
-      table.removals += 1
-      if routes.current.ip == ip {
-        guard let next = routes.others.popLast() else {
-          table.routes[key] = nil
-          return nil
+    let changes = table.withLock { table -> [Change] in
+      // Only while the IP is still bound to this MAC: a newer route may have moved it.
+      if let ip { table.pending.append(.removeARP(vni: vni, ip: ip, mac: mac)) }
+      var remaining: IPAddress?
+      if let key = table.key(vni: vni, mac: mac, create: false), var routes = table.list(key) {
+        table.removals += 1
+        if routes.current.ip == ip {
+          if let next = routes.others.popLast() {
+            routes.current = next
+            table.store(key, routes)
+            remaining = table.vteps[Int(next.vtep)]
+          } else {
+            table.remove(key)
+          }
+        } else {
+          routes.others.removeAll { $0.ip == ip }
+          table.store(key, routes)
+          remaining = table.vteps[Int(routes.current.vtep)]
         }
-        routes.current = next
-      } else {
-        routes.others.removeAll { $0.ip == ip }
       }
-      table.routes[key] = routes
-      return routes.current.vtep
+      table.pending.append(.mac(SwitchCore.RemoteMACChange(vni: vni, mac: mac, vtep: remaining)))
+      return table.takeUnlessBatching()
     }
-    if let remaining {
-      core.installRemoteMAC(vni: vni, mac: mac, vtep: remaining, overrideLocal: true)
-    } else {
-      core.removeRemoteMAC(vni: vni, mac: mac)
-    }
+    apply(changes)
   }
 
   public func addFloodMember(vni: UInt32, vtep: IPAddress) {
@@ -118,11 +258,30 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     core.removeFloodMember(vni: vni, vtep: vtep)
   }
 
+  /// Applies dataplane changes in order; consecutive FDB changes go in one batch.
+  private func apply(_ changes: [Change]) {
+    guard !changes.isEmpty else { return }
+    var macs: [SwitchCore.RemoteMACChange] = []
+    macs.reserveCapacity(changes.count)
+    for change in changes {
+      switch change {
+      case .mac(let change): macs.append(change)
+      case .installARP(let vni, let ip, let mac):
+        core.installARP(vni: vni, ip: ip, mac: mac)
+      case .removeARP(let vni, let ip, let mac):
+        core.removeARP(vni: vni, ip: ip, mac: mac)
+      }
+    }
+    core.applyRemoteMACs(macs)
+  }
+
   // MARK: FDBAnnotator
 
   public func annotate(_ row: inout FDBRow, vni: UInt32, mac: MACAddress) {
     table.withLock { table in
-      guard let route = table.routes[Key(vni: vni, mac: mac.rawValue)]?.current else { return }
+      guard let index = table.vniIndex[vni],
+        let route = table.current(Key(vniIndex: index, mac: mac.rawValue))
+      else { return }
       row.peer = Int(route.peer) < table.peerNames.count ? table.peerNames[Int(route.peer)] : nil
       row.sequence = route.sequence
     }
@@ -133,15 +292,18 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   /// MACs (per VNI) the sink currently holds a remote route for.
   public var remoteMACCount: Int { table.withLock { $0.routes.count } }
 
-  /// Approximate bytes of the peer/sequence table (hash buckets + overflow arrays).
+  /// Bytes of the peer/sequence table: hash buckets (key + value, at the table's real
+  /// bucket count, plus the occupancy bitmap) and the side table of multi-route MACs.
   public var tableBytes: Int {
     table.withLock { table in
-      let bucket = MemoryLayout<Key>.stride + MemoryLayout<Routes>.stride
-      var overflow = 0
-      for routes in table.routes.values where !routes.others.isEmpty {
-        overflow += 32 + routes.others.capacity * MemoryLayout<Route>.stride
+      var bytes = dictionaryBytes(
+        buckets: table.routes.capacity, entry: MemoryLayout<Key>.stride + MemoryLayout<Packed>.stride)
+      bytes += dictionaryBytes(
+        buckets: table.multi.capacity, entry: MemoryLayout<Key>.stride + MemoryLayout<Routes>.stride)
+      for routes in table.multi.values where !routes.others.isEmpty {
+        bytes += 32 + routes.others.capacity * MemoryLayout<Route>.stride
       }
-      return table.routes.capacity * bucket + table.routes.capacity / 8 + overflow
+      return bytes
     }
   }
 
@@ -151,8 +313,10 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   /// The peer and sequence of the route installed for `vni`/`mac`, if any.
   public func route(vni: UInt32, mac: MACAddress) -> (peer: String, sequence: UInt32, vtep: IPAddress)? {
     table.withLock { table in
-      guard let route = table.routes[Key(vni: vni, mac: mac.rawValue)]?.current else { return nil }
-      return (table.peerNames[Int(route.peer)], route.sequence, route.vtep)
+      guard let index = table.vniIndex[vni],
+        let route = table.current(Key(vniIndex: index, mac: mac.rawValue))
+      else { return nil }
+      return (table.peerNames[Int(route.peer)], route.sequence, table.vteps[Int(route.vtep)])
     }
   }
 
@@ -160,6 +324,54 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   /// bridge domain).
   func forget(vnis: Set<UInt32>) {
     guard !vnis.isEmpty else { return }
-    table.withLock { table in table.routes = table.routes.filter { !vnis.contains($0.key.vni) } }
+    table.withLock { table in
+      let indices = Set(vnis.compactMap { table.vniIndex[$0] })
+      guard !indices.isEmpty else { return }
+      table.routes = table.routes.filter { !indices.contains($0.key.vniIndex) }
+      table.multi = table.multi.filter { !indices.contains($0.key.vniIndex) }
+    }
   }
+}
+
+extension SwitchCoreRouteSink.Table {
+  /// The queued changes, to be applied now, unless a batch is open (then `endBatch`
+  /// applies them).
+  fileprivate mutating func takeUnlessBatching() -> [SwitchCoreRouteSink.Change] {
+    guard batchDepth == 0 else { return [] }
+    defer { pending.removeAll(keepingCapacity: true) }
+    return pending
+  }
+}
+
+/// Bytes a Swift dictionary of `capacity` takes: its power-of-two bucket count (the
+/// maximum load is 3/4) times the entry size, plus one bit per bucket.
+func dictionaryBytes(buckets capacity: Int, entry: Int) -> Int {
+  guard capacity > 0 else { return 0 }
+  var buckets = 1
+  while buckets * 3 / 4 < capacity { buckets <<= 1 }
+  return buckets * entry + buckets / 8
+}
+
+/// Per-process secret for `fastHash`, so hash positions differ between runs.
+private let fastHashSecret = UInt64.random(in: 1...UInt64.max)
+
+/// A cheap 64-bit mixer for hash tables keyed by packed integers (MAC, VNI, IP words):
+/// two multiply-xorshift rounds with a per-process secret and the table's seed.
+@inline(__always)
+func fastHash(_ value: UInt64, seed: Int) -> Int {
+  var h = (value ^ fastHashSecret ^ UInt64(UInt(bitPattern: seed))) &* 0x9E37_79B9_7F4A_7C15
+  h ^= h >> 29
+  h = h &* 0xBF58_476D_1CE4_E5B9
+  h ^= h >> 32
+  return Int(Int64(bitPattern: h))
+}
+
+@inline(__always)
+func fastHash(_ a: UInt64, _ b: UInt64, seed: Int) -> Int {
+  fastHash(a ^ (b &* 0x94D0_49BB_1331_11EB).rotated(by: 31), seed: seed)
+}
+
+extension UInt64 {
+  @inline(__always)
+  fileprivate func rotated(by count: UInt64) -> UInt64 { self << count | self >> (64 - count) }
 }
