@@ -180,14 +180,28 @@ struct ControlCommand: ParsableCommand {
       memory per route (process RSS delta; receiver table sizes). --while-forwarding keeps an
       OfflineSwitch on the same SwitchCore forwarding frames towards those MACs on another
       thread, and reports its frame rate before, during and after the import.
+
+      --mac-move instead measures MAC-move convergence between two in-process sites (each a
+      SwitchCore + EVPNControlPlane, iBGP over 127.0.0.1): for --moves fresh MACs, a frame from
+      the MAC at site A (new MAC: until B's FDB points at A), then at site B (move: until A's
+      FDB points at B), timed from the frame entering the learning dataplane; median, p99, max.
       """)
 
   @Option(help: "Type-2 routes to send.") var routes = 100_000
   @Flag(name: .customLong("while-forwarding"), help: "Forward frames on another thread meanwhile.")
   var whileForwarding = false
+  @Flag(name: .customLong("mac-move"), help: "Measure MAC-move convergence between two sites instead.")
+  var macMove = false
+  @Option(help: "MACs moved with --mac-move.") var moves = 50
   @Flag(help: "Print JSON instead of text.") var json = false
 
   func run() throws {
+    if macMove {
+      guard moves > 0 else { throw ValidationError("--moves must be positive") }
+      let report = try MoveBench(moves: moves).run()
+      print(json ? Output.json(report) : report.text)
+      return
+    }
     guard routes > 0 else { throw ValidationError("--routes must be positive") }
     let report = try ControlBench(routes: routes, whileForwarding: whileForwarding).run()
     print(json ? Output.json(report) : report.text)
