@@ -148,7 +148,8 @@ struct DuplicateMACDetector {
 /// speaker confines it to its event loop.
 final class EVPNRIB {
   private(set) var macRoutes: [MACRouteKey: MACPathSet] = [:]
-  private(set) var vteps: [IPAddress] = []
+  // Read once per reported route; never accessed re-entrantly.
+  @exclusivity(unchecked) private(set) var vteps: [IPAddress] = []
   private var vtepIDs: [IPAddress: UInt32] = [:]
 
   struct FloodKey: Hashable {
@@ -190,15 +191,16 @@ final class EVPNRIB {
 
   func reserveCapacity(_ count: Int) { macRoutes.reserveCapacity(count) }
 
-  /// Bytes the type-2 table occupies: hash-table buckets (key + inline path set, plus
-  /// the occupancy bitmap) and the overflow arrays of keys with several paths.
+  /// Bytes the type-2 table occupies: hash-table buckets (key + inline path set, at the
+  /// real power-of-two bucket count, plus the occupancy bitmap) and the overflow arrays
+  /// of keys with several paths.
   var macTableBytes: Int {
     let bucket = MemoryLayout<MACRouteKey>.stride + MemoryLayout<MACPathSet>.stride
     var overflow = 0
     for set in macRoutes.values where !set.others.isEmpty {
       overflow += 32 + set.others.capacity * MemoryLayout<MACPath>.stride
     }
-    return macRoutes.capacity * bucket + macRoutes.capacity / 8 + overflow
+    return dictionaryBytes(buckets: macRoutes.capacity, entry: bucket) + overflow
   }
 
   func vtepID(_ address: IPAddress) -> UInt32 {

@@ -11,9 +11,9 @@ import Synchronization
 /// Only control entries are touched: a static MAC is never replaced, and local
 /// switching never depends on a session being up.
 ///
-/// Batches: between `beginBatch()` and `endBatch()` (one UPDATE) the table is updated
-/// call by call but the dataplane changes are queued and applied at `endBatch()` in
-/// order, with one FDB writer-lock hold (`SwitchCore.applyRemoteMACs`).
+/// Batches: between `beginBatch()` and `endBatch()` (one UPDATE) the calls are queued;
+/// `endBatch()` applies them in order to the table (one lock hold) and then to the
+/// dataplane (`SwitchCore.applyRemoteMACs`: one FDB writer-lock hold).
 ///
 /// Storage: a MAC with one MAC-only route (the bulk of any table) is one 16-byte hash
 /// entry, its key and a packed word (sequence, VTEP, peer); MACs with MAC/IP routes or
@@ -91,7 +91,7 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     var lastVNI: (vni: UInt32, index: UInt16)?
     var lastVTEP: (address: IPAddress, index: UInt16)?
     var lastPeer: (name: String, index: UInt16)?
-    var batchDepth = 0
+    /// Dataplane changes of the operations applied, not yet handed to the core.
     var pending: [Change] = []
 
     mutating func key(vni: UInt32, mac: MACAddress, create: Bool) -> Key? {
@@ -177,7 +177,33 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
   }
 
+  /// One speaker call, as queued during a batch. Plain data (copied without reference
+  /// counting): the peer is an index into `Batch.peerNames`.
+  enum Operation {
+    case install(
+      vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, peer: UInt16)
+    case remove(vni: UInt32, mac: MACAddress, ip: IPAddress?)
+  }
+
+  /// Calls queued by an open batch. Only the speaker's thread touches it (the sink
+  /// protocol's calls come one at a time from there), so it needs no lock; a per-call
+  /// lock would also make every call wait for the table's cache misses.
+  final class Batch {
+    @exclusivity(unchecked) var depth = 0
+    @exclusivity(unchecked) var operations: [Operation] = []
+    @exclusivity(unchecked) var peerNames: [String] = []
+
+    /// The batch-local index of a peer name (nearly always the last one).
+    func peer(_ name: String) -> UInt16 {
+      if let last = peerNames.last, last == name { return UInt16(truncatingIfNeeded: peerNames.count - 1) }
+      if let known = peerNames.firstIndex(of: name) { return UInt16(truncatingIfNeeded: known) }
+      peerNames.append(name)
+      return UInt16(truncatingIfNeeded: peerNames.count - 1)
+    }
+  }
+
   private let table = Mutex(Table())
+  private let batch = Batch()
 
   public init(core: SwitchCore, expectedRoutes: Int = 0) {
     self.core = core
@@ -186,13 +212,21 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
 
   // MARK: EVPNRouteSink
 
-  public func beginBatch() { table.withLock { $0.batchDepth += 1 } }
+  public func beginBatch() { batch.depth += 1 }
 
   public func endBatch() {
-    let changes = table.withLock { table -> [Change] in
-      table.batchDepth = max(0, table.batchDepth - 1)
-      return table.takeUnlessBatching()
+    guard batch.depth > 0 else { return }
+    batch.depth -= 1
+    guard batch.depth == 0, !batch.operations.isEmpty else { return }
+    var operations: [Operation] = []
+    swap(&operations, &batch.operations)
+    let peerNames = batch.peerNames
+    let changes = table.withLock { table in
+      for operation in operations { table.apply(operation, peerNames: peerNames) }
+      return table.takePending()
     }
+    operations.removeAll(keepingCapacity: true)
+    swap(&operations, &batch.operations)
     apply(changes)
   }
 
@@ -200,54 +234,30 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, sticky: Bool,
     peer: String
   ) {
-    let changes = table.withLock { table -> [Change] in
-      let route = Route(ip: ip, vtep: table.vtep(vtep), sequence: sequence, peer: table.peer(peer))
-      let key = table.key(vni: vni, mac: mac, create: true)!
-      table.installs += 1
-      if let packed = Packed(route) {
-        // A MAC-only route over nothing or over one MAC-only route: one hash lookup.
-        if let previous = table.routes.updateValue(packed, forKey: key), previous.isMulti {
-          table.routes[key] = previous
-          table.installInList(key, route)
-        }
-      } else {
-        table.installInList(key, route)
-      }
-      // The speaker only calls this for a remote best path: it already beat any local one.
-      table.pending.append(.mac(.install(vni: vni, mac: mac, vtep: vtep)))
-      // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core
-      // ignores others).
-      if let ip { table.pending.append(.installARP(vni: vni, ip: ip, mac: mac)) }
-      return table.takeUnlessBatching()
+    if batch.depth > 0 {
+      batch.operations.append(
+        .install(vni: vni, mac: mac, ip: ip, vtep: vtep, sequence: sequence, peer: batch.peer(peer)))
+    } else {
+      let operation = Operation.install(vni: vni, mac: mac, ip: ip, vtep: vtep, sequence: sequence, peer: 0)
+      apply(
+        table.withLock { table in
+          table.apply(operation, peerNames: [peer])
+          return table.takePending()
+        })
     }
-    apply(changes)
   }
 
   public func removeMAC(vni: UInt32, mac: MACAddress, ip: IPAddress?) {
-    let changes = table.withLock { table -> [Change] in
-      // Only while the IP is still bound to this MAC: a newer route may have moved it.
-      if let ip { table.pending.append(.removeARP(vni: vni, ip: ip, mac: mac)) }
-      var remaining: IPAddress?
-      if let key = table.key(vni: vni, mac: mac, create: false), var routes = table.list(key) {
-        table.removals += 1
-        if routes.current.ip == ip {
-          if let next = routes.others.popLast() {
-            routes.current = next
-            table.store(key, routes)
-            remaining = table.vteps[Int(next.vtep)]
-          } else {
-            table.remove(key)
-          }
-        } else {
-          routes.others.removeAll { $0.ip == ip }
-          table.store(key, routes)
-          remaining = table.vteps[Int(routes.current.vtep)]
-        }
-      }
-      table.pending.append(.mac(SwitchCore.RemoteMACChange(vni: vni, mac: mac, vtep: remaining)))
-      return table.takeUnlessBatching()
+    let operation = Operation.remove(vni: vni, mac: mac, ip: ip)
+    if batch.depth > 0 {
+      batch.operations.append(operation)
+    } else {
+      apply(
+        table.withLock { table in
+          table.apply(operation, peerNames: [])
+          return table.takePending()
+        })
     }
-    apply(changes)
   }
 
   public func addFloodMember(vni: UInt32, vtep: IPAddress) {
@@ -334,17 +344,61 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
 }
 
 extension SwitchCoreRouteSink.Table {
-  /// The queued changes, to be applied now, unless a batch is open (then `endBatch`
-  /// applies them).
-  fileprivate mutating func takeUnlessBatching() -> [SwitchCoreRouteSink.Change] {
-    guard batchDepth == 0 else { return [] }
+  fileprivate mutating func takePending() -> [SwitchCoreRouteSink.Change] {
     defer { pending.removeAll(keepingCapacity: true) }
     return pending
+  }
+
+  /// Records one speaker call and queues its dataplane changes in `pending`.
+  fileprivate mutating func apply(_ operation: SwitchCoreRouteSink.Operation, peerNames: [String]) {
+    switch operation {
+    case .install(let vni, let mac, let ip, let vtep, let sequence, let peer):
+      let route = SwitchCoreRouteSink.Route(
+        ip: ip, vtep: self.vtep(vtep), sequence: sequence, peer: self.peer(peerNames[Int(peer)]))
+      let key = key(vni: vni, mac: mac, create: true)!
+      installs += 1
+      if let packed = SwitchCoreRouteSink.Packed(route) {
+        // A MAC-only route over nothing or over one MAC-only route: one hash lookup.
+        if let previous = routes.updateValue(packed, forKey: key), previous.isMulti {
+          routes[key] = previous
+          installInList(key, route)
+        }
+      } else {
+        installInList(key, route)
+      }
+      // The speaker only calls this for a remote best path: it already beat any local one.
+      pending.append(.mac(.install(vni: vni, mac: mac, vtep: vtep)))
+      // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core
+      // ignores others).
+      if let ip { pending.append(.installARP(vni: vni, ip: ip, mac: mac)) }
+    case .remove(let vni, let mac, let ip):
+      // Only while the IP is still bound to this MAC: a newer route may have moved it.
+      if let ip { pending.append(.removeARP(vni: vni, ip: ip, mac: mac)) }
+      var remaining: IPAddress?
+      if let key = key(vni: vni, mac: mac, create: false), var list = list(key) {
+        removals += 1
+        if list.current.ip == ip {
+          if let next = list.others.popLast() {
+            list.current = next
+            store(key, list)
+            remaining = vteps[Int(next.vtep)]
+          } else {
+            remove(key)
+          }
+        } else {
+          list.others.removeAll { $0.ip == ip }
+          store(key, list)
+          remaining = vteps[Int(list.current.vtep)]
+        }
+      }
+      pending.append(.mac(SwitchCore.RemoteMACChange(vni: vni, mac: mac, vtep: remaining)))
+    }
   }
 }
 
 /// Bytes a Swift dictionary of `capacity` takes: its power-of-two bucket count (the
-/// maximum load is 3/4) times the entry size, plus one bit per bucket.
+/// maximum load is 3/4, so `capacity` is 3/4 of the buckets) times the entry size, plus
+/// one bit per bucket.
 func dictionaryBytes(buckets capacity: Int, entry: Int) -> Int {
   guard capacity > 0 else { return 0 }
   var buckets = 1
