@@ -26,6 +26,7 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     var raw: UInt64
 
     init(vniIndex: UInt16, mac: UInt64) { raw = UInt64(vniIndex) << 48 | mac & 0xFFFF_FFFF_FFFF }
+    init(raw: UInt64) { self.raw = raw }
 
     var vniIndex: UInt16 { UInt16(truncatingIfNeeded: raw >> 48) }
     var mac: UInt64 { raw & 0xFFFF_FFFF_FFFF }
@@ -77,7 +78,8 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   }
 
   struct Table {
-    var routes: [Key: Packed] = [:]
+    /// Key.raw -> Packed.raw, one 16-byte slot per MAC.
+    let routes = PackedRouteTable()
     var multi: [Key: Routes] = [:]
     var vnis: [UInt32] = []
     var vniIndex: [UInt32: UInt16] = [:]
@@ -139,16 +141,19 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
 
     func current(_ key: Key) -> Route? {
-      guard let packed = routes[key] else { return nil }
+      guard let raw = routes[key.raw] else { return nil }
+      let packed = Packed(raw: raw)
       return packed.isMulti ? multi[key]?.current : packed.route
     }
 
     /// Stores `routes` for `key`, packed when it is a single MAC-only route.
     mutating func store(_ key: Key, _ list: Routes) {
       if list.others.isEmpty, let packed = Packed(list.current) {
-        if routes.updateValue(packed, forKey: key)?.isMulti == true { multi[key] = nil }
+        if let previous = routes.updateValue(packed.raw, forKey: key.raw), Packed(raw: previous).isMulti {
+          multi[key] = nil
+        }
       } else {
-        routes[key] = .multi
+        routes[key.raw] = Packed.multi.raw
         multi[key] = list
       }
     }
@@ -168,12 +173,15 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
 
     func list(_ key: Key) -> Routes? {
-      guard let packed = routes[key] else { return nil }
+      guard let raw = routes[key.raw] else { return nil }
+      let packed = Packed(raw: raw)
       return packed.isMulti ? multi[key] : Routes(current: packed.route)
     }
 
     mutating func remove(_ key: Key) {
-      if routes.removeValue(forKey: key)?.isMulti == true { multi[key] = nil }
+      if let previous = routes.removeValue(forKey: key.raw), Packed(raw: previous).isMulti {
+        multi[key] = nil
+      }
     }
   }
 
@@ -207,6 +215,7 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
 
   public init(core: SwitchCore, expectedRoutes: Int = 0) {
     self.core = core
+    // Sized (and its memory touched) now, not while a session's table streams in.
     if expectedRoutes > 0 { table.withLock { $0.routes.reserveCapacity(expectedRoutes) } }
   }
 
@@ -222,6 +231,18 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     swap(&operations, &batch.operations)
     let peerNames = batch.peerNames
     let changes = table.withLock { table in
+      // Touch every slot first: the misses of a whole UPDATE overlap instead of
+      // being paid one route at a time.
+      var keys: [UInt64] = []
+      keys.reserveCapacity(operations.count)
+      for operation in operations {
+        if case .install(let vni, let mac, _, _, _, _) = operation,
+          let key = table.key(vni: vni, mac: mac, create: true)
+        {
+          keys.append(key.raw)
+        }
+      }
+      keys.withUnsafeBufferPointer { table.routes.warm($0) }
       for operation in operations { table.apply(operation, peerNames: peerNames) }
       return table.takePending()
     }
@@ -306,8 +327,7 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
   /// bucket count, plus the occupancy bitmap) and the side table of multi-route MACs.
   public var tableBytes: Int {
     table.withLock { table in
-      var bytes = dictionaryBytes(
-        buckets: table.routes.capacity, entry: MemoryLayout<Key>.stride + MemoryLayout<Packed>.stride)
+      var bytes = table.routes.memoryBytes
       bytes += dictionaryBytes(
         buckets: table.multi.capacity, entry: MemoryLayout<Key>.stride + MemoryLayout<Routes>.stride)
       for routes in table.multi.values where !routes.others.isEmpty {
@@ -337,7 +357,7 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     table.withLock { table in
       let indices = Set(vnis.compactMap { table.vniIndex[$0] })
       guard !indices.isEmpty else { return }
-      table.routes = table.routes.filter { !indices.contains($0.key.vniIndex) }
+      table.routes.removeAll { key, _ in indices.contains(Key(raw: key).vniIndex) }
       table.multi = table.multi.filter { !indices.contains($0.key.vniIndex) }
     }
   }
@@ -359,8 +379,10 @@ extension SwitchCoreRouteSink.Table {
       installs += 1
       if let packed = SwitchCoreRouteSink.Packed(route) {
         // A MAC-only route over nothing or over one MAC-only route: one hash lookup.
-        if let previous = routes.updateValue(packed, forKey: key), previous.isMulti {
-          routes[key] = previous
+        if let previous = routes.updateValue(packed.raw, forKey: key.raw),
+          SwitchCoreRouteSink.Packed(raw: previous).isMulti
+        {
+          routes[key.raw] = previous
           installInList(key, route)
         }
       } else {
