@@ -111,6 +111,7 @@ extension EVPNSpeaker {
       let sticky: Bool
     }
     var groups: [Group: [EVPNNLRI]] = [:]
+    var current: (group: Group, routes: [EVPNNLRI])?
     // Routes come in runs of one VNI: its settings and RT check are looked up once a run.
     var last: (vni: UInt32, settings: ResolvedVNI?)?
     for (key, path) in routes {
@@ -122,9 +123,15 @@ extension EVPNSpeaker {
       let route = MACIPAdvertisementRoute(
         routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
         label1: key.vni)
-      groups[Group(vni: key.vni, sequence: path.sequence, sticky: path.isSticky), default: []].append(
-        .macIP(route))
+      // Consecutive routes nearly always share a group: hash only when it changes.
+      let group = Group(vni: key.vni, sequence: path.sequence, sticky: path.isSticky)
+      if group != current?.group {
+        if let current { groups[current.group, default: []] += current.routes }
+        current = (group, [])
+      }
+      current!.routes.append(.macIP(route))
     }
+    if let current { groups[current.group, default: []] += current.routes }
     let base = baseAttributes(for: peer)
     let nextHop = configuration.vtep.bytes
     var unflushed = 0

@@ -157,17 +157,43 @@ public enum EVPNNLRI: Hashable, Sendable {
   func encode(into writer: inout WireWriter) {
     switch self {
     case .macIP(let route):
-      writer.write(Self.macIPType)
-      writer.withLengthPrefix(octets: 1) { out in
-        out.write(route.routeDistinguisher.rawValue)
-        out.write(route.esi.high)
-        out.write(route.esi.low)
-        out.write(route.ethernetTag)
-        out.write(UInt8(48))
-        out.writeLeading(route.mac.rawValue << 16, octets: 6)
-        writeIP(route.ip, into: &out)
-        out.writeUInt24(route.label1)
-        if let label2 = route.label2 { out.writeUInt24(label2) }
+      // The bulk of any table: laid out in a stack buffer, appended at once.
+      withUnsafeTemporaryAllocation(byteCount: 56, alignment: 8) { raw in
+        func store<T: FixedWidthInteger>(_ value: T, at offset: Int) {
+          raw.storeBytes(of: value.bigEndian, toByteOffset: offset, as: T.self)
+        }
+        store(Self.macIPType, at: 0)
+        store(route.routeDistinguisher.rawValue, at: 2)
+        store(route.esi.high, at: 10)
+        store(route.esi.low, at: 12)
+        store(route.ethernetTag, at: 20)
+        store(UInt8(48), at: 24)
+        // MAC in the 6 octets from 25 (the 2 octets after it are overwritten next).
+        store(route.mac.rawValue << 16, at: 25)
+        var end = 31
+        switch route.ip {
+        case nil:
+          store(UInt8(0), at: 31)
+          end = 32
+        case .v4(let address)?:
+          store(UInt8(32), at: 31)
+          store(address, at: 32)
+          end = 36
+        case .v6(let high, let low)?:
+          store(UInt8(128), at: 31)
+          store(high, at: 32)
+          store(low, at: 40)
+          end = 48
+        }
+        // 24-bit labels: the low 3 octets of the big-endian word.
+        store(route.label1 << 8, at: end)
+        end += 3
+        if let label2 = route.label2 {
+          store(label2 << 8, at: end)
+          end += 3
+        }
+        store(UInt8(end - 2), at: 1)
+        writer.write(UnsafeRawBufferPointer(rebasing: raw[0..<end]))
       }
     case .inclusiveMulticast(let route):
       writer.write(Self.inclusiveMulticastType)

@@ -114,6 +114,7 @@ public struct WireWriter {
     withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
   public mutating func write(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+  mutating func write(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
 
   /// Reserves a length field of `octets` bytes, runs `body`, then fills in the number
   /// of bytes `body` wrote.
