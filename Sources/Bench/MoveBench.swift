@@ -33,9 +33,9 @@ struct MoveBench {
     var moveMedianMs: Double
     var moveP99Ms: Double
     var moveMaxMs: Double
-    var newMACMedianMs: Double
-    var newMACP99Ms: Double
-    var newMACMaxMs: Double
+    var newMacMedianMs: Double
+    var newMacP99Ms: Double
+    var newMacMaxMs: Double
 
     var text: String {
       [
@@ -46,7 +46,7 @@ struct MoveBench {
           moveMedianMs, moveP99Ms, moveMaxMs),
         String(
           format: "  new MAC at A (B's FDB points at A):          median %.3f ms, p99 %.3f ms, max %.3f ms",
-          newMACMedianMs, newMACP99Ms, newMACMaxMs),
+          newMacMedianMs, newMacP99Ms, newMacMaxMs),
       ].joined(separator: "\n")
     }
   }
@@ -152,7 +152,7 @@ struct MoveBench {
     let new = Self.summary(newTimes)
     return Report(
       moves: moves, moveMedianMs: move.median, moveP99Ms: move.p99, moveMaxMs: move.max,
-      newMACMedianMs: new.median, newMACP99Ms: new.p99, newMACMaxMs: new.max)
+      newMacMedianMs: new.median, newMacP99Ms: new.p99, newMacMaxMs: new.max)
   }
 
   /// Median, 99th percentile (nearest rank) and maximum.
