@@ -190,6 +190,10 @@ struct ControlCommand: ParsableCommand {
   @Option(help: "Type-2 routes to send.") var routes = 100_000
   @Flag(name: .customLong("while-forwarding"), help: "Forward frames on another thread meanwhile.")
   var whileForwarding = false
+  @Flag(
+    name: .customLong("no-size-hint"),
+    help: "Do not size the receiver's RIB and sink for --routes up front (as vxswitch run does).")
+  var noSizeHint = false
   @Flag(name: .customLong("mac-move"), help: "Measure MAC-move convergence between two sites instead.")
   var macMove = false
   @Option(help: "MACs moved with --mac-move.") var moves = 50
@@ -203,7 +207,9 @@ struct ControlCommand: ParsableCommand {
       return
     }
     guard routes > 0 else { throw ValidationError("--routes must be positive") }
-    let report = try ControlBench(routes: routes, whileForwarding: whileForwarding).run()
+    var bench = ControlBench(routes: routes, whileForwarding: whileForwarding)
+    bench.sizeHint = !noSizeHint
+    let report = try bench.run()
     print(json ? Output.json(report) : report.text)
   }
 }

@@ -12,6 +12,8 @@ import Synchronization
 struct ControlBench {
   let routes: Int
   let whileForwarding: Bool
+  /// Tell the receiver's tables how many routes to expect (`EVPNControlPlane.Options.expectedRoutes`).
+  var sizeHint = true
 
   static let vni: UInt32 = 100
   static let localVTEP = IPAddress("10.0.0.1")!
@@ -89,7 +91,7 @@ struct ControlBench {
     let core = offline.core
     var options = EVPNControlPlane.Options()
     options.listenAddress = "127.0.0.1"
-    options.expectedRoutes = routes
+    options.expectedRoutes = sizeHint ? routes : 0
     guard let controlPlane = EVPNControlPlane(core: core, options: options) else {
       throw BenchError.failed("no control plane")
     }
