@@ -125,7 +125,7 @@ public final class Pipeline {
 
   // MARK: Access ingress (learn, switch locally, encapsulate)
 
-  @inline(__always)
+  @inline(never)
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
     // Locals, not stored properties: after a store through a raw pointer the optimiser
@@ -183,6 +183,7 @@ public final class Pipeline {
       scratch.restLength[index] = Int32(truncatingIfNeeded: length &- rest)
     }
 
+    var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
     for index in 0..<frameCount {
       let domain = scratch.domain[index]
       if domain == 0 { continue }
@@ -221,7 +222,7 @@ public final class Pipeline {
             }
           case FDBTargetKind.vtep.rawValue:
             encapsulate(
-              state, vtep: Int(entry.index), domain: domain, macs: frame, rest: frame + rest,
+              state, &out, vtep: Int(entry.index), domain: domain, macs: frame, rest: frame + rest,
               restLength: restLength,
               hash: Self.flowHash(macs: frame, rest: frame + rest, restLength: restLength))
           default:
@@ -231,14 +232,15 @@ public final class Pipeline {
         }
       }
       flood(
-        state, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: frame + rest,
+        state, &out, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: frame + rest,
         restLength: restLength)
     }
+    flush(out)
   }
 
   // MARK: Underlay ingress (validate, decapsulate, learn, deliver)
 
-  @inline(__always)
+  @inline(never)
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
     // Locals, not stored properties: after a store through a raw pointer the optimiser
@@ -251,6 +253,13 @@ public final class Pipeline {
     let localHigh = state.localHigh
     let localLow = state.localLow
     let port = state.udpPort
+    // Frames of one batch mostly come from few VTEPs and carry few VNIs: remember the
+    // last of each (seeded with a real lookup, so no sentinel can be wrong).
+    var lastVTEPHigh = UInt64.max
+    var lastVTEPLow = UInt64.max
+    var lastVTEP = state.vtep(high: lastVTEPHigh, low: lastVTEPLow)
+    var lastVNI = UInt32.max  // wider than any 24-bit VNI
+    var lastDomain: UInt16 = 0
     for index in 0..<frameCount {
       scratch.domain[index] = 0
       let frame = UnsafeRawPointer(vector.frames[index])
@@ -277,7 +286,6 @@ public final class Pipeline {
       var ipEnd: Int
       var sourceHigh: UInt64 = 0
       var sourceLow: UInt64
-      var pseudoHeaderSum: UInt64 = 0
       if etherType == 0x0800 {
         let versionAndLength = ip.u8(0)
         let headerLength = Int(versionAndLength & 0x0F) &<< 2
@@ -291,7 +299,7 @@ public final class Pipeline {
           drop(.badIPLength)
           continue
         }
-        if !checksumTrusted && OnesComplement.fold16(OnesComplement.sum(ip, count: headerLength)) != 0xFFFF {
+        if !checksumTrusted && !Self.ipv4HeaderChecksumIsValid(ip, headerLength: headerLength) {
           drop(.badIPChecksum)
           continue
         }
@@ -309,9 +317,6 @@ public final class Pipeline {
         }
         sourceLow = UInt64(ip.be32(12))
         udpOffset = ipOffset &+ headerLength
-        pseudoHeaderSum =
-          UInt64(17) &+ UInt64(ip.be16(12)) &+ UInt64(ip.be16(14))
-          &+ UInt64(ip.be16(16)) &+ UInt64(ip.be16(18))
       } else if etherType == 0x86DD {
         if ip.u8(0) &>> 4 != 6 {
           drop(.badIPHeader)
@@ -342,7 +347,6 @@ public final class Pipeline {
         sourceHigh = ip.be64(8)
         sourceLow = ip.be64(16)
         udpOffset = ipOffset &+ 40
-        pseudoHeaderSum = OnesComplement.sum(ip + 8, count: 32, initial: 17)
       } else {
         drop(.notIP)
         continue
@@ -371,6 +375,11 @@ public final class Pipeline {
           continue
         }
       } else if !checksumTrusted {
+        // Source and destination addresses and next header: the pseudo-header.
+        let pseudoHeaderSum =
+          etherType == 0x0800
+          ? OnesComplement.sum(ip + 12, count: 8, initial: 17)
+          : OnesComplement.sum(ip + 8, count: 32, initial: 17)
         let sum = OnesComplement.sum(udp, count: udpLength, initial: pseudoHeaderSum &+ UInt64(udpLength))
         if OnesComplement.fold16(sum) != 0xFFFF {
           drop(.badUDPChecksum)
@@ -381,7 +390,12 @@ public final class Pipeline {
         drop(.badVXLANFlags)
         continue
       }
-      let domain = state.domain(vni: udp.be32(12) &>> 8)
+      let vni = udp.be32(12) &>> 8
+      if vni != lastVNI {
+        lastVNI = vni
+        lastDomain = state.domain(vni: vni)
+      }
+      let domain = lastDomain
       if domain == 0 {
         drop(.unknownVNI)
         continue
@@ -409,7 +423,12 @@ public final class Pipeline {
       scratch.domain[index] = domain
       scratch.source[index] = sourceKey
       scratch.destination[index] = destinationKey
-      scratch.origin[index] = UInt16(truncatingIfNeeded: state.vtep(high: sourceHigh, low: sourceLow) &+ 1)
+      if sourceLow != lastVTEPLow || sourceHigh != lastVTEPHigh {
+        lastVTEPHigh = sourceHigh
+        lastVTEPLow = sourceLow
+        lastVTEP = state.vtep(high: sourceHigh, low: sourceLow)
+      }
+      scratch.origin[index] = UInt16(truncatingIfNeeded: lastVTEP &+ 1)
       scratch.vtepHigh[index] = sourceHigh
       scratch.vtepLow[index] = sourceLow
       scratch.macs[index] = Int32(truncatingIfNeeded: inner)
@@ -418,6 +437,8 @@ public final class Pipeline {
     }
 
     var decapsulated = 0
+    // Decapsulated frames are never sent back to the underlay (split horizon).
+    var out = UnderlayOutput(state: state, ring: nil)
     for index in 0..<frameCount {
       let domain = scratch.domain[index]
       if domain == 0 { continue }
@@ -452,7 +473,7 @@ public final class Pipeline {
         }
       }
       flood(
-        state, domain: domain, ingressMember: 0, fromLocal: false, macs: macs, rest: rest,
+        state, &out, domain: domain, ingressMember: 0, fromLocal: false, macs: macs, rest: rest,
         restLength: restLength)
     }
     count(Counter.decapsulated, decapsulated)
@@ -487,6 +508,13 @@ public final class Pipeline {
         return
       }
     }
+    queueLearn(key: key, kind: kind, index: index, high: high, low: low, now: now)
+  }
+
+  /// The learn slow path, out of line: the source is new, moved or stale. Queues an event
+  /// for the learner unless one for the same move went out this second.
+  @inline(never)
+  func queueLearn(key: UInt64, kind: UInt64, index: UInt16, high: UInt64, low: UInt64, now: UInt32) {
     let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> 54)
     let tag =
       kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
@@ -514,7 +542,7 @@ public final class Pipeline {
   /// learner when the ARP table does not already hold it. Only when the sender hardware
   /// address is the frame's source MAC, and never over a control-plane binding; the
   /// binding lives as long as the MAC's local FDB entry (the ager removes both).
-  @inline(__always)
+  @inline(never)
   func learnARP(
     domain: UInt16, member: UInt16, source: UInt64, rest: UnsafeRawPointer, restLength: Int, now: UInt32
   ) {
@@ -551,7 +579,7 @@ public final class Pipeline {
   /// request is consumed, not flooded. Gratuitous ARP (sender IP = target IP), probes
   /// (sender IP 0.0.0.0, RFC 5227), replies, and requests for the requester's own MAC
   /// return false and are forwarded as before.
-  @inline(__always)
+  @inline(never)
   func answerARP(
     _ state: ForwardingState, domain: UInt16, member: UInt16, rest: UnsafeRawPointer, restLength: Int
   ) -> Bool {
@@ -637,36 +665,29 @@ public final class Pipeline {
   }
 
   /// Prepends the VTEP's precomputed outer header to the (untagged) inner frame and
-  /// patches lengths, checksum, UDP source port, VNI and, when inherited, DSCP.
-  @inline(__always)
-  /// `hash` is the inner flow's `flowHash`, computed once per frame by the caller (a
-  /// flooded frame is encapsulated once per VTEP).
+  /// patches lengths, checksum, UDP source port, VNI and, when inherited, DSCP. `hash` is
+  /// the inner flow's `flowHash`, computed once per frame by the caller (a flooded frame
+  /// is encapsulated once per VTEP); `out` carries what the batch's encapsulations share.
+  @inline(always)
   func encapsulate(
-    _ state: ForwardingState, vtep: Int, domain: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer,
-    restLength: Int, hash: UInt64
+    _ state: ForwardingState, _ out: inout UnderlayOutput, vtep: Int, domain: UInt16, macs: UnsafeRawPointer,
+    rest: UnsafeRawPointer, restLength: Int, hash: UInt64
   ) {
     if vtep >= state.vtepCount || !state.vtepResolved[vtep] {
       drop(.noNextHop)
       return
     }
-    let innerLength = 12 &+ restLength
-    let isIPv6 = state.localIsIPv6
-    let headerLength = isIPv6 ? OuterHeaderTemplate.ipv6Length : OuterHeaderTemplate.ipv4Length
-    let ipLength = innerLength &+ (isIPv6 ? 56 : 36)
-    if ipLength > state.ipMTU {
-      drop(.mtuExceeded)
+    if restLength > out.maxRestLength {
+      drop(out.overLimitReason(state: state, restLength: restLength))
       return
     }
-    let interface = Int(state.underlayInterface)
-    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+    guard let ring = out.ring, let output = ring.pointee.reserve() else {
       drop(.txRingFull)
       return
     }
+    let headerLength = out.headerLength
+    let innerLength = 12 &+ restLength
     let length = headerLength &+ innerLength
-    if length > ring.pointee.maxFrameLength {
-      drop(.oversize)
-      return
-    }
     let header = UnsafeRawPointer(state.vtepHeaders + vtep &* ForwardingState.headerSlot)
     // 48 bytes as six words, then the tail (2 bytes over IPv4, 22 over IPv6).
     output.setRaw64(0, header.raw64(0))
@@ -675,7 +696,7 @@ public final class Pipeline {
     output.setRaw64(24, header.raw64(24))
     output.setRaw64(32, header.raw64(32))
     output.setRaw64(40, header.raw64(40))
-    if isIPv6 {
+    if out.isIPv6 {
       output.setRaw64(48, header.raw64(48))
       output.setRaw64(56, header.raw64(56))
       output.setRaw32(64, header.raw32(64))
@@ -692,8 +713,8 @@ public final class Pipeline {
     let sourcePort = UInt16(
       truncatingIfNeeded: state.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
     let vni = state.domainVNI[Int(domain)]
-    if isIPv6 {
-      let payloadLength = ipLength &- 40
+    if out.isIPv6 {
+      let payloadLength = innerLength &+ 16
       if state.inheritDSCP {
         let tos = UInt32(Self.innerTOS(rest: rest, restLength: restLength))
         output.setBE32(14, 0x6000_0000 | tos &<< 20 | UInt32(truncatingIfNeeded: hash) & 0xF_FFFF)
@@ -704,45 +725,69 @@ public final class Pipeline {
       output.setBE16(54, sourcePort)
       output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
       output.setBE32(66, vni &<< 8)
-      let sum = OnesComplement.sum(
-        output + 54, count: payloadLength,
-        initial: UInt64(state.vtepChecksumBase[vtep]) &+ UInt64(payloadLength))
-      var checksum = OnesComplement.finish(sum)
-      if checksum == 0 { checksum = 0xFFFF }
-      output.setBE16(60, checksum)
+      output.setBE16(
+        60,
+        Self.udpChecksum(
+          output + 54, count: payloadLength,
+          pseudoHeader: UInt64(state.vtepChecksumBase[vtep]) &+ UInt64(payloadLength)))
     } else {
-      var sum = UInt64(state.vtepChecksumBase[vtep]) &+ UInt64(ipLength)
+      let ipLength = innerLength &+ 36
+      var sum = state.vtepChecksumBase[vtep] &+ UInt32(truncatingIfNeeded: ipLength)
       if state.inheritDSCP {
         let tos = Self.innerTOS(rest: rest, restLength: restLength)
         output.setU8(15, tos)
-        sum &+= UInt64(tos)
+        sum &+= UInt32(tos)
       }
       output.setBE16(16, UInt16(truncatingIfNeeded: ipLength))
-      output.setBE16(24, OnesComplement.finish(sum))
+      output.setBE16(24, OnesComplement.finish32(sum))
       output.setBE16(34, sourcePort)
       output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
       output.setBE32(46, vni &<< 8)
       if state.ipv4UDPChecksum {
-        let addresses = OnesComplement.sum(output + 26, count: 8)
-        let pseudo = addresses &+ 17 &+ UInt64(ipLength &- 20)
-        var checksum = OnesComplement.finish(
-          OnesComplement.sum(output + 34, count: ipLength &- 20, initial: pseudo))
-        if checksum == 0 { checksum = 0xFFFF }
-        output.setBE16(40, checksum)
+        let pseudo = OnesComplement.sum(output + 26, count: 8) &+ 17 &+ UInt64(ipLength &- 20)
+        output.setBE16(40, Self.udpChecksum(output + 34, count: ipLength &- 20, pseudoHeader: pseudo))
       }
     }
     ring.pointee.commit(length: length)
-    count(Counter.txFrames(interface))
-    count(Counter.txBytes(interface), length)
-    count(Counter.encapsulated)
+    out.frames &+= 1
+    out.bytes &+= length
+  }
+
+  /// `encapsulate` for the flooding path, out of line so that the known-unicast path
+  /// keeps its inlined copy.
+  @inline(never)
+  func encapsulateCopy(
+    _ state: ForwardingState, _ out: inout UnderlayOutput, vtep: Int, domain: UInt16, macs: UnsafeRawPointer,
+    rest: UnsafeRawPointer, restLength: Int, hash: UInt64
+  ) {
+    encapsulate(
+      state, &out, vtep: vtep, domain: domain, macs: macs, rest: rest, restLength: restLength, hash: hash)
+  }
+
+  /// The UDP checksum field for `count` bytes of UDP header and payload, given the
+  /// pseudo-header's sum (0 is sent as 0xFFFF). Out of line: a loop over the payload.
+  @inline(never)
+  static func udpChecksum(_ udp: UnsafeRawPointer, count: Int, pseudoHeader: UInt64) -> UInt16 {
+    let checksum = OnesComplement.finish(OnesComplement.sum(udp, count: count, initial: pseudoHeader))
+    return checksum == 0 ? 0xFFFF : checksum
+  }
+
+  /// Adds a batch's underlay transmissions to the counters.
+  @inline(__always)
+  func flush(_ out: UnderlayOutput) {
+    if out.frames == 0 { return }
+    count(Counter.txFrames(out.interface), out.frames)
+    count(Counter.txBytes(out.interface), out.bytes)
+    count(Counter.encapsulated, out.frames)
   }
 
   /// Sends a copy to every local member of the domain but the ingress one and, for
   /// frames from a local port only (split horizon), to every VTEP of its flood list.
-  @inline(__always)
+  @inline(never)
   func flood(
-    _ state: ForwardingState, domain: UInt16, ingressMember: UInt16, fromLocal: Bool, macs: UnsafeRawPointer,
-    rest: UnsafeRawPointer, restLength: Int
+    _ state: ForwardingState, _ out: inout UnderlayOutput, domain: UInt16, ingressMember: UInt16,
+    fromLocal: Bool,
+    macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
   ) {
     var copies = 0
     let memberStart = Int(state.domainMemberStart[Int(domain)])
@@ -758,8 +803,8 @@ public final class Pipeline {
       let vtepEnd = vtepStart &+ Int(state.domainVTEPCount[Int(domain)])
       let hash = vtepStart < vtepEnd ? Self.flowHash(macs: macs, rest: rest, restLength: restLength) : 0
       for position in vtepStart..<vtepEnd {
-        encapsulate(
-          state, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest,
+        encapsulateCopy(
+          state, &out, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest,
           restLength: restLength, hash: hash)
         copies &+= 1
       }
@@ -795,6 +840,20 @@ public final class Pipeline {
     }
     hash = (hash ^ hash &>> 29) &* 0xBF58_476D_1CE4_E5B9
     return hash ^ hash &>> 32
+  }
+
+  /// Whether an IPv4 header's checksum verifies; the common 20-byte header as five
+  /// words, without the general loop.
+  @inline(__always)
+  static func ipv4HeaderChecksumIsValid(_ ip: UnsafeRawPointer, headerLength: Int) -> Bool {
+    if headerLength == 20 {
+      let sum =
+        UInt64(ip.raw32(0)) &+ UInt64(ip.raw32(4)) &+ UInt64(ip.raw32(8)) &+ UInt64(ip.raw32(12))
+        &+ UInt64(ip.raw32(16))
+      // All ones is all ones in either byte order: no swap needed.
+      return OnesComplement.fold16(sum) == 0xFFFF
+    }
+    return OnesComplement.fold16(OnesComplement.sum(ip, count: headerLength)) == 0xFFFF
   }
 
   /// The inner IPv4 TOS / IPv6 traffic class byte, or 0.

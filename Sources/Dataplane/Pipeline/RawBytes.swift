@@ -89,4 +89,13 @@ public enum OnesComplement {
   /// The checksum field value for a sum: complement of the folded sum.
   @inline(__always)
   public static func finish(_ value: UInt64) -> UInt16 { ~UInt16(truncatingIfNeeded: fold16(value)) }
+
+  /// `finish` for a sum that fits 32 bits (an incremental update of a small header):
+  /// two folds are exact there, the 64-bit fold's other two are dead work.
+  @inline(__always)
+  public static func finish32(_ value: UInt32) -> UInt16 {
+    var sum = (value & 0xFFFF) &+ (value &>> 16)
+    sum = (sum & 0xFFFF) &+ (sum &>> 16)
+    return ~UInt16(truncatingIfNeeded: sum)
+  }
 }

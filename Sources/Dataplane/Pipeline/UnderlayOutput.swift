@@ -1,0 +1,40 @@
+/// What every encapsulation of one batch shares, read once per batch rather than once
+/// per frame: the underlay transmit ring, the header length of the local address family,
+/// and the largest inner frame that fits both the underlay IP MTU and a ring slot. Also
+/// the batch's underlay transmit counts, flushed to the pipeline's counters at its end.
+///
+/// A batch-local value (lives in registers); not shared.
+struct UnderlayOutput {
+  let ring: UnsafeMutablePointer<TxRing>?
+  let interface: Int
+  let isIPv6: Bool
+  /// 50 over IPv4, 70 over IPv6.
+  let headerLength: Int
+  /// Largest `restLength` (inner frame bytes after its two MACs) that may be
+  /// encapsulated; anything longer is an MTU or slot-size drop.
+  let maxRestLength: Int
+  var frames = 0
+  var bytes = 0
+
+  @inline(__always)
+  init(state: ForwardingState, ring: UnsafeMutablePointer<TxRing>?) {
+    self.ring = ring
+    interface = Int(state.underlayInterface)
+    isIPv6 = state.localIsIPv6
+    headerLength = isIPv6 ? OuterHeaderTemplate.ipv6Length : OuterHeaderTemplate.ipv4Length
+    // Outer IP length = inner frame + UDP + VXLAN (+ IPv4 or IPv6 header).
+    let ipOverhead = isIPv6 ? 56 : 36
+    var limit = state.ipMTU &- ipOverhead &- 12
+    if let ring {
+      limit = min(limit, ring.pointee.maxFrameLength &- headerLength &- 12)
+    }
+    maxRestLength = limit
+  }
+
+  /// Why a frame over `maxRestLength` cannot leave: the MTU unless only the slot is short.
+  @inline(__always)
+  func overLimitReason(state: ForwardingState, restLength: Int) -> DropReason {
+    let ipLength = 12 &+ restLength &+ (isIPv6 ? 56 : 36)
+    return ipLength > state.ipMTU ? .mtuExceeded : .oversize
+  }
+}
