@@ -716,8 +716,9 @@ final class BGPCorpusTests: XCTestCase {
     }
     XCTAssertEqual(messages.count, 4)
     guard messages.count == 4 else { return }
-    XCTAssertEqual(messages[0], .routeRefresh(RouteRefreshMessage(family: .ipv4Unicast)))
-    XCTAssertEqual(messages[3], .routeRefresh(RouteRefreshMessage(family: .ipv4Unicast)))
+    // Wireshark and scapy: subtype 1 (BoRR) and 2 (EoRR), RFC 7313; neither is a request.
+    XCTAssertEqual(messages[0], .routeRefresh(RouteRefreshMessage(family: .ipv4Unicast, subtype: 1)))
+    XCTAssertEqual(messages[3], .routeRefresh(RouteRefreshMessage(family: .ipv4Unicast, subtype: 2)))
     guard case .update(let withdrawals) = messages[1], case .update(let announcement) = messages[2] else {
       return XCTFail("UPDATEs expected")
     }
@@ -840,6 +841,7 @@ final class BGPCorpusTests: XCTestCase {
       "bgp.cap.mp.safi", "bgp.cap.4as", "bgp.cap.gr.timers.restart_time", "bgp.cap.gr.timers.restart_flag",
       "bgp.notify.major_error", "bgp.notify.minor_error_open", "bgp.notify.minor_error_update",
       "bgp.notify.minor_error_cease", "bgp.route_refresh.afi", "bgp.route_refresh.safi",
+      "bgp.route_refresh.subtype",
       "bgp.update.path_attribute.origin", "bgp.update.path_attribute.next_hop",
       "bgp.update.path_attribute.local_pref", "bgp.update.path_attribute.multi_exit_disc",
       "bgp.update.path_attribute.as_path_segment.as4", "bgp.update.path_attribute.mp_reach_nlri.afi",
@@ -899,6 +901,7 @@ final class BGPCorpusTests: XCTestCase {
       let refreshes = decoded.compactMap(\.message.asRouteRefresh)
       check("bgp.route_refresh.afi", refreshes.map { String($0.family.afi) })
       check("bgp.route_refresh.safi", refreshes.map { String($0.family.safi) })
+      check("bgp.route_refresh.subtype", refreshes.map { String($0.subtype) })
 
       let updates = decoded.compactMap(\.message.asUpdate)
       let attributes = updates.map(\.attributes)
