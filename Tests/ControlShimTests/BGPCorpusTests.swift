@@ -652,9 +652,10 @@ final class BGPCorpusTests: XCTestCase {
     XCTAssertEqual(update.attributes.multiExitDiscriminator, 0)
     XCTAssertEqual(update.attributes.localPreference, 100)
     XCTAssertEqual(rawAttribute(update.attributes, type: 6)?.value, [])
-    XCTAssertEqual(
-      rawAttribute(update.attributes, type: 7)?.value, [0x00, 0xAA, 0x00, 0xAA] + ip("10.10.10.10").bytes)
-    XCTAssertEqual(11_141_290, 0x00AA_00AA)
+    let aggregator = try XCTUnwrap(rawAttribute(update.attributes, type: 7)?.value)
+    XCTAssertEqual(aggregator.count, 8, "4-octet AS + address")
+    XCTAssertEqual(aggregator.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }, 11_141_290)
+    XCTAssertEqual(Array(aggregator.suffix(4)), ip("10.10.10.10").bytes)
     XCTAssertTrue(update.nlri.isEmpty)
   }
 
