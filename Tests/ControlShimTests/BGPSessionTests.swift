@@ -291,6 +291,36 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertEqual(raw.receiveNotification(timeout: 8), .holdTimerExpired)
   }
 
+  func testOnlyANormalRouteRefreshRequestResendsRoutes() async throws {
+    let port = freeTCPPort()
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port,
+      peers: [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)])
+    try await start(node)
+    node.speaker.advertiseMAC(vni: 100, mac: m1)
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(raw.handshake(asn: 65000, routerID: 0x0909_0909, holdTime: 30))
+    let m1 = self.m1
+    func advertisementsOfM1(within seconds: Double) -> Int {
+      var count = 0
+      let deadline = Date().addingTimeInterval(seconds)
+      while let message = raw.receive(timeout: max(0, deadline.timeIntervalSinceNow)) {
+        guard case .update(let update) = message, case .evpn(let routes)? = update.attributes.mpReach?.nlri
+        else { continue }
+        count += routes.filter { if case .macIP(let route) = $0 { route.mac == m1 } else { false } }.count
+      }
+      return count
+    }
+    XCTAssertEqual(advertisementsOfM1(within: 2), 1, "initial advertisement")
+    // RFC 7313: Beginning- and End-of-RIB-Refresh markers and a reserved subtype ask for nothing.
+    for subtype: UInt8 in [1, 2, 255] {
+      raw.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN, subtype: subtype)))
+    }
+    XCTAssertEqual(advertisementsOfM1(within: 1.5), 0)
+    raw.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))
+    XCTAssertEqual(advertisementsOfM1(within: 2), 1, "a normal request resends the route")
+  }
+
   func testMalformedUpdateResetsOnlyThatSession() async throws {
     let (a, b) = pair()
     var rawPeer = PeerConfiguration(
