@@ -15,11 +15,11 @@ struct DaemonLocation: ParsableArguments {
     throw ValidationError("give --config FILE or --socket PATH")
   }
 
-  func request(_ command: String, vni: UInt32? = nil) throws -> Data {
+  func request(_ command: String, vni: UInt32? = nil, mac: String? = nil) throws -> Data {
     let path = try socketPath()
     let reply: Data
     do {
-      reply = try ControlClient.request(ControlRequest(command: command, vni: vni), socket: path)
+      reply = try ControlClient.request(ControlRequest(command: command, vni: vni, mac: mac), socket: path)
     } catch {
       printError("vxswitch: \(error) (is `vxswitch run` running?)")
       throw ExitCode(1)
@@ -37,7 +37,9 @@ struct DaemonLocation: ParsableArguments {
 struct ShowCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "show", abstract: "Inspect a running daemon.",
-    subcommands: [ShowFDB.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self])
+    subcommands: [
+      ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self,
+    ])
 }
 
 private let snakeDecoder: JSONDecoder = {
@@ -51,8 +53,8 @@ struct ShowFDB: ParsableCommand {
     commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
-  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence}]}.") var json =
-    false
+  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence,duplicate}]}.")
+  var json = false
 
   func run() throws {
     let reply = try location.request("show-fdb", vni: vni)
@@ -64,7 +66,32 @@ struct ShowFDB: ParsableCommand {
         row.action == "drop" ? "drop" : row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")"
       var origin = row.origin
       if let peer = row.peer { origin += " (\(peer)\(row.sequence.map { " seq \($0)" } ?? ""))" }
+      if row.duplicate == true { origin += " duplicate" }
       table.append([row.mac, "\(row.vni)", destination, origin, row.ageSeconds.map { "\($0)s" } ?? "-"])
+    }
+    print(TextTable.render(table))
+  }
+}
+
+struct ShowARP: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "arp", abstract: "ARP-suppression bindings (IPv4 -> MAC), local and from EVPN.")
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only this VNI.") var vni: UInt32?
+  @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate}]}.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-arp", vni: vni)
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let rows = try snakeDecoder.decode([String: [ARPRow]].self, from: reply)["entries"] ?? []
+    var table = [["vni", "ip", "mac", "origin", "age"]]
+    for row in rows {
+      var origin = row.origin
+      if let peer = row.peer { origin += " (\(peer))" }
+      if row.duplicate == true { origin += " duplicate" }
+      table.append([
+        "\(row.vni)", row.ip, row.mac, origin, row.ageSeconds.map { "\($0)s" } ?? "-",
+      ])
     }
     print(TextTable.render(table))
   }
