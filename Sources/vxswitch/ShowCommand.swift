@@ -42,6 +42,38 @@ struct ShowCommand: ParsableCommand {
     ])
 }
 
+struct ClearCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clear", abstract: "Reset state of a running daemon.", subcommands: [ClearDuplicateMAC.self])
+}
+
+struct ClearDuplicateMAC: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "dup-mac",
+    abstract: "Release MACs frozen by BGP EVPN duplicate-MAC detection (RFC 7432 section 15.1).",
+    discussion: """
+      The corrective action after fixing the cause (a loop, two hosts with one MAC): the \
+      MAC's routes are processed again and, if it is local, advertised again. Without \
+      --vni and --mac, every frozen MAC is released.
+      """)
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only MACs of this VNI.") var vni: UInt32?
+  @Option(help: "Only this MAC.") var mac: String?
+  @Flag(help: "JSON: {\"cleared\":[{vni,mac}]}.") var json = false
+
+  func validate() throws {
+    if let mac, MACAddress(mac) == nil { throw ValidationError("not a MAC address: \(mac)") }
+  }
+
+  func run() throws {
+    let reply = try location.request("clear-dup-mac", vni: vni, mac: mac)
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let cleared = try JSONDecoder().decode(ClearedDuplicateMACs.self, from: reply).cleared
+    if cleared.isEmpty { return print("no frozen MAC matched") }
+    for entry in cleared { print("released \(entry.mac) in VNI \(entry.vni)") }
+  }
+}
+
 private let snakeDecoder: JSONDecoder = {
   let decoder = JSONDecoder()
   decoder.keyDecodingStrategy = .convertFromSnakeCase
@@ -138,7 +170,9 @@ struct ShowBGP: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "bgp", abstract: "BGP EVPN sessions.")
   @OptionGroup var location: DaemonLocation
   @Flag(
-    help: "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,peers:[...]}.")
+    help:
+      "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,duplicate_macs:[...],peers:[...]}."
+  )
   var json = false
 
   func run() throws {
@@ -164,6 +198,11 @@ enum TextTable {
     if let port = status.listeningPort { text += ", listening on port \(port)" }
     text += "\nMAC routes: \(status.localMACRoutes) local, \(status.remoteMACRoutes) remote"
     if status.frozenMACs > 0 { text += ", \(status.frozenMACs) frozen (duplicate)" }
+    for frozen in status.duplicateMACs {
+      text += "\nduplicate MAC \(frozen.mac) in VNI \(frozen.vni): \(frozen.moves) moves, frozen "
+      text += duration(frozen.frozenFor) + " ago"
+      text += frozen.releaseIn.map { ", released in " + duration($0) } ?? " until `vxswitch clear dup-mac`"
+    }
     var rows = [
       ["peer", "AS", "type", "state", "up", "received", "accepted", "stale", "advertised", "capabilities"]
     ]
