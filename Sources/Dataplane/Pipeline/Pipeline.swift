@@ -136,7 +136,7 @@ public final class Pipeline {
     let now = vector.now
     let frameCount = vector.count
     for index in 0..<frameCount {
-      scratch.domain[index] = 0
+      scratch.frames[index].domain = 0
       let frame = UnsafeRawPointer(vector.frames[index])
       let length = Int(vector.lengths[index])
       if length < 14 {
@@ -174,36 +174,33 @@ public final class Pipeline {
       let destinationKey = domainBits | frame.be64(0) &>> 16
       fdb.prefetch(sourceKey)
       fdb.prefetch(destinationKey)
-      scratch.domain[index] = domain
-      scratch.source[index] = sourceKey
-      scratch.destination[index] = destinationKey
-      scratch.origin[index] = member
-      scratch.macs[index] = 0
-      scratch.rest[index] = Int32(truncatingIfNeeded: rest)
-      scratch.restLength[index] = Int32(truncatingIfNeeded: length &- rest)
+      scratch.frames[index] = FrameMeta(
+        source: sourceKey, destination: destinationKey, domain: domain, origin: member, macs: 0, rest: rest,
+        restLength: length &- rest)
     }
 
     var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
     for index in 0..<frameCount {
-      let domain = scratch.domain[index]
+      let meta = scratch.frames[index]
+      let domain = meta.domain
       if domain == 0 { continue }
       let frame = UnsafeRawPointer(vector.frames[index])
-      let member = scratch.origin[index]
-      let rest = Int(scratch.rest[index])
-      let restLength = Int(scratch.restLength[index])
+      let member = meta.origin
+      let rest = Int(meta.rest)
+      let restLength = Int(meta.restLength)
 
       if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0 {
         learn(
-          key: scratch.source[index], kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
+          key: meta.source, kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
         if state.domainARPSuppression[Int(domain)] {
           learnARP(
-            domain: domain, member: member, source: scratch.source[index] & 0xFFFF_FFFF_FFFF,
+            domain: domain, member: member, source: meta.source & 0xFFFF_FFFF_FFFF,
             rest: frame + rest, restLength: restLength, now: now)
         }
       }
 
-      let destinationKey = scratch.destination[index]
+      let destinationKey = meta.destination
       if destinationKey & 0x0100_0000_0000 != 0 && state.domainARPSuppression[Int(domain)]
         && answerARP(state, domain: domain, member: member, rest: frame + rest, restLength: restLength)
       {
@@ -261,7 +258,7 @@ public final class Pipeline {
     var lastVNI = UInt32.max  // wider than any 24-bit VNI
     var lastDomain: UInt16 = 0
     for index in 0..<frameCount {
-      scratch.domain[index] = 0
+      scratch.frames[index].domain = 0
       let frame = UnsafeRawPointer(vector.frames[index])
       let length = Int(vector.lengths[index])
       let checksumTrusted = vector.flags[index] & FrameFlags.checksumValid != 0
@@ -420,43 +417,41 @@ public final class Pipeline {
       let destinationKey = domainBits | frame.be64(inner) &>> 16
       fdb.prefetch(sourceKey)
       fdb.prefetch(destinationKey)
-      scratch.domain[index] = domain
-      scratch.source[index] = sourceKey
-      scratch.destination[index] = destinationKey
       if sourceLow != lastVTEPLow || sourceHigh != lastVTEPHigh {
         lastVTEPHigh = sourceHigh
         lastVTEPLow = sourceLow
         lastVTEP = state.vtep(high: sourceHigh, low: sourceLow)
       }
-      scratch.origin[index] = UInt16(truncatingIfNeeded: lastVTEP &+ 1)
+      scratch.frames[index] = FrameMeta(
+        source: sourceKey, destination: destinationKey, domain: domain,
+        origin: UInt16(truncatingIfNeeded: lastVTEP &+ 1), macs: inner, rest: inner &+ 12,
+        restLength: ipEnd &- inner &- 12)
       scratch.vtepHigh[index] = sourceHigh
       scratch.vtepLow[index] = sourceLow
-      scratch.macs[index] = Int32(truncatingIfNeeded: inner)
-      scratch.rest[index] = Int32(truncatingIfNeeded: inner &+ 12)
-      scratch.restLength[index] = Int32(truncatingIfNeeded: ipEnd &- inner &- 12)
     }
 
     var decapsulated = 0
     // Decapsulated frames are never sent back to the underlay (split horizon).
     var out = UnderlayOutput(state: state, ring: nil)
     for index in 0..<frameCount {
-      let domain = scratch.domain[index]
+      let meta = scratch.frames[index]
+      let domain = meta.domain
       if domain == 0 { continue }
       decapsulated &+= 1
       let frame = UnsafeRawPointer(vector.frames[index])
-      let macs = frame + Int(scratch.macs[index])
-      let rest = frame + Int(scratch.rest[index])
-      let restLength = Int(scratch.restLength[index])
-      let vtepPlusOne = scratch.origin[index]
+      let macs = frame + Int(meta.macs)
+      let rest = frame + Int(meta.rest)
+      let restLength = Int(meta.restLength)
+      let vtepPlusOne = meta.origin
 
       if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
         learn(
-          key: scratch.source[index], kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
+          key: meta.source, kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
           high: scratch.vtepHigh[index], low: scratch.vtepLow[index], domain: domain, now: now,
           knownVTEP: vtepPlusOne != 0)
       }
 
-      let destinationKey = scratch.destination[index]
+      let destinationKey = meta.destination
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
         let entry = fdb.lookup(destinationKey, slot: &slot)
@@ -658,7 +653,7 @@ public final class Pipeline {
       output.setBE16(12, 0x8100)
       output.setBE16(14, vlan)
     }
-    (output + (12 &+ tagLength)).copyMemory(from: rest, byteCount: restLength)
+    (output + (12 &+ tagLength)).copyFrameBytes(from: rest, count: restLength)
     ring.pointee.commit(length: length)
     count(Counter.txFrames(interface))
     count(Counter.txBytes(interface), length)
@@ -681,7 +676,7 @@ public final class Pipeline {
       drop(out.overLimitReason(state: state, restLength: restLength))
       return
     }
-    guard let ring = out.ring, let output = ring.pointee.reserve() else {
+    guard let output = out.tx.reserve() else {
       drop(.txRingFull)
       return
     }
@@ -706,7 +701,7 @@ public final class Pipeline {
     }
     output.setRaw64(headerLength, macs.raw64(0))
     output.setRaw32(headerLength &+ 8, macs.raw32(8))
-    (output + (headerLength &+ 12)).copyMemory(from: rest, byteCount: restLength)
+    (output + (headerLength &+ 12)).copyFrameBytes(from: rest, count: restLength)
 
     // Lemire's multiply-shift maps the hash onto the port range without a division.
     let spread = (hash &>> 32) &* UInt64(state.sourcePortSpan)
@@ -748,7 +743,7 @@ public final class Pipeline {
         output.setBE16(40, Self.udpChecksum(output + 34, count: ipLength &- 20, pseudoHeader: pseudo))
       }
     }
-    ring.pointee.commit(length: length)
+    out.tx.commit(length: length)
     out.frames &+= 1
     out.bytes &+= length
   }
@@ -776,6 +771,7 @@ public final class Pipeline {
   @inline(__always)
   func flush(_ out: UnderlayOutput) {
     if out.frames == 0 { return }
+    out.finish()
     count(Counter.txFrames(out.interface), out.frames)
     count(Counter.txBytes(out.interface), out.bytes)
     count(Counter.encapsulated, out.frames)
@@ -866,48 +862,60 @@ public final class Pipeline {
   }
 }
 
+/// What a batch's first pass found out about one frame, for its second pass: 32 bytes,
+/// two to a cache line, read back with one load per field from one base pointer.
+struct FrameMeta {
+  /// Packed FDB keys (bridge domain, MAC) of the source and destination.
+  var source: UInt64
+  var destination: UInt64
+  /// 0 when the first pass dropped the frame.
+  var domain: UInt16
+  /// Access ingress: the ingress member. Decap ingress: source VTEP index + 1 (0 = unknown).
+  var origin: UInt16
+  /// Offset of the (inner) Ethernet header, and of the bytes after its two MACs (the
+  /// EtherType, past an in-band VLAN tag).
+  var macs: UInt16
+  var rest: UInt16
+  /// Bytes from `rest` to the end of the (inner) frame.
+  var restLength: UInt32
+  var reserved: UInt32 = 0
+
+  @inline(__always)
+  init(
+    source: UInt64, destination: UInt64, domain: UInt16, origin: UInt16, macs: Int, rest: Int, restLength: Int
+  ) {
+    self.source = source
+    self.destination = destination
+    self.domain = domain
+    self.origin = origin
+    self.macs = UInt16(truncatingIfNeeded: macs)
+    self.rest = UInt16(truncatingIfNeeded: rest)
+    self.restLength = UInt32(truncatingIfNeeded: restLength)
+  }
+}
+
 /// Per-frame results of a batch's first pass, read by its second pass: raw buffers,
 /// allocated once per pipeline, copied into a local at the start of a batch so that the
 /// optimiser keeps the pointers in registers.
 struct BatchScratch {
-  let domain: UnsafeMutablePointer<UInt16>
-  let source: UnsafeMutablePointer<UInt64>
-  let destination: UnsafeMutablePointer<UInt64>
-  /// Access ingress: the ingress member. Decap ingress: source VTEP index + 1 (0 = unknown).
-  let origin: UnsafeMutablePointer<UInt16>
-  /// Offset of the inner Ethernet header, and of the bytes after its two MACs (the
-  /// EtherType, past an in-band VLAN tag).
-  let macs: UnsafeMutablePointer<Int32>
-  let rest: UnsafeMutablePointer<Int32>
-  let restLength: UnsafeMutablePointer<Int32>
+  let frames: UnsafeMutablePointer<FrameMeta>
+  /// Decap ingress: the outer source address (learning of unknown VTEPs needs it).
   let vtepHigh: UnsafeMutablePointer<UInt64>
   let vtepLow: UnsafeMutablePointer<UInt64>
 
   init(capacity: Int) {
-    func zeroed<T: FixedWidthInteger>(_: T.Type) -> UnsafeMutablePointer<T> {
-      let pointer = UnsafeMutablePointer<T>.allocate(capacity: capacity)
-      pointer.initialize(repeating: 0, count: capacity)
-      return pointer
-    }
-    domain = zeroed(UInt16.self)
-    source = zeroed(UInt64.self)
-    destination = zeroed(UInt64.self)
-    origin = zeroed(UInt16.self)
-    macs = zeroed(Int32.self)
-    rest = zeroed(Int32.self)
-    restLength = zeroed(Int32.self)
-    vtepHigh = zeroed(UInt64.self)
-    vtepLow = zeroed(UInt64.self)
+    frames = .allocate(capacity: capacity)
+    frames.initialize(
+      repeating: FrameMeta(source: 0, destination: 0, domain: 0, origin: 0, macs: 0, rest: 0, restLength: 0),
+      count: capacity)
+    vtepHigh = .allocate(capacity: capacity)
+    vtepHigh.initialize(repeating: 0, count: capacity)
+    vtepLow = .allocate(capacity: capacity)
+    vtepLow.initialize(repeating: 0, count: capacity)
   }
 
   func deallocate() {
-    domain.deallocate()
-    source.deallocate()
-    destination.deallocate()
-    origin.deallocate()
-    macs.deallocate()
-    rest.deallocate()
-    restLength.deallocate()
+    frames.deallocate()
     vtepHigh.deallocate()
     vtepLow.deallocate()
   }

@@ -3,9 +3,15 @@
 /// and the largest inner frame that fits both the underlay IP MTU and a ring slot. Also
 /// the batch's underlay transmit counts, flushed to the pipeline's counters at its end.
 ///
-/// A batch-local value (lives in registers); not shared.
+/// The ring is worked on as a copy (`tx`), so that its fields stay in registers while
+/// frame bytes are written through raw pointers, and its position is written back by
+/// `finish()`. Nothing else may use the underlay ring during the batch (nothing does:
+/// only encapsulation transmits on the underlay).
+///
+/// A batch-local value; not shared.
 struct UnderlayOutput {
   let ring: UnsafeMutablePointer<TxRing>?
+  var tx: TxRing
   let interface: Int
   let isIPv6: Bool
   /// 50 over IPv4, 70 over IPv6.
@@ -19,6 +25,7 @@ struct UnderlayOutput {
   @inline(__always)
   init(state: ForwardingState, ring: UnsafeMutablePointer<TxRing>?) {
     self.ring = ring
+    tx = ring?.pointee ?? .unattached
     interface = Int(state.underlayInterface)
     isIPv6 = state.localIsIPv6
     headerLength = isIPv6 ? OuterHeaderTemplate.ipv6Length : OuterHeaderTemplate.ipv4Length
@@ -29,6 +36,14 @@ struct UnderlayOutput {
       limit = min(limit, ring.pointee.maxFrameLength &- headerLength &- 12)
     }
     maxRestLength = limit
+  }
+
+  /// Hands the ring position back to the shared ring.
+  @inline(__always)
+  func finish() {
+    guard let ring else { return }
+    ring.pointee.head = tx.head
+    ring.pointee.pending = tx.pending
   }
 
   /// Why a frame over `maxRestLength` cannot leave: the MTU unless only the slot is short.
