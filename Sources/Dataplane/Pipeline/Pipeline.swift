@@ -95,14 +95,16 @@ public final class Pipeline {
   public func process(_ vector: inout FrameVector) {
     sourceCacheEpoch = UInt64(fdb.changeEpoch.load(ordering: .acquiring)) &<< 18
     let snapshot = cell.enter(token)
+    var interfaces = Int(vector.ingress) &+ 1
     snapshot._withUnsafeGuaranteedRef { state in
+      interfaces = max(interfaces, state.interfaceCount)
       if vector.ingress == state.underlayInterface {
         decapsulateBatch(&vector, state)
       } else {
         switchAccessBatch(&vector, state)
       }
     }
-    statistics.absorb(counters, touched: &countersTouched)
+    statistics.absorb(counters, touched: &countersTouched, interfaces: interfaces)
   }
 
   // MARK: Counters

@@ -393,10 +393,16 @@ public final class SwitchCore: @unchecked Sendable {
 
   // MARK: Learning and aging (learner side)
 
+  /// True when no worker has a learn event queued (a snapshot: workers keep pushing).
+  public var learnQueuesAreEmpty: Bool {
+    learner.withLock { pipelines in pipelines.allSatisfy { $0.learnQueue.isEmpty } }
+  }
+
   /// Applies every queued learn event of every worker. Returns how many were applied.
   @discardableResult
   public func drainLearnQueues() -> Int {
     let pipelines = learner.withLock { $0 }
+    if pipelines.allSatisfy({ $0.learnQueue.isEmpty }) { return 0 }
     var applied = 0
     var events: [LocalMACEvent] = []
     var arpEvents: [LocalARPEvent] = []
