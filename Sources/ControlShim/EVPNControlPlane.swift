@@ -12,8 +12,13 @@ import Synchronization
 ///   hop; withdrawals remove them; type-3 routes with ingress replication -> flood lists.
 /// - Export: `SwitchCore.observeLocalMACs` -> `advertiseMAC` on `.learned` (the speaker
 ///   picks the MAC-mobility sequence: the highest one seen from peers + 1 when the MAC
-///   was remote, RFC 7432 section 15) and `withdrawMAC` on `.removed`; a type-3 route for
+///   was remote, RFC 7432 section 15) and `withdrawMAC` on `.removed`;
+///   `SwitchCore.observeLocalARP` -> `bindLocalIP` / `unbindLocalIP`: IPv4 bindings learnt
+///   from local ARP go out as MAC/IP routes next to their MAC's route; a type-3 route for
 ///   every bridge domain.
+/// - Duplicate MACs (RFC 7432 section 15.1): a MAC frozen by the speaker is logged, its
+///   routes withdrawn; `clear-dup-mac` on the control socket (or `dup_mac_freeze`)
+///   releases it.
 /// - Failure isolation: the dataplane never waits for the control plane. A session that
 ///   goes down leaves its routes installed as stale for `stale_time`; `shutdown()`
 ///   leaves the FDB as it is.
@@ -69,6 +74,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
     // Registered before the speaker starts: MACs learnt meanwhile are queued in its RIB
     // and sent when sessions come up.
     core.observeLocalMACs { [weak self] event in self?.localMACChanged(event) }
+    core.observeLocalARP { [weak self] event in self?.localARPChanged(event) }
   }
 
   static func speakerConfiguration(
@@ -85,6 +91,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
   }
 
   private static func logEvents(of speaker: EVPNSpeaker, _ log: @escaping @Sendable (String) -> Void) {
+    let window = Int(speaker.configuration.duplicateMACWindow)
+    let release =
+      speaker.configuration.duplicateMACFreezeTime.map { "for \(Int($0)) s or " } ?? ""
     speaker.addObserver { event in
       switch event {
       case .established(let peer): log("bgp: session with \(peer) established")
@@ -92,6 +101,13 @@ public final class EVPNControlPlane: @unchecked Sendable {
       case .staleRoutesSwept(let peer): log("bgp: stale routes of \(peer) removed")
       case .notificationReceived(let peer, let notification):
         log("bgp: NOTIFICATION from \(peer): \(notification)")
+      case .macFrozen(let vni, let mac, let moves):
+        log(
+          "bgp: duplicate MAC \(mac) in VNI \(vni): \(moves) moves within \(window) s; frozen \(release)until "
+            + "`vxswitch clear dup-mac --vni \(vni) --mac \(mac)`: its routes are withdrawn and not "
+            + "advertised or imported meanwhile")
+      case .macUnfrozen(let vni, let mac, let reason):
+        log("bgp: duplicate MAC \(mac) in VNI \(vni) released (\(reason))")
       default: break
       }
     }
@@ -175,6 +191,13 @@ public final class EVPNControlPlane: @unchecked Sendable {
     }
   }
 
+  private func localARPChanged(_ event: SwitchCore.LocalARPEvent) {
+    switch event {
+    case .bound(let vni, let ip, let mac): speaker.bindLocalIP(vni: vni, mac: mac, ip: ip)
+    case .unbound(let vni, let ip, let mac): speaker.unbindLocalIP(vni: vni, mac: mac, ip: ip)
+    }
+  }
+
   /// Type-3 routes for `vnis` and the local MACs the FDB holds in them.
   private func advertiseLocalState(vnis: Set<UInt32>) {
     guard !vnis.isEmpty else { return }
@@ -182,6 +205,11 @@ public final class EVPNControlPlane: @unchecked Sendable {
     for vni in vnis.sorted() { speaker.advertiseInclusiveMulticast(vni: vni) }
     for row in core.fdbRows(now: 0) where row.origin == "local" && vnis.contains(row.vni) {
       if let mac = MACAddress(row.mac) { speaker.advertiseMAC(vni: row.vni, mac: mac) }
+    }
+    for row in core.arpRows(now: 0) where row.origin == "local" && vnis.contains(row.vni) {
+      if let mac = MACAddress(row.mac), let ip = IPAddress(row.ip) {
+        speaker.bindLocalIP(vni: row.vni, mac: mac, ip: ip)
+      }
     }
   }
 
@@ -233,12 +261,40 @@ public final class EVPNControlPlane: @unchecked Sendable {
   /// What `show-bgp` answers.
   public func status() -> SpeakerStatus? { speaker.statusBlocking() }
 
-  /// Registers `show-bgp` and the FDB annotator (peer and sequence of BGP entries).
+  /// Registers `show-bgp`, `clear-dup-mac`, the FDB annotator (peer and sequence of BGP
+  /// entries), the peer of EVPN ARP bindings and the frozen MACs for `show-fdb`/`show-arp`.
   public func register(on commands: ControlCommands) {
     commands.fdbAnnotator = sink
+    commands.arpPeer = { [weak self] vni, mac, _ in self?.sink.route(vni: vni, mac: mac)?.peer }
+    commands.duplicateMACs = { [weak self] in self?.speaker.duplicateMACs ?? [] }
     commands.register("show-bgp") { [weak self] _ in
       guard let status = self?.status() else { return ControlServer.error("BGP speaker not running") }
       return ControlCommands.encode(status)
     }
+    commands.register("clear-dup-mac") { [weak self] request in
+      guard let self else { return ControlServer.error("BGP speaker not running") }
+      var mac: MACAddress?
+      if let text = request.mac {
+        guard let parsed = MACAddress(text) else { return ControlServer.error("not a MAC address: \(text)") }
+        mac = parsed
+      }
+      let released = self.clearDuplicateMACs(vni: request.vni, mac: mac)
+      return ControlCommands.encode(ClearedDuplicateMACs(cleared: released))
+    }
   }
+
+  /// Lifts duplicate-MAC freezes (nil: any VNI / any MAC); returns the MACs released.
+  public func clearDuplicateMACs(vni: UInt32? = nil, mac: MACAddress? = nil) -> [DuplicateMAC] {
+    speaker.clearDuplicateMACsBlocking(vni: vni, mac: mac)
+  }
+}
+
+/// The reply of `clear-dup-mac`: `{"cleared":[{"vni":100,"mac":"02:..."}]}`.
+public struct ClearedDuplicateMACs: Codable, Sendable, Equatable {
+  public struct Entry: Codable, Sendable, Equatable {
+    public var vni: UInt32
+    public var mac: String
+  }
+  public var cleared: [Entry]
+  init(cleared: [DuplicateMAC]) { self.cleared = cleared.map { Entry(vni: $0.vni, mac: $0.mac) } }
 }

@@ -40,8 +40,10 @@ struct RunCommand: ParsableCommand {
     if let controlPlane {
       controlPlane.register(on: commands)
     } else {
-      commands.register("show-bgp") { _ in
-        ControlServer.error("BGP is not configured (no [bgp] in \(config))")
+      for command in ["show-bgp", "clear-dup-mac"] {
+        commands.register(command) { _ in
+          ControlServer.error("BGP is not configured (no [bgp] in \(config))")
+        }
       }
     }
     let server = ControlServer(path: site.site.controlSocket, handler: commands.handle)

@@ -15,11 +15,11 @@ struct DaemonLocation: ParsableArguments {
     throw ValidationError("give --config FILE or --socket PATH")
   }
 
-  func request(_ command: String, vni: UInt32? = nil) throws -> Data {
+  func request(_ command: String, vni: UInt32? = nil, mac: String? = nil) throws -> Data {
     let path = try socketPath()
     let reply: Data
     do {
-      reply = try ControlClient.request(ControlRequest(command: command, vni: vni), socket: path)
+      reply = try ControlClient.request(ControlRequest(command: command, vni: vni, mac: mac), socket: path)
     } catch {
       printError("vxswitch: \(error) (is `vxswitch run` running?)")
       throw ExitCode(1)
@@ -37,7 +37,41 @@ struct DaemonLocation: ParsableArguments {
 struct ShowCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "show", abstract: "Inspect a running daemon.",
-    subcommands: [ShowFDB.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self])
+    subcommands: [
+      ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self,
+    ])
+}
+
+struct ClearCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "clear", abstract: "Reset state of a running daemon.", subcommands: [ClearDuplicateMAC.self])
+}
+
+struct ClearDuplicateMAC: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "dup-mac",
+    abstract: "Release MACs frozen by BGP EVPN duplicate-MAC detection (RFC 7432 section 15.1).",
+    discussion: """
+      The corrective action after fixing the cause (a loop, two hosts with one MAC): the \
+      MAC's routes are processed again and, if it is local, advertised again. Without \
+      --vni and --mac, every frozen MAC is released.
+      """)
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only MACs of this VNI.") var vni: UInt32?
+  @Option(help: "Only this MAC.") var mac: String?
+  @Flag(help: "JSON: {\"cleared\":[{vni,mac}]}.") var json = false
+
+  func validate() throws {
+    if let mac, MACAddress(mac) == nil { throw ValidationError("not a MAC address: \(mac)") }
+  }
+
+  func run() throws {
+    let reply = try location.request("clear-dup-mac", vni: vni, mac: mac)
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let cleared = try JSONDecoder().decode(ClearedDuplicateMACs.self, from: reply).cleared
+    if cleared.isEmpty { return print("no frozen MAC matched") }
+    for entry in cleared { print("released \(entry.mac) in VNI \(entry.vni)") }
+  }
 }
 
 private let snakeDecoder: JSONDecoder = {
@@ -51,8 +85,8 @@ struct ShowFDB: ParsableCommand {
     commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
-  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence}]}.") var json =
-    false
+  @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence,duplicate}]}.")
+  var json = false
 
   func run() throws {
     let reply = try location.request("show-fdb", vni: vni)
@@ -64,7 +98,32 @@ struct ShowFDB: ParsableCommand {
         row.action == "drop" ? "drop" : row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")"
       var origin = row.origin
       if let peer = row.peer { origin += " (\(peer)\(row.sequence.map { " seq \($0)" } ?? ""))" }
+      if row.duplicate == true { origin += " duplicate" }
       table.append([row.mac, "\(row.vni)", destination, origin, row.ageSeconds.map { "\($0)s" } ?? "-"])
+    }
+    print(TextTable.render(table))
+  }
+}
+
+struct ShowARP: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "arp", abstract: "ARP-suppression bindings (IPv4 -> MAC), local and from EVPN.")
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only this VNI.") var vni: UInt32?
+  @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate}]}.") var json = false
+
+  func run() throws {
+    let reply = try location.request("show-arp", vni: vni)
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let rows = try snakeDecoder.decode([String: [ARPRow]].self, from: reply)["entries"] ?? []
+    var table = [["vni", "ip", "mac", "origin", "age"]]
+    for row in rows {
+      var origin = row.origin
+      if let peer = row.peer { origin += " (\(peer))" }
+      if row.duplicate == true { origin += " duplicate" }
+      table.append([
+        "\(row.vni)", row.ip, row.mac, origin, row.ageSeconds.map { "\($0)s" } ?? "-",
+      ])
     }
     print(TextTable.render(table))
   }
@@ -111,7 +170,9 @@ struct ShowBGP: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "bgp", abstract: "BGP EVPN sessions.")
   @OptionGroup var location: DaemonLocation
   @Flag(
-    help: "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,peers:[...]}.")
+    help:
+      "JSON: {asn,router_id,listening_port,local_mac_routes,remote_mac_routes,frozen_macs,duplicate_macs:[...],peers:[...]}."
+  )
   var json = false
 
   func run() throws {
@@ -137,6 +198,11 @@ enum TextTable {
     if let port = status.listeningPort { text += ", listening on port \(port)" }
     text += "\nMAC routes: \(status.localMACRoutes) local, \(status.remoteMACRoutes) remote"
     if status.frozenMACs > 0 { text += ", \(status.frozenMACs) frozen (duplicate)" }
+    for frozen in status.duplicateMACs {
+      text += "\nduplicate MAC \(frozen.mac) in VNI \(frozen.vni): \(frozen.moves) moves, frozen "
+      text += duration(frozen.frozenFor) + " ago"
+      text += frozen.releaseIn.map { ", released in " + duration($0) } ?? " until `vxswitch clear dup-mac`"
+    }
     var rows = [
       ["peer", "AS", "type", "state", "up", "received", "accepted", "stale", "advertised", "capabilities"]
     ]

@@ -8,7 +8,8 @@ struct VXSwitchCommand: ParsableCommand {
     commandName: "vxswitch",
     abstract: "A userspace VXLAN switch: per-site forwarding daemon, offline replay and lab.",
     subcommands: [
-      CheckConfigCommand.self, RunCommand.self, ReplayCommand.self, ShowCommand.self, LabCommand.self,
+      CheckConfigCommand.self, RunCommand.self, ReplayCommand.self, ShowCommand.self, ClearCommand.self,
+      LabCommand.self,
       LabTransferCommand.self,
     ])
 }

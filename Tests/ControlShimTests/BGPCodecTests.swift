@@ -138,6 +138,12 @@ final class BGPCodecTests: XCTestCase {
     let refresh = BGPMessage.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN))
     XCTAssertEqual(BGPMessageCodec.encode(refresh), hex(marker + "0017 05 0019 00 46"))
     XCTAssertEqual(try BGPMessageCodec.decode(BGPMessageCodec.encode(refresh)).message, refresh)
+    // RFC 7313 subtypes ride in the octet between AFI and SAFI.
+    let beginning = BGPMessage.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN, subtype: 1))
+    XCTAssertEqual(BGPMessageCodec.encode(beginning), hex(marker + "0017 05 0019 01 46"))
+    XCTAssertEqual(
+      try BGPMessageCodec.decode(hex(marker + "0017 05 0019 02 46")).message,
+      .routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN, subtype: 2)))
   }
 
   func testUpdateRoundTripWithEveryRouteForm() throws {

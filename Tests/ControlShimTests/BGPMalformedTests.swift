@@ -95,8 +95,9 @@ final class BGPMalformedTests: XCTestCase {
     assertError(message(type: 2, body: hex("0010 0000")), code: 3, subcode: 1)  // withdrawn length overruns
     // attribute length overruns
     assertError(message(type: 2, body: hex("0000 0010 400101")), code: 3, subcode: 1)
-    assertError(update(attributes: "40 01"), code: 3, subcode: 1)  // truncated attribute header
-    assertError(update(attributes: "40 01 05 00"), code: 3, subcode: 5)  // attribute longer than the list
+    // MP_REACH / MP_UNREACH longer than the attribute list: their NLRI cannot be read.
+    assertError(update(attributes: validPath + "80 0e 20 0019 46 04"), code: 3, subcode: 5)
+    assertError(update(attributes: validPath + "90 0f 0100 0019 46"), code: 3, subcode: 5)
     assertError(update(attributes: validPath + " 40 c8 01 00"), code: 3, subcode: 2)  // unknown well-known
     // duplicate MP_REACH
     assertError(update(attributes: validPath + evpnReach + evpnReach), code: 3, subcode: 1)
@@ -153,6 +154,17 @@ final class BGPMalformedTests: XCTestCase {
     assertSoft(update(attributes: "40 02 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)
     // no AS_PATH
     assertSoft(update(attributes: "40 01 01 00" + evpnReach), code: 3, subcode: 3, action: .treatAsWithdraw)
+    // RFC 7606 section 4: a truncated attribute header, or an attribute longer than the
+    // attribute list, is treat-as-withdraw; the NLRI is located by the Total Path Attribute
+    // Length.
+    let withNextHop = validPath + "40 03 04 0a000001"
+    for (attributes, subcode) in [(withNextHop + "40", UInt8(1)), (withNextHop + "40 05 05 00000064", 5)] {
+      let bytes = update(attributes: attributes, nlri: "18 0a0000")
+      assertSoft(bytes, code: 3, subcode: subcode, action: .treatAsWithdraw)
+      guard case .update(let message)? = soft(bytes)?.message else { return XCTFail() }
+      XCTAssertEqual(message.nlri, hex("18 0a0000"))
+      XCTAssertEqual(message.attributes.nextHop, 0x0A00_0001)
+    }
     // IPv4 NLRI without NEXT_HOP.
     assertSoft(
       update(attributes: validPath, nlri: "18 0a0000"), code: 3, subcode: 3, action: .treatAsWithdraw)

@@ -291,6 +291,36 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertEqual(raw.receiveNotification(timeout: 8), .holdTimerExpired)
   }
 
+  func testOnlyANormalRouteRefreshRequestResendsRoutes() async throws {
+    let port = freeTCPPort()
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port,
+      peers: [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)])
+    try await start(node)
+    node.speaker.advertiseMAC(vni: 100, mac: m1)
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(raw.handshake(asn: 65000, routerID: 0x0909_0909, holdTime: 30))
+    let m1 = self.m1
+    func advertisementsOfM1(within seconds: Double) -> Int {
+      var count = 0
+      let deadline = Date().addingTimeInterval(seconds)
+      while let message = raw.receive(timeout: max(0, deadline.timeIntervalSinceNow)) {
+        guard case .update(let update) = message, case .evpn(let routes)? = update.attributes.mpReach?.nlri
+        else { continue }
+        count += routes.filter { if case .macIP(let route) = $0 { route.mac == m1 } else { false } }.count
+      }
+      return count
+    }
+    XCTAssertEqual(advertisementsOfM1(within: 2), 1, "initial advertisement")
+    // RFC 7313: Beginning- and End-of-RIB-Refresh markers and a reserved subtype ask for nothing.
+    for subtype: UInt8 in [1, 2, 255] {
+      raw.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN, subtype: subtype)))
+    }
+    XCTAssertEqual(advertisementsOfM1(within: 1.5), 0)
+    raw.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))
+    XCTAssertEqual(advertisementsOfM1(within: 2), 1, "a normal request resends the route")
+  }
+
   func testMalformedUpdateResetsOnlyThatSession() async throws {
     let (a, b) = pair()
     var rawPeer = PeerConfiguration(
@@ -382,5 +412,140 @@ func waitForStatus(
     }
     try await Task.sleep(nanoseconds: 20_000_000)
     last = await speaker.status()
+  }
+}
+
+// MARK: duplicate MACs and IP bindings
+
+extension BGPSessionTests {
+  private var ip1: IPAddress { ip("10.1.1.1") }
+  private var ip2: IPAddress { ip("10.1.1.2") }
+
+  private func frozenEvents(_ state: RecordedState) -> Int {
+    state.count { if case .macFrozen = $0 { return true } else { return false } }
+  }
+
+  private func unfrozenReasons(_ state: RecordedState) -> [String] {
+    state.events.compactMap { if case .macUnfrozen(_, _, let reason) = $0 { reason } else { nil } }
+  }
+
+  func testLocalIPBindingsGoOutAsMACIPRoutesWithTheMACAndComeBackWithIt() async throws {
+    let (a, b) = pair()
+    try await start(a, b)
+    waitEstablished(a, b)
+    // A binding of a MAC that is not (yet) local is held, not advertised.
+    b.speaker.bindLocalIP(vni: 100, mac: m1, ip: ip1)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    // The MAC-only route goes with it.
+    XCTAssertTrue(
+      a.sink.wait {
+        $0.installed(100, self.m1, self.ip1)?.vtep == ip("10.0.0.2")
+          && $0.installed(100, self.m1)?.sequence == 0
+      })
+    b.speaker.bindLocalIP(vni: 100, mac: m1, ip: ip2)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1, self.ip2)?.sequence == 0 })
+    // The MAC moves to A (sequence 1): B withdraws its MAC and MAC/IP routes.
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.sequence == 1 })
+    XCTAssertTrue(
+      a.sink.wait { $0.installed(100, self.m1) == nil && $0.installed(100, self.m1, self.ip1) == nil },
+      "\(a.sink.snapshot.macs)")
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1, self.ip2) == nil })
+    // Back to B: the bindings go out again with the MAC's new sequence.
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(
+      a.sink.wait {
+        $0.installed(100, self.m1, self.ip1)?.sequence == 2
+          && $0.installed(100, self.m1, self.ip2)?.sequence == 2
+          && $0.installed(100, self.m1)?.sequence == 2
+      }, "\(a.sink.snapshot.macs)")
+    // A binding that goes is withdrawn alone.
+    b.speaker.unbindLocalIP(vni: 100, mac: m1, ip: ip1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1, self.ip1) == nil })
+    await b.speaker.sync()
+    await a.speaker.sync()
+    XCTAssertNotNil(a.sink.snapshot.installed(100, m1, ip2))
+    XCTAssertNotNil(a.sink.snapshot.installed(100, m1))
+  }
+
+  func testFrozenMACIsWithdrawnNotAdvertisedNorImportedUntilCleared() async throws {
+    // Only B detects duplicates (A's router ID is 1.1.1.1).
+    let (a, b) = pair(configure: { if $0.routerID == 0x0202_0202 { $0.duplicateMACMaxMoves = 3 } })
+    try await start(a, b)
+    waitEstablished(a, b)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    b.speaker.bindLocalIP(vni: 100, mac: m1, ip: ip1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1, self.ip1)?.sequence == 0 })
+    // B sees moves B->A (1), A->B (2), B->A (3): frozen where the third move put it.
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.sequence == 1 })
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1, self.ip1)?.sequence == 2 })
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.frozen.count == 1 })
+    XCTAssertTrue(b.sink.wait { self.frozenEvents($0) == 1 })
+    XCTAssertEqual(b.sink.snapshot.installed(100, m1)?.sequence, 3, "frozen behind A")
+    XCTAssertEqual(b.speaker.duplicateMACs, [DuplicateMAC(vni: 100, mac: m1.description)])
+    // Nothing of B's is left at A.
+    XCTAssertTrue(
+      a.sink.wait { $0.installed(100, self.m1) == nil && $0.installed(100, self.m1, self.ip1) == nil },
+      "\(a.sink.snapshot.macs)")
+
+    // While frozen: the MAC shows up at B again and gets another IP: nothing is sent.
+    // A withdraws its route: B does not process it (its sink still points at A).
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    b.speaker.bindLocalIP(vni: 100, mac: m1, ip: ip2)
+    a.speaker.withdrawMAC(vni: 100, mac: m1)
+    await b.speaker.sync()
+    try await waitForStatus(a.speaker) { $0.localMACRoutes == 0 }
+    await b.speaker.sync()
+    await a.speaker.sync()
+    XCTAssertTrue(a.sink.snapshot.macs.isEmpty, "B advertised a frozen MAC: \(a.sink.snapshot.macs)")
+    XCTAssertEqual(b.sink.snapshot.installed(100, m1)?.vtep, ip("10.0.0.1"), "frozen: A's withdrawal ignored")
+    let status = await b.speaker.status()
+    XCTAssertEqual(status.frozenMACs, 1)
+    XCTAssertEqual(status.duplicateMACs.map(\.mac), [m1.description])
+    XCTAssertEqual(status.duplicateMACs.first?.moves, 3)
+    XCTAssertNil(status.duplicateMACs.first?.releaseIn, "frozen until cleared")
+
+    // Cleared: B catches up (A's route is gone, B's own wins) and advertises everything.
+    XCTAssertEqual(
+      b.speaker.clearDuplicateMACsBlocking(vni: 100), [DuplicateMAC(vni: 100, mac: m1.description)])
+    XCTAssertEqual(unfrozenReasons(b.sink.snapshot), ["cleared"])
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == nil })
+    XCTAssertTrue(
+      a.sink.wait {
+        $0.installed(100, self.m1)?.sequence == 4 && $0.installed(100, self.m1, self.ip1)?.sequence == 4
+          && $0.installed(100, self.m1, self.ip2)?.sequence == 4
+      }, "\(a.sink.snapshot.macs)")
+    XCTAssertTrue(b.speaker.duplicateMACs.isEmpty)
+    XCTAssertEqual(b.speaker.clearDuplicateMACsBlocking(), [], "nothing left to clear")
+  }
+
+  func testFreezeTimeReleasesAFrozenMACByItself() async throws {
+    let (a, b) = pair(configure: {
+      guard $0.routerID == 0x0202_0202 else { return }
+      $0.duplicateMACMaxMoves = 2
+      $0.duplicateMACFreezeTime = 1
+    })
+    try await start(a, b)
+    waitEstablished(a, b)
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1)?.sequence == 0 })
+    // A->B (1), B->A (2): frozen behind A, B's route withdrawn.
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1)?.sequence == 1 })
+    a.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(b.sink.wait { self.frozenEvents($0) == 1 })
+    let status = await b.speaker.status()
+    XCTAssertEqual(status.duplicateMACs.count, 1)
+    XCTAssertLessThanOrEqual(status.duplicateMACs.first?.releaseIn ?? 99, 1)
+    // Back at B while frozen: held. After the freeze time it is released and sent.
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    await b.speaker.sync()
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) == nil })
+    XCTAssertTrue(b.sink.wait(timeout: 10) { self.unfrozenReasons($0) == ["freeze time elapsed"] })
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1)?.sequence == 3 }, "\(a.sink.snapshot.macs)")
+    XCTAssertTrue(b.speaker.duplicateMACs.isEmpty)
   }
 }

@@ -349,4 +349,82 @@ final class EVPNControlPlaneTests: XCTestCase {
       }
     }
   }
+
+  /// Issue 5: IPv4 bindings learnt from local ARP go out as MAC/IP routes (RFC 7432
+  /// section 7.2) next to the MAC-only route, with the same RD, RT, label and
+  /// encapsulation, and leave gobgpd's RIB when the binding changes or ages out.
+  func testLocalARPBindingIsAdvertisedAsAMACIPRouteAndWithdrawnWhenItGoes() async throws {
+    let (daemon, offline, controlPlane) = try await start { $0.bridgeDomains[0].arpSuppression = true }
+    let hostIP = "10.1.1.5"
+    func announce(_ host: MACAddress, on port: String, now: UInt32) {
+      offline.forward(
+        interface: port,
+        frames: [
+          FrameBuilder.arpRequestFrame(senderMAC: host, senderIP: ip(hostIP), targetIP: ip("10.1.1.99"))
+        ],
+        now: now)
+      for name in ["eth1", "vm1", "vm2"] { _ = offline.takeOutput(name) }
+    }
+    func macIP(_ rib: [String: [[String: Any]]], mac: String) -> [[String: Any]] {
+      rib.filter { $0.key.contains("[mac:\(mac)]") && $0.key.contains("[ip:\(hostIP)]") }.flatMap(\.value)
+    }
+    announce(Self.vm1Host, on: "vm1", now: 10)
+    XCTAssertEqual(offline.core.arpBinding(vni: 100, ip: ip(hostIP)), Self.vm1Host)
+    XCTAssertTrue(
+      daemon.waitForRIB { !macIP($0, mac: "02:aa:00:00:00:01").isEmpty }, daemon.evpn("-j").output)
+    let rib = daemon.evpnRIB()
+    let ours = try XCTUnwrap(macIP(rib, mac: "02:aa:00:00:00:01").first)
+    let nlri = try XCTUnwrap((ours["nlri"] as? [String: Any])?["value"] as? [String: Any])
+    XCTAssertEqual(nlri["ip"] as? String, hostIP)
+    XCTAssertEqual(nlri["mac"] as? String, "02:aa:00:00:00:01")
+    let rd = try XCTUnwrap(nlri["rd"] as? [String: Any])
+    XCTAssertEqual(rd["admin"] as? String, "1.1.1.1")
+    XCTAssertEqual(rd["assigned"] as? Int, 1)
+    XCTAssertEqual(nlri["labels"] as? [Int], [100])
+    XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
+    let communities = extendedCommunities(ours)
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" },
+      "\(communities)")
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
+      "\(communities)")
+    // The MAC-only route stays next to it (as FRR does).
+    XCTAssertEqual(paths(rib, mac: "02:aa:00:00:00:01").count, 2, "\(rib.keys.sorted())")
+
+    // show arp over the control commands: the local binding with its MAC's age.
+    let commands = ControlCommands(core: offline.core, clock: { 15 })
+    controlPlane.register(on: commands)
+    let arp = try snakeCaseDecoder().decode(
+      [String: [ARPRow]].self, from: commands.handle(ControlRequest(command: "show-arp", vni: 100)))
+    let binding = try XCTUnwrap(arp["entries"]?.first)
+    XCTAssertEqual(arp["entries"]?.count, 1)
+    XCTAssertEqual(
+      [binding.ip, binding.mac, binding.origin], [hostIP, "02:aa:00:00:00:01", "local"])
+    XCTAssertEqual(binding.ageSeconds, 5)
+    XCTAssertNil(binding.peer)
+
+    // The IP moves to vm2's host: the old MAC/IP route goes, the new one comes; the old
+    // MAC-only route stays (the MAC is still there).
+    announce(Self.vm2Host, on: "vm2", now: 20)
+    XCTAssertTrue(
+      daemon.waitForRIB {
+        macIP($0, mac: "02:aa:00:00:00:01").isEmpty && !macIP($0, mac: "02:aa:00:00:00:02").isEmpty
+      }, daemon.evpn("-j").output)
+    XCTAssertEqual(paths(daemon.evpnRIB(), mac: "02:aa:00:00:00:01").count, 1)
+
+    // vm2's host falls silent past aging_time (300 s): its MAC and MAC/IP routes go.
+    offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: .broadcast)], now: 200)
+    offline.forward(interface: "vm1", frames: [ping(from: Self.vm1Host, to: .broadcast)], now: 400)
+    XCTAssertNil(offline.core.arpBinding(vni: 100, ip: ip(hostIP)))
+    XCTAssertTrue(
+      daemon.waitForRIB { self.paths($0, mac: "02:aa:00:00:00:02").isEmpty }, daemon.evpn("-j").output)
+    XCTAssertEqual(paths(daemon.evpnRIB(), mac: "02:aa:00:00:00:01").count, 1)
+  }
+}
+
+func snakeCaseDecoder() -> JSONDecoder {
+  let decoder = JSONDecoder()
+  decoder.keyDecodingStrategy = .convertFromSnakeCase
+  return decoder
 }

@@ -92,6 +92,42 @@ final class EVPNRIBTests: XCTestCase {
     XCTAssertFalse(rib.detector.isFrozen(.init(vni: 100, mac: key.mac)))
   }
 
+  /// While frozen the sink hears nothing about the MAC and a remote route does not push
+  /// the local one out; unfreezing catches the sink up and drops the local route that lost.
+  func testFrozenMACIsNotProcessedUntilUnfrozen() {
+    rib = EVPNRIB(
+      sink: sink, maxMoves: 2, moveWindow: 180, peerName: { "p\($0)" }, clock: { [unowned self] in self.now })
+    var frozen: [(DuplicateMACDetector.Key, Int)] = []
+    rib.onFreeze = { frozen.append(($0, $1)) }
+    let ipKey = MACRouteKey(vni: 100, mac: key.mac, ip: ip("10.1.1.1"))
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2", sequence: 0))
+    rib.upsert(key, path: path(peer: MACPath.localPeer, vtep: "10.0.0.1", sequence: 1))
+    rib.upsert(ipKey, path: path(peer: MACPath.localPeer, vtep: "10.0.0.1", sequence: 1))
+    XCTAssertTrue(frozen.isEmpty, "one move")
+    guard case .localLost = rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2", sequence: 2)) else {
+      return XCTFail("the newer remote route wins the move that freezes")
+    }
+    XCTAssertEqual(frozen.map(\.1), [2])
+    XCTAssertEqual(frozen.first?.0, .init(vni: 100, mac: key.mac))
+    XCTAssertEqual(rib.localIPKeys(.init(vni: 100, mac: key.mac)), [ipKey])
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.sequence, 2, "the freezing move is applied")
+    // Frozen: the local route comes back and is kept although a newer remote one arrives;
+    // the sink is not told.
+    let calls = sink.snapshot.installCalls + sink.snapshot.removeCalls
+    XCTAssertEqual(
+      rib.upsert(key, path: path(peer: MACPath.localPeer, vtep: "10.0.0.1", sequence: 3)), .unchanged)
+    XCTAssertEqual(rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2", sequence: 4)), .unchanged)
+    XCTAssertNotNil(rib.macRoutes[key]?.localIndex)
+    XCTAssertEqual(sink.snapshot.installCalls + sink.snapshot.removeCalls, calls)
+    XCTAssertEqual(rib.detector.frozen[.init(vni: 100, mac: key.mac)]?.moves, 2)
+    // Unfrozen: the local route lost to sequence 4 and is dropped; the sink gets sequence 4.
+    XCTAssertEqual(rib.unfreeze(.init(vni: 100, mac: key.mac)), [key])
+    XCTAssertNil(rib.macRoutes[key]?.localIndex)
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.sequence, 4)
+    XCTAssertNil(rib.unfreeze(.init(vni: 100, mac: key.mac)), "not frozen any more")
+    XCTAssertEqual(frozen.count, 1)
+  }
+
   func testStaleRoutesSurviveUntilSweep() {
     let other = MACRouteKey(vni: 100, mac: 7, ip: nil)
     rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2"))

@@ -1,3 +1,4 @@
+import Synchronization
 import XCTest
 
 @testable import Dataplane
@@ -191,5 +192,39 @@ final class ARPSuppressionTests: XCTestCase {
     sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
     XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other), "went with hostB's FDB entry")
     XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC, "control binding stays")
+  }
+
+  // MARK: Events for the control plane
+
+  func testLocalBindingEventsReportNewChangedReplacedAndAgedBindings() {
+    let sw = makeSwitch()
+    let events = Mutex<[SwitchCore.LocalARPEvent]>([])
+    sw.core.observeLocalARP { event in events.withLock { $0.append(event) } }
+    let other = IPAddress("192.168.1.21")!
+    func announce(_ mac: MACAddress, _ ip: IPAddress, on port: String, now: UInt32) {
+      sw.forward(
+        interface: port, frames: [FrameBuilder.arpRequestFrame(senderMAC: mac, senderIP: ip, targetIP: ip)],
+        now: now)
+    }
+    announce(S.hostB, Self.boundIP, on: "vm2", now: 1)
+    announce(S.hostB, Self.boundIP, on: "vm2", now: 2)
+    XCTAssertEqual(
+      events.withLock { $0 }, [.bound(vni: 100, ip: Self.boundIP, mac: S.hostB)], "a refresh is no event")
+    // The IP is re-bound to another local MAC: the old binding goes first.
+    announce(S.hostA, Self.boundIP, on: "vm1", now: 3)
+    announce(S.hostB, other, on: "vm2", now: 3)
+    XCTAssertEqual(
+      events.withLock { $0 }.suffix(3),
+      [
+        .unbound(vni: 100, ip: Self.boundIP, mac: S.hostB), .bound(vni: 100, ip: Self.boundIP, mac: S.hostA),
+        .bound(vni: 100, ip: other, mac: S.hostB),
+      ])
+    // An EVPN binding replaces the local one.
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    XCTAssertEqual(events.withLock { $0 }.last, .unbound(vni: 100, ip: Self.boundIP, mac: S.hostA))
+    // hostB ages out (aging 300 s) with its binding.
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 350)
+    XCTAssertEqual(events.withLock { $0 }.last, .unbound(vni: 100, ip: other, mac: S.hostB))
+    XCTAssertEqual(events.withLock { $0 }.count, 6)
   }
 }

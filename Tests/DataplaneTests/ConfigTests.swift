@@ -201,6 +201,17 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(bgp.staleTime, 300)
     XCTAssertEqual(bgp.peers, [SiteConfig.BGP.Peer(address: ip("10.0.0.9"), asn: 1)])
     XCTAssertEqual(bgp.peers.first?.holdTime, 90)
+    // Duplicate-MAC detection: FRR's 5 moves in 180 s, frozen until cleared.
+    XCTAssertEqual([bgp.dupMACMaxMoves, bgp.dupMACTime, bgp.dupMACFreeze], [5, 180, 0])
+  }
+
+  func testDuplicateMACDetectionSettings() throws {
+    let config = try XCTUnwrap(
+      decode(
+        site + "[bgp]\nasn = 65000\nrouter_id = \"10.0.0.1\"\n"
+          + "dup_mac_max_moves = 3\ndup_mac_time = 60\ndup_mac_freeze = 600\n"))
+    let bgp = try XCTUnwrap(config.bgp)
+    XCTAssertEqual([bgp.dupMACMaxMoves, bgp.dupMACTime, bgp.dupMACFreeze], [3, 60, 600])
   }
 
   func testExampleFileDecodes() throws {
@@ -539,6 +550,12 @@ final class ConfigTests: XCTestCase {
       (bgp + "listen_port = 65536\n", ["8: listen_port must be between 0 and 65535 (got 65536)"]),
       (bgp + "stale_time = -1\n", ["8: stale_time must be at least 0 (got -1)"]),
       (bgp + "graceful = true\n", ["8: unknown key 'graceful' in [bgp]"]),
+      (bgp + "dup_mac_max_moves = 1\n", ["8: dup_mac_max_moves must be between 2 and 1000 (got 1)"]),
+      (bgp + "dup_mac_time = 1801\n", ["8: dup_mac_time must be between 2 and 1800 (got 1801)"]),
+      (
+        bgp + "dup_mac_freeze = 10\n",
+        ["8: dup_mac_freeze must be 0 (until cleared) or between 30 and 3600 (got 10)"]
+      ),
       (
         site + "[[bgp.peer]]\naddress = \"10.0.0.2\"\nasn = 1\n",
         [

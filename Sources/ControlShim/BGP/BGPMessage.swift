@@ -123,10 +123,18 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   }
 }
 
-/// RFC 2918 ROUTE-REFRESH.
+/// RFC 2918 ROUTE-REFRESH, with the RFC 7313 message subtype in the former reserved octet.
 public struct RouteRefreshMessage: Hashable, Sendable {
+  /// RFC 7313: 0 is a normal route refresh request, 1 and 2 mark the beginning and end of
+  /// an enhanced route refresh; other values are reserved.
+  public static let normalRequest: UInt8 = 0
   public var family: AddressFamily
-  public init(family: AddressFamily) { self.family = family }
+  public var subtype: UInt8
+
+  public init(family: AddressFamily, subtype: UInt8 = RouteRefreshMessage.normalRequest) {
+    self.family = family
+    self.subtype = subtype
+  }
 }
 
 /// A BGP message (RFC 4271 section 4).

@@ -67,10 +67,11 @@ public enum BGPMessageCodec {
     case BGPMessage.TypeCode.keepalive: return DecodedMessage(message: .keepalive)
     default:
       let afi = try reader.readUInt16()
-      _ = try reader.readUInt8()
+      let subtype = try reader.readUInt8()
       let safi = try reader.readUInt8()
       return DecodedMessage(
-        message: .routeRefresh(RouteRefreshMessage(family: AddressFamily(afi: afi, safi: safi))))
+        message: .routeRefresh(
+          RouteRefreshMessage(family: AddressFamily(afi: afi, safi: safi), subtype: subtype)))
     }
   }
 
@@ -181,7 +182,7 @@ public enum BGPMessageCodec {
       break
     case .routeRefresh(let refresh):
       writer.write(refresh.family.afi)
-      writer.write(UInt8(0))
+      writer.write(refresh.subtype)
       writer.write(refresh.family.safi)
     }
     writer.patchUInt16(at: 16, UInt16(truncatingIfNeeded: writer.count))

@@ -275,7 +275,12 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   func receivedRouteRefresh(_ refresh: RouteRefreshMessage, on connection: BGPConnection) {
-    guard connection === established, refresh.family == .l2vpnEVPN else { return }
+    // RFC 7313: only subtype 0 asks for the routes. Beginning/End-of-RIB-Refresh markers
+    // (1, 2) belong to enhanced route refresh, which this speaker does not advertise, and
+    // reserved subtypes MUST be ignored.
+    guard connection === established, refresh.family == .l2vpnEVPN,
+      refresh.subtype == RouteRefreshMessage.normalRequest
+    else { return }
     speaker.sendAllRoutes(to: self)
   }
 

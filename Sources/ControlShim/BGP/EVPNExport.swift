@@ -17,13 +17,7 @@ extension EVPNSpeaker {
 
   /// Withdraws a local MAC (aged out or moved away).
   public func withdrawMAC(vni: UInt32, mac: MACAddress, ip: IPAddress? = nil) {
-    eventLoop.execute {
-      guard let settings = self.vniSettings[vni] else { return }
-      let key = MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)
-      guard self.rib.macRoutes[key]?.localIndex != nil else { return }
-      self.rib.remove(key, peer: MACPath.localPeer, routeDistinguisher: settings.routeDistinguisher.rawValue)
-      self.sendLocalWithdrawals([key])
-    }
+    eventLoop.execute { self.withdrawLocalRoute(MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)) }
   }
 
   /// Advertises this VTEP as a flood-list member of `vni` (type 3, ingress replication).
@@ -38,12 +32,146 @@ extension EVPNSpeaker {
     eventLoop.execute { self.withdrawInclusiveMulticastNow(vni: vni) }
   }
 
-  /// Lifts a duplicate-MAC freeze; the next `advertiseMAC` is sent again.
-  public func unfreezeMAC(vni: UInt32, mac: MACAddress) {
-    eventLoop.execute { self.rib.detector.unfreeze(.init(vni: vni, mac: mac.rawValue)) }
+  /// Advertises `ip` bound to the local `mac` (learnt from local ARP) as a MAC/IP route
+  /// (RFC 7432 section 7.2) with the RD, route targets, label, encapsulation and
+  /// MAC-mobility sequence of the MAC's own route, next to it. The binding is held
+  /// while the MAC is not local (or frozen) and advertised when it is again.
+  public func bindLocalIP(vni: UInt32, mac: MACAddress, ip: IPAddress) {
+    eventLoop.execute { self.bindLocalIPNow(vni: vni, mac: mac, ip: ip) }
   }
 
+  /// Withdraws the MAC/IP route of a binding that went (MAC aged out, IP re-bound to
+  /// another MAC, or replaced by a remote binding).
+  public func unbindLocalIP(vni: UInt32, mac: MACAddress, ip: IPAddress) {
+    eventLoop.execute {
+      let macKey = DuplicateMACDetector.Key(vni: vni, mac: mac.rawValue)
+      if self.localBindings[macKey]?.remove(ip) != nil, self.localBindings[macKey]?.isEmpty == true {
+        self.localBindings[macKey] = nil
+      }
+      self.withdrawLocalRoute(MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip))
+    }
+  }
+
+  /// Lifts a duplicate-MAC freeze (the corrective action of RFC 7432 section 15.1):
+  /// the MAC's routes are processed again and ours, if it is still local, advertised.
+  public func unfreezeMAC(vni: UInt32, mac: MACAddress) {
+    eventLoop.execute { self.liftFreeze(.init(vni: vni, mac: mac.rawValue), reason: "cleared") }
+  }
+
+  /// Lifts the freeze of every frozen MAC matching `vni` and `mac` (nil: any); returns
+  /// the MACs released. Must not be called on the speaker's event loop.
+  public func clearDuplicateMACsBlocking(vni: UInt32? = nil, mac: MACAddress? = nil) -> [DuplicateMAC] {
+    let released = try? eventLoop.submit { () -> [DuplicateMAC] in
+      let keys = self.rib.detector.frozen.keys.filter {
+        (vni == nil || $0.vni == vni) && (mac == nil || $0.mac == mac?.rawValue)
+      }
+      return keys.sorted { ($0.vni, $0.mac) < ($1.vni, $1.mac) }.compactMap { key in
+        self.liftFreeze(key, reason: "cleared")
+          ? DuplicateMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac).description) : nil
+      }
+    }.wait()
+    return released ?? []
+  }
+
+  /// The frozen MACs (any thread).
+  public var duplicateMACs: Set<DuplicateMAC> { frozenMACs.withLock { $0 } }
+
   // MARK: internals
+
+  private func bindLocalIPNow(vni: UInt32, mac: MACAddress, ip: IPAddress) {
+    guard vniSettings[vni] != nil else { return }
+    let macKey = DuplicateMACDetector.Key(vni: vni, mac: mac.rawValue)
+    localBindings[macKey, default: []].insert(ip)
+    // Only next to the MAC's own route, with its sequence.
+    guard let set = rib.macRoutes[MACRouteKey(vni: vni, mac: mac.rawValue, ip: nil)],
+      let index = set.localIndex
+    else { return }
+    let routes = upsertBindings(macKey, ips: [ip], like: set[index])
+    guard !routes.isEmpty, !rib.detector.isFrozen(macKey) else { return }
+    for peer in peers { sendMACRoutes(routes, to: peer) }
+  }
+
+  /// Puts MAC/IP local paths for `ips` next to the MAC's local path `macPath`; returns
+  /// those that stand (a remote route that beats one makes us withdraw it instead).
+  private func upsertBindings(_ macKey: DuplicateMACDetector.Key, ips: Set<IPAddress>, like macPath: MACPath)
+    -> [(MACRouteKey, MACPath)]
+  {
+    var routes: [(MACRouteKey, MACPath)] = []
+    var lost: [MACRouteKey] = []
+    for ip in ips.sorted() {
+      let key = MACRouteKey(vni: macKey.vni, mac: macKey.mac, ip: ip)
+      if let set = rib.macRoutes[key], let index = set.localIndex, set[index] == macPath {
+        routes.append((key, macPath))
+        continue
+      }
+      if case .localLost = rib.upsert(key, path: macPath) {
+        lost.append(key)
+      } else {
+        routes.append((key, macPath))
+      }
+    }
+    if !lost.isEmpty { sendLocalWithdrawals(lost) }
+    return routes
+  }
+
+  /// Removes our route for `key` and withdraws it (and, for a MAC-only key, the MAC/IP
+  /// routes that go with it).
+  func withdrawLocalRoute(_ key: MACRouteKey) {
+    guard let settings = vniSettings[key.vni], rib.macRoutes[key]?.localIndex != nil else { return }
+    rib.remove(key, peer: MACPath.localPeer, routeDistinguisher: settings.routeDistinguisher.rawValue)
+    sendLocalWithdrawals([key])
+  }
+
+  /// Duplicate detection froze a MAC (called from inside the RIB): withdraw our routes
+  /// for it, MAC and MAC/IP, from every peer. They stay in the RIB, unadvertised, to be
+  /// sent again when the freeze is lifted.
+  func macFroze(_ macKey: DuplicateMACDetector.Key, moves: Int) {
+    var keys = rib.localIPKeys(macKey)
+    let macOnly = MACRouteKey(vni: macKey.vni, mac: macKey.mac, ip: nil)
+    if rib.macRoutes[macOnly]?.localIndex != nil { keys.append(macOnly) }
+    if !keys.isEmpty { sendWithdrawals(keys) }
+    let mac = MACAddress(rawValue: macKey.mac)
+    frozenMACs.withLock { _ = $0.insert(DuplicateMAC(vni: macKey.vni, mac: mac.description)) }
+    emit(.macFrozen(vni: macKey.vni, mac: mac, moves: moves))
+    if let hold = configuration.duplicateMACFreezeTime, let since = rib.detector.frozen[macKey]?.since {
+      eventLoop.scheduleTask(in: .nanoseconds(Int64(hold * 1e9))) {
+        // Only the freeze this timer was set for (not one cleared and frozen again).
+        guard self.rib.detector.frozen[macKey]?.since == since else { return }
+        self.liftFreeze(macKey, reason: "freeze time elapsed")
+      }
+    }
+  }
+
+  /// Lifts a freeze: the RIB catches up with routes that arrived meanwhile, and our
+  /// routes for the MAC that still win are advertised again. Returns false when the
+  /// MAC was not frozen.
+  @discardableResult
+  func liftFreeze(_ macKey: DuplicateMACDetector.Key, reason: String) -> Bool {
+    guard let lost = rib.unfreeze(macKey) else { return false }
+    if !lost.isEmpty { sendLocalWithdrawals(lost) }
+    let macOnly = MACRouteKey(vni: macKey.vni, mac: macKey.mac, ip: nil)
+    var routes: [(MACRouteKey, MACPath)] = []
+    if let set = rib.macRoutes[macOnly], let index = set.localIndex {
+      routes.append((macOnly, set[index]))
+      routes += upsertBindings(macKey, ips: localBindings[macKey] ?? [], like: set[index])
+    }
+    if !routes.isEmpty { for peer in peers { sendMACRoutes(routes, to: peer) } }
+    let mac = MACAddress(rawValue: macKey.mac)
+    frozenMACs.withLock { _ = $0.remove(DuplicateMAC(vni: macKey.vni, mac: mac.description)) }
+    emit(.macUnfrozen(vni: macKey.vni, mac: mac, reason: reason))
+    return true
+  }
+
+  func duplicateMACStatus() -> [DuplicateMACStatus] {
+    let now = rib.clock()
+    return rib.detector.frozen.sorted { ($0.key.vni, $0.key.mac) < ($1.key.vni, $1.key.mac) }.map {
+      key, freeze in
+      DuplicateMACStatus(
+        vni: key.vni, mac: MACAddress(rawValue: key.mac).description, moves: freeze.moves,
+        frozenFor: now - freeze.since,
+        releaseIn: configuration.duplicateMACFreezeTime.map { max(0, freeze.since + $0 - now) })
+    }
+  }
 
   private func advertiseLocalMAC(
     vni: UInt32, mac: MACAddress, ip: IPAddress?, sequence: UInt32?, sticky: Bool
@@ -67,8 +195,12 @@ extension EVPNSpeaker {
       sendLocalWithdrawals([key])
       return
     }
-    guard !rib.detector.isFrozen(.init(vni: vni, mac: mac.rawValue)) else { return }
-    for peer in peers { sendMACRoutes([(key, path)], to: peer) }
+    let macKey = DuplicateMACDetector.Key(vni: vni, mac: mac.rawValue)
+    var routes = [(key, path)]
+    // The MAC's IP bindings go (again) with its route, with the same sequence.
+    if ip == nil, let ips = localBindings[macKey] { routes += upsertBindings(macKey, ips: ips, like: path) }
+    guard !rib.detector.isFrozen(macKey) else { return }
+    for peer in peers { sendMACRoutes(routes, to: peer) }
   }
 
   /// Attributes common to everything we send a peer: iBGP gets LOCAL_PREF and an empty
@@ -178,8 +310,27 @@ extension EVPNSpeaker {
     }
   }
 
-  /// Withdraws local MAC routes from every peer.
+  /// Withdraws local MAC routes from every peer. A MAC-only route takes the MAC's
+  /// MAC/IP routes with it: they are removed from the RIB and withdrawn too (the
+  /// bindings are kept, to go out again when the MAC is local again).
   func sendLocalWithdrawals(_ keys: [MACRouteKey]) {
+    var all = keys
+    let listed = Set(keys)
+    for key in keys where key.ip == nil {
+      guard let ips = localBindings[.init(vni: key.vni, mac: key.mac)], let settings = vniSettings[key.vni]
+      else { continue }
+      for ip in ips.sorted() {
+        let ipKey = MACRouteKey(vni: key.vni, mac: key.mac, ip: ip)
+        guard !listed.contains(ipKey), rib.macRoutes[ipKey]?.localIndex != nil else { continue }
+        rib.remove(ipKey, peer: MACPath.localPeer, routeDistinguisher: settings.routeDistinguisher.rawValue)
+        all.append(ipKey)
+      }
+    }
+    sendWithdrawals(all)
+  }
+
+  /// Sends withdrawals of our routes for `keys` to every peer; the RIB is not touched.
+  func sendWithdrawals(_ keys: [MACRouteKey]) {
     for peer in peers {
       guard let connection = peer.established else { continue }
       var nlri: [EVPNNLRI] = []

@@ -117,29 +117,39 @@ struct DuplicateMACDetector {
     let mac: UInt64
   }
 
+  /// Why and since when a MAC is frozen.
+  struct Freeze: Equatable {
+    var moves: Int
+    /// Clock time (seconds) of the move that froze it.
+    var since: Double
+  }
+
   var maxMoves: Int
   var window: Double
   private(set) var moves: [Key: [Double]] = [:]
-  private(set) var frozen: Set<Key> = []
+  private(set) var frozen: [Key: Freeze] = [:]
 
   /// Records a move; returns the number of moves in the window when this one froze the MAC.
   mutating func recordMove(_ key: Key, at now: Double) -> Int? {
-    guard !frozen.contains(key) else { return nil }
+    guard frozen[key] == nil else { return nil }
     var history = moves[key, default: []].filter { now - $0 < window }
     history.append(now)
     moves[key] = history
     if history.count >= maxMoves {
-      frozen.insert(key)
+      frozen[key] = Freeze(moves: history.count, since: now)
       return history.count
     }
     return nil
   }
 
-  func isFrozen(_ key: Key) -> Bool { frozen.contains(key) }
+  /// Cheap when nothing is frozen (the common case on the route-install path): no hashing.
+  func isFrozen(_ key: Key) -> Bool { !frozen.isEmpty && frozen[key] != nil }
 
-  mutating func unfreeze(_ key: Key) {
-    frozen.remove(key)
+  /// Lifts a freeze and forgets the MAC's move history; returns whether it was frozen.
+  @discardableResult
+  mutating func unfreeze(_ key: Key) -> Bool {
     moves[key] = nil
+    return frozen.removeValue(forKey: key) != nil
   }
 }
 
@@ -175,6 +185,12 @@ final class EVPNRIB {
   private let routeCounts = PeerRouteCounts()
 
   var detector: DuplicateMACDetector
+  /// Called when a move freezes a MAC, after the sink heard of it (the speaker
+  /// withdraws its own advertisement). Must not change the RIB.
+  var onFreeze: ((DuplicateMACDetector.Key, Int) -> Void)?
+  /// Keys of frozen MACs whose best path changed while frozen: the best path the sink
+  /// was last told about (nil: none), to catch the sink up when the freeze is lifted.
+  private var heldBest: [MACRouteKey: MACPath?] = [:]
   let sink: EVPNRouteSink?
   let peerName: (UInt16) -> String
   let clock: () -> Double
@@ -310,7 +326,9 @@ final class EVPNRIB {
   ) -> LocalOutcome {
     var outcome = LocalOutcome.unchanged
     var newBest: MACPath?
-    if let position {
+    // A frozen MAC keeps its local route: remote routes are not processed until the
+    // freeze is lifted (RFC 7432 section 15.1).
+    if let position, !detector.isFrozen(.init(vni: key.vni, mac: key.mac)) {
       newBest = best(macRoutes.values[position])
       if let current = newBest, !current.isLocal, let localIndex = macRoutes.values[position].localIndex {
         outcome = .localLost(macRoutes.values[position][localIndex])
@@ -324,14 +342,41 @@ final class EVPNRIB {
     return outcome
   }
 
-  /// Tells the sink about a best-path change and feeds duplicate detection.
-  private func report(_ key: MACRouteKey, previousBest: MACPath?, newBest: MACPath?) {
+  /// Tells the sink about a best-path change and feeds duplicate detection. While a
+  /// MAC is frozen the sink hears of no new location (the dataplane stays as it was);
+  /// only the last route going away is applied, so no entry points at a VTEP that has
+  /// given the MAC up.
+  private func report(
+    _ key: MACRouteKey, previousBest: MACPath?, newBest: MACPath?, countMoves: Bool = true
+  ) {
     guard newBest != previousBest else { return }
-    // Moves are counted on the MAC-only route so a MAC+IP pair moving counts once.
-    if key.ip == nil, let previous = previousBest, let current = newBest, previous.vtepID != current.vtepID,
-      let moves = detector.recordMove(.init(vni: key.vni, mac: key.mac), at: clock())
+    let macKey = DuplicateMACDetector.Key(vni: key.vni, mac: key.mac)
+    if detector.isFrozen(macKey) {
+      let held = heldBest.index(forKey: key) != nil
+      if newBest == nil {
+        let told = held ? heldBest[key]! : previousBest
+        if let told, !told.isLocal {
+          sink?.removeMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip)
+        }
+        heldBest[key] = .some(nil)
+      } else if !held {
+        heldBest[key] = .some(previousBest)
+      }
+      return
+    }
+    // Moves are counted on the MAC-only route so a MAC+IP pair moving counts once. The
+    // move that freezes the MAC is still applied: it stays where that move put it.
+    var froze: Int?
+    if countMoves, key.ip == nil, let previous = previousBest, let current = newBest,
+      previous.vtepID != current.vtepID
     {
-      sink?.macFrozen(vni: key.vni, mac: MACAddress(rawValue: key.mac), moves: moves)
+      froze = detector.recordMove(macKey, at: clock())
+    }
+    defer {
+      if let moves = froze {
+        sink?.macFrozen(vni: key.vni, mac: MACAddress(rawValue: key.mac), moves: moves)
+        onFreeze?(macKey, moves)
+      }
     }
     if let current = newBest, !current.isLocal {
       let previousRemote = previousBest.flatMap { $0.isLocal ? nil : $0 }
@@ -346,6 +391,40 @@ final class EVPNRIB {
       }
     } else if let previous = previousBest, !previous.isLocal {
       sink?.removeMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac), ip: key.ip)
+    }
+  }
+
+  // MARK: duplicate MACs
+
+  /// Lifts the freeze of a MAC (operator action or freeze timer) and catches up with
+  /// what happened meanwhile: a local route that a remote one now beats is dropped
+  /// (returned, for the speaker to withdraw), and the sink is told the current best
+  /// path of every key that changed. Returns nil when the MAC was not frozen.
+  func unfreeze(_ macKey: DuplicateMACDetector.Key) -> [MACRouteKey]? {
+    guard detector.unfreeze(macKey) else { return nil }
+    var keys = Set(heldBest.keys.filter { $0.vni == macKey.vni && $0.mac == macKey.mac })
+    for ip in localIPKeys(macKey) { keys.insert(ip) }
+    keys.insert(MACRouteKey(vni: macKey.vni, mac: macKey.mac, ip: nil))
+    var lost: [MACRouteKey] = []
+    for key in keys {
+      var held: MACPath?? = heldBest.removeValue(forKey: key)
+      if let position = macRoutes.index(forKey: key), let localIndex = macRoutes.values[position].localIndex,
+        !best(macRoutes.values[position]).isLocal
+      {
+        if held == nil { held = .some(best(macRoutes.values[position])) }
+        lost.append(key)
+        if !macRoutes.values[position].remove(at: localIndex) { macRoutes.remove(at: position) }
+      }
+      if let held { report(key, previousBest: held, newBest: macRoutes[key].map(best), countMoves: false) }
+    }
+    return lost
+  }
+
+  /// The MAC/IP keys (with an IP) of a MAC that hold a local path. Scans the table:
+  /// for rare events (freeze, unfreeze) only.
+  func localIPKeys(_ macKey: DuplicateMACDetector.Key) -> [MACRouteKey] {
+    macRoutes.compactMap { key, set in
+      key.vni == macKey.vni && key.mac == macKey.mac && key.ip != nil && set.localIndex != nil ? key : nil
     }
   }
 

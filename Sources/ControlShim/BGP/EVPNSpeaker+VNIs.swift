@@ -38,6 +38,9 @@ extension EVPNSpeaker {
       for key in Array((rib.floodRoutes[vni] ?? [:]).keys) { rib.removeFlood(vni: vni, key: key) }
     }
     (vniSettings, vniByImportTarget, importTargets) = (settings, byTarget, targets)
+    // Bindings of VNIs that are gone for good; changed VNIs keep theirs, advertised again
+    // with their MACs.
+    localBindings = localBindings.filter { settings[$0.key.vni] != nil }
     if !added.isEmpty {
       for peer in peers where peer.supportsEVPN {
         peer.established?.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))

@@ -1,6 +1,7 @@
 import Dataplane
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A BGP-4 speaker for L2VPN EVPN with VXLAN (RFC 7432, RFC 8365): sessions to the
 /// configured peers, the EVPN RIB, import into an `EVPNRouteSink` and export of local
@@ -28,6 +29,11 @@ public final class EVPNSpeaker: @unchecked Sendable {
   /// Set by `shutdown()`: the dataplane keeps what it was told (we announce the F bit),
   /// so closing our own sessions does not remove routes from the sink.
   var isShuttingDown = false
+  /// IPs the dataplane bound to each local MAC (from local ARP), advertised as MAC/IP
+  /// routes while the MAC's own local route wins and the MAC is not frozen.
+  var localBindings: [DuplicateMACDetector.Key: Set<IPAddress>] = [:]
+  /// The frozen MACs, readable from any thread (`show fdb`, `show arp`).
+  let frozenMACs = Mutex<Set<DuplicateMAC>>([])
 
   /// - Parameters:
   ///   - sink: receives remote MACs and flood members; nil for a speaker that only exports.
@@ -54,6 +60,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
       peerName: { index in Int(index) < peerNames.count ? peerNames[Int(index)] : "peer\(index)" },
       clock: { Double((NIODeadline.now() - startInstant).nanoseconds) / 1e9 })
     localVTEPID = rib.vtepID(configuration.vtep)
+    rib.onFreeze = { [unowned self] key, moves in self.macFroze(key, moves: moves) }
     if configuration.expectedMACRoutes > 0 { rib.reserveCapacity(configuration.expectedMACRoutes) }
     peers = configuration.peers.enumerated().map { index, peer in
       BGPPeer(configuration: peer, index: UInt16(index + 1), speaker: self)
@@ -166,7 +173,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
       ?? SpeakerStatus(
         asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: nil,
         localMACRoutes: 0,
-        remoteMACRoutes: 0, frozenMACs: 0, peers: [])
+        remoteMACRoutes: 0, frozenMACs: 0, peers: [], duplicateMACs: [])
   }
 
   func makeStatus() -> SpeakerStatus {
@@ -179,7 +186,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
     return SpeakerStatus(
       asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: boundPort,
       localMACRoutes: local, remoteMACRoutes: remote, frozenMACs: rib.detector.frozen.count,
-      peers: peers.map { $0.status(rib: rib) })
+      peers: peers.map { $0.status(rib: rib) }, duplicateMACs: duplicateMACStatus())
   }
 
   /// The status without `async`, for callers on plain threads (the control socket).

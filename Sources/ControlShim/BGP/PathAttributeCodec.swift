@@ -25,7 +25,7 @@ extension PathAttributes {
   {
     var result = DecodedAttributes()
     var seen = Set<UInt8>()
-    while !reader.isAtEnd {
+    attributes: while !reader.isAtEnd {
       let flags: UInt8, type: UInt8, length: Int
       let attributeStart = reader.position
       do {
@@ -33,13 +33,27 @@ extension PathAttributes {
         type = try reader.readUInt8()
         length = flags & Flag.extendedLength != 0 ? Int(try reader.readUInt16()) : Int(try reader.readUInt8())
       } catch {
-        // A truncated attribute header: the NLRI cannot be located reliably.
-        throw BGPWireError(.malformedAttributeList)
+        // RFC 7606 section 4: too few octets left for an attribute header. The Total Path
+        // Attribute Length still locates the NLRI, so the UPDATE is treated as withdraw.
+        result.treatAsWithdraw.append(
+          BGPWireError(
+            .malformedAttributeList, action: .treatAsWithdraw,
+            data: Array(reader.bytes[attributeStart..<reader.end])))
+        break attributes
       }
       guard length <= reader.remaining else {
-        throw BGPWireError(
-          .attributeLength(type: type, length: length), data: Array(reader.bytes[attributeStart..<reader.end])
-        )
+        // RFC 7606 section 4: the last attribute runs past the Total Path Attribute Length;
+        // treat-as-withdraw, unless it is MP_REACH/MP_UNREACH, whose NLRI (the routes to
+        // withdraw) cannot be read: that stays a session reset (section 5.3).
+        let isMultiprotocol = type == TypeCode.mpReach || type == TypeCode.mpUnreach
+        let error = BGPWireError(
+          .attributeLength(type: type, length: length),
+          action: isMultiprotocol ? .sessionReset : .treatAsWithdraw,
+          data: Array(reader.bytes[attributeStart..<reader.end]))
+        if isMultiprotocol { throw error }
+        result.treatAsWithdraw.append(error)
+        result.presentTypes.insert(type)
+        break attributes
       }
       var value = try reader.subReader(length)
       let rawAttribute = Array(reader.bytes[attributeStart..<reader.position])

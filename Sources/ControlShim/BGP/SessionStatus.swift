@@ -1,3 +1,5 @@
+import Dataplane
+
 /// RFC 4271 section 8 session states.
 public enum SessionState: String, Sendable, Codable {
   case idle = "Idle", connect = "Connect", active = "Active"
@@ -60,11 +62,30 @@ public struct SpeakerStatus: Sendable, Codable, Equatable {
   public var remoteMACRoutes: Int
   public var frozenMACs: Int
   public var peers: [PeerStatus]
+  /// The MACs counted in `frozenMACs`, sorted by VNI then MAC.
+  public var duplicateMACs: [DuplicateMACStatus]
 
   enum CodingKeys: String, CodingKey {
     case asn, peers
     case routerID = "router_id", listeningPort = "listening_port", localMACRoutes = "local_mac_routes"
-    case remoteMACRoutes = "remote_mac_routes", frozenMACs = "frozen_macs"
+    case remoteMACRoutes = "remote_mac_routes", frozenMACs = "frozen_macs", duplicateMACs = "duplicate_macs"
+  }
+}
+
+/// A MAC frozen by duplicate detection (RFC 7432 section 15.1), in `show bgp --json`.
+public struct DuplicateMACStatus: Sendable, Codable, Equatable {
+  public var vni: UInt32
+  public var mac: String
+  /// Moves counted within the detection window when it was frozen.
+  public var moves: Int
+  /// Seconds since it was frozen.
+  public var frozenFor: Double
+  /// Seconds until the freeze time releases it; nil: frozen until cleared.
+  public var releaseIn: Double?
+
+  enum CodingKeys: String, CodingKey {
+    case vni, mac, moves
+    case frozenFor = "frozen_for", releaseIn = "release_in"
   }
 }
 
@@ -77,4 +98,8 @@ public enum SpeakerEvent: Sendable, Equatable {
   case endOfRIB(peer: String, family: AddressFamily)
   case updateProcessed(peer: String)
   case staleRoutesSwept(peer: String)
+  /// Duplicate-MAC detection froze a MAC: our routes for it were withdrawn.
+  case macFrozen(vni: UInt32, mac: MACAddress, moves: Int)
+  /// A freeze was lifted (`reason`: "cleared" or "freeze time elapsed").
+  case macUnfrozen(vni: UInt32, mac: MACAddress, reason: String)
 }

@@ -95,6 +95,9 @@ public struct SpeakerConfiguration: Sendable {
   /// Duplicate MAC detection: this many moves within the window freeze the MAC.
   public var duplicateMACMaxMoves: Int = 5
   public var duplicateMACWindow: Double = 180
+  /// How long a duplicate MAC stays frozen before it is released by itself (like FRR's
+  /// `dup-addr-detection freeze <seconds>`); nil: until cleared (`freeze permanent`).
+  public var duplicateMACFreezeTime: Double? = nil
   /// Size hint for the MAC table: reserving it up front avoids rehashing while a
   /// large table arrives (about a third of the import time at 100k routes).
   public var expectedMACRoutes: Int = 0

@@ -56,6 +56,9 @@ extension SpeakerConfiguration {
         ? nil : (listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")),
       listenPort: bgp.listenPort, vnis: vnis, peers: peers)
     configuration.staleTime = Double(bgp.staleTime)
+    configuration.duplicateMACMaxMoves = bgp.dupMACMaxMoves
+    configuration.duplicateMACWindow = Double(bgp.dupMACTime)
+    configuration.duplicateMACFreezeTime = bgp.dupMACFreeze > 0 ? Double(bgp.dupMACFreeze) : nil
     configuration.connectRetryMaximum = 30
     return configuration
   }

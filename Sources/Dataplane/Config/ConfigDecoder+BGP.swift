@@ -1,5 +1,8 @@
 extension ConfigDecoder {
-  static let bgpKeys: Set<String> = ["asn", "router_id", "listen_port", "stale_time", "peer"]
+  static let bgpKeys: Set<String> = [
+    "asn", "router_id", "listen_port", "stale_time", "peer", "dup_mac_max_moves", "dup_mac_time",
+    "dup_mac_freeze",
+  ]
   static let peerKeys: Set<String> = [
     "address", "asn", "port", "hold_time", "password", "passive", "max_routes",
   ]
@@ -18,12 +21,25 @@ extension ConfigDecoder {
     }
     let listenPort = table.integer("listen_port", in: 0...65535)
     let staleTime = table.integer("stale_time", in: 0...Int64.max)
+    // FRR's ranges: max-moves 2-1000, time 2-1800 s, freeze 30-3600 s (0 here: permanent).
+    let maxMoves = table.integer("dup_mac_max_moves", in: 2...1000)
+    let moveTime = table.integer("dup_mac_time", in: 2...1800)
+    var freeze = table.integer("dup_mac_freeze", in: 0...3600)
+    if let hold = freeze, hold.value != 0, hold.value < 30 {
+      report(
+        "dup_mac_freeze must be 0 (until cleared) or between 30 and 3600 (got \(hold.value))", line: hold.line
+      )
+      freeze = nil
+    }
     let peers = decodePeers(table.arrayOfTables("peer", displayName: "[[bgp.peer]]"))
 
     guard let asn, let routerID else { return nil }
     var bgp = SiteConfig.BGP(asn: UInt32(asn.value), routerID: routerID.value)
     if let listenPort { bgp.listenPort = UInt16(listenPort.value) }
     if let staleTime { bgp.staleTime = Int(staleTime.value) }
+    if let maxMoves { bgp.dupMACMaxMoves = Int(maxMoves.value) }
+    if let moveTime { bgp.dupMACTime = Int(moveTime.value) }
+    if let freeze { bgp.dupMACFreeze = Int(freeze.value) }
     bgp.peers = peers
     return bgp
   }

@@ -117,6 +117,14 @@ public struct SiteConfig: Sendable, Equatable {
     public var listenPort: UInt16 = 179
     /// Seconds to keep a lost peer's routes as stale (`stale_time`).
     public var staleTime: Int = 300
+    /// Duplicate-MAC detection (RFC 7432 section 15.1): a MAC that moves
+    /// `dupMACMaxMoves` times within `dupMACTime` seconds is frozen (`dup_mac_max_moves`,
+    /// `dup_mac_time`; FRR's defaults 5 and 180).
+    public var dupMACMaxMoves: Int = 5
+    public var dupMACTime: Int = 180
+    /// Seconds a frozen MAC stays frozen before it is released by itself
+    /// (`dup_mac_freeze`); 0: until `vxswitch clear dup-mac`.
+    public var dupMACFreeze: Int = 0
     public var peers: [Peer] = []
     public init(asn: UInt32, routerID: IPAddress) {
       self.asn = asn

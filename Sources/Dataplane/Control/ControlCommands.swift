@@ -1,7 +1,8 @@
 import Foundation
 
-/// Answers control-socket requests for one switching instance: `show-fdb`, `show-bd`,
-/// `show-stats`, plus commands other layers register (the control shim adds `show-bgp`).
+/// Answers control-socket requests for one switching instance: `show-fdb`, `show-arp`,
+/// `show-bd`, `show-stats`, plus commands other layers register (the control shim adds
+/// `show-bgp` and `clear-dup-mac`).
 ///
 /// Thread-safety: `handle` may run on any thread; it reads `SwitchCore` through its
 /// thread-safe API. Register extra commands before the server starts.
@@ -11,6 +12,11 @@ public final class ControlCommands: @unchecked Sendable {
   private var extra: [String: @Sendable (ControlRequest) -> Data] = [:]
   /// Details for control-plane FDB entries in `show-fdb` (set before the server starts).
   public var fdbAnnotator: FDBAnnotator?
+  /// The BGP peer of an EVPN ARP binding, for `show-arp` (set before the server starts).
+  public var arpPeer: (@Sendable (UInt32, MACAddress, IPAddress) -> String?)?
+  /// (VNI, MAC) pairs frozen by duplicate-MAC detection, marked in `show-fdb` and
+  /// `show-arp` (set before the server starts).
+  public var duplicateMACs: (@Sendable () -> Set<DuplicateMAC>)?
 
   public init(core: SwitchCore, clock: @escaping @Sendable () -> UInt32) {
     self.core = core
@@ -31,15 +37,42 @@ public final class ControlCommands: @unchecked Sendable {
   public func handle(_ request: ControlRequest) -> Data {
     switch request.command {
     case "show-fdb":
-      return Self.encode(["entries": core.fdbRows(vni: request.vni, now: clock(), annotator: fdbAnnotator)])
+      var rows = core.fdbRows(vni: request.vni, now: clock(), annotator: fdbAnnotator)
+      if let frozen = duplicateMACs?(), !frozen.isEmpty {
+        for index in rows.indices
+        where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac)) {
+          rows[index].duplicate = true
+        }
+      }
+      return Self.encode(["entries": rows])
+    case "show-arp":
+      var rows = core.arpRows(vni: request.vni, now: clock(), peer: arpPeer)
+      if let frozen = duplicateMACs?(), !frozen.isEmpty {
+        for index in rows.indices
+        where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac)) {
+          rows[index].duplicate = true
+        }
+      }
+      return Self.encode(["entries": rows])
     case "show-bd":
       return Self.encode(["bridge_domains": core.bridgeDomainRows()])
     case "show-stats":
       return Self.encode(core.statisticsReport())
     default:
       if let body = extra[request.command] { return body(request) }
-      let known = (["show-fdb", "show-bd", "show-stats"] + extra.keys.sorted()).joined(separator: ", ")
+      let known = (["show-arp", "show-bd", "show-fdb", "show-stats"] + extra.keys.sorted()).joined(
+        separator: ", ")
       return ControlServer.error("unknown command '\(request.command)' (known: \(known))")
     }
+  }
+}
+
+/// A MAC in a VNI, as `show fdb` prints it ("02:00:00:00:00:01").
+public struct DuplicateMAC: Hashable, Sendable {
+  public var vni: UInt32
+  public var mac: String
+  public init(vni: UInt32, mac: String) {
+    self.vni = vni
+    self.mac = mac
   }
 }

@@ -10,9 +10,12 @@ import Foundation
 public struct ControlRequest: Codable, Sendable, Equatable {
   public var command: String
   public var vni: UInt32?
-  public init(command: String, vni: UInt32? = nil) {
+  /// A MAC address ("02:00:00:00:00:01"), for commands about one MAC (`clear-dup-mac`).
+  public var mac: String?
+  public init(command: String, vni: UInt32? = nil, mac: String? = nil) {
     self.command = command
     self.vni = vni
+    self.mac = mac
   }
 }
 

@@ -44,6 +44,26 @@ public struct FDBRow: Codable, Equatable, Sendable {
   /// Control-plane details when the entry came from BGP EVPN (peer, MAC-mobility sequence).
   public var peer: String? = nil
   public var sequence: UInt32? = nil
+  /// The MAC is frozen by BGP EVPN duplicate-MAC detection (only present when true):
+  /// its routes are neither advertised nor imported until cleared.
+  public var duplicate: Bool? = nil
+}
+
+/// One row of `vxswitch show arp --json`: an IPv4 -> MAC binding of the ARP-suppression
+/// table. Stable: keys are only ever added.
+public struct ARPRow: Codable, Equatable, Sendable {
+  public var vni: UInt32
+  public var ip: String
+  public var mac: String
+  /// "local" (learnt from an ARP packet on a local port) or "evpn" (from a MAC/IP route).
+  public var origin: String
+  /// The BGP peer whose route installed an "evpn" binding.
+  public var peer: String?
+  /// "local" bindings: seconds since the bound MAC was last seen on its port (the
+  /// binding lives as long as the MAC's local FDB entry). nil for "evpn" bindings.
+  public var ageSeconds: UInt32?
+  /// The MAC is frozen by duplicate-MAC detection (only when true).
+  public var duplicate: Bool? = nil
 }
 
 /// One row of `vxswitch show bd --json`. Stable: keys are only ever added.
@@ -109,6 +129,34 @@ extension SwitchCore {
       rows.append(row)
     }
     return rows.sorted { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
+  }
+
+  /// The ARP-suppression table, sorted by VNI then IP. `peer` names the BGP peer of an
+  /// EVPN binding (the control shim supplies it).
+  public func arpRows(
+    vni: UInt32? = nil, now: UInt32, peer: ((UInt32, MACAddress, IPAddress) -> String?)? = nil
+  ) -> [ARPRow] {
+    let state = self.state
+    var rows: [(UInt32, UInt32, ARPRow)] = []
+    arp.forEach { domain, address, mac, control in
+      guard Int(domain) < state.domainCount else { return }
+      let entryVNI = state.vni(ofDomain: domain)
+      if let vni, vni != entryVNI { return }
+      let ip = IPAddress.v4(address)
+      var row = ARPRow(
+        vni: entryVNI, ip: ip.description, mac: mac.description, origin: control ? "evpn" : "local",
+        peer: nil, ageSeconds: nil)
+      if control {
+        row.peer = peer?(entryVNI, mac, ip)
+      } else {
+        let entry = fdb.lookup(FDBKey(bridgeDomain: domain, mac: mac.rawValue))
+        if entry.isPresent, entry.origin == .local, fdb.isCurrent(entry, bridgeDomain: domain) {
+          row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
+        }
+      }
+      rows.append((entryVNI, address, row))
+    }
+    return rows.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
   }
 
   public func bridgeDomainRows() -> [BridgeDomainRow] {

@@ -71,6 +71,24 @@ public final class ARPTable: @unchecked Sendable {
     return stored
   }
 
+  /// Like `install`, and returns the raw value the binding had before (0 when there
+  /// was none), so the caller can tell a new or changed binding from a refresh.
+  @discardableResult
+  public func exchange(domain: UInt16, ipv4: UInt32, mac: MACAddress, control: Bool) -> (
+    stored: Bool, previous: UInt64
+  ) {
+    let value = Self.presentBit | (control ? Self.controlBit : 0) | (mac.rawValue & Self.macMask)
+    var stored = false
+    var previous: UInt64 = 0
+    table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
+      previous = existing?.rawValue ?? 0
+      if let existing, existing.rawValue & Self.controlBit != 0, !control { return .keep }
+      stored = true
+      return .set(FDBEntry(rawValue: value))
+    }
+    return (stored, previous)
+  }
+
   /// Removes the binding of (domain, IPv4); when `mac` is given, only if the IP is
   /// still bound to that MAC (a withdrawn route must not remove a newer binding).
   public func remove(domain: UInt16, ipv4: UInt32, mac: MACAddress? = nil) {

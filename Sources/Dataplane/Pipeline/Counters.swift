@@ -41,11 +41,21 @@ public final class SwitchStatistics: @unchecked Sendable {
     values[index].add(amount, ordering: .relaxed)
   }
 
-  /// Adds the worker's scratch counters and zeroes them.
+  /// Adds the worker's scratch counters and zeroes them. Only interfaces below
+  /// `interfaces` can have counts (the per-interface groups are scanned that far), so a
+  /// small batch costs tens of words, not all `Counter.count`.
   @inline(__always)
-  func absorb(_ scratch: UnsafeMutablePointer<UInt64>, touched: inout Bool) {
+  func absorb(_ scratch: UnsafeMutablePointer<UInt64>, touched: inout Bool, interfaces: Int) {
     guard touched else { return }
-    for index in 0..<Counter.count where scratch[index] != 0 {
+    let used = min(interfaces, Counter.interfaces)
+    for group in 0..<4 {
+      let start = group &* Counter.interfaces
+      for index in start..<(start &+ used) where scratch[index] != 0 {
+        values[index].add(scratch[index], ordering: .relaxed)
+        scratch[index] = 0
+      }
+    }
+    for index in (4 &* Counter.interfaces)..<Counter.count where scratch[index] != 0 {
       values[index].add(scratch[index], ordering: .relaxed)
       scratch[index] = 0
     }

@@ -69,6 +69,16 @@ public struct TxRing {
   }
 }
 
+extension TxRing {
+  /// A ring whose only slot is never free: `reserve()` always fails. Stands in for an
+  /// interface that has no ring attached, so that callers need no optional check.
+  static let unattached: TxRing = {
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+    memory.initializeMemory(as: UInt32.self, repeating: TxRing.sending, count: 16)
+    return TxRing(base: memory, slotSize: 64, slotCount: 1, statusOffset: 0, lengthOffset: 4, dataOffset: 32)
+  }()
+}
+
 /// Ring memory for ports that are not kernel rings (tests, Bench, pcap output).
 public final class TxRingStorage {
   public let ring: UnsafeMutablePointer<TxRing>

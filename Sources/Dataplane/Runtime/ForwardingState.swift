@@ -15,6 +15,8 @@ public final class ForwardingState: @unchecked Sendable {
 
   // Interfaces.
   public let interfaceNames: [String]
+  /// `interfaceNames.count`, as a plain word for the packet path.
+  let interfaceCount: Int
   public let underlayInterface: UInt16
   let memberByVLAN: UnsafeMutablePointer<UInt16>
 
@@ -68,6 +70,7 @@ public final class ForwardingState: @unchecked Sendable {
 
   init(_ b: ForwardingStateBuilder) {
     interfaceNames = b.interfaceNames
+    interfaceCount = b.interfaceNames.count
     underlayInterface = b.underlayInterface
     memberByVLAN = Self.copy(b.memberByVLAN)
     memberCount = b.members.count

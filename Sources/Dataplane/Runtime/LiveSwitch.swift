@@ -35,8 +35,12 @@ public struct SwitchClock: Sendable {
 /// - Worker loop: receive a batch from each readable port, `pipeline.process`, flush
 ///   every ring with pending frames, release the batch; when idle, `pipeline.idle()` and
 ///   poll() on the sockets and the stop eventfd.
-/// - Learner: `core.drainLearnQueues()` every millisecond, `core.age(now:)` once a
-///   second, next-hop resolution (`NextHopResolver`) on netlink notifications.
+/// - Learner: `core.drainLearnQueues()` when a worker has queued learn events (a worker
+///   that queues into an empty-handed, sleeping learner wakes it through an eventfd;
+///   while events keep coming the learner drains every `learnIntervalMilliseconds`),
+///   `core.age(now:)` once a second, next-hop resolution (`NextHopResolver`) on netlink
+///   notifications plus its 100 ms checks. An idle switch wakes about ten times a
+///   second, not a thousand.
 ///
 /// `start()` must run in the network namespace of the interfaces (see
 /// `NetworkNamespace.run`): sockets are created there, threads start afterwards.
@@ -55,7 +59,7 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Follow underlay next hops through netlink (`NextHopResolver`).
     public var resolveNextHops = true
     public var resolver = NextHopResolver.Options()
-    /// Milliseconds between learn-queue drains.
+    /// Milliseconds between learn-queue drains while learn events keep coming.
     public var learnIntervalMilliseconds: Int32 = 1
     public init() {}
   }
@@ -69,6 +73,10 @@ public final class LiveSwitch: @unchecked Sendable {
   /// Written (8 bytes, any non-zero value) to stop every thread; async-signal-safe.
   public let stopEventFD: Int32
   private let stopping = Atomic<Bool>(false)
+  /// The learner is (about to be) asleep with every learn queue found empty; the first
+  /// worker to queue an event after that wakes it through `learnerWakeFD`.
+  private let learnerSleeping = Atomic<Bool>(false)
+  private let learnerWakeFD: Int32
   private let lifecycle = Mutex<Phase>(.idle)
   private enum Phase { case idle, running, stopped }
 
@@ -88,11 +96,13 @@ public final class LiveSwitch: @unchecked Sendable {
     self.core = core
     self.options = options
     stopEventFD = cp_eventfd()
+    learnerWakeFD = cp_eventfd()
   }
 
   deinit {
     stop()
     if stopEventFD >= 0 { Glibc.close(stopEventFD) }
+    if learnerWakeFD >= 0 { Glibc.close(learnerWakeFD) }
   }
 
   public var isRunning: Bool { lifecycle.withLock { $0 == .running } }
@@ -121,6 +131,9 @@ public final class LiveSwitch: @unchecked Sendable {
   private func open() throws {
     guard stopEventFD >= 0 else {
       throw AFPacketError.system(operation: "eventfd", interface: "-", errno: -stopEventFD)
+    }
+    guard learnerWakeFD >= 0 else {
+      throw AFPacketError.system(operation: "eventfd", interface: "-", errno: -learnerWakeFD)
     }
     let config = core.config
     let interfaces = core.interfaces
@@ -293,6 +306,7 @@ public final class LiveSwitch: @unchecked Sendable {
           vector.ingress = port.switchInterface
           vector.now = clock.now
           pipeline.process(&vector)
+          if !pipeline.learnQueue.isEmpty { wakeLearnerIfSleeping() }
           for ring in 0..<count where rings[ring].pointee.pending > 0 { row[ring].flushTransmit() }
           port.releaseReceived()
           worked = true
@@ -316,16 +330,45 @@ public final class LiveSwitch: @unchecked Sendable {
     }
   }
 
+  /// Called by a worker whose learn queue holds events. Store-load ordering against the
+  /// learner's "sleeping, queues empty" check (both sides fence), so that either the
+  /// learner sees the event or the worker sees the learner asleep and wakes it.
+  @inline(__always)
+  private func wakeLearnerIfSleeping() {
+    atomicMemoryFence(ordering: .sequentiallyConsistent)
+    if learnerSleeping.load(ordering: .relaxed)
+      && learnerSleeping.exchange(false, ordering: .acquiringAndReleasing)
+    {
+      var one: UInt64 = 1
+      _ = Glibc.write(learnerWakeFD, &one, 8)
+    }
+  }
+
   private func learnerLoop() {
     var descriptors = [
       pollfd(fd: stopEventFD, events: Int16(POLLIN), revents: 0),
       pollfd(fd: resolver?.eventFD ?? -1, events: Int16(POLLIN), revents: 0),
+      pollfd(fd: learnerWakeFD, events: Int16(POLLIN), revents: 0),
     ]
+    // Idle: wake for aging (1 s) and the resolver's VTEP checks (100 ms).
+    let idleTimeout: Int32 = resolver == nil ? 1000 : 100
     var lastAged: UInt32 = 0
+    var drained = 0
     while !stopping.load(ordering: .relaxed) {
-      let ready = poll(&descriptors, nfds_t(descriptors.count), options.learnIntervalMilliseconds)
+      var timeout = options.learnIntervalMilliseconds
+      if drained == 0 {
+        learnerSleeping.store(true, ordering: .relaxed)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if core.learnQueuesAreEmpty { timeout = idleTimeout }
+      }
+      let ready = poll(&descriptors, nfds_t(descriptors.count), timeout)
+      learnerSleeping.store(false, ordering: .relaxed)
       if ready > 0 && descriptors[0].revents != 0 { break }
-      core.drainLearnQueues()
+      if ready > 0 && descriptors[2].revents != 0 {
+        var value: UInt64 = 0
+        _ = Glibc.read(learnerWakeFD, &value, 8)
+      }
+      drained = core.drainLearnQueues()
       let now = clock.now
       if now != lastAged {
         core.age(now: now)

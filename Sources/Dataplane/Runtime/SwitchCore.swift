@@ -27,6 +27,16 @@ public final class SwitchCore: @unchecked Sendable {
   }
   private let observers = Mutex<[@Sendable (LocalMACEvent) -> Void]>([])
 
+  /// Changes of IPv4 bindings learnt from local ARP packets (`ARPTable` entries that
+  /// are not the control plane's), for the control shim to advertise as MAC/IP routes.
+  /// `.unbound` comes when the binding goes: its MAC aged out, the IP was re-bound to
+  /// another MAC, or a control-plane binding replaced it.
+  public enum LocalARPEvent: Sendable, Equatable {
+    case bound(vni: UInt32, ip: IPAddress, mac: MACAddress)
+    case unbound(vni: UInt32, ip: IPAddress, mac: MACAddress)
+  }
+  private let arpObservers = Mutex<[@Sendable (LocalARPEvent) -> Void]>([])
+
   struct ControlState {
     var config: SiteConfig
     var interfaces: [String]
@@ -96,6 +106,16 @@ public final class SwitchCore: @unchecked Sendable {
 
   public func observeLocalMACs(_ observer: @escaping @Sendable (LocalMACEvent) -> Void) {
     observers.withLock { $0.append(observer) }
+  }
+
+  public func observeLocalARP(_ observer: @escaping @Sendable (LocalARPEvent) -> Void) {
+    arpObservers.withLock { $0.append(observer) }
+  }
+
+  private func notify(_ events: [LocalARPEvent]) {
+    guard !events.isEmpty else { return }
+    let list = arpObservers.withLock { $0 }
+    for event in events { for observer in list { observer(event) } }
   }
 
   private func notify(_ events: [LocalMACEvent]) {
@@ -341,10 +361,16 @@ public final class SwitchCore: @unchecked Sendable {
   /// EVPN MAC/IP route); replaces any earlier binding of the IP. Only IPv4 is bound
   /// (IPv6 neighbour discovery is not suppressed). Returns whether a binding was stored.
   /// Off the packet path: takes the ARP table's writer lock.
+  /// A locally learnt binding it replaces is reported as `.unbound`.
   @discardableResult
   public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
     guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
-    return arp.install(domain: domain, ipv4: address, mac: mac, control: true)
+    let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: true)
+    if previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
+      notify([LocalARPEvent.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask))]
+      )
+    }
+    return stored
   }
 
   /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
@@ -367,12 +393,19 @@ public final class SwitchCore: @unchecked Sendable {
 
   // MARK: Learning and aging (learner side)
 
+  /// True when no worker has a learn event queued (a snapshot: workers keep pushing).
+  public var learnQueuesAreEmpty: Bool {
+    learner.withLock { pipelines in pipelines.allSatisfy { $0.learnQueue.isEmpty } }
+  }
+
   /// Applies every queued learn event of every worker. Returns how many were applied.
   @discardableResult
   public func drainLearnQueues() -> Int {
     let pipelines = learner.withLock { $0 }
+    if pipelines.allSatisfy({ $0.learnQueue.isEmpty }) { return 0 }
     var applied = 0
     var events: [LocalMACEvent] = []
+    var arpEvents: [LocalARPEvent] = []
     let state = self.state
     let (globalLimit, domainLimits) = control.withLock { control in
       (
@@ -392,7 +425,7 @@ public final class SwitchCore: @unchecked Sendable {
       while !batch.isEmpty {
         applied += batch.count
         apply(batch, state: state, globalLimit: globalLimit, domainLimits: domainLimits, events: &events)
-        applyARPBindings(batch)
+        applyARPBindings(batch, state: state, events: &arpEvents)
         batch.removeAll(keepingCapacity: true)
         while let event = pipeline.learnQueue.pop() {
           batch.append(event)
@@ -401,6 +434,7 @@ public final class SwitchCore: @unchecked Sendable {
       }
     }
     notify(events)
+    notify(arpEvents)
     return applied
   }
 
@@ -477,11 +511,22 @@ public final class SwitchCore: @unchecked Sendable {
   }
 
   /// Applies ARP bindings seen in local ARP packets (after their MACs' FDB entries).
-  private func applyARPBindings(_ batch: [LearnEvent]) {
+  /// New and changed bindings are reported (`LocalARPEvent`), refreshes are not.
+  private func applyARPBindings(_ batch: [LearnEvent], state: ForwardingState, events: inout [LocalARPEvent])
+  {
     for event in batch where event.kind == LearnEvent.arpBinding {
-      arp.install(
-        domain: UInt16(truncatingIfNeeded: event.key &>> 48), ipv4: UInt32(truncatingIfNeeded: event.key),
-        mac: MACAddress(rawValue: event.vtepLow), control: false)
+      let domain = UInt16(truncatingIfNeeded: event.key &>> 48)
+      let address = UInt32(truncatingIfNeeded: event.key)
+      let mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
+      let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: false)
+      guard stored, Int(domain) < state.domainCount else { continue }
+      let vni = state.vni(ofDomain: domain)
+      if previous & ARPTable.presentBit != 0 {
+        if previous & ARPTable.macMask == mac.rawValue { continue }
+        events.append(
+          .unbound(vni: vni, ip: .v4(address), mac: MACAddress(rawValue: previous & ARPTable.macMask)))
+      }
+      events.append(.bound(vni: vni, ip: .v4(address), mac: mac))
     }
   }
 
@@ -505,13 +550,20 @@ public final class SwitchCore: @unchecked Sendable {
       return stale || expired
     }
     // Locally learnt IP bindings go with their MAC.
+    var arpEvents: [LocalARPEvent] = []
     if !removedLocal.isEmpty && arp.count > 0 {
-      arp.removeAll { domain, _, mac, control in
-        !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
+      arp.removeAll { domain, address, mac, control in
+        guard !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
+        else { return false }
+        if Int(domain) < state.domainCount {
+          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: .v4(address), mac: mac))
+        }
+        return true
       }
     }
     learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
     notify(events)
+    notify(arpEvents)
     return removed
   }
 

@@ -1,0 +1,55 @@
+/// What every encapsulation of one batch shares, read once per batch rather than once
+/// per frame: the underlay transmit ring, the header length of the local address family,
+/// and the largest inner frame that fits both the underlay IP MTU and a ring slot. Also
+/// the batch's underlay transmit counts, flushed to the pipeline's counters at its end.
+///
+/// The ring is worked on as a copy (`tx`), so that its fields stay in registers while
+/// frame bytes are written through raw pointers, and its position is written back by
+/// `finish()`. Nothing else may use the underlay ring during the batch (nothing does:
+/// only encapsulation transmits on the underlay).
+///
+/// A batch-local value; not shared.
+struct UnderlayOutput {
+  let ring: UnsafeMutablePointer<TxRing>?
+  var tx: TxRing
+  let interface: Int
+  let isIPv6: Bool
+  /// 50 over IPv4, 70 over IPv6.
+  let headerLength: Int
+  /// Largest `restLength` (inner frame bytes after its two MACs) that may be
+  /// encapsulated; anything longer is an MTU or slot-size drop.
+  let maxRestLength: Int
+  var frames = 0
+  var bytes = 0
+
+  @inline(__always)
+  init(state: ForwardingState, ring: UnsafeMutablePointer<TxRing>?) {
+    self.ring = ring
+    tx = ring?.pointee ?? .unattached
+    interface = Int(state.underlayInterface)
+    isIPv6 = state.localIsIPv6
+    headerLength = isIPv6 ? OuterHeaderTemplate.ipv6Length : OuterHeaderTemplate.ipv4Length
+    // Outer IP length = inner frame + UDP + VXLAN (+ IPv4 or IPv6 header).
+    let ipOverhead = isIPv6 ? 56 : 36
+    var limit = state.ipMTU &- ipOverhead &- 12
+    if let ring {
+      limit = min(limit, ring.pointee.maxFrameLength &- headerLength &- 12)
+    }
+    maxRestLength = limit
+  }
+
+  /// Hands the ring position back to the shared ring.
+  @inline(__always)
+  func finish() {
+    guard let ring else { return }
+    ring.pointee.head = tx.head
+    ring.pointee.pending = tx.pending
+  }
+
+  /// Why a frame over `maxRestLength` cannot leave: the MTU unless only the slot is short.
+  @inline(__always)
+  func overLimitReason(state: ForwardingState, restLength: Int) -> DropReason {
+    let ipLength = 12 &+ restLength &+ (isIPv6 ? 56 : 36)
+    return ipLength > state.ipMTU ? .mtuExceeded : .oversize
+  }
+}
