@@ -74,6 +74,8 @@ struct TrafficPlan {
   static let underlayPort = "eth1"
   static let underlayMAC = MACAddress(rawValue: 0x02_00_00_00_00_01)
   static let remoteUnderlayMAC = MACAddress(rawValue: 0x02_00_00_00_00_02)
+  /// The sink interface's own address in `Bench live`: not one frames are sent to.
+  static let sinkMAC = MACAddress(rawValue: 0x02_00_00_00_EE_01)
   static let udpSourcePorts: ClosedRange<UInt16> = 49152...65535
 
   /// Local VMs (behind the access port): the sources of `access.pcap`.
