@@ -128,6 +128,25 @@ final class EVPNControlPlaneTests: XCTestCase {
     (path["attrs"] as? [[String: Any]])?.first { ($0["type"] as? Int) == type }
   }
 
+  /// RD router-id:1, label 100 (the VNI), next hop the site's VTEP, RT 65000:100 and the
+  /// VXLAN encapsulation community (tunnel type 8): what this site's routes must carry.
+  func assertAdvertisedBySite(
+    _ path: [String: Any], nlri: [String: Any], file: StaticString = #filePath, line: UInt = #line
+  ) throws {
+    let rd = try XCTUnwrap(nlri["rd"] as? [String: Any], file: file, line: line)
+    XCTAssertEqual(rd["admin"] as? String, "1.1.1.1", file: file, line: line)
+    XCTAssertEqual(rd["assigned"] as? Int, 1, file: file, line: line)
+    XCTAssertEqual(nlri["labels"] as? [Int], [100], file: file, line: line)
+    XCTAssertEqual(attribute(path, type: 14)?["nexthop"] as? String, "10.0.0.1", file: file, line: line)
+    let communities = extendedCommunities(path)
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" },
+      "\(communities)", file: file, line: line)
+    XCTAssertTrue(
+      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
+      "\(communities)", file: file, line: line)
+  }
+
   private func extendedCommunities(_ path: [String: Any]) -> [[String: Any]] {
     attribute(path, type: 16)?["value"] as? [[String: Any]] ?? []
   }
@@ -237,18 +256,7 @@ final class EVPNControlPlaneTests: XCTestCase {
       daemon.waitForRIB { !self.paths($0, mac: "02:aa:00:00:00:01").isEmpty }, daemon.evpn("-j").output)
     let ours = try XCTUnwrap(paths(daemon.evpnRIB(), mac: "02:aa:00:00:00:01").first)
     let nlri = try XCTUnwrap((ours["nlri"] as? [String: Any])?["value"] as? [String: Any])
-    let rd = try XCTUnwrap(nlri["rd"] as? [String: Any])
-    XCTAssertEqual(rd["admin"] as? String, "1.1.1.1")
-    XCTAssertEqual(rd["assigned"] as? Int, 1)
-    XCTAssertEqual(nlri["labels"] as? [Int], [100])
-    XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
-    let communities = extendedCommunities(ours)
-    XCTAssertTrue(
-      communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" },
-      "\(communities)")
-    XCTAssertTrue(
-      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
-      "\(communities)")
+    try assertAdvertisedBySite(ours, nlri: nlri)
 
     // vm2's host keeps talking, vm1's falls silent past aging_time: withdrawn.
     offline.forward(interface: "vm2", frames: [ping(from: Self.vm2Host, to: .broadcast)], now: 200)
@@ -377,18 +385,7 @@ final class EVPNControlPlaneTests: XCTestCase {
     let nlri = try XCTUnwrap((ours["nlri"] as? [String: Any])?["value"] as? [String: Any])
     XCTAssertEqual(nlri["ip"] as? String, hostIP)
     XCTAssertEqual(nlri["mac"] as? String, "02:aa:00:00:00:01")
-    let rd = try XCTUnwrap(nlri["rd"] as? [String: Any])
-    XCTAssertEqual(rd["admin"] as? String, "1.1.1.1")
-    XCTAssertEqual(rd["assigned"] as? Int, 1)
-    XCTAssertEqual(nlri["labels"] as? [Int], [100])
-    XCTAssertEqual(attribute(ours, type: 14)?["nexthop"] as? String, "10.0.0.1")
-    let communities = extendedCommunities(ours)
-    XCTAssertTrue(
-      communities.contains { ($0["subtype"] as? Int) == 2 && ($0["value"] as? String) == "65000:100" },
-      "\(communities)")
-    XCTAssertTrue(
-      communities.contains { ($0["subtype"] as? Int) == 12 && ($0["tunnel_type"] as? Int) == 8 },
-      "\(communities)")
+    try assertAdvertisedBySite(ours, nlri: nlri)
     // The MAC-only route stays next to it (as FRR does).
     XCTAssertEqual(paths(rib, mac: "02:aa:00:00:00:01").count, 2, "\(rib.keys.sorted())")
 

@@ -91,8 +91,8 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     var removals = 0
     // One-entry caches: the routes of one UPDATE share VNI, VTEP and peer.
     var lastVNI: (vni: UInt32, index: UInt16)?
-    var lastVTEP: (address: IPAddress, index: UInt16)?
-    var lastPeer: (name: String, index: UInt16)?
+    var lastVTEP: (IPAddress, UInt16)?
+    var lastPeer: (String, UInt16)?
     /// Dataplane changes of the operations applied, not yet handed to the core.
     var pending: [Change] = []
 
@@ -113,30 +113,28 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
 
     mutating func vtep(_ address: IPAddress) -> UInt16 {
-      if let last = lastVTEP, last.address == address { return last.index }
-      let index: UInt16
-      if let known = vtepIndex[address] {
-        index = known
-      } else {
-        index = UInt16(truncatingIfNeeded: vteps.count)
-        vteps.append(address)
-        vtepIndex[address] = index
-      }
-      lastVTEP = (address, index)
-      return index
+      Self.intern(address, last: &lastVTEP, values: &vteps, indices: &vtepIndex)
     }
 
     mutating func peer(_ name: String) -> UInt16 {
-      if let last = lastPeer, last.name == name { return last.index }
+      Self.intern(name, last: &lastPeer, values: &peerNames, indices: &peerIndex)
+    }
+
+    /// A small dense index for a value seen in routes (a VTEP address, a peer name),
+    /// the last one remembered: an UPDATE's routes nearly always share both.
+    private static func intern<Value: Hashable>(
+      _ value: Value, last: inout (Value, UInt16)?, values: inout [Value], indices: inout [Value: UInt16]
+    ) -> UInt16 {
+      if let (lastValue, lastIndex) = last, lastValue == value { return lastIndex }
       let index: UInt16
-      if let known = peerIndex[name] {
+      if let known = indices[value] {
         index = known
       } else {
-        index = UInt16(truncatingIfNeeded: peerNames.count)
-        peerNames.append(name)
-        peerIndex[name] = index
+        index = UInt16(truncatingIfNeeded: values.count)
+        values.append(value)
+        indices[value] = index
       }
-      lastPeer = (name, index)
+      last = (value, index)
       return index
     }
 
