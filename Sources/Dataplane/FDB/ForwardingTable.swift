@@ -101,11 +101,25 @@ public final class ForwardingTable: @unchecked Sendable {
     cp_prefetch(UnsafeRawPointer(words + homeBucket(key) &* 8))
   }
 
-  /// The entry for `key` (`FDBEntry.none` when absent) and the word index of its value,
-  /// for `refreshStamp`. Wait-free unless a writer is rewriting the bucket read.
+  /// `prefetch` that also returns the home bucket, for `lookup(_:home:slot:)` later.
+  @inlinable @inline(__always)
+  public func prefetchHome(_ key: UInt64) -> Int {
+    let bucket = homeBucket(key)
+    cp_prefetch(UnsafeRawPointer(words + bucket &* 8))
+    return bucket
+  }
+
   @inlinable @inline(__always)
   public func lookup(_ key: UInt64, slot: inout Int) -> FDBEntry {
-    var bucket = homeBucket(key)
+    lookup(key, home: homeBucket(key), slot: &slot)
+  }
+
+  /// The entry for `key` (`FDBEntry.none` when absent) and the word index of its value,
+  /// for `refreshStamp`, starting at the key's home bucket `home` (from `prefetchHome`).
+  /// Wait-free unless a writer is rewriting the bucket read.
+  @inlinable @inline(__always)
+  public func lookup(_ key: UInt64, home: Int, slot: inout Int) -> FDBEntry {
+    var bucket = home
     var probes = 0
     while true {
       let base = words + bucket &* 8

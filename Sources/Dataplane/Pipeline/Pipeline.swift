@@ -174,11 +174,17 @@ public final class Pipeline {
       let domainBits = UInt64(domain) &<< 48
       let sourceKey = domainBits | source
       let destinationKey = domainBits | frame.be64(0) &>> 16
-      fdb.prefetch(sourceKey)
-      fdb.prefetch(destinationKey)
+      // Sources already verified this second need no FDB visit in pass 2 (0: nothing to learn).
+      var learnKey: UInt64 = 0
+      if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0
+        && !sourceIsCached(sourceKey, target: FDBTargetKind.port.rawValue &<< 16 | UInt64(member), now: now)
+      {
+        learnKey = sourceKey
+        fdb.prefetch(sourceKey)
+      }
       scratch.frames[index] = FrameMeta(
-        source: sourceKey, destination: destinationKey, domain: domain, origin: member, macs: 0, rest: rest,
-        restLength: length &- rest)
+        source: learnKey, destination: destinationKey, destinationBucket: fdb.prefetchHome(destinationKey),
+        domain: domain, origin: member, macs: 0, rest: rest, restLength: length &- rest)
     }
 
     var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
@@ -191,15 +197,17 @@ public final class Pipeline {
       let rest = Int(meta.rest)
       let restLength = Int(meta.restLength)
 
-      if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0 {
+      if meta.source != 0 {
         learn(
           key: meta.source, kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
-        if state.domainARPSuppression[Int(domain)] {
-          learnARP(
-            domain: domain, member: member, source: meta.source & 0xFFFF_FFFF_FFFF,
-            rest: frame + rest, restLength: restLength, now: now)
-        }
+      }
+      if state.domainARPSuppression[Int(domain)]
+        && state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0
+      {
+        learnARP(
+          domain: domain, member: member, source: frame.be64(4) & 0xFFFF_FFFF_FFFF,
+          rest: frame + rest, restLength: restLength, now: now)
       }
 
       let destinationKey = meta.destination
@@ -210,7 +218,7 @@ public final class Pipeline {
       }
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
-        let entry = fdb.lookup(destinationKey, slot: &slot)
+        let entry = fdb.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
         if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
           switch entry.kindBits {
           case FDBTargetKind.port.rawValue:
@@ -417,16 +425,25 @@ public final class Pipeline {
       let domainBits = UInt64(domain) &<< 48
       let sourceKey = domainBits | source
       let destinationKey = domainBits | frame.be64(inner) &>> 16
-      fdb.prefetch(sourceKey)
-      fdb.prefetch(destinationKey)
       if sourceLow != lastVTEPLow || sourceHigh != lastVTEPHigh {
         lastVTEPHigh = sourceHigh
         lastVTEPLow = sourceLow
         lastVTEP = state.vtep(high: sourceHigh, low: sourceLow)
       }
+      // As on access ports: a source verified this second (from a known VTEP) is not
+      // learnt again; 0 = nothing to learn.
+      var learnKey: UInt64 = 0
+      if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0
+        && !(lastVTEP >= 0
+          && sourceIsCached(
+            sourceKey, target: FDBTargetKind.vtep.rawValue &<< 16 | UInt64(lastVTEP), now: now))
+      {
+        learnKey = sourceKey
+        fdb.prefetch(sourceKey)
+      }
       scratch.frames[index] = FrameMeta(
-        source: sourceKey, destination: destinationKey, domain: domain,
-        origin: UInt16(truncatingIfNeeded: lastVTEP &+ 1), macs: inner, rest: inner &+ 12,
+        source: learnKey, destination: destinationKey, destinationBucket: fdb.prefetchHome(destinationKey),
+        domain: domain, origin: UInt16(truncatingIfNeeded: lastVTEP &+ 1), macs: inner, rest: inner &+ 12,
         restLength: ipEnd &- inner &- 12)
       scratch.vtepHigh[index] = sourceHigh
       scratch.vtepLow[index] = sourceLow
@@ -446,7 +463,7 @@ public final class Pipeline {
       let restLength = Int(meta.restLength)
       let vtepPlusOne = meta.origin
 
-      if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
+      if meta.source != 0 {
         learn(
           key: meta.source, kind: FDBTargetKind.vtep.rawValue, index: vtepPlusOne &- 1,
           high: scratch.vtepHigh[index], low: scratch.vtepLow[index], domain: domain, now: now,
@@ -456,7 +473,7 @@ public final class Pipeline {
       let destinationKey = meta.destination
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
-        let entry = fdb.lookup(destinationKey, slot: &slot)
+        let entry = fdb.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
         if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
           switch entry.kindBits {
           case FDBTargetKind.port.rawValue:
@@ -478,6 +495,21 @@ public final class Pipeline {
 
   // MARK: Learning
 
+  /// Where the source cache keeps `key`, and the tag that says "seen at `target` this
+  /// second, in this FDB epoch".
+  @inline(__always)
+  func sourceCacheSlot(_ key: UInt64, target: UInt64, now: UInt32) -> (Int, UInt64) {
+    let slot = Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
+    return (slot, (target | sourceCacheEpoch) ^ UInt64(now) &<< 50)
+  }
+
+  /// True when the source was found current at `target` earlier this second.
+  @inline(__always)
+  func sourceIsCached(_ key: UInt64, target: UInt64, now: UInt32) -> Bool {
+    let (slot, tag) = sourceCacheSlot(key, target: target, now: now)
+    return sourceCacheKeys[slot] == key && sourceCacheTags[slot] == tag
+  }
+
   /// Refreshes the source's entry when it already points where the frame came from;
   /// otherwise queues a learn event for the learner (deduplicated per second).
   @inline(__always)
@@ -486,8 +518,7 @@ public final class Pipeline {
     knownVTEP: Bool = true
   ) {
     let target = kind &<< 16 | UInt64(index)
-    let cacheSlot = Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
-    let cacheTag = (target | sourceCacheEpoch) ^ UInt64(now) &<< 50
+    let (cacheSlot, cacheTag) = sourceCacheSlot(key, target: target, now: now)
     if knownVTEP && sourceCacheKeys[cacheSlot] == key && sourceCacheTags[cacheSlot] == cacheTag { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
@@ -867,7 +898,8 @@ public final class Pipeline {
 /// What a batch's first pass found out about one frame, for its second pass: 32 bytes,
 /// two to a cache line, read back with one load per field from one base pointer.
 struct FrameMeta {
-  /// Packed FDB keys (bridge domain, MAC) of the source and destination.
+  /// Packed FDB keys (bridge domain, MAC) of the source and destination. `source` is 0
+  /// when there is nothing to learn (learning off, or the source cache says current).
   var source: UInt64
   var destination: UInt64
   /// 0 when the first pass dropped the frame.
@@ -880,14 +912,17 @@ struct FrameMeta {
   var rest: UInt16
   /// Bytes from `rest` to the end of the (inner) frame.
   var restLength: UInt32
-  var reserved: UInt32 = 0
+  /// The destination key's home bucket, computed for the prefetch.
+  var destinationBucket: UInt32
 
   @inline(__always)
   init(
-    source: UInt64, destination: UInt64, domain: UInt16, origin: UInt16, macs: Int, rest: Int, restLength: Int
+    source: UInt64, destination: UInt64, destinationBucket: Int, domain: UInt16, origin: UInt16, macs: Int,
+    rest: Int, restLength: Int
   ) {
     self.source = source
     self.destination = destination
+    self.destinationBucket = UInt32(truncatingIfNeeded: destinationBucket)
     self.domain = domain
     self.origin = origin
     self.macs = UInt16(truncatingIfNeeded: macs)
@@ -908,7 +943,9 @@ struct BatchScratch {
   init(capacity: Int) {
     frames = .allocate(capacity: capacity)
     frames.initialize(
-      repeating: FrameMeta(source: 0, destination: 0, domain: 0, origin: 0, macs: 0, rest: 0, restLength: 0),
+      repeating: FrameMeta(
+        source: 0, destination: 0, destinationBucket: 0, domain: 0, origin: 0, macs: 0, rest: 0, restLength: 0
+      ),
       count: capacity)
     vtepHigh = .allocate(capacity: capacity)
     vtepHigh.initialize(repeating: 0, count: capacity)
