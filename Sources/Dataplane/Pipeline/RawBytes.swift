@@ -21,6 +21,9 @@ extension UnsafeRawPointer {
   @inline(__always) func raw16(_ offset: Int) -> UInt16 {
     loadUnaligned(fromByteOffset: offset, as: UInt16.self)
   }
+  @inline(__always) func raw128(_ offset: Int) -> SIMD16<UInt8> {
+    loadUnaligned(fromByteOffset: offset, as: SIMD16<UInt8>.self)
+  }
 }
 
 extension UnsafeMutableRawPointer {
@@ -41,6 +44,9 @@ extension UnsafeMutableRawPointer {
   }
   @inline(__always) func setU8(_ offset: Int, _ value: UInt8) {
     storeBytes(of: value, toByteOffset: offset, as: UInt8.self)
+  }
+  @inline(__always) func setRaw128(_ offset: Int, _ value: SIMD16<UInt8>) {
+    storeBytes(of: value, toByteOffset: offset, as: SIMD16<UInt8>.self)
   }
 }
 
