@@ -37,23 +37,13 @@ public final class ControlCommands: @unchecked Sendable {
   public func handle(_ request: ControlRequest) -> Data {
     switch request.command {
     case "show-fdb":
-      var rows = core.fdbRows(vni: request.vni, now: clock(), annotator: fdbAnnotator)
-      if let frozen = duplicateMACs?(), !frozen.isEmpty {
-        for index in rows.indices
-        where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac)) {
-          rows[index].duplicate = true
-        }
-      }
-      return Self.encode(["entries": rows])
+      return Self.encode([
+        "entries": markingDuplicates(core.fdbRows(vni: request.vni, now: clock(), annotator: fdbAnnotator))
+      ])
     case "show-arp":
-      var rows = core.arpRows(vni: request.vni, now: clock(), peer: arpPeer)
-      if let frozen = duplicateMACs?(), !frozen.isEmpty {
-        for index in rows.indices
-        where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac)) {
-          rows[index].duplicate = true
-        }
-      }
-      return Self.encode(["entries": rows])
+      return Self.encode([
+        "entries": markingDuplicates(core.arpRows(vni: request.vni, now: clock(), peer: arpPeer))
+      ])
     case "show-bd":
       return Self.encode(["bridge_domains": core.bridgeDomainRows()])
     case "show-stats":
@@ -68,6 +58,29 @@ public final class ControlCommands: @unchecked Sendable {
 }
 
 /// A MAC in a VNI, as `show fdb` prints it ("02:00:00:00:00:01").
+/// A `show` row that names a MAC of a VNI and can say the MAC is frozen as a duplicate.
+protocol DuplicateMarkable {
+  var vni: UInt32 { get }
+  var mac: String { get }
+  var duplicate: Bool? { get set }
+}
+
+extension FDBRow: DuplicateMarkable {}
+extension ARPRow: DuplicateMarkable {}
+
+extension ControlCommands {
+  /// `rows` with `duplicate` set on those whose MAC the control plane has frozen.
+  func markingDuplicates<Row: DuplicateMarkable>(_ rows: [Row]) -> [Row] {
+    guard let frozen = duplicateMACs?(), !frozen.isEmpty else { return rows }
+    var rows = rows
+    for index in rows.indices where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac))
+    {
+      rows[index].duplicate = true
+    }
+    return rows
+  }
+}
+
 public struct DuplicateMAC: Hashable, Sendable {
   public var vni: UInt32
   public var mac: String
