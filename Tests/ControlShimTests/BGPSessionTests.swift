@@ -495,6 +495,10 @@ extension BGPSessionTests {
     // A withdraws its route: B does not process it (its sink still points at A).
     b.speaker.advertiseMAC(vni: 100, mac: m1)
     b.speaker.bindLocalIP(vni: 100, mac: m1, ip: ip2)
+    // B must hold its own route before A's withdrawal arrives: an event loop serves
+    // socket reads before queued tasks, so without this the withdrawal can overtake
+    // them on a busy machine (and B rightly removes a route nobody holds any more).
+    await b.speaker.sync()
     a.speaker.withdrawMAC(vni: 100, mac: m1)
     await b.speaker.sync()
     try await waitForStatus(a.speaker) { $0.localMACRoutes == 0 }

@@ -123,7 +123,9 @@ final class SwitchCoreRemoteMACsTests: XCTestCase {
     let torn = Atomic<Int>(0)
     let seen = Atomic<Int>(0)
     let done = DispatchSemaphore(value: 0)
+    let started = DispatchSemaphore(value: 0)
     Thread {
+      started.signal()
       while !stop.load(ordering: .relaxed) {
         for mac in macs {
           let entry = core.fdb.lookup(FDBKey(bridgeDomain: domain, mac: mac.rawValue))
@@ -136,10 +138,16 @@ final class SwitchCoreRemoteMACsTests: XCTestCase {
       }
       done.signal()
     }.start()
-    for round in 0..<20 {
+    started.wait()
+    // At least 20 rounds, and on until the reader has met entries (a busy machine may
+    // not schedule it during the first ones); bounded so a broken table fails, not hangs.
+    let deadline = Date().addingTimeInterval(30)
+    var round = 0
+    while round < 20 || (seen.load(ordering: .relaxed) == 0 && Date() < deadline) {
       let vtep = round % 2 == 0 ? Self.vtepA : Self.vtepB
       core.applyRemoteMACs(macs.map { .install(vni: 100, mac: $0, vtep: vtep) })
       if round % 5 == 4 { core.applyRemoteMACs(macs.map { .remove(vni: 100, mac: $0) }) }
+      round += 1
     }
     stop.store(true, ordering: .relaxed)
     done.wait()
