@@ -72,6 +72,9 @@ public final class ForwardingTable: @unchecked Sendable {
     domainGenerations = Self.allocateGenerations(Self.maxBridgeDomains)
     portGenerations = Self.allocateGenerations(Self.maxPorts)
     vtepGenerations = Self.allocateGenerations(Self.maxVTEPs)
+    reader = Reader(
+      words: words, bucketMask: bucketMask, bucketShift: bucketShift, domainGenerations: domainGenerations,
+      portGenerations: portGenerations, vtepGenerations: vtepGenerations)
     writer = WriterLock(WriterState(learnedPerDomain: Array(repeating: 0, count: Self.maxBridgeDomains)))
   }
 
@@ -90,86 +93,35 @@ public final class ForwardingTable: @unchecked Sendable {
 
   // MARK: Readers
 
+  /// The reader's view of the table (`ForwardingTable.Reader`): packet loops copy it
+  /// into a local once per batch.
+  public let reader: Reader
+
   @inlinable @inline(__always)
-  func homeBucket(_ key: UInt64) -> Int {
-    Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> bucketShift)
-  }
+  func homeBucket(_ key: UInt64) -> Int { reader.homeBucket(key) }
 
   /// Starts pulling the key's home bucket into cache; call a few frames ahead of `lookup`.
   @inlinable @inline(__always)
-  public func prefetch(_ key: UInt64) {
-    cp_prefetch(UnsafeRawPointer(words + homeBucket(key) &* 8))
-  }
-
-  /// `prefetch` that also returns the home bucket, for `lookup(_:home:slot:)` later.
-  @inlinable @inline(__always)
-  public func prefetchHome(_ key: UInt64) -> Int {
-    let bucket = homeBucket(key)
-    cp_prefetch(UnsafeRawPointer(words + bucket &* 8))
-    return bucket
-  }
+  public func prefetch(_ key: UInt64) { reader.prefetch(key) }
 
   @inlinable @inline(__always)
-  public func lookup(_ key: UInt64, slot: inout Int) -> FDBEntry {
-    lookup(key, home: homeBucket(key), slot: &slot)
-  }
-
-  /// The entry for `key` (`FDBEntry.none` when absent) and the word index of its value,
-  /// for `refreshStamp`, starting at the key's home bucket `home` (from `prefetchHome`).
-  /// Wait-free unless a writer is rewriting the bucket read.
-  @inlinable @inline(__always)
-  public func lookup(_ key: UInt64, home: Int, slot: inout Int) -> FDBEntry {
-    var bucket = home
-    var probes = 0
-    while true {
-      let base = words + bucket &* 8
-      let sequence = base[0].load(ordering: .acquiring)
-      let key0 = base[1].load(ordering: .relaxed)
-      let key1 = base[2].load(ordering: .relaxed)
-      let key2 = base[3].load(ordering: .relaxed)
-      var found = -1
-      if key0 == key { found = 4 } else if key1 == key { found = 5 } else if key2 == key { found = 6 }
-      let value = found >= 0 ? base[found].load(ordering: .relaxed) : 0
-      let overflow = base[7].load(ordering: .relaxed)
-      atomicMemoryFence(ordering: .acquiring)
-      if sequence & 1 != 0 || base[0].load(ordering: .relaxed) != sequence { continue }
-      if found >= 0 {
-        slot = bucket &* 8 &+ found
-        return FDBEntry(rawValue: value)
-      }
-      probes &+= 1
-      if overflow == 0 || probes > Self.maxProbe { return .none }
-      bucket = (bucket &+ 1) & bucketMask
-    }
-  }
+  public func lookup(_ key: UInt64, slot: inout Int) -> FDBEntry { reader.lookup(key, slot: &slot) }
 
   @inlinable @inline(__always)
   public func lookup(_ key: FDBKey) -> FDBEntry {
     var slot = 0
-    return lookup(key.rawValue, slot: &slot)
+    return reader.lookup(key.rawValue, slot: &slot)
   }
 
-  /// True when neither the entry's bridge domain nor its target was flushed since it was
-  /// written.
   @inlinable @inline(__always)
   public func isCurrent(_ entry: FDBEntry, bridgeDomain: UInt16) -> Bool {
-    let domain = domainGenerations[Int(bridgeDomain)].load(ordering: .relaxed)
-    if entry.domainGeneration != domain { return false }
-    switch entry.kindBits {
-    case FDBTargetKind.port.rawValue:
-      return entry.targetGeneration == portGenerations[Int(entry.index)].load(ordering: .relaxed)
-    case FDBTargetKind.vtep.rawValue:
-      return entry.targetGeneration == vtepGenerations[Int(entry.index)].load(ordering: .relaxed)
-    default:
-      return true
-    }
+    reader.isCurrent(entry, bridgeDomain: bridgeDomain)
   }
 
   /// Sets a new last-seen stamp on the value at `slot` if it still holds `entry`.
   @inlinable @inline(__always)
   public func refreshStamp(slot: Int, entry: FDBEntry, stamp: UInt32) {
-    _ = words[slot].compareExchange(
-      expected: entry.rawValue, desired: entry.withStamp(stamp).rawValue, ordering: .relaxed)
+    reader.refreshStamp(slot: slot, entry: entry, stamp: stamp)
   }
 
   // MARK: Flush generations

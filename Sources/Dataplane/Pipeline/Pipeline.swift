@@ -131,23 +131,33 @@ public final class Pipeline {
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
     // Locals, not stored properties: after a store through a raw pointer the optimiser
-    // cannot assume `self`'s fields unchanged and would reload them for every frame.
-    let fdb = self.fdb
-    let scratch = self.scratch
-    let ingress = vector.ingress
+    // cannot assume `self`'s (or `state`'s) fields unchanged and would reload them, and
+    // the pointers behind them, for every frame.
+    let table = fdb.reader
+    let metas = scratch.frames
+    let frames = vector.frames
+    let lengths = vector.lengths
+    let vlanTags = vector.vlanTags
+    let memberRow = state.memberByVLAN + Int(vector.ingress) &* ForwardingState.vlanColumns
+    let memberDomain = state.memberDomain
+    let learnFlags = state.domainLearnFlags
+    let cacheKeys = sourceCacheKeys
+    let cacheTags = sourceCacheTags
     let now = vector.now
+    // The source cache tag of "seen on member m this second": `cacheTagBase | m`.
+    let cacheTagBase = (FDBTargetKind.port.rawValue &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
     let frameCount = vector.count
     for index in 0..<frameCount {
-      scratch.frames[index].domain = 0
-      let frame = UnsafeRawPointer(vector.frames[index])
-      let length = Int(vector.lengths[index])
+      metas[index].domain = 0
+      let frame = UnsafeRawPointer(frames[index])
+      let length = Int(lengths[index])
       if length < 14 {
         drop(.runt)
         continue
       }
       var column = ForwardingState.untaggedColumn
       var rest = 12
-      let tag = vector.vlanTags[index]
+      let tag = vlanTags[index]
       if tag & FrameVector.vlanTagPresent != 0 {
         let vlan = Int(tag & 0xFFF)
         if vlan != 0 { column = vlan }
@@ -160,7 +170,7 @@ public final class Pipeline {
         if vlan != 0 { column = vlan }
         rest = 16
       }
-      let member = state.member(interface: ingress, vlan: column)
+      let member = memberRow[column]
       if member == 0 {
         drop(.unmappedVLAN)
         continue
@@ -170,29 +180,31 @@ public final class Pipeline {
         drop(.badSourceMAC)
         continue
       }
-      let domain = state.memberDomain[Int(member)]
+      let domain = memberDomain[Int(member)]
       let domainBits = UInt64(domain) &<< 48
       let sourceKey = domainBits | source
       let destinationKey = domainBits | frame.be64(0) &>> 16
       // Sources already verified this second need no FDB visit in pass 2 (0: nothing to learn).
       var learnKey: UInt64 = 0
-      if state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0
-        && !sourceIsCached(sourceKey, target: FDBTargetKind.port.rawValue &<< 16 | UInt64(member), now: now)
-      {
-        learnKey = sourceKey
-        fdb.prefetch(sourceKey)
+      if learnFlags[Int(domain)] & LearnFlags.local != 0 {
+        let cacheSlot = Self.sourceCacheSlot(sourceKey)
+        if cacheKeys[cacheSlot] != sourceKey || cacheTags[cacheSlot] != cacheTagBase | UInt64(member) {
+          learnKey = sourceKey
+          table.prefetch(sourceKey)
+        }
       }
-      scratch.frames[index] = FrameMeta(
-        source: learnKey, destination: destinationKey, destinationBucket: fdb.prefetchHome(destinationKey),
+      metas[index] = FrameMeta(
+        source: learnKey, destination: destinationKey, destinationBucket: table.prefetchHome(destinationKey),
         domain: domain, origin: member, macs: 0, rest: rest, restLength: length &- rest)
     }
 
     var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
+    let arpSuppression = state.domainARPSuppression
     for index in 0..<frameCount {
-      let meta = scratch.frames[index]
+      let meta = metas[index]
       let domain = meta.domain
       if domain == 0 { continue }
-      let frame = UnsafeRawPointer(vector.frames[index])
+      let frame = UnsafeRawPointer(frames[index])
       let member = meta.origin
       let rest = Int(meta.rest)
       let restLength = Int(meta.restLength)
@@ -202,24 +214,23 @@ public final class Pipeline {
           key: meta.source, kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
       }
-      if state.domainARPSuppression[Int(domain)]
-        && state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0
-      {
-        learnARP(
-          domain: domain, member: member, source: frame.be64(4) & 0xFFFF_FFFF_FFFF,
-          rest: frame + rest, restLength: restLength, now: now)
-      }
-
       let destinationKey = meta.destination
-      if destinationKey & 0x0100_0000_0000 != 0 && state.domainARPSuppression[Int(domain)]
-        && answerARP(state, domain: domain, member: member, rest: frame + rest, restLength: restLength)
-      {
-        continue
+      if arpSuppression[Int(domain)] {
+        if learnFlags[Int(domain)] & LearnFlags.local != 0 {
+          learnARP(
+            domain: domain, member: member, source: frame.be64(4) & 0xFFFF_FFFF_FFFF,
+            rest: frame + rest, restLength: restLength, now: now)
+        }
+        if destinationKey & 0x0100_0000_0000 != 0
+          && answerARP(state, domain: domain, member: member, rest: frame + rest, restLength: restLength)
+        {
+          continue
+        }
       }
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
-        let entry = fdb.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
-        if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+        let entry = table.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
+        if entry.isPresent && table.isCurrent(entry, bridgeDomain: domain) {
           switch entry.kindBits {
           case FDBTargetKind.port.rawValue:
             if entry.index == member {
@@ -250,11 +261,19 @@ public final class Pipeline {
   @inline(never)
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     countReceived(vector)
-    // Locals, not stored properties: after a store through a raw pointer the optimiser
-    // cannot assume `self`'s fields unchanged and would reload them for every frame.
-    let fdb = self.fdb
+    // Locals, not stored properties: see `switchAccessBatch`.
+    let table = fdb.reader
     let scratch = self.scratch
+    let metas = scratch.frames
+    let frames = vector.frames
+    let lengths = vector.lengths
+    let frameFlags = vector.flags
+    let learnFlags = state.domainLearnFlags
+    let cacheKeys = sourceCacheKeys
+    let cacheTags = sourceCacheTags
     let now = vector.now
+    // The source cache tag of "seen from VTEP v this second": `cacheTagBase | v`.
+    let cacheTagBase = (FDBTargetKind.vtep.rawValue &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
     let frameCount = vector.count
     let localIsIPv6 = state.localIsIPv6
     let localHigh = state.localHigh
@@ -268,10 +287,11 @@ public final class Pipeline {
     var lastVNI = UInt32.max  // wider than any 24-bit VNI
     var lastDomain: UInt16 = 0
     for index in 0..<frameCount {
-      scratch.frames[index].domain = 0
-      let frame = UnsafeRawPointer(vector.frames[index])
-      let length = Int(vector.lengths[index])
-      let checksumTrusted = vector.flags[index] & FrameFlags.checksumValid != 0
+      metas[index].domain = 0
+      let frame = UnsafeRawPointer(frames[index])
+      let length = Int(lengths[index])
+      let flags = frameFlags[index]
+      let checksumTrusted = flags & FrameFlags.checksumValid != 0
       // Outer Ethernet + a minimal IPv4 header; every later read is bounded by the IP
       // and UDP lengths, themselves checked against the frame length.
       if length < 34 {
@@ -295,10 +315,14 @@ public final class Pipeline {
       var sourceLow: UInt64
       if etherType == 0x0800 {
         let versionAndLength = ip.u8(0)
-        let headerLength = Int(versionAndLength & 0x0F) &<< 2
-        if versionAndLength &>> 4 != 4 || headerLength < 20 {
-          drop(.badIPHeader)
-          continue
+        var headerLength = 20
+        if versionAndLength != 0x45 {
+          // Options (or garbage): the rare case gets the general checks.
+          headerLength = Int(versionAndLength & 0x0F) &<< 2
+          if versionAndLength &>> 4 != 4 || headerLength < 20 {
+            drop(.badIPHeader)
+            continue
+          }
         }
         let totalLength = Int(ip.be16(2))
         ipEnd = ipOffset &+ totalLength
@@ -373,7 +397,7 @@ public final class Pipeline {
         continue
       }
       let checksum = udp.be16(6)
-      if vector.flags[index] & FrameFlags.checksumNotReady != 0 {
+      if flags & FrameFlags.checksumNotReady != 0 {
         // Built by the local kernel (a vxlan device in this host): the outer checksum,
         // if any, was computed for the inner frame as completed below (RFC 7348 LCO).
       } else if checksum == 0 {
@@ -408,8 +432,8 @@ public final class Pipeline {
         continue
       }
       let inner = udpOffset &+ 16
-      if vector.flags[index] & FrameFlags.checksumNotReady != 0 {
-        if ChecksumCompletion.complete(frame: vector.frames[index] + inner, length: ipEnd &- inner) {
+      if flags & FrameFlags.checksumNotReady != 0 {
+        if ChecksumCompletion.complete(frame: frames[index] + inner, length: ipEnd &- inner) {
           count(Counter.checksumsCompleted)
         }
       }
@@ -433,16 +457,17 @@ public final class Pipeline {
       // As on access ports: a source verified this second (from a known VTEP) is not
       // learnt again; 0 = nothing to learn.
       var learnKey: UInt64 = 0
-      if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0
-        && !(lastVTEP >= 0
-          && sourceIsCached(
-            sourceKey, target: FDBTargetKind.vtep.rawValue &<< 16 | UInt64(lastVTEP), now: now))
-      {
-        learnKey = sourceKey
-        fdb.prefetch(sourceKey)
+      if learnFlags[Int(domain)] & LearnFlags.decap != 0 {
+        let cacheSlot = Self.sourceCacheSlot(sourceKey)
+        if lastVTEP < 0 || cacheKeys[cacheSlot] != sourceKey
+          || cacheTags[cacheSlot] != cacheTagBase | UInt64(truncatingIfNeeded: lastVTEP)
+        {
+          learnKey = sourceKey
+          table.prefetch(sourceKey)
+        }
       }
-      scratch.frames[index] = FrameMeta(
-        source: learnKey, destination: destinationKey, destinationBucket: fdb.prefetchHome(destinationKey),
+      metas[index] = FrameMeta(
+        source: learnKey, destination: destinationKey, destinationBucket: table.prefetchHome(destinationKey),
         domain: domain, origin: UInt16(truncatingIfNeeded: lastVTEP &+ 1), macs: inner, rest: inner &+ 12,
         restLength: ipEnd &- inner &- 12)
       scratch.vtepHigh[index] = sourceHigh
@@ -453,11 +478,11 @@ public final class Pipeline {
     // Decapsulated frames are never sent back to the underlay (split horizon).
     var out = UnderlayOutput(state: state, ring: nil)
     for index in 0..<frameCount {
-      let meta = scratch.frames[index]
+      let meta = metas[index]
       let domain = meta.domain
       if domain == 0 { continue }
       decapsulated &+= 1
-      let frame = UnsafeRawPointer(vector.frames[index])
+      let frame = UnsafeRawPointer(frames[index])
       let macs = frame + Int(meta.macs)
       let rest = frame + Int(meta.rest)
       let restLength = Int(meta.restLength)
@@ -473,8 +498,8 @@ public final class Pipeline {
       let destinationKey = meta.destination
       if destinationKey & 0x0100_0000_0000 == 0 {
         var slot = 0
-        let entry = fdb.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
-        if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+        let entry = table.lookup(destinationKey, home: Int(meta.destinationBucket), slot: &slot)
+        if entry.isPresent && table.isCurrent(entry, bridgeDomain: domain) {
           switch entry.kindBits {
           case FDBTargetKind.port.rawValue:
             emitLocal(state, member: entry.index, macs: macs, rest: rest, restLength: restLength)
@@ -499,8 +524,12 @@ public final class Pipeline {
   /// second, in this FDB epoch".
   @inline(__always)
   func sourceCacheSlot(_ key: UInt64, target: UInt64, now: UInt32) -> (Int, UInt64) {
-    let slot = Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
-    return (slot, (target | sourceCacheEpoch) ^ UInt64(now) &<< 50)
+    (Self.sourceCacheSlot(key), (target | sourceCacheEpoch) ^ UInt64(now) &<< 50)
+  }
+
+  @inline(__always)
+  static func sourceCacheSlot(_ key: UInt64) -> Int {
+    Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
   }
 
   /// True when the source was found current at `target` earlier this second.
@@ -751,9 +780,9 @@ public final class Pipeline {
       let payloadLength = innerLength &+ 16
       if state.inheritDSCP {
         let tos = UInt32(Self.innerTOS(rest: rest, restLength: restLength))
-        output.setBE32(14, 0x6000_0000 | tos &<< 20 | UInt32(truncatingIfNeeded: hash) & 0xF_FFFF)
+        output.setBE32(14, 0x6000_0000 | tos &<< 20 | UInt32(truncatingIfNeeded: hash &>> 44))
       } else {
-        output.setBE32(14, UnsafeRawPointer(output).be32(14) | UInt32(truncatingIfNeeded: hash) & 0xF_FFFF)
+        output.setBE32(14, UnsafeRawPointer(output).be32(14) | UInt32(truncatingIfNeeded: hash &>> 44))
       }
       output.setBE16(18, UInt16(truncatingIfNeeded: payloadLength))
       output.setBE16(54, sourcePort)
@@ -773,7 +802,9 @@ public final class Pipeline {
         sum &+= UInt32(tos)
       }
       output.setBE16(16, UInt16(truncatingIfNeeded: ipLength))
-      output.setBE16(24, OnesComplement.finish32(sum))
+      // One fold is enough: the base is folded to 16 bits and `ipLength` (bounded by the
+      // MTU) plus TOS stays far below 0xFFFF, so the sum cannot carry twice.
+      output.setBE16(24, ~UInt16(truncatingIfNeeded: (sum & 0xFFFF) &+ (sum &>> 16)))
       output.setBE16(34, sourcePort)
       output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
       output.setBE32(46, vni &<< 8)
@@ -873,8 +904,10 @@ public final class Pipeline {
     } else {
       hash = macs.raw64(0) ^ macs.raw64(4) &* 31 ^ UInt64(etherType)
     }
-    hash = (hash ^ hash &>> 29) &* 0xBF58_476D_1CE4_E5B9
-    return hash ^ hash &>> 32
+    // Multiplicative hashing: the high bits of the product depend on every input bit,
+    // and only high bits are used (the source port from bits 32-63, the IPv6 flow label
+    // from bits 44-63).
+    return hash &* 0xBF58_476D_1CE4_E5B9
   }
 
   /// Whether an IPv4 header's checksum verifies; the common 20-byte header as five
@@ -885,8 +918,11 @@ public final class Pipeline {
       let sum =
         UInt64(ip.raw32(0)) &+ UInt64(ip.raw32(4)) &+ UInt64(ip.raw32(8)) &+ UInt64(ip.raw32(12))
         &+ UInt64(ip.raw32(16))
-      // All ones is all ones in either byte order: no swap needed.
-      return OnesComplement.fold16(sum) == 0xFFFF
+      // The one's-complement sum is all ones exactly when the plain sum is a non-zero
+      // multiple of 0xFFFF (2^16 and 2^32 are 1 modulo 0xFFFF), in either byte order
+      // (swapping bytes multiplies by 256, which is invertible modulo 0xFFFF). A
+      // remainder by a constant is a multiplication; folding would take three rounds.
+      return sum % 0xFFFF == 0 && sum != 0
     }
     return OnesComplement.fold16(OnesComplement.sum(ip, count: headerLength)) == 0xFFFF
   }

@@ -23,8 +23,11 @@ public struct TxRing {
   public let dataOffset: Int
   /// Largest frame a slot holds.
   public let maxFrameLength: Int
-  /// Next slot to fill.
-  public var head = 0
+  /// One past the last slot.
+  let end: UnsafeMutableRawPointer
+  /// The next slot to fill: a pointer rather than an index, so that reserving and
+  /// committing a frame cost no multiplication.
+  public var next: UnsafeMutableRawPointer
   /// Slots filled since the consumer was last kicked.
   public var pending = 0
 
@@ -40,9 +43,13 @@ public struct TxRing {
     self.lengthOffset = lengthOffset
     self.dataOffset = dataOffset
     maxFrameLength = slotSize - dataOffset
+    end = base + slotSize * slotCount
+    next = base
   }
 
   public var slotCount: Int { slotMask + 1 }
+  /// Index of the next slot to fill.
+  public var head: Int { (next - base) / slotSize }
 
   @inline(__always)
   func status(_ slot: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Atomic<UInt32>> {
@@ -52,19 +59,18 @@ public struct TxRing {
   /// Where to write the next frame, or nil when the ring is full.
   @inline(__always)
   public func reserve() -> UnsafeMutableRawPointer? {
-    let slot = base + head &* slotSize
-    let state = status(slot).pointee.load(ordering: .acquiring)
+    let state = status(next).pointee.load(ordering: .acquiring)
     if state & (Self.sendRequest | Self.sending) != 0 { return nil }
-    return slot + dataOffset
+    return next + dataOffset
   }
 
   /// Hands the frame written at the reserved slot to the consumer.
   @inline(__always)
   public mutating func commit(length: Int) {
-    let slot = base + head &* slotSize
-    (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length), as: UInt32.self)
-    status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
-    head = (head &+ 1) & slotMask
+    (next + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length), as: UInt32.self)
+    status(next).pointee.store(Self.sendRequest, ordering: .releasing)
+    next += slotSize
+    if next == end { next = base }
     pending &+= 1
   }
 }

@@ -42,7 +42,7 @@ struct UnderlayOutput {
   @inline(__always)
   func finish() {
     guard let ring else { return }
-    ring.pointee.head = tx.head
+    ring.pointee.next = tx.next
     ring.pointee.pending = tx.pending
   }
 
