@@ -209,13 +209,13 @@ public final class Pipeline {
       let rest = Int(meta.rest)
       let restLength = Int(meta.restLength)
 
-      if meta.source != 0 {
+      if _slowPath(meta.source != 0) {
         learn(
           key: meta.source, kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
           domain: domain, now: now)
       }
       let destinationKey = meta.destination
-      if arpSuppression[Int(domain)] {
+      if _slowPath(arpSuppression[Int(domain)]) {
         if learnFlags[Int(domain)] & LearnFlags.local != 0 {
           learnARP(
             domain: domain, member: member, source: frame.be64(4) & 0xFFFF_FFFF_FFFF,
@@ -236,7 +236,8 @@ public final class Pipeline {
             if entry.index == member {
               drop(.sameInterface)
             } else {
-              emitLocal(state, member: entry.index, macs: frame, rest: frame + rest, restLength: restLength)
+              emitLocalCopy(
+                state, member: entry.index, macs: frame, rest: frame + rest, restLength: restLength)
             }
           case FDBTargetKind.vtep.rawValue:
             encapsulate(
@@ -724,6 +725,16 @@ public final class Pipeline {
     ring.pointee.commit(length: length)
     count(Counter.txFrames(interface))
     count(Counter.txBytes(interface), length)
+  }
+
+  /// `emitLocal` out of line, for access ingress: there local switching shares the loop
+  /// with encapsulation, and an inlined copy would tie up registers the encapsulation
+  /// path needs (its values spilled on every frame).
+  @inline(never)
+  func emitLocalCopy(
+    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+  ) {
+    emitLocal(state, member: member, macs: macs, rest: rest, restLength: restLength)
   }
 
   /// Prepends the VTEP's precomputed outer header to the (untagged) inner frame and
