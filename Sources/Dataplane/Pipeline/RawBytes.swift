@@ -56,30 +56,45 @@ public enum OnesComplement {
   /// of host-order 16-bit words); an odd last byte is padded with zero.
   @inline(__always)
   public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt64 = 0) -> UInt64 {
-    // Sum native-order 32-bit chunks into 64 bits, then fold and byte-swap once: the
+    // Native-order 64-bit words added with end-around carry (`add` then `adc $0`: two
+    // instructions per 8 bytes), four words a round; then fold and byte-swap once: the
     // one's-complement sum is byte-order independent up to that final swap.
     var accumulator: UInt64 = 0
     var offset = 0
+    while offset &+ 32 <= count {
+      accumulator = addWithCarry(accumulator, bytes.raw64(offset))
+      accumulator = addWithCarry(accumulator, bytes.raw64(offset &+ 8))
+      accumulator = addWithCarry(accumulator, bytes.raw64(offset &+ 16))
+      accumulator = addWithCarry(accumulator, bytes.raw64(offset &+ 24))
+      offset &+= 32
+    }
     while offset &+ 8 <= count {
-      let word = bytes.raw64(offset)
-      accumulator &+= word & 0xFFFF_FFFF
-      accumulator &+= word &>> 32
+      accumulator = addWithCarry(accumulator, bytes.raw64(offset))
       offset &+= 8
     }
     if offset &+ 4 <= count {
-      accumulator &+= UInt64(bytes.raw32(offset))
+      accumulator = addWithCarry(accumulator, UInt64(bytes.raw32(offset)))
       offset &+= 4
     }
     if offset &+ 2 <= count {
-      accumulator &+= UInt64(bytes.raw16(offset))
+      accumulator = addWithCarry(accumulator, UInt64(bytes.raw16(offset)))
       offset &+= 2
     }
-    if offset < count { accumulator &+= UInt64(bytes.u8(offset)) }  // little-endian: low byte first
+    if offset < count {
+      accumulator = addWithCarry(accumulator, UInt64(bytes.u8(offset)))  // little-endian: low byte first
+    }
     var folded = fold16(accumulator)
     #if _endian(little)
       folded = UInt64(UInt16(truncatingIfNeeded: folded).byteSwapped)
     #endif
     return initial &+ folded
+  }
+
+  /// `a + b` with the carry out of bit 63 added back in (2^64 is 1 modulo 0xFFFF).
+  @inline(__always)
+  static func addWithCarry(_ a: UInt64, _ b: UInt64) -> UInt64 {
+    let (sum, carried) = a.addingReportingOverflow(b)
+    return sum &+ (carried ? 1 : 0)
   }
 
   /// Folds a wide sum to 16 bits with end-around carry.
