@@ -144,8 +144,7 @@ public final class Pipeline {
     let cacheKeys = sourceCacheKeys
     let cacheTags = sourceCacheTags
     let now = vector.now
-    // The source cache tag of "seen on member m this second": `cacheTagBase | m`.
-    let cacheTagBase = (FDBTargetKind.port.rawValue &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
+    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.port.rawValue, now: now)
     let frameCount = vector.count
     for index in 0..<frameCount {
       metas[index].domain = 0
@@ -273,8 +272,7 @@ public final class Pipeline {
     let cacheKeys = sourceCacheKeys
     let cacheTags = sourceCacheTags
     let now = vector.now
-    // The source cache tag of "seen from VTEP v this second": `cacheTagBase | v`.
-    let cacheTagBase = (FDBTargetKind.vtep.rawValue &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
+    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
     let frameCount = vector.count
     let localIsIPv6 = state.localIsIPv6
     let localHigh = state.localHigh
@@ -521,23 +519,18 @@ public final class Pipeline {
 
   // MARK: Learning
 
-  /// Where the source cache keeps `key`, and the tag that says "seen at `target` this
-  /// second, in this FDB epoch".
-  @inline(__always)
-  func sourceCacheSlot(_ key: UInt64, target: UInt64, now: UInt32) -> (Int, UInt64) {
-    (Self.sourceCacheSlot(key), (target | sourceCacheEpoch) ^ UInt64(now) &<< 50)
-  }
-
+  /// Where the source cache keeps `key`.
   @inline(__always)
   static func sourceCacheSlot(_ key: UInt64) -> Int {
     Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
   }
 
-  /// True when the source was found current at `target` earlier this second.
+  /// The source cache tag that says "seen at target `index` of `kind` this second, in
+  /// this FDB epoch" is `sourceCacheTagBase(kind:now:) | index`: the base is computed
+  /// once per batch, the index (16 bits, clear of the other fields) per frame.
   @inline(__always)
-  func sourceIsCached(_ key: UInt64, target: UInt64, now: UInt32) -> Bool {
-    let (slot, tag) = sourceCacheSlot(key, target: target, now: now)
-    return sourceCacheKeys[slot] == key && sourceCacheTags[slot] == tag
+  func sourceCacheTagBase(kind: UInt64, now: UInt32) -> UInt64 {
+    (kind &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
   }
 
   /// Refreshes the source's entry when it already points where the frame came from;
@@ -548,7 +541,8 @@ public final class Pipeline {
     knownVTEP: Bool = true
   ) {
     let target = kind &<< 16 | UInt64(index)
-    let (cacheSlot, cacheTag) = sourceCacheSlot(key, target: target, now: now)
+    let cacheSlot = Self.sourceCacheSlot(key)
+    let cacheTag = sourceCacheTagBase(kind: kind, now: now) | UInt64(index)
     if knownVTEP && sourceCacheKeys[cacheSlot] == key && sourceCacheTags[cacheSlot] == cacheTag { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
