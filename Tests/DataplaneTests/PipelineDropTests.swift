@@ -52,6 +52,51 @@ final class PipelineDropTests: XCTestCase {
     return bytes
   }
 
+  /// Flips every bit of a good frame's outer headers (Ethernet type to VXLAN reserved
+  /// byte), the IPv4 header checksum recomputed so that each flip reaches the check it
+  /// is meant for. The result is always one of two: the inner frame delivered byte for
+  /// byte, or exactly one counted drop. Flips in what the decap fast path compares
+  /// (EtherType, version and header length, fragment bits, protocol, destination address
+  /// and port, UDP checksum, the I flag) are all dropped, by whichever path.
+  func testEveryOuterHeaderBitFlipIsDeliveredIntactOrDroppedOnce() {
+    let inner = S.ping(from: S.hostR, to: .broadcast)
+    let frame = S.vxlan(inner)
+    var mustDrop = [UInt8](repeating: 0, count: 50)
+    for byte in [12, 13, 14, 21, 23, 30, 31, 32, 33, 36, 37, 40, 41] { mustDrop[byte] = 0xFF }
+    mustDrop[20] = 0x3F
+    mustDrop[42] = 0x08
+    let sw = OfflineSwitch(config: S.config())
+    func outputs() -> [String: [[UInt8]]] {
+      Dictionary(uniqueKeysWithValues: sw.ports.map { ($0.name, $0.takeTransmitted()) })
+    }
+    sw.forward(interface: "eth1", frames: [frame])
+    let reference = outputs()
+    XCTAssertEqual(reference["vm1"], [inner])
+    var delivered = 0
+    for byte in 12..<50 {
+      for bit in 0..<8 {
+        let mutated = patched(frame) { $0[byte] ^= 1 << bit }
+        let dropsBefore = sw.totalDrops()
+        sw.forward(interface: "eth1", frames: [mutated])
+        let output = outputs()
+        let drops = sw.totalDrops() - dropsBefore
+        if output.values.allSatisfy(\.isEmpty) {
+          XCTAssertEqual(drops, 1, "byte \(byte) bit \(bit): not delivered, so exactly one drop")
+        } else {
+          delivered += 1
+          XCTAssertEqual(drops, 0, "byte \(byte) bit \(bit)")
+          XCTAssertEqual(output, reference, "byte \(byte) bit \(bit): delivered as the intact frame is")
+        }
+        if mustDrop[byte] & 1 << bit != 0 {
+          XCTAssertEqual(drops, 1, "byte \(byte) bit \(bit) must be dropped")
+        }
+      }
+    }
+    // TOS, identification, DF, TTL, source address and port, other VXLAN flag bits and
+    // reserved bytes do not matter: those flips are still delivered.
+    XCTAssertGreaterThan(delivered, 60)
+  }
+
   func testRunt() {
     assertDrop(.runt, Array(good[0..<30]))
     assertDrop(.badIPLength, Array(good[0..<60]))
