@@ -306,7 +306,7 @@ public final class Pipeline {
       // finish) is recognised by four masked 64-bit compares and two length checks;
       // anything else takes the general path below, which also names the drop reason.
       var fast = false
-      if length >= 50 && flags & FrameFlags.checksumNotReady == 0
+      if Self.fastPathByteOrder && length >= 50 && flags & FrameFlags.checksumNotReady == 0
         && frame.raw64(12) & 0x00FF_FFFF == 0x45_0008
         && frame.raw64(20) & 0xFF00_FF3F == 0x1100_0000
         && frame.raw64(28) & 0xFFFF_FFFF_0000 == fastAddress
@@ -544,6 +544,16 @@ public final class Pipeline {
         restLength: restLength)
     }
     count(Counter.decapsulated, decapsulated)
+  }
+
+  /// The decap fast path's masks are written for little-endian loads; a big-endian host
+  /// takes the general path for every frame.
+  @inline(__always) static var fastPathByteOrder: Bool {
+    #if _endian(little)
+      return true
+    #else
+      return false
+    #endif
   }
 
   // MARK: Learning
