@@ -6,7 +6,8 @@ import Synchronization
 ///
 /// ## Thread-safety contract
 /// - **Readers** (packet workers) call `lookup`, `prefetch`, `isCurrent` and
-///   `refreshStamp` from any number of threads at once. They never block and never take
+///   `refreshStamp` (here or on `reader`, a copy of the read side that packet loops keep
+///   in a local) from any number of threads at once. They never block and never take
 ///   a lock; a lookup retries only while a writer is rewriting the very bucket it reads
 ///   (a few stores). A reader never sees a torn entry: every bucket carries a sequence
 ///   counter (a seqlock, as Open vSwitch's cmap does), and a lookup returns a key and
