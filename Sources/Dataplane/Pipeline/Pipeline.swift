@@ -930,6 +930,16 @@ public final class Pipeline {
   /// and EtherType, so that one flow always takes one underlay path.
   @inline(__always)
   static func flowHash(macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int) -> UInt64 {
+    // The common case first: IPv4 without options carrying an unfragmented TCP or UDP
+    // segment, recognised with two masked loads (EtherType and version/IHL; fragment bits
+    // and protocol); the ports then sit at a fixed offset.
+    if fastPathByteOrder && restLength >= 26 && rest.raw64(0) & 0xFF_FFFF == 0x45_0008 {
+      let fragmentAndProtocol = rest.raw64(8) & 0xFF00_FF1F
+      if fragmentAndProtocol == 0x1100_0000 || fragmentAndProtocol == 0x0600_0000 {
+        return (rest.raw64(14) ^ fragmentAndProtocol &>> 24 ^ UInt64(rest.raw32(22)) &<< 24)
+          &* 0xBF58_476D_1CE4_E5B9
+      }
+    }
     let etherType = rest.be16(0)
     var hash: UInt64
     if etherType == 0x0800 && restLength >= 22 {
