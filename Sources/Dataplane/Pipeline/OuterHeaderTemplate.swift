@@ -27,7 +27,7 @@ struct OuterHeaderTemplate {
       header += ip
       var sum: UInt32 = 0
       for index in stride(from: 0, to: 20, by: 2) { sum += UInt32(ip[index]) << 8 | UInt32(ip[index + 1]) }
-      checksumBase = Self.fold(sum)
+      checksumBase = OnesComplement.fold32(sum)
     default:
       header += [0x86, 0xDD]
       header += [0x60 | tos >> 4, (tos & 0x0F) << 4, 0, 0, 0, 0, 17, ttl]
@@ -37,16 +37,10 @@ struct OuterHeaderTemplate {
       for index in stride(from: 0, to: addresses.count, by: 2) {
         sum += UInt32(addresses[index]) << 8 | UInt32(addresses[index + 1])
       }
-      checksumBase = Self.fold(sum)
+      checksumBase = OnesComplement.fold32(sum)
     }
     header += [0, 0, UInt8(udpPort >> 8), UInt8(udpPort & 0xFF), 0, 0, 0, 0]
     header += [0x08, 0, 0, 0, 0, 0, 0, 0]
     bytes = header
-  }
-
-  private static func fold(_ sum: UInt32) -> UInt32 {
-    var folded = (sum & 0xFFFF) + (sum >> 16)
-    folded = (folded & 0xFFFF) + (folded >> 16)
-    return folded
   }
 }

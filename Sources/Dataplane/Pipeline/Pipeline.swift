@@ -546,8 +546,8 @@ public final class Pipeline {
     count(Counter.decapsulated, decapsulated)
   }
 
-  /// The decap fast path's masks are written for little-endian loads; a big-endian host
-  /// takes the general path for every frame.
+  /// The fast paths' masks (decap outer headers, inner flow hash) are written for
+  /// little-endian loads; a big-endian host takes the general paths for every frame.
   @inline(__always) static var fastPathByteOrder: Bool {
     #if _endian(little)
       return true
@@ -925,6 +925,10 @@ public final class Pipeline {
 
   // MARK: Inner-frame helpers
 
+  /// Odd, with well-mixed high bits; both of `flowHash`'s paths multiply by it, so a
+  /// flow hashes alike whichever path its frames take.
+  static let flowHashMultiplier: UInt64 = 0xBF58_476D_1CE4_E5B9
+
   /// A hash of the inner flow for the outer UDP source port (RFC 7348 section 5): the
   /// IP addresses, protocol and ports when the inner frame is IPv4/IPv6, else the MACs
   /// and EtherType, so that one flow always takes one underlay path.
@@ -937,7 +941,7 @@ public final class Pipeline {
       let fragmentAndProtocol = rest.raw64(8) & 0xFF00_FF1F
       if fragmentAndProtocol == 0x1100_0000 || fragmentAndProtocol == 0x0600_0000 {
         return (rest.raw64(14) ^ fragmentAndProtocol &>> 24 ^ UInt64(rest.raw32(22)) &<< 24)
-          &* 0xBF58_476D_1CE4_E5B9
+          &* flowHashMultiplier
       }
     }
     let etherType = rest.be16(0)
@@ -961,7 +965,7 @@ public final class Pipeline {
     // Multiplicative hashing: the high bits of the product depend on every input bit,
     // and only high bits are used (the source port from bits 32-63, the IPv6 flow label
     // from bits 44-63).
-    return hash &* 0xBF58_476D_1CE4_E5B9
+    return hash &* flowHashMultiplier
   }
 
   /// Whether an IPv4 header's checksum verifies; the common 20-byte header as five

@@ -111,13 +111,12 @@ public enum OnesComplement {
   @inline(__always)
   public static func finish(_ value: UInt64) -> UInt16 { ~UInt16(truncatingIfNeeded: fold16(value)) }
 
-  /// `finish` for a sum that fits 32 bits (an incremental update of a small header):
-  /// two folds are exact there, the 64-bit fold's other two are dead work.
+  /// Folds a sum that fits 32 bits to 16 bits: two folds are exact there, the 64-bit
+  /// fold's other two are dead work.
   @inline(__always)
-  public static func finish32(_ value: UInt32) -> UInt16 {
-    var sum = (value & 0xFFFF) &+ (value &>> 16)
-    sum = (sum & 0xFFFF) &+ (sum &>> 16)
-    return ~UInt16(truncatingIfNeeded: sum)
+  public static func fold32(_ value: UInt32) -> UInt32 {
+    let sum = (value & 0xFFFF) &+ (value &>> 16)
+    return (sum & 0xFFFF) &+ (sum &>> 16)
   }
 }
 
