@@ -88,6 +88,41 @@ extension ForwardingTable {
       }
     }
 
+    /// The value stored for `key` when its home bucket holds it and no writer is
+    /// rewriting that bucket; 0 otherwise (absent, moved to an overflow bucket, or being
+    /// written). One probe and no retry: the packet loops' fast lookup, which falls back to
+    /// `lookup` whenever this returns 0.
+    @inlinable @inline(__always)
+    public func homeValue(_ key: UInt64) -> UInt64 {
+      let base = words + homeBucket(key) &* 8
+      let sequence = base[0].load(ordering: .acquiring)
+      var value: UInt64 = 0
+      if base[1].load(ordering: .relaxed) == key {
+        value = base[4].load(ordering: .relaxed)
+      } else if base[2].load(ordering: .relaxed) == key {
+        value = base[5].load(ordering: .relaxed)
+      } else if base[3].load(ordering: .relaxed) == key {
+        value = base[6].load(ordering: .relaxed)
+      }
+      atomicMemoryFence(ordering: .acquiring)
+      if sequence & 1 != 0 || base[0].load(ordering: .relaxed) != sequence { return 0 }
+      return value
+    }
+
+    /// For a value whose target is a VTEP: whether that VTEP was not flushed since.
+    @inlinable @inline(__always)
+    public func vtepIsCurrent(_ value: UInt64) -> Bool {
+      UInt8(truncatingIfNeeded: value &>> 28)
+        == vtepGenerations[Int(truncatingIfNeeded: value & 0xFFFF)].load(ordering: .relaxed)
+    }
+
+    /// For a value whose target is a port member: whether that member was not flushed since.
+    @inlinable @inline(__always)
+    public func portIsCurrent(_ value: UInt64) -> Bool {
+      UInt8(truncatingIfNeeded: value &>> 28)
+        == portGenerations[Int(truncatingIfNeeded: value & 0xFFFF)].load(ordering: .relaxed)
+    }
+
     /// True when neither the entry's bridge domain nor its target was flushed since it
     /// was written.
     @inlinable @inline(__always)

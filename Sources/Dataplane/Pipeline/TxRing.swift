@@ -110,6 +110,24 @@ public final class TxRingStorage {
     memory.deallocate()
   }
 
+  /// Frees every slot committed since the last drain without reading it, and returns
+  /// how many (Bench: a port that only counts what it sends). The producer runs on the
+  /// caller's thread, so `pending` says how many there are.
+  public func discard() -> Int {
+    let r = ring.pointee
+    let count = r.pending
+    var slot = r.base + tail * r.slotSize
+    let end = r.base + r.slotSize * (r.slotMask + 1)
+    for _ in 0..<count {
+      r.status(slot).pointee.store(TxRing.available, ordering: .releasing)
+      slot += r.slotSize
+      if slot == end { slot = r.base }
+    }
+    tail = (tail + count) & r.slotMask
+    ring.pointee.pending = 0
+    return count
+  }
+
   /// Calls `body` with each frame committed since the last drain, oldest first, and
   /// frees the slots.
   public func drain(_ body: (UnsafeRawBufferPointer) -> Void) {

@@ -75,7 +75,7 @@ public final class MemoryPort: PacketPort {
   public func flushTransmit() {
     switch output {
     case .discard:
-      storage.drain { _ in transmittedCount &+= 1 }
+      transmittedCount &+= storage.discard()
     case .collect:
       storage.drain { frame in
         transmitted.append(Array(frame))

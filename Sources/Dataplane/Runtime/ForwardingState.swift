@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Everything the packet loop reads besides the FDB, as one immutable snapshot:
 /// interfaces and their VLAN-to-member maps, port members, bridge domains with their
 /// flood lists, the VNI map, and one precomputed outer header per remote VTEP.
@@ -8,6 +10,11 @@
 /// VTEP); index 0 of members and domains means "none".
 public final class ForwardingState: @unchecked Sendable {
   public static let maxInterfaces = 64
+  private static let generations = Atomic<UInt64>(0)
+
+  /// Unique among the snapshots of this process (and never reused, unlike an address):
+  /// caches of decisions taken under one snapshot compare it to stay exact.
+  let generation: UInt64
   /// Column for untagged frames in `memberByVLAN`.
   static let untaggedColumn = 4096
   static let vlanColumns = 4097
@@ -69,6 +76,7 @@ public final class ForwardingState: @unchecked Sendable {
   public let vtepAddresses: [IPAddress]
 
   init(_ b: ForwardingStateBuilder) {
+    generation = Self.generations.add(1, ordering: .relaxed).newValue
     interfaceNames = b.interfaceNames
     interfaceCount = b.interfaceNames.count
     underlayInterface = b.underlayInterface

@@ -1,0 +1,30 @@
+/// How a batch writes outer headers. The packet loops are generic over it so that the
+/// common site configuration (IPv4 underlay, fixed DSCP, no IPv4 UDP checksum) is fixed
+/// at compile time and its loop carries neither the flags nor their branches; every
+/// other configuration reads them from the batch's `UnderlayOutput`.
+protocol EncapsulationFlavor {
+  static func isIPv6(_ out: UnderlayOutput) -> Bool
+  static func inheritsDSCP(_ out: UnderlayOutput) -> Bool
+  static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool
+  static func headerLength(_ out: UnderlayOutput) -> Int
+}
+
+/// IPv4 underlay, fixed DSCP, UDP checksum 0: the default configuration.
+enum PlainIPv4Encapsulation: EncapsulationFlavor {
+  @inline(__always) static func isIPv6(_ out: UnderlayOutput) -> Bool { false }
+  @inline(__always) static func inheritsDSCP(_ out: UnderlayOutput) -> Bool { false }
+  @inline(__always) static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool { false }
+  @inline(__always) static func headerLength(_ out: UnderlayOutput) -> Int { OuterHeaderTemplate.ipv4Length }
+
+  /// Whether `out`'s configuration is this flavor's.
+  @inline(__always)
+  static func matches(_ out: UnderlayOutput) -> Bool { !out.isIPv6 && !out.inheritDSCP && !out.ipv4UDPChecksum }
+}
+
+/// Any configuration, read per frame from the batch's `UnderlayOutput`.
+enum ConfiguredEncapsulation: EncapsulationFlavor {
+  @inline(__always) static func isIPv6(_ out: UnderlayOutput) -> Bool { out.isIPv6 }
+  @inline(__always) static func inheritsDSCP(_ out: UnderlayOutput) -> Bool { out.inheritDSCP }
+  @inline(__always) static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool { out.ipv4UDPChecksum }
+  @inline(__always) static func headerLength(_ out: UnderlayOutput) -> Int { out.headerLength }
+}

@@ -1,0 +1,86 @@
+/// A per-worker exact-match cache of forwarding decisions, after Open vSwitch's EMC: the
+/// first 14 bytes of a frame (destination MAC, source MAC, EtherType) and where it came
+/// from (access member, or bridge domain and source VTEP) map to the target the FDB gave
+/// for it. A hit forwards a frame without parsing its MACs, checking its source or
+/// probing the FDB.
+///
+/// ## Exactness
+/// An entry is filled only by the fast path, after it verified the frame in full: a
+/// unicast destination with a current FDB entry at a reachable target, and a source
+/// found current at the frame's origin this second (so nothing to learn). Every entry
+/// carries the cache generation it was filled under, and a generation holds only while
+/// the FDB's change epoch (bumped by every removal, retarget and flush), the switch
+/// clock's second and the forwarding-state snapshot all stay the same: any of them
+/// changing starts a new generation, which misses on every older entry. So a hit
+/// forwards exactly where the full path would, the source's age stamp is still refreshed
+/// once a second (its first frame each second misses), and the cache never needs a scan
+/// to invalidate. When the 32-bit generation wraps, the entries are cleared.
+///
+/// Frames never filled in (flooded, ARP where suppression watches, tagged in band,
+/// learning) keep taking the full path; their first 14 bytes differ, or their origin
+/// does, from anything cached.
+///
+/// Not thread-safe: owned by one pipeline (worker thread).
+struct FlowCache {
+  static let slotCount = 2048
+  static let slotShift: UInt64 = 64 - 11
+
+  let entries: UnsafeMutablePointer<FlowCacheEntry>
+
+  init() {
+    entries = .allocate(capacity: Self.slotCount)
+    entries.initialize(repeating: FlowCacheEntry(), count: Self.slotCount)
+  }
+
+  func deallocate() { entries.deallocate() }
+
+  /// Forgets every entry (on generation wrap-around).
+  func clear() { entries.update(repeating: FlowCacheEntry(), count: Self.slotCount) }
+
+  /// The entry where a frame whose bytes 0-7 are `head` and 6-13 are `tail` (as loaded,
+  /// native order) is cached.
+  @inline(__always)
+  func entry(head: UInt64, tail: UInt64) -> UnsafeMutablePointer<FlowCacheEntry> {
+    entries + Int(truncatingIfNeeded: ((head ^ tail &<< 5) &* 0x9E37_79B9_7F4A_7C15) &>> Self.slotShift)
+  }
+
+  /// The tag of entries filled under `generation` for frames from `origin` (32 bits).
+  @inline(__always)
+  static func tag(generation: UInt32, origin: UInt32) -> UInt64 {
+    UInt64(generation) &<< 32 | UInt64(origin)
+  }
+}
+
+/// One cached decision: 32 bytes, two to a cache line.
+struct FlowCacheEntry {
+  /// Frame bytes 0-7 and 6-13 as loaded (native order).
+  var head: UInt64 = 0
+  var tail: UInt64 = 0
+  /// `FlowCache.tag(generation:origin:)`; generation 0 is never current, so a zeroed
+  /// entry never hits.
+  var tag: UInt64 = 0
+  /// What to do: see `FlowDecision`.
+  var decision: UInt64 = 0
+}
+
+/// How a `FlowCacheEntry` says where frames go: the FDB target (kind in bits 16-17,
+/// index in 0-15) and, for a local member, its interface in bits 32-47.
+enum FlowDecision {
+  static let targetMask: UInt64 = 0x3_FFFF
+  static let kindMask: UInt64 = 0x3_0000
+  static let vtep: UInt64 = FDBTargetKind.vtep.rawValue &<< 16
+  static let port: UInt64 = FDBTargetKind.port.rawValue &<< 16
+
+  @inline(__always)
+  static func member(_ member: Int, interface: Int) -> UInt64 {
+    port | UInt64(truncatingIfNeeded: member) | UInt64(truncatingIfNeeded: interface) &<< 32
+  }
+}
+
+/// When the flow caches' generation must advance: what the entries of one generation
+/// assume unchanged.
+struct FlowCacheValidity: Equatable {
+  var fdbEpoch: UInt32 = .max
+  var now: UInt32 = .max
+  var snapshot: UInt64 = .max
+}

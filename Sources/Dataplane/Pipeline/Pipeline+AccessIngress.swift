@@ -1,0 +1,218 @@
+extension Pipeline {
+  /// Frames from a local access port: learn the source, then switch locally, encapsulate
+  /// towards the destination's VTEP, or flood.
+  func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    let ring = rings[Int(state.underlayInterface)]
+    if PlainIPv4Encapsulation.matches(UnderlayOutput(state: state, ring: ring)) {
+      switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self)
+    } else {
+      switchAccessBatch(&vector, state, ConfiguredEncapsulation.self)
+    }
+  }
+
+  @inline(never)
+  func switchAccessBatch<Flavor: EncapsulationFlavor>(
+    _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type
+  ) {
+    // Locals, not stored properties: after a store through a raw pointer the optimiser
+    // cannot assume `self`'s (or `state`'s) fields unchanged and would reload them, and
+    // the pointers behind them, for every frame.
+    let table = fdb.reader
+    let frames = vector.frames
+    let lengths = vector.lengths
+    let vlanTags = vector.vlanTags
+    let frameCount = vector.count
+    let ingress = vector.ingress
+    let now = vector.now
+    let cacheKeys = sourceCacheKeys
+    let cacheTags = sourceCacheTags
+    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.port.rawValue, now: now)
+    let flows = accessFlows
+    let generation = flowGeneration
+    let enabled = fastPathsEnabled
+    let prefetching = accessPrefetch
+    var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
+    var lane = AccessLane(
+      state: state, table: table, interface: ingress, tag: 0, sourceCacheTagBase: cacheTagBase,
+      flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
+    var receivedBytes = 0
+    var misses = 0
+    for index in 0..<frameCount {
+      let frame = UnsafeRawPointer(frames[index])
+      let length = Int(lengths[index])
+      let tag = vlanTags[index]
+      receivedBytes &+= length
+      if prefetching {
+        let ahead = index &+ Self.prefetchDistance
+        if ahead < frameCount && lengths[ahead] >= 14 {
+          table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(0) &>> 16)
+        }
+      }
+      if _slowPath(tag != lane.tag) {
+        lane = Self.lane(
+          state: state, table: table, interface: ingress, tag: tag, sourceCacheTagBase: cacheTagBase,
+          flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
+      }
+
+      // The fast path: a flow whose decision is cached, or else known unicast from a
+      // source verified this second (whose decision is then cached).
+      fast: do {
+        if UInt(bitPattern: length &- 14) >= lane.lengthSpan { break fast }
+        let head = frame.raw64(0)
+        let tail = frame.raw64(6)
+        let entry = flows.entry(head: head, tail: tail)
+        var decision: UInt64
+        if entry.pointee.head == head && entry.pointee.tail == tail && entry.pointee.tag == lane.flowTag {
+          decision = entry.pointee.decision
+        } else {
+          misses &+= 1
+          if frame.be16(12) == 0x8100 { break fast }
+          if lane.watchesARP && frame.be16(12) == 0x0806 { break fast }
+          // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
+          let source = frame.be64(6) &>> 16
+          if source == 0 || source & 0x0100_0000_0000 != 0 { break fast }
+          if lane.learns {
+            let key = lane.domainBits | source
+            let slot = Self.sourceCacheSlot(key)
+            if cacheKeys[slot] != key || cacheTags[slot] != lane.sourceCacheTag { break fast }
+          }
+          let destination = frame.be64(0) &>> 16
+          if destination & 0x0100_0000_0000 != 0 { break fast }
+          let value = table.homeValue(lane.domainBits | destination)
+          let pattern = value & FDBValuePattern.mask
+          if pattern == lane.vtepPattern {
+            if !table.vtepIsCurrent(value) || !out.canReach(Int(truncatingIfNeeded: value & 0xFFFF)) {
+              break fast
+            }
+          } else if pattern == lane.portPattern {
+            if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { break fast }
+          } else {
+            break fast
+          }
+          decision = value & FlowDecision.targetMask
+          entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
+        }
+        let restLength = length &- 12
+        if decision & FlowDecision.kindMask == FlowDecision.vtep {
+          let vtep = Int(truncatingIfNeeded: decision & 0xFFFF)
+          guard let output = out.tx.reserve() else { break fast }
+          let written = Self.writeEncapsulation(
+            output, out, vtep: vtep, vniField: lane.vniField, macs: frame, rest: frame + 12, restLength: restLength,
+            hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
+          out.tx.commit(length: written)
+          out.frames &+= 1
+          out.bytes &+= written
+          continue
+        }
+        emitLocalCopy(
+          state, member: UInt16(truncatingIfNeeded: decision), macs: frame, rest: frame + 12, restLength: restLength)
+        continue
+      }
+
+      out.finish()
+      switchAccessFrame(frame, length: length, vlanTag: tag, ingress: ingress, now: now, state)
+      out.resume()
+    }
+    accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
+    countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
+    flush(out)
+  }
+
+  /// `AccessLane.init` out of line: a lane changes only when the VLAN tag does.
+  @inline(never)
+  static func lane(
+    state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32, sourceCacheTagBase: UInt64,
+    flowGeneration: UInt32, maxRestLength: Int, enabled: Bool
+  ) -> AccessLane {
+    AccessLane(
+      state: state, table: table, interface: interface, tag: tag, sourceCacheTagBase: sourceCacheTagBase,
+      flowGeneration: flowGeneration, maxRestLength: maxRestLength, enabled: enabled)
+  }
+
+  /// The whole job for one frame from an access port, for every frame the fast path
+  /// leaves: VLAN mapping (in-band tags too), learning, ARP suppression, lookup with
+  /// overflow probing, local delivery, encapsulation or flooding, and every drop reason.
+  @inline(never)
+  func switchAccessFrame(
+    _ frame: UnsafeRawPointer, length: Int, vlanTag tag: UInt32, ingress: UInt16, now: UInt32,
+    _ state: ForwardingState
+  ) {
+    if length < 14 {
+      drop(.runt)
+      return
+    }
+    var column = ForwardingState.untaggedColumn
+    var restOffset = 12
+    if tag & FrameVector.vlanTagPresent != 0 {
+      let vlan = Int(tag & 0xFFF)
+      if vlan != 0 { column = vlan }
+    } else if frame.be16(12) == 0x8100 {
+      if length < 18 {
+        drop(.runt)
+        return
+      }
+      let vlan = Int(frame.be16(14) & 0xFFF)
+      if vlan != 0 { column = vlan }
+      restOffset = 16
+    }
+    let member = state.member(interface: ingress, vlan: column)
+    if member == 0 {
+      drop(.unmappedVLAN)
+      return
+    }
+    let source = frame.be64(4) & 0xFFFF_FFFF_FFFF
+    if source & 0x0100_0000_0000 != 0 || source == 0 {
+      drop(.badSourceMAC)
+      return
+    }
+    let domain = state.memberDomain[Int(member)]
+    let domainBits = UInt64(domain) &<< 48
+    let rest = frame + restOffset
+    let restLength = length &- restOffset
+    let learnsLocally = state.domainLearnFlags[Int(domain)] & LearnFlags.local != 0
+    if learnsLocally {
+      learn(
+        key: domainBits | source, kind: FDBTargetKind.port.rawValue, index: member, high: 0, low: 0,
+        domain: domain, now: now)
+    }
+    let destinationKey = domainBits | frame.be64(0) &>> 16
+    if state.domainARPSuppression[Int(domain)] {
+      if learnsLocally {
+        learnARP(domain: domain, member: member, source: source, rest: rest, restLength: restLength, now: now)
+      }
+      if destinationKey & 0x0100_0000_0000 != 0
+        && answerARP(state, domain: domain, member: member, rest: rest, restLength: restLength)
+      {
+        return
+      }
+    }
+    if destinationKey & 0x0100_0000_0000 == 0 {
+      var slot = 0
+      let entry = fdb.lookup(destinationKey, slot: &slot)
+      if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+        switch entry.kindBits {
+        case FDBTargetKind.port.rawValue:
+          if entry.index == member {
+            drop(.sameInterface)
+          } else {
+            emitLocal(state, member: entry.index, macs: frame, rest: rest, restLength: restLength)
+          }
+        case FDBTargetKind.vtep.rawValue:
+          var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
+          encapsulate(
+            &out, vtep: Int(entry.index), domain: domain, macs: frame, rest: rest, restLength: restLength,
+            hash: InnerFrame.flowHash(macs: frame, rest: rest, restLength: restLength))
+          flush(out)
+        default:
+          drop(.fdbDrop)
+        }
+        return
+      }
+    }
+    var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
+    flood(
+      state, &out, domain: domain, ingressMember: member, fromLocal: true, macs: frame, rest: rest,
+      restLength: restLength)
+    flush(out)
+  }
+}

@@ -1,0 +1,209 @@
+extension Pipeline {
+  /// Writes a frame to a local port member: its two MACs, the member's VLAN tag if it
+  /// has one, then everything after the MACs (EtherType onwards).
+  @inline(__always)
+  func emitLocal(
+    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+  ) {
+    let interface = Int(state.memberInterface[Int(member)])
+    let vlan = state.memberVLAN[Int(member)]
+    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+      drop(.txRingFull)
+      return
+    }
+    let tagLength = vlan == 0 ? 0 : 4
+    let length = 12 &+ tagLength &+ restLength
+    if length > ring.pointee.maxFrameLength {
+      drop(.oversize)
+      return
+    }
+    if vlan == 0 && rest == macs + 12 {
+      // Untagged in, untagged out: the frame is one run of bytes.
+      output.copyFrameBytes(from: macs, count: length)
+    } else {
+      output.setRaw64(0, macs.raw64(0))
+      output.setRaw32(8, macs.raw32(8))
+      if vlan != 0 {
+        output.setBE16(12, 0x8100)
+        output.setBE16(14, vlan)
+      }
+      (output + (12 &+ tagLength)).copyFrameBytes(from: rest, count: restLength)
+    }
+    ring.pointee.commit(length: length)
+    count(Counter.txFrames(interface))
+    count(Counter.txBytes(interface), length)
+  }
+
+  /// `emitLocal` out of line, for loops where local delivery is the less common output:
+  /// an inlined copy would tie up registers the rest of the loop needs.
+  @inline(never)
+  func emitLocalCopy(
+    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+  ) {
+    emitLocal(state, member: member, macs: macs, rest: rest, restLength: restLength)
+  }
+
+  /// Encapsulates a frame to `vtep` unless the VTEP cannot be reached, the frame does not
+  /// fit the underlay MTU, or the ring is full (each a counted drop). `hash` is the inner
+  /// flow's `flowHash`, computed once per frame by the caller (a flooded frame is
+  /// encapsulated once per VTEP).
+  @inline(always)
+  func encapsulate(
+    _ out: inout UnderlayOutput, vtep: Int, domain: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer,
+    restLength: Int, hash: UInt64
+  ) {
+    if !out.canReach(vtep) {
+      drop(.noNextHop)
+      return
+    }
+    if restLength > out.maxRestLength {
+      drop(out.overLimitReason(restLength: restLength))
+      return
+    }
+    guard let output = out.tx.reserve() else {
+      drop(.txRingFull)
+      return
+    }
+    let length = Self.writeEncapsulation(
+      output, out, vtep: vtep, vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest, restLength: restLength,
+      hash: hash, ConfiguredEncapsulation.self)
+    out.tx.commit(length: length)
+    out.frames &+= 1
+    out.bytes &+= length
+  }
+
+  /// `encapsulate` for the flooding path, out of line.
+  @inline(never)
+  func encapsulateCopy(
+    _ out: inout UnderlayOutput, vtep: Int, domain: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer,
+    restLength: Int, hash: UInt64
+  ) {
+    encapsulate(&out, vtep: vtep, domain: domain, macs: macs, rest: rest, restLength: restLength, hash: hash)
+  }
+
+  /// Writes the VTEP's precomputed outer header and the (untagged) inner frame at
+  /// `output` and patches lengths, checksum, UDP source port, VNI and, when inherited,
+  /// DSCP; returns the frame's length. The caller has checked that the VTEP can be
+  /// reached and the frame fits.
+  @inline(always)
+  static func writeEncapsulation<Flavor: EncapsulationFlavor>(
+    _ output: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int, vniField: UInt32, macs: UnsafeRawPointer,
+    rest: UnsafeRawPointer, restLength: Int, hash: UInt64, _ flavor: Flavor.Type
+  ) -> Int {
+    let headerLength = Flavor.headerLength(out)
+    let innerLength = 12 &+ restLength
+    let header = UnsafeRawPointer(out.headers + vtep &* ForwardingState.headerSlot)
+    // 48 bytes as three 16-byte moves, then the tail (2 bytes over IPv4, 22 over IPv6).
+    output.setRaw128(0, header.raw128(0))
+    output.setRaw128(16, header.raw128(16))
+    output.setRaw128(32, header.raw128(32))
+    if Flavor.isIPv6(out) {
+      output.setRaw128(48, header.raw128(48))
+      output.setRaw32(64, header.raw32(64))
+      output.setRaw16(68, header.raw16(68))
+    } else {
+      output.setRaw16(48, header.raw16(48))
+    }
+    if rest == macs + 12 {
+      // Untagged inner frame: MACs and the rest are one run of bytes.
+      (output + headerLength).copyFrameBytes(from: macs, count: innerLength)
+    } else {
+      output.setRaw64(headerLength, macs.raw64(0))
+      output.setRaw32(headerLength &+ 8, macs.raw32(8))
+      (output + (headerLength &+ 12)).copyFrameBytes(from: rest, count: restLength)
+    }
+
+    // Lemire's multiply-shift maps the hash onto the port range without a division.
+    let spread = (hash &>> 32) &* out.sourcePortSpan
+    let sourcePort = UInt16(truncatingIfNeeded: out.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
+    if Flavor.isIPv6(out) {
+      let payloadLength = innerLength &+ 16
+      if Flavor.inheritsDSCP(out) {
+        let tos = UInt32(InnerFrame.tos(rest: rest, restLength: restLength))
+        output.setBE32(14, 0x6000_0000 | tos &<< 20 | UInt32(truncatingIfNeeded: hash &>> 44))
+      } else {
+        output.setBE32(14, UnsafeRawPointer(output).be32(14) | UInt32(truncatingIfNeeded: hash &>> 44))
+      }
+      output.setBE16(18, UInt16(truncatingIfNeeded: payloadLength))
+      output.setBE16(54, sourcePort)
+      output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
+      output.setRaw32(66, vniField)
+      output.setBE16(
+        60,
+        udpChecksum(
+          output + 54, count: payloadLength,
+          pseudoHeader: UInt64(out.checksumBase[vtep]) &+ UInt64(payloadLength)))
+      return headerLength &+ innerLength
+    }
+    let ipLength = innerLength &+ 36
+    var sum = out.checksumBase[vtep] &+ UInt32(truncatingIfNeeded: ipLength)
+    if Flavor.inheritsDSCP(out) {
+      let tos = InnerFrame.tos(rest: rest, restLength: restLength)
+      output.setU8(15, tos)
+      sum &+= UInt32(tos)
+    }
+    output.setBE16(16, UInt16(truncatingIfNeeded: ipLength))
+    // One fold is enough: the base is folded to 16 bits and `ipLength` (bounded by the
+    // MTU) plus TOS stays far below 0xFFFF, so the sum cannot carry twice.
+    output.setBE16(24, ~UInt16(truncatingIfNeeded: (sum & 0xFFFF) &+ (sum &>> 16)))
+    output.setBE16(34, sourcePort)
+    output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
+    output.setRaw32(46, vniField)
+    if Flavor.checksumsIPv4UDP(out) {
+      let pseudo = OnesComplement.sum(output + 26, count: 8) &+ 17 &+ UInt64(ipLength &- 20)
+      output.setBE16(40, udpChecksum(output + 34, count: ipLength &- 20, pseudoHeader: pseudo))
+    }
+    return headerLength &+ innerLength
+  }
+
+  /// The UDP checksum field for `count` bytes of UDP header and payload, given the
+  /// pseudo-header's sum (0 is sent as 0xFFFF). Out of line: a loop over the payload.
+  @inline(never)
+  static func udpChecksum(_ udp: UnsafeRawPointer, count: Int, pseudoHeader: UInt64) -> UInt16 {
+    let checksum = OnesComplement.finish(OnesComplement.sum(udp, count: count, initial: pseudoHeader))
+    return checksum == 0 ? 0xFFFF : checksum
+  }
+
+  /// Hands the underlay ring position back and adds a batch's underlay transmissions to
+  /// the counters.
+  @inline(__always)
+  func flush(_ out: UnderlayOutput) {
+    out.finish()
+    if out.frames == 0 { return }
+    count(Counter.txFrames(out.interface), out.frames)
+    count(Counter.txBytes(out.interface), out.bytes)
+    count(Counter.encapsulated, out.frames)
+  }
+
+  /// Sends a copy to every local member of the domain but the ingress one and, for
+  /// frames from a local port only (split horizon), to every VTEP of its flood list.
+  @inline(never)
+  func flood(
+    _ state: ForwardingState, _ out: inout UnderlayOutput, domain: UInt16, ingressMember: UInt16,
+    fromLocal: Bool,
+    macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+  ) {
+    var copies = 0
+    let memberStart = Int(state.domainMemberStart[Int(domain)])
+    let memberEnd = memberStart &+ Int(state.domainMemberCount[Int(domain)])
+    for position in memberStart..<memberEnd {
+      let member = state.floodMembers[position]
+      if member == ingressMember { continue }
+      emitLocal(state, member: member, macs: macs, rest: rest, restLength: restLength)
+      copies &+= 1
+    }
+    if fromLocal {
+      let vtepStart = Int(state.domainVTEPStart[Int(domain)])
+      let vtepEnd = vtepStart &+ Int(state.domainVTEPCount[Int(domain)])
+      let hash = vtepStart < vtepEnd ? InnerFrame.flowHash(macs: macs, rest: rest, restLength: restLength) : 0
+      for position in vtepStart..<vtepEnd {
+        encapsulateCopy(
+          &out, vtep: Int(state.floodVTEPs[position]), domain: domain, macs: macs, rest: rest,
+          restLength: restLength, hash: hash)
+        copies &+= 1
+      }
+    }
+    if copies == 0 { drop(.noFloodTargets) }
+    count(Counter.floodCopies, copies)
+  }
+}

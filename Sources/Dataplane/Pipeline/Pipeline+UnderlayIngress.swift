@@ -1,0 +1,343 @@
+extension Pipeline {
+  /// Frames from the underlay: validate the outer headers, decapsulate, learn the inner
+  /// source at the outer source VTEP, and deliver to local members (never back to a VTEP).
+  @inline(never)
+  func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    // Locals, not stored properties: see `switchAccessBatch`.
+    let table = fdb.reader
+    let frames = vector.frames
+    let lengths = vector.lengths
+    let frameFlags = vector.flags
+    let frameCount = vector.count
+    let ingress = vector.ingress
+    let now = vector.now
+    let cacheKeys = sourceCacheKeys
+    let cacheTags = sourceCacheTags
+    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
+    let rings = self.rings
+    let counters = self.counters
+    let memberInterface = state.memberInterface
+    let memberVLAN = state.memberVLAN
+    let flows = decapFlows
+    let generation = flowGeneration
+    let prefetching = decapPrefetch
+    // No frame matches when the local VTEP is IPv6 (or the fast path is off).
+    let pattern = OuterHeaderPattern(
+      local: UInt32(truncatingIfNeeded: state.localLow), udpPort: state.udpPort,
+      enabled: fastPathsEnabled && Self.fastPathByteOrder && !state.localIsIPv6)
+    var lane = DecapLane.none
+    // Frames of one batch mostly come from few VTEPs: remember the last outer source
+    // address (as loaded) and its VTEP index (seeded with a real lookup, so no sentinel
+    // can be wrong).
+    var lastSource: UInt32 = 0
+    var lastVTEP = state.vtep(high: 0, low: 0)
+    var decapsulated = 0
+    var receivedBytes = 0
+    var misses = 0
+    for index in 0..<frameCount {
+      let frame = UnsafeRawPointer(frames[index])
+      let length = Int(lengths[index])
+      let flags = frameFlags[index]
+      receivedBytes &+= length
+      if prefetching {
+        let ahead = index &+ Self.prefetchDistance
+        if ahead < frameCount && lengths[ahead] >= 64 {
+          table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(50) &>> 16)
+        }
+      }
+
+      // The fast path: the common outer frame (untagged IPv4 without options, not a
+      // fragment, UDP to our address and port without a checksum, VXLAN I flag, nothing
+      // for the kernel to finish; see `OuterHeaderPattern`), carrying a
+      // flow whose decision is cached, or else known unicast for an untagged local member
+      // from a source verified this second (whose decision is then cached).
+      fast: do {
+        if length < 64 || flags & FrameFlags.checksumNotReady != 0 { break fast }
+        if !pattern.matches(frame) { break fast }
+        // The IP datagram fills the frame exactly (no trailer) and the UDP datagram the
+        // IP payload, with room for the VXLAN header and an inner Ethernet header.
+        let totalLength = Int(frame.be16(16))
+        if 14 &+ totalLength != length { break fast }
+        let udpLength = Int(frame.be16(38))
+        if udpLength &+ 20 != totalLength || udpLength < 8 &+ 8 &+ 14 { break fast }
+        if flags & FrameFlags.checksumValid == 0 && !Self.ipv4HeaderChecksumIsValid(frame + 14, headerLength: 20) {
+          break fast
+        }
+        let vniField = frame.raw32(46) & 0x00FF_FFFF
+        if _slowPath(vniField != lane.vniField) {
+          lane = Self.decapLane(state: state, table: table, vniField: vniField, flowGeneration: generation)
+        }
+        let outerSource = frame.raw32(26)
+        if outerSource != lastSource {
+          lastSource = outerSource
+          lastVTEP = state.vtep(high: 0, low: UInt64(outerSource.byteSwapped))
+        }
+        let inner = frame + 50
+        let head = inner.raw64(0)
+        let tail = inner.raw64(6)
+        let entry = flows.entry(head: head, tail: tail)
+        let flowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+        var decision: UInt64
+        if entry.pointee.head == head && entry.pointee.tail == tail && entry.pointee.tag == flowTag {
+          decision = entry.pointee.decision
+        } else {
+          misses &+= 1
+          if inner.be16(12) == 0x8100 { break fast }
+          let source = inner.be64(6) &>> 16
+          if source == 0 || source & 0x0100_0000_0000 != 0 { break fast }
+          if lane.learns {
+            if lastVTEP < 0 { break fast }
+            let key = lane.domainBits | source
+            let slot = Self.sourceCacheSlot(key)
+            if cacheKeys[slot] != key || cacheTags[slot] != cacheTagBase | UInt64(truncatingIfNeeded: lastVTEP) {
+              break fast
+            }
+          }
+          let destination = inner.be64(0) &>> 16
+          if destination & 0x0100_0000_0000 != 0 { break fast }
+          let value = table.homeValue(lane.domainBits | destination)
+          if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { break fast }
+          let member = Int(truncatingIfNeeded: value & 0xFFFF)
+          if memberVLAN[member] != 0 { break fast }
+          decision = FlowDecision.member(member, interface: Int(memberInterface[member]))
+          entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: flowTag, decision: decision)
+        }
+        let interface = Int(truncatingIfNeeded: decision &>> 32)
+        let innerLength = length &- 50
+        guard let ring = rings[interface], innerLength <= ring.pointee.maxFrameLength,
+          let output = ring.pointee.reserve()
+        else { break fast }
+        output.copyFrameBytes(from: inner, count: innerLength)
+        ring.pointee.commit(length: innerLength)
+        counters[Counter.txFrames(interface)] &+= 1
+        counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
+        decapsulated &+= 1
+        continue
+      }
+
+      decapsulateFrame(frames[index], length: length, flags: flags, now: now, state)
+    }
+    decapPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
+    countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
+    count(Counter.decapsulated, decapsulated)
+  }
+
+  /// `DecapLane.init` out of line: a lane changes only when the VNI does.
+  @inline(never)
+  static func decapLane(
+    state: ForwardingState, table: ForwardingTable.Reader, vniField: UInt32, flowGeneration: UInt32
+  ) -> DecapLane {
+    DecapLane(state: state, table: table, vniField: vniField, flowGeneration: flowGeneration)
+  }
+
+  /// The whole job for one frame from the underlay, for every frame the fast path
+  /// leaves: full outer validation (802.1Q, IPv4 options, IPv6, UDP checksums, checksum
+  /// completion of locally built frames) naming every drop reason, learning (also of
+  /// unknown VTEPs), lookup with overflow probing, local delivery, split horizon and
+  /// flooding to local members.
+  @inline(never)
+  func decapsulateFrame(
+    _ mutableFrame: UnsafeMutableRawPointer, length: Int, flags: UInt8, now: UInt32, _ state: ForwardingState
+  ) {
+    let frame = UnsafeRawPointer(mutableFrame)
+    let checksumTrusted = flags & FrameFlags.checksumValid != 0
+    // Outer Ethernet + a minimal IPv4 header; every later read is bounded by the IP
+    // and UDP lengths, themselves checked against the frame length.
+    if length < 34 {
+      drop(.runt)
+      return
+    }
+    var ipOffset = 14
+    var etherType = frame.be16(12)
+    if etherType == 0x8100 {
+      etherType = frame.be16(16)
+      ipOffset = 18
+      if length < 38 {
+        drop(.runt)
+        return
+      }
+    }
+    let ip = frame + ipOffset
+    let ipEnd: Int
+    let udpOffset: Int
+    var sourceHigh: UInt64 = 0
+    let sourceLow: UInt64
+    if etherType == 0x0800 {
+      let versionAndLength = ip.u8(0)
+      var headerLength = 20
+      if versionAndLength != 0x45 {
+        // Options (or garbage): the rare case gets the general checks.
+        headerLength = Int(versionAndLength & 0x0F) &<< 2
+        if versionAndLength &>> 4 != 4 || headerLength < 20 {
+          drop(.badIPHeader)
+          return
+        }
+      }
+      let totalLength = Int(ip.be16(2))
+      ipEnd = ipOffset &+ totalLength
+      if totalLength < headerLength || ipEnd > length {
+        drop(.badIPLength)
+        return
+      }
+      if !checksumTrusted && !Self.ipv4HeaderChecksumIsValid(ip, headerLength: headerLength) {
+        drop(.badIPChecksum)
+        return
+      }
+      if ip.be16(6) & 0x3FFF != 0 {
+        drop(.outerFragment)
+        return
+      }
+      if ip.u8(9) != 17 {
+        drop(.notUDP)
+        return
+      }
+      if state.localIsIPv6 || UInt64(ip.be32(16)) != state.localLow {
+        drop(.notForLocalVTEP)
+        return
+      }
+      sourceLow = UInt64(ip.be32(12))
+      udpOffset = ipOffset &+ headerLength
+    } else if etherType == 0x86DD {
+      if ip.u8(0) &>> 4 != 6 {
+        drop(.badIPHeader)
+        return
+      }
+      if ipOffset &+ 40 > length {
+        drop(.runt)
+        return
+      }
+      ipEnd = ipOffset &+ 40 &+ Int(ip.be16(4))
+      if ipEnd > length {
+        drop(.badIPLength)
+        return
+      }
+      let nextHeader = ip.u8(6)
+      if nextHeader != 17 {
+        switch nextHeader {
+        case 44: drop(.outerFragment)
+        case 0, 43, 50, 51, 60, 135, 139, 140: drop(.unsupportedIPv6Extension)
+        default: drop(.notUDP)
+        }
+        return
+      }
+      if !state.localIsIPv6 || ip.be64(24) != state.localHigh || ip.be64(32) != state.localLow {
+        drop(.notForLocalVTEP)
+        return
+      }
+      sourceHigh = ip.be64(8)
+      sourceLow = ip.be64(16)
+      udpOffset = ipOffset &+ 40
+    } else {
+      drop(.notIP)
+      return
+    }
+    if udpOffset &+ 8 > ipEnd {
+      drop(.badUDPLength)
+      return
+    }
+    let udp = frame + udpOffset
+    let udpLength = Int(udp.be16(4))
+    if udpLength < 8 &+ 8 &+ 14 || udpOffset &+ udpLength != ipEnd {
+      drop(.badUDPLength)
+      return
+    }
+    if udp.be16(2) != state.udpPort {
+      drop(.wrongUDPPort)
+      return
+    }
+    let checksum = udp.be16(6)
+    if flags & FrameFlags.checksumNotReady != 0 {
+      // Built by the local kernel (a vxlan device in this host): the outer checksum,
+      // if any, was computed for the inner frame as completed below (RFC 7348 LCO).
+    } else if checksum == 0 {
+      if etherType == 0x86DD {
+        drop(.badUDPChecksum)
+        return
+      }
+    } else if !checksumTrusted {
+      // Source and destination addresses and next header: the pseudo-header.
+      let pseudoHeaderSum =
+        etherType == 0x0800
+        ? OnesComplement.sum(ip + 12, count: 8, initial: 17)
+        : OnesComplement.sum(ip + 8, count: 32, initial: 17)
+      let sum = OnesComplement.sum(udp, count: udpLength, initial: pseudoHeaderSum &+ UInt64(udpLength))
+      if OnesComplement.fold16(sum) != 0xFFFF {
+        drop(.badUDPChecksum)
+        return
+      }
+    }
+    if udp.u8(8) & 0x08 == 0 {
+      drop(.badVXLANFlags)
+      return
+    }
+    let domain = state.domain(vni: frame.be32(udpOffset &+ 12) &>> 8)
+    if domain == 0 {
+      drop(.unknownVNI)
+      return
+    }
+    let innerOffset = udpOffset &+ 16
+    if flags & FrameFlags.checksumNotReady != 0 {
+      if ChecksumCompletion.complete(frame: mutableFrame + innerOffset, length: ipEnd &- innerOffset) {
+        count(Counter.checksumsCompleted)
+      }
+    }
+    let inner = frame + innerOffset
+    if inner.be16(12) == 0x8100 {
+      drop(.innerVLANTag)
+      return
+    }
+    let source = inner.be64(4) & 0xFFFF_FFFF_FFFF
+    if source & 0x0100_0000_0000 != 0 || source == 0 {
+      drop(.badSourceMAC)
+      return
+    }
+    count(Counter.decapsulated)
+    let domainBits = UInt64(domain) &<< 48
+    let vtep = state.vtep(high: sourceHigh, low: sourceLow)
+    if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
+      learn(
+        key: domainBits | source, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep),
+        high: sourceHigh, low: sourceLow, domain: domain, now: now, knownVTEP: vtep >= 0)
+    }
+    let rest = inner + 12
+    let restLength = ipEnd &- innerOffset &- 12
+    let destinationKey = domainBits | inner.be64(0) &>> 16
+    if destinationKey & 0x0100_0000_0000 == 0 {
+      var slot = 0
+      let entry = fdb.lookup(destinationKey, slot: &slot)
+      if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
+        switch entry.kindBits {
+        case FDBTargetKind.port.rawValue:
+          emitLocal(state, member: entry.index, macs: inner, rest: rest, restLength: restLength)
+        case FDBTargetKind.vtep.rawValue:
+          drop(.splitHorizon)
+        default:
+          drop(.fdbDrop)
+        }
+        return
+      }
+    }
+    // Decapsulated frames are never sent back to the underlay (split horizon).
+    var out = UnderlayOutput(state: state, ring: nil)
+    flood(
+      state, &out, domain: domain, ingressMember: 0, fromLocal: false, macs: inner, rest: rest,
+      restLength: restLength)
+  }
+
+  /// Whether an IPv4 header's checksum verifies; the common 20-byte header as five
+  /// words, without the general loop.
+  @inline(__always)
+  static func ipv4HeaderChecksumIsValid(_ ip: UnsafeRawPointer, headerLength: Int) -> Bool {
+    if headerLength == 20 {
+      let sum =
+        UInt64(ip.raw32(0)) &+ UInt64(ip.raw32(4)) &+ UInt64(ip.raw32(8)) &+ UInt64(ip.raw32(12))
+        &+ UInt64(ip.raw32(16))
+      // The one's-complement sum is all ones exactly when the plain sum is a non-zero
+      // multiple of 0xFFFF (2^16 and 2^32 are 1 modulo 0xFFFF), in either byte order
+      // (swapping bytes multiplies by 256, which is invertible modulo 0xFFFF). A
+      // remainder by a constant is a multiplication; folding would take three rounds.
+      return sum % 0xFFFF == 0 && sum != 0
+    }
+    return OnesComplement.fold16(OnesComplement.sum(ip, count: headerLength)) == 0xFFFF
+  }
+}

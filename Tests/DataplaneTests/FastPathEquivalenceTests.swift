@@ -1,0 +1,257 @@
+import XCTest
+
+@testable import Dataplane
+
+/// The batch loops' fast paths (flow cache, source cache, one-probe FDB lookup, outer
+/// header masks) must forward exactly as the general path does. Two switches get the
+/// same mixed traffic, batch by batch, one with the fast paths off: after every batch
+/// every port's output (bytes and order), every counter and, at the end, the FDB must
+/// be the same. The traffic mixes repeated flows (so that the flow cache fills and
+/// hits), moves, ARP, broadcast, unknown unicast, in-band and kernel-stripped VLAN tags,
+/// oversize and malformed frames, several VTEPs and VNIs, clock ticks with aging, and
+/// FDB flushes between batches.
+final class FastPathEquivalenceTests: XCTestCase {
+  typealias S = TestSite
+
+  func testIPv4UnderlayFastPathsForwardAsTheGeneralPath() {
+    run(config: S.config(agingTime: 4), ipv6: false, seed: 1)
+  }
+
+  func testIPv6UnderlayFastPathsForwardAsTheGeneralPath() {
+    run(config: S.config(ipv6: true, agingTime: 4), ipv6: true, seed: 2)
+  }
+
+  func testARPSuppressionAndStaticMACsFastPathsForwardAsTheGeneralPath() {
+    var config = S.config(agingTime: 4)
+    config.bridgeDomains[0].arpSuppression = true
+    config.staticMACs = [
+      .init(vni: 100, mac: Traffic.remoteHost(7), target: .remote(S.remoteB)),
+      .init(vni: 100, mac: Traffic.localHost(0), target: .port(.init(interface: "vm1"))),
+    ]
+    run(config: config, ipv6: false, seed: 3)
+  }
+
+  func testInheritedDSCPAndIPv4UDPChecksumFastPathsForwardAsTheGeneralPath() {
+    var config = S.config(agingTime: 4)
+    config.site.dscp = .inherit
+    config.site.udpChecksumIPv4 = true
+    run(config: config, ipv6: false, seed: 4)
+  }
+
+  // MARK: Driver
+
+  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64, batches: Int = 400) {
+    let fast = OfflineSwitch(config: config)
+    let general = OfflineSwitch(config: config)
+    general.pipeline.fastPathsEnabled = false
+    var random = SplitMix64(seed: seed)
+    var traffic = Traffic(ipv6: ipv6)
+    var now: UInt32 = 1
+    var fastFrames = 0
+    for batch in 0..<batches {
+      if random.next() % 8 == 0 { now &+= UInt32(random.next() % 3) }
+      if batch % 97 == 50 {
+        // Flushes between batches: the caches must notice.
+        for sw in [fast, general] {
+          sw.core.fdb.flush(bridgeDomain: 1)
+          sw.core.fdb.flush(port: 1)
+        }
+      }
+      let ingress = Traffic.ingressPorts[Int(random.next() % UInt64(Traffic.ingressPorts.count))]
+      let count = 1 + Int(random.next() % 300)
+      var frames: [Traffic.Frame] = []
+      for _ in 0..<count { frames.append(traffic.frame(on: ingress, random: &random)) }
+      for sw in [fast, general] { feed(sw, interface: ingress, frames: frames, now: now) }
+      for port in fast.core.interfaces {
+        let a = fast.takeOutput(port)
+        let b = general.takeOutput(port)
+        if a != b {
+          XCTFail("batch \(batch) on \(ingress): \(port) output differs (\(a.count) vs \(b.count) frames)")
+          return
+        }
+        fastFrames += a.count
+      }
+      for index in 0..<Counter.count where fast.core.statistics[index] != general.core.statistics[index] {
+        XCTFail(
+          "batch \(batch) on \(ingress): counter \(index) is \(fast.core.statistics[index]) (fast) vs \(general.core.statistics[index])"
+        )
+        return
+      }
+    }
+    XCTAssertEqual(fdbContents(fast), fdbContents(general))
+    // The traffic must have exercised the paths compared: frames went out, most of them
+    // encapsulated or decapsulated, and the flow cache decided some.
+    XCTAssertGreaterThan(fastFrames, batches * 20)
+    XCTAssertGreaterThan(fast.core.statistics[Counter.encapsulated], 5_000)
+    XCTAssertGreaterThan(fast.core.statistics[Counter.decapsulated], 5_000)
+    XCTAssertGreaterThan(fast.core.statistics[Counter.floodCopies], 100)
+    XCTAssertGreaterThan(fast.core.statistics[Counter.learnEventsQueued], 10)
+  }
+
+  private func feed(_ sw: OfflineSwitch, interface: String, frames: [Traffic.Frame], now: UInt32) {
+    if now != lastAged[ObjectIdentifier(sw)] {
+      sw.core.age(now: now)
+      lastAged[ObjectIdentifier(sw)] = now
+    }
+    let index = sw.interfaceIndex(interface)!
+    var start = 0
+    while start < frames.count {
+      let end = min(frames.count, start + FrameVector.capacity)
+      var vector = FrameVector()
+      var buffers: [UnsafeMutableRawPointer] = []
+      vector.ingress = UInt16(index)
+      vector.now = now
+      for frame in frames[start..<end] {
+        // Rounded up like ring and arena slots, so that a frame is readable to its slot end.
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: (frame.bytes.count + 64) & ~63, alignment: 64)
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: (frame.bytes.count + 64) & ~63)
+        frame.bytes.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: frame.bytes.count) }
+        buffers.append(memory)
+        vector.append(memory, length: frame.bytes.count, vlanTag: frame.vlanTag, flags: frame.flags)
+      }
+      sw.process(&vector)
+      _ = sw.core.drainLearnQueues()
+      sw.flush()
+      for buffer in buffers { buffer.deallocate() }
+      start = end
+    }
+  }
+
+  private var lastAged: [ObjectIdentifier: UInt32] = [:]
+
+  private func fdbContents(_ sw: OfflineSwitch) -> [String] {
+    var rows: [String] = []
+    sw.core.fdb.forEach { key, entry in rows.append("\(key.rawValue) \(entry.rawValue)") }
+    return rows.sorted()
+  }
+}
+
+/// Mixed traffic for `FastPathEquivalenceTests`: hosts behind each access port, remote
+/// hosts behind two VTEPs and an unknown one, in VNIs 100 and 200 (and an unknown VNI).
+private struct Traffic {
+  struct Frame {
+    var bytes: [UInt8]
+    var vlanTag: UInt32 = 0
+    var flags: UInt8 = 0
+  }
+
+  static let ingressPorts = ["vm1", "vm2", "trunk0", "vm3", "eth1", "eth1", "vm1"]
+  let ipv6: Bool
+  var sequence: UInt16 = 0
+
+  init(ipv6: Bool) { self.ipv6 = ipv6 }
+
+  static func localHost(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_AA_00_00_00_00 | UInt64(index)) }
+  static func remoteHost(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_CC_00_00_00_00 | UInt64(index)) }
+
+  /// Hosts 0-3 live on vm1, 4-5 on vm2, 6-7 on trunk0 VLAN 10 (VNI 100); 8-9 on vm3 and
+  /// trunk0 VLAN 20 (VNI 200).
+  static func home(of host: Int) -> (port: String, vlan: UInt16?) {
+    switch host {
+    case 0...3: return ("vm1", nil)
+    case 4...5: return ("vm2", nil)
+    case 6...7: return ("trunk0", 10)
+    case 8: return ("vm3", nil)
+    default: return ("trunk0", 20)
+    }
+  }
+
+  mutating func frame(on port: String, random: inout SplitMix64) -> Frame {
+    sequence &+= 1
+    return port == "eth1" ? underlayFrame(&random) : accessFrame(on: port, &random)
+  }
+
+  private func pick(_ random: inout SplitMix64, _ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
+
+  private func inner(from source: MACAddress, to destination: MACAddress, vlan: UInt16?, _ random: inout SplitMix64)
+    -> [UInt8]
+  {
+    let link = FrameBuilder.EthernetHeaderFields(
+      destination: destination, source: source, vlan: vlan.map { .init(vlanID: $0) })
+    let size = [0, 0, 0, 18, 200, 1400, 1460, 1480][pick(&random, 8)]
+    switch pick(&random, 6) {
+    case 0:
+      return FrameBuilder.arpRequestFrame(
+        senderMAC: source, senderIP: .v4(0x0A00_0000 | UInt32(pick(&random, 16))),
+        targetIP: .v4(0x0A00_0000 | UInt32(pick(&random, 16))), vlan: vlan.map { .init(vlanID: $0) },
+        padToMinimum: true)
+    case 1:
+      return FrameBuilder.tcpFrame(
+        link: link, source: IPAddress("192.168.0.\(1 + pick(&random, 4))")!, destination: IPAddress("192.168.1.9")!,
+        sourcePort: UInt16(1000 + pick(&random, 3)), destinationPort: 80, sequenceNumber: UInt32(sequence),
+        flags: [.ack], payload: Array(repeating: 0x11, count: size), ipv4: .init(typeOfService: UInt8(pick(&random, 64)) << 2),
+        padToMinimum: true)
+    case 2:
+      return FrameBuilder.udpFrame(
+        link: link, source: IPAddress("fd00:1::\(1 + pick(&random, 3))")!, destination: IPAddress("fd00:1::99")!,
+        sourcePort: 5000, destinationPort: UInt16(53 + pick(&random, 2)), payload: Array(repeating: 7, count: size),
+        ipv6: .init(trafficClass: UInt8(pick(&random, 256))), padToMinimum: true)
+    default:
+      return FrameBuilder.udpFrame(
+        link: link, source: IPAddress("10.1.0.\(1 + pick(&random, 4))")!, destination: IPAddress("10.2.0.1")!,
+        sourcePort: UInt16(4000 + pick(&random, 3)), destinationPort: 4789 + UInt16(pick(&random, 2)),
+        payload: Array(repeating: 0x22, count: size), padToMinimum: true)
+    }
+  }
+
+  /// A destination: a local host, a remote host, broadcast, multicast or unknown.
+  private func destination(_ random: inout SplitMix64) -> MACAddress {
+    switch pick(&random, 20) {
+    case 0: return .broadcast
+    case 1: return MACAddress(rawValue: 0x01_00_5E_00_00_01)
+    case 2: return MACAddress(rawValue: 0x02_EE_00_00_00_00 | UInt64(pick(&random, 1000)))
+    case 3...9: return Self.localHost(pick(&random, 10))
+    default: return Self.remoteHost(pick(&random, 8))
+    }
+  }
+
+  private func accessFrame(on port: String, _ random: inout SplitMix64) -> Frame {
+    // Mostly hosts at home; sometimes one elsewhere (a move) or a bad source.
+    let candidates = (0..<10).filter { Self.home(of: $0).port == port }
+    var host = candidates.isEmpty ? 0 : candidates[pick(&random, candidates.count)]
+    if pick(&random, 25) == 0 { host = pick(&random, 10) }
+    var vlan = Self.home(of: host).vlan
+    if port == "trunk0" && pick(&random, 20) == 0 { vlan = [0, 30][pick(&random, 2)] }
+    var source = Self.localHost(host)
+    if pick(&random, 60) == 0 { source = [MACAddress(rawValue: 0x01_00_00_00_00_01), .zero][pick(&random, 2)] }
+    let bytes = inner(from: source, to: destination(&random), vlan: vlan, &random)
+    switch pick(&random, 30) {
+    case 0: return Frame(bytes: Array(bytes.prefix(pick(&random, 14))))
+    case 1 where vlan != nil && bytes.count > 18:
+      // Tag stripped by the kernel, as AF_PACKET reports it.
+      return Frame(bytes: S.untagged(bytes), vlanTag: FrameVector.vlanTagPresent | UInt32(vlan!))
+    default:
+      if let vlan, bytes.count > 18, pick(&random, 2) == 0 {
+        return Frame(bytes: S.untagged(bytes), vlanTag: FrameVector.vlanTagPresent | UInt32(vlan))
+      }
+      return Frame(bytes: bytes)
+    }
+  }
+
+  private typealias S = TestSite
+
+  private func underlayFrame(_ random: inout SplitMix64) -> Frame {
+    let remote = pick(&random, 8)
+    var vni: UInt32 = [100, 100, 100, 200, 777][pick(&random, 5)]
+    let innerFrame = inner(from: Self.remoteHost(remote), to: destination(&random), vlan: nil, &random)
+    let sources: [IPAddress] =
+      ipv6 ? [S.remote6, S.remote6, IPAddress("fd00::9")!] : [S.remoteA, S.remoteB, IPAddress("10.0.0.9")!]
+    let source = remote < 6 ? sources[remote % 2] : sources[pick(&random, 3)]
+    let local = ipv6 ? S.local6 : S.local4
+    var checksum: FrameBuilder.UDPChecksum? = nil
+    if !ipv6 && pick(&random, 10) == 0 { checksum = .computed }
+    if pick(&random, 50) == 0 { vni = 300 }
+    var bytes = S.vxlan(innerFrame, vni: vni, from: source, to: local, checksum: checksum)
+    var flags: UInt8 = 0
+    switch pick(&random, 40) {
+    case 0: bytes[bytes.count > 30 ? 24 : 0] ^= 0x40  // IPv4 header checksum (or garbage)
+    case 1: bytes = Array(bytes.prefix(pick(&random, bytes.count)))
+    case 2: bytes[(ipv6 ? 62 : 42)] ^= 0x08  // the VXLAN I flag
+    case 3: flags = FrameFlags.checksumValid
+    case 4: bytes[(ipv6 ? 56 : 36)] ^= 0x01  // destination port
+    case 5: bytes = S.tagged(bytes, vlan: 5)  // outer 802.1Q
+    default: break
+    }
+    return Frame(bytes: bytes, flags: flags)
+  }
+}
