@@ -103,7 +103,8 @@ final class FastPathEquivalenceTests: XCTestCase {
       vector.now = now
       for frame in frames[start..<end] {
         // Rounded up like ring and arena slots, so that a frame is readable to its slot end.
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: (frame.bytes.count + 64) & ~63, alignment: 64)
+        let memory = UnsafeMutableRawPointer.allocate(
+          byteCount: (frame.bytes.count + 64) & ~63, alignment: 64)
         memory.initializeMemory(as: UInt8.self, repeating: 0, count: (frame.bytes.count + 64) & ~63)
         frame.bytes.withUnsafeBytes { memory.copyMemory(from: $0.baseAddress!, byteCount: frame.bytes.count) }
         buffers.append(memory)
@@ -141,8 +142,12 @@ private struct Traffic {
 
   init(ipv6: Bool) { self.ipv6 = ipv6 }
 
-  static func localHost(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_AA_00_00_00_00 | UInt64(index)) }
-  static func remoteHost(_ index: Int) -> MACAddress { MACAddress(rawValue: 0x02_CC_00_00_00_00 | UInt64(index)) }
+  static func localHost(_ index: Int) -> MACAddress {
+    MACAddress(rawValue: 0x02_AA_00_00_00_00 | UInt64(index))
+  }
+  static func remoteHost(_ index: Int) -> MACAddress {
+    MACAddress(rawValue: 0x02_CC_00_00_00_00 | UInt64(index))
+  }
 
   /// Hosts 0-3 live on vm1, 4-5 on vm2, 6-7 on trunk0 VLAN 10 (VNI 100); 8-9 on vm3 and
   /// trunk0 VLAN 20 (VNI 200).
@@ -163,7 +168,9 @@ private struct Traffic {
 
   private func pick(_ random: inout SplitMix64, _ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
 
-  private func inner(from source: MACAddress, to destination: MACAddress, vlan: UInt16?, _ random: inout SplitMix64)
+  private func inner(
+    from source: MACAddress, to destination: MACAddress, vlan: UInt16?, _ random: inout SplitMix64
+  )
     -> [UInt8]
   {
     let link = FrameBuilder.EthernetHeaderFields(
@@ -177,14 +184,18 @@ private struct Traffic {
         padToMinimum: true)
     case 1:
       return FrameBuilder.tcpFrame(
-        link: link, source: IPAddress("192.168.0.\(1 + pick(&random, 4))")!, destination: IPAddress("192.168.1.9")!,
+        link: link, source: IPAddress("192.168.0.\(1 + pick(&random, 4))")!,
+        destination: IPAddress("192.168.1.9")!,
         sourcePort: UInt16(1000 + pick(&random, 3)), destinationPort: 80, sequenceNumber: UInt32(sequence),
-        flags: [.ack], payload: Array(repeating: 0x11, count: size), ipv4: .init(typeOfService: UInt8(pick(&random, 64)) << 2),
+        flags: [.ack], payload: Array(repeating: 0x11, count: size),
+        ipv4: .init(typeOfService: UInt8(pick(&random, 64)) << 2),
         padToMinimum: true)
     case 2:
       return FrameBuilder.udpFrame(
-        link: link, source: IPAddress("fd00:1::\(1 + pick(&random, 3))")!, destination: IPAddress("fd00:1::99")!,
-        sourcePort: 5000, destinationPort: UInt16(53 + pick(&random, 2)), payload: Array(repeating: 7, count: size),
+        link: link, source: IPAddress("fd00:1::\(1 + pick(&random, 3))")!,
+        destination: IPAddress("fd00:1::99")!,
+        sourcePort: 5000, destinationPort: UInt16(53 + pick(&random, 2)),
+        payload: Array(repeating: 7, count: size),
         ipv6: .init(trafficClass: UInt8(pick(&random, 256))), padToMinimum: true)
     default:
       return FrameBuilder.udpFrame(
@@ -213,7 +224,9 @@ private struct Traffic {
     var vlan = Self.home(of: host).vlan
     if port == "trunk0" && pick(&random, 20) == 0 { vlan = [0, 30][pick(&random, 2)] }
     var source = Self.localHost(host)
-    if pick(&random, 60) == 0 { source = [MACAddress(rawValue: 0x01_00_00_00_00_01), .zero][pick(&random, 2)] }
+    if pick(&random, 60) == 0 {
+      source = [MACAddress(rawValue: 0x01_00_00_00_00_01), .zero][pick(&random, 2)]
+    }
     let bytes = inner(from: source, to: destination(&random), vlan: vlan, &random)
     switch pick(&random, 30) {
     case 0: return Frame(bytes: Array(bytes.prefix(pick(&random, 14))))

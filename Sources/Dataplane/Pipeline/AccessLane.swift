@@ -32,7 +32,8 @@ struct AccessLane {
 
   @inline(__always)
   init(
-    state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32, sourceCacheTagBase: UInt64,
+    state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32,
+    sourceCacheTagBase: UInt64,
     flowGeneration: UInt32, maxRestLength: Int, enabled: Bool
   ) {
     self.tag = tag

@@ -18,7 +18,9 @@ enum PlainIPv4Encapsulation: EncapsulationFlavor {
 
   /// Whether `out`'s configuration is this flavor's.
   @inline(__always)
-  static func matches(_ out: UnderlayOutput) -> Bool { !out.isIPv6 && !out.inheritDSCP && !out.ipv4UDPChecksum }
+  static func matches(_ out: UnderlayOutput) -> Bool {
+    !out.isIPv6 && !out.inheritDSCP && !out.ipv4UDPChecksum
+  }
 }
 
 /// Any configuration, read per frame from the batch's `UnderlayOutput`.

@@ -47,9 +47,9 @@ enum InnerFrame {
   /// The inner IPv4 TOS / IPv6 traffic class byte, or 0.
   @inline(__always)
   static func tos(rest: UnsafeRawPointer, restLength: Int) -> UInt8 {
-  let etherType = rest.be16(0)
-  if etherType == 0x0800 && restLength >= 22 { return rest.u8(3) }
-  if etherType == 0x86DD && restLength >= 42 { return UInt8(truncatingIfNeeded: rest.be16(2) &>> 4) }
-  return 0
+    let etherType = rest.be16(0)
+    if etherType == 0x0800 && restLength >= 22 { return rest.u8(3) }
+    if etherType == 0x86DD && restLength >= 42 { return UInt8(truncatingIfNeeded: rest.be16(2) &>> 4) }
+    return 0
   }
 }

@@ -97,7 +97,8 @@ extension Pipeline {
           let vtep = Int(truncatingIfNeeded: decision & 0xFFFF)
           guard let output = out.tx.reserve() else { break fast }
           let written = Self.writeEncapsulation(
-            output, out, vtep: vtep, vniField: lane.vniField, macs: frame, rest: frame + 12, restLength: restLength,
+            output, out, vtep: vtep, vniField: lane.vniField, macs: frame, rest: frame + 12,
+            restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
           out.tx.commit(length: written)
           out.frames &+= 1
@@ -105,7 +106,8 @@ extension Pipeline {
           continue
         }
         emitLocalCopy(
-          state, member: UInt16(truncatingIfNeeded: decision), macs: frame, rest: frame + 12, restLength: restLength)
+          state, member: UInt16(truncatingIfNeeded: decision), macs: frame, rest: frame + 12,
+          restLength: restLength)
         continue
       }
 
@@ -121,7 +123,8 @@ extension Pipeline {
   /// `AccessLane.init` out of line: a lane changes only when the VLAN tag does.
   @inline(never)
   static func lane(
-    state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32, sourceCacheTagBase: UInt64,
+    state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32,
+    sourceCacheTagBase: UInt64,
     flowGeneration: UInt32, maxRestLength: Int, enabled: Bool
   ) -> AccessLane {
     AccessLane(

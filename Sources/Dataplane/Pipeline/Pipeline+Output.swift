@@ -65,7 +65,8 @@ extension Pipeline {
       return
     }
     let length = Self.writeEncapsulation(
-      output, out, vtep: vtep, vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest, restLength: restLength,
+      output, out, vtep: vtep, vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest,
+      restLength: restLength,
       hash: hash, ConfiguredEncapsulation.self)
     out.tx.commit(length: length)
     out.frames &+= 1
@@ -87,7 +88,8 @@ extension Pipeline {
   /// reached and the frame fits.
   @inline(always)
   static func writeEncapsulation<Flavor: EncapsulationFlavor>(
-    _ output: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int, vniField: UInt32, macs: UnsafeRawPointer,
+    _ output: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int, vniField: UInt32,
+    macs: UnsafeRawPointer,
     rest: UnsafeRawPointer, restLength: Int, hash: UInt64, _ flavor: Flavor.Type
   ) -> Int {
     let headerLength = Flavor.headerLength(out)
@@ -115,7 +117,8 @@ extension Pipeline {
 
     // Lemire's multiply-shift maps the hash onto the port range without a division.
     let spread = (hash &>> 32) &* out.sourcePortSpan
-    let sourcePort = UInt16(truncatingIfNeeded: out.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
+    let sourcePort = UInt16(
+      truncatingIfNeeded: out.sourcePortBase &+ UInt32(truncatingIfNeeded: spread &>> 32))
     if Flavor.isIPv6(out) {
       let payloadLength = innerLength &+ 16
       if Flavor.inheritsDSCP(out) {

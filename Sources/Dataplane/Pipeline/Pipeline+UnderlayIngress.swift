@@ -60,7 +60,9 @@ extension Pipeline {
         if 14 &+ totalLength != length { break fast }
         let udpLength = Int(frame.be16(38))
         if udpLength &+ 20 != totalLength || udpLength < 8 &+ 8 &+ 14 { break fast }
-        if flags & FrameFlags.checksumValid == 0 && !Self.ipv4HeaderChecksumIsValid(frame + 14, headerLength: 20) {
+        if flags & FrameFlags.checksumValid == 0
+          && !Self.ipv4HeaderChecksumIsValid(frame + 14, headerLength: 20)
+        {
           break fast
         }
         let vniField = frame.raw32(46) & 0x00FF_FFFF
@@ -89,7 +91,9 @@ extension Pipeline {
             if lastVTEP < 0 { break fast }
             let key = lane.domainBits | source
             let slot = Self.sourceCacheSlot(key)
-            if cacheKeys[slot] != key || cacheTags[slot] != cacheTagBase | UInt64(truncatingIfNeeded: lastVTEP) {
+            if cacheKeys[slot] != key
+              || cacheTags[slot] != cacheTagBase | UInt64(truncatingIfNeeded: lastVTEP)
+            {
               break fast
             }
           }
