@@ -30,6 +30,22 @@ struct AccessLane {
   /// The flow cache tag of this member's entries in the current generation.
   let flowTag: UInt64
 
+  /// A lane no frame takes the fast path on (storage before the first batch).
+  init() {
+    tag = .max
+    member = 0
+    domain = 0
+    domainBits = 0
+    lengthSpan = 0
+    learns = false
+    watchesARP = false
+    sourceCacheTag = 0
+    vtepPattern = .max
+    portPattern = .max
+    vniField = 0
+    flowTag = 0
+  }
+
   @inline(__always)
   init(
     state: ForwardingState, table: ForwardingTable.Reader, interface: UInt16, tag: UInt32,

@@ -8,6 +8,7 @@ struct DecapLane {
   /// The VNI as the fast path reads it: the three VNI bytes of the VXLAN header in a
   /// little-endian 32-bit load, the reserved byte masked off. `UInt32.max` matches no frame.
   let vniField: UInt32
+  let domain: UInt16
   let domainBits: UInt64
   let learns: Bool
   /// `FDBEntry.rawValue & FDBValuePattern.mask` of a current entry of this domain at a
@@ -17,11 +18,12 @@ struct DecapLane {
   /// source VTEP (bits 16-31), which each frame adds.
   let flowTag: UInt64
 
-  static let none = DecapLane(vniField: .max, domainBits: 0, learns: false, portPattern: .max, flowTag: 0)
+  static let none = DecapLane(vniField: .max, domain: 0, learns: false, portPattern: .max, flowTag: 0)
 
-  init(vniField: UInt32, domainBits: UInt64, learns: Bool, portPattern: UInt64, flowTag: UInt64) {
+  init(vniField: UInt32, domain: UInt16, learns: Bool, portPattern: UInt64, flowTag: UInt64) {
     self.vniField = vniField
-    self.domainBits = domainBits
+    self.domain = domain
+    domainBits = UInt64(domain) &<< 48
     self.learns = learns
     self.portPattern = portPattern
     self.flowTag = flowTag
@@ -32,6 +34,7 @@ struct DecapLane {
     self.vniField = vniField
     let vni = UInt32(bigEndian: vniField &<< 8)
     let domain = state.domain(vni: vni)
+    self.domain = domain
     domainBits = UInt64(domain) &<< 48
     learns = state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0
     if domain == 0 {

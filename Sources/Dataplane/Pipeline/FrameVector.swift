@@ -23,21 +23,41 @@ public struct FrameVector: ~Copyable {
   public static let vlanTagPresent: UInt32 = 1 << 16
 
   public init() {
-    frames = .allocate(capacity: Self.capacity)
+    // One block: frame pointers, then lengths, VLAN tags and flags at fixed offsets from
+    // it, so that a packet loop reaches all four from one base register.
+    let block = UnsafeMutableRawPointer.allocate(byteCount: Self.blockSize, alignment: 64)
+    frames = block.bindMemory(to: UnsafeMutableRawPointer.self, capacity: Self.capacity)
     frames.initialize(repeating: UnsafeMutableRawPointer(bitPattern: 0x10)!, count: Self.capacity)
-    lengths = .allocate(capacity: Self.capacity)
+    lengths = (block + Self.lengthsOffset).bindMemory(to: Int32.self, capacity: Self.capacity)
     lengths.initialize(repeating: 0, count: Self.capacity)
-    vlanTags = .allocate(capacity: Self.capacity)
+    vlanTags = (block + Self.vlanTagsOffset).bindMemory(to: UInt32.self, capacity: Self.capacity)
     vlanTags.initialize(repeating: 0, count: Self.capacity)
-    flags = .allocate(capacity: Self.capacity)
+    flags = (block + Self.flagsOffset).bindMemory(to: UInt8.self, capacity: Self.capacity)
     flags.initialize(repeating: 0, count: Self.capacity)
   }
 
+  static let lengthsOffset = capacity * 8
+  static let vlanTagsOffset = lengthsOffset + capacity * 4
+  static let flagsOffset = vlanTagsOffset + capacity * 4
+  static let blockSize = flagsOffset + capacity
+
   deinit {
-    frames.deallocate()
-    lengths.deallocate()
-    vlanTags.deallocate()
-    flags.deallocate()
+    UnsafeMutableRawPointer(frames).deallocate()
+  }
+
+  /// Frame `index`'s length, VLAN tag and flags, read at their fixed offsets from
+  /// `frames` (one base register in a packet loop).
+  @inline(__always)
+  static func length(_ frames: UnsafeMutablePointer<UnsafeMutableRawPointer>, _ index: Int) -> Int {
+    Int(UnsafeRawPointer(frames).load(fromByteOffset: lengthsOffset &+ index &* 4, as: Int32.self))
+  }
+  @inline(__always)
+  static func vlanTag(_ frames: UnsafeMutablePointer<UnsafeMutableRawPointer>, _ index: Int) -> UInt32 {
+    UnsafeRawPointer(frames).load(fromByteOffset: vlanTagsOffset &+ index &* 4, as: UInt32.self)
+  }
+  @inline(__always)
+  static func flags(_ frames: UnsafeMutablePointer<UnsafeMutableRawPointer>, _ index: Int) -> UInt8 {
+    UnsafeRawPointer(frames).load(fromByteOffset: flagsOffset &+ index, as: UInt8.self)
   }
 
   @inline(__always) public var isFull: Bool { count == Self.capacity }

@@ -19,13 +19,9 @@ extension Pipeline {
     // the pointers behind them, for every frame.
     let table = fdb.reader
     let frames = vector.frames
-    let lengths = vector.lengths
-    let vlanTags = vector.vlanTags
     let frameCount = vector.count
     let ingress = vector.ingress
     let now = vector.now
-    let cacheKeys = sourceCacheKeys
-    let cacheTags = sourceCacheTags
     let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.port.rawValue, now: now)
     let flows = accessFlows
     let generation = flowGeneration
@@ -35,16 +31,18 @@ extension Pipeline {
     var lane = AccessLane(
       state: state, table: table, interface: ingress, tag: 0, sourceCacheTagBase: cacheTagBase,
       flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
+    let laneSlot = currentAccessLane
+    laneSlot.pointee = lane
     var receivedBytes = 0
     var misses = 0
     for index in 0..<frameCount {
       let frame = UnsafeRawPointer(frames[index])
-      let length = Int(lengths[index])
-      let tag = vlanTags[index]
+      let length = FrameVector.length(frames, index)
+      let tag = FrameVector.vlanTag(frames, index)
       receivedBytes &+= length
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
-        if ahead < frameCount && lengths[ahead] >= 14 {
+        if ahead < frameCount && FrameVector.length(frames, ahead) >= 14 {
           table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(0) &>> 16)
         }
       }
@@ -52,57 +50,36 @@ extension Pipeline {
         lane = Self.lane(
           state: state, table: table, interface: ingress, tag: tag, sourceCacheTagBase: cacheTagBase,
           flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
+        laneSlot.pointee = lane
       }
 
-      // The fast path: a flow whose decision is cached, or else known unicast from a
-      // source verified this second (whose decision is then cached).
+      // The fast path: a flow whose decision is cached, or else known unicast (whose
+      // decision is then cached, once its source is known to be where it came from).
       fast: do {
         if UInt(bitPattern: length &- 14) >= lane.lengthSpan { break fast }
         let head = frame.raw64(0)
         let tail = frame.raw64(6)
         let entry = flows.entry(head: head, tail: tail)
-        var decision: UInt64
-        if entry.pointee.head == head && entry.pointee.tail == tail && entry.pointee.tag == lane.flowTag {
-          decision = entry.pointee.decision
-        } else {
+        var decision = entry.pointee.decision
+        if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != lane.flowTag {
           misses &+= 1
-          if frame.be16(12) == 0x8100 { break fast }
-          if lane.watchesARP && frame.be16(12) == 0x0806 { break fast }
-          // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
-          let source = frame.be64(6) &>> 16
-          if source == 0 || source & 0x0100_0000_0000 != 0 { break fast }
-          if lane.learns {
-            let key = lane.domainBits | source
-            let slot = Self.sourceCacheSlot(key)
-            if cacheKeys[slot] != key || cacheTags[slot] != lane.sourceCacheTag { break fast }
-          }
-          let destination = frame.be64(0) &>> 16
-          if destination & 0x0100_0000_0000 != 0 { break fast }
-          let value = table.homeValue(lane.domainBits | destination)
-          let pattern = value & FDBValuePattern.mask
-          if pattern == lane.vtepPattern {
-            if !table.vtepIsCurrent(value) || !out.canReach(Int(truncatingIfNeeded: value & 0xFFFF)) {
-              break fast
-            }
-          } else if pattern == lane.portPattern {
-            if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { break fast }
-          } else {
-            break fast
-          }
-          decision = value & FlowDecision.targetMask
-          entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
+          decision = resolveAccessFlow(frame, head: head, tail: tail, entry: entry, state: state, now: now)
+          if decision == 0 { break fast }
         }
         let restLength = length &- 12
         if decision & FlowDecision.kindMask == FlowDecision.vtep {
-          let vtep = Int(truncatingIfNeeded: decision & 0xFFFF)
-          guard let output = out.tx.reserve() else { break fast }
-          let written = Self.writeEncapsulation(
-            output, out, vtep: vtep, vniField: lane.vniField, macs: frame, rest: frame + 12,
-            restLength: restLength,
+          guard let output = out.tx.reserve() else {
+            drop(.txRingFull)
+            continue
+          }
+          _ = Self.writeEncapsulation(
+            output, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.vniField,
+            macs: frame,
+            rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
-          out.tx.commit(length: written)
+          out.tx.commit(length: length &+ Flavor.headerLength(out))
           out.frames &+= 1
-          out.bytes &+= written
+          out.innerBytes &+= length
           continue
         }
         emitLocalCopy(
@@ -118,6 +95,52 @@ extension Pipeline {
     accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
     flush(out)
+  }
+
+  /// A flow cache miss on access ingress, out of line: the checks the cache spares hit
+  /// frames (no in-band tag, no ARP for a watching domain, a unicast source and
+  /// destination, a current FDB entry at a reachable VTEP or another local member),
+  /// then learning of the source, then the flow cached when its source is known to be
+  /// at the lane's member this second. Returns the decision (`FlowDecision`), or 0 when
+  /// the frame needs the general path (nothing learnt then, so that it learns once).
+  /// The lane is the batch's current one (`currentAccessLane`).
+  @inline(never)
+  func resolveAccessFlow(
+    _ frame: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
+    state: ForwardingState, now: UInt32
+  ) -> UInt64 {
+    let lane = currentAccessLane.pointee
+    let table = fdb.reader
+    if frame.be16(12) == 0x8100 { return 0 }
+    if lane.watchesARP && frame.be16(12) == 0x0806 { return 0 }
+    // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
+    let source = frame.be64(6) &>> 16
+    if source == 0 || source & 0x0100_0000_0000 != 0 { return 0 }
+    let destination = frame.be64(0) &>> 16
+    if destination & 0x0100_0000_0000 != 0 { return 0 }
+    let value = table.homeValue(lane.domainBits | destination)
+    let pattern = value & FDBValuePattern.mask
+    if pattern == lane.vtepPattern {
+      let vtep = Int(truncatingIfNeeded: value & 0xFFFF)
+      if !table.vtepIsCurrent(value) || vtep >= state.vtepCount || !state.vtepResolved[vtep] { return 0 }
+    } else if pattern == lane.portPattern {
+      if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { return 0 }
+    } else {
+      return 0
+    }
+    let decision = value & FlowDecision.targetMask
+    if lane.learns {
+      let key = lane.domainBits | source
+      if !sourceIsCached(key, tag: lane.sourceCacheTag) {
+        learn(
+          key: key, kind: FDBTargetKind.port.rawValue, index: lane.member, high: 0, low: 0,
+          domain: lane.domain,
+          now: now)
+        if !sourceIsCached(key, tag: lane.sourceCacheTag) { return decision }
+      }
+    }
+    entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
+    return decision
   }
 
   /// `AccessLane.init` out of line: a lane changes only when the VLAN tag does.

@@ -2,7 +2,7 @@ extension Pipeline {
   /// Where the source cache keeps `key`.
   @inline(__always)
   static func sourceCacheSlot(_ key: UInt64) -> Int {
-    Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> 56)
+    Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> sourceCacheShift)
   }
 
   /// The source cache tag that says "seen at target `index` of `kind` this second, in
@@ -17,8 +17,8 @@ extension Pipeline {
   /// this second: then the frame has nothing to learn.
   @inline(__always)
   func sourceIsCached(_ key: UInt64, tag: UInt64) -> Bool {
-    let slot = Self.sourceCacheSlot(key)
-    return sourceCacheKeys[slot] == key && sourceCacheTags[slot] == tag
+    let entry = sourceCache + Self.sourceCacheSlot(key)
+    return entry.pointee.key == key && entry.pointee.tag == tag
   }
 
   /// Refreshes the source's entry when it already points where the frame came from;
@@ -31,7 +31,7 @@ extension Pipeline {
     let target = kind &<< 16 | UInt64(index)
     let cacheSlot = Self.sourceCacheSlot(key)
     let cacheTag = sourceCacheTagBase(kind: kind, now: now) | UInt64(index)
-    if knownVTEP && sourceCacheKeys[cacheSlot] == key && sourceCacheTags[cacheSlot] == cacheTag { return }
+    if knownVTEP && sourceCache[cacheSlot].key == key && sourceCache[cacheSlot].tag == cacheTag { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
     if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
@@ -39,8 +39,7 @@ extension Pipeline {
         if entry.stamp != now & UInt32(FDBEntry.stampMask) && entry.origin != .static {
           fdb.refreshStamp(slot: slot, entry: entry, stamp: now)
         }
-        sourceCacheKeys[cacheSlot] = key
-        sourceCacheTags[cacheSlot] = cacheTag
+        sourceCache[cacheSlot] = SourceCacheEntry(key: key, tag: cacheTag)
         return
       }
       if entry.origin == .static {

@@ -70,7 +70,7 @@ extension Pipeline {
       hash: hash, ConfiguredEncapsulation.self)
     out.tx.commit(length: length)
     out.frames &+= 1
-    out.bytes &+= length
+    out.innerBytes &+= 12 &+ restLength
   }
 
   /// `encapsulate` for the flooding path, out of line.

@@ -6,18 +6,11 @@ extension Pipeline {
     // Locals, not stored properties: see `switchAccessBatch`.
     let table = fdb.reader
     let frames = vector.frames
-    let lengths = vector.lengths
-    let frameFlags = vector.flags
     let frameCount = vector.count
     let ingress = vector.ingress
     let now = vector.now
-    let cacheKeys = sourceCacheKeys
-    let cacheTags = sourceCacheTags
-    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
     let rings = self.rings
     let counters = self.counters
-    let memberInterface = state.memberInterface
-    let memberVLAN = state.memberVLAN
     let flows = decapFlows
     let generation = flowGeneration
     let prefetching = decapPrefetch
@@ -26,6 +19,7 @@ extension Pipeline {
       local: UInt32(truncatingIfNeeded: state.localLow), udpPort: state.udpPort,
       enabled: fastPathsEnabled && Self.fastPathByteOrder && !state.localIsIPv6)
     var lane = DecapLane.none
+    let laneSlot = currentDecapLane
     // Frames of one batch mostly come from few VTEPs: remember the last outer source
     // address (as loaded) and its VTEP index (seeded with a real lookup, so no sentinel
     // can be wrong).
@@ -36,12 +30,12 @@ extension Pipeline {
     var misses = 0
     for index in 0..<frameCount {
       let frame = UnsafeRawPointer(frames[index])
-      let length = Int(lengths[index])
-      let flags = frameFlags[index]
+      let length = FrameVector.length(frames, index)
+      let flags = FrameVector.flags(frames, index)
       receivedBytes &+= length
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
-        if ahead < frameCount && lengths[ahead] >= 64 {
+        if ahead < frameCount && FrameVector.length(frames, ahead) >= 64 {
           table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(50) &>> 16)
         }
       }
@@ -55,19 +49,17 @@ extension Pipeline {
         if length < 64 || flags & FrameFlags.checksumNotReady != 0 { break fast }
         if !pattern.matches(frame) { break fast }
         // The IP datagram fills the frame exactly (no trailer) and the UDP datagram the
-        // IP payload, with room for the VXLAN header and an inner Ethernet header.
-        let totalLength = Int(frame.be16(16))
-        if 14 &+ totalLength != length { break fast }
-        let udpLength = Int(frame.be16(38))
-        if udpLength &+ 20 != totalLength || udpLength < 8 &+ 8 &+ 14 { break fast }
-        if flags & FrameFlags.checksumValid == 0
-          && !Self.ipv4HeaderChecksumIsValid(frame + 14, headerLength: 20)
-        {
+        // IP payload (compared as stored, big-endian); at 64 bytes or more there is room
+        // for the VXLAN header and an inner Ethernet header.
+        if frame.raw16(16) != UInt16(truncatingIfNeeded: length &- 14).bigEndian { break fast }
+        if frame.raw16(38) != UInt16(truncatingIfNeeded: length &- 34).bigEndian { break fast }
+        if flags & FrameFlags.checksumValid == 0 && !Self.ipv4HeaderChecksumIsValid20(frame + 14) {
           break fast
         }
         let vniField = frame.raw32(46) & 0x00FF_FFFF
         if _slowPath(vniField != lane.vniField) {
           lane = Self.decapLane(state: state, table: table, vniField: vniField, flowGeneration: generation)
+          laneSlot.pointee = lane
         }
         let outerSource = frame.raw32(26)
         if outerSource != lastSource {
@@ -79,43 +71,30 @@ extension Pipeline {
         let tail = inner.raw64(6)
         let entry = flows.entry(head: head, tail: tail)
         let flowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
-        var decision: UInt64
-        if entry.pointee.head == head && entry.pointee.tail == tail && entry.pointee.tag == flowTag {
-          decision = entry.pointee.decision
-        } else {
+        var decision = entry.pointee.decision
+        if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != flowTag {
           misses &+= 1
-          if inner.be16(12) == 0x8100 { break fast }
-          let source = inner.be64(6) &>> 16
-          if source == 0 || source & 0x0100_0000_0000 != 0 { break fast }
-          if lane.learns {
-            if lastVTEP < 0 { break fast }
-            let key = lane.domainBits | source
-            let slot = Self.sourceCacheSlot(key)
-            if cacheKeys[slot] != key
-              || cacheTags[slot] != cacheTagBase | UInt64(truncatingIfNeeded: lastVTEP)
-            {
-              break fast
-            }
-          }
-          let destination = inner.be64(0) &>> 16
-          if destination & 0x0100_0000_0000 != 0 { break fast }
-          let value = table.homeValue(lane.domainBits | destination)
-          if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { break fast }
-          let member = Int(truncatingIfNeeded: value & 0xFFFF)
-          if memberVLAN[member] != 0 { break fast }
-          decision = FlowDecision.member(member, interface: Int(memberInterface[member]))
-          entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: flowTag, decision: decision)
+          decision = resolveDecapFlow(
+            inner, head: head, tail: tail, entry: entry, flowTag: flowTag, vtep: lastVTEP,
+            vtepAddress: UInt64(outerSource.byteSwapped), state: state, now: now)
+          if decision == 0 { break fast }
         }
+        // What `emitLocal` does for an untagged member, its drops included.
+        decapsulated &+= 1
         let interface = Int(truncatingIfNeeded: decision &>> 32)
         let innerLength = length &- 50
-        guard let ring = rings[interface], innerLength <= ring.pointee.maxFrameLength,
-          let output = ring.pointee.reserve()
-        else { break fast }
+        guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+          drop(.txRingFull)
+          continue
+        }
+        if innerLength > ring.pointee.maxFrameLength {
+          drop(.oversize)
+          continue
+        }
         output.copyFrameBytes(from: inner, count: innerLength)
         ring.pointee.commit(length: innerLength)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
-        decapsulated &+= 1
         continue
       }
 
@@ -124,6 +103,47 @@ extension Pipeline {
     decapPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
     count(Counter.decapsulated, decapsulated)
+  }
+
+  /// A flow cache miss on underlay ingress, out of line: the checks the cache spares hit
+  /// frames (no inner tag, a unicast source and destination, a current FDB entry at an
+  /// untagged local member), then learning of the source at `vtep` (index, or -1 when
+  /// unknown, and address), then the flow cached when its source is known to be there
+  /// this second. Returns the decision (`FlowDecision`), or 0 when the frame needs the
+  /// general path (nothing learnt then, so that it learns once). The lane is the batch's
+  /// current one (`currentDecapLane`).
+  @inline(never)
+  func resolveDecapFlow(
+    _ inner: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
+    flowTag: UInt64, vtep: Int, vtepAddress: UInt64, state: ForwardingState, now: UInt32
+  ) -> UInt64 {
+    let lane = currentDecapLane.pointee
+    let table = fdb.reader
+    if inner.be16(12) == 0x8100 { return 0 }
+    let source = inner.be64(6) &>> 16
+    if source == 0 || source & 0x0100_0000_0000 != 0 { return 0 }
+    // An unknown VTEP is learnt by the general path.
+    if lane.learns && vtep < 0 { return 0 }
+    let destination = inner.be64(0) &>> 16
+    if destination & 0x0100_0000_0000 != 0 { return 0 }
+    let value = table.homeValue(lane.domainBits | destination)
+    if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { return 0 }
+    let member = Int(truncatingIfNeeded: value & 0xFFFF)
+    if state.memberVLAN[member] != 0 { return 0 }
+    let decision = FlowDecision.member(member, interface: Int(state.memberInterface[member]))
+    if lane.learns {
+      let key = lane.domainBits | source
+      let tag =
+        sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now) | UInt64(truncatingIfNeeded: vtep)
+      if !sourceIsCached(key, tag: tag) {
+        learn(
+          key: key, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep), high: 0,
+          low: vtepAddress, domain: lane.domain, now: now)
+        if !sourceIsCached(key, tag: tag) { return decision }
+      }
+    }
+    entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: flowTag, decision: decision)
+    return decision
   }
 
   /// `DecapLane.init` out of line: a lane changes only when the VNI does.
@@ -326,6 +346,20 @@ extension Pipeline {
     flood(
       state, &out, domain: domain, ingressMember: 0, fromLocal: false, macs: inner, rest: rest,
       restLength: restLength)
+  }
+
+  /// Whether a 20-byte IPv4 header (version/IHL byte non-zero) checksums to all ones:
+  /// two 64-bit words and one 32-bit word added with end-around carry, and the sum tested
+  /// for divisibility by 0xFFFF with one multiplication. A one's-complement sum is all
+  /// ones exactly when the plain sum is a non-zero multiple of 0xFFFF (2^16, and so 2^32
+  /// and 2^64, are 1 modulo 0xFFFF), in either byte order (swapping bytes multiplies by
+  /// 256, which is invertible modulo 0xFFFF); an odd divisor divides `x` exactly when
+  /// `x` times its inverse modulo 2^64 is at most (2^64 - 1) / divisor.
+  @inline(__always)
+  static func ipv4HeaderChecksumIsValid20(_ ip: UnsafeRawPointer) -> Bool {
+    let (partial, carry1) = ip.raw64(0).addingReportingOverflow(ip.raw64(8))
+    let (sum, carry2) = partial.addingReportingOverflow(UInt64(ip.raw32(16)) &+ (carry1 ? 1 : 0))
+    return (sum &+ (carry2 ? 1 : 0)) &* 0xFFFE_FFFE_FFFE_FFFF <= 0x1_0001_0001_0001
   }
 
   /// Whether an IPv4 header's checksum verifies; the common 20-byte header as five

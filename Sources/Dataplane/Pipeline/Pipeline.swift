@@ -47,13 +47,18 @@ public final class Pipeline {
   // Sources found current in the FDB during this second (direct-mapped): later frames
   // from the same source and port skip the FDB lookup until the clock ticks or the FDB
   // changes (see `sourceCacheEpoch`). The entry's age stamp is still refreshed once a
-  // second.
-  static let sourceCacheSize = 256
-  let sourceCacheKeys: UnsafeMutablePointer<UInt64>
-  let sourceCacheTags: UnsafeMutablePointer<UInt64>
+  // second. 4096 entries, so that a site's hosts rarely evict each other.
+  static let sourceCacheSize = 4096
+  static let sourceCacheShift: UInt64 = 64 - 12
+  let sourceCache: UnsafeMutablePointer<SourceCacheEntry>
   /// The FDB's change epoch at the start of the batch: part of every cache tag, so any
   /// removal, move or flush invalidates the whole cache at once.
   var sourceCacheEpoch: UInt64 = 0
+
+  /// The batch's current lanes, for the out-of-line flow cache miss handlers: a copy in
+  /// memory that changes with the loop's own (rarely), so that a call passes no lane.
+  let currentAccessLane: UnsafeMutablePointer<AccessLane>
+  let currentDecapLane: UnsafeMutablePointer<DecapLane>
 
   // Decisions for recent flows (see `FlowCache`), one cache per direction, and the
   // generation their current entries carry.
@@ -82,10 +87,12 @@ public final class Pipeline {
     filterKeys.initialize(repeating: 0, count: Self.filterSize)
     filterTags = .allocate(capacity: Self.filterSize)
     filterTags.initialize(repeating: 0, count: Self.filterSize)
-    sourceCacheKeys = .allocate(capacity: Self.sourceCacheSize)
-    sourceCacheKeys.initialize(repeating: 0, count: Self.sourceCacheSize)
-    sourceCacheTags = .allocate(capacity: Self.sourceCacheSize)
-    sourceCacheTags.initialize(repeating: 0, count: Self.sourceCacheSize)
+    currentAccessLane = .allocate(capacity: 1)
+    currentAccessLane.initialize(to: AccessLane())
+    currentDecapLane = .allocate(capacity: 1)
+    currentDecapLane.initialize(to: .none)
+    sourceCache = .allocate(capacity: Self.sourceCacheSize)
+    sourceCache.initialize(repeating: SourceCacheEntry(), count: Self.sourceCacheSize)
   }
 
   deinit {
@@ -94,8 +101,9 @@ public final class Pipeline {
     counters.deallocate()
     filterKeys.deallocate()
     filterTags.deallocate()
-    sourceCacheKeys.deallocate()
-    sourceCacheTags.deallocate()
+    sourceCache.deallocate()
+    currentAccessLane.deallocate()
+    currentDecapLane.deallocate()
     accessFlows.deallocate()
     decapFlows.deallocate()
   }
@@ -174,4 +182,11 @@ public final class Pipeline {
       return false
     #endif
   }
+}
+
+/// One source cache entry: an FDB key and the tag it was verified under
+/// (`Pipeline.sourceCacheTagBase | target index`); key 0 never matches a real key.
+struct SourceCacheEntry {
+  var key: UInt64 = 0
+  var tag: UInt64 = 0
 }

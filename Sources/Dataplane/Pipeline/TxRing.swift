@@ -116,12 +116,20 @@ public final class TxRingStorage {
   public func discard() -> Int {
     let r = ring.pointee
     let count = r.pending
-    var slot = r.base + tail * r.slotSize
-    let end = r.base + r.slotSize * (r.slotMask + 1)
-    for _ in 0..<count {
-      r.status(slot).pointee.store(TxRing.available, ordering: .releasing)
-      slot += r.slotSize
-      if slot == end { slot = r.base }
+    let slotCount = r.slotMask + 1
+    // Up to the end of the ring, then from its start: no wrap test per slot.
+    let beforeWrap = min(count, slotCount - tail)
+    var status = r.base + tail * r.slotSize + r.statusOffset
+    for _ in 0..<beforeWrap {
+      status.assumingMemoryBound(to: Atomic<UInt32>.self).pointee.store(
+        TxRing.available, ordering: .releasing)
+      status += r.slotSize
+    }
+    status = r.base + r.statusOffset
+    for _ in beforeWrap..<count {
+      status.assumingMemoryBound(to: Atomic<UInt32>.self).pointee.store(
+        TxRing.available, ordering: .releasing)
+      status += r.slotSize
     }
     tail = (tail + count) & r.slotMask
     ring.pointee.pending = 0

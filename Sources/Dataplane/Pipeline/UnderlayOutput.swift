@@ -33,7 +33,11 @@ struct UnderlayOutput {
   let inheritDSCP: Bool
   let ipv4UDPChecksum: Bool
   var frames = 0
-  var bytes = 0
+  /// Inner frame bytes encapsulated (each frame adds `headerLength` more on the wire).
+  var innerBytes = 0
+
+  /// Bytes sent: the inner frames and an outer header each.
+  var bytes: Int { innerBytes &+ frames &* headerLength }
 
   @inline(__always)
   init(state: ForwardingState, ring: UnsafeMutablePointer<TxRing>?) {
