@@ -8,8 +8,15 @@
 # Also checks with memcheck that the measured loop does not allocate:
 #   heap allocs(rounds 3) - heap allocs(rounds 0) must be 0.
 #
+# Two traffic sets: SOURCES x DESTINATIONS (16 x 16: 256 flows, which the per-worker
+# flow cache holds, so frames take the cached fast path) and MANY_SOURCES x
+# MANY_DESTINATIONS (251 x 256, coprime: 64k flows over the 10000 frames, so nearly every
+# frame misses the flow cache and is looked up in the FDB). MANY_SOURCES=0 skips the
+# second set.
+#
 # Environment: ROUNDS (default 10), FRAMES per file (10000), FDB_SIZE (65536),
-# SOURCES/DESTINATIONS (16), UNDERLAY (ipv4), BENCH (binary; built when unset).
+# SOURCES/DESTINATIONS (16), MANY_SOURCES/MANY_DESTINATIONS (251/256), UNDERLAY (ipv4),
+# BENCH (binary; built when unset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +25,8 @@ FRAMES=${FRAMES:-10000}
 FDB_SIZE=${FDB_SIZE:-65536}
 SOURCES=${SOURCES:-16}
 DESTINATIONS=${DESTINATIONS:-16}
+MANY_SOURCES=${MANY_SOURCES:-251}
+MANY_DESTINATIONS=${MANY_DESTINATIONS:-256}
 UNDERLAY=${UNDERLAY:-ipv4}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)" >&2; exit 1; }
 if [[ -z "${BENCH:-}" ]]; then
@@ -34,12 +43,17 @@ strip --strip-debug "$dir/Bench"
 BENCH="$dir/Bench"
 "$BENCH" gen --out "$dir" --size 64 --frames "$FRAMES" --sources "$SOURCES" \
   --destinations "$DESTINATIONS" --underlay "$UNDERLAY" >/dev/null
+if [[ "$MANY_SOURCES" != 0 ]]; then
+  mkdir -p "$dir/many"
+  "$BENCH" gen --out "$dir/many" --size 64 --frames "$FRAMES" --sources "$MANY_SOURCES" \
+    --destinations "$MANY_DESTINATIONS" --underlay "$UNDERLAY" >/dev/null
+fi
 
 # Ir of one run: the "summary:" (or "totals:") line of the callgrind output file.
 ir() {
-  local input=$1 rounds=$2 out="$dir/callgrind.$RANDOM"
+  local config=$1 input=$2 rounds=$3 out="$dir/callgrind.$RANDOM"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$BENCH" memory --config "$dir/site.toml" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" \
+    "$BENCH" memory --config "$config" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" \
     >"$out.stdout" 2>"$out.log" || { cat "$out.stdout" "$out.log" >&2; return 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
@@ -50,16 +64,21 @@ allocs() {
     --fdb-size 1024 2>&1 >/dev/null | sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' | tr -d ,
 }
 
-printf '%-6s %-28s %8s %7s %16s %16s %10s\n' direction input frames rounds "Ir(0)" "Ir(R)" Ir/frame
-for spec in "encap vm1=$dir/access.pcap" "decap eth1=$dir/underlay.pcap"; do
-  read -r direction input <<<"$spec"
-  base=$(ir "$input" 0)
-  full=$(ir "$input" "$ROUNDS")
-  per=$(awk -v a="$base" -v b="$full" -v r="$ROUNDS" -v f="$FRAMES" 'BEGIN { printf "%.1f", (b - a) / (r * f) }')
-  printf '%-6s %-28s %8d %7d %16d %16d %10s\n' "$direction" "${input%%=*}=$(basename "${input#*=}")" \
-    "$FRAMES" "$ROUNDS" "$base" "$full" "$per"
+printf '%-6s %-10s %-28s %8s %7s %16s %16s %10s\n' direction traffic input frames rounds "Ir(0)" "Ir(R)" Ir/frame
+sets=("$dir ${SOURCES}x${DESTINATIONS}")
+[[ "$MANY_SOURCES" != 0 ]] && sets+=("$dir/many ${MANY_SOURCES}x${MANY_DESTINATIONS}")
+for set in "${sets[@]}"; do
+  read -r base flows <<<"$set"
+  for spec in "encap vm1=$base/access.pcap" "decap eth1=$base/underlay.pcap"; do
+    read -r direction input <<<"$spec"
+    before=$(ir "$base/site.toml" "$input" 0)
+    after=$(ir "$base/site.toml" "$input" "$ROUNDS")
+    per=$(awk -v a="$before" -v b="$after" -v r="$ROUNDS" -v f="$FRAMES" 'BEGIN { printf "%.1f", (b - a) / (r * f) }')
+    printf '%-6s %-10s %-28s %8d %7d %16d %16d %10s\n' "$direction" "$flows" \
+      "${input%%=*}=$(basename "${input#*=}")" "$FRAMES" "$ROUNDS" "$before" "$after" "$per"
+  done
 done
-echo "(64-byte frames, $UNDERLAY underlay, FDB $FDB_SIZE entries, $SOURCES sources x $DESTINATIONS destinations)"
+echo "(64-byte frames, $UNDERLAY underlay, FDB $FDB_SIZE entries; traffic = sources x destinations; the first fits the flow cache, the second misses it)"
 
 if [[ "${SKIP_ALLOC_CHECK:-0}" != 1 ]]; then
   for spec in "encap vm1=$dir/access.pcap" "decap eth1=$dir/underlay.pcap"; do

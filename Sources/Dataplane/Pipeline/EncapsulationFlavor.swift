@@ -1,7 +1,7 @@
 /// How a batch writes outer headers. The packet loops are generic over it so that the
-/// common site configuration (IPv4 underlay, fixed DSCP, no IPv4 UDP checksum) is fixed
-/// at compile time and its loop carries neither the flags nor their branches; every
-/// other configuration reads them from the batch's `UnderlayOutput`.
+/// common site configurations (IPv4 underlay without UDP checksum, IPv6 underlay; fixed
+/// DSCP) are fixed at compile time and their loops carry neither the flags nor their
+/// branches; every other configuration reads them from the batch's `UnderlayOutput`.
 protocol EncapsulationFlavor {
   static func isIPv6(_ out: UnderlayOutput) -> Bool
   static func inheritsDSCP(_ out: UnderlayOutput) -> Bool
@@ -21,6 +21,18 @@ enum PlainIPv4Encapsulation: EncapsulationFlavor {
   static func matches(_ out: UnderlayOutput) -> Bool {
     !out.isIPv6 && !out.inheritDSCP && !out.ipv4UDPChecksum
   }
+}
+
+/// IPv6 underlay (UDP checksum mandatory), fixed DSCP.
+enum PlainIPv6Encapsulation: EncapsulationFlavor {
+  @inline(__always) static func isIPv6(_ out: UnderlayOutput) -> Bool { true }
+  @inline(__always) static func inheritsDSCP(_ out: UnderlayOutput) -> Bool { false }
+  @inline(__always) static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool { false }
+  @inline(__always) static func headerLength(_ out: UnderlayOutput) -> Int { OuterHeaderTemplate.ipv6Length }
+
+  /// Whether `out`'s configuration is this flavor's.
+  @inline(__always)
+  static func matches(_ out: UnderlayOutput) -> Bool { out.isIPv6 && !out.inheritDSCP }
 }
 
 /// Any configuration, read per frame from the batch's `UnderlayOutput`.

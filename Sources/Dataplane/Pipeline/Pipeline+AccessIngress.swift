@@ -3,8 +3,11 @@ extension Pipeline {
   /// towards the destination's VTEP, or flood.
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     let ring = rings[Int(state.underlayInterface)]
-    if PlainIPv4Encapsulation.matches(UnderlayOutput(state: state, ring: ring)) {
+    let configuration = UnderlayOutput(state: state, ring: ring)
+    if PlainIPv4Encapsulation.matches(configuration) {
       switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self)
+    } else if PlainIPv6Encapsulation.matches(configuration) {
+      switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self)
     } else {
       switchAccessBatch(&vector, state, ConfiguredEncapsulation.self)
     }

@@ -1,8 +1,18 @@
 extension Pipeline {
   /// Frames from the underlay: validate the outer headers, decapsulate, learn the inner
   /// source at the outer source VTEP, and deliver to local members (never back to a VTEP).
-  @inline(never)
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    if state.localIsIPv6 {
+      decapsulateBatch(&vector, state, IPv6Underlay.self)
+    } else {
+      decapsulateBatch(&vector, state, IPv4Underlay.self)
+    }
+  }
+
+  @inline(never)
+  func decapsulateBatch<Family: UnderlayFamily>(
+    _ vector: inout FrameVector, _ state: ForwardingState, _ family: Family.Type
+  ) {
     // Locals, not stored properties: see `switchAccessBatch`.
     let table = fdb.reader
     let frames = vector.frames
@@ -14,16 +24,16 @@ extension Pipeline {
     let flows = decapFlows
     let generation = flowGeneration
     let prefetching = decapPrefetch
-    // No frame matches when the local VTEP is IPv6 (or the fast path is off).
-    let pattern = OuterHeaderPattern(
-      local: UInt32(truncatingIfNeeded: state.localLow), udpPort: state.udpPort,
-      enabled: fastPathsEnabled && Self.fastPathByteOrder && !state.localIsIPv6)
+    let outerLength = Family.outerLength
+    let pattern =
+      fastPathsEnabled && Self.fastPathByteOrder
+      ? state.outerHeaderPattern : OuterHeaderPattern.matchingNothing
     var lane = DecapLane.none
     let laneSlot = currentDecapLane
     // Frames of one batch mostly come from few VTEPs: remember the last outer source
     // address (as loaded) and its VTEP index (seeded with a real lookup, so no sentinel
     // can be wrong).
-    var lastSource: UInt32 = 0
+    var lastSource: (UInt64, UInt64) = (0, 0)
     var lastVTEP = state.vtep(high: 0, low: 0)
     var decapsulated = 0
     var receivedBytes = 0
@@ -35,38 +45,30 @@ extension Pipeline {
       receivedBytes &+= length
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
-        if ahead < frameCount && FrameVector.length(frames, ahead) >= 64 {
-          table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(50) &>> 16)
+        if ahead < frameCount && FrameVector.length(frames, ahead) >= outerLength &+ 14 {
+          table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(outerLength) &>> 16)
         }
       }
 
-      // The fast path: the common outer frame (untagged IPv4 without options, not a
-      // fragment, UDP to our address and port without a checksum, VXLAN I flag, nothing
-      // for the kernel to finish; see `OuterHeaderPattern`), carrying a
-      // flow whose decision is cached, or else known unicast for an untagged local member
-      // from a source verified this second (whose decision is then cached).
+      // The fast path: the common outer frame (see `OuterHeaderPattern` and the
+      // family's `acceptsOuter`; nothing for the kernel to finish), carrying a flow whose
+      // decision is cached, or else known unicast for an untagged local member (whose
+      // decision is then cached, once its source is known to be where it came from).
       fast: do {
-        if length < 64 || flags & FrameFlags.checksumNotReady != 0 { break fast }
-        if !pattern.matches(frame) { break fast }
-        // The IP datagram fills the frame exactly (no trailer) and the UDP datagram the
-        // IP payload (compared as stored, big-endian); at 64 bytes or more there is room
-        // for the VXLAN header and an inner Ethernet header.
-        if frame.raw16(16) != UInt16(truncatingIfNeeded: length &- 14).bigEndian { break fast }
-        if frame.raw16(38) != UInt16(truncatingIfNeeded: length &- 34).bigEndian { break fast }
-        if flags & FrameFlags.checksumValid == 0 && !Self.ipv4HeaderChecksumIsValid20(frame + 14) {
-          break fast
-        }
-        let vniField = frame.raw32(46) & 0x00FF_FFFF
+        if length < outerLength &+ 14 || flags & FrameFlags.checksumNotReady != 0 { break fast }
+        if !Family.acceptsOuter(frame, length: length, flags: flags, pattern) { break fast }
+        let vniField = Family.vniField(frame)
         if _slowPath(vniField != lane.vniField) {
           lane = Self.decapLane(state: state, table: table, vniField: vniField, flowGeneration: generation)
           laneSlot.pointee = lane
         }
-        let outerSource = frame.raw32(26)
+        let outerSource = Family.sourceAsLoaded(frame)
         if outerSource != lastSource {
           lastSource = outerSource
-          lastVTEP = state.vtep(high: 0, low: UInt64(outerSource.byteSwapped))
+          let address = Family.address(asLoaded: outerSource)
+          lastVTEP = state.vtep(high: address.high, low: address.low)
         }
-        let inner = frame + 50
+        let inner = frame + outerLength
         let head = inner.raw64(0)
         let tail = inner.raw64(6)
         let entry = flows.entry(head: head, tail: tail)
@@ -76,13 +78,13 @@ extension Pipeline {
           misses &+= 1
           decision = resolveDecapFlow(
             inner, head: head, tail: tail, entry: entry, flowTag: flowTag, vtep: lastVTEP,
-            vtepAddress: UInt64(outerSource.byteSwapped), state: state, now: now)
+            vtepAddress: Family.address(asLoaded: outerSource), state: state, now: now)
           if decision == 0 { break fast }
         }
         // What `emitLocal` does for an untagged member, its drops included.
         decapsulated &+= 1
         let interface = Int(truncatingIfNeeded: decision &>> 32)
-        let innerLength = length &- 50
+        let innerLength = length &- outerLength
         guard let ring = rings[interface], let output = ring.pointee.reserve() else {
           drop(.txRingFull)
           continue
@@ -115,7 +117,7 @@ extension Pipeline {
   @inline(never)
   func resolveDecapFlow(
     _ inner: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
-    flowTag: UInt64, vtep: Int, vtepAddress: UInt64, state: ForwardingState, now: UInt32
+    flowTag: UInt64, vtep: Int, vtepAddress: (high: UInt64, low: UInt64), state: ForwardingState, now: UInt32
   ) -> UInt64 {
     let lane = currentDecapLane.pointee
     let table = fdb.reader
@@ -137,8 +139,8 @@ extension Pipeline {
         sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now) | UInt64(truncatingIfNeeded: vtep)
       if !sourceIsCached(key, tag: tag) {
         learn(
-          key: key, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep), high: 0,
-          low: vtepAddress, domain: lane.domain, now: now)
+          key: key, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep),
+          high: vtepAddress.high, low: vtepAddress.low, domain: lane.domain, now: now)
         if !sourceIsCached(key, tag: tag) { return decision }
       }
     }

@@ -74,6 +74,8 @@ public final class ForwardingState: @unchecked Sendable {
   let ipv4UDPChecksum: Bool
   /// VTEP addresses by index, for the control side.
   public let vtepAddresses: [IPAddress]
+  /// What the decap fast path requires of outer headers to this VTEP and port.
+  let outerHeaderPattern: OuterHeaderPattern
 
   init(_ b: ForwardingStateBuilder) {
     generation = Self.generations.add(1, ordering: .relaxed).newValue
@@ -168,6 +170,7 @@ public final class ForwardingState: @unchecked Sendable {
     ipMTU = b.mtu
     if case .inherit = b.dscp { inheritDSCP = true } else { inheritDSCP = false }
     ipv4UDPChecksum = b.ipv4UDPChecksum
+    outerHeaderPattern = OuterHeaderPattern(local: b.localVTEP, udpPort: b.udpPort, enabled: true)
   }
 
   deinit {
