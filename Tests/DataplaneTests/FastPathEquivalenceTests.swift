@@ -40,8 +40,18 @@ final class FastPathEquivalenceTests: XCTestCase {
 
   // MARK: Driver
 
-  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64, batches: Int = 400) {
+  /// Each configuration three times: the flow cache chosen batch by batch, always
+  /// probed, and always bypassed (the loop variant for traffic with many flows).
+  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64) {
+    for caching in [nil, true, false] as [Bool?] {
+      run(config: config, ipv6: ipv6, seed: seed, caching: caching)
+    }
+  }
+
+  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64, caching: Bool?, batches: Int = 400) {
     let fast = OfflineSwitch(config: config)
+    fast.pipeline.accessCaching.forced = caching
+    fast.pipeline.decapCaching.forced = caching
     let general = OfflineSwitch(config: config)
     general.pipeline.fastPathsEnabled = false
     var random = SplitMix64(seed: seed)
@@ -66,7 +76,9 @@ final class FastPathEquivalenceTests: XCTestCase {
         let a = fast.takeOutput(port)
         let b = general.takeOutput(port)
         if a != b {
-          XCTFail("batch \(batch) on \(ingress): \(port) output differs (\(a.count) vs \(b.count) frames)")
+          XCTFail(
+            "caching \(String(describing: caching)), batch \(batch) on \(ingress): \(port) output differs (\(a.count) vs \(b.count) frames)"
+          )
           return
         }
         fastFrames += a.count

@@ -84,3 +84,50 @@ struct FlowCacheValidity: Equatable {
   var now: UInt32 = .max
   var snapshot: UInt64 = .max
 }
+
+/// Whether a batch loop probes and fills the flow cache (`ProbingFlowCache`) or goes
+/// straight to the FDB (`BypassingFlowCache`, for traffic with more flows than the cache
+/// holds, where probing and filling would be pure cost). A type parameter, so that each
+/// loop is compiled without the other's branches.
+protocol FlowCacheUse {
+  static var probes: Bool { get }
+}
+
+enum ProbingFlowCache: FlowCacheUse {
+  @inline(__always) static var probes: Bool { true }
+}
+
+enum BypassingFlowCache: FlowCacheUse {
+  @inline(__always) static var probes: Bool { false }
+}
+
+/// Chooses, batch by batch, whether a direction's loop uses the flow cache: it stops
+/// after a batch of 32 frames or more in which three quarters missed, and tries again
+/// after 32 batches without (two batches then: the first fills the cache, the second
+/// judges it). Per pipeline and direction; not shared.
+struct FlowCachePolicy {
+  private var bypassedBatches = 0
+  private var caching = true
+  private var grace = 0
+  /// Tests pin the choice, to compare each loop with the general path.
+  var forced: Bool? = nil
+
+  var cachesNextBatch: Bool { forced ?? caching }
+
+  mutating func record(cached: Bool, misses: Int, frames: Int) {
+    if cached {
+      if grace > 0 {
+        grace -= 1
+      } else if frames >= 32 && misses &* 4 >= frames &* 3 {
+        caching = false
+        bypassedBatches = 0
+      }
+    } else {
+      bypassedBatches += 1
+      if bypassedBatches >= 32 {
+        caching = true
+        grace = 1
+      }
+    }
+  }
+}

@@ -4,19 +4,27 @@ extension Pipeline {
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     let ring = rings[Int(state.underlayInterface)]
     let configuration = UnderlayOutput(state: state, ring: ring)
+    let caching = accessCaching.cachesNextBatch
+    var misses = 0
     if PlainIPv4Encapsulation.matches(configuration) {
-      switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self)
+      misses =
+        caching
+        ? switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, ProbingFlowCache.self)
+        : switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, BypassingFlowCache.self)
     } else if PlainIPv6Encapsulation.matches(configuration) {
-      switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self)
+      misses = switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self)
     } else {
-      switchAccessBatch(&vector, state, ConfiguredEncapsulation.self)
+      misses = switchAccessBatch(&vector, state, ConfiguredEncapsulation.self, ProbingFlowCache.self)
     }
+    accessCaching.record(cached: caching, misses: misses, frames: vector.count)
   }
 
+  /// One batch from an access port; returns how many frames missed the flow cache (all
+  /// that reached the lookup when `Caching` bypasses it).
   @inline(never)
-  func switchAccessBatch<Flavor: EncapsulationFlavor>(
-    _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type
-  ) {
+  func switchAccessBatch<Flavor: EncapsulationFlavor, Caching: FlowCacheUse>(
+    _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type, _ caching: Caching.Type
+  ) -> Int {
     // Locals, not stored properties: after a store through a raw pointer the optimiser
     // cannot assume `self`'s (or `state`'s) fields unchanged and would reload them, and
     // the pointers behind them, for every frame.
@@ -29,13 +37,15 @@ extension Pipeline {
     let flows = accessFlows
     let generation = flowGeneration
     let enabled = fastPathsEnabled
-    let prefetching = accessPrefetch
+    let prefetching = !Caching.probes || accessPrefetch
+    let sources = sourceCache
     var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
-    var lane = AccessLane(
+    // The lane lives in memory and is read there: a loop-carried struct would have its
+    // fields copied between stack slots on every frame.
+    let lane = currentAccessLane
+    lane.pointee = AccessLane(
       state: state, table: table, interface: ingress, tag: 0, sourceCacheTagBase: cacheTagBase,
       flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
-    let laneSlot = currentAccessLane
-    laneSlot.pointee = lane
     var receivedBytes = 0
     var misses = 0
     for index in 0..<frameCount {
@@ -46,27 +56,40 @@ extension Pipeline {
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
         if ahead < frameCount && FrameVector.length(frames, ahead) >= 14 {
-          table.prefetch(lane.domainBits | UnsafeRawPointer(frames[ahead]).be64(0) &>> 16)
+          table.prefetch(lane.pointee.domainBits | UnsafeRawPointer(frames[ahead]).be64(0) &>> 16)
         }
       }
-      if _slowPath(tag != lane.tag) {
-        lane = Self.lane(
+      if _slowPath(tag != lane.pointee.tag) {
+        lane.pointee = Self.lane(
           state: state, table: table, interface: ingress, tag: tag, sourceCacheTagBase: cacheTagBase,
           flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
-        laneSlot.pointee = lane
       }
 
       // The fast path: a flow whose decision is cached, or else known unicast (whose
       // decision is then cached, once its source is known to be where it came from).
       fast: do {
-        if UInt(bitPattern: length &- 14) >= lane.lengthSpan { break fast }
-        let head = frame.raw64(0)
-        let tail = frame.raw64(6)
-        let entry = flows.entry(head: head, tail: tail)
-        var decision = entry.pointee.decision
-        if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != lane.flowTag {
+        if UInt(bitPattern: length &- 14) >= lane.pointee.lengthSpan { break fast }
+        var decision: UInt64
+        if Caching.probes {
+          let head = frame.raw64(0)
+          let tail = frame.raw64(6)
+          let entry = flows.entry(head: head, tail: tail)
+          decision = entry.pointee.decision
+          if entry.pointee.head != head || entry.pointee.tail != tail
+            || entry.pointee.tag != lane.pointee.flowTag
+          {
+            misses &+= 1
+            decision = resolveAccessFlow(frame, head: head, tail: tail, entry: entry, state: state, now: now)
+            if decision == 0 { break fast }
+          }
+        } else {
           misses &+= 1
-          decision = resolveAccessFlow(frame, head: head, tail: tail, entry: entry, state: state, now: now)
+          decision =
+            decideAccessFlow(
+              frame, lane: lane.pointee, table: table, vtepCount: out.vtepCount, resolved: out.resolved,
+              sources: sources,
+              now: now
+            ).decision
           if decision == 0 { break fast }
         }
         let restLength = length &- 12
@@ -76,7 +99,7 @@ extension Pipeline {
             continue
           }
           _ = Self.writeEncapsulation(
-            output, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.vniField,
+            output, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.pointee.vniField,
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
@@ -95,55 +118,71 @@ extension Pipeline {
       switchAccessFrame(frame, length: length, vlanTag: tag, ingress: ingress, now: now, state)
       out.resume()
     }
-    accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
+    if Caching.probes { accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount) }
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
     flush(out)
+    return misses
   }
 
-  /// A flow cache miss on access ingress, out of line: the checks the cache spares hit
-  /// frames (no in-band tag, no ARP for a watching domain, a unicast source and
-  /// destination, a current FDB entry at a reachable VTEP or another local member),
-  /// then learning of the source, then the flow cached when its source is known to be
-  /// at the lane's member this second. Returns the decision (`FlowDecision`), or 0 when
-  /// the frame needs the general path (nothing learnt then, so that it learns once).
-  /// The lane is the batch's current one (`currentAccessLane`).
+  /// A flow cache miss on access ingress, out of line: `decideAccessFlow`, then the flow
+  /// cached when its source is known to be at the lane's member this second. The lane
+  /// is the batch's current one (`currentAccessLane`).
   @inline(never)
   func resolveAccessFlow(
     _ frame: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
     state: ForwardingState, now: UInt32
   ) -> UInt64 {
     let lane = currentAccessLane.pointee
-    let table = fdb.reader
-    if frame.be16(12) == 0x8100 { return 0 }
-    if lane.watchesARP && frame.be16(12) == 0x0806 { return 0 }
+    let (decision, cacheable) = decideAccessFlow(
+      frame, lane: lane, table: fdb.reader, vtepCount: state.vtepCount, resolved: state.vtepResolved,
+      sources: sourceCache, now: now)
+    if cacheable {
+      entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
+    }
+    return decision
+  }
+
+  /// The fast path's decision for a frame the flow cache does not decide: the checks the
+  /// cache spares hit frames (no in-band tag, no ARP for a watching domain, a unicast
+  /// source and destination, a current FDB entry at a reachable VTEP or another local
+  /// member), then learning of the source. Returns the decision (`FlowDecision`), or 0
+  /// when the frame needs the general path (nothing learnt then, so that it learns
+  /// once), and whether the source was found current at the member (the flow may be
+  /// cached).
+  @inline(__always)
+  func decideAccessFlow(
+    _ frame: UnsafeRawPointer, lane: AccessLane, table: ForwardingTable.Reader, vtepCount: Int,
+    resolved: UnsafeMutablePointer<Bool>, sources: UnsafeMutablePointer<SourceCacheEntry>, now: UInt32
+  ) -> (decision: UInt64, cacheable: Bool) {
+    if frame.be16(12) == 0x8100 { return (0, false) }
+    if lane.watchesARP && frame.be16(12) == 0x0806 { return (0, false) }
     // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
     let source = frame.be64(6) &>> 16
-    if source == 0 || source & 0x0100_0000_0000 != 0 { return 0 }
+    if source == 0 || source & 0x0100_0000_0000 != 0 { return (0, false) }
     let destination = frame.be64(0) &>> 16
-    if destination & 0x0100_0000_0000 != 0 { return 0 }
+    if destination & 0x0100_0000_0000 != 0 { return (0, false) }
     let value = table.homeValue(lane.domainBits | destination)
     let pattern = value & FDBValuePattern.mask
     if pattern == lane.vtepPattern {
       let vtep = Int(truncatingIfNeeded: value & 0xFFFF)
-      if !table.vtepIsCurrent(value) || vtep >= state.vtepCount || !state.vtepResolved[vtep] { return 0 }
+      if !table.vtepIsCurrent(value) || vtep >= vtepCount || !resolved[vtep] { return (0, false) }
     } else if pattern == lane.portPattern {
-      if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { return 0 }
+      if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { return (0, false) }
     } else {
-      return 0
+      return (0, false)
     }
     let decision = value & FlowDecision.targetMask
     if lane.learns {
       let key = lane.domainBits | source
-      if !sourceIsCached(key, tag: lane.sourceCacheTag) {
-        learn(
+      if !Self.sourceIsCached(key, tag: lane.sourceCacheTag, in: sources) {
+        learnOutOfLine(
           key: key, kind: FDBTargetKind.port.rawValue, index: lane.member, high: 0, low: 0,
           domain: lane.domain,
           now: now)
-        if !sourceIsCached(key, tag: lane.sourceCacheTag) { return decision }
+        return (decision, Self.sourceIsCached(key, tag: lane.sourceCacheTag, in: sources))
       }
     }
-    entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
-    return decision
+    return (decision, true)
   }
 
   /// `AccessLane.init` out of line: a lane changes only when the VLAN tag does.

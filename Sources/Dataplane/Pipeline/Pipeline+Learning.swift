@@ -17,7 +17,15 @@ extension Pipeline {
   /// this second: then the frame has nothing to learn.
   @inline(__always)
   func sourceIsCached(_ key: UInt64, tag: UInt64) -> Bool {
-    let entry = sourceCache + Self.sourceCacheSlot(key)
+    Self.sourceIsCached(key, tag: tag, in: sourceCache)
+  }
+
+  /// `sourceIsCached` on a cache pointer the caller keeps in a local.
+  @inline(__always)
+  static func sourceIsCached(_ key: UInt64, tag: UInt64, in cache: UnsafeMutablePointer<SourceCacheEntry>)
+    -> Bool
+  {
+    let entry = cache + sourceCacheSlot(key)
     return entry.pointee.key == key && entry.pointee.tag == tag
   }
 
@@ -48,6 +56,14 @@ extension Pipeline {
       }
     }
     queueLearn(key: key, kind: kind, index: index, high: high, low: low, now: now)
+  }
+
+  /// `learn` out of line, for the fast paths' source cache misses.
+  @inline(never)
+  func learnOutOfLine(
+    key: UInt64, kind: UInt64, index: UInt16, high: UInt64, low: UInt64, domain: UInt16, now: UInt32
+  ) {
+    learn(key: key, kind: kind, index: index, high: high, low: low, domain: domain, now: now)
   }
 
   /// The learn slow path, out of line: the source is new, moved or stale. Queues an event

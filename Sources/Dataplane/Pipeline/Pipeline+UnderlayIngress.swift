@@ -2,17 +2,25 @@ extension Pipeline {
   /// Frames from the underlay: validate the outer headers, decapsulate, learn the inner
   /// source at the outer source VTEP, and deliver to local members (never back to a VTEP).
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    let caching = decapCaching.cachesNextBatch
+    var misses = 0
     if state.localIsIPv6 {
-      decapsulateBatch(&vector, state, IPv6Underlay.self)
+      misses = decapsulateBatch(&vector, state, IPv6Underlay.self, ProbingFlowCache.self)
     } else {
-      decapsulateBatch(&vector, state, IPv4Underlay.self)
+      misses =
+        caching
+        ? decapsulateBatch(&vector, state, IPv4Underlay.self, ProbingFlowCache.self)
+        : decapsulateBatch(&vector, state, IPv4Underlay.self, BypassingFlowCache.self)
     }
+    decapCaching.record(cached: caching, misses: misses, frames: vector.count)
   }
 
+  /// One batch from the underlay; returns how many frames missed the flow cache (all
+  /// that reached the lookup when `Caching` bypasses it).
   @inline(never)
-  func decapsulateBatch<Family: UnderlayFamily>(
-    _ vector: inout FrameVector, _ state: ForwardingState, _ family: Family.Type
-  ) {
+  func decapsulateBatch<Family: UnderlayFamily, Caching: FlowCacheUse>(
+    _ vector: inout FrameVector, _ state: ForwardingState, _ family: Family.Type, _ caching: Caching.Type
+  ) -> Int {
     // Locals, not stored properties: see `switchAccessBatch`.
     let table = fdb.reader
     let frames = vector.frames
@@ -23,7 +31,9 @@ extension Pipeline {
     let counters = self.counters
     let flows = decapFlows
     let generation = flowGeneration
-    let prefetching = decapPrefetch
+    let prefetching = !Caching.probes || decapPrefetch
+    let sources = sourceCache
+    let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
     let outerLength = Family.outerLength
     let pattern =
       fastPathsEnabled && Self.fastPathByteOrder
@@ -69,16 +79,28 @@ extension Pipeline {
           lastVTEP = state.vtep(high: address.high, low: address.low)
         }
         let inner = frame + outerLength
-        let head = inner.raw64(0)
-        let tail = inner.raw64(6)
-        let entry = flows.entry(head: head, tail: tail)
-        let flowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
-        var decision = entry.pointee.decision
-        if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != flowTag {
+        var decision: UInt64
+        if Caching.probes {
+          let head = inner.raw64(0)
+          let tail = inner.raw64(6)
+          let entry = flows.entry(head: head, tail: tail)
+          let flowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+          decision = entry.pointee.decision
+          if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != flowTag {
+            misses &+= 1
+            decision = resolveDecapFlow(
+              inner, head: head, tail: tail, entry: entry, flowTag: flowTag, vtep: lastVTEP,
+              vtepAddress: Family.address(asLoaded: outerSource), state: state, now: now)
+            if decision == 0 { break fast }
+          }
+        } else {
           misses &+= 1
-          decision = resolveDecapFlow(
-            inner, head: head, tail: tail, entry: entry, flowTag: flowTag, vtep: lastVTEP,
-            vtepAddress: Family.address(asLoaded: outerSource), state: state, now: now)
+          decision =
+            decideDecapFlow(
+              inner, lane: lane, vtep: lastVTEP, vtepAddress: Family.address(asLoaded: outerSource),
+              table: table,
+              state: state, sources: sources, cacheTagBase: cacheTagBase, now: now
+            ).decision
           if decision == 0 { break fast }
         }
         // What `emitLocal` does for an untagged member, its drops included.
@@ -102,50 +124,66 @@ extension Pipeline {
 
       decapsulateFrame(frames[index], length: length, flags: flags, now: now, state)
     }
-    decapPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount)
+    if Caching.probes { decapPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount) }
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
     count(Counter.decapsulated, decapsulated)
+    return misses
   }
 
-  /// A flow cache miss on underlay ingress, out of line: the checks the cache spares hit
-  /// frames (no inner tag, a unicast source and destination, a current FDB entry at an
-  /// untagged local member), then learning of the source at `vtep` (index, or -1 when
-  /// unknown, and address), then the flow cached when its source is known to be there
-  /// this second. Returns the decision (`FlowDecision`), or 0 when the frame needs the
-  /// general path (nothing learnt then, so that it learns once). The lane is the batch's
-  /// current one (`currentDecapLane`).
+  /// A flow cache miss on underlay ingress, out of line: `decideDecapFlow`, then the
+  /// flow cached when its source is known to be at `vtep` this second. The lane is the
+  /// batch's current one (`currentDecapLane`).
   @inline(never)
   func resolveDecapFlow(
     _ inner: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
     flowTag: UInt64, vtep: Int, vtepAddress: (high: UInt64, low: UInt64), state: ForwardingState, now: UInt32
   ) -> UInt64 {
-    let lane = currentDecapLane.pointee
-    let table = fdb.reader
-    if inner.be16(12) == 0x8100 { return 0 }
+    let (decision, cacheable) = decideDecapFlow(
+      inner, lane: currentDecapLane.pointee, vtep: vtep, vtepAddress: vtepAddress, table: fdb.reader,
+      state: state, sources: sourceCache,
+      cacheTagBase: sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now), now: now)
+    if cacheable {
+      entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: flowTag, decision: decision)
+    }
+    return decision
+  }
+
+  /// The fast path's decision for a decapsulated frame the flow cache does not decide:
+  /// the checks the cache spares hit frames (no inner tag, a unicast source and
+  /// destination, a current FDB entry at an untagged local member), then learning of the
+  /// source at `vtep` (index, or -1 when unknown, and address). Returns the decision
+  /// (`FlowDecision`), or 0 when the frame needs the general path (nothing learnt then,
+  /// so that it learns once), and whether the source was found current at the VTEP (the
+  /// flow may be cached).
+  @inline(__always)
+  func decideDecapFlow(
+    _ inner: UnsafeRawPointer, lane: DecapLane, vtep: Int, vtepAddress: (high: UInt64, low: UInt64),
+    table: ForwardingTable.Reader, state: ForwardingState, sources: UnsafeMutablePointer<SourceCacheEntry>,
+    cacheTagBase: UInt64, now: UInt32
+  ) -> (decision: UInt64, cacheable: Bool) {
+    if inner.be16(12) == 0x8100 { return (0, false) }
     let source = inner.be64(6) &>> 16
-    if source == 0 || source & 0x0100_0000_0000 != 0 { return 0 }
+    if source == 0 || source & 0x0100_0000_0000 != 0 { return (0, false) }
     // An unknown VTEP is learnt by the general path.
-    if lane.learns && vtep < 0 { return 0 }
+    if lane.learns && vtep < 0 { return (0, false) }
     let destination = inner.be64(0) &>> 16
-    if destination & 0x0100_0000_0000 != 0 { return 0 }
+    if destination & 0x0100_0000_0000 != 0 { return (0, false) }
     let value = table.homeValue(lane.domainBits | destination)
-    if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { return 0 }
+    if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { return (0, false) }
     let member = Int(truncatingIfNeeded: value & 0xFFFF)
-    if state.memberVLAN[member] != 0 { return 0 }
+    if state.memberVLAN[member] != 0 { return (0, false) }
     let decision = FlowDecision.member(member, interface: Int(state.memberInterface[member]))
     if lane.learns {
       let key = lane.domainBits | source
-      let tag =
-        sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now) | UInt64(truncatingIfNeeded: vtep)
-      if !sourceIsCached(key, tag: tag) {
-        learn(
+      let tag = cacheTagBase | UInt64(truncatingIfNeeded: vtep)
+      if !Self.sourceIsCached(key, tag: tag, in: sources) {
+        learnOutOfLine(
           key: key, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep),
           high: vtepAddress.high, low: vtepAddress.low, domain: lane.domain, now: now)
-        if !sourceIsCached(key, tag: tag) { return decision }
+        return (decision, Self.sourceIsCached(key, tag: tag, in: sources))
       }
     }
-    entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: flowTag, decision: decision)
-    return decision
+    return (decision, true)
   }
 
   /// `DecapLane.init` out of line: a lane changes only when the VNI does.

@@ -70,6 +70,9 @@ public final class Pipeline {
   /// FDB buckets are worth prefetching ahead of the lookups.
   var accessPrefetch = true
   var decapPrefetch = true
+  /// Whether each direction's next batch probes the flow cache.
+  var accessCaching = FlowCachePolicy()
+  var decapCaching = FlowCachePolicy()
 
   init(fdb: ForwardingTable, arp: ARPTable, cell: SnapshotCell<ForwardingState>, statistics: SwitchStatistics)
   {
