@@ -86,7 +86,7 @@ extension Pipeline {
           misses &+= 1
           decision =
             decideAccessFlow(
-              frame, lane: lane.pointee, table: table, vtepCount: out.vtepCount, resolved: out.resolved,
+              frame, lane: lane, table: table, vtepCount: out.vtepCount, resolved: out.resolved,
               sources: sources,
               now: now
             ).decision
@@ -132,17 +132,18 @@ extension Pipeline {
     _ frame: UnsafeRawPointer, head: UInt64, tail: UInt64, entry: UnsafeMutablePointer<FlowCacheEntry>,
     state: ForwardingState, now: UInt32
   ) -> UInt64 {
-    let lane = currentAccessLane.pointee
+    let lane = currentAccessLane
     let (decision, cacheable) = decideAccessFlow(
       frame, lane: lane, table: fdb.reader, vtepCount: state.vtepCount, resolved: state.vtepResolved,
       sources: sourceCache, now: now)
     if cacheable {
-      entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.flowTag, decision: decision)
+      entry.pointee = FlowCacheEntry(head: head, tail: tail, tag: lane.pointee.flowTag, decision: decision)
     }
     return decision
   }
 
-  /// The fast path's decision for a frame the flow cache does not decide: the checks the
+  /// The fast path's decision for a frame the flow cache does not decide (`lane` read
+  /// where its fields are needed, not copied whole): the checks the
   /// cache spares hit frames (no in-band tag, no ARP for a watching domain, a unicast
   /// source and destination, a current FDB entry at a reachable VTEP or another local
   /// member), then learning of the source. Returns the decision (`FlowDecision`), or 0
@@ -151,35 +152,38 @@ extension Pipeline {
   /// cached).
   @inline(__always)
   func decideAccessFlow(
-    _ frame: UnsafeRawPointer, lane: AccessLane, table: ForwardingTable.Reader, vtepCount: Int,
+    _ frame: UnsafeRawPointer, lane: UnsafeMutablePointer<AccessLane>, table: ForwardingTable.Reader,
+    vtepCount: Int,
     resolved: UnsafeMutablePointer<Bool>, sources: UnsafeMutablePointer<SourceCacheEntry>, now: UInt32
   ) -> (decision: UInt64, cacheable: Bool) {
     if frame.be16(12) == 0x8100 { return (0, false) }
-    if lane.watchesARP && frame.be16(12) == 0x0806 { return (0, false) }
+    if lane.pointee.watchesARP && frame.be16(12) == 0x0806 { return (0, false) }
     // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
     let source = frame.be64(6) &>> 16
     if source == 0 || source & 0x0100_0000_0000 != 0 { return (0, false) }
     let destination = frame.be64(0) &>> 16
     if destination & 0x0100_0000_0000 != 0 { return (0, false) }
-    let value = table.homeValue(lane.domainBits | destination)
+    let value = table.homeValue(lane.pointee.domainBits | destination)
     let pattern = value & FDBValuePattern.mask
-    if pattern == lane.vtepPattern {
+    if pattern == lane.pointee.vtepPattern {
       let vtep = Int(truncatingIfNeeded: value & 0xFFFF)
       if !table.vtepIsCurrent(value) || vtep >= vtepCount || !resolved[vtep] { return (0, false) }
-    } else if pattern == lane.portPattern {
-      if UInt16(truncatingIfNeeded: value) == lane.member || !table.portIsCurrent(value) { return (0, false) }
+    } else if pattern == lane.pointee.portPattern {
+      if UInt16(truncatingIfNeeded: value) == lane.pointee.member || !table.portIsCurrent(value) {
+        return (0, false)
+      }
     } else {
       return (0, false)
     }
     let decision = value & FlowDecision.targetMask
-    if lane.learns {
-      let key = lane.domainBits | source
-      if !Self.sourceIsCached(key, tag: lane.sourceCacheTag, in: sources) {
+    if lane.pointee.learns {
+      let key = lane.pointee.domainBits | source
+      if !Self.sourceIsCached(key, tag: lane.pointee.sourceCacheTag, in: sources) {
         learnOutOfLine(
-          key: key, kind: FDBTargetKind.port.rawValue, index: lane.member, high: 0, low: 0,
-          domain: lane.domain,
+          key: key, kind: FDBTargetKind.port.rawValue, index: lane.pointee.member, high: 0, low: 0,
+          domain: lane.pointee.domain,
           now: now)
-        return (decision, Self.sourceIsCached(key, tag: lane.sourceCacheTag, in: sources))
+        return (decision, Self.sourceIsCached(key, tag: lane.pointee.sourceCacheTag, in: sources))
       }
     }
     return (decision, true)
