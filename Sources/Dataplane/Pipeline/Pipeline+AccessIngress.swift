@@ -12,7 +12,10 @@ extension Pipeline {
         ? switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, ProbingFlowCache.self)
         : switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, BypassingFlowCache.self)
     } else if PlainIPv6Encapsulation.matches(configuration) {
-      misses = switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self)
+      misses =
+        caching
+        ? switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self)
+        : switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, BypassingFlowCache.self)
     } else {
       misses = switchAccessBatch(&vector, state, ConfiguredEncapsulation.self, ProbingFlowCache.self)
     }

@@ -5,7 +5,10 @@ extension Pipeline {
     let caching = decapCaching.cachesNextBatch
     var misses = 0
     if state.localIsIPv6 {
-      misses = decapsulateBatch(&vector, state, IPv6Underlay.self, ProbingFlowCache.self)
+      misses =
+        caching
+        ? decapsulateBatch(&vector, state, IPv6Underlay.self, ProbingFlowCache.self)
+        : decapsulateBatch(&vector, state, IPv6Underlay.self, BypassingFlowCache.self)
     } else {
       misses =
         caching
