@@ -5,13 +5,17 @@ import CPacket
 ///
 /// Each batch runs one loop over its frames. The loop hoists what frames of one batch
 /// share (the ingress VLAN's member and bridge domain, the VNI's domain, the underlay
-/// ring, the current flush generations) into a lane value, prefetches the FDB bucket of
-/// the frame a few places ahead, and sends each frame down its fast path: known unicast
-/// from a source already verified this second, forwarded with one probe of the home
-/// bucket. Any frame the fast path does not finish (a new or moving source, flooding,
-/// ARP, VLAN tags in band, drops, a bucket being rewritten) takes the general path,
-/// which does the whole job for that frame and names every drop. The two paths produce
-/// the same bytes and counts; tests run traffic through both and compare.
+/// ring, the current flush generations) into a lane value and sends each frame down its
+/// fast path: a flow whose decision the per-worker `FlowCache` holds, or else known
+/// unicast from a source already verified this second, forwarded with one probe of the
+/// FDB home bucket (prefetched a few frames ahead when lookups are frequent). Any frame
+/// the fast path does not finish (a new or moving source, flooding, ARP, VLAN tags in
+/// band, drops, a bucket being rewritten) takes the general path, which does the whole
+/// job for that frame and names every drop. The two paths produce the same bytes and
+/// counts; tests run traffic through both and compare. Each direction's loop is generic
+/// over the encapsulation flavour or underlay family and over whether it probes the
+/// flow cache (`FlowCachePolicy` chooses per batch), so that each variant is compiled
+/// with its constants and without the others' branches.
 ///
 /// Nothing here allocates, retains, or calls through an existential per frame: state is
 /// reached through raw pointers held in locals, counters are plain words flushed to
