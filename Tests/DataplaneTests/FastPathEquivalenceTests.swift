@@ -280,3 +280,52 @@ private struct Traffic {
     return Frame(bytes: bytes, flags: flags)
   }
 }
+
+/// Edge cases of the decap fast path's outer-header checks, each through a switch with
+/// the fast paths on and one with them off: both must agree, and with the general
+/// path's verdict.
+final class DecapFastPathEdgeTests: XCTestCase {
+  typealias S = TestSite
+
+  private func twins() -> (OfflineSwitch, OfflineSwitch) {
+    let fast = OfflineSwitch(config: S.config())
+    let general = OfflineSwitch(config: S.config())
+    general.pipeline.fastPathsEnabled = false
+    for sw in [fast, general] {
+      // hostA lives on vm1: known unicast for decapsulated frames.
+      sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)])
+      for port in sw.ports { _ = port.takeTransmitted() }
+    }
+    return (fast, general)
+  }
+
+  /// A VXLAN frame to 0.0.0.0, UDP port 0, otherwise well formed, is not for this VTEP:
+  /// with the fast path on or off (an "off" that still compared against some address
+  /// and port would take it).
+  func testFrameToAnotherAddressAndPortIsDroppedWithTheFastPathOnOrOff() {
+    let (fast, general) = twins()
+    let frame = S.vxlan(
+      S.ping(from: S.hostR, to: S.hostA), from: S.remoteA, to: IPAddress("0.0.0.0")!, destinationPort: 0)
+    for sw in [fast, general] {
+      sw.forward(interface: "eth1", frames: [frame])
+      XCTAssertEqual(sw.drops(.notForLocalVTEP), 1)
+      XCTAssertEqual(sw.takeOutput("vm1"), [])
+    }
+  }
+
+  /// A frame longer than an IP length field can describe, whose IP datagram is followed
+  /// by a trailer: the 16-bit lengths must not wrap into a match; both paths deliver the
+  /// inner frame alone.
+  func testFrameLongerThanItsLengthFieldsDeliversTheDatagramOnly() {
+    let (fast, general) = twins()
+    let inner = S.ping(from: S.hostR, to: S.hostA)
+    let datagram = S.vxlan(inner)
+    // Total length + 14 and frame length agree modulo 65536: a wrapped compare matches.
+    let frame = datagram + [UInt8](repeating: 0xEE, count: 65536)
+    for sw in [fast, general] {
+      sw.forward(interface: "eth1", frames: [frame])
+      XCTAssertEqual(sw.takeOutput("vm1"), [inner])
+      XCTAssertEqual(sw.totalDrops(), 0)
+    }
+  }
+}

@@ -20,8 +20,12 @@ import Synchronization
 ///   that changes only its age stamp. If a writer replaced the value meanwhile, the swap
 ///   fails and the refresh is dropped, which is harmless.
 /// - The flush generations (`flush(bridgeDomain:)`, `flush(port:)`, `flush(vtep:)`) are
-///   atomics read by workers per frame and bumped by writers: an entry whose generations
-///   are not current is invisible to `isCurrent` at once, and the ager reclaims it.
+///   atomics bumped by writers: an entry whose generations are not current is invisible
+///   to `isCurrent` at once, and the ager reclaims it. Packet workers sample the bridge
+///   domains' generations and `changeEpoch` once per batch (their flow and source caches
+///   are valid for one epoch), so a worker forwards by a flush, removal or retarget
+///   from its next batch on: frames of a batch already being forwarded (at most 256,
+///   microseconds) may still follow the entries as they were when it started.
 ///
 /// ## Layout
 /// Buckets are one 64-byte cache line: a sequence word, three keys, three values and an

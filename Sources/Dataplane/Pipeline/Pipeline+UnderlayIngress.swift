@@ -2,6 +2,10 @@ extension Pipeline {
   /// Frames from the underlay: validate the outer headers, decapsulate, learn the inner
   /// source at the outer source VTEP, and deliver to local members (never back to a VTEP).
   func decapsulateBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
+    if !fastPathsEnabled || !Self.fastPathByteOrder {
+      decapsulateBatchGenerally(&vector, state)
+      return
+    }
     let caching = decapCaching.cachesNextBatch
     var misses = 0
     if state.localIsIPv6 {
@@ -38,9 +42,7 @@ extension Pipeline {
     let sources = sourceCache
     let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
     let outerLength = Family.outerLength
-    let pattern =
-      fastPathsEnabled && Self.fastPathByteOrder
-      ? state.outerHeaderPattern : OuterHeaderPattern.matchingNothing
+    let pattern = state.outerHeaderPattern
     var lane = DecapLane.none
     let laneSlot = currentDecapLane
     // Frames of one batch mostly come from few VTEPs: remember the last outer source
@@ -68,7 +70,7 @@ extension Pipeline {
       // decision is cached, or else known unicast for an untagged local member (whose
       // decision is then cached, once its source is known to be where it came from).
       fast: do {
-        if length < outerLength &+ 14 || flags & FrameFlags.checksumNotReady != 0 { break fast }
+        if !Family.fastPathTakes(length: length) || flags & FrameFlags.checksumNotReady != 0 { break fast }
         if !Family.acceptsOuter(frame, length: length, flags: flags, pattern) { break fast }
         let vniField = Family.vniField(frame)
         if _slowPath(vniField != lane.vniField) {
@@ -187,6 +189,21 @@ extension Pipeline {
       }
     }
     return (decision, true)
+  }
+
+  /// Every frame of the batch down the general path: with the fast paths off (tests
+  /// compare against it) or on a host whose byte order their masks do not fit.
+  @inline(never)
+  func decapsulateBatchGenerally(_ vector: inout FrameVector, _ state: ForwardingState) {
+    var receivedBytes = 0
+    for index in 0..<vector.count {
+      let length = FrameVector.length(vector.frames, index)
+      receivedBytes &+= length
+      decapsulateFrame(
+        vector.frames[index], length: length, flags: FrameVector.flags(vector.frames, index), now: vector.now,
+        state)
+    }
+    countReceived(interface: vector.ingress, frames: vector.count, bytes: receivedBytes)
   }
 
   /// `DecapLane.init` out of line: a lane changes only when the VNI does.

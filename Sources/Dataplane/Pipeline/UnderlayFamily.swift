@@ -6,9 +6,14 @@ protocol UnderlayFamily {
   /// Bytes before the inner Ethernet header: 50 over IPv4, 70 over IPv6.
   static var outerLength: Int { get }
 
+  /// The longest frame whose IP length field can describe it exactly (65535 + 14 over
+  /// IPv4, 65535 + 54 over IPv6): the fast path compares 16-bit length fields with the
+  /// frame length, which must not wrap.
+  static var longestExactFrame: Int { get }
+
   /// Whether the outer headers are the common shape (`OuterHeaderPattern`), the IP and
   /// UDP lengths fill the frame exactly, and the checksums the family needs verify
-  /// (unless the port says they were). The frame holds at least `outerLength + 14` bytes.
+  /// (unless the port says they were). The frame's length is one `fastPathTakes`.
   static func acceptsOuter(
     _ frame: UnsafeRawPointer, length: Int, flags: UInt8, _ pattern: OuterHeaderPattern
   ) -> Bool
@@ -21,6 +26,13 @@ protocol UnderlayFamily {
 }
 
 extension UnderlayFamily {
+  /// Whether the fast path may take a frame of `length` bytes: an outer header and an
+  /// inner Ethernet header at least, `longestExactFrame` at most (one unsigned compare).
+  @inline(__always)
+  static func fastPathTakes(length: Int) -> Bool {
+    UInt(bitPattern: length &- (outerLength &+ 14)) <= UInt(longestExactFrame &- (outerLength &+ 14))
+  }
+
   /// The VXLAN header's VNI as the lanes compare it: its three bytes in a little-endian
   /// 32-bit load (`DecapLane.vniField`).
   @inline(__always)
@@ -29,6 +41,7 @@ extension UnderlayFamily {
 
 enum IPv4Underlay: UnderlayFamily {
   @inline(__always) static var outerLength: Int { 50 }
+  @inline(__always) static var longestExactFrame: Int { 0xFFFF &+ 14 }
 
   /// No UDP checksum (RFC 7348's recommendation over IPv4); the IPv4 header's checked.
   @inline(__always)
@@ -54,6 +67,7 @@ enum IPv4Underlay: UnderlayFamily {
 
 enum IPv6Underlay: UnderlayFamily {
   @inline(__always) static var outerLength: Int { 70 }
+  @inline(__always) static var longestExactFrame: Int { 0xFFFF &+ 54 }
 
   /// A non-zero UDP checksum (mandatory over IPv6), verified unless the port says so.
   @inline(__always)

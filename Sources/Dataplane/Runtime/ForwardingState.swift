@@ -170,7 +170,7 @@ public final class ForwardingState: @unchecked Sendable {
     ipMTU = b.mtu
     if case .inherit = b.dscp { inheritDSCP = true } else { inheritDSCP = false }
     ipv4UDPChecksum = b.ipv4UDPChecksum
-    outerHeaderPattern = OuterHeaderPattern(local: b.localVTEP, udpPort: b.udpPort, enabled: true)
+    outerHeaderPattern = OuterHeaderPattern(local: b.localVTEP, udpPort: b.udpPort)
   }
 
   deinit {
