@@ -16,10 +16,9 @@ enum PlainIPv4Encapsulation: EncapsulationFlavor {
   @inline(__always) static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool { false }
   @inline(__always) static func headerLength(_ out: UnderlayOutput) -> Int { OuterHeaderTemplate.ipv4Length }
 
-  /// Whether `out`'s configuration is this flavor's.
-  @inline(__always)
-  static func matches(_ out: UnderlayOutput) -> Bool {
-    !out.isIPv6 && !out.inheritDSCP && !out.ipv4UDPChecksum
+  /// Whether the site's configuration is this flavor's.
+  static func matches(_ state: ForwardingState) -> Bool {
+    !state.localIsIPv6 && !state.inheritDSCP && !state.ipv4UDPChecksum
   }
 }
 
@@ -30,9 +29,8 @@ enum PlainIPv6Encapsulation: EncapsulationFlavor {
   @inline(__always) static func checksumsIPv4UDP(_ out: UnderlayOutput) -> Bool { false }
   @inline(__always) static func headerLength(_ out: UnderlayOutput) -> Int { OuterHeaderTemplate.ipv6Length }
 
-  /// Whether `out`'s configuration is this flavor's.
-  @inline(__always)
-  static func matches(_ out: UnderlayOutput) -> Bool { out.isIPv6 && !out.inheritDSCP }
+  /// Whether the site's configuration is this flavor's.
+  static func matches(_ state: ForwardingState) -> Bool { state.localIsIPv6 && !state.inheritDSCP }
 }
 
 /// Any configuration, read per frame from the batch's `UnderlayOutput`.

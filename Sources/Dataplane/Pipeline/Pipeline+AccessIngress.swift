@@ -2,16 +2,14 @@ extension Pipeline {
   /// Frames from a local access port: learn the source, then switch locally, encapsulate
   /// towards the destination's VTEP, or flood.
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
-    let ring = rings[Int(state.underlayInterface)]
-    let configuration = UnderlayOutput(state: state, ring: ring)
     let caching = accessCaching.cachesNextBatch
     var misses = 0
-    if PlainIPv4Encapsulation.matches(configuration) {
+    if PlainIPv4Encapsulation.matches(state) {
       misses =
         caching
         ? switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, ProbingFlowCache.self)
         : switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, BypassingFlowCache.self)
-    } else if PlainIPv6Encapsulation.matches(configuration) {
+    } else if PlainIPv6Encapsulation.matches(state) {
       misses =
         caching
         ? switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self)

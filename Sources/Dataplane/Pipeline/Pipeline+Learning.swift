@@ -13,14 +13,9 @@ extension Pipeline {
     (kind &<< 16 | sourceCacheEpoch) ^ UInt64(now) &<< 50
   }
 
-  /// Whether the source cache says `key` was found current at target `index` of `kind`
-  /// this second: then the frame has nothing to learn.
-  @inline(__always)
-  func sourceIsCached(_ key: UInt64, tag: UInt64) -> Bool {
-    Self.sourceIsCached(key, tag: tag, in: sourceCache)
-  }
-
-  /// `sourceIsCached` on a cache pointer the caller keeps in a local.
+  /// Whether the source cache (`cache`, kept in a local by the caller) says `key` was
+  /// found current this second at the target `tag` names: then the frame has nothing to
+  /// learn.
   @inline(__always)
   static func sourceIsCached(_ key: UInt64, tag: UInt64, in cache: UnsafeMutablePointer<SourceCacheEntry>)
     -> Bool
@@ -39,7 +34,7 @@ extension Pipeline {
     let target = kind &<< 16 | UInt64(index)
     let cacheSlot = Self.sourceCacheSlot(key)
     let cacheTag = sourceCacheTagBase(kind: kind, now: now) | UInt64(index)
-    if knownVTEP && sourceCache[cacheSlot].key == key && sourceCache[cacheSlot].tag == cacheTag { return }
+    if knownVTEP && Self.sourceIsCached(key, tag: cacheTag, in: sourceCache) { return }
     var slot = 0
     let entry = fdb.lookup(key, slot: &slot)
     if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
