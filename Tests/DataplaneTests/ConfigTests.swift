@@ -65,6 +65,11 @@ final class ConfigTests: XCTestCase {
         workers = 2
         cpus = [2, 3]
         control_socket = "/tmp/vx.sock"
+        log_level = "debug"
+
+        [api]
+        listen = "[::1]:8443"
+        token_file = "/etc/vxswitch/api.token"
 
         [[neighbor]]
         ip = "2001:db8::2"
@@ -76,6 +81,7 @@ final class ConfigTests: XCTestCase {
 
         [[bridge_domain]]
         vni = 100
+        name = "net1"
         ports = [
           "vm1",          # untagged
           "trunk0.10",
@@ -136,12 +142,16 @@ final class ConfigTests: XCTestCase {
     site.workers = 2
     site.cpus = [2, 3]
     site.controlSocket = "/tmp/vx.sock"
+    site.logLevel = .debug
     var expected = SiteConfig(site: site)
+    expected.api = SiteConfig.API(
+      listenHost: ip("::1"), listenPort: 8443, tokenFile: "/etc/vxswitch/api.token")
     expected.neighbors = [
       .init(ip: ip("2001:db8::2"), mac: mac("02:00:00:00:00:02")),
       .init(ip: ip("fe80::2"), mac: mac("02:00:00:00:00:03")),
     ]
     var first = SiteConfig.BridgeDomain(vni: 100)
+    first.name = "net1"
     first.ports = [.init(interface: "vm1"), .init(interface: "trunk0", vlan: 10)]
     first.flood = [ip("2001:db8::2"), ip("2001:db8::3")]
     first.learning = false
@@ -171,6 +181,7 @@ final class ConfigTests: XCTestCase {
     expected.bgp = bgp
 
     XCTAssertEqual(config.site, expected.site)
+    XCTAssertEqual(config.api, expected.api)
     XCTAssertEqual(config.neighbors, expected.neighbors)
     XCTAssertEqual(config.bridgeDomains, expected.bridgeDomains)
     XCTAssertEqual(config.staticMACs, expected.staticMACs)
@@ -185,6 +196,8 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(config.site.udpPort, 4789)
     XCTAssertEqual(config.site.controlSocket, "/run/vxswitch/a.sock")
     XCTAssertEqual(config.site.dscp, .fixed(0))
+    XCTAssertEqual(config.site.logLevel, .info)
+    XCTAssertNil(config.api)
     XCTAssertNil(config.bgp)
     XCTAssertTrue(config.bridgeDomains.isEmpty)
   }
@@ -636,6 +649,160 @@ final class ConfigTests: XCTestCase {
         expected.map { "conf/site.toml:" + $0 }.joined(separator: "\n"))
       XCTAssertEqual(
         thrown.errors.first?.description, "conf/site.toml:1: missing required key 'vtep' in [site]")
+    }
+  }
+
+  // MARK: - log_level, [api], bridge domain names
+
+  func testLogLevels() throws {
+    XCTAssertEqual(
+      SiteConfig.LogLevel.allCases.map(\.rawValue),
+      ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+    for level in SiteConfig.LogLevel.allCases {
+      let config = try XCTUnwrap(decode(site + "log_level = \"\(level.rawValue)\"\n"))
+      XCTAssertEqual(config.site.logLevel, level)
+    }
+    let encoded = try JSONEncoder().encode([SiteConfig.LogLevel.warning])
+    XCTAssertEqual(String(decoding: encoded, as: UTF8.self), "[\"warning\"]")
+    XCTAssertEqual(try JSONDecoder().decode([SiteConfig.LogLevel].self, from: encoded), [.warning])
+  }
+
+  func testLogLevelErrors() {
+    let rule = "log_level must be one of trace, debug, info, notice, warning, error, critical"
+    let cases: [(text: String, errors: [String])] = [
+      (site + "log_level = \"verbose\"\n", ["5: \(rule) (got 'verbose')"]),
+      (site + "log_level = \"INFO\"\n", ["5: \(rule) (got 'INFO')"]),
+      (site + "log_level = \"\"\n", ["5: \(rule) (got '')"]),
+      (site + "\nlog_level = 3\n", ["6: \(rule)"]),
+      (site + "log_level = [\"info\"]\n", ["5: \(rule)"]),
+      (site + "loglevel = \"info\"\n", ["5: unknown key 'loglevel' in [site]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testAPIListenAddresses() throws {
+    let cases: [(listen: String, host: String, port: UInt16)] = [
+      ("127.0.0.1:8080", "127.0.0.1", 8080),
+      ("0.0.0.0:1", "0.0.0.0", 1),
+      ("[::1]:8080", "::1", 8080),
+      ("[::]:65535", "::", 65535),
+      ("[2001:db8::7]:443", "2001:db8::7", 443),
+      ("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", 80),
+    ]
+    for (listen, host, port) in cases {
+      let config = try XCTUnwrap(
+        decode(site + "[api]\nlisten = \"\(listen)\"\ntoken_file = \"/etc/vxswitch/api.token\"\n"))
+      XCTAssertEqual(
+        config.api,
+        SiteConfig.API(listenHost: ip(host), listenPort: port, tokenFile: "/etc/vxswitch/api.token"),
+        listen)
+    }
+    let inline = try XCTUnwrap(
+      decode("api = { listen = \"10.0.0.1:9000\", token_file = \"t\" }\n" + site))
+    XCTAssertEqual(inline.api, SiteConfig.API(listenHost: ip("10.0.0.1"), listenPort: 9000, tokenFile: "t"))
+  }
+
+  func testAPIErrors() {
+    let api = site + "[api]\n"  // header on line 5, keys from line 6
+    let token = "token_file = \"/etc/vxswitch/api.token\"\n"
+    let form = "listen must be \"ADDRESS:PORT\", like \"127.0.0.1:8080\" or \"[::1]:8080\""
+    let cases: [(text: String, errors: [String])] = [
+      (api + token, ["5: missing required key 'listen' in [api]"]),
+      (api + "listen = \"127.0.0.1:8080\"\n", ["5: missing required key 'token_file' in [api]"]),
+      (
+        api,
+        ["5: missing required key 'listen' in [api]", "5: missing required key 'token_file' in [api]"]
+      ),
+      (
+        "api = {}\n" + site,
+        ["1: missing required key 'listen' in [api]", "1: missing required key 'token_file' in [api]"]
+      ),
+      (api + token + "listen = \"127.0.0.1\"\n", ["7: \(form) (got '127.0.0.1')"]),
+      (api + token + "listen = \"127.0.0.1:\"\n", ["7: \(form) (got '127.0.0.1:')"]),
+      (api + token + "listen = \"127.0.0.1:http\"\n", ["7: \(form) (got '127.0.0.1:http')"]),
+      (api + token + "listen = \"127.0.0.1:-1\"\n", ["7: \(form) (got '127.0.0.1:-1')"]),
+      (api + token + "listen = \"localhost:8080\"\n", ["7: \(form) (got 'localhost:8080')"]),
+      (api + token + "listen = \"10.0.0.256:80\"\n", ["7: \(form) (got '10.0.0.256:80')"]),
+      (api + token + "listen = \"[::1]\"\n", ["7: \(form) (got '[::1]')"]),
+      (api + token + "listen = \"[::1:80\"\n", ["7: \(form) (got '[::1:80')"]),
+      (api + token + "listen = \"\"\n", ["7: \(form) (got '')"]),
+      (api + token + "listen = \"127.0.0.1:0\"\n", ["7: listen port must be between 1 and 65535 (got 0)"]),
+      (
+        api + token + "listen = \"[::1]:65536\"\n", ["7: listen port must be between 1 and 65535 (got 65536)"]
+      ),
+      (
+        api + token + "listen = \"::1:8080\"\n",
+        ["7: listen address ::1 must be in brackets, like \"[::1]:8080\" (got '::1:8080')"]
+      ),
+      (
+        api + token + "listen = \"[127.0.0.1]:8080\"\n",
+        ["7: listen address '127.0.0.1' in brackets must be an IPv6 address"]
+      ),
+      (api + token + "listen = 8080\n", ["7: listen must be a string"]),
+      (api + "listen = \"127.0.0.1:8080\"\ntoken_file = \"\"\n", ["7: token_file must be a non-empty path"]),
+      (
+        api + "listen = \"127.0.0.1:8080\"\ntoken_file = \"a\\u0000b\"\n",
+        ["7: token_file must be a non-empty path"]
+      ),
+      (api + "listen = \"127.0.0.1:8080\"\ntoken_file = 1\n", ["7: token_file must be a string"]),
+      (
+        api + "listen = \"127.0.0.1:0\"\ntoken_file = \"\"\n",
+        ["6: listen port must be between 1 and 65535 (got 0)", "7: token_file must be a non-empty path"]
+      ),
+      (api + token + "listen = \"127.0.0.1:8080\"\nport = 1\n", ["8: unknown key 'port' in [api]"]),
+      ("api = 1\n" + site, ["1: api must be a table, written [api]"]),
+      (site + "[[api]]\n" + token, ["5: api must be a table, written [api]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testBridgeDomainNames() throws {
+    let longest = String(repeating: "n", count: 64)
+    let config = try XCTUnwrap(
+      decode(
+        site + "[[bridge_domain]]\nvni = 1\nname = \"net1\"\n[[bridge_domain]]\nvni = 2\n"
+          + "[[bridge_domain]]\nvni = 3\nname = \"A.b-C_9\"\n[[bridge_domain]]\nvni = 4\nname = \"\(longest)\"\n"
+          + "[[bridge_domain]]\nvni = 5\nname = \"Net1\"\n"))
+    XCTAssertEqual(config.bridgeDomains.map(\.name), ["net1", nil, "A.b-C_9", longest, "Net1"])
+  }
+
+  func testBridgeDomainNameErrors() {
+    let domain = site + "[[bridge_domain]]\nvni = 1\n"  // header on line 5, vni on 6, name on 7
+    let rule = "name must be 1 to 64 characters from A-Z a-z 0-9 _ . -"
+    let tooLong = String(repeating: "n", count: 65)
+    let cases: [(text: String, errors: [String])] = [
+      (domain + "name = \"\"\n", ["7: \(rule) (got '')"]),
+      (domain + "name = \"net 1\"\n", ["7: \(rule) (got 'net 1')"]),
+      (domain + "name = \"net/1\"\n", ["7: \(rule) (got 'net/1')"]),
+      (domain + "name = \"net:1\"\n", ["7: \(rule) (got 'net:1')"]),
+      (domain + "name = \"n\u{E9}t\"\n", ["7: \(rule) (got 'n\u{E9}t')"]),
+      // Messages cut quoted values after 64 characters.
+      (domain + "name = \"\(tooLong)\"\n", ["7: \(rule) (got '\(tooLong.dropLast())…')"]),
+      (domain + "name = 1\n", ["7: name must be a string"]),
+      (
+        domain + "name = \"net1\"\n[[bridge_domain]]\nvni = 2\nname = \"net1\"\n",
+        ["10: name 'net1' is already used by the bridge domain on line 7"]
+      ),
+      (
+        domain + "name = \"net1\"\n[[bridge_domain]]\nvni = 2\nname = \"net2\"\n"
+          + "[[bridge_domain]]\nvni = 3\nname = \"net1\"\n",
+        ["13: name 'net1' is already used by the bridge domain on line 7"]
+      ),
+      (
+        // A duplicate name is reported even when the VNI is also wrong.
+        domain + "name = \"net1\"\n[[bridge_domain]]\nvni = 1\nname = \"net1\"\n",
+        [
+          "9: vni 1 is already used by the bridge domain on line 6",
+          "10: name 'net1' is already used by the bridge domain on line 7",
+        ]
+      ),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
     }
   }
 

@@ -1,11 +1,7 @@
 extension ConfigDecoder {
-  static let bgpKeys: Set<String> = [
-    "asn", "router_id", "listen_port", "stale_time", "peer", "dup_mac_max_moves", "dup_mac_time",
-    "dup_mac_freeze",
-  ]
-  static let peerKeys: Set<String> = [
-    "address", "asn", "port", "hold_time", "password", "passive", "max_routes",
-  ]
+  /// `[bgp]` keys and its `peer` array of tables.
+  static let bgpKeys = ConfigSchema.allowedKeys(in: "bgp")
+  static let peerKeys = ConfigSchema.allowedKeys(in: "bgp.peer")
   static let asnRange: ClosedRange<Int64> = 1...4_294_967_295
   /// `TCP_MD5SIG_MAXKEYLEN`: the kernel refuses longer TCP MD5 keys.
   static let maximumPasswordLength = 80
@@ -31,7 +27,8 @@ extension ConfigDecoder {
       )
       freeze = nil
     }
-    let peers = decodePeers(table.arrayOfTables("peer", displayName: "[[bgp.peer]]"))
+    let peers = decodePeers(
+      table.arrayOfTables("peer", displayName: ConfigSchema.displayName(of: "bgp.peer")))
 
     guard let asn, let routerID else { return nil }
     var bgp = SiteConfig.BGP(asn: UInt32(asn.value), routerID: routerID.value)

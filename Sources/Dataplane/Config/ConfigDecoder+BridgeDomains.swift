@@ -1,8 +1,6 @@
 extension ConfigDecoder {
-  static let bridgeDomainKeys: Set<String> = [
-    "vni", "ports", "flood", "learning", "learn_limit", "arp_suppression", "rd", "import_rt", "export_rt",
-  ]
-  static let staticMACKeys: Set<String> = ["vni", "mac", "remote", "port"]
+  static let bridgeDomainKeys = ConfigSchema.allowedKeys(in: "bridge_domain")
+  static let staticMACKeys = ConfigSchema.allowedKeys(in: "static_mac")
   static let vniRange: ClosedRange<Int64> = 1...16_777_215
 
   /// Where a port member or an interface was first used, for messages about conflicts.
@@ -16,6 +14,7 @@ extension ConfigDecoder {
   /// `[[bridge_domain]]`: one VNI each, and every port member in at most one of them.
   func decodeBridgeDomains(_ tables: [ConfigTableReader]) -> [SiteConfig.BridgeDomain] {
     var lineByVNI: [UInt32: Int] = [:]
+    var lineByName: [String: Int] = [:]
     var memberUse: [SiteConfig.PortMember: PortUse] = [:]
     var untaggedUse: [String: PortUse] = [:]
     var taggedUse: [String: PortUse] = [:]
@@ -35,6 +34,20 @@ extension ConfigDecoder {
         }
       }
       var domain = SiteConfig.BridgeDomain(vni: vni ?? 0)
+      if let name = table.string("name") {
+        if !ConfigSyntax.isValidBridgeDomainName(name.value) {
+          report(
+            "name must be \(ConfigSyntax.nameRule(maximumLength: 64)) (got \(ConfigSyntax.quoted(name.value)))",
+            line: name.line)
+        } else if let firstLine = lineByName[name.value] {
+          report(
+            "name \(ConfigSyntax.quoted(name.value)) is already used by the bridge domain on line \(firstLine)",
+            line: name.line)
+        } else {
+          lineByName[name.value] = name.line
+          domain.name = name.value
+        }
+      }
 
       for text in table.strings("ports") ?? [] {
         let member: SiteConfig.PortMember

@@ -1,9 +1,5 @@
 extension ConfigDecoder {
-  static let siteKeys: Set<String> = [
-    "name", "vtep", "underlay", "udp_port", "underlay_mac", "mtu", "udp_source_ports",
-    "udp_checksum_ipv4", "ttl", "dscp", "aging_time", "learn_limit", "fdb_capacity", "workers", "cpus",
-    "control_socket",
-  ]
+  static let siteKeys = ConfigSchema.allowedKeys(in: "site")
 
   /// `sun_path` holds 108 bytes including the terminating NUL.
   static let maximumSocketPathLength = 107
@@ -15,7 +11,7 @@ extension ConfigDecoder {
     let name = table.string("name", required: true).flatMap { name -> String? in
       guard ConfigSyntax.isValidSiteName(name.value) else {
         report(
-          "name must be 1 to 32 characters from A-Z a-z 0-9 _ . - (got \(ConfigSyntax.quoted(name.value)))",
+          "name must be \(ConfigSyntax.nameRule(maximumLength: 32)) (got \(ConfigSyntax.quoted(name.value)))",
           line: name.line)
         return nil
       }
@@ -51,6 +47,7 @@ extension ConfigDecoder {
     if let workers = table.integer("workers", in: 1...64) { site.workers = Int(workers.value) }
     if let cpus = decodeCPUs(table) { site.cpus = cpus }
     if let socket = decodeControlSocket(table) { site.controlSocket = socket }
+    if let level = decodeLogLevel(table) { site.logLevel = level }
 
     guard name != nil, vtep != nil, underlay != nil else { return nil }
     return site
@@ -124,6 +121,16 @@ extension ConfigDecoder {
       cpus.append(Int(cpu))
     }
     return isValid ? cpus : nil
+  }
+
+  /// `log_level`: one of swift-log's level names, as `SiteConfig.LogLevel` spells them.
+  private func decodeLogLevel(_ table: ConfigTableReader) -> SiteConfig.LogLevel? {
+    guard let value = table.value("log_level") else { return nil }
+    if let word = value.string, let level = SiteConfig.LogLevel(rawValue: word) { return level }
+    let words = SiteConfig.LogLevel.allCases.map(\.rawValue).joined(separator: ", ")
+    let got = value.string.map { " (got \(ConfigSyntax.quoted($0)))" } ?? ""
+    report("log_level must be one of \(words)\(got)", line: value.line)
+    return nil
   }
 
   private func decodeControlSocket(_ table: ConfigTableReader) -> String? {

@@ -55,7 +55,9 @@ final class ConfigDecoder {
   /// Ports of every bridge domain whose VNI is valid, for `[[static_mac]] port = ...`.
   var portsByVNI: [UInt32: Set<SiteConfig.PortMember>] = [:]
 
-  static let topLevelKeys: Set<String> = ["site", "neighbor", "bridge_domain", "static_mac", "bgp"]
+  /// The tables of the file: `[site]`, `[[neighbor]]`...
+  static let topLevelKeys = ConfigSchema.allowedKeys(in: "")
+  static let neighborKeys = ConfigSchema.allowedKeys(in: "neighbor")
 
   init(diagnostics: ConfigDiagnostics) { self.diagnostics = diagnostics }
 
@@ -74,19 +76,20 @@ final class ConfigDecoder {
         line: entry.value.line)
     }
     var site: SiteConfig.Site?
-    if let siteTable = document.subTable("site", displayName: "[site]") {
+    if let siteTable = subTable(of: document, "site") {
       site = decodeSite(siteTable)
     } else if !document.contains("site") {
       report("missing [site] table", line: 0)
     }
-    let neighbors = decodeNeighbors(document.arrayOfTables("neighbor", displayName: "[[neighbor]]"))
-    let bridgeDomains = decodeBridgeDomains(
-      document.arrayOfTables("bridge_domain", displayName: "[[bridge_domain]]"))
-    let staticMACs = decodeStaticMACs(document.arrayOfTables("static_mac", displayName: "[[static_mac]]"))
-    let bgp = document.subTable("bgp", displayName: "[bgp]").flatMap(decodeBGP)
+    let api = subTable(of: document, "api").flatMap(decodeAPI)
+    let neighbors = decodeNeighbors(arrayOfTables(of: document, "neighbor"))
+    let bridgeDomains = decodeBridgeDomains(arrayOfTables(of: document, "bridge_domain"))
+    let staticMACs = decodeStaticMACs(arrayOfTables(of: document, "static_mac"))
+    let bgp = subTable(of: document, "bgp").flatMap(decodeBGP)
 
     guard let site else { return nil }
     var config = SiteConfig(site: site)
+    config.api = api
     config.neighbors = neighbors
     config.bridgeDomains = bridgeDomains
     config.staticMACs = staticMACs
@@ -94,12 +97,22 @@ final class ConfigDecoder {
     return config
   }
 
+  /// A top-level `[name]` table, named in messages as `ConfigSchema` writes it.
+  private func subTable(of document: ConfigTableReader, _ name: String) -> ConfigTableReader? {
+    document.subTable(name, displayName: ConfigSchema.displayName(of: name))
+  }
+
+  /// A top-level `[[name]]` array of tables, named in messages as `ConfigSchema` writes it.
+  private func arrayOfTables(of document: ConfigTableReader, _ name: String) -> [ConfigTableReader] {
+    document.arrayOfTables(name, displayName: ConfigSchema.displayName(of: name))
+  }
+
   /// `[[neighbor]]`: static next hops on the underlay, one per IP address.
   private func decodeNeighbors(_ tables: [ConfigTableReader]) -> [SiteConfig.Neighbor] {
     var lineByIP: [IPAddress: Int] = [:]
     var neighbors: [SiteConfig.Neighbor] = []
     for table in tables {
-      table.rejectUnknownKeys(allowed: ["ip", "mac"])
+      table.rejectUnknownKeys(allowed: Self.neighborKeys)
       let ip = table.ipAddress("ip", required: true)
       let mac = table.unicastMACAddress("mac", required: true)
       guard let ip, let mac else { continue }

@@ -7,8 +7,18 @@ enum ConfigSyntax {
   }
 
   /// Site names end up in file names (the control socket) and log lines, hence the tight set.
-  static func isValidSiteName(_ name: String) -> Bool {
-    (1...32).contains(name.utf8.count)
+  static func isValidSiteName(_ name: String) -> Bool { isValidName(name, maximumLength: 32) }
+
+  /// Bridge domain names: the characters of site names, up to 64 of them.
+  static func isValidBridgeDomainName(_ name: String) -> Bool { isValidName(name, maximumLength: 64) }
+
+  /// What `isValidSiteName` / `isValidBridgeDomainName` accept, for messages.
+  static func nameRule(maximumLength: Int) -> String {
+    "1 to \(maximumLength) characters from A-Z a-z 0-9 _ . -"
+  }
+
+  private static func isValidName(_ name: String, maximumLength: Int) -> Bool {
+    (1...maximumLength).contains(name.utf8.count)
       && name.utf8.allSatisfy { byte in
         isASCIIAlphanumeric(byte) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
           || byte == UInt8(ascii: "-")
@@ -77,6 +87,40 @@ enum ConfigSyntax {
   }
 
   static let routeDistinguisherForms = "\"ASN:N\" or \"A.B.C.D:N\""
+
+  /// `"127.0.0.1:8080"` or `"[::1]:8080"`: an IPv4 address, or an IPv6 address in brackets,
+  /// then a port from 1 to 65535.
+  static func listenAddress(_ text: String) -> Result<(host: IPAddress, port: UInt16), Problem> {
+    let form = Problem(
+      message:
+        "listen must be \"ADDRESS:PORT\", like \"127.0.0.1:8080\" or \"[::1]:8080\" (got \(quoted(text)))"
+    )
+    guard let colon = text.lastIndex(of: ":") else { return .failure(form) }
+    let hostText = text[..<colon]
+    let host: IPAddress
+    if hostText.hasPrefix("["), hostText.hasSuffix("]"), hostText.count >= 2 {
+      let inside = String(hostText.dropFirst().dropLast())
+      guard let address = ipAddress(inside), !address.isIPv4 else {
+        return .failure(
+          Problem(message: "listen address \(quoted(inside)) in brackets must be an IPv6 address"))
+      }
+      host = address
+    } else {
+      guard let address = ipAddress(String(hostText)) else { return .failure(form) }
+      guard address.isIPv4 else {
+        return .failure(
+          Problem(
+            message: "listen address \(address) must be in brackets, like \"[\(address)]:8080\" "
+              + "(got \(quoted(text)))"))
+      }
+      host = address
+    }
+    guard let port = decimal(text[text.index(after: colon)...]) else { return .failure(form) }
+    guard (1...65535).contains(port) else {
+      return .failure(Problem(message: "listen port must be between 1 and 65535 (got \(port))"))
+    }
+    return .success((host, UInt16(port)))
+  }
 
   /// Plain decimal digits only (no sign, no `_`), at most 10 of them.
   private static func decimal(_ text: Substring) -> UInt64? {

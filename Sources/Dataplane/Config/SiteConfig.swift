@@ -4,6 +4,8 @@
 /// (ConfigDecoder.swift) build it and report every problem as `FILE:LINE: message`.
 public struct SiteConfig: Sendable, Equatable {
   public var site: Site
+  /// `[api]`; nil (the default) when the file has none.
+  public var api: API? = nil
   public var neighbors: [Neighbor] = []
   public var bridgeDomains: [BridgeDomain] = []
   public var staticMACs: [StaticMAC] = []
@@ -41,6 +43,8 @@ public struct SiteConfig: Sendable, Equatable {
     public var cpus: [Int] = []
     /// `control_socket`; default `/run/vxswitch/NAME.sock`.
     public var controlSocket: String
+    /// `log_level`: the least severe messages logged.
+    public var logLevel: LogLevel = .info
     public init(name: String, vtep: IPAddress, underlay: String) {
       self.name = name
       self.vtep = vtep
@@ -52,6 +56,26 @@ public struct SiteConfig: Sendable, Equatable {
   public enum DSCP: Sendable, Equatable {
     case fixed(UInt8)
     case inherit
+  }
+
+  /// `log_level`: swift-log's levels, least severe first; the raw value is the word written in
+  /// the file.
+  public enum LogLevel: String, Sendable, Codable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+  }
+
+  /// `[api]`: where the API listens, and the file holding the token its clients present.
+  public struct API: Sendable, Equatable {
+    /// `listen = "ADDR:PORT"`: an IPv4 address, or an IPv6 address in brackets.
+    public var listenHost: IPAddress
+    public var listenPort: UInt16
+    /// `token_file`
+    public var tokenFile: String
+    public init(listenHost: IPAddress, listenPort: UInt16, tokenFile: String) {
+      self.listenHost = listenHost
+      self.listenPort = listenPort
+      self.tokenFile = tokenFile
+    }
   }
 
   /// `[[neighbor]]`: a static underlay next hop.
@@ -78,6 +102,8 @@ public struct SiteConfig: Sendable, Equatable {
   /// `[[bridge_domain]]`
   public struct BridgeDomain: Sendable, Equatable {
     public var vni: UInt32
+    /// `name`: optional, unique among the bridge domains of the file.
+    public var name: String? = nil
     public var ports: [PortMember] = []
     /// Static head-end replication list.
     public var flood: [IPAddress] = []
