@@ -187,7 +187,10 @@ struct ControlCommand: ParsableCommand {
       page JSON-encoded as the control API does), and prints both install rates, their
       ratio and the pages read. --locked-reader adds a third run whose client lists the FDB
       the way it was listed before fdbPage (rows built inside ForwardingTable.forEach, which
-      holds the FDB writer lock for the whole walk).
+      holds the FDB writer lock for the whole walk). --encode-only-reader adds a run whose
+      client only JSON-encodes one page over and over, without reading the FDB: the cost of
+      sharing the CPU (two cores) with a client, without any FDB access. Each import starts
+      while the client is in the middle of a listing.
 
       --mac-move instead measures MAC-move convergence between two in-process sites (each a
       SwitchCore + EVPNControlPlane, iBGP over 127.0.0.1): for --moves fresh MACs, a frame from
@@ -210,6 +213,10 @@ struct ControlCommand: ParsableCommand {
     name: .customLong("locked-reader"),
     help: "With --reader: also run with a client listing the FDB under its writer lock (before fdbPage).")
   var lockedReader = false
+  @Flag(
+    name: .customLong("encode-only-reader"),
+    help: "With --reader: also run with a client that JSON-encodes pages without reading the FDB.")
+  var encodeOnlyReader = false
   @Flag(name: .customLong("mac-move"), help: "Measure MAC-move convergence between two sites instead.")
   var macMove = false
   @Option(help: "MACs moved with --mac-move.") var moves = 50
@@ -227,13 +234,16 @@ struct ControlCommand: ParsableCommand {
     var bench = ControlBench(routes: routes, whileForwarding: whileForwarding)
     bench.sizeHint = !noSizeHint
     bench.prefill = fdbEntries
-    guard reader || lockedReader else {
+    guard reader || lockedReader || encodeOnlyReader else {
       let report = try bench.run()
       print(json ? Output.json(report) : report.text)
       return
     }
     var comparison = ReaderComparison(runs: [])
-    for mode in [FDBReaderMode.none, .paged] + (lockedReader ? [.locked] : []) {
+    var modes: [FDBReaderMode] = [.none, .paged]
+    if lockedReader { modes.append(.locked) }
+    if encodeOnlyReader { modes.append(.encodeOnly) }
+    for mode in modes {
       bench.reader = mode
       let report = try bench.run()
       if !json { print(report.text) }
@@ -250,13 +260,13 @@ struct ReaderComparison: Codable {
   var text: String {
     guard let alone = runs.first else { return "" }
     var lines = [
-      String(format: "Install rate without an FDB reader: %.0f routes/s", alone.routesPerSecond)
+      String(format: "Install rate without FDB reader: %.0f routes/s", alone.routesPerSecond)
     ]
     for run in runs.dropFirst() {
       lines.append(
         String(
           format:
-            "Install rate with a %@ FDB reader:  %.0f routes/s (%.2f of the rate alone); reader: %d pages, %d rows, %d complete listings",
+            "Install rate with FDB reader %@: %.0f routes/s (%.2f of the rate alone); reader: %d pages, %d rows, %d complete listings",
           run.reader ?? "?", run.routesPerSecond, run.routesPerSecond / alone.routesPerSecond,
           run.readerPages ?? 0, run.readerRows ?? 0, run.readerListings ?? 0))
     }

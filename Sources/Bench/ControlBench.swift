@@ -337,6 +337,9 @@ enum FDBReaderMode: String, Codable {
   /// which holds the FDB writer lock for the whole walk, then sorted and JSON-encoded in
   /// pages of 1000 (the same encoding work as `paged`).
   case locked
+  /// No FDB reading: JSON-encodes the same 1000-row page over and over, to tell the CPU
+  /// the client takes from the import (two cores) from what waiting for a lock costs.
+  case encodeOnly = "encode-only"
 }
 
 /// A control-API client listing the FDB on its own thread, flat out, until stopped.
@@ -349,7 +352,10 @@ final class FDBReader: @unchecked Sendable {
   private let rows = Atomic<Int>(0)
   private let listings = Atomic<Int>(0)
   private let finished = DispatchSemaphore(value: 0)
-  private let firstPage = DispatchSemaphore(value: 0)
+  private let midListing = DispatchSemaphore(value: 0)
+  private let announced = Atomic<Bool>(false)
+  /// `encodeOnly`'s page: rows as `fdbPage` builds them, read once.
+  private var fixedPage: [FDBRow] = []
   static let pageSize = 1000
 
   init(core: SwitchCore, annotator: FDBAnnotator?, mode: FDBReaderMode) {
@@ -358,25 +364,41 @@ final class FDBReader: @unchecked Sendable {
     self.mode = mode
   }
 
-  /// Starts the client and returns once it has read (and encoded) its first page.
+  /// Starts the client and returns once it is in the middle of its first listing: after
+  /// its first page (`paged`, `encodeOnly`), or inside its first walk of the table with the
+  /// writer lock held (`locked`). The import then starts while a listing is under way.
   func start() {
+    if mode == .encodeOnly {
+      fixedPage =
+        core.fdbPage(
+          vni: nil, mac: nil, origin: nil, cursor: 0, limit: Self.pageSize, now: 1, annotator: annotator
+        ).rows
+    }
     let thread = Thread { [self] in
       while running.load(ordering: .relaxed) {
         switch mode {
         case .none: break
         case .paged: pagedListing()
         case .locked: lockedListing()
+        case .encodeOnly:
+          _ = ControlCommands.encode(["entries": fixedPage])
+          countPage(rows: fixedPage.count)
         }
       }
       finished.signal()
     }
     thread.start()
-    firstPage.wait()
+    midListing.wait()
+  }
+
+  private func announce() {
+    if !announced.exchange(true, ordering: .relaxed) { midListing.signal() }
   }
 
   private func countPage(rows count: Int) {
-    if pages.add(1, ordering: .relaxed).newValue == 1 { firstPage.signal() }
+    pages.add(1, ordering: .relaxed)
     rows.add(count, ordering: .relaxed)
+    announce()
   }
 
   /// Stops after the listing in progress; what was read.
@@ -407,6 +429,7 @@ final class FDBReader: @unchecked Sendable {
     let state = core.state
     var listing: [FDBRow] = []
     fdb.forEach { key, entry in
+      announce()
       guard core.fdbEntryIsListed(key, entry, state: state, domain: nil, origin: nil) else { return }
       listing.append(core.fdbRow(key, entry, state: state, now: 1, annotator: annotator))
     }
