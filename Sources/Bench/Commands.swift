@@ -181,6 +181,17 @@ struct ControlCommand: ParsableCommand {
       OfflineSwitch on the same SwitchCore forwarding frames towards those MACs on another
       thread, and reports its frame rate before, during and after the import.
 
+      --fdb-entries N puts N control-plane entries (VNI 200) in the receiver's FDB first.
+      --reader runs the import twice, without and then with a client on another thread that
+      pages through the whole FDB over and over (SwitchCore.fdbPage, 1000 rows a page, each
+      page JSON-encoded as the control API does), and prints both install rates, their
+      ratio and the pages read. --locked-reader adds a third run whose client lists the FDB
+      the way it was listed before fdbPage (rows built inside ForwardingTable.forEach, which
+      holds the FDB writer lock for the whole walk). --encode-only-reader adds a run whose
+      client only JSON-encodes one page over and over, without reading the FDB: the cost of
+      sharing the CPU (two cores) with a client, without any FDB access. Each import starts
+      while the client is in the middle of a listing.
+
       --mac-move instead measures MAC-move convergence between two in-process sites (each a
       SwitchCore + EVPNControlPlane, iBGP over 127.0.0.1): for --moves fresh MACs, a frame from
       the MAC at site A (new MAC: until B's FDB points at A), then at site B (move: until A's
@@ -194,6 +205,18 @@ struct ControlCommand: ParsableCommand {
     name: .customLong("no-size-hint"),
     help: "Do not size the receiver's RIB and sink for --routes up front (as vxswitch run does).")
   var noSizeHint = false
+  @Option(name: .customLong("fdb-entries"), help: "FDB entries (VNI 200) installed before the import.")
+  var fdbEntries = 0
+  @Flag(help: "Compare the install rate without and with a client paging through the FDB.")
+  var reader = false
+  @Flag(
+    name: .customLong("locked-reader"),
+    help: "With --reader: also run with a client listing the FDB under its writer lock (before fdbPage).")
+  var lockedReader = false
+  @Flag(
+    name: .customLong("encode-only-reader"),
+    help: "With --reader: also run with a client that JSON-encodes pages without reading the FDB.")
+  var encodeOnlyReader = false
   @Flag(name: .customLong("mac-move"), help: "Measure MAC-move convergence between two sites instead.")
   var macMove = false
   @Option(help: "MACs moved with --mac-move.") var moves = 50
@@ -207,9 +230,46 @@ struct ControlCommand: ParsableCommand {
       return
     }
     guard routes > 0 else { throw ValidationError("--routes must be positive") }
+    guard fdbEntries >= 0 else { throw ValidationError("--fdb-entries must not be negative") }
     var bench = ControlBench(routes: routes, whileForwarding: whileForwarding)
     bench.sizeHint = !noSizeHint
-    let report = try bench.run()
-    print(json ? Output.json(report) : report.text)
+    bench.prefill = fdbEntries
+    guard reader || lockedReader || encodeOnlyReader else {
+      let report = try bench.run()
+      print(json ? Output.json(report) : report.text)
+      return
+    }
+    var comparison = ReaderComparison(runs: [])
+    var modes: [FDBReaderMode] = [.none, .paged]
+    if lockedReader { modes.append(.locked) }
+    if encodeOnlyReader { modes.append(.encodeOnly) }
+    for mode in modes {
+      bench.reader = mode
+      let report = try bench.run()
+      if !json { print(report.text) }
+      comparison.runs.append(report)
+    }
+    print(json ? Output.json(comparison) : comparison.text)
+  }
+}
+
+/// `Bench control --reader`: the install rate without and with an FDB client.
+struct ReaderComparison: Codable {
+  var runs: [ControlBench.Report]
+
+  var text: String {
+    guard let alone = runs.first else { return "" }
+    var lines = [
+      String(format: "Install rate without FDB reader: %.0f routes/s", alone.routesPerSecond)
+    ]
+    for run in runs.dropFirst() {
+      lines.append(
+        String(
+          format:
+            "Install rate with FDB reader %@: %.0f routes/s (%.2f of the rate alone); reader: %d pages, %d rows, %d complete listings",
+          run.reader ?? "?", run.routesPerSecond, run.routesPerSecond / alone.routesPerSecond,
+          run.readerPages ?? 0, run.readerRows ?? 0, run.readerListings ?? 0))
+    }
+    return lines.joined(separator: "\n")
   }
 }

@@ -14,11 +14,19 @@ struct ControlBench {
   let whileForwarding: Bool
   /// Tell the receiver's tables how many routes to expect (`EVPNControlPlane.Options.expectedRoutes`).
   var sizeHint = true
+  /// Entries put in the receiver's FDB before the session comes up: control-plane entries
+  /// of VNI `prefillVNI` behind VTEP `prefillVTEP` (a large fabric's remote MACs).
+  var prefill = 0
+  /// A client listing the FDB on another thread while the routes are installed.
+  var reader: FDBReaderMode = .none
 
   static let vni: UInt32 = 100
   static let localVTEP = IPAddress("10.0.0.1")!
   static let senderVTEP = IPAddress("10.0.0.2")!
   static let macBase: UInt64 = 0x0200_0000_0000
+  static let prefillVNI: UInt32 = 200
+  static let prefillVTEP = IPAddress("10.0.0.9")!
+  static let prefillMACBase: UInt64 = 0x0600_0000_0000
 
   struct Report: Codable {
     var routes: Int
@@ -38,12 +46,21 @@ struct ControlBench {
     var framesPerSecondBefore: Double?
     var framesPerSecondDuring: Double?
     var framesPerSecondAfter: Double?
+    /// FDB entries present before the import (`--fdb-entries`).
+    var prefilled: Int = 0
+    /// The FDB client during the import (`FDBReaderMode`), and how much it read.
+    var reader: String? = nil
+    var readerPages: Int? = nil
+    var readerRows: Int? = nil
+    var readerListings: Int? = nil
 
     var text: String {
       var lines = [
         String(
           format: "Bench control: %d type-2 routes over one iBGP session (127.0.0.1)%@", routes,
-          whileForwarding ? ", while forwarding" : ""),
+          whileForwarding ? ", while forwarding" : "")
+          + (prefilled > 0 ? ", \(prefilled) FDB entries before" : "")
+          + (reader.map { ", FDB reader: \($0)" } ?? ""),
         String(
           format: "  Established -> all in FDB: %.3f s (%.0f routes/s); first route after %.3f s",
           secondsToFDB,
@@ -62,6 +79,11 @@ struct ControlBench {
               "  forwarding (another thread, same SwitchCore): %.2f Mfps before (flooding), %.2f Mfps during import, %.2f Mfps after (encap)",
             before / 1e6, during / 1e6, after / 1e6))
       }
+      if let reader, let pages = readerPages, let rows = readerRows, let listings = readerListings {
+        lines.append(
+          "  FDB reader (\(reader)) during import: \(pages) pages of <= 1000 rows JSON-encoded, \(rows) rows, \(listings) complete listings"
+        )
+      }
       return lines.joined(separator: "\n")
     }
   }
@@ -72,7 +94,7 @@ struct ControlBench {
     var site = SiteConfig.Site(name: "bench", vtep: Self.localVTEP, underlay: "eth1")
     site.underlayMAC = MACAddress("02:00:00:00:00:01")!
     var capacity = 1 << 12
-    while capacity < routes * 2 { capacity <<= 1 }
+    while capacity < routes * 2 + prefill { capacity <<= 1 }
     site.fdbCapacity = capacity
     site.learnLimit = capacity
     var config = SiteConfig(site: site)
@@ -80,6 +102,11 @@ struct ControlBench {
     var domain = SiteConfig.BridgeDomain(vni: Self.vni)
     domain.ports = [.init(interface: "vm1"), .init(interface: "vm2")]
     config.bridgeDomains = [domain]
+    if prefill > 0 {
+      var other = SiteConfig.BridgeDomain(vni: Self.prefillVNI)
+      other.ports = [.init(interface: "vm3")]
+      config.bridgeDomains.append(other)
+    }
     var bgp = SiteConfig.BGP(asn: 65000, routerID: IPAddress("1.1.1.1")!)
     bgp.listenPort = port
     var peer = SiteConfig.BGP.Peer(address: IPAddress("127.0.0.1")!, asn: 65000)
@@ -97,6 +124,7 @@ struct ControlBench {
     }
     try blocking { try await controlPlane.start() }
     defer { blocking { await controlPlane.shutdown() } }
+    try Self.prefill(core, entries: prefill)
 
     // The sender: its whole table is in its RIB before the session comes up.
     var senderConfiguration = SpeakerConfiguration(
@@ -132,6 +160,8 @@ struct ControlBench {
     let rssBefore = Self.residentBytes()
     let baseline = core.fdb.count
     let duringMark = forwarder?.mark()
+    let fdbReader = reader == .none ? nil : FDBReader(core: core, annotator: controlPlane.sink, mode: reader)
+    fdbReader?.start()
     try blocking { try await sender.start() }
     var first: UInt64 = 0
     let deadline = monotonicNanos() + 300_000_000_000
@@ -143,6 +173,7 @@ struct ControlBench {
       usleep(200)
     }
     let done = monotonicNanos()
+    let readerWork = fdbReader?.stop()
     let during = duringMark.map { forwarder!.rate(since: $0) }
     let rssAfter = Self.residentBytes()
     var after: Double?
@@ -164,7 +195,26 @@ struct ControlBench {
       sinkBytesPerRoute: Double(controlPlane.sink.tableBytes) / Double(routes),
       fdbCapacity: core.fdb.capacity,
       fdbEntries: core.fdb.count, framesPerSecondBefore: before, framesPerSecondDuring: during,
-      framesPerSecondAfter: after)
+      framesPerSecondAfter: after, prefilled: prefill, reader: fdbReader.map { _ in reader.rawValue },
+      readerPages: readerWork?.pages, readerRows: readerWork?.rows, readerListings: readerWork?.listings)
+  }
+
+  /// Installs `entries` control-plane MACs in `prefillVNI`, in chunks as an import would.
+  static func prefill(_ core: SwitchCore, entries: Int) throws {
+    guard entries > 0 else { return }
+    let before = core.fdb.count
+    var start = 0
+    while start < entries {
+      let end = min(entries, start + 65_536)
+      core.applyRemoteMACs(
+        (start..<end).map {
+          .install(vni: prefillVNI, mac: MACAddress(rawValue: prefillMACBase | UInt64($0)), vtep: prefillVTEP)
+        })
+      start = end
+    }
+    guard core.fdb.count - before == entries else {
+      throw BenchError.failed("prefilled \(core.fdb.count - before) of \(entries) FDB entries")
+    }
   }
 
   static func residentBytes() -> Int {
@@ -275,4 +325,123 @@ func blocking(_ body: @escaping @Sendable () async -> Void) {
     done.signal()
   }
   done.wait()
+}
+
+/// What `FDBReader` does, over and over, while routes are installed.
+enum FDBReaderMode: String, Codable {
+  case none
+  /// Pages through the FDB as the control API does now: `SwitchCore.fdbPage` with a
+  /// limit of 1000 (lock-free scan, rows built outside any lock), each page JSON-encoded.
+  case paged
+  /// The listing as it was before `fdbPage`: rows built inside `ForwardingTable.forEach`,
+  /// which holds the FDB writer lock for the whole walk, then sorted and JSON-encoded in
+  /// pages of 1000 (the same encoding work as `paged`).
+  case locked
+  /// No FDB reading: JSON-encodes the same 1000-row page over and over, to tell the CPU
+  /// the client takes from the import (two cores) from what waiting for a lock costs.
+  case encodeOnly = "encode-only"
+}
+
+/// A control-API client listing the FDB on its own thread, flat out, until stopped.
+final class FDBReader: @unchecked Sendable {
+  private let core: SwitchCore
+  private let annotator: FDBAnnotator?
+  private let mode: FDBReaderMode
+  private let running = Atomic<Bool>(true)
+  private let pages = Atomic<Int>(0)
+  private let rows = Atomic<Int>(0)
+  private let listings = Atomic<Int>(0)
+  private let finished = DispatchSemaphore(value: 0)
+  private let midListing = DispatchSemaphore(value: 0)
+  private let announced = Atomic<Bool>(false)
+  /// `encodeOnly`'s page: rows as `fdbPage` builds them, read once.
+  private var fixedPage: [FDBRow] = []
+  static let pageSize = 1000
+
+  init(core: SwitchCore, annotator: FDBAnnotator?, mode: FDBReaderMode) {
+    self.core = core
+    self.annotator = annotator
+    self.mode = mode
+  }
+
+  /// Starts the client and returns once it is in the middle of its first listing: after
+  /// its first page (`paged`, `encodeOnly`), or inside its first walk of the table with the
+  /// writer lock held (`locked`). The import then starts while a listing is under way.
+  func start() {
+    if mode == .encodeOnly {
+      fixedPage =
+        core.fdbPage(
+          vni: nil, mac: nil, origin: nil, cursor: 0, limit: Self.pageSize, now: 1, annotator: annotator
+        ).rows
+    }
+    let thread = Thread { [self] in
+      while running.load(ordering: .relaxed) {
+        switch mode {
+        case .none: break
+        case .paged: pagedListing()
+        case .locked: lockedListing()
+        case .encodeOnly:
+          _ = ControlCommands.encode(["entries": fixedPage])
+          countPage(rows: fixedPage.count)
+        }
+      }
+      finished.signal()
+    }
+    thread.start()
+    midListing.wait()
+  }
+
+  private func announce() {
+    if !announced.exchange(true, ordering: .relaxed) { midListing.signal() }
+  }
+
+  private func countPage(rows count: Int) {
+    pages.add(1, ordering: .relaxed)
+    rows.add(count, ordering: .relaxed)
+    announce()
+  }
+
+  /// Stops after the listing in progress; what was read.
+  func stop() -> (pages: Int, rows: Int, listings: Int) {
+    running.store(false, ordering: .relaxed)
+    finished.wait()
+    return (
+      pages.load(ordering: .relaxed), rows.load(ordering: .relaxed), listings.load(ordering: .relaxed)
+    )
+  }
+
+  private func pagedListing() {
+    var cursor: Int? = 0
+    while let from = cursor, running.load(ordering: .relaxed) {
+      let page = core.fdbPage(
+        vni: nil, mac: nil, origin: nil, cursor: from, limit: Self.pageSize, now: 1, annotator: annotator)
+      _ = ControlCommands.encode(["entries": page.rows])
+      countPage(rows: page.rows.count)
+      cursor = page.next
+    }
+    if cursor == nil { listings.add(1, ordering: .relaxed) }
+  }
+
+  /// `SwitchCore.fdbRows` as it was: the rows are built inside `forEach` (writer lock held),
+  /// with the same filter and row code as `fdbPage`.
+  private func lockedListing() {
+    let fdb = core.fdb
+    let state = core.state
+    var listing: [FDBRow] = []
+    fdb.forEach { key, entry in
+      announce()
+      guard core.fdbEntryIsListed(key, entry, state: state, domain: nil, origin: nil) else { return }
+      listing.append(core.fdbRow(key, entry, state: state, now: 1, annotator: annotator))
+    }
+    listing.sort { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
+    if listing.isEmpty { countPage(rows: 0) }
+    var start = 0
+    while start < listing.count {
+      let end = min(listing.count, start + Self.pageSize)
+      _ = ControlCommands.encode(["entries": Array(listing[start..<end])])
+      countPage(rows: end - start)
+      start = end
+    }
+    listings.add(1, ordering: .relaxed)
+  }
 }

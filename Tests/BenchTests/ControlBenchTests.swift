@@ -14,6 +14,20 @@ final class ControlBenchTests: XCTestCase {
     XCTAssertGreaterThan(report.ribBytesPerRoute, 0)
   }
 
+  func testImportWithAPrefilledFDBAndAPagingReader() throws {
+    for mode in [FDBReaderMode.paged, .locked] {
+      var bench = ControlBench(routes: 2000, whileForwarding: false)
+      bench.prefill = 20_000
+      bench.reader = mode
+      let report = try bench.run()
+      XCTAssertEqual(report.prefilled, 20_000)
+      XCTAssertGreaterThanOrEqual(report.fdbEntries, 22_000)
+      XCTAssertEqual(report.reader, mode.rawValue)
+      XCTAssertGreaterThan(report.readerPages ?? 0, 0, "\(mode)")
+      XCTAssertTrue(report.text.contains("FDB reader (\(mode.rawValue))"))
+    }
+  }
+
   func testMACMovesConvergeAtTheOtherSite() throws {
     // Every move is waited for (the run throws if one does not converge).
     let report = try MoveBench(moves: 3).run()

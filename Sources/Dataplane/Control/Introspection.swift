@@ -49,6 +49,22 @@ public struct FDBRow: Codable, Equatable, Sendable {
   public var duplicate: Bool? = nil
 }
 
+/// FDB entries of one VNI and origin (`SwitchCore.fdbCounts`), for metrics. Stable:
+/// keys are only ever added.
+public struct FDBCount: Codable, Equatable, Sendable {
+  public var vni: UInt32
+  /// "static", "local", "decap" or "control".
+  public var origin: String
+  /// Current entries (flushed ones are not counted).
+  public var entries: Int
+
+  public init(vni: UInt32, origin: String, entries: Int) {
+    self.vni = vni
+    self.origin = origin
+    self.entries = entries
+  }
+}
+
 /// One row of `vxswitch show arp --json`: an IPv4 -> MAC binding of the ARP-suppression
 /// table. Stable: keys are only ever added.
 public struct ARPRow: Codable, Equatable, Sendable {
@@ -102,33 +118,160 @@ extension SwitchCore {
 
   /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`
   /// adds the control plane's details (peer, sequence) to entries of origin control.
+  ///
+  /// Reads the table in lock-free pages (`ForwardingTable.scan`), so writers (learning,
+  /// BGP route import) never wait for it; the result is not a snapshot. A MAC present for
+  /// the whole call is listed once; one removed and re-added meanwhile is listed once,
+  /// as last read, or not at all.
   public func fdbRows(vni: UInt32? = nil, now: UInt32, annotator: FDBAnnotator? = nil) -> [FDBRow] {
     let state = self.state
-    var rows: [FDBRow] = []
-    fdb.forEach { key, entry in
-      let domain = key.bridgeDomain
-      guard Int(domain) < state.domainCount, fdb.isCurrent(entry, bridgeDomain: domain) else { return }
-      let entryVNI = state.vni(ofDomain: domain)
-      if let vni, vni != entryVNI { return }
-      var row = FDBRow(
-        mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward",
-        origin: entry.origin.name,
-        ageSeconds: nil)
-      switch entry.kind {
-      case .port: row.port = state.memberName(entry.index)
-      case .vtep:
-        row.vtep = Int(entry.index) < state.vtepCount ? "\(state.vtepAddresses[Int(entry.index)])" : "?"
-      case .drop, .none: row.action = "drop"
-      }
-      if entry.origin == .local || entry.origin == .decap {
-        row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
-      }
-      if entry.origin == .control, let annotator {
-        annotator.annotate(&row, vni: entryVNI, mac: key.mac)
-      }
-      rows.append(row)
+    var domain: UInt16?
+    if let vni {
+      guard let index = state.domainIndex(vni: vni) else { return [] }
+      domain = index
     }
-    return rows.sorted { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
+    // (VNI, MAC, position read) so that a key read twice keeps its later reading.
+    var found: [(vni: UInt32, mac: UInt64, position: Int, key: FDBKey, entry: FDBEntry)] = []
+    var read = 0
+    var cursor: Int? = 0
+    while let from = cursor {
+      cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
+        guard fdbEntryIsListed(key, entry, state: state, domain: domain, origin: nil) else { return }
+        found.append((state.vni(ofDomain: key.bridgeDomain), key.mac.rawValue, read, key, entry))
+        read += 1
+      }
+    }
+    found.sort { ($0.vni, $0.mac, $0.position) < ($1.vni, $1.mac, $1.position) }
+    var rows: [FDBRow] = []
+    rows.reserveCapacity(found.count)
+    for (position, item) in found.enumerated() {
+      // A key read twice (removed and re-added during the walk): keep its later reading.
+      if position + 1 < found.count {
+        let next = found[position + 1]
+        if next.vni == item.vni && next.mac == item.mac { continue }
+      }
+      rows.append(fdbRow(item.key, item.entry, state: state, now: now, annotator: annotator))
+    }
+    return rows
+  }
+
+  /// Entries read per `scan` call by `fdbRows` and `fdbCounts`.
+  static let fdbPageScan = 4096
+
+  /// One page of the FDB listing, for a control API that pages: current entries
+  /// matching every filter given, as rows, and the cursor of the next page (nil after the
+  /// last). Start with cursor 0 and pass back each `next`; a cursor stays valid across
+  /// calls (and configuration reloads), so a client may take its time between pages.
+  ///
+  /// Rows come in table order (not sorted) and are built outside any lock: the page is
+  /// read with `ForwardingTable.scan`, so learning and route import never wait for a
+  /// listing. A page ends at a bucket boundary once it holds `limit` rows, so it may hold
+  /// up to `limit + 2`; it holds fewer only when it is the last (filters are applied while
+  /// scanning, so a page with a narrow filter may read far into the table). Over a whole
+  /// listing, a MAC present throughout is listed exactly once; one added or removed
+  /// meanwhile at most once, unless it is removed and re-added (then possibly twice, or
+  /// not at all).
+  ///
+  /// With `mac` given, the MAC is looked up directly (in `vni`'s bridge domain, or in
+  /// each bridge domain when `vni` is nil) instead of scanning: the answer is one page,
+  /// `next` is nil, and `cursor` is not used. An unknown `vni` gives no rows.
+  public func fdbPage(
+    vni: UInt32?, mac: MACAddress?, origin: FDBOrigin?, cursor: Int, limit: Int, now: UInt32,
+    annotator: FDBAnnotator?
+  ) -> (rows: [FDBRow], next: Int?) {
+    let state = self.state
+    var domain: UInt16?
+    if let vni {
+      guard let index = state.domainIndex(vni: vni) else { return ([], nil) }
+      domain = index
+    }
+    if let mac {
+      let domains = domain.map { $0...$0 } ?? 1...UInt16(max(1, state.domainCount - 1))
+      var rows: [FDBRow] = []
+      for index in domains where Int(index) < state.domainCount {
+        let key = FDBKey(bridgeDomain: index, mac: mac.rawValue)
+        let entry = fdb.lookup(key)
+        if entry.isPresent, fdbEntryIsListed(key, entry, state: state, domain: index, origin: origin) {
+          rows.append(fdbRow(key, entry, state: state, now: now, annotator: annotator))
+        }
+      }
+      return (rows, nil)
+    }
+    let limit = max(1, limit)
+    var found: [(FDBKey, FDBEntry)] = []
+    var next: Int? = max(0, cursor)
+    while let from = next, found.count < limit {
+      next = fdb.scan(from: from, maxEntries: min(limit - found.count, Self.fdbPageScan)) { key, entry in
+        if fdbEntryIsListed(key, entry, state: state, domain: domain, origin: origin) {
+          found.append((key, entry))
+        }
+      }
+    }
+    return (found.map { fdbRow($0.0, $0.1, state: state, now: now, annotator: annotator) }, next)
+  }
+
+  /// Current entries per VNI and origin (flushed ones are not counted), sorted by VNI
+  /// then origin; for metrics. Read with `ForwardingTable.scan` (no lock, no snapshot:
+  /// entries changing meanwhile may be counted or not, and one removed and re-added
+  /// meanwhile possibly twice).
+  public func fdbCounts() -> [FDBCount] {
+    let state = self.state
+    let origins = FDBOrigin.allCases.count
+    var counts = [Int](repeating: 0, count: max(1, state.domainCount) * origins)
+    var cursor: Int? = 0
+    while let from = cursor {
+      cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
+        guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: nil) else { return }
+        counts[Int(key.bridgeDomain) * origins + Int(entry.origin.rawValue)] += 1
+      }
+    }
+    var result: [FDBCount] = []
+    for domain in 1..<max(1, state.domainCount) {
+      for origin in FDBOrigin.allCases where counts[domain * origins + Int(origin.rawValue)] > 0 {
+        result.append(
+          FDBCount(
+            vni: state.vni(ofDomain: UInt16(domain)), origin: origin.name,
+            entries: counts[domain * origins + Int(origin.rawValue)]))
+      }
+    }
+    return result.sorted { ($0.vni, $0.origin) < ($1.vni, $1.origin) }
+  }
+
+  /// Whether `show fdb` lists the entry: its bridge domain exists, it is current (not
+  /// flushed), and it matches the filters given. (`package`: `Bench control --reader`.)
+  package func fdbEntryIsListed(
+    _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, domain: UInt16?, origin: FDBOrigin?
+  ) -> Bool {
+    let entryDomain = key.bridgeDomain
+    guard Int(entryDomain) < state.domainCount, fdb.isCurrent(entry, bridgeDomain: entryDomain) else {
+      return false
+    }
+    if let domain, domain != entryDomain { return false }
+    if let origin, origin != entry.origin { return false }
+    return true
+  }
+
+  /// The `show fdb` row of an entry. (`package`: `Bench control --reader`.)
+  package func fdbRow(
+    _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, now: UInt32, annotator: FDBAnnotator?
+  ) -> FDBRow {
+    let entryVNI = state.vni(ofDomain: key.bridgeDomain)
+    var row = FDBRow(
+      mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward",
+      origin: entry.origin.name, ageSeconds: nil)
+    switch entry.kind {
+    case .port: row.port = state.memberName(entry.index)
+    case .vtep:
+      row.vtep = Int(entry.index) < state.vtepCount ? "\(state.vtepAddresses[Int(entry.index)])" : "?"
+    case .drop, .none: row.action = "drop"
+    }
+    if entry.origin == .local || entry.origin == .decap {
+      row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
+    }
+    if entry.origin == .control, let annotator {
+      annotator.annotate(&row, vni: entryVNI, mac: key.mac)
+    }
+    return row
   }
 
   /// The ARP-suppression table, sorted by VNI then IP. `peer` names the BGP peer of an
@@ -162,8 +305,11 @@ extension SwitchCore {
   public func bridgeDomainRows() -> [BridgeDomainRow] {
     let state = self.state
     var macs: [UInt16: Int] = [:]
-    fdb.forEach { key, entry in
-      if fdb.isCurrent(entry, bridgeDomain: key.bridgeDomain) { macs[key.bridgeDomain, default: 0] += 1 }
+    var cursor: Int? = 0
+    while let from = cursor {
+      cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
+        if fdb.isCurrent(entry, bridgeDomain: key.bridgeDomain) { macs[key.bridgeDomain, default: 0] += 1 }
+      }
     }
     return config.bridgeDomains.compactMap { domain in
       guard let index = state.domainIndex(vni: domain.vni) else { return nil }

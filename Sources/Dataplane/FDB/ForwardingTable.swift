@@ -16,6 +16,28 @@ import Synchronization
 ///   through `update` or `batch`, which serialise on one internal lock (`WriterLock`). Writers never
 ///   wait for readers. A control-plane bulk load takes the lock in chunks (`batch`), so
 ///   forwarding is never stalled and learning only waits between chunks.
+/// - **Scans** (`scan(from:maxEntries:_:)`, for the control API and metrics) read the
+///   buckets in index order with the same seqlock protocol as `lookup`, in resumable
+///   pages, and never take the writer lock: however large the table, a scan delays no
+///   writer and no packet worker. A bucket is retried only while a writer rewrites it.
+///   What a scan reports, over all its pages (from cursor 0 until it returns nil):
+///   - Every (key, value) reported was held by one slot at one instant: never a torn
+///     entry (the key of one entry with the value of another, or half a value).
+///   - An entry is never moved once placed: an insert takes a free slot on the key's
+///     probe path, an update rewrites the value in place, a remove clears the slot
+///     (overflow counts only bound lookups' probing; nothing is shifted back, rehashed
+///     or resized). So a key present for the whole scan is reported exactly once, with a
+///     value it held during the scan (its value may have changed: updates and stamp
+///     refreshes leave it in its slot).
+///   - A key inserted or removed during the scan is reported at most once per stay in
+///     the table, or not at all, depending on whether its slot was read before or after
+///     the change. A key removed and inserted again during the scan may land in another
+///     slot (a freed one earlier on its probe path): it can then be reported twice, or
+///     not at all.
+///   - Entries are reported whether current or not (flush generations): callers filter
+///     with `isCurrent`, as `forEach` callers do.
+///   `forEach` remains for callers that need a consistent snapshot (it holds the writer
+///   lock for the whole walk, so writers wait for it).
 /// - `refreshStamp` is the one store readers make: a compare-and-swap on the value word
 ///   that changes only its age stamp. If a writer replaced the value meanwhile, the swap
 ///   fails and the refresh is dropped, which is harmless.
@@ -237,7 +259,9 @@ public final class ForwardingTable: @unchecked Sendable {
     }
   }
 
-  /// Calls `body` for every stored entry (current or not) under the writer lock.
+  /// Calls `body` for every stored entry (current or not) under the writer lock: a
+  /// consistent snapshot, but every writer (learning, the control plane) waits for the
+  /// whole walk. For listings that need no snapshot, use `scan`.
   public func forEach(_ body: (FDBKey, FDBEntry) -> Void) {
     writer.withLock { _ in
       for bucket in 0...bucketMask {
@@ -250,6 +274,52 @@ public final class ForwardingTable: @unchecked Sendable {
         }
       }
     }
+  }
+
+  /// Reads the buckets from index `cursor` on, lock-free (the bucket seqlock, as `lookup`
+  /// does), and calls `body` for every stored entry (current or not) in them. Stops at the
+  /// first bucket boundary where at least `maxEntries` entries were reported (so at most
+  /// `maxEntries + 2`; a bucket holds 3), after at least one bucket, and returns the
+  /// cursor to resume from, or nil when the last bucket was read. Start at 0; a cursor
+  /// stays valid for the table's lifetime (it is never resized). What a scan reports
+  /// while writers run: see the type's thread-safety contract.
+  ///
+  /// `body` runs with no lock held and may take any lock, or call back into the table.
+  public func scan(from cursor: Int, maxEntries: Int, _ body: (FDBKey, FDBEntry) -> Void) -> Int? {
+    precondition(cursor >= 0, "scan cursors start at 0")
+    var bucket = cursor
+    var reported = 0
+    while bucket <= bucketMask {
+      let base = words + bucket * 8
+      var keys: (UInt64, UInt64, UInt64)
+      var values: (UInt64, UInt64, UInt64)
+      while true {
+        let sequence = base[0].load(ordering: .acquiring)
+        keys = (
+          base[1].load(ordering: .relaxed), base[2].load(ordering: .relaxed), base[3].load(ordering: .relaxed)
+        )
+        values = (
+          base[4].load(ordering: .relaxed), base[5].load(ordering: .relaxed), base[6].load(ordering: .relaxed)
+        )
+        atomicMemoryFence(ordering: .acquiring)
+        if sequence & 1 == 0 && base[0].load(ordering: .relaxed) == sequence { break }
+      }
+      bucket += 1
+      if keys.0 != 0 {
+        body(FDBKey(rawValue: keys.0), FDBEntry(rawValue: values.0))
+        reported += 1
+      }
+      if keys.1 != 0 {
+        body(FDBKey(rawValue: keys.1), FDBEntry(rawValue: values.1))
+        reported += 1
+      }
+      if keys.2 != 0 {
+        body(FDBKey(rawValue: keys.2), FDBEntry(rawValue: values.2))
+        reported += 1
+      }
+      if reported >= maxEntries { break }
+    }
+    return bucket <= bucketMask ? bucket : nil
   }
 
   /// Removes every entry for which `shouldRemove` is true; returns how many. For the ager
