@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import Foundation
 import PackageDescription
 
@@ -21,6 +21,13 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    // HTTP API (server on the Unix control socket and TCP), its client in the CLI,
+    // metrics, logs and the daemon's service lifecycle.
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   ],
   targets: [
     // libnl through pkg-config: its headers live in /usr/include/libnl3.
@@ -47,11 +54,36 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
       ]
     ),
+    // One typed service over a running site: queries and changes, no transport, no JSON.
+    .target(
+      name: "Management",
+      dependencies: [
+        "Dataplane", "ControlShim",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
+    // The HTTP API over Management (Unix socket and TCP with a bearer token), /metrics,
+    // and the client the CLI uses.
+    .target(
+      name: "API",
+      dependencies: [
+        "Management", "Dataplane", "ControlShim",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
     .executableTarget(
       name: "vxswitch",
       dependencies: [
-        "Dataplane", "ControlShim",
+        "Dataplane", "ControlShim", "Management", "API",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
       ]
     ),
     .executableTarget(
@@ -68,12 +100,23 @@ let package = Package(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),
     .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
+    .testTarget(
+      name: "APITests",
+      dependencies: [
+        "API", "Management", "Dataplane", "ControlShim",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
     // Runs the built `vxswitch` binary (lab, interop with the kernel, BGP peers).
     .testTarget(name: "IntegrationTests"),
     .testTarget(
       name: "ControlShimTests",
       dependencies: [
-        "ControlShim", "Dataplane",
+        "ControlShim", "Dataplane", "Management", "API",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ]),

@@ -17,7 +17,7 @@ import Synchronization
 ///   from local ARP go out as MAC/IP routes next to their MAC's route; a type-3 route for
 ///   every bridge domain.
 /// - Duplicate MACs (RFC 7432 section 15.1): a MAC frozen by the speaker is logged, its
-///   routes withdrawn; `clear-dup-mac` on the control socket (or `dup_mac_freeze`)
+///   routes withdrawn; `DELETE /v1/duplicate-macs` (or `dup_mac_freeze`)
 ///   releases it.
 /// - Failure isolation: the dataplane never waits for the control plane. A session that
 ///   goes down leaves its routes installed as stale for `stale_time`; `shutdown()`
@@ -258,43 +258,11 @@ public final class EVPNControlPlane: @unchecked Sendable {
 
   // MARK: status
 
-  /// What `show-bgp` answers.
+  /// The speaker's sessions, routes and frozen MACs (`GET /v1/bgp`).
   public func status() -> SpeakerStatus? { speaker.statusBlocking() }
-
-  /// Registers `show-bgp`, `clear-dup-mac`, the FDB annotator (peer and sequence of BGP
-  /// entries), the peer of EVPN ARP bindings and the frozen MACs for `show-fdb`/`show-arp`.
-  public func register(on commands: ControlCommands) {
-    commands.fdbAnnotator = sink
-    commands.arpPeer = { [weak self] vni, mac, _ in self?.sink.route(vni: vni, mac: mac)?.peer }
-    commands.duplicateMACs = { [weak self] in self?.speaker.duplicateMACs ?? [] }
-    commands.register("show-bgp") { [weak self] _ in
-      guard let status = self?.status() else { return ControlServer.error("BGP speaker not running") }
-      return ControlCommands.encode(status)
-    }
-    commands.register("clear-dup-mac") { [weak self] request in
-      guard let self else { return ControlServer.error("BGP speaker not running") }
-      var mac: MACAddress?
-      if let text = request.mac {
-        guard let parsed = MACAddress(text) else { return ControlServer.error("not a MAC address: \(text)") }
-        mac = parsed
-      }
-      let released = self.clearDuplicateMACs(vni: request.vni, mac: mac)
-      return ControlCommands.encode(ClearedDuplicateMACs(cleared: released))
-    }
-  }
 
   /// Lifts duplicate-MAC freezes (nil: any VNI / any MAC); returns the MACs released.
   public func clearDuplicateMACs(vni: UInt32? = nil, mac: MACAddress? = nil) -> [DuplicateMAC] {
     speaker.clearDuplicateMACsBlocking(vni: vni, mac: mac)
   }
-}
-
-/// The reply of `clear-dup-mac`: `{"cleared":[{"vni":100,"mac":"02:..."}]}`.
-public struct ClearedDuplicateMACs: Codable, Sendable, Equatable {
-  public struct Entry: Codable, Sendable, Equatable {
-    public var vni: UInt32
-    public var mac: String
-  }
-  public var cleared: [Entry]
-  init(cleared: [DuplicateMAC]) { self.cleared = cleared.map { Entry(vni: $0.vni, mac: $0.mac) } }
 }

@@ -1,32 +1,60 @@
+import API
 import ArgumentParser
 import ControlShim
 import Dataplane
-import Dispatch
 import Foundation
+import Logging
+import Management
+import ServiceLifecycle
+import UnixSignals
 
-struct RunCommand: ParsableCommand {
+struct RunCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "run",
     abstract: "The per-site forwarding daemon.",
     discussion: """
-      Attaches to the configured interfaces (AF_PACKET rings), forwards until SIGTERM or SIGINT,
-      reloads the configuration on SIGHUP (bridge domains that did not change keep forwarding and
-      keep their MACs), and serves `vxswitch show ...` on the control socket.
+      Attaches to the configured interfaces (AF_PACKET rings), forwards until SIGTERM or SIGINT \
+      (graceful: BGP peers get a Cease, workers drain, the control socket is removed), reloads \
+      the configuration on SIGHUP or `POST /v1/reload` (bridge domains that did not change keep \
+      forwarding and keep their MACs), and serves the HTTP API on the control socket (and on \
+      TCP with [api] listen).
       """)
 
   @Option(help: "The site's TOML configuration file.") var config: String
+  @Option(help: "trace, debug, info, notice, warning, error or critical (default: [site] log_level).")
+  var logLevel: String?
 
-  func run() throws {
+  func validate() throws {
+    if let logLevel, Logger.Level(configName: logLevel) == nil {
+      throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+    }
+  }
+
+  func run() async throws {
     let site = try loadConfigOrExit(config)
+    let level = logLevel.flatMap(Logger.Level.init(configName:)) ?? Logger.Level(configName: site.site.logLevel.rawValue) ?? .info
+    LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
+    var logger = Logger(label: "vxswitch")
+    logger[metadataKey: "site"] = "\(site.site.name)"
     guard geteuid() == 0 else {
       printError("vxswitch run: needs root (CAP_NET_RAW and CAP_NET_ADMIN for AF_PACKET rings and netlink)")
       throw ExitCode(1)
     }
+    var token: [UInt8]?
+    if let api = site.api {
+      do {
+        token = try APITokenFile.read(api.tokenFile)
+      } catch {
+        printError("vxswitch run: \(error)")
+        throw ExitCode(1)
+      }
+    }
     let core = SwitchCore(config: site)
     // Created before the dataplane starts so that no locally learnt MAC is missed; its
     // sessions start after it (a peer down never touches local switching).
+    let events = RateLimitedLog(logger: logger)
     var options = EVPNControlPlane.Options()
-    options.log = { log($0) }
+    options.log = { message in events.log(.info, key: RateLimitedLog.eventKey(message), message) }
     let controlPlane = site.bgp == nil ? nil : EVPNControlPlane(core: core, options: options)
     let live = LiveSwitch(core: core)
     do {
@@ -35,94 +63,97 @@ struct RunCommand: ParsableCommand {
       printError("vxswitch run: \(error)")
       throw ExitCode(1)
     }
-    for warning in live.warnings { log("warning: \(warning)") }
-    let commands = ControlCommands(core: core, clock: { live.now })
-    if let controlPlane {
-      controlPlane.register(on: commands)
-    } else {
-      for command in ["show-bgp", "clear-dup-mac"] {
-        commands.register(command) { _ in
-          ControlServer.error("BGP is not configured (no [bgp] in \(config))")
-        }
-      }
-    }
-    let server = ControlServer(path: site.site.controlSocket, handler: commands.handle)
+    for warning in live.warnings { logger.warning("\(warning)") }
+    let service = SiteService(
+      core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now }, logger: logger)
+    let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
+    var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
     do {
-      try server.start()
+      services.append(
+        try APIServer.unixSocket(path: site.site.controlSocket, router: router, logger: Self.quiet(logger)))
     } catch {
       live.stop()
       printError("vxswitch run: \(error)")
       throw ExitCode(1)
     }
+    if let api = site.api, let token {
+      let host = "\(api.listenHost)"
+      let apiLogger = logger
+      services.append(
+        APIServer.tcp(
+          host: host, port: Int(api.listenPort), token: token, router: router, logger: Self.quiet(logger),
+          onRunning: { port in apiLogger.info("API listening", metadata: ["address": "\(host)", "port": "\(port)"]) }))
+    }
+    services.append(HangupReloadService(service: service))
     if let controlPlane, let bgp = site.bgp {
       do {
-        try controlPlane.startBlocking()
-        log(
-          "bgp: AS \(bgp.asn), router ID \(bgp.routerID), \(bgp.peers.count) peer(s)"
-            + (bgp.listenPort == 0 ? "" : ", listening on port \(bgp.listenPort)"))
+        try await controlPlane.start()
+        logger.info(
+          "bgp speaker started",
+          metadata: [
+            "asn": "\(bgp.asn)", "router_id": "\(bgp.routerID)", "peers": "\(bgp.peers.count)",
+            "port": "\(bgp.listenPort)",
+          ])
       } catch {
-        log("bgp: speaker not started: \(error); switching continues without EVPN")
+        logger.error("bgp speaker not started; switching continues without EVPN", metadata: ["error": "\(error)"])
       }
     }
     let ports = core.interfaces.map { $0 == site.site.underlay ? "\($0) (underlay)" : $0 }
-    log(
-      "site \(site.site.name): VTEP \(site.site.vtep) UDP \(site.site.udpPort); attached \(ports.joined(separator: ", "));"
-        + " \(site.site.workers) worker(s); \(site.bridgeDomains.count) bridge domain(s); control socket \(site.site.controlSocket)"
-    )
-
-    let done = DispatchSemaphore(value: 0)
-    let queue = DispatchQueue(label: "vxswitch.signals")
-    var sources: [DispatchSourceSignal] = []
-    for number in [SIGTERM, SIGINT] {
-      signal(number, SIG_IGN)
-      let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-      source.setEventHandler {
-        log("signal \(number): stopping")
-        done.signal()
-      }
-      source.resume()
-      sources.append(source)
-    }
-    signal(SIGHUP, SIG_IGN)
-    let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
-    reload.setEventHandler { Self.reload(path: config, core: core, controlPlane: controlPlane) }
-    reload.resume()
-    sources.append(reload)
-    done.wait()
-    // BGP first: Cease to the peers while the dataplane still forwards.
-    controlPlane?.shutdownBlocking()
-    server.stop()
-    live.stop()
-    log("stopped")
+    logger.info(
+      "site started",
+      metadata: [
+        "vtep": "\(site.site.vtep)", "udp_port": "\(site.site.udpPort)", "ports": "\(ports.joined(separator: ", "))",
+        "workers": "\(site.site.workers)", "bridge_domains": "\(site.bridgeDomains.count)",
+        "control_socket": "\(site.site.controlSocket)",
+      ])
+    let group = ServiceGroup(
+      configuration: .init(
+        services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: Self.quiet(logger)))
+    try await group.run()
+    logger.info("stopped")
   }
 
-  /// Applies a changed configuration in place; a broken file or one that needs new
-  /// interfaces is refused with a message and the running configuration stays.
-  static func reload(path: String, core: SwitchCore, controlPlane: EVPNControlPlane?) {
-    let next: SiteConfig
-    do {
-      next = try SiteConfig.load(path: path)
-    } catch {
-      log("SIGHUP: configuration not reloaded:\n\(error)")
-      return
-    }
-    let current = core.config
-    if SwitchCore.interfaceNames(of: next).sorted() != core.interfaces.sorted()
-      || next.site.underlay != current.site.underlay || next.site.vtep != current.site.vtep
-      || next.site.udpPort != current.site.udpPort
-    {
-      log(
-        "SIGHUP: interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept")
-      return
-    }
-    core.reload(next)
-    controlPlane?.reload(next)
-    log("SIGHUP: configuration reloaded (\(next.bridgeDomains.count) bridge domain(s))")
+  /// Hummingbird and service-lifecycle log every request and step at info: only their
+  /// warnings reach the daemon's log.
+  static func quiet(_ logger: Logger) -> Logger {
+    var quiet = logger
+    quiet.logLevel = max(logger.logLevel, .warning)
+    return quiet
   }
 }
 
-func log(_ message: String) {
-  let stamp = ISO8601DateFormatter().string(from: Date())
-  print("\(stamp) vxswitch: \(message)")
-  fflush(stdout)
+/// The dataplane and the BGP speaker, started before the group runs (start-up errors are
+/// printed once, before anything listens); on graceful shutdown the speaker sends Cease
+/// to its peers while the dataplane still forwards, then the workers drain and stop.
+struct SwitchService: Service {
+  let live: LiveSwitch
+  let controlPlane: EVPNControlPlane?
+  let logger: Logger
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    logger.info("stopping")
+    await controlPlane?.shutdown()
+    live.stop()
+  }
+}
+
+/// SIGHUP reloads the configuration, as `POST /v1/reload` does.
+struct HangupReloadService: Service {
+  let service: SiteService
+
+  func run() async throws {
+    for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+      _ = try? service.reload()
+    }
+  }
+}
+
+extension RateLimitedLog {
+  /// Events of the control shim are keyed by their first two words ("bgp: session",
+  /// "bgp: duplicate"), so that one flapping peer or MAC cannot flood the log.
+  static func eventKey(_ message: String) -> String {
+    message.split(separator: " ", maxSplits: 2).prefix(2).joined(separator: " ")
+  }
 }

@@ -1,44 +1,55 @@
+import API
 import ArgumentParser
 import ControlShim
 import Dataplane
 import Foundation
+import Management
 
-/// Where a client subcommand finds the daemon: `--socket PATH`, or the
-/// `control_socket` of `--config FILE`.
+/// Where a client subcommand finds the daemon: `--socket PATH`, the `control_socket` of
+/// `--config FILE`, or `--url URL --token-file FILE` (the TCP API).
 struct DaemonLocation: ParsableArguments {
   @Option(help: "The site's configuration (its control_socket is used).") var config: String?
   @Option(help: "The daemon's control socket.") var socket: String?
+  @Option(help: "The daemon's TCP API, e.g. http://127.0.0.1:8080 (with --token-file).") var url: String?
+  @Option(help: "The file holding the API's bearer token (with --url).") var tokenFile: String?
 
-  func socketPath() throws -> String {
-    if let socket { return socket }
-    if let config { return try loadConfigOrExit(config).site.controlSocket }
-    throw ValidationError("give --config FILE or --socket PATH")
+  func client() throws -> APIClient {
+    if let url {
+      guard let tokenFile else { throw ValidationError("--url needs --token-file") }
+      guard let token = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+        throw ValidationError("cannot read \(tokenFile)")
+      }
+      return APIClient(.url(url, token: token.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+    if let socket { return APIClient(.unixSocket(socket)) }
+    if let config { return APIClient(.unixSocket(try loadConfigOrExit(config).site.controlSocket)) }
+    throw ValidationError("give --config FILE, --socket PATH or --url URL --token-file FILE")
   }
 
-  func request(_ command: String, vni: UInt32? = nil, mac: String? = nil) throws -> Data {
-    let path = try socketPath()
-    let reply: Data
+  /// Runs `body` with a client; API and connection errors are printed and exit 1.
+  func call<T>(_ body: (APIClient) throws -> T) throws -> T {
+    let client = try client()
     do {
-      reply = try ControlClient.request(ControlRequest(command: command, vni: vni, mac: mac), socket: path)
-    } catch {
-      printError("vxswitch: \(error) (is `vxswitch run` running?)")
+      return try body(client)
+    } catch let error as APIClientError {
+      if case .connection = error {
+        printError("vxswitch: \(error) (is `vxswitch run` running?)")
+      } else {
+        printError("vxswitch: \(error)")
+      }
       throw ExitCode(1)
     }
-    if let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any],
-      let message = object["error"]
-    {
-      printError("vxswitch: \(message)")
-      throw ExitCode(1)
-    }
-    return reply
   }
+
+  func get(_ path: String) throws -> Data { try call { try $0.request(.GET, path).body } }
 }
 
 struct ShowCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "show", abstract: "Inspect a running daemon.",
     subcommands: [
-      ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self,
+      ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self, ShowPorts.self,
+      ShowNeighbors.self,
     ])
 }
 
@@ -66,32 +77,46 @@ struct ClearDuplicateMAC: ParsableCommand {
   }
 
   func run() throws {
-    let reply = try location.request("clear-dup-mac", vni: vni, mac: mac)
+    var query: [String] = []
+    if let vni { query.append("vni=\(vni)") }
+    if let mac { query.append("mac=\(mac)") }
+    let path = "/v1/duplicate-macs" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+    let reply = try location.call { try $0.request(.DELETE, path).body }
     if json { return print(String(decoding: reply, as: UTF8.self)) }
-    let cleared = try JSONDecoder().decode(ClearedDuplicateMACs.self, from: reply).cleared
+    let cleared = try APICoding.decoder.decode(ReleasedMACList.self, from: reply).cleared
     if cleared.isEmpty { return print("no frozen MAC matched") }
     for entry in cleared { print("released \(entry.mac) in VNI \(entry.vni)") }
   }
 }
 
-private let snakeDecoder: JSONDecoder = {
-  let decoder = JSONDecoder()
-  decoder.keyDecodingStrategy = .convertFromSnakeCase
-  return decoder
-}()
+private let snakeDecoder = APICoding.decoder
 
 struct ShowFDB: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fdb", abstract: "Forwarding entries, like `bridge fdb show`.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
+  @Option(help: "Only this MAC.") var mac: String?
+  @Option(help: "Only entries of this origin: static, local, decap or control.") var origin: String?
   @Flag(help: "JSON: {\"entries\":[{mac,vni,port|vtep,action,origin,age_seconds,peer,sequence,duplicate}]}.")
   var json = false
 
   func run() throws {
-    let reply = try location.request("show-fdb", vni: vni)
-    if json { return print(String(decoding: reply, as: UTF8.self)) }
-    let rows = try snakeDecoder.decode([String: [FDBRow]].self, from: reply)["entries"] ?? []
+    var filters = ["limit=10000"]
+    if let vni { filters.append("vni=\(vni)") }
+    if let mac { filters.append("mac=\(mac)") }
+    if let origin { filters.append("origin=\(origin)") }
+    var rows: [FDBRow] = []
+    var cursor: String? = "0"
+    while let next = cursor {
+      let page = try location.call {
+        try $0.get("/v1/fdb?" + (filters + ["cursor=\(next)"]).joined(separator: "&"), as: FDBList.self)
+      }
+      rows += page.entries
+      cursor = page.nextCursor
+    }
+    rows.sort { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
+    if json { return print(String(decoding: try APICoding.encoder.encode(["entries": rows]), as: UTF8.self)) }
     var table = [["mac", "vni", "destination", "origin", "age"]]
     for row in rows {
       let destination =
@@ -113,7 +138,7 @@ struct ShowARP: ParsableCommand {
   @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate}]}.") var json = false
 
   func run() throws {
-    let reply = try location.request("show-arp", vni: vni)
+    let reply = try location.get("/v1/arp" + (vni.map { "?vni=\($0)" } ?? ""))
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     let rows = try snakeDecoder.decode([String: [ARPRow]].self, from: reply)["entries"] ?? []
     var table = [["vni", "ip", "mac", "origin", "age"]]
@@ -137,7 +162,7 @@ struct ShowBridgeDomains: ParsableCommand {
     false
 
   func run() throws {
-    let reply = try location.request("show-bd")
+    let reply = try location.get("/v1/bridge-domains")
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     let rows = try snakeDecoder.decode([String: [BridgeDomainRow]].self, from: reply)["bridge_domains"] ?? []
     var table = [["vni", "ports", "flood", "learning", "macs"]]
@@ -159,7 +184,7 @@ struct ShowStatistics: ParsableCommand {
   @Flag(help: "JSON: the same shape as `vxswitch replay --json`.") var json = false
 
   func run() throws {
-    let reply = try location.request("show-stats")
+    let reply = try location.get("/v1/statistics")
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     let report = try snakeDecoder.decode(StatisticsReport.self, from: reply)
     print(TextTable.report(report))
@@ -176,7 +201,7 @@ struct ShowBGP: ParsableCommand {
   var json = false
 
   func run() throws {
-    let reply = try location.request("show-bgp")
+    let reply = try location.get("/v1/bgp")
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     print(TextTable.bgp(try JSONDecoder().decode(SpeakerStatus.self, from: reply)))
   }

@@ -3,12 +3,13 @@ import Dataplane
 import Foundation
 
 @main
-struct VXSwitchCommand: ParsableCommand {
+struct VXSwitchCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "vxswitch",
     abstract: "A userspace VXLAN switch: per-site forwarding daemon, offline replay and lab.",
     subcommands: [
       CheckConfigCommand.self, RunCommand.self, ReplayCommand.self, ShowCommand.self, ClearCommand.self,
+      MacCommand.self, FloodCommand.self, ReloadCommand.self,
       LabCommand.self,
       LabTransferCommand.self,
     ])

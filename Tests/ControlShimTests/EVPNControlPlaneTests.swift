@@ -1,4 +1,6 @@
+import API
 import Dataplane
+import Management
 import Foundation
 import XCTest
 
@@ -173,12 +175,11 @@ final class EVPNControlPlaneTests: XCTestCase {
     XCTAssertEqual(entry.peer, "127.0.0.1")
     XCTAssertEqual(entry.sequence, 0)
     XCTAssertNil(entry.ageSeconds)
-    // show-fdb through ControlCommands carries the same annotation.
-    let commands = ControlCommands(core: core, clock: { 1 })
-    controlPlane!.register(on: commands)
-    let reply = String(decoding: commands.handle(ControlRequest(command: "show-fdb")), as: UTF8.self)
+    // The management service (what GET /v1/fdb and /v1/bgp answer) carries the same annotation.
+    let service = SiteService(core: core, controlPlane: controlPlane, clock: { 1 })
+    let reply = String(decoding: try APICoding.encoder.encode(service.fdb(FDBQuery())), as: UTF8.self)
     XCTAssertTrue(reply.contains("\"peer\":\"127.0.0.1\""), reply)
-    let bgp = String(decoding: commands.handle(ControlRequest(command: "show-bgp")), as: UTF8.self)
+    let bgp = String(decoding: try APICoding.encoder.encode(try await service.bgp()), as: UTF8.self)
     XCTAssertTrue(bgp.contains("\"state\":\"Established\""), bgp)
     XCTAssertTrue(bgp.contains("\"routes_accepted\":2"), bgp)
 
@@ -389,11 +390,9 @@ final class EVPNControlPlaneTests: XCTestCase {
     // The MAC-only route stays next to it (as FRR does).
     XCTAssertEqual(paths(rib, mac: "02:aa:00:00:00:01").count, 2, "\(rib.keys.sorted())")
 
-    // show arp over the control commands: the local binding with its MAC's age.
-    let commands = ControlCommands(core: offline.core, clock: { 15 })
-    controlPlane.register(on: commands)
-    let arp = try snakeCaseDecoder().decode(
-      [String: [ARPRow]].self, from: commands.handle(ControlRequest(command: "show-arp", vni: 100)))
+    // show arp through the management service: the local binding with its MAC's age.
+    let service = SiteService(core: offline.core, controlPlane: controlPlane, clock: { 15 })
+    let arp = ["entries": service.arp(vni: 100)]
     let binding = try XCTUnwrap(arp["entries"]?.first)
     XCTAssertEqual(arp["entries"]?.count, 1)
     XCTAssertEqual(

@@ -1,4 +1,6 @@
+import API
 import Dataplane
+import Management
 import Foundation
 import Synchronization
 import XCTest
@@ -22,7 +24,7 @@ final class EVPNDuplicateMACTests: XCTestCase {
   static let host = mac("02:aa:00:00:00:01")
   static let hostIP = ip("10.1.1.5")
 
-  func testFrozenMACIsLoggedShownWithdrawnAndClearedOverTheControlCommands() async throws {
+  func testFrozenMACIsLoggedShownWithdrawnAndClearedThroughTheManagementService() async throws {
     let ourPort = freeTCPPort()
     let remotePort = freeTCPPort()
     var remoteConfiguration = SpeakerConfiguration(
@@ -66,8 +68,7 @@ final class EVPNDuplicateMACTests: XCTestCase {
     self.controlPlane = controlPlane
     try await controlPlane.start()
     XCTAssertTrue(sink.wait { $0.established("switch") >= 1 })
-    let commands = ControlCommands(core: offline.core, clock: { 10 })
-    controlPlane.register(on: commands)
+    let service = SiteService(core: offline.core, controlPlane: controlPlane, clock: { 10 })
 
     // The host shows up on vm1 with its IP: MAC and MAC/IP routes reach the remote.
     let arp = FrameBuilder.arpRequestFrame(
@@ -92,34 +93,25 @@ final class EVPNDuplicateMACTests: XCTestCase {
     XCTAssertTrue(line.contains("02:aa:00:00:00:01 in VNI 100: 2 moves within 180 s; frozen until"), line)
     XCTAssertTrue(line.contains("vxswitch clear dup-mac --vni 100 --mac 02:aa:00:00:00:01"), line)
 
-    let bgpReply = commands.handle(ControlRequest(command: "show-bgp"))
-    let status = try JSONDecoder().decode(SpeakerStatus.self, from: bgpReply)
+    let status = try await service.bgp()
+    let bgpReply = try APICoding.encoder.encode(status)
     XCTAssertEqual(status.frozenMACs, 1)
     XCTAssertEqual(status.duplicateMACs.map(\.mac), ["02:aa:00:00:00:01"])
     XCTAssertEqual(status.duplicateMACs.first?.moves, 2)
     XCTAssertTrue(String(decoding: bgpReply, as: UTF8.self).contains("\"duplicate_macs\":[{"))
-    let fdb = try snakeCaseDecoder().decode(
-      [String: [FDBRow]].self, from: commands.handle(ControlRequest(command: "show-fdb")))
+    let fdb = ["entries": service.allFDB()]
     let row = try XCTUnwrap(fdb["entries"]?.first { $0.mac == "02:aa:00:00:00:01" })
     XCTAssertEqual(row.origin, "local")
     XCTAssertEqual(row.duplicate, true)
-    let arpRows = try snakeCaseDecoder().decode(
-      [String: [ARPRow]].self, from: commands.handle(ControlRequest(command: "show-arp")))
+    let arpRows = ["entries": service.arp()]
     XCTAssertEqual(arpRows["entries"]?.first?.duplicate, true)
 
-    // Bad requests are refused.
-    let bad = String(
-      decoding: commands.handle(ControlRequest(command: "clear-dup-mac", mac: "nonsense")), as: UTF8.self)
-    XCTAssertTrue(bad.contains("not a MAC address"), bad)
-    let none = try JSONDecoder().decode(
-      ClearedDuplicateMACs.self, from: commands.handle(ControlRequest(command: "clear-dup-mac", vni: 200)))
-    XCTAssertEqual(none.cleared, [])
+    // A release that matches nothing releases nothing.
+    XCTAssertEqual(try service.clearDuplicateMACs(vni: 200), [])
 
     // The operator clears it: advertised again (MAC and MAC/IP, sequence 2), logged.
-    let cleared = try JSONDecoder().decode(
-      ClearedDuplicateMACs.self,
-      from: commands.handle(ControlRequest(command: "clear-dup-mac", vni: 100, mac: "02:AA:00:00:00:01")))
-    XCTAssertEqual(cleared.cleared, [.init(vni: 100, mac: "02:aa:00:00:00:01")])
+    let cleared = try service.clearDuplicateMACs(vni: 100, mac: MACAddress("02:AA:00:00:00:01"))
+    XCTAssertEqual(cleared, [ReleasedMAC(vni: 100, mac: "02:aa:00:00:00:01")])
     XCTAssertTrue(
       sink.wait {
         $0.installed(100, Self.host)?.sequence == 2
@@ -127,8 +119,7 @@ final class EVPNDuplicateMACTests: XCTestCase {
       }, "\(sink.snapshot.macs)")
     XCTAssertTrue(
       logs.withLock { $0 }.contains("bgp: duplicate MAC 02:aa:00:00:00:01 in VNI 100 released (cleared)"))
-    let after = try snakeCaseDecoder().decode(
-      [String: [FDBRow]].self, from: commands.handle(ControlRequest(command: "show-fdb")))
+    let after = ["entries": service.allFDB()]
     XCTAssertNil(after["entries"]?.first { $0.mac == "02:aa:00:00:00:01" }?.duplicate)
   }
 

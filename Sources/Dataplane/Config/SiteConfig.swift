@@ -120,8 +120,8 @@ public struct SiteConfig: Sendable, Equatable {
   }
 
   /// `[[static_mac]]`
-  public struct StaticMAC: Sendable, Equatable {
-    public enum Target: Sendable, Equatable {
+  public struct StaticMAC: Sendable, Hashable {
+    public enum Target: Sendable, Hashable {
       case remote(IPAddress)
       case port(PortMember)
     }

@@ -311,6 +311,11 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
+  /// Flood-list members the control plane added, per VNI.
+  public var dynamicFloodMembers: [UInt32: [IPAddress]] {
+    control.withLock { $0.dynamicFlood.mapValues { $0.sorted() } }
+  }
+
   public func removeFloodMember(vni: UInt32, vtep: IPAddress) {
     control.withLock { state in
       guard state.dynamicFlood[vni]?.remove(vtep) != nil else { return }

@@ -1,3 +1,4 @@
+import API
 import Dataplane
 import Foundation
 
@@ -150,13 +151,17 @@ struct Lab {
       ["ip", "netns", "exec", topology.backbone, cli, "-p", "\(topology.gobgpdAPIPort)"] + arguments)
   }
 
+  /// `GET path` on the site daemon's control socket; nil when it does not answer.
+  private func api(_ site: Int, _ path: String) -> Data? {
+    try? APIClient(.unixSocket(topology.socketPath(site))).request(.GET, path).body
+  }
+
   /// Waits until the daemon answers on its control socket (or died: then its log says why).
   private func waitForDaemon(_ site: Int) throws {
     let t = topology
     let deadline = Date().addingTimeInterval(20)
     while Date() < deadline {
-      if (try? ControlClient.request(ControlRequest(command: "show-stats"), socket: t.socketPath(site)))
-        != nil
+      if api(site, "/v1/statistics") != nil
       {
         return
       }
@@ -272,7 +277,7 @@ struct Lab {
     let t = topology
     let name = "site \(site) FDB has every VM behind the right port or VTEP"
     guard
-      let reply = try? ControlClient.request(ControlRequest(command: "show-fdb"), socket: t.socketPath(site)),
+      let reply = api(site, "/v1/fdb?limit=10000"),
       let object = try? JSONSerialization.jsonObject(with: reply) as? [String: Any],
       let entries = object["entries"] as? [[String: Any]]
     else { return CheckResult(name: name, passed: false, detail: "no answer on \(t.socketPath(site))") }
@@ -306,11 +311,11 @@ struct Lab {
     let deadline = Date().addingTimeInterval(30)
     repeat {
       let state =
-        (try? ControlClient.request(ControlRequest(command: "show-bgp"), socket: t.socketPath(site)))
+        api(site, "/v1/bgp")
         .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         .flatMap { ($0["peers"] as? [[String: Any]])?.first?["state"] as? String } ?? "?"
       let flood =
-        (try? ControlClient.request(ControlRequest(command: "show-bd"), socket: t.socketPath(site)))
+        api(site, "/v1/bridge-domains")
         .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
         .flatMap { ($0["bridge_domains"] as? [[String: Any]])?.first?["flood"] as? [String] } ?? []
       if state == "Established" && flood.sorted() == expected {

@@ -1,0 +1,106 @@
+import ControlShim
+import Dataplane
+import Management
+import Prometheus
+
+/// `GET /metrics`: the site's counters in the Prometheus text exposition format, written by
+/// swift-prometheus. Values are read at scrape time from the counters the packet path
+/// already flushes once per batch, so exporting adds nothing to the per-frame work.
+///
+/// Names follow Prometheus conventions: `vxswitch_..._total` for counters, base units
+/// (bytes, frames), ports, reasons, VNIs and peers as labels. README "Metrics" lists them.
+public final class MetricsExporter: Sendable {
+  let service: SiteService
+
+  public init(service: SiteService) { self.service = service }
+
+  /// Every metric name with its type and help text, in exposition order (documented in
+  /// README "Metrics"; `MetricsTests` checks the two agree).
+  public static let catalogue: [(name: String, type: String, help: String)] = [
+    ("vxswitch_port_frames_total", "counter", "Frames received (rx) and sent (tx) per port."),
+    ("vxswitch_port_bytes_total", "counter", "Bytes received (rx) and sent (tx) per port."),
+    ("vxswitch_drops_total", "counter", "Frames dropped, by reason."),
+    ("vxswitch_encapsulated_frames_total", "counter", "Frames encapsulated toward remote VTEPs."),
+    ("vxswitch_decapsulated_frames_total", "counter", "VXLAN frames decapsulated and switched."),
+    ("vxswitch_flood_copies_total", "counter", "Copies made for flooding (local ports and head-end replication)."),
+    ("vxswitch_fdb_learned_total", "counter", "MACs learned."),
+    ("vxswitch_fdb_moves_total", "counter", "Learned MACs that moved to another port or VTEP."),
+    ("vxswitch_fdb_aged_total", "counter", "FDB entries removed by aging or flushes."),
+    ("vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."),
+    ("vxswitch_arp_suppressed_total", "counter", "ARP requests answered locally (ARP suppression)."),
+    ("vxswitch_fdb_entries", "gauge", "Current FDB entries, by VNI and origin."),
+    ("vxswitch_ring_received_frames_total", "counter", "Frames read from the port's AF_PACKET RX ring."),
+    ("vxswitch_ring_kernel_drops_total", "counter", "Frames the kernel dropped because the RX ring was full."),
+    ("vxswitch_ring_truncated_frames_total", "counter", "Frames the kernel copied only partly into the ring (dropped)."),
+    ("vxswitch_ring_transmit_errors_total", "counter", "TX ring kicks that failed (e.g. ENETDOWN)."),
+    ("vxswitch_bgp_session_up", "gauge", "1 while the BGP session to the peer is Established."),
+    ("vxswitch_bgp_routes_received_total", "counter", "EVPN NLRI received from the peer."),
+    ("vxswitch_bgp_routes_accepted", "gauge", "Routes of the peer currently held (type 2 and 3)."),
+    ("vxswitch_bgp_routes_advertised_total", "counter", "EVPN NLRI sent to the peer."),
+    ("vxswitch_bgp_established_transitions_total", "counter", "Times the session reached Established."),
+    ("vxswitch_bgp_duplicate_macs", "gauge", "MACs frozen by duplicate-MAC detection."),
+    ("vxswitch_next_hop_resolved", "gauge", "1 when the remote VTEP's underlay next-hop MAC is known."),
+  ]
+
+  static let help = Dictionary(uniqueKeysWithValues: catalogue.map { ($0.name, $0.help) })
+
+  /// The exposition text of the current values.
+  public func exposition() async -> [UInt8] {
+    let registry = PrometheusCollectorRegistry()
+    func counter(_ name: String, _ value: UInt64) { counter(name, [], value) }
+    func gauge(_ name: String, _ value: Double) { gauge(name, [], value) }
+    func counter(_ name: String, _ labels: [(String, String)], _ value: UInt64) {
+      registry.makeCounter(name: name, labels: labels, help: Self.help[name]!).increment(
+        by: Int64(clamping: value))
+    }
+    func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
+      registry.makeGauge(name: name, labels: labels, help: Self.help[name]!).set(value)
+    }
+    let statistics = service.statistics()
+    for port in statistics.ports {
+      counter("vxswitch_port_frames_total", [("port", port.name), ("direction", "rx")], port.rxFrames)
+      counter("vxswitch_port_frames_total", [("port", port.name), ("direction", "tx")], port.txFrames)
+      counter("vxswitch_port_bytes_total", [("port", port.name), ("direction", "rx")], port.rxBytes)
+      counter("vxswitch_port_bytes_total", [("port", port.name), ("direction", "tx")], port.txBytes)
+    }
+    for reason in DropReason.allCases {
+      counter("vxswitch_drops_total", [("reason", reason.name)], statistics.drops[reason.name] ?? 0)
+    }
+    counter("vxswitch_encapsulated_frames_total", statistics.encapsulated)
+    counter("vxswitch_decapsulated_frames_total", statistics.decapsulated)
+    counter("vxswitch_flood_copies_total", statistics.floodCopies)
+    counter("vxswitch_fdb_learned_total", statistics.learned)
+    counter("vxswitch_fdb_moves_total", statistics.moves)
+    counter("vxswitch_fdb_aged_total", statistics.aged)
+    counter("vxswitch_fdb_learn_limit_drops_total", statistics.learnLimitDrops ?? 0)
+    counter("vxswitch_arp_suppressed_total", statistics.arpSuppressed ?? 0)
+    for count in service.fdbCounts() {
+      gauge("vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))
+    }
+    for port in service.ports() {
+      guard let ring = port.ring else { continue }
+      counter("vxswitch_ring_received_frames_total", [("port", port.name)], ring.receivedFrames)
+      counter("vxswitch_ring_kernel_drops_total", [("port", port.name)], ring.kernelDrops)
+      counter("vxswitch_ring_truncated_frames_total", [("port", port.name)], ring.truncatedDrops)
+      counter("vxswitch_ring_transmit_errors_total", [("port", port.name)], ring.transmitErrors)
+    }
+    if let status = try? await service.bgp() {
+      for peer in status.peers {
+        let labels = [("peer", peer.name)]
+        gauge("vxswitch_bgp_session_up", labels, peer.state == .established ? 1 : 0)
+        counter("vxswitch_bgp_routes_received_total", labels, UInt64(max(0, peer.routesReceived)))
+        gauge("vxswitch_bgp_routes_accepted", labels, Double(peer.routesAccepted))
+        counter("vxswitch_bgp_routes_advertised_total", labels, UInt64(max(0, peer.routesAdvertised)))
+        counter(
+          "vxswitch_bgp_established_transitions_total", labels, UInt64(max(0, peer.establishedTransitions)))
+      }
+      gauge("vxswitch_bgp_duplicate_macs", Double(status.frozenMACs))
+    }
+    for neighbor in service.neighbors() {
+      gauge(
+        "vxswitch_next_hop_resolved", [("vtep", neighbor.vtep), ("resolution", neighbor.resolution.rawValue)],
+        neighbor.mac == nil ? 0 : 1)
+    }
+    return registry.emitToBuffer()
+  }
+}

@@ -1,0 +1,126 @@
+import API
+import Dataplane
+import Foundation
+import Logging
+import Management
+import NIOHTTP1
+import ServiceLifecycle
+import Synchronization
+import XCTest
+
+/// A site built in memory (an `OfflineSwitch`, no root needed) from a configuration file
+/// in a temporary directory, with the HTTP API served on a Unix socket there and, on
+/// request, on TCP loopback with a bearer token. Tests drive traffic through `offline`
+/// and talk to the API with `client` / `tcpClient`, as the CLI does.
+final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joins the server task
+  static let baseConfig = """
+    [site]
+    name = "api-test"
+    vtep = "10.0.0.1"
+    underlay = "eth1"
+    underlay_mac = "02:00:00:00:00:01"
+    control_socket = "SOCKET"
+
+    [[neighbor]]
+    ip = "10.0.0.2"
+    mac = "02:00:00:00:00:02"
+
+    [[bridge_domain]]
+    vni = 100
+    ports = ["vm1", "vm2"]
+    flood = ["10.0.0.2"]
+
+    [[bridge_domain]]
+    vni = 200
+    ports = ["vm3"]
+
+    [[static_mac]]
+    vni = 100
+    mac = "02:00:00:00:aa:01"
+    remote = "10.0.0.2"
+    """
+
+  let directory: String
+  let configPath: String
+  let socketPath: String
+  let offline: OfflineSwitch
+  let service: SiteService
+  let token = "test-token-0123456789abcdef"
+  private(set) var tcpPort: Int?
+  private var task: Task<Void, Error>?
+
+  init(config: String = APITestSite.baseConfig, tcp: Bool = false) throws {
+    directory = NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    socketPath = directory + "/api.sock"
+    configPath = directory + "/site.toml"
+    try Self.write(config.replacingOccurrences(of: "SOCKET", with: socketPath), to: configPath)
+    let site = try SiteConfig.load(path: configPath)
+    offline = OfflineSwitch(config: site)
+    service = SiteService(core: offline.core, configPath: configPath, clock: { 10 })
+    let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
+    var logger = Logger(label: "api-test")
+    logger.logLevel = .warning
+    let running = DispatchSemaphore(value: 0)
+    var services: [any Service] = [
+      try APIServer.unixSocket(path: socketPath, router: router, logger: logger, onRunning: { running.signal() })
+    ]
+    let port = Mutex<Int>(0)
+    if tcp {
+      services.append(
+        APIServer.tcp(
+          host: "127.0.0.1", port: 0, token: Array(token.utf8), router: router, logger: logger,
+          onRunning: { bound in
+            port.withLock { $0 = bound }
+            running.signal()
+          }))
+    }
+    let group = ServiceGroup(services: services, logger: logger)
+    task = Task { try await group.run() }
+    for _ in services {
+      guard running.wait(timeout: .now() + 20) == .success else { throw APIStartupError("API did not start") }
+    }
+    if tcp { tcpPort = port.withLock { $0 } }
+  }
+
+  var client: APIClient { APIClient(.unixSocket(socketPath)) }
+
+  func tcpClient(token: String) -> APIClient {
+    APIClient(.url("http://127.0.0.1:\(tcpPort!)", token: token))
+  }
+
+  func rewriteConfig(_ text: String) throws {
+    try Self.write(text.replacingOccurrences(of: "SOCKET", with: socketPath), to: configPath)
+  }
+
+  static func write(_ text: String, to path: String) throws {
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+  }
+
+  /// Stops the server and waits for it; removes the directory.
+  func stop() async {
+    task?.cancel()
+    _ = try? await task?.value
+    task = nil
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// `GET path` as JSON (any shape).
+  func json(_ path: String) throws -> Any {
+    try JSONSerialization.jsonObject(with: client.request(.GET, path).body)
+  }
+
+  /// The error a request is answered with, or nil when it succeeds.
+  func failure(_ method: HTTPMethod, _ path: String, body: String? = nil, client: APIClient? = nil)
+    -> (status: Int, code: String, message: String, details: [String])?
+  {
+    do {
+      try (client ?? self.client).request(method, path, body: body.map { Data($0.utf8) })
+      return nil
+    } catch APIClientError.server(let status, let code, let message, let details) {
+      return (status, code, message, details)
+    } catch {
+      return (0, "\(error)", "", [])
+    }
+  }
+}
