@@ -89,7 +89,8 @@ let package = Package(
     .executableTarget(
       name: "Bench",
       dependencies: [
-        "Dataplane", "ControlShim",
+        "Dataplane", "ControlShim", "Management", "API",
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: uncheckedFlags

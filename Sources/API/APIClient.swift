@@ -24,7 +24,8 @@ public struct APIClient: Sendable {
   }
 
   /// `GET path` decoded as `T` (`decoder` defaults to the API's snake-case coding).
-  public func get<T: Decodable>(_ path: String, as type: T.Type, decoder: JSONDecoder = APICoding.decoder) throws
+  public func get<T: Decodable>(_ path: String, as type: T.Type, decoder: JSONDecoder = APICoding.decoder)
+    throws
     -> T
   {
     let reply = try request(.GET, path)
@@ -52,7 +53,8 @@ public struct APIClient: Sendable {
     if body != nil { headers.add(name: "Content-Type", value: "application/json") }
     let request: HTTPClient.Request
     do {
-      request = try HTTPClient.Request(url: url, method: method, headers: headers, body: body.map { .data($0) })
+      request = try HTTPClient.Request(
+        url: url, method: method, headers: headers, body: body.map { .data($0) })
     } catch {
       throw APIClientError.connection("\(url): \(error)")
     }

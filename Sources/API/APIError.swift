@@ -28,12 +28,15 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     case .unavailable(let message): self.init(.serviceUnavailable, code: "unavailable", message)
     case .invalidConfiguration(let errors):
       self.init(
-        .unprocessableContent, code: "invalid_configuration", "configuration not reloaded: \(errors.count) error(s)",
+        .unprocessableContent, code: "invalid_configuration",
+        "configuration not reloaded: \(errors.count) error(s)",
         details: errors)
     }
   }
 
-  static func badRequest(_ message: String) -> APIError { APIError(.badRequest, code: "invalid_request", message) }
+  static func badRequest(_ message: String) -> APIError {
+    APIError(.badRequest, code: "invalid_request", message)
+  }
 
   struct Body: Codable, Sendable {
     struct Inner: Codable, Sendable {

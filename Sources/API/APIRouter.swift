@@ -94,10 +94,13 @@ public struct APIRouter: Sendable {
         }
         return try APICoding.response(ReleasedMACList(cleared: released))
       case .staticMACs:
-        return try APICoding.response(StaticMACList(staticMacs: service.staticMACs(vni: try vni(query, "vni"))))
+        return try APICoding.response(
+          StaticMACList(staticMacs: service.staticMACs(vni: try vni(query, "vni"))))
       case .addStaticMAC:
         let body = try await decode(StaticMACBody.self, request, context)
-        guard let mac = MACAddress(body.mac) else { throw APIError.badRequest("not a MAC address: \(body.mac)") }
+        guard let mac = MACAddress(body.mac) else {
+          throw APIError.badRequest("not a MAC address: \(body.mac)")
+        }
         let target: SiteConfig.StaticMAC.Target
         switch (body.port, body.vtep) {
         case (let port?, nil):
@@ -120,7 +123,9 @@ public struct APIRouter: Sendable {
         return try APICoding.response(FloodList(flood: service.floodEntries(vni: try vni(query, "vni"))))
       case .addFloodEntry:
         let body = try await decode(FloodBody.self, request, context)
-        guard let vtep = IPAddress(body.vtep) else { throw APIError.badRequest("not an IP address: \(body.vtep)") }
+        guard let vtep = IPAddress(body.vtep) else {
+          throw APIError.badRequest("not an IP address: \(body.vtep)")
+        }
         let created = try service.addFloodEntry(vni: body.vni, vtep: vtep)
         let row = FloodRow(vni: body.vni, vtep: "\(vtep)", origin: .api)
         return try APICoding.response(row, status: created ? .created : .ok)
@@ -172,7 +177,8 @@ public struct APIRouter: Sendable {
     return .init(interface: text)
   }
 
-  private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: APIRequestContext) async throws
+  private func decode<T: Decodable>(_ type: T.Type, _ request: Request, _ context: APIRequestContext)
+    async throws
     -> T
   {
     do {

@@ -37,5 +37,7 @@ public struct PortList: Codable, Sendable, Equatable { public var ports: [PortRo
 public struct NeighborList: Codable, Sendable, Equatable { public var neighbors: [NeighborRow] }
 public struct StaticMACList: Codable, Sendable, Equatable { public var staticMacs: [StaticMACRow] }
 public struct FloodList: Codable, Sendable, Equatable { public var flood: [FloodRow] }
-public struct DuplicateMACList: Codable, Sendable, Equatable { public var duplicateMacs: [DuplicateMACStatus] }
+public struct DuplicateMACList: Codable, Sendable, Equatable {
+  public var duplicateMacs: [DuplicateMACStatus]
+}
 public struct ReleasedMACList: Codable, Sendable, Equatable { public var cleared: [ReleasedMAC] }

@@ -22,16 +22,26 @@ public final class MetricsExporter: Sendable {
     ("vxswitch_drops_total", "counter", "Frames dropped, by reason."),
     ("vxswitch_encapsulated_frames_total", "counter", "Frames encapsulated toward remote VTEPs."),
     ("vxswitch_decapsulated_frames_total", "counter", "VXLAN frames decapsulated and switched."),
-    ("vxswitch_flood_copies_total", "counter", "Copies made for flooding (local ports and head-end replication)."),
+    (
+      "vxswitch_flood_copies_total", "counter",
+      "Copies made for flooding (local ports and head-end replication)."
+    ),
     ("vxswitch_fdb_learned_total", "counter", "MACs learned."),
     ("vxswitch_fdb_moves_total", "counter", "Learned MACs that moved to another port or VTEP."),
     ("vxswitch_fdb_aged_total", "counter", "FDB entries removed by aging or flushes."),
-    ("vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."),
+    (
+      "vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."
+    ),
     ("vxswitch_arp_suppressed_total", "counter", "ARP requests answered locally (ARP suppression)."),
     ("vxswitch_fdb_entries", "gauge", "Current FDB entries, by VNI and origin."),
     ("vxswitch_ring_received_frames_total", "counter", "Frames read from the port's AF_PACKET RX ring."),
-    ("vxswitch_ring_kernel_drops_total", "counter", "Frames the kernel dropped because the RX ring was full."),
-    ("vxswitch_ring_truncated_frames_total", "counter", "Frames the kernel copied only partly into the ring (dropped)."),
+    (
+      "vxswitch_ring_kernel_drops_total", "counter", "Frames the kernel dropped because the RX ring was full."
+    ),
+    (
+      "vxswitch_ring_truncated_frames_total", "counter",
+      "Frames the kernel copied only partly into the ring (dropped)."
+    ),
     ("vxswitch_ring_transmit_errors_total", "counter", "TX ring kicks that failed (e.g. ENETDOWN)."),
     ("vxswitch_bgp_session_up", "gauge", "1 while the BGP session to the peer is Established."),
     ("vxswitch_bgp_routes_received_total", "counter", "EVPN NLRI received from the peer."),
@@ -75,7 +85,8 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_fdb_learn_limit_drops_total", statistics.learnLimitDrops ?? 0)
     counter("vxswitch_arp_suppressed_total", statistics.arpSuppressed ?? 0)
     for count in service.fdbCounts() {
-      gauge("vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))
+      gauge(
+        "vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))
     }
     for port in service.ports() {
       guard let ring = port.ring else { continue }
@@ -98,7 +109,8 @@ public final class MetricsExporter: Sendable {
     }
     for neighbor in service.neighbors() {
       gauge(
-        "vxswitch_next_hop_resolved", [("vtep", neighbor.vtep), ("resolution", neighbor.resolution.rawValue)],
+        "vxswitch_next_hop_resolved",
+        [("vtep", neighbor.vtep), ("resolution", neighbor.resolution.rawValue)],
         neighbor.mac == nil ? 0 : 1)
     }
     return registry.emitToBuffer()

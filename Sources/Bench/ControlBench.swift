@@ -1,3 +1,4 @@
+import API
 import ControlShim
 import Dataplane
 import Dispatch
@@ -381,7 +382,7 @@ final class FDBReader: @unchecked Sendable {
         case .paged: pagedListing()
         case .locked: lockedListing()
         case .encodeOnly:
-          _ = ControlCommands.encode(["entries": fixedPage])
+          _ = try? APICoding.encoder.encode(["entries": fixedPage])
           countPage(rows: fixedPage.count)
         }
       }
@@ -415,7 +416,7 @@ final class FDBReader: @unchecked Sendable {
     while let from = cursor, running.load(ordering: .relaxed) {
       let page = core.fdbPage(
         vni: nil, mac: nil, origin: nil, cursor: from, limit: Self.pageSize, now: 1, annotator: annotator)
-      _ = ControlCommands.encode(["entries": page.rows])
+      _ = try? APICoding.encoder.encode(["entries": page.rows])
       countPage(rows: page.rows.count)
       cursor = page.next
     }
@@ -438,7 +439,7 @@ final class FDBReader: @unchecked Sendable {
     var start = 0
     while start < listing.count {
       let end = min(listing.count, start + Self.pageSize)
-      _ = ControlCommands.encode(["entries": Array(listing[start..<end])])
+      _ = try? APICoding.encoder.encode(["entries": Array(listing[start..<end])])
       countPage(rows: end - start)
       start = end
     }

@@ -66,7 +66,8 @@ extension SiteService {
         return .failure(
           .conflict("\(entry.mac) in VNI \(entry.vni) is a static MAC of the configuration file"))
       }
-      if let existing = changes.overlay.staticMACs.first(where: { $0.vni == entry.vni && $0.mac == entry.mac }) {
+      if let existing = changes.overlay.staticMACs.first(where: { $0.vni == entry.vni && $0.mac == entry.mac }
+      ) {
         if existing == entry { return .success(false) }
         return .failure(
           .conflict("\(entry.mac) in VNI \(entry.vni) is already a static MAC; remove it first to change it"))
@@ -93,7 +94,8 @@ extension SiteService {
           .conflict(
             "\(mac) in VNI \(vni) is defined in the configuration file: edit the file and reload"))
       }
-      guard let index = changes.overlay.staticMACs.firstIndex(where: { $0.vni == vni && $0.mac == mac }) else {
+      guard let index = changes.overlay.staticMACs.firstIndex(where: { $0.vni == vni && $0.mac == mac })
+      else {
         return .failure(.notFound("no static MAC \(mac) in VNI \(vni)"))
       }
       var next = changes
@@ -138,7 +140,9 @@ extension SiteService {
       guard vtep.isIPv4 == running.site.vtep.isIPv4 else {
         return .failure(.invalidRequest("VTEP \(vtep) is not of the underlay's address family"))
       }
-      guard vtep != running.site.vtep else { return .failure(.invalidRequest("\(vtep) is this site's own VTEP")) }
+      guard vtep != running.site.vtep else {
+        return .failure(.invalidRequest("\(vtep) is this site's own VTEP"))
+      }
       let key = RuntimeOverlay.FloodKey(vni: vni, vtep: vtep)
       if domain.flood.contains(vtep) || changes.overlay.flood.contains(key) { return .success(false) }
       var next = changes
@@ -155,7 +159,8 @@ extension SiteService {
     let result: Result<Void, ManagementError> = changes.withLock { changes in
       if changes.file.bridgeDomains.first(where: { $0.vni == vni })?.flood.contains(vtep) == true {
         return .failure(
-          .conflict("\(vtep) is in VNI \(vni)'s flood list in the configuration file: edit the file and reload"))
+          .conflict(
+            "\(vtep) is in VNI \(vni)'s flood list in the configuration file: edit the file and reload"))
       }
       let key = RuntimeOverlay.FloodKey(vni: vni, vtep: vtep)
       guard let index = changes.overlay.flood.firstIndex(of: key) else {
@@ -191,7 +196,8 @@ extension SiteService {
       || loaded.site.underlay != current.site.underlay || loaded.site.vtep != current.site.vtep
       || loaded.site.udpPort != current.site.udpPort
     {
-      let message = "interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept"
+      let message =
+        "interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept"
       logger.warning("configuration not reloaded: \(message)")
       throw .restartRequired(message)
     }
@@ -234,7 +240,9 @@ extension SiteService {
   public func clearDuplicateMACs(vni: UInt32? = nil, mac: MACAddress? = nil) throws(ManagementError)
     -> [ReleasedMAC]
   {
-    guard let controlPlane else { throw .unavailable("BGP is not configured (no [bgp] in the configuration)") }
+    guard let controlPlane else {
+      throw .unavailable("BGP is not configured (no [bgp] in the configuration)")
+    }
     let released = controlPlane.clearDuplicateMACs(vni: vni, mac: mac)
     return released.map { ReleasedMAC(vni: $0.vni, mac: $0.mac) }
   }

@@ -168,7 +168,9 @@ public final class SiteService: Sendable {
   // MARK: BGP
 
   public func bgp() async throws(ManagementError) -> SpeakerStatus {
-    guard let controlPlane else { throw .unavailable("BGP is not configured (no [bgp] in the configuration)") }
+    guard let controlPlane else {
+      throw .unavailable("BGP is not configured (no [bgp] in the configuration)")
+    }
     return await controlPlane.speaker.status()
   }
 

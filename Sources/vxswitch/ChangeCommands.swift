@@ -22,7 +22,9 @@ struct MacAdd: ParsableCommand {
 
   func validate() throws {
     guard MACAddress(mac) != nil else { throw ValidationError("not a MAC address: \(mac)") }
-    guard (port == nil) != (vtep == nil) else { throw ValidationError("give exactly one of --port and --vtep") }
+    guard (port == nil) != (vtep == nil) else {
+      throw ValidationError("give exactly one of --port and --vtep")
+    }
   }
 
   func run() throws {
@@ -36,7 +38,8 @@ struct MacAdd: ParsableCommand {
 }
 
 struct MacDelete: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a static MAC added at run time.")
+  static let configuration = CommandConfiguration(
+    commandName: "del", abstract: "Remove a static MAC added at run time.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "The bridge domain's VNI.") var vni: UInt32
   @Option(help: "The MAC address.") var mac: String
@@ -59,7 +62,8 @@ struct MacList: ParsableCommand {
     var table = [["vni", "mac", "destination", "origin"]]
     for row in try APICoding.decoder.decode(StaticMACList.self, from: reply).staticMacs {
       table.append([
-        "\(row.vni)", row.mac, row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")", row.origin.rawValue,
+        "\(row.vni)", row.mac, row.port.map { "port \($0)" } ?? "vtep \(row.vtep ?? "?")",
+        row.origin.rawValue,
       ])
     }
     print(TextTable.render(table))
@@ -74,7 +78,8 @@ struct FloodCommand: ParsableCommand {
 }
 
 struct FloodAdd: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "add", abstract: "Add a remote VTEP to a VNI's flood list.")
+  static let configuration = CommandConfiguration(
+    commandName: "add", abstract: "Add a remote VTEP to a VNI's flood list.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "The bridge domain's VNI.") var vni: UInt32
   @Option(help: "The remote VTEP address.") var vtep: String
@@ -82,12 +87,14 @@ struct FloodAdd: ParsableCommand {
   func run() throws {
     let body = try JSONSerialization.data(withJSONObject: ["vni": vni, "vtep": vtep])
     let reply = try location.call { try $0.request(.POST, "/v1/flood", body: body) }
-    print(reply.status == 201 ? "added \(vtep) to VNI \(vni)" : "\(vtep) was already in VNI \(vni)'s flood list")
+    print(
+      reply.status == 201 ? "added \(vtep) to VNI \(vni)" : "\(vtep) was already in VNI \(vni)'s flood list")
   }
 }
 
 struct FloodDelete: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a flood entry added at run time.")
+  static let configuration = CommandConfiguration(
+    commandName: "del", abstract: "Remove a flood entry added at run time.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "The bridge domain's VNI.") var vni: UInt32
   @Option(help: "The remote VTEP address.") var vtep: String
@@ -118,7 +125,8 @@ struct FloodList: ParsableCommand {
 /// `vxswitch reload`: what SIGHUP does, with the outcome printed.
 struct ReloadCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "reload", abstract: "Reload the daemon's configuration file (like SIGHUP) and print what changed.")
+    commandName: "reload",
+    abstract: "Reload the daemon's configuration file (like SIGHUP) and print what changed.")
   @OptionGroup var location: DaemonLocation
   @Flag(help: "JSON: the reload result.") var json = false
 

@@ -32,7 +32,9 @@ struct RunCommand: AsyncParsableCommand {
 
   func run() async throws {
     let site = try loadConfigOrExit(config)
-    let level = logLevel.flatMap(Logger.Level.init(configName:)) ?? Logger.Level(configName: site.site.logLevel.rawValue) ?? .info
+    let level =
+      logLevel.flatMap(Logger.Level.init(configName:)) ?? Logger.Level(
+        configName: site.site.logLevel.rawValue) ?? .info
     LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
     var logger = Logger(label: "vxswitch")
     logger[metadataKey: "site"] = "\(site.site.name)"
@@ -65,7 +67,8 @@ struct RunCommand: AsyncParsableCommand {
     }
     for warning in live.warnings { logger.warning("\(warning)") }
     let service = SiteService(
-      core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now }, logger: logger)
+      core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
+      logger: logger)
     let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
     var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
     do {
@@ -82,7 +85,9 @@ struct RunCommand: AsyncParsableCommand {
       services.append(
         APIServer.tcp(
           host: host, port: Int(api.listenPort), token: token, router: router, logger: Self.quiet(logger),
-          onRunning: { port in apiLogger.info("API listening", metadata: ["address": "\(host)", "port": "\(port)"]) }))
+          onRunning: { port in
+            apiLogger.info("API listening", metadata: ["address": "\(host)", "port": "\(port)"])
+          }))
     }
     services.append(HangupReloadService(service: service))
     if let controlPlane, let bgp = site.bgp {
@@ -95,14 +100,16 @@ struct RunCommand: AsyncParsableCommand {
             "port": "\(bgp.listenPort)",
           ])
       } catch {
-        logger.error("bgp speaker not started; switching continues without EVPN", metadata: ["error": "\(error)"])
+        logger.error(
+          "bgp speaker not started; switching continues without EVPN", metadata: ["error": "\(error)"])
       }
     }
     let ports = core.interfaces.map { $0 == site.site.underlay ? "\($0) (underlay)" : $0 }
     logger.info(
       "site started",
       metadata: [
-        "vtep": "\(site.site.vtep)", "udp_port": "\(site.site.udpPort)", "ports": "\(ports.joined(separator: ", "))",
+        "vtep": "\(site.site.vtep)", "udp_port": "\(site.site.udpPort)",
+        "ports": "\(ports.joined(separator: ", "))",
         "workers": "\(site.site.workers)", "bridge_domains": "\(site.bridgeDomains.count)",
         "control_socket": "\(site.site.controlSocket)",
       ])

@@ -7,14 +7,18 @@ struct ShowPorts: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "ports", abstract: "Ports: link state, MTU, counters, AF_PACKET ring statistics.")
   @OptionGroup var location: DaemonLocation
-  @Flag(help: "JSON: {\"ports\":[{name,role,members,oper_state,mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}.")
+  @Flag(
+    help: "JSON: {\"ports\":[{name,role,members,oper_state,mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}."
+  )
   var json = false
 
   func run() throws {
     let reply = try location.get("/v1/ports")
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     let ports = try APICoding.decoder.decode(PortList.self, from: reply).ports
-    var table = [["port", "role", "state", "mtu", "members", "rx frames", "tx frames", "ring drops", "truncated"]]
+    var table = [
+      ["port", "role", "state", "mtu", "members", "rx frames", "tx frames", "ring drops", "truncated"]
+    ]
     for port in ports {
       table.append([
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
@@ -28,7 +32,8 @@ struct ShowPorts: ParsableCommand {
 
 struct ShowNeighbors: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "neighbors", abstract: "Remote VTEPs and their underlay next hops (configured, kernel, unresolved).")
+    commandName: "neighbors",
+    abstract: "Remote VTEPs and their underlay next hops (configured, kernel, unresolved).")
   @OptionGroup var location: DaemonLocation
   @Flag(help: "JSON: {\"neighbors\":[{vtep,next_hop,mac,resolution,nud_state}]}.") var json = false
 

@@ -48,6 +48,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
   let token = "test-token-0123456789abcdef"
   private(set) var tcpPort: Int?
   private var task: Task<Void, Error>?
+  private var group: ServiceGroup?
 
   init(config: String = APITestSite.baseConfig, tcp: Bool = false) throws {
     directory = NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
@@ -63,7 +64,8 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
     logger.logLevel = .warning
     let running = DispatchSemaphore(value: 0)
     var services: [any Service] = [
-      try APIServer.unixSocket(path: socketPath, router: router, logger: logger, onRunning: { running.signal() })
+      try APIServer.unixSocket(
+        path: socketPath, router: router, logger: logger, onRunning: { running.signal() })
     ]
     let port = Mutex<Int>(0)
     if tcp {
@@ -76,6 +78,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
           }))
     }
     let group = ServiceGroup(services: services, logger: logger)
+    self.group = group
     task = Task { try await group.run() }
     for _ in services {
       guard running.wait(timeout: .now() + 20) == .success else { throw APIStartupError("API did not start") }
@@ -99,7 +102,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
 
   /// Stops the server and waits for it; removes the directory.
   func stop() async {
-    task?.cancel()
+    await group?.triggerGracefulShutdown()
     _ = try? await task?.value
     task = nil
     try? FileManager.default.removeItem(atPath: directory)

@@ -1,7 +1,7 @@
 import API
 import Dataplane
-import Management
 import Foundation
+import Management
 import XCTest
 
 @testable import ControlShim

@@ -247,8 +247,12 @@ public final class SwitchCore: @unchecked Sendable {
           state.freeDomains.append(index)
         }
       }
+      // A domain whose settings or static MACs changed gets its static entries rewritten.
+      let oldStatic = Dictionary(grouping: old.staticMACs, by: \.vni).mapValues(Set.init)
+      let newStatic = Dictionary(grouping: newConfig.staticMACs, by: \.vni).mapValues(Set.init)
       for domain in newConfig.bridgeDomains {
-        if let previous = oldByVNI[domain.vni], previous != domain, let index = state.domainByVNI[domain.vni]
+        if let previous = oldByVNI[domain.vni], let index = state.domainByVNI[domain.vni],
+          previous != domain || oldStatic[domain.vni] != newStatic[domain.vni]
         {
           changedDomains.append(index)
         }

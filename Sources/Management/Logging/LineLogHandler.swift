@@ -36,7 +36,8 @@ public struct LineLogHandler: LogHandler {
     sink.write(Self.format(level: event.level, label: label, message: "\(event.message)", metadata: merged))
   }
 
-  static func format(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+  static func format(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String
+  {
     var line = Self.timestamp() + " " + level.rawValue + " " + label + ": " + message
     for key in metadata.keys.sorted() {
       line += " " + key + "=" + quoted("\(metadata[key]!)")
@@ -47,12 +48,13 @@ public struct LineLogHandler: LogHandler {
   static func quoted(_ value: String) -> String {
     guard value.isEmpty || value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\n" })
     else { return value }
-    return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+    return "\""
+      + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
       .replacingOccurrences(of: "\n", with: "\\n") + "\""
   }
 
   static func timestamp() -> String {
-    Date.now.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
+    Date.now.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
   }
 }
 

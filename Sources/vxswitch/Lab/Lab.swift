@@ -161,8 +161,7 @@ struct Lab {
     let t = topology
     let deadline = Date().addingTimeInterval(20)
     while Date() < deadline {
-      if api(site, "/v1/statistics") != nil
-      {
+      if api(site, "/v1/statistics") != nil {
         return
       }
       if let pid = readPID(site), kill(pid, 0) != 0 { break }
