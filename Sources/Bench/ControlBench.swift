@@ -381,7 +381,7 @@ final class FDBReader: @unchecked Sendable {
         case .paged: pagedListing()
         case .locked: lockedListing()
         case .encodeOnly:
-          _ = ControlCommands.encode(["entries": fixedPage])
+          _ = ListingEncoding.encode(["entries": fixedPage])
           countPage(rows: fixedPage.count)
         }
       }
@@ -415,7 +415,7 @@ final class FDBReader: @unchecked Sendable {
     while let from = cursor, running.load(ordering: .relaxed) {
       let page = core.fdbPage(
         vni: nil, mac: nil, origin: nil, cursor: from, limit: Self.pageSize, now: 1, annotator: annotator)
-      _ = ControlCommands.encode(["entries": page.rows])
+      _ = ListingEncoding.encode(["entries": page.rows])
       countPage(rows: page.rows.count)
       cursor = page.next
     }
@@ -438,10 +438,21 @@ final class FDBReader: @unchecked Sendable {
     var start = 0
     while start < listing.count {
       let end = min(listing.count, start + Self.pageSize)
-      _ = ControlCommands.encode(["entries": Array(listing[start..<end])])
+      _ = ListingEncoding.encode(["entries": Array(listing[start..<end])])
       countPage(rows: end - start)
       start = end
     }
     listings.add(1, ordering: .relaxed)
+  }
+}
+
+/// A listing page encoded as the API encodes it (snake-case keys, sorted): what the
+/// reader pays per page.
+enum ListingEncoding {
+  static func encode<T: Encodable>(_ value: T) -> Data {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? encoder.encode(value)) ?? Data()
   }
 }
