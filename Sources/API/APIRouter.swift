@@ -127,7 +127,10 @@ public struct APIRouter: Sendable {
           throw APIError.badRequest("not an IP address: \(body.vtep)")
         }
         let created = try service.addFloodEntry(vni: body.vni, vtep: vtep)
-        let row = FloodRow(vni: body.vni, vtep: "\(vtep)", origin: .api)
+        // The member as listed: an entry already in the configuration file says so.
+        let row =
+          service.floodEntries(vni: body.vni).first { $0.vtep == "\(vtep)" }
+          ?? FloodRow(vni: body.vni, vtep: "\(vtep)", origin: .api)
         return try APICoding.response(row, status: created ? .created : .ok)
       case .removeFloodEntry:
         let vni = try pathVNI(context)
@@ -187,6 +190,10 @@ public struct APIRouter: Sendable {
       throw APIError.badRequest("malformed JSON body: \(Self.describe(error))")
     } catch let error as HTTPError {
       throw APIError(error.status, code: "invalid_request", error.body ?? "malformed request body")
+    } catch is NIOTooManyBytesError {
+      // Hummingbird answers this one with an empty 413; the API's errors all have a body.
+      throw APIError(
+        .contentTooLarge, code: "invalid_request", "request body larger than \(context.maxUploadSize) bytes")
     }
   }
 
