@@ -91,6 +91,7 @@ let package = Package(
       dependencies: [
         "Dataplane", "ControlShim", "Management", "API",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       swiftSettings: uncheckedFlags

@@ -26,6 +26,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     case .conflict(let message): self.init(.conflict, code: "conflict", message)
     case .restartRequired(let message): self.init(.conflict, code: "restart_required", message)
     case .unavailable(let message): self.init(.serviceUnavailable, code: "unavailable", message)
+    case .forbidden(let message): self.init(.forbidden, code: "forbidden", message)
     case .invalidConfiguration(let errors):
       self.init(
         .unprocessableContent, code: "invalid_configuration",

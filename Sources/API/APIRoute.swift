@@ -21,12 +21,24 @@ public enum APIRoute: CaseIterable, Sendable {
   case addFloodEntry
   case removeFloodEntry
   case reload
+  case networks
+  case createNetwork
+  case deleteNetwork
+  case extensions
+  case createExtension
+  case extensionStatus
+  case deleteExtension
+  case addExtensionMembers
+  case removeExtensionMember
   case metrics
 
   public var method: HTTPRequest.Method {
     switch self {
-    case .addStaticMAC, .addFloodEntry, .reload: return .post
-    case .clearDuplicateMACs, .removeStaticMAC, .removeFloodEntry: return .delete
+    case .addStaticMAC, .addFloodEntry, .reload, .createNetwork, .createExtension, .addExtensionMembers:
+      return .post
+    case .clearDuplicateMACs, .removeStaticMAC, .removeFloodEntry, .deleteNetwork, .deleteExtension,
+      .removeExtensionMember:
+      return .delete
     default: return .get
     }
   }
@@ -48,6 +60,12 @@ public enum APIRoute: CaseIterable, Sendable {
     case .flood, .addFloodEntry: return "/v1/flood"
     case .removeFloodEntry: return "/v1/flood/{vni}/{vtep}"
     case .reload: return "/v1/reload"
+    case .networks, .createNetwork: return "/v1/networks"
+    case .deleteNetwork: return "/v1/networks/{name}"
+    case .extensions, .createExtension: return "/v1/extensions"
+    case .extensionStatus, .deleteExtension: return "/v1/extensions/{id}"
+    case .addExtensionMembers: return "/v1/extensions/{id}/members"
+    case .removeExtensionMember: return "/v1/extensions/{id}/members/{site}"
     case .metrics: return "/metrics"
     }
   }

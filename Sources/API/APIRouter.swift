@@ -14,10 +14,13 @@ import NIOPosix
 public struct APIRouter: Sendable {
   public let service: SiteService
   public let metrics: MetricsExporter
+  /// The inter-site extensions; nil without `[peering]`.
+  public let extensions: ExtensionManager?
 
-  public init(service: SiteService, metrics: MetricsExporter) {
+  public init(service: SiteService, metrics: MetricsExporter, extensions: ExtensionManager? = nil) {
     self.service = service
     self.metrics = metrics
+    self.extensions = extensions
   }
 
   /// A router with every `APIRoute`; `token` (TCP listeners) puts them behind a bearer token.
@@ -142,6 +145,34 @@ public struct APIRouter: Sendable {
         let service = self.service
         let result = try await NIOThreadPool.singleton.runIfActive { try service.reload() }
         return try APICoding.response(result)
+      case .networks:
+        return try APICoding.response(NetworkList(networks: service.networks()))
+      case .createNetwork:
+        let body = try await decode(NetworkBody.self, request, context)
+        let ports = try (body.ports ?? []).map(member)
+        let row = try service.createNetwork(name: body.name, vni: body.vni, ports: ports)
+        return try APICoding.response(row, status: .created)
+      case .deleteNetwork:
+        try service.deleteNetwork(name: context.parameters.get("name") ?? "")
+        return Response(status: .noContent)
+      case .extensions:
+        return try APICoding.response(ExtensionList(extensions: await manager().list()))
+      case .createExtension:
+        let body = try await decode(ExtensionBody.self, request, context)
+        let status = try await manager().create(network: body.network, sites: body.sites)
+        return try APICoding.response(status, status: .accepted)
+      case .extensionStatus:
+        return try APICoding.response(try await manager().status(extensionID(context)))
+      case .deleteExtension:
+        return try APICoding.response(try await manager().delete(extensionID(context)), status: .accepted)
+      case .addExtensionMembers:
+        let body = try await decode(MembersBody.self, request, context)
+        return try APICoding.response(
+          try await manager().addMembers(extensionID(context), sites: body.sites), status: .accepted)
+      case .removeExtensionMember:
+        let status = try await manager().removeMember(
+          extensionID(context), site: context.parameters.get("site") ?? "")
+        return try APICoding.response(status, status: .accepted)
       case .metrics:
         let text = await metrics.exposition()
         return Response(
@@ -151,6 +182,19 @@ public struct APIRouter: Sendable {
     } catch let error as ManagementError {
       throw APIError(error)
     }
+  }
+
+  private func manager() throws -> ExtensionManager {
+    guard let extensions else {
+      throw APIError(
+        .serviceUnavailable, code: "unavailable",
+        "no [peering] in the configuration: extensions need the site channel")
+    }
+    return extensions
+  }
+
+  private func extensionID(_ context: APIRequestContext) -> ExtensionID {
+    ExtensionID(rawValue: context.parameters.get("id") ?? "")
   }
 
   private func vni(_ query: FlatDictionary<Substring, Substring>, _ name: String) throws -> UInt32? {

@@ -41,3 +41,21 @@ public struct DuplicateMACList: Codable, Sendable, Equatable {
   public var duplicateMacs: [DuplicateMACStatus]
 }
 public struct ReleasedMACList: Codable, Sendable, Equatable { public var cleared: [ReleasedMAC] }
+
+struct NetworkBody: Codable, Sendable {
+  var name: String
+  var vni: UInt32?
+  var ports: [String]?
+}
+
+struct ExtensionBody: Codable, Sendable {
+  var network: String
+  var sites: [String]
+}
+
+struct MembersBody: Codable, Sendable {
+  var sites: [String]
+}
+
+public struct NetworkList: Codable, Sendable, Equatable { public var networks: [NetworkRow] }
+public struct ExtensionList: Codable, Sendable, Equatable { public var extensions: [ExtensionStatus] }

@@ -182,10 +182,12 @@ struct ControlCommand: ParsableCommand {
       thread, and reports its frame rate before, during and after the import.
 
       --fdb-entries N puts N control-plane entries (VNI 200) in the receiver's FDB first.
-      --reader runs the import twice, without and then with a client on another thread that
-      pages through the whole FDB over and over (SwitchCore.fdbPage, 1000 rows a page, each
-      page JSON-encoded as the control API does), and prints both install rates, their
-      ratio and the pages read. --locked-reader adds a third run whose client lists the FDB
+      --reader runs the import three times: without a client; with a client of the HTTP API
+      (served on a Unix socket by the same SiteService as `vxswitch run`) paging through the
+      whole FDB over and over (GET /v1/fdb, 1000 rows a page, as `vxswitch show fdb` does);
+      and with an in-process client doing the same listing work without HTTP
+      (SwitchCore.fdbPage, each page JSON-encoded); it prints the install rates, their
+      ratios and the pages read. --locked-reader adds a third run whose client lists the FDB
       the way it was listed before fdbPage (rows built inside ForwardingTable.forEach, which
       holds the FDB writer lock for the whole walk). --encode-only-reader adds a run whose
       client only JSON-encodes one page over and over, without reading the FDB: the cost of
@@ -240,7 +242,7 @@ struct ControlCommand: ParsableCommand {
       return
     }
     var comparison = ReaderComparison(runs: [])
-    var modes: [FDBReaderMode] = [.none, .paged]
+    var modes: [FDBReaderMode] = [.none, .http, .paged]
     if lockedReader { modes.append(.locked) }
     if encodeOnlyReader { modes.append(.encodeOnly) }
     for mode in modes {

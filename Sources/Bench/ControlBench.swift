@@ -3,6 +3,9 @@ import ControlShim
 import Dataplane
 import Dispatch
 import Foundation
+import Logging
+import Management
+import ServiceLifecycle
 import Synchronization
 
 #if canImport(Glibc)
@@ -161,8 +164,8 @@ struct ControlBench {
     let rssBefore = Self.residentBytes()
     let baseline = core.fdb.count
     let duringMark = forwarder?.mark()
-    let fdbReader = reader == .none ? nil : FDBReader(core: core, annotator: controlPlane.sink, mode: reader)
-    fdbReader?.start()
+    let fdbReader = reader == .none ? nil : FDBReader(core: core, controlPlane: controlPlane, mode: reader)
+    try fdbReader?.start()
     try blocking { try await sender.start() }
     var first: UInt64 = 0
     let deadline = monotonicNanos() + 300_000_000_000
@@ -331,6 +334,9 @@ func blocking(_ body: @escaping @Sendable () async -> Void) {
 /// What `FDBReader` does, over and over, while routes are installed.
 enum FDBReaderMode: String, Codable {
   case none
+  /// A client of the daemon's HTTP API on a Unix socket: `GET /v1/fdb?limit=1000&cursor=N`
+  /// page after page (what `vxswitch show fdb` does), served by the same `SiteService`.
+  case http
   /// Pages through the FDB as the control API does now: `SwitchCore.fdbPage` with a
   /// limit of 1000 (lock-free scan, rows built outside any lock), each page JSON-encoded.
   case paged
@@ -359,16 +365,51 @@ final class FDBReader: @unchecked Sendable {
   private var fixedPage: [FDBRow] = []
   static let pageSize = 1000
 
-  init(core: SwitchCore, annotator: FDBAnnotator?, mode: FDBReaderMode) {
+  private let controlPlane: EVPNControlPlane?
+  private var server: (group: ServiceGroup, task: Task<Void, Error>, socket: String)?
+
+  init(core: SwitchCore, controlPlane: EVPNControlPlane?, mode: FDBReaderMode) {
     self.core = core
-    self.annotator = annotator
+    self.annotator = controlPlane?.sink
+    self.controlPlane = controlPlane
     self.mode = mode
+  }
+
+  /// Serves the API on a temporary Unix socket (`http` mode).
+  private func startServer() throws {
+    let service = SiteService(core: core, controlPlane: controlPlane, clock: { 1 })
+    let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
+    var logger = Logger(label: "bench-api")
+    logger.logLevel = .warning
+    let socket = NSTemporaryDirectory() + "vxswitch-bench-\(getpid()).sock"
+    let running = DispatchSemaphore(value: 0)
+    let listener = try APIServer.unixSocket(
+      path: socket, router: router, logger: logger, onRunning: { running.signal() })
+    let group = ServiceGroup(services: [listener], logger: logger)
+    let task = Task { try await group.run() }
+    running.wait()
+    server = (group, task, socket)
+  }
+
+  private func httpListing(_ client: APIClient) {
+    var cursor: String? = "0"
+    while let next = cursor, running.load(ordering: .relaxed) {
+      guard let page = try? client.get("/v1/fdb?limit=\(Self.pageSize)&cursor=\(next)", as: FDBList.self)
+      else {
+        return
+      }
+      countPage(rows: page.entries.count)
+      cursor = page.nextCursor
+    }
+    if cursor == nil { listings.add(1, ordering: .relaxed) }
   }
 
   /// Starts the client and returns once it is in the middle of its first listing: after
   /// its first page (`paged`, `encodeOnly`), or inside its first walk of the table with the
   /// writer lock held (`locked`). The import then starts while a listing is under way.
-  func start() {
+  func start() throws {
+    if mode == .http { try startServer() }
+    let client = server.map { APIClient(.unixSocket($0.socket)) }
     if mode == .encodeOnly {
       fixedPage =
         core.fdbPage(
@@ -379,6 +420,7 @@ final class FDBReader: @unchecked Sendable {
       while running.load(ordering: .relaxed) {
         switch mode {
         case .none: break
+        case .http: httpListing(client!)
         case .paged: pagedListing()
         case .locked: lockedListing()
         case .encodeOnly:
@@ -406,6 +448,15 @@ final class FDBReader: @unchecked Sendable {
   func stop() -> (pages: Int, rows: Int, listings: Int) {
     running.store(false, ordering: .relaxed)
     finished.wait()
+    if let server {
+      let done = DispatchSemaphore(value: 0)
+      Task {
+        await server.group.triggerGracefulShutdown()
+        _ = try? await server.task.value
+        done.signal()
+      }
+      done.wait()
+    }
     return (
       pages.load(ordering: .relaxed), rows.load(ordering: .relaxed), listings.load(ordering: .relaxed)
     )

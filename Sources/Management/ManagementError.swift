@@ -14,11 +14,13 @@ public enum ManagementError: Error, Sendable, Equatable, CustomStringConvertible
   case restartRequired(String)
   /// A subsystem the request needs is not running (no `[bgp]`, the speaker stopped).
   case unavailable(String)
+  /// Only another site may make this change (an extension's owner).
+  case forbidden(String)
 
   public var description: String {
     switch self {
     case .invalidRequest(let message), .notFound(let message), .conflict(let message),
-      .restartRequired(let message), .unavailable(let message):
+      .restartRequired(let message), .unavailable(let message), .forbidden(let message):
       return message
     case .invalidConfiguration(let errors):
       return "configuration not reloaded:\n" + errors.joined(separator: "\n")

@@ -92,6 +92,8 @@ public enum EntryOrigin: String, Sendable, Codable, CaseIterable {
   case api
   /// A BGP EVPN type-3 route (flood lists only).
   case evpn
+  /// Another member of an extension this network belongs to (flood lists only).
+  case `extension`
 }
 
 public struct StaticMACRow: Sendable, Equatable, Codable {

@@ -6,6 +6,17 @@ import Dataplane
 struct RuntimeOverlay: Sendable, Equatable {
   var staticMACs: [SiteConfig.StaticMAC] = []
   var flood: [FloodKey] = []
+  /// Networks created through the API or by joining an extension (no file entry).
+  var networks: [SiteConfig.BridgeDomain] = []
+  /// Extended networks by name: the negotiated VNI and route target replace the
+  /// network's own, and the other members' VTEPs join its flood list.
+  var bindings: [String: Binding] = [:]
+
+  struct Binding: Sendable, Equatable {
+    var vni: UInt32
+    var routeTarget: String
+    var remoteVTEPs: [IPAddress]
+  }
 
   struct FloodKey: Sendable, Hashable {
     var vni: UInt32
@@ -16,6 +27,45 @@ struct RuntimeOverlay: Sendable, Equatable {
   /// VNI is gone, or the file now defines the same MAC or flood member) are dropped and
   /// returned in `dropped` as human-readable lines.
   mutating func merged(into file: SiteConfig, dropped: inout [String]) -> SiteConfig {
+    var file = file
+    let fileNames = Set(file.bridgeDomains.compactMap(\.name))
+    networks.removeAll { network in
+      guard let name = network.name, !fileNames.contains(name) else {
+        dropped.append("network \(network.name ?? "?"): now defined in the configuration file")
+        return true
+      }
+      if file.bridgeDomains.contains(where: { $0.vni == network.vni }) && bindings[name] == nil {
+        dropped.append("network \(name): VNI \(network.vni) is now used by the configuration file")
+        return true
+      }
+      return false
+    }
+    file.bridgeDomains += networks
+    // Extension bindings renumber their network (static MACs follow it).
+    for (name, binding) in bindings.sorted(by: { $0.key < $1.key }) {
+      guard let index = file.bridgeDomains.firstIndex(where: { $0.name == name }) else {
+        dropped.append("extension binding of network \(name): the network no longer exists")
+        bindings[name] = nil
+        continue
+      }
+      let old = file.bridgeDomains[index].vni
+      if file.bridgeDomains.enumerated().contains(where: {
+        $0.offset != index && $0.element.vni == binding.vni
+      }) {
+        dropped.append("extension binding of network \(name): VNI \(binding.vni) is used by another network")
+        bindings[name] = nil
+        continue
+      }
+      file.bridgeDomains[index].vni = binding.vni
+      file.bridgeDomains[index].importRTs = [binding.routeTarget]
+      file.bridgeDomains[index].exportRTs = [binding.routeTarget]
+      for vtep in binding.remoteVTEPs where !file.bridgeDomains[index].flood.contains(vtep) {
+        file.bridgeDomains[index].flood.append(vtep)
+      }
+      for position in file.staticMACs.indices where file.staticMACs[position].vni == old {
+        file.staticMACs[position].vni = binding.vni
+      }
+    }
     var config = file
     let domains = Set(file.bridgeDomains.map(\.vni))
     staticMACs.removeAll { entry in

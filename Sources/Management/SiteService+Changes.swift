@@ -114,13 +114,16 @@ extension SiteService {
     let (file, overlay) = changes.withLock { ($0.file, $0.overlay) }
     var rows: [FloodRow] = []
     var seen = Set<RuntimeOverlay.FloodKey>()
-    for domain in file.bridgeDomains {
-      for vtep in domain.flood where seen.insert(.init(vni: domain.vni, vtep: vtep)).inserted {
-        rows.append(FloodRow(vni: domain.vni, vtep: "\(vtep)", origin: .config))
+    for domain in core.config.bridgeDomains {
+      let inFile = file.bridgeDomains.first {
+        $0.vni == domain.vni || ($0.name != nil && $0.name == domain.name)
       }
-    }
-    for key in overlay.flood where seen.insert(key).inserted {
-      rows.append(FloodRow(vni: key.vni, vtep: "\(key.vtep)", origin: .api))
+      for vtep in domain.flood where seen.insert(.init(vni: domain.vni, vtep: vtep)).inserted {
+        let origin: EntryOrigin =
+          inFile?.flood.contains(vtep) == true
+          ? .config : overlay.flood.contains(.init(vni: domain.vni, vtep: vtep)) ? .api : .extension
+        rows.append(FloodRow(vni: domain.vni, vtep: "\(vtep)", origin: origin))
+      }
     }
     for (domainVNI, vteps) in core.dynamicFloodMembers {
       for vtep in vteps where seen.insert(.init(vni: domainVNI, vtep: vtep)).inserted {

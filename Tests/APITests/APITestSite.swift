@@ -50,7 +50,9 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
   private var task: Task<Void, Error>?
   private var group: ServiceGroup?
 
-  init(config: String = APITestSite.baseConfig, tcp: Bool = false) throws {
+  private(set) var extensions: ExtensionManager?
+
+  init(config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil) throws {
     directory = NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     socketPath = directory + "/api.sock"
@@ -59,8 +61,16 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
     let site = try SiteConfig.load(path: configPath)
     offline = OfflineSwitch(config: site)
     service = SiteService(core: offline.core, configPath: configPath, clock: { 10 })
-    let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
     var logger = Logger(label: "api-test")
+    logger.logLevel = .warning
+    if let peers {
+      let manager = ExtensionManager(
+        service: service, channel: peers.channel(for: site.site.name), logger: logger)
+      peers.register(manager, site: site.site.name)
+      extensions = manager
+    }
+    let router = APIRouter(
+      service: service, metrics: MetricsExporter(service: service), extensions: extensions)
     logger.logLevel = .warning
     let running = DispatchSemaphore(value: 0)
     var services: [any Service] = [

@@ -311,6 +311,8 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
     try await api.call(.fdb, "/v1/fdb?vni=100", transport: .tcp(token: site.token), expect: 200)
     try await api.call(.metrics, transport: .tcp(token: site.token), expect: 200)
 
+    try await exerciseNetworksAndExtensions(api)
+
     // Every status the document gives was seen, except those this site cannot produce.
     let unreachable: Set = [
       "GET /v1/bgp 200", "GET /v1/duplicate-macs 200", "DELETE /v1/duplicate-macs 200",  // no BGP here
@@ -319,6 +321,70 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
     for status in api.documentedStatuses().subtracting(api.exercised).subtracting(unreachable).sorted() {
       XCTFail("documented but never exercised: \(status)")
     }
+  }
+
+  /// Networks on this site; extensions (503 here: no [peering]); then two sites over a
+  /// loopback site channel for every extension status.
+  private func exerciseNetworksAndExtensions(_ api: DocumentedAPI) async throws {
+    try await api.call(.networks, expect: 200)
+    try await api.call(.createNetwork, body: #"{"name":"web"}"#, expect: 201)
+    try await api.call(.createNetwork, body: #"{"name":"web"}"#, expect: 409)
+    try await api.call(.createNetwork, body: #"{"name":"bad name"}"#, expect: 400)
+    try await api.call(.createNetwork, body: String(repeating: "x", count: 70_000), expect: 413)
+    try await api.call(.deleteNetwork, "/v1/networks/web", expect: 204)
+    try await api.call(.deleteNetwork, "/v1/networks/web", expect: 404)
+    let extensionBody = #"{"network":"net1","sites":["site-b"]}"#
+    for route in [
+      APIRoute.extensions, .createExtension, .extensionStatus, .deleteExtension, .addExtensionMembers,
+      .removeExtensionMember,
+    ] {
+      let body =
+        route == .createExtension ? extensionBody : route == .addExtensionMembers ? #"{"sites":["x"]}"# : nil
+      try await api.call(route, api.sampleURI(route), body: body, expect: 503)
+    }
+
+    let peers = LoopbackPeerNetwork()
+    let a = try APITestSite(
+      config: ExtensionTests.config("site-a", vtep: "10.0.0.1", networks: [("net1", 100, "vm1")]),
+      peers: peers)
+    let b = try APITestSite(
+      config: ExtensionTests.config("site-b", vtep: "10.0.0.2", networks: [("net1", 200, "vm1")]),
+      peers: peers)
+    let home = api.site
+    api.site = a
+    defer { api.site = home }
+    let created = try await api.call(.createExtension, body: extensionBody, expect: 202)
+    let id = try XCTUnwrap(created?["id"]?.string)
+    _ = await a.extensions!.settle()
+    try await api.call(.extensions, expect: 200)
+    try await api.call(.extensionStatus, "/v1/extensions/\(id)", expect: 200)
+    try await api.call(.extensionStatus, "/v1/extensions/site-a.none", expect: 404)
+    try await api.call(.createExtension, body: #"{"network":"net1","sites":[]}"#, expect: 400)
+    try await api.call(.createExtension, body: #"{"network":"nope","sites":["site-b"]}"#, expect: 404)
+    try await api.call(.createExtension, body: extensionBody, expect: 409)
+    try await api.call(.createExtension, body: String(repeating: "x", count: 70_000), expect: 413)
+    let members = "/v1/extensions/\(id)/members"
+    try await api.call(.addExtensionMembers, members, body: #"{"sites":["site-a"]}"#, expect: 400)
+    try await api.call(
+      .addExtensionMembers, "/v1/extensions/site-a.none/members", body: #"{"sites":["site-c"]}"#, expect: 404)
+    try await api.call(
+      .addExtensionMembers, members, body: String(repeating: "x", count: 70_000), expect: 413)
+    try await api.call(.addExtensionMembers, members, body: #"{"sites":["site-c"]}"#, expect: 202)
+    try await api.call(.removeExtensionMember, members + "/site-a", expect: 400)
+    try await api.call(.removeExtensionMember, members + "/site-x", expect: 404)
+    try await api.call(.removeExtensionMember, members + "/site-c", expect: 202)
+    try await api.call(.deleteNetwork, "/v1/networks/net1", expect: 409)
+    api.site = b
+    try await api.call(.extensionStatus, "/v1/extensions/\(id)", expect: 200)
+    try await api.call(.deleteExtension, "/v1/extensions/\(id)", expect: 403)
+    try await api.call(.addExtensionMembers, members, body: #"{"sites":["site-c"]}"#, expect: 403)
+    try await api.call(.removeExtensionMember, members + "/site-a", expect: 403)
+    api.site = a
+    try await api.call(.deleteExtension, "/v1/extensions/site-a.none", expect: 404)
+    try await api.call(.deleteExtension, "/v1/extensions/\(id)", expect: 202)
+    _ = await a.extensions!.settle()
+    await a.stop()
+    await b.stop()
   }
 
   /// Traffic that fills every table: local, decap, static and control FDB entries; local
@@ -495,7 +561,8 @@ final class DocumentedAPI: @unchecked Sendable {  // used by one test at a time
     var body: Data
   }
 
-  let site: APITestSite
+  /// The site answering; tests switch it to exercise routes another site serves.
+  var site: APITestSite
   let document: [String: Any]
   let validator: SchemaValidator
   private(set) var exercised = Set<String>()
@@ -511,7 +578,8 @@ final class DocumentedAPI: @unchecked Sendable {  // used by one test at a time
     route.path.replacingOccurrences(of: "{vni}", with: "100").replacingOccurrences(
       of: "{mac}", with: "02:00:00:00:bb:09"
     )
-    .replacingOccurrences(of: "{vtep}", with: "10.0.0.9")
+    .replacingOccurrences(of: "{vtep}", with: "10.0.0.9").replacingOccurrences(of: "{name}", with: "web")
+    .replacingOccurrences(of: "{id}", with: "site-a.0").replacingOccurrences(of: "{site}", with: "site-b")
   }
 
   /// Every "METHOD path status" the document gives.

@@ -1,16 +1,16 @@
 /// The textual forms configuration values take beyond plain TOML types: names, addresses,
 /// port members and BGP route distinguishers / targets.
-enum ConfigSyntax {
+public enum ConfigSyntax {
   /// Why a `"ifname[.vlan]"` string was rejected.
   struct Problem: Error {
     var message: String
   }
 
   /// Site names end up in file names (the control socket) and log lines, hence the tight set.
-  static func isValidSiteName(_ name: String) -> Bool { isValidName(name, maximumLength: 32) }
+  public static func isValidSiteName(_ name: String) -> Bool { isValidName(name, maximumLength: 32) }
 
   /// Bridge domain names: the characters of site names, up to 64 of them.
-  static func isValidBridgeDomainName(_ name: String) -> Bool { isValidName(name, maximumLength: 64) }
+  public static func isValidBridgeDomainName(_ name: String) -> Bool { isValidName(name, maximumLength: 64) }
 
   /// What `isValidSiteName` / `isValidBridgeDomainName` accept, for messages.
   static func nameRule(maximumLength: Int) -> String {

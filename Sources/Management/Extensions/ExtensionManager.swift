@@ -1,0 +1,471 @@
+import Dataplane
+import Foundation
+import Logging
+
+/// The inter-site extension protocol: the site that receives a request owns the extension,
+/// negotiates a VNI and a route target free at every member, asks each member to join and
+/// keeps retrying (with backoff) until every reachable member is in the state the owner
+/// wants; members apply what their owner describes and nothing else.
+///
+/// Who may change what: only the owner adds or removes members or deletes an extension;
+/// a member refuses such requests (403) and answers only its owner over the site channel.
+/// When the owner is cut off, members keep the extension as last described (forwarding
+/// among them goes on); membership changes wait until the owner can reach them again.
+///
+/// Thread-safety: an actor. Site-to-site calls are made outside the actor's state changes
+/// (each result is checked against the extension's current generation when it returns), so
+/// a slow or unreachable site never blocks the API, other extensions or forwarding.
+public actor ExtensionManager {
+  let service: SiteService
+  let site: String
+  let channel: any PeerChannel
+  let logger: Logger
+  /// The AS number of negotiated route targets ("64512:VNI").
+  static let routeTargetAS: UInt32 = 64512
+  /// Where VNI candidates start when the network's own VNI is taken somewhere.
+  static let firstCandidateVNI: UInt32 = 10_000
+  static let maximumBackoff: Double = 10
+
+  struct Owned {
+    var status: ExtensionStatus
+    /// What each member said it uses (identifier negotiation).
+    var used: [String: UsedIdentifiers] = [:]
+    /// The generation each member last acknowledged.
+    var acknowledged: [String: Int] = [:]
+    /// Members that accepted the current VNI/RT reservation.
+    var reserved: Set<String> = []
+  }
+  struct Joined {
+    var description: ExtensionDescription
+    var network: String
+    var created: Bool
+  }
+  var owned: [ExtensionID: Owned] = [:]
+  var joined: [ExtensionID: Joined] = [:]
+  var reservations: [ExtensionID: Reservation] = [:]
+  var workers: [ExtensionID: Task<Void, Never>] = [:]
+  /// Messages handled per peer site (the scale benchmark reads it).
+  public private(set) var messagesHandled: [String: Int] = [:]
+
+  public init(service: SiteService, channel: any PeerChannel, logger: Logger) {
+    self.service = service
+    self.site = service.siteName
+    self.channel = channel
+    self.logger = logger
+  }
+
+  // MARK: North-bound
+
+  public func list() -> [ExtensionStatus] {
+    (owned.values.map(\.status) + joined.values.map(memberStatus)).sorted { $0.id < $1.id }
+  }
+
+  public func status(_ id: ExtensionID) throws(ManagementError) -> ExtensionStatus {
+    if let extensionState = owned[id] { return extensionState.status }
+    if let membership = joined[id] { return memberStatus(membership) }
+    throw .notFound("no extension \(id)")
+  }
+
+  /// Extends the local network `network` to `sites`; returns at once (state pending),
+  /// the negotiation and joins go on in the background.
+  public func create(network: String, sites: [String]) throws(ManagementError) -> ExtensionStatus {
+    guard service.networks().contains(where: { $0.name == network }) else {
+      throw .notFound("no network named \(network)")
+    }
+    let members = try validated(sites)
+    if let existing = owned.values.first(where: { $0.status.network == network && !$0.status.deleting }) {
+      throw .conflict("network \(network) is already extended (\(existing.status.id))")
+    }
+    if joined.values.contains(where: { $0.network == network }) {
+      throw .conflict("network \(network) is a member of another site's extension")
+    }
+    let id = ExtensionID.make(owner: site)
+    let status = ExtensionStatus(
+      id: id, owner: site, network: network, vni: nil, routeTarget: nil,
+      members: [
+        ExtensionMember(site: site, state: .pending, reason: nil, vtep: service.usedIdentifiers().vtep)
+      ]
+        + members.map {
+          ExtensionMember(site: $0, state: .pending, reason: "negotiating identifiers", vtep: nil)
+        },
+      role: "owner", generation: 0, deleting: false)
+    owned[id] = Owned(status: status)
+    logger.info(
+      "extension created", metadata: ["extension": "\(id)", "network": "\(network)", "sites": "\(members)"])
+    wake(id)
+    return status
+  }
+
+  public func addMembers(_ id: ExtensionID, sites: [String]) throws(ManagementError) -> ExtensionStatus {
+    guard var extensionState = try ownedOrRefuse(id) else { throw .notFound("no extension \(id)") }
+    let fresh = try validated(sites).filter { site in
+      !extensionState.status.members.contains { $0.site == site }
+    }
+    extensionState.status.members += fresh.map {
+      ExtensionMember(site: $0, state: .pending, reason: "joining", vtep: nil)
+    }
+    owned[id] = extensionState
+    wake(id)
+    return extensionState.status
+  }
+
+  public func removeMember(_ id: ExtensionID, site member: String) throws(ManagementError) -> ExtensionStatus
+  {
+    guard var extensionState = try ownedOrRefuse(id) else { throw .notFound("no extension \(id)") }
+    guard member != site else { throw .invalidRequest("the owner cannot leave its extension: delete it") }
+    guard let index = extensionState.status.members.firstIndex(where: { $0.site == member }) else {
+      throw .notFound("\(member) is not a member of \(id)")
+    }
+    extensionState.status.members[index].state = .leaving
+    extensionState.status.members[index].reason = nil
+    extensionState.status.generation += 1
+    owned[id] = extensionState
+    wake(id)
+    return extensionState.status
+  }
+
+  public func delete(_ id: ExtensionID) throws(ManagementError) -> ExtensionStatus {
+    guard var extensionState = try ownedOrRefuse(id) else { throw .notFound("no extension \(id)") }
+    extensionState.status.deleting = true
+    for index in extensionState.status.members.indices where extensionState.status.members[index].site != site
+    {
+      extensionState.status.members[index].state = .leaving
+    }
+    owned[id] = extensionState
+    wake(id)
+    return extensionState.status
+  }
+
+  private func ownedOrRefuse(_ id: ExtensionID) throws(ManagementError) -> Owned? {
+    if let membership = joined[id] {
+      throw .forbidden("extension \(id) is owned by \(membership.description.owner): change it there")
+    }
+    return owned[id]
+  }
+
+  private func validated(_ sites: [String]) throws(ManagementError) -> [String] {
+    var seen = Set<String>()
+    var result: [String] = []
+    for name in sites {
+      guard ConfigSyntax.isValidSiteName(name) else { throw .invalidRequest("not a site name: \(name)") }
+      guard name != site else { throw .invalidRequest("\(name) is this site") }
+      if seen.insert(name).inserted { result.append(name) }
+    }
+    guard !result.isEmpty else { throw .invalidRequest("give at least one other site") }
+    return result
+  }
+
+  private func memberStatus(_ membership: Joined) -> ExtensionStatus {
+    let description = membership.description
+    return ExtensionStatus(
+      id: description.id, owner: description.owner, network: membership.network, vni: description.vni,
+      routeTarget: description.routeTarget,
+      members: description.members.map {
+        ExtensionMember(site: $0.site, state: .joined, reason: nil, vtep: $0.vtep)
+      },
+      role: "member", generation: description.generation, deleting: false)
+  }
+
+  // MARK: South-bound: requests from owners
+
+  public func handleUsedIdentifiers(from peer: String) -> UsedIdentifiers {
+    count(peer)
+    var used = service.usedIdentifiers()
+    used.vnis = Array(Set(used.vnis + reservations.values.map(\.vni))).sorted()
+    used.routeTargets = Array(Set(used.routeTargets + reservations.values.map(\.routeTarget))).sorted()
+    return used
+  }
+
+  public func handleReserve(_ reservation: Reservation, from peer: String) throws(ManagementError)
+    -> ReservationReply
+  {
+    count(peer)
+    guard reservation.owner == peer, reservation.id.rawValue.hasPrefix(peer + ".") else {
+      throw .forbidden("\(peer) cannot reserve for an extension of \(reservation.owner)")
+    }
+    var used = service.usedIdentifiers(excludingNetwork: reservation.network)
+    let others = reservations.filter { $0.key != reservation.id }.values
+    used.vnis = Array(Set(used.vnis + others.map(\.vni))).sorted()
+    used.routeTargets = Array(Set(used.routeTargets + others.map(\.routeTarget))).sorted()
+    // The extension's own binding (a renegotiation) does not count against it.
+    if let current = joined[reservation.id] {
+      used.vnis.removeAll { $0 == current.description.vni }
+      used.routeTargets.removeAll { $0 == current.description.routeTarget }
+    }
+    guard !used.vnis.contains(reservation.vni), !used.routeTargets.contains(reservation.routeTarget) else {
+      return ReservationReply(accepted: false, vtep: used.vtep, used: used)
+    }
+    reservations[reservation.id] = reservation
+    return ReservationReply(accepted: true, vtep: used.vtep, used: nil)
+  }
+
+  public func handleJoin(_ description: ExtensionDescription, from peer: String) throws(ManagementError)
+    -> JoinReply
+  {
+    count(peer)
+    guard description.owner == peer, description.id.rawValue.hasPrefix(peer + ".") else {
+      throw .forbidden("\(peer) does not own extension \(description.id)")
+    }
+    guard let me = description.members.first(where: { $0.site == site }) else {
+      throw .invalidRequest("\(site) is not a member of \(description.id)")
+    }
+    let vtep = service.usedIdentifiers().vtep
+    if let current = joined[description.id], current.description.generation >= description.generation {
+      return JoinReply(vtep: vtep, network: current.network)
+    }
+    let remote = description.members.filter { $0.site != site }.compactMap { IPAddress($0.vtep) }
+    let created = try service.bindExtension(
+      network: me.network, vni: description.vni, routeTarget: description.routeTarget, remoteVTEPs: remote,
+      create: true)
+    let wasCreated = created || (joined[description.id]?.created ?? false)
+    joined[description.id] = Joined(description: description, network: me.network, created: wasCreated)
+    reservations[description.id] = nil
+    logger.info(
+      "joined extension",
+      metadata: [
+        "extension": "\(description.id)", "owner": "\(peer)", "network": "\(me.network)",
+        "vni": "\(description.vni)",
+        "generation": "\(description.generation)",
+      ])
+    return JoinReply(vtep: vtep, network: me.network)
+  }
+
+  public func handleLeave(_ id: ExtensionID, from peer: String) throws(ManagementError) {
+    count(peer)
+    reservations[id] = nil
+    guard let membership = joined[id] else { return }
+    guard membership.description.owner == peer else {
+      throw .forbidden("\(peer) does not own extension \(id)")
+    }
+    service.unbindExtension(network: membership.network, delete: membership.created)
+    joined[id] = nil
+    logger.info("left extension", metadata: ["extension": "\(id)", "owner": "\(peer)"])
+  }
+
+  private func count(_ peer: String) { messagesHandled[peer, default: 0] += 1 }
+
+  // MARK: The owner's reconciliation
+
+  /// Starts the extension's worker unless one runs; it works until every member is where
+  /// the owner wants it, retrying unreachable sites with backoff.
+  func wake(_ id: ExtensionID) {
+    if let worker = workers[id], !worker.isCancelled {
+      pending.insert(id)
+      return
+    }
+    workers[id] = Task { await self.work(id) }
+  }
+  var pending = Set<ExtensionID>()
+
+  private func work(_ id: ExtensionID) async {
+    var backoff = 0.2
+    while !Task.isCancelled {
+      pending.remove(id)
+      let settled = await step(id)
+      if settled && !pending.contains(id) { break }
+      if !settled {
+        try? await Task.sleep(for: .milliseconds(Int(backoff * 1000 * Double.random(in: 0.8...1.2))))
+        backoff = min(backoff * 2, Self.maximumBackoff)
+      }
+    }
+    workers[id] = nil
+  }
+
+  /// One pass over an extension; true when nothing is left to do.
+  private func step(_ id: ExtensionID) async -> Bool {
+    guard let snapshot = owned[id] else { return true }
+    var settled = true
+    // Members leaving (or everyone, when deleting).
+    for member in snapshot.status.members where member.state == .leaving {
+      do {
+        if channel.isKnown(member.site) { try await channel.leave(id, owner: site, at: member.site) }
+        owned[id]?.status.members.removeAll { $0.site == member.site }
+        owned[id]?.status.generation += 1
+        owned[id]?.acknowledged[member.site] = nil
+        owned[id]?.reserved.remove(member.site)
+      } catch {
+        settled = false
+        setReason(id, member.site, "leaving: \(error)")
+      }
+    }
+    if owned[id]?.status.deleting == true {
+      guard settled else { return false }
+      service.unbindExtension(network: snapshot.status.network, delete: false)
+      owned[id] = nil
+      logger.info("extension deleted", metadata: ["extension": "\(id)"])
+      return true
+    }
+    if owned[id]?.status.vni == nil {
+      guard await negotiate(id) else { return false }
+    }
+    guard let current = owned[id], let vni = current.status.vni, let routeTarget = current.status.routeTarget
+    else {
+      return false
+    }
+    // Late members reserve the negotiated identifiers first; a refusal renegotiates. A new
+    // participant is a new generation: every member hears of its VTEP.
+    var grew = false
+    for member in current.status.members where member.site != site && !current.reserved.contains(member.site)
+    {
+      guard channel.isKnown(member.site) else {
+        settled = false
+        setState(id, member.site, .failed, "unknown site: not in [[site_peer]]")
+        continue
+      }
+      do {
+        let reply = try await channel.reserve(
+          Reservation(
+            id: id, owner: site, network: current.status.network, vni: vni, routeTarget: routeTarget),
+          at: member.site)
+        if reply.accepted {
+          owned[id]?.reserved.insert(member.site)
+          setVTEP(id, member.site, reply.vtep)
+          grew = true
+        } else {
+          if let used = reply.used { owned[id]?.used[member.site] = used }
+          owned[id]?.status.vni = nil
+          owned[id]?.status.routeTarget = nil
+          owned[id]?.reserved = []
+          logger.info(
+            "renegotiating identifiers", metadata: ["extension": "\(id)", "refused_by": "\(member.site)"])
+          return false
+        }
+      } catch {
+        settled = false
+        setState(id, member.site, .pending, "unreachable: \(error)")
+      }
+    }
+    if grew { owned[id]?.status.generation += 1 }
+    // Bind locally with the VTEPs of the members that reserved, then describe it to them.
+    guard let ready = owned[id] else { return true }
+    let participants = ready.status.members.filter { $0.site == site || ready.reserved.contains($0.site) }
+    let description = ExtensionDescription(
+      id: id, owner: site, network: ready.status.network, vni: vni, routeTarget: routeTarget,
+      generation: ready.status.generation,
+      members: participants.compactMap { member in
+        member.vtep.map { .init(site: member.site, vtep: $0, network: ready.status.network) }
+      })
+    do {
+      try service.bindExtension(
+        network: ready.status.network, vni: vni, routeTarget: routeTarget,
+        remoteVTEPs: description.members.filter { $0.site != site }.compactMap { IPAddress($0.vtep) },
+        create: false)
+      setState(id, site, .joined, nil)
+    } catch {
+      setState(id, site, .failed, "\(error)")
+      return false
+    }
+    for member in participants
+    where member.site != site && ready.acknowledged[member.site] != ready.status.generation {
+      do {
+        let reply = try await channel.join(description, at: member.site)
+        guard owned[id]?.status.generation == description.generation else { return false }
+        owned[id]?.acknowledged[member.site] = description.generation
+        setVTEP(id, member.site, reply.vtep)
+        setState(id, member.site, .joined, nil)
+      } catch {
+        settled = false
+        setState(id, member.site, .pending, "unreachable: \(error)")
+      }
+    }
+    return settled
+  }
+
+  /// Picks a VNI and route target free at every reachable member and reserves them there.
+  private func negotiate(_ id: ExtensionID) async -> Bool {
+    guard let snapshot = owned[id] else { return false }
+    let others = snapshot.status.members.map(\.site).filter { $0 != site }
+    for member in others {
+      guard channel.isKnown(member) else {
+        setState(id, member, .failed, "unknown site: not in [[site_peer]]")
+        continue
+      }
+      do {
+        let used = try await channel.usedIdentifiers(at: member)
+        owned[id]?.used[member] = used
+        setVTEP(id, member, used.vtep)
+        setReason(id, member, "negotiating identifiers")
+      } catch {
+        setState(id, member, .pending, "unreachable: \(error)")
+      }
+    }
+    guard let current = owned[id] else { return false }
+    let reachable = others.filter { current.used[$0] != nil }
+    guard !reachable.isEmpty else { return false }
+    var local = service.usedIdentifiers(excludingNetwork: current.status.network)
+    local.vnis += reservations.values.map(\.vni)
+    for _ in 0..<8 {
+      guard let latest = owned[id] else { return false }
+      let sets = [local] + reachable.compactMap { latest.used[$0] }
+      let usedVNIs = Set(sets.flatMap(\.vnis))
+      let usedRTs = Set(sets.flatMap(\.routeTargets))
+      let own = service.networks().first { $0.name == latest.status.network }?.vni
+      let candidates = (own.map { [$0] } ?? []) + Array(Self.firstCandidateVNI..<(1 << 24))
+      guard let vni = candidates.first(where: { !usedVNIs.contains($0) }) else { return false }
+      var routeTarget = "\(Self.routeTargetAS):\(vni)"
+      var asn = Self.routeTargetAS
+      while usedRTs.contains(routeTarget) {
+        asn += 1
+        routeTarget = "\(asn):\(vni)"
+      }
+      var accepted = Set<String>()
+      var refused = false
+      for member in reachable {
+        do {
+          let reply = try await channel.reserve(
+            Reservation(
+              id: id, owner: site, network: latest.status.network, vni: vni, routeTarget: routeTarget),
+            at: member)
+          if reply.accepted {
+            accepted.insert(member)
+          } else {
+            refused = true
+            if let used = reply.used { owned[id]?.used[member] = used }
+          }
+        } catch {
+          setState(id, member, .pending, "unreachable: \(error)")
+        }
+      }
+      if refused { continue }
+      guard !accepted.isEmpty else { return false }
+      owned[id]?.status.vni = vni
+      owned[id]?.status.routeTarget = routeTarget
+      owned[id]?.reserved = accepted
+      owned[id]?.status.generation += 1
+      logger.info(
+        "identifiers negotiated",
+        metadata: [
+          "extension": "\(id)", "vni": "\(vni)", "rt": "\(routeTarget)", "members": "\(accepted.sorted())",
+        ])
+      return true
+    }
+    return false
+  }
+
+  private func setState(_ id: ExtensionID, _ member: String, _ state: MemberState, _ reason: String?) {
+    guard let index = owned[id]?.status.members.firstIndex(where: { $0.site == member }) else { return }
+    if owned[id]?.status.members[index].state == .leaving { return }
+    owned[id]?.status.members[index].state = state
+    owned[id]?.status.members[index].reason = reason
+  }
+
+  private func setReason(_ id: ExtensionID, _ member: String, _ reason: String) {
+    guard let index = owned[id]?.status.members.firstIndex(where: { $0.site == member }) else { return }
+    owned[id]?.status.members[index].reason = reason
+  }
+
+  private func setVTEP(_ id: ExtensionID, _ member: String, _ vtep: String) {
+    guard let index = owned[id]?.status.members.firstIndex(where: { $0.site == member }) else { return }
+    owned[id]?.status.members[index].vtep = vtep
+  }
+
+  /// Waits until no extension has work left (tests, the lab, the benchmark).
+  public func settle(timeout: Duration = .seconds(60)) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      if workers.isEmpty && pending.isEmpty { return true }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return false
+  }
+}
