@@ -49,7 +49,7 @@ struct ShowCommand: ParsableCommand {
     commandName: "show", abstract: "Inspect a running daemon.",
     subcommands: [
       ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self, ShowPorts.self,
-      ShowNeighbors.self,
+      ShowNeighbors.self, ShowNetworks.self, ShowExtensions.self,
     ])
 }
 

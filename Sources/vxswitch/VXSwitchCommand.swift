@@ -9,7 +9,8 @@ struct VXSwitchCommand: AsyncParsableCommand {
     abstract: "A userspace VXLAN switch: per-site forwarding daemon, offline replay and lab.",
     subcommands: [
       CheckConfigCommand.self, RunCommand.self, ReplayCommand.self, ShowCommand.self, ClearCommand.self,
-      MacCommand.self, FloodCommand.self, ReloadCommand.self,
+      MacCommand.self, FloodCommand.self, ReloadCommand.self, ExtendCommand.self, ExtensionsCommand.self,
+      UnextendCommand.self,
       LabCommand.self,
       LabTransferCommand.self,
     ])
