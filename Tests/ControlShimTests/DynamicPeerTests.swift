@@ -50,7 +50,8 @@ final class DynamicPeerTests: XCTestCase {
 
   /// Site N listens on 127.0.10.N (a free port) with the peering defaults, and has
   /// learnt one host in each VNI: 02:0N:00:00:01:00 on vm1 and 02:0N:00:00:02:00 on vm2.
-  private func startSite(_ number: Int, configure: (inout SiteConfig) -> Void = { _ in }) async throws -> Site {
+  private func startSite(_ number: Int, configure: (inout SiteConfig) -> Void = { _ in }) async throws -> Site
+  {
     let config = siteConfig(number, configure: configure)
     XCTAssertNil(config.bgp)
     let offline = OfflineSwitch(config: config)
@@ -64,11 +65,13 @@ final class DynamicPeerTests: XCTestCase {
     options.connectRetryMaximum = 0.5
     var defaults = EVPNControlPlane.PeeringDefaults()
     defaults.listenPort = 0
-    let controlPlane = try XCTUnwrap(EVPNControlPlane(core: offline.core, options: options, defaults: defaults))
+    let controlPlane = try XCTUnwrap(
+      EVPNControlPlane(core: offline.core, options: options, defaults: defaults))
     try await controlPlane.start()
     let listening = await controlPlane.listeningPort
     let port = try XCTUnwrap(listening)
-    let site = Site(name: "site\(number)", offline: offline, controlPlane: controlPlane, address: address, port: port)
+    let site = Site(
+      name: "site\(number)", offline: offline, controlPlane: controlPlane, address: address, port: port)
     sites.append(site)
     return site
   }
@@ -115,7 +118,9 @@ final class DynamicPeerTests: XCTestCase {
     site.controlPlane.status()?.peers.first { $0.name == name }
   }
 
-  private func established(_ site: Site, _ name: String) -> Bool { peerStatus(site, name)?.state == .established }
+  private func established(_ site: Site, _ name: String) -> Bool {
+    peerStatus(site, name)?.state == .established
+  }
 
   private func eventually(
     _ what: String, timeout: Double = 15, file: StaticString = #filePath, line: UInt = #line,
@@ -147,7 +152,8 @@ final class DynamicPeerTests: XCTestCase {
 
   func testSiteWithoutBGPRunsTheSpeakerWithThePeeringDefaults() async throws {
     let config = siteConfig(1)
-    XCTAssertNil(EVPNControlPlane(core: OfflineSwitch(config: config).core), "no [bgp], no defaults: no speaker")
+    XCTAssertNil(
+      EVPNControlPlane(core: OfflineSwitch(config: config).core), "no [bgp], no defaults: no speaker")
     let a = try await startSite(1)
     let status = try XCTUnwrap(a.controlPlane.status())
     XCTAssertEqual(status.asn, 64512)
@@ -174,7 +180,9 @@ final class DynamicPeerTests: XCTestCase {
     try await a.controlPlane.addPeer(peer(a, to: c, exportVNIs: nil))
     try await c.controlPlane.addPeer(peer(c, to: a, exportVNIs: [100]))
     try await eventually("A-C established") { self.established(a, "site3") && self.established(c, "site1") }
-    try await eventually("C's VNI 100 at A") { self.remoteMACs(a, from: "10.0.0.3") == self.expected(c, [100]) }
+    try await eventually("C's VNI 100 at A") {
+      self.remoteMACs(a, from: "10.0.0.3") == self.expected(c, [100])
+    }
     try await settle(a, c)
     XCTAssertEqual(remoteMACs(c, from: "10.0.0.1"), [:], "A's networks stay local")
     XCTAssertEqual(floodVNIs(c, with: "10.0.0.1"), [])
@@ -194,9 +202,12 @@ final class DynamicPeerTests: XCTestCase {
 
     // Only VNI 100 crosses, both ways: MAC routes and type-3 (flood list).
     try await eventually("A's VNI 100 at B") {
-      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100]) && self.floodVNIs(b, with: "10.0.0.1") == [100]
+      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100])
+        && self.floodVNIs(b, with: "10.0.0.1") == [100]
     }
-    try await eventually("B's VNI 100 at A") { self.remoteMACs(a, from: "10.0.0.2") == self.expected(b, [100]) }
+    try await eventually("B's VNI 100 at A") {
+      self.remoteMACs(a, from: "10.0.0.2") == self.expected(b, [100])
+    }
     // A host learnt in VNI 200 while the session is up does not cross either.
     a.offline.forward(interface: "vm2", frames: [broadcast(from: mac("02:01:00:00:02:01"))], now: 2)
     try await settle(a, b)
@@ -218,7 +229,8 @@ final class DynamicPeerTests: XCTestCase {
     // Narrowing withdraws them; VNI 100 stays.
     try await a.controlPlane.setExportVNIs(peer: "site2", [100])
     try await eventually("A's VNI 200 withdrawn at B") {
-      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100]) && self.floodVNIs(b, with: "10.0.0.1") == [100]
+      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100])
+        && self.floodVNIs(b, with: "10.0.0.1") == [100]
     }
     XCTAssertTrue(established(b, "site1"), "filter changes keep the session")
     XCTAssertEqual(peerStatus(b, "site1")?.establishedTransitions, 1)
@@ -226,7 +238,8 @@ final class DynamicPeerTests: XCTestCase {
     // updatePeer with only the filter changed is the same as setExportVNIs.
     try await a.controlPlane.updatePeer(peer(a, to: b, exportVNIs: [200]))
     try await eventually("only VNI 200 at B") {
-      self.remoteMACs(b, from: "10.0.0.1") == [200: widened[200]!] && self.floodVNIs(b, with: "10.0.0.1") == [200]
+      self.remoteMACs(b, from: "10.0.0.1") == [200: widened[200]!]
+        && self.floodVNIs(b, with: "10.0.0.1") == [200]
     }
     XCTAssertEqual(peerStatus(b, "site1")?.establishedTransitions, 1)
   }
@@ -249,7 +262,9 @@ final class DynamicPeerTests: XCTestCase {
     }
     let notifications = Mutex<[NotificationMessage]>([])
     b.controlPlane.speaker.addObserver { event in
-      if case .notificationReceived(_, let notification) = event { notifications.withLock { $0.append(notification) } }
+      if case .notificationReceived(_, let notification) = event {
+        notifications.withLock { $0.append(notification) }
+      }
     }
     await b.controlPlane.speaker.sync()
 
@@ -295,12 +310,14 @@ final class DynamicPeerTests: XCTestCase {
 
   func testTCPMD5OnDynamicPeersAndOnTheListener() async throws {
     try XCTSkipUnless(
-      kernelSupportsTCPMD5(), "the kernel has no TCP_MD5SIG (CONFIG_TCP_MD5SIG): TCP MD5 cannot be tested here")
+      kernelSupportsTCPMD5(),
+      "the kernel has no TCP_MD5SIG (CONFIG_TCP_MD5SIG): TCP MD5 cannot be tested here")
     let a = try await startSite(1)
     let b = try await startSite(2)
     let c = try await startSite(3)
     // A only accepts: B and C connect to A's listener, keyed by addPeer after start.
-    try await a.controlPlane.addPeer(peer(a, to: b, exportVNIs: [100], password: "same-secret", passive: true))
+    try await a.controlPlane.addPeer(
+      peer(a, to: b, exportVNIs: [100], password: "same-secret", passive: true))
     try await b.controlPlane.addPeer(peer(b, to: a, exportVNIs: [100], password: "same-secret"))
     try await a.controlPlane.addPeer(peer(a, to: c, exportVNIs: [100], password: "one-secret", passive: true))
     try await c.controlPlane.addPeer(peer(c, to: a, exportVNIs: [100], password: "another-secret"))
@@ -333,8 +350,12 @@ final class DynamicPeerTests: XCTestCase {
     let b = try await startSite(2) { $0.bridgeDomains[1].exportRTs = ["64512:999"] }
     try await a.controlPlane.addPeer(peer(a, to: b, exportVNIs: [100, 200, 300]))
     try await b.controlPlane.addPeer(peer(b, to: a, exportVNIs: [100, 200, 300]))
-    try await eventually("A's routes at B") { self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100, 200]) }
-    try await eventually("B's VNI 200 route ignored at A") { (self.peerStatus(a, "site2")?.routesIgnored ?? 0) >= 1 }
+    try await eventually("A's routes at B") {
+      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100, 200])
+    }
+    try await eventually("B's VNI 200 route ignored at A") {
+      (self.peerStatus(a, "site2")?.routesIgnored ?? 0) >= 1
+    }
     XCTAssertEqual(remoteMACs(a, from: "10.0.0.2"), expected(b, [100]))
 
     // A: VNI 200 imports 64512:999 and exports 64512:777; VNI 300 is added.
@@ -349,7 +370,9 @@ final class DynamicPeerTests: XCTestCase {
       self.remoteMACs(a, from: "10.0.0.2") == self.expected(b, [100, 200])
     }
     // ...A's VNI 200 goes out under 64512:777, which B does not import: gone at B.
-    try await eventually("A's VNI 200 gone at B") { self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100]) }
+    try await eventually("A's VNI 200 gone at B") {
+      self.remoteMACs(b, from: "10.0.0.1") == self.expected(a, [100])
+    }
     XCTAssertEqual(floodVNIs(b, with: "10.0.0.1"), [100])
 
     // B imports 64512:777 for VNI 200 and adds VNI 300: A's routes of both arrive.
@@ -381,7 +404,8 @@ func kernelSupportsTCPMD5() -> Bool {
   }
   option.tcpm_keylen = 4
   withUnsafeMutableBytes(of: &option.tcpm_key) { $0.copyBytes(from: Array("test".utf8)) }
-  return setsockopt(fd, Int32(IPPROTO_TCP), TCP_MD5SIG, &option, socklen_t(MemoryLayout<tcp_md5sig>.size)) == 0
+  return setsockopt(fd, Int32(IPPROTO_TCP), TCP_MD5SIG, &option, socklen_t(MemoryLayout<tcp_md5sig>.size))
+    == 0
 }
 
 /// Whether an unsigned TCP connection from `source` to `destination:port` completes
@@ -398,7 +422,9 @@ func plainConnect(from source: String, to destination: String, port: UInt16, tim
   }
   var local = address(source, 0)
   let bound = withUnsafePointer(to: &local) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+      bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    }
   }
   guard bound == 0 else { return false }
   _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)

@@ -335,7 +335,8 @@ final class BGPPeer: @unchecked Sendable {
       routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index),
       routesIgnored: routesIgnored,
       routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
-      establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil,
+      establishedTransitions: establishedTransitions, lastError: lastError,
+      md5: configuration.password != nil,
       exportVNIs: configuration.exportVNIs.map { $0.sorted() })
   }
 }

@@ -379,6 +379,7 @@ extension EVPNSpeaker {
       }
     }
     sendMACRoutes(local, to: peer)
-    sendInclusiveMulticast(vnis: Array(advertisedMulticastVNIs.filter { vnis?.contains($0) ?? true }), to: peer)
+    sendInclusiveMulticast(
+      vnis: Array(advertisedMulticastVNIs.filter { vnis?.contains($0) ?? true }), to: peer)
   }
 }

@@ -156,7 +156,9 @@ extension EVPNSpeaker {
     emit(.peerRemoved(peer: name))
     let address = IPAddress(peer.configuration.address)
     guard peer.configuration.password != nil, let server = serverChannel,
-      !peers.contains(where: { $0.configuration.password != nil && IPAddress($0.configuration.address) == address })
+      !peers.contains(where: {
+        $0.configuration.password != nil && IPAddress($0.configuration.address) == address
+      })
     else { return eventLoop.makeSucceededVoidFuture() }
     // A failure here (no key: ENOENT) changes nothing for the caller.
     return TCPMD5.remove(server, peerAddress: peer.configuration.address).recover { _ in }

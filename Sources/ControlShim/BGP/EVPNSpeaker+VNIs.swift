@@ -67,7 +67,8 @@ extension EVPNSpeaker {
       if !added.isEmpty {
         var attributes = baseAttributes(for: peer)
         attributes.mpReach = MultiprotocolReach(
-          nextHop: IPAddress.v4(configuration.routerID).bytes, nlri: .routeTargetMembership(memberships(added)))
+          nextHop: IPAddress.v4(configuration.routerID).bytes,
+          nlri: .routeTargetMembership(memberships(added)))
         connection.send(.update(UpdateMessage(attributes: attributes)))
       }
     }
