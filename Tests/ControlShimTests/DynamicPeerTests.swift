@@ -24,10 +24,16 @@ final class DynamicPeerTests: XCTestCase {
   }
 
   private var sites: [Site] = []
+  private var daemon: GoBGPDaemon?
 
   override func tearDown() async throws {
     for site in sites { await site.controlPlane.shutdown() }
     sites = []
+    if let daemon {
+      daemon.stop()
+      if testRun?.hasSucceeded == false { print("gobgpd log:\n" + daemon.log.suffix(4000)) }
+      daemon.removeFiles()
+    }
   }
 
   static let host100 = mac("02:0a:00:00:01:00")
@@ -50,15 +56,16 @@ final class DynamicPeerTests: XCTestCase {
 
   /// Site N listens on 127.0.10.N (a free port) with the peering defaults, and has
   /// learnt one host in each VNI: 02:0N:00:00:01:00 on vm1 and 02:0N:00:00:02:00 on vm2.
-  private func startSite(_ number: Int, configure: (inout SiteConfig) -> Void = { _ in }) async throws -> Site
-  {
+  private func startSite(
+    _ number: Int, address: String? = nil, configure: (inout SiteConfig) -> Void = { _ in }
+  ) async throws -> Site {
     let config = siteConfig(number, configure: configure)
     XCTAssertNil(config.bgp)
     let offline = OfflineSwitch(config: config)
     for (port, host) in [("vm1", hostMAC(number, vni: 100)), ("vm2", hostMAC(number, vni: 200))] {
       offline.forward(interface: port, frames: [broadcast(from: host)], now: 1)
     }
-    let address = "127.0.10.\(number)"
+    let address = address ?? "127.0.10.\(number)"
     var options = EVPNControlPlane.Options()
     options.listenAddress = address
     options.connectRetryTime = 0.05
@@ -388,6 +395,68 @@ final class DynamicPeerTests: XCTestCase {
     try await eventually("B's type-3 routes at A") { self.floodVNIs(a, with: "10.0.0.2") == [100, 200, 300] }
     XCTAssertEqual(remoteMACs(a, from: "10.0.0.2"), expected(b, [100, 200]))
     XCTAssertTrue(established(a, "site2"), "reloads keep the session")
+  }
+
+  // MARK: interop
+
+  /// A dynamic peer with an export filter (and TCP MD5 where the kernel has it) toward
+  /// gobgpd: its RIB holds exactly the VNIs the filter allows, and loses the session
+  /// and our routes on removal.
+  func testDynamicPeerWithExportFilterTowardGoBGP() async throws {
+    let a = try await startSite(1, address: "127.0.0.1")
+    let md5 = kernelSupportsTCPMD5()
+    let daemon = try GoBGPDaemon(
+      asn: 64512, routerID: "9.9.9.9",
+      neighbors: """
+        [[neighbors]]
+          [neighbors.config]
+            neighbor-address = "127.0.0.1"
+            peer-as = 64512
+            \(md5 ? "auth-password = \"gobgp-key\"" : "")
+          [neighbors.transport.config]
+            remote-port = \(a.port)
+          [neighbors.timers.config]
+            connect-retry = 1
+            hold-time = 9
+            keepalive-interval = 3
+          [[neighbors.afi-safis]]
+            [neighbors.afi-safis.config]
+              afi-safi-name = "l2vpn-evpn"
+        """)
+    self.daemon = daemon
+    var toGoBGP = PeerConfiguration(
+      name: "gobgp", address: "127.0.0.1", port: daemon.bgpPort, remoteAS: 64512,
+      password: md5 ? "gobgp-key" : nil, holdTime: 9, exportVNIs: [100], localAddress: "127.0.0.1")
+    try await a.controlPlane.addPeer(toGoBGP)
+    try await eventually("session with gobgpd", timeout: 30) { self.established(a, "gobgp") }
+    XCTAssertEqual(peerStatus(a, "gobgp")?.md5, md5)
+
+    func ours(_ rib: [String: [[String: Any]]]) -> Set<String> {
+      Set(
+        rib.keys.filter { $0.contains("[rd:10.0.0.1:") }.map { key in
+          (key.contains("[type:multicast]") ? "multicast " : "macadv ")
+            + (key.contains("[rd:10.0.0.1:1]") ? "100" : "200")
+        })
+    }
+    XCTAssertTrue(
+      daemon.waitForRIB { ours($0) == ["macadv 100", "multicast 100"] }, daemon.evpn("-j").output)
+    try await settle(a)
+    XCTAssertEqual(ours(daemon.evpnRIB()), ["macadv 100", "multicast 100"], "nothing of VNI 200")
+    XCTAssertTrue(daemon.evpnRIB().keys.contains { $0.contains("[mac:02:01:00:00:01:00]") })
+
+    try await a.controlPlane.setExportVNIs(peer: "gobgp", [100, 200])
+    XCTAssertTrue(
+      daemon.waitForRIB { ours($0) == ["macadv 100", "multicast 100", "macadv 200", "multicast 200"] },
+      daemon.evpn("-j").output)
+    toGoBGP.exportVNIs = [200]
+    try a.controlPlane.updatePeerBlocking(toGoBGP)
+    XCTAssertTrue(
+      daemon.waitForRIB { ours($0) == ["macadv 200", "multicast 200"] }, daemon.evpn("-j").output)
+    XCTAssertEqual(peerStatus(a, "gobgp")?.establishedTransitions, 1)
+
+    try a.controlPlane.removePeerBlocking(name: "gobgp")
+    XCTAssertTrue(daemon.waitForRIB { ours($0).isEmpty }, daemon.evpn("-j").output)
+    XCTAssertNil(peerStatus(a, "gobgp"))
   }
 }
 
