@@ -4,7 +4,8 @@ import NIOPosix
 import Synchronization
 
 /// A BGP-4 speaker for L2VPN EVPN with VXLAN (RFC 7432, RFC 8365): sessions to the
-/// configured peers and to peers added at run time (`addPeer`, `removePeer`), the EVPN RIB, import into an `EVPNRouteSink` and export of local
+/// configured peers and to peers added at run time (`addPeer`, `removePeer`, each with
+/// an export filter), the EVPN RIB, import into an `EVPNRouteSink` and export of local
 /// MACs and flood-list membership.
 ///
 /// Threading: all state lives on one event loop. Public methods may be called from any
