@@ -5,9 +5,13 @@ import NIOCore
 import Synchronization
 
 /// BGP EVPN for one switching instance: an `EVPNSpeaker` configured from the site's
-/// `[bgp]`, importing into the `SwitchCore` (through `SwitchCoreRouteSink`) and exporting
-/// the core's locally learnt MACs and bridge domains.
+/// `[bgp]` (or, for a site without `[bgp]`, from `PeeringDefaults`), importing into the
+/// `SwitchCore` (through `SwitchCoreRouteSink`) and exporting the core's locally learnt
+/// MACs and bridge domains.
 ///
+/// - Peers: those of `[bgp]`, plus peers added and removed at run time (`addPeer`,
+///   `removePeer`, `updatePeer`: inter-site sessions brought up on demand), each with
+///   an export filter (`PeerConfiguration.exportVNIs`, `setExportVNIs`).
 /// - Import: best type-2 routes -> FDB entries of origin control behind the route's next
 ///   hop; withdrawals remove them; type-3 routes with ingress replication -> flood lists.
 /// - Export: `SwitchCore.observeLocalMACs` -> `advertiseMAC` on `.learned` (the speaker
@@ -38,6 +42,48 @@ public final class EVPNControlPlane: @unchecked Sendable {
     public init() {}
   }
 
+  /// The speaker of a site without `[bgp]` (one that extends networks to other sites,
+  /// `[peering]`): no configured peers, peers added at run time, and no VNI exported to
+  /// a peer unless its `exportVNIs` names it. Route distinguishers and route targets
+  /// per bridge domain as with `[bgp]` (`rd`, `import_rt`, `export_rt`; defaults
+  /// `router_id:N` and `(asn & 0xFFFF):VNI`, so 64512:VNI).
+  public struct PeeringDefaults: Sendable, Equatable {
+    /// The first private AS number (RFC 6996); every such site is in it, so the
+    /// sessions between sites are iBGP and the default route targets agree.
+    public static let defaultASN: UInt32 = 64512
+    public var asn: UInt32 = Self.defaultASN
+    /// BGP identifier; nil: the VTEP address when IPv4, else a hash of it
+    /// (`routerID(forVTEP:)`).
+    public var routerID: UInt32? = nil
+    /// TCP port listened on (on `Options.listenAddress`, default the wildcard address
+    /// of the VTEP's family); 0 picks a free port (`EVPNControlPlane.listeningPort`).
+    public var listenPort: UInt16 = 179
+    /// How long a lost session's routes stay installed when the peer's stale-route
+    /// policy keeps them (the `[bgp]` `stale_time`).
+    public var staleTime: Int = 300
+    public init() {}
+
+    /// The VTEP address when IPv4; for IPv6, its 16 bytes hashed into 32 bits (FNV-1a,
+    /// so the same on every run; never 0, which is not a valid BGP identifier).
+    public static func routerID(forVTEP vtep: IPAddress) -> UInt32 {
+      if case .v4(let address) = vtep { return address }
+      var hash: UInt32 = 0x811C_9DC5
+      for byte in vtep.bytes {
+        hash ^= UInt32(byte)
+        hash = hash &* 0x0100_0193
+      }
+      return hash == 0 ? 1 : hash
+    }
+
+    /// The `[bgp]` section these defaults stand for at a site.
+    func bgp(vtep: IPAddress) -> SiteConfig.BGP {
+      var bgp = SiteConfig.BGP(asn: asn, routerID: .v4(routerID ?? Self.routerID(forVTEP: vtep)))
+      bgp.listenPort = listenPort
+      bgp.staleTime = staleTime
+      return bgp
+    }
+  }
+
   public let core: SwitchCore
   public let sink: SwitchCoreRouteSink
   public let options: Options
@@ -46,15 +92,26 @@ public final class EVPNControlPlane: @unchecked Sendable {
     var speaker: EVPNSpeaker
     var config: SiteConfig
     var rdNumbers: [UInt32: UInt16]
+    /// Used when the site has no `[bgp]`; nil: such a site has no speaker.
+    var defaults: PeeringDefaults?
+    /// Peers added at run time, by name (also given to a replacement speaker).
+    var addedPeers: [String: PeerConfiguration] = [:]
     var started = false
     var stopped = false
   }
   private let state: Mutex<State>
 
   /// nil when the configuration has no `[bgp]`.
-  public init?(core: SwitchCore, options: Options = Options()) {
+  public convenience init?(core: SwitchCore, options: Options = Options()) {
+    self.init(core: core, options: options, defaults: nil)
+  }
+
+  /// With `[bgp]`, as `init(core:options:)`; without it, a speaker built from
+  /// `defaults` (AS 64512, router ID from the VTEP, port 179, no peers, nothing exported
+  /// unless a peer's `exportVNIs` names it). nil when neither applies.
+  public init?(core: SwitchCore, options: Options = Options(), defaults: PeeringDefaults?) {
     let config = core.config
-    guard config.bgp != nil else { return nil }
+    guard config.bgp != nil || defaults != nil else { return nil }
     self.core = core
     self.options = options
     sink = SwitchCoreRouteSink(core: core, expectedRoutes: options.expectedRoutes)
@@ -65,11 +122,11 @@ public final class EVPNControlPlane: @unchecked Sendable {
     var warnings: [String] = []
     guard
       let configuration = Self.speakerConfiguration(
-        config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+        config, options: options, defaults: defaults, rdNumbers: rdNumbers, warnings: &warnings)
     else { return nil }
     for warning in warnings { options.log("bgp: \(warning)") }
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
-    state = Mutex(State(speaker: speaker, config: config, rdNumbers: rdNumbers))
+    state = Mutex(State(speaker: speaker, config: config, rdNumbers: rdNumbers, defaults: defaults))
     Self.logEvents(of: speaker, options.log)
     // Registered before the speaker starts: MACs learnt meanwhile are queued in its RIB
     // and sent when sessions come up.
@@ -78,12 +135,25 @@ public final class EVPNControlPlane: @unchecked Sendable {
   }
 
   static func speakerConfiguration(
-    _ config: SiteConfig, options: Options, rdNumbers: [UInt32: UInt16], warnings: inout [String]
+    _ config: SiteConfig, options: Options, defaults: PeeringDefaults?, rdNumbers: [UInt32: UInt16],
+    warnings: inout [String]
   ) -> SpeakerConfiguration? {
+    var site = config
+    let peering = site.bgp == nil
+    if peering {
+      guard let defaults else { return nil }
+      site.bgp = defaults.bgp(vtep: site.site.vtep)
+    }
     guard
       var configuration = SpeakerConfiguration.site(
-        config, listenAddress: options.listenAddress, rdNumbers: rdNumbers, warnings: &warnings)
+        site, listenAddress: options.listenAddress, rdNumbers: rdNumbers, warnings: &warnings)
     else { return nil }
+    if peering, let defaults {
+      // Always listening (port 0: any free port): the other sites connect on demand.
+      configuration.listenAddress = options.listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")
+      configuration.listenPort = defaults.listenPort
+      configuration.exportWithoutFilter = false
+    }
     configuration.connectRetryTime = options.connectRetryTime
     configuration.connectRetryMaximum = options.connectRetryMaximum
     configuration.expectedMACRoutes = options.expectedRoutes
@@ -127,12 +197,16 @@ public final class EVPNControlPlane: @unchecked Sendable {
     } catch {
       options.log("bgp: cannot listen (\(error)); connecting to active peers only")
       var warnings: [String] = []
-      let (config, rdNumbers) = state.withLock { ($0.config, $0.rdNumbers) }
+      let (config, rdNumbers, defaults, added) = state.withLock {
+        ($0.config, $0.rdNumbers, $0.defaults, $0.addedPeers)
+      }
       guard
         var configuration = Self.speakerConfiguration(
-          config, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+          config, options: options, defaults: defaults, rdNumbers: rdNumbers, warnings: &warnings)
       else { throw error }
       configuration.listenAddress = nil
+      // Peers added before start come along, as configured peers of the replacement.
+      configuration.peers += added.values.sorted { $0.name < $1.name }
       let replacement = EVPNSpeaker(configuration: configuration, sink: sink)
       Self.logEvents(of: replacement, options.log)
       state.withLock { $0.speaker = replacement }
@@ -218,9 +292,14 @@ public final class EVPNControlPlane: @unchecked Sendable {
   /// Follows a configuration the core has just reloaded: bridge domains that were
   /// added get their type-3 route and local MACs advertised, removed ones are
   /// withdrawn (the speaker forgets their routes; the core flushed their entries).
-  /// Changes to `[bgp]` itself (peers, AS, router ID) need a restart and are reported.
+  /// A bridge domain whose RD or route targets changed is withdrawn under the old ones
+  /// and advertised under the new ones; for added and changed ones the peers are asked
+  /// for their routes again (ROUTE-REFRESH, and RT-constraint memberships), so routes
+  /// already received under the new import RTs are imported. Peers' export filters
+  /// apply throughout. Changes to `[bgp]` itself (peers, AS, router ID) need a restart
+  /// and are reported; peers added at run time stay.
   public func reload(_ next: SiteConfig) {
-    let (speaker, previous, rdNumbers, started) = state.withLock { state in
+    let (speaker, previous, rdNumbers, started, defaults) = state.withLock { state in
       var numbers = state.rdNumbers
       var free = (numbers.values.max() ?? 0) &+ 1
       for domain in next.bridgeDomains where numbers[domain.vni] == nil {
@@ -230,7 +309,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
       let previous = state.config
       state.config = next
       state.rdNumbers = numbers
-      return (state.speaker, previous, numbers, state.started)
+      return (state.speaker, previous, numbers, state.started, state.defaults)
     }
     if next.bgp != previous.bgp {
       options.log("bgp: [bgp] changed: restart vxswitch to apply it (bridge domain changes are applied)")
@@ -238,11 +317,12 @@ public final class EVPNControlPlane: @unchecked Sendable {
     var warnings: [String] = []
     guard
       let configuration = Self.speakerConfiguration(
-        next, options: options, rdNumbers: rdNumbers, warnings: &warnings)
+        next, options: options, defaults: defaults, rdNumbers: rdNumbers, warnings: &warnings)
     else { return }
     for warning in warnings { options.log("bgp: \(warning)") }
     let before = Dictionary(
-      (Self.speakerConfiguration(previous, options: options, rdNumbers: rdNumbers, warnings: &warnings)?.vnis
+      (Self.speakerConfiguration(
+        previous, options: options, defaults: defaults, rdNumbers: rdNumbers, warnings: &warnings)?.vnis
         ?? []).map {
           ($0.vni, $0)
         }, uniquingKeysWith: { a, _ in a })
@@ -253,6 +333,69 @@ public final class EVPNControlPlane: @unchecked Sendable {
     if started { advertiseLocalState(vnis: changed) }
     if !changed.isEmpty || !removed.isEmpty {
       options.log("bgp: VNIs added or changed \(changed.sorted()), removed \(removed.sorted())")
+    }
+  }
+
+  // MARK: peers
+
+  /// Adds a peer to the running speaker (or to the one `start()` starts): see
+  /// `EVPNSpeaker.addPeer`. Throws `PeerChangeError`.
+  public func addPeer(_ peer: PeerConfiguration) async throws { try await addPeerFuture(peer).get() }
+
+  /// Removes a peer (Cease; its routes leave the FDB at once): see `EVPNSpeaker.removePeer`.
+  public func removePeer(name: String) async throws { try await removePeerFuture(name: name).get() }
+
+  /// Replaces a peer's configuration (same name): see `EVPNSpeaker.updatePeer`.
+  public func updatePeer(_ peer: PeerConfiguration) async throws { try await updatePeerFuture(peer).get() }
+
+  /// Changes a peer's export filter: see `EVPNSpeaker.setExportVNIs`.
+  public func setExportVNIs(peer name: String, _ vnis: Set<UInt32>?) async throws {
+    try await setExportVNIsFuture(peer: name, vnis).get()
+  }
+
+  /// `addPeer` for callers on plain threads; must not be called on the speaker's loop.
+  public func addPeerBlocking(_ peer: PeerConfiguration) throws { try addPeerFuture(peer).wait() }
+
+  public func removePeerBlocking(name: String) throws { try removePeerFuture(name: name).wait() }
+
+  public func updatePeerBlocking(_ peer: PeerConfiguration) throws { try updatePeerFuture(peer).wait() }
+
+  public func setExportVNIsBlocking(peer name: String, _ vnis: Set<UInt32>?) throws {
+    try setExportVNIsFuture(peer: name, vnis).wait()
+  }
+
+  /// The port the speaker listens on (with `PeeringDefaults.listenPort` 0, the one chosen).
+  public var listeningPort: UInt16? {
+    get async { await speaker.listeningPort }
+  }
+
+  /// The running speaker, or nil (an error) once shut down: its event loop is gone.
+  private func liveSpeaker() throws -> EVPNSpeaker {
+    try state.withLock { state in
+      guard !state.stopped else { throw PeerChangeError.shuttingDown }
+      return state.speaker
+    }
+  }
+
+  private func addPeerFuture(_ peer: PeerConfiguration) throws -> EventLoopFuture<Void> {
+    try liveSpeaker().addPeerFuture(peer).map { self.state.withLock { $0.addedPeers[peer.name] = peer } }
+  }
+
+  private func removePeerFuture(name: String) throws -> EventLoopFuture<Void> {
+    try liveSpeaker().removePeerFuture(name: name).map { self.state.withLock { $0.addedPeers[name] = nil } }
+  }
+
+  private func updatePeerFuture(_ peer: PeerConfiguration) throws -> EventLoopFuture<Void> {
+    try liveSpeaker().updatePeerFuture(peer).map {
+      self.state.withLock { state in
+        if state.addedPeers[peer.name] != nil { state.addedPeers[peer.name] = peer }
+      }
+    }
+  }
+
+  private func setExportVNIsFuture(peer name: String, _ vnis: Set<UInt32>?) throws -> EventLoopFuture<Void> {
+    try liveSpeaker().setExportVNIsFuture(peer: name, vnis).map {
+      self.state.withLock { $0.addedPeers[name]?.exportVNIs = vnis }
     }
   }
 

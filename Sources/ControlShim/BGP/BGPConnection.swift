@@ -34,6 +34,7 @@ final class BGPConnection: @unchecked Sendable {
   var description: String { "\(outbound ? "out" : "in") \(remoteAddress) \(state)" }
 
   func channelBecameActive() {
+    guard state != .closed else { return }
     // Outgoing connections and incoming ones that can only be one peer send OPEN at
     // once; ambiguous incoming ones wait for the peer's OPEN to identify it.
     if peer != nil { sendOpen() }

@@ -114,6 +114,7 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   /// RFC 4486 Cease subcodes.
   public static let maximumPrefixesReached = NotificationMessage(code: 6, subcode: 1)
   public static let administrativeShutdown = NotificationMessage(code: 6, subcode: 2)
+  public static let peerDeconfigured = NotificationMessage(code: 6, subcode: 3)
   public static let administrativeReset = NotificationMessage(code: 6, subcode: 4)
   public static let connectionRejected = NotificationMessage(code: 6, subcode: 5)
   public static let connectionCollisionResolution = NotificationMessage(code: 6, subcode: 7)

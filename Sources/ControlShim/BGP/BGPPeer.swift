@@ -6,7 +6,8 @@ import NIOPosix
 /// resolution, and what happens to its routes when the session goes. Confined to the
 /// speaker's event loop.
 final class BGPPeer: @unchecked Sendable {
-  let configuration: PeerConfiguration
+  /// Only `exportVNIs` changes after creation (`EVPNSpeaker.setExportVNIs`).
+  private(set) var configuration: PeerConfiguration
   /// Index used in RIB paths (0 is reserved for local routes).
   let index: UInt16
   unowned let speaker: EVPNSpeaker
@@ -19,6 +20,10 @@ final class BGPPeer: @unchecked Sendable {
   private var retryDelay: Double
   private var stopped = true
   var isStopped: Bool { stopped }
+  /// Set when the peer is removed from a running speaker: its late callbacks (a
+  /// connection closing, a connect completing) must not touch the RIB, whose index it
+  /// held may be reused.
+  private(set) var isRemoved = false
 
   // Status
   private(set) var establishedAt: NIODeadline?
@@ -50,6 +55,23 @@ final class BGPPeer: @unchecked Sendable {
   var configuredHoldTime: UInt16 { configuration.holdTime ?? speaker.configuration.holdTime }
   var usesRouteTargetConstraint: Bool { negotiatedFamilies.contains(.routeTargetConstraint) }
   var supportsEVPN: Bool { negotiatedFamilies.contains(.l2vpnEVPN) }
+
+  /// Whether this peer is sent the routes of `vni` (its export filter).
+  func exports(_ vni: UInt32) -> Bool {
+    configuration.exportVNIs?.contains(vni) ?? speaker.configuration.exportWithoutFilter
+  }
+
+  func setExportVNIs(_ vnis: Set<UInt32>?) { configuration.exportVNIs = vnis }
+
+  /// Stops the peer for good (`EVPNSpeaker.removePeer`): Cease on every connection,
+  /// its routes dropped at once whatever its stale-route policy.
+  func remove(notification: NotificationMessage) {
+    purgeRoutesOnLoss = true
+    stop(notification: notification)
+    purgeRoutesOnLoss = false
+    stopStaleTimer()
+    isRemoved = true
+  }
 
   var state: SessionState {
     if established != nil { return .established }
@@ -90,11 +112,13 @@ final class BGPPeer: @unchecked Sendable {
     connecting = true
     let speaker = self.speaker
     let configuration = self.configuration
-    let bootstrap = ClientBootstrap(group: eventLoop)
+    var bootstrap = ClientBootstrap(group: eventLoop)
       .connectTimeout(.seconds(10))
       .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
       .channelInitializer { [weak self] channel in
         guard let self else { return channel.eventLoop.makeSucceededVoidFuture() }
+        // Stopped (or removed) while the connect was being set up.
+        guard !self.stopped else { return channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         let connection = BGPConnection(
           channel: channel, outbound: true, remoteAddress: configuration.address, speaker: speaker, peer: self
         )
@@ -106,6 +130,13 @@ final class BGPPeer: @unchecked Sendable {
           ?? channel.eventLoop.makeSucceededVoidFuture()
         return md5.flatMap { channel.pipeline.addHandler(BGPChannelHandler(connection: connection)) }
       }
+    if let local = configuration.localAddress {
+      do {
+        bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: local, port: 0))
+      } catch {
+        lastError = "local address \(local): \(error)"
+      }
+    }
     bootstrap.connect(host: configuration.address, port: Int(configuration.port)).whenComplete {
       [weak self] result in
       guard let self else { return }
@@ -186,6 +217,10 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   func connectionEstablished(_ connection: BGPConnection) {
+    guard !stopped else {
+      connection.sendNotificationAndClose(.administrativeShutdown, reason: "peer stopped")
+      return
+    }
     retryTask?.cancel()
     retryTask = nil
     retryDelay = speaker.configuration.connectRetryTime
@@ -207,6 +242,7 @@ final class BGPPeer: @unchecked Sendable {
     _ connection: BGPConnection, wasEstablished: Bool, reason: String, notificationExchanged: Bool
   ) {
     connections.removeAll { $0 === connection }
+    guard !isRemoved else { return }
     guard !wasEstablished else {
       established = nil
       establishedAt = nil
@@ -299,7 +335,8 @@ final class BGPPeer: @unchecked Sendable {
       routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index),
       routesIgnored: routesIgnored,
       routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
-      establishedTransitions: establishedTransitions, lastError: lastError, md5: configuration.password != nil
-    )
+      establishedTransitions: establishedTransitions, lastError: lastError,
+      md5: configuration.password != nil,
+      exportVNIs: configuration.exportVNIs.map { $0.sorted() })
   }
 }

@@ -221,9 +221,11 @@ extension EVPNSpeaker {
     return attributes
   }
 
-  /// RFC 4684: with RT constraint, send only what the peer asked for.
-  func canSend(to peer: BGPPeer, targets: [RouteTarget]) -> Bool {
-    guard peer.established != nil, peer.supportsEVPN else { return false }
+  /// Whether routes of `vni` with these export `targets` go to `peer`: its export filter
+  /// (`PeerConfiguration.exportVNIs`) allows the VNI, and with RT constraint (RFC 4684)
+  /// the peer asked for one of the targets.
+  func canSend(to peer: BGPPeer, vni: UInt32, targets: [RouteTarget]) -> Bool {
+    guard peer.established != nil, peer.supportsEVPN, peer.exports(vni) else { return false }
     guard peer.usesRouteTargetConstraint else { return true }
     guard peer.routeTargetConstraintSynced else { return false }
     return targets.contains { target in peer.routeTargetMemberships.contains { $0.matches(target) } }
@@ -249,7 +251,10 @@ extension EVPNSpeaker {
     for (key, path) in routes {
       if last?.vni != key.vni {
         let settings = vniSettings[key.vni]
-        last = (key.vni, settings.flatMap { canSend(to: peer, targets: $0.exportRouteTargets) ? $0 : nil })
+        last = (
+          key.vni,
+          settings.flatMap { canSend(to: peer, vni: key.vni, targets: $0.exportRouteTargets) ? $0 : nil }
+        )
       }
       guard let settings = last?.settings else { continue }
       let route = MACIPAdvertisementRoute(
@@ -291,7 +296,8 @@ extension EVPNSpeaker {
   func sendInclusiveMulticast(vnis: [UInt32], to peer: BGPPeer) {
     guard let connection = peer.established else { return }
     for vni in vnis.sorted() {
-      guard let settings = vniSettings[vni], canSend(to: peer, targets: settings.exportRouteTargets) else {
+      guard let settings = vniSettings[vni], canSend(to: peer, vni: vni, targets: settings.exportRouteTargets)
+      else {
         continue
       }
       var attributes = baseAttributes(for: peer)
@@ -331,32 +337,39 @@ extension EVPNSpeaker {
 
   /// Sends withdrawals of our routes for `keys` to every peer; the RIB is not touched.
   func sendWithdrawals(_ keys: [MACRouteKey]) {
-    for peer in peers {
-      guard let connection = peer.established else { continue }
-      var nlri: [EVPNNLRI] = []
-      for key in keys {
-        guard let settings = vniSettings[key.vni], canSend(to: peer, targets: settings.exportRouteTargets)
-        else { continue }
-        nlri.append(
-          .macIP(
-            MACIPAdvertisementRoute(
-              routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
-              label1: key.vni)))
-      }
-      for message in UpdateBuilder.withdrawals(nlri, context: connection.context) {
-        connection.sendRaw(message)
-      }
+    for peer in peers { sendWithdrawals(keys, to: peer) }
+  }
+
+  /// Withdrawals of our routes for `keys` to one peer, those its filters let through.
+  func sendWithdrawals(_ keys: [MACRouteKey], to peer: BGPPeer) {
+    guard let connection = peer.established else { return }
+    var nlri: [EVPNNLRI] = []
+    for key in keys {
+      guard let settings = vniSettings[key.vni],
+        canSend(to: peer, vni: key.vni, targets: settings.exportRouteTargets)
+      else { continue }
+      nlri.append(
+        .macIP(
+          MACIPAdvertisementRoute(
+            routeDistinguisher: settings.routeDistinguisher, mac: MACAddress(rawValue: key.mac), ip: key.ip,
+            label1: key.vni)))
+    }
+    for message in UpdateBuilder.withdrawals(nlri, context: connection.context) {
+      connection.sendRaw(message)
     }
   }
 
-  /// Full table to one peer: after Established, RTC sync or a ROUTE-REFRESH.
-  func sendAllRoutes(to peer: BGPPeer) {
+  /// Full table to one peer: after Established, RTC sync or a ROUTE-REFRESH; with
+  /// `vnis`, only the routes of those VNIs (a widened export filter).
+  func sendAllRoutes(to peer: BGPPeer, vnis: Set<UInt32>? = nil) {
     // In slices: the first UPDATEs leave (and the peer installs them) while the rest of
     // a large table is still being encoded.
     var local: [(MACRouteKey, MACPath)] = []
     local.reserveCapacity(Self.routesPerSlice)
     for (key, set) in rib.macRoutes {
-      guard let index = set.localIndex, !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) else {
+      guard let index = set.localIndex, vnis?.contains(key.vni) ?? true,
+        !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac))
+      else {
         continue
       }
       local.append((key, set[index]))
@@ -366,6 +379,7 @@ extension EVPNSpeaker {
       }
     }
     sendMACRoutes(local, to: peer)
-    sendInclusiveMulticast(vnis: Array(advertisedMulticastVNIs), to: peer)
+    sendInclusiveMulticast(
+      vnis: Array(advertisedMulticastVNIs.filter { vnis?.contains($0) ?? true }), to: peer)
   }
 }

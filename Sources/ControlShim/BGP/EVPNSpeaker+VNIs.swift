@@ -6,11 +6,10 @@ extension EVPNSpeaker {
   /// changed, loses everything the speaker held for it: our routes are withdrawn from
   /// the peers (type 2 and type 3) and remote routes are removed (the sink is told).
   /// New or changed VNIs start empty: advertise their local MACs and type-3 route
-  /// again; peers are asked for their routes again (ROUTE-REFRESH) so that routes
-  /// they sent before and we ignored are imported now.
-  ///
-  /// Not handled: RT-constraint memberships are not re-announced (peers using RFC 4684
-  /// need a session reset to see new import RTs).
+  /// again (they go out with the new RD and export RTs); peers are asked for their
+  /// routes again (ROUTE-REFRESH) so that routes they sent before and we ignored are
+  /// imported now under the new import RTs. Peers using RT constraint (RFC 4684) are
+  /// sent the import RTs that appeared and withdrawals of those that went.
   public func updateVNIs(_ vnis: [VNIConfiguration]) {
     eventLoop.execute { self.applyVNIs(vnis) }
   }
@@ -37,7 +36,9 @@ extension EVPNSpeaker {
     for vni in gone {
       for key in Array((rib.floodRoutes[vni] ?? [:]).keys) { rib.removeFlood(vni: vni, key: key) }
     }
+    let previousTargets = importTargets
     (vniSettings, vniByImportTarget, importTargets) = (settings, byTarget, targets)
+    announceMembershipChanges(from: previousTargets)
     // Bindings of VNIs that are gone for good; changed VNIs keep theirs, advertised again
     // with their MACs.
     localBindings = localBindings.filter { settings[$0.key.vni] != nil }
@@ -48,16 +49,46 @@ extension EVPNSpeaker {
     }
   }
 
+  /// RFC 4684: tells peers using RT constraint which import RTs came and went.
+  private func announceMembershipChanges(from previous: [RouteTarget]) {
+    let added = importTargets.filter { !previous.contains($0) }
+    let removed = previous.filter { !importTargets.contains($0) }
+    guard !added.isEmpty || !removed.isEmpty else { return }
+    func memberships(_ targets: [RouteTarget]) -> [RouteTargetMembership] {
+      targets.map { RouteTargetMembership(originAS: configuration.asn, routeTarget: $0) }
+    }
+    for peer in peers where peer.usesRouteTargetConstraint {
+      guard let connection = peer.established else { continue }
+      if !removed.isEmpty {
+        var attributes = PathAttributes()
+        attributes.mpUnreach = .routeTargetMembership(memberships(removed))
+        connection.send(.update(UpdateMessage(attributes: attributes)))
+      }
+      if !added.isEmpty {
+        var attributes = baseAttributes(for: peer)
+        attributes.mpReach = MultiprotocolReach(
+          nextHop: IPAddress.v4(configuration.routerID).bytes,
+          nlri: .routeTargetMembership(memberships(added)))
+        connection.send(.update(UpdateMessage(attributes: attributes)))
+      }
+    }
+  }
+
   func withdrawInclusiveMulticastNow(vni: UInt32) {
-    guard let settings = vniSettings[vni], advertisedMulticastVNIs.remove(vni) != nil else { return }
+    guard advertisedMulticastVNIs.remove(vni) != nil else { return }
+    for peer in peers { sendInclusiveMulticastWithdrawal(vni: vni, to: peer) }
+  }
+
+  /// Withdraws our type-3 route of `vni` from one peer (if its filters let it through).
+  func sendInclusiveMulticastWithdrawal(vni: UInt32, to peer: BGPPeer) {
+    guard let settings = vniSettings[vni], canSend(to: peer, vni: vni, targets: settings.exportRouteTargets),
+      let connection = peer.established
+    else { return }
     let route = EVPNNLRI.inclusiveMulticast(
       InclusiveMulticastRoute(
         routeDistinguisher: settings.routeDistinguisher, originatingRouter: configuration.vtep))
-    for peer in peers where canSend(to: peer, targets: settings.exportRouteTargets) {
-      guard let connection = peer.established else { continue }
-      for message in UpdateBuilder.withdrawals([route], context: connection.context) {
-        connection.sendRaw(message)
-      }
+    for message in UpdateBuilder.withdrawals([route], context: connection.context) {
+      connection.sendRaw(message)
     }
   }
 }

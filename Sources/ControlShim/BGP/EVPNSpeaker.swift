@@ -4,7 +4,8 @@ import NIOPosix
 import Synchronization
 
 /// A BGP-4 speaker for L2VPN EVPN with VXLAN (RFC 7432, RFC 8365): sessions to the
-/// configured peers, the EVPN RIB, import into an `EVPNRouteSink` and export of local
+/// configured peers and to peers added at run time (`addPeer`, `removePeer`, each with
+/// an export filter), the EVPN RIB, import into an `EVPNRouteSink` and export of local
 /// MACs and flood-list membership.
 ///
 /// Threading: all state lives on one event loop. Public methods may be called from any
@@ -15,12 +16,18 @@ public final class EVPNSpeaker: @unchecked Sendable {
   let eventLoop: EventLoop
   private let ownedGroup: MultiThreadedEventLoopGroup?
   let rib: EVPNRIB
-  private(set) var peers: [BGPPeer] = []
+  /// The configured peers, then those added at run time (`addPeer`); removal takes
+  /// them out. `configuration.peers` stays the list the speaker was created with.
+  var peers: [BGPPeer] = []
+  /// Names by peer index, for the RIB (which names a route's peer to the sink).
+  let peerNames: PeerNames
+  /// Set by `start()`: peers added from then on start at once.
+  var isStarted = false
   // Replaced as a whole by `updateVNIs` (on the event loop).
   var vniSettings: [UInt32: ResolvedVNI]
   var vniByImportTarget: [RouteTarget: [UInt32]]
   var importTargets: [RouteTarget]
-  private var serverChannel: Channel?
+  var serverChannel: Channel?
   private var observers: [@Sendable (SpeakerEvent) -> Void] = []
   /// VNIs whose type-3 route we advertise.
   var advertisedMulticastVNIs: Set<UInt32> = []
@@ -51,13 +58,14 @@ public final class EVPNSpeaker: @unchecked Sendable {
       eventLoop = group.next()
     }
     (vniSettings, vniByImportTarget, importTargets) = Self.importTables(configuration.resolvedVNIs())
-    var names: [String] = ["local"]
-    names += configuration.peers.map(\.name)
-    let peerNames = names
+    let peerNames = PeerNames()
+    peerNames[0] = "local"
+    for (index, peer) in configuration.peers.enumerated() { peerNames[UInt16(index + 1)] = peer.name }
+    self.peerNames = peerNames
     let startInstant = NIODeadline.now()
     rib = EVPNRIB(
       sink: sink, maxMoves: configuration.duplicateMACMaxMoves, moveWindow: configuration.duplicateMACWindow,
-      peerName: { index in Int(index) < peerNames.count ? peerNames[Int(index)] : "peer\(index)" },
+      peerName: { index in peerNames[index] ?? "peer\(index)" },
       clock: { Double((NIODeadline.now() - startInstant).nanoseconds) / 1e9 })
     localVTEPID = rib.vtepID(configuration.vtep)
     rib.onFreeze = { [unowned self] key, moves in self.macFroze(key, moves: moves) }
@@ -82,7 +90,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
 
   // MARK: lifecycle
 
-  /// Opens the listener (if configured) and starts every peer.
+  /// Opens the listener (if configured) and starts every peer (those added before
+  /// `start` too). The listener gets the TCP MD5 key of every peer that has one.
   public func start() async throws {
     if let address = configuration.listenAddress {
       let bootstrap = ServerBootstrap(group: eventLoop)
@@ -93,17 +102,20 @@ public final class EVPNSpeaker: @unchecked Sendable {
           return self.acceptIncoming(channel)
         }
       let channel = try await bootstrap.bind(host: address, port: Int(configuration.listenPort)).get()
-      for peer in configuration.peers {
-        if let password = peer.password {
-          try await TCPMD5.configure(channel, peerAddress: peer.address, password: password).get()
-        }
-      }
-      try await eventLoop.submit {
+      // Peers added from now on key the listener themselves (`addPeer`).
+      let keyed = try await eventLoop.submit { () -> [PeerConfiguration] in
         self.serverChannel = channel
         self.boundPort = channel.localAddress?.port.map { UInt16($0) }
+        return self.peers.map(\.configuration).filter { $0.password != nil }
       }.get()
+      for peer in keyed {
+        try await TCPMD5.configure(channel, peerAddress: peer.address, password: peer.password!).get()
+      }
     }
-    try await eventLoop.submit { for peer in self.peers { peer.start() } }.get()
+    try await eventLoop.submit {
+      self.isStarted = true
+      for peer in self.peers where !self.isShuttingDown { peer.start() }
+    }.get()
   }
 
   /// Sends Cease/administrative shutdown to every peer and closes the listener. The
@@ -165,6 +177,15 @@ public final class EVPNSpeaker: @unchecked Sendable {
   }
 
   func peer(named name: String) -> BGPPeer? { peers.first { $0.configuration.name == name } }
+
+  /// Names of the RIB's peer indexes (0: local); confined to the event loop.
+  final class PeerNames: @unchecked Sendable {
+    private var names: [UInt16: String] = [:]
+    subscript(index: UInt16) -> String? {
+      get { names[index] }
+      set { names[index] = newValue }
+    }
+  }
 
   // MARK: status
 

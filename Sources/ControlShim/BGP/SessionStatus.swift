@@ -37,6 +37,8 @@ public struct PeerStatus: Sendable, Codable, Equatable {
   public var establishedTransitions: Int
   public var lastError: String?
   public var md5: Bool
+  /// The peer's export filter (`PeerConfiguration.exportVNIs`), sorted; nil: none.
+  public var exportVNIs: [UInt32]? = nil
 
   /// Snake case spelled out, so that `show bgp --json` reads well and decodes with a
   /// plain `JSONDecoder` (automatic conversion would give `router_i_d`-style keys).
@@ -49,7 +51,7 @@ public struct PeerStatus: Sendable, Codable, Equatable {
     case routeTargetConstraint = "route_target_constraint", routesReceived = "routes_received"
     case routesAccepted = "routes_accepted", routesIgnored = "routes_ignored", routesStale = "routes_stale"
     case routesAdvertised = "routes_advertised", establishedTransitions = "established_transitions"
-    case lastError = "last_error"
+    case lastError = "last_error", exportVNIs = "export_vnis"
   }
 }
 
@@ -98,6 +100,9 @@ public enum SpeakerEvent: Sendable, Equatable {
   case endOfRIB(peer: String, family: AddressFamily)
   case updateProcessed(peer: String)
   case staleRoutesSwept(peer: String)
+  /// A peer was added to or removed from the running speaker.
+  case peerAdded(peer: String)
+  case peerRemoved(peer: String)
   /// Duplicate-MAC detection froze a MAC: our routes for it were withdrawn.
   case macFrozen(vni: UInt32, mac: MACAddress, moves: Int)
   /// A freeze was lifted (`reason`: "cleared" or "freeze time elapsed").

@@ -30,12 +30,21 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
   /// Announce and use RFC 4684 route target constraint with this peer.
   public var routeTargetConstraint: Bool
   public var staleRoutePolicy: StaleRoutePolicy
+  /// The VNIs whose routes (type 2 and type 3) this peer is sent: nil sends every VNI
+  /// (or none, on a speaker whose `exportWithoutFilter` is false), a set only those.
+  /// Changed at run time with `EVPNSpeaker.setExportVNIs(peer:_:)`. Import is not
+  /// filtered: route targets decide which VNI imports a route.
+  public var exportVNIs: Set<UInt32>?
+  /// Source address of the connections we open to the peer; nil lets the kernel choose.
+  /// The peer identifies incoming connections by their source address.
+  public var localAddress: String?
 
   public init(
     name: String? = nil, address: String, port: UInt16 = 179, remoteAS: UInt32, passive: Bool = false,
     password: String? = nil, maxRoutes: Int? = nil, holdTime: UInt16? = nil,
     routeTargetConstraint: Bool = false,
-    staleRoutePolicy: StaleRoutePolicy = .gracefulRestartOnly
+    staleRoutePolicy: StaleRoutePolicy = .gracefulRestartOnly,
+    exportVNIs: Set<UInt32>? = nil, localAddress: String? = nil
   ) {
     self.name = name ?? "\(address):\(port)"
     self.address = address
@@ -47,6 +56,8 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
     self.holdTime = holdTime
     self.routeTargetConstraint = routeTargetConstraint
     self.staleRoutePolicy = staleRoutePolicy
+    self.exportVNIs = exportVNIs
+    self.localAddress = localAddress
   }
 }
 
@@ -101,6 +112,10 @@ public struct SpeakerConfiguration: Sendable {
   /// Size hint for the MAC table: reserving it up front avoids rehashing while a
   /// large table arrives (about a third of the import time at 100k routes).
   public var expectedMACRoutes: Int = 0
+  /// What a peer whose `exportVNIs` is nil is sent: every VNI (true, the `[bgp]`
+  /// behaviour) or nothing (false: sites without `[bgp]`, whose networks stay local
+  /// unless a peer's `exportVNIs` names them).
+  public var exportWithoutFilter: Bool = true
   public var vnis: [VNIConfiguration]
   public var peers: [PeerConfiguration]
 

@@ -7,7 +7,8 @@ import NIOCore
 
 /// RFC 2385 TCP MD5 signatures via Linux's TCP_MD5SIG socket option. The key is bound
 /// to the peer address: on a client socket before connect(), on a listening socket for
-/// every peer that may connect (accepted sockets inherit it).
+/// every peer that may connect (accepted sockets inherit it). A key of length 0 removes
+/// the address's key (`remove`), as when a peer leaves a running speaker.
 enum TCPMD5 {
   enum Failure: Error, CustomStringConvertible {
     case unsupportedPlatform
@@ -23,11 +24,19 @@ enum TCPMD5 {
   }
 
   static func configure(_ channel: Channel, peerAddress: String, password: String) -> EventLoopFuture<Void> {
+    setKey(channel, peerAddress: peerAddress, key: Array(password.utf8))
+  }
+
+  /// Removes the key for `peerAddress` (the kernel fails with ENOENT when there is none).
+  static func remove(_ channel: Channel, peerAddress: String) -> EventLoopFuture<Void> {
+    setKey(channel, peerAddress: peerAddress, key: [])
+  }
+
+  private static func setKey(_ channel: Channel, peerAddress: String, key: [UInt8]) -> EventLoopFuture<Void> {
     #if os(Linux)
       guard let provider = channel as? SocketOptionProvider else {
         return channel.eventLoop.makeFailedFuture(Failure.unsupportedPlatform)
       }
-      let key = Array(password.utf8)
       guard key.count <= Int(TCP_MD5SIG_MAXKEYLEN) else {
         return channel.eventLoop.makeFailedFuture(Failure.keyTooLong)
       }
