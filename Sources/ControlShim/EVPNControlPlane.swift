@@ -185,6 +185,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
 
   public var speaker: EVPNSpeaker { state.withLock { $0.speaker } }
 
+  /// The speaker's AS number (`[bgp] asn`, or the peering default).
+  public var localAS: UInt32 { speaker.configuration.asn }
+
   // MARK: lifecycle
 
   /// Starts the sessions and advertises a type-3 route per bridge domain plus the local

@@ -34,9 +34,11 @@ struct ExtendCommand: ParsableCommand {
 
 struct ExtensionsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "extensions", abstract: "Extensions this site owns or is a member of, with each member's state.")
+    commandName: "extensions",
+    abstract: "Extensions this site owns or is a member of, with each member's state.")
   @OptionGroup var location: DaemonLocation
-  @Flag(help: "JSON: {\"extensions\":[{id,owner,network,vni,route_target,members,role,generation,deleting}]}.")
+  @Flag(
+    help: "JSON: {\"extensions\":[{id,owner,network,vni,route_target,members,role,generation,deleting}]}.")
   var json = false
 
   func run() throws {
@@ -47,7 +49,8 @@ struct ExtensionsCommand: ParsableCommand {
 }
 
 struct ShowExtensions: ParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "extensions", abstract: "Same as `vxswitch extensions`.")
+  static let configuration = CommandConfiguration(
+    commandName: "extensions", abstract: "Same as `vxswitch extensions`.")
   @OptionGroup var location: DaemonLocation
   @Flag(help: "JSON, as `vxswitch extensions --json`.") var json = false
 
@@ -97,9 +100,11 @@ enum ExtensionTable {
       for (index, member) in status.members.enumerated() {
         let first = index == 0
         table.append([
-          first ? status.id.rawValue + (status.deleting ? " (deleting)" : "") : "", first ? status.network : "",
+          first ? status.id.rawValue + (status.deleting ? " (deleting)" : "") : "",
+          first ? status.network : "",
           first ? status.vni.map { "\($0)" } ?? "-" : "", first ? status.routeTarget ?? "-" : "",
-          first ? status.role : "", member.site, member.state.rawValue, member.vtep ?? "-", member.reason ?? "",
+          first ? status.role : "", member.site, member.state.rawValue, member.vtep ?? "-",
+          member.reason ?? "",
         ])
       }
     }

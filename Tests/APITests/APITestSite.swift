@@ -1,4 +1,5 @@
 import API
+import ControlShim
 import Dataplane
 import Foundation
 import Logging
@@ -52,7 +53,14 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
 
   private(set) var extensions: ExtensionManager?
 
-  init(config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil) throws {
+  private(set) var controlPlane: EVPNControlPlane?
+
+  /// `speaker`: run a BGP EVPN speaker with the peering defaults, listening on the VTEP
+  /// address (a loopback address in tests), as a `[peering]` site does.
+  init(
+    config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil,
+    speaker: Bool = false
+  ) throws {
     directory = NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     socketPath = directory + "/api.sock"
@@ -60,7 +68,24 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
     try Self.write(config.replacingOccurrences(of: "SOCKET", with: socketPath), to: configPath)
     let site = try SiteConfig.load(path: configPath)
     offline = OfflineSwitch(config: site)
-    service = SiteService(core: offline.core, configPath: configPath, clock: { 10 })
+    if speaker {
+      var options = EVPNControlPlane.Options()
+      options.listenAddress = "\(site.site.vtep)"
+      options.connectRetryTime = 0.1
+      let controlPlane = try XCTUnwrap(
+        EVPNControlPlane(core: offline.core, options: options, defaults: EVPNControlPlane.PeeringDefaults()))
+      let started = DispatchSemaphore(value: 0)
+      let failure = Mutex<(any Error)?>(nil)
+      Task {
+        do { try await controlPlane.start() } catch { failure.withLock { $0 = error } }
+        started.signal()
+      }
+      started.wait()
+      if let error = failure.withLock({ $0 }) { throw error }
+      self.controlPlane = controlPlane
+    }
+    service = SiteService(
+      core: offline.core, controlPlane: controlPlane, configPath: configPath, clock: { 10 })
     var logger = Logger(label: "api-test")
     logger.logLevel = .warning
     if let peers {
@@ -112,6 +137,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
 
   /// Stops the server and waits for it; removes the directory.
   func stop() async {
+    await controlPlane?.shutdown()
     await group?.triggerGracefulShutdown()
     _ = try? await task?.value
     task = nil

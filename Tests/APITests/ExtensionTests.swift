@@ -1,4 +1,5 @@
 import API
+import ControlShim
 import Dataplane
 import Foundation
 import Management
@@ -12,7 +13,9 @@ import XCTest
 /// removed, unreachable sites completing later, deletion everywhere; only the owner may
 /// change an extension.
 final class ExtensionTests: XCTestCase, @unchecked Sendable {
-  static func config(_ name: String, vtep: String, networks: [(String, UInt32, String)]) -> String {
+  static func config(
+    _ name: String, vtep: String, networks: [(String, UInt32, String)], subnet: String = "10.0.0"
+  ) -> String {
     var text = """
       [site]
       name = "\(name)"
@@ -22,8 +25,8 @@ final class ExtensionTests: XCTestCase, @unchecked Sendable {
       control_socket = "SOCKET"
 
       """
-    for other in 1...3 where "10.0.0.\(other)" != vtep {
-      text += "\n\n[[neighbor]]\nip = \"10.0.0.\(other)\"\nmac = \"02:00:00:00:00:0\(other)\""
+    for other in 1...3 where "\(subnet).\(other)" != vtep {
+      text += "\n\n[[neighbor]]\nip = \"\(subnet).\(other)\"\nmac = \"02:00:00:00:00:0\(other)\""
     }
     for (network, vni, port) in networks {
       text += "\n\n[[bridge_domain]]\nname = \"\(network)\"\nvni = \(vni)\nports = [\"\(port)\"]\n"
@@ -209,5 +212,59 @@ final class ExtensionTests: XCTestCase, @unchecked Sendable {
     XCTAssertEqual(try a.client.request(.DELETE, "/v1/networks/web").status, 204)
     XCTAssertNil(try network("web", at: a))
     XCTAssertEqual(a.failure(.DELETE, "/v1/networks/web")?.status, 404)
+  }
+
+  /// MAC reachability between members travels as BGP EVPN over sessions the members bring
+  /// up with each other (TCP MD5 with the key the owner sent over the site channel),
+  /// exporting only the extended network's VNI; a non-member has no session and no route.
+  func testMembersExchangeMACsOverBGPEVPNAndANonMemberHasNoSession() async throws {
+    guard getuid() == 0 else { throw XCTSkip("needs root: TCP MD5 keys on loopback BGP sessions") }
+    for site in [a, b, c] { await site?.stop() }
+    peers = LoopbackPeerNetwork()
+    func make(_ name: String, _ last: Int, _ networks: [(String, UInt32, String)]) throws -> APITestSite {
+      try APITestSite(
+        config: Self.config(name, vtep: "127.0.10.\(last)", networks: networks, subnet: "127.0.10"),
+        peers: peers,
+        speaker: true)
+    }
+    a = try make("site-a", 1, [("net1", 100, "vm1"), ("private", 300, "vm2")])
+    b = try make("site-b", 2, [("net1", 200, "vm1")])
+    c = try make("site-c", 3, [("net1", 100, "vm1")])
+    // Hosts behind A on both networks.
+    let shared = MACAddress("02:aa:00:00:01:01")!
+    let hidden = MACAddress("02:aa:00:00:03:01")!
+    for (mac, port) in [(shared, "vm1"), (hidden, "vm2")] {
+      a.offline.forward(
+        interface: port,
+        frames: [
+          FrameBuilder.arpRequestFrame(
+            senderMAC: mac, senderIP: IPAddress("192.168.9.1")!, targetIP: IPAddress("192.168.9.2")!)
+        ], now: 1)
+    }
+    let created = try create("net1", ["site-b"], at: a)
+    try await settle(a)
+    let vni = try XCTUnwrap(try status(created.id, at: a).vni)
+    func remote(_ site: APITestSite, _ mac: MACAddress) throws -> FDBRow? {
+      try site.client.get("/v1/fdb?mac=\(mac)", as: FDBList.self).entries.first
+    }
+    let deadline = Date().addingTimeInterval(20)
+    while try remote(b, shared) == nil && Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+    let entry = try XCTUnwrap(try remote(b, shared), "A's MAC never reached B over BGP EVPN")
+    XCTAssertEqual([entry.origin, entry.vtep, "\(entry.vni)"], ["control", "127.0.10.1", "\(vni)"])
+    XCTAssertNil(try remote(b, hidden), "a network that was not extended leaked")
+    let bgpA = try a.client.get("/v1/bgp", as: SpeakerStatus.self, decoder: JSONDecoder())
+    XCTAssertEqual(bgpA.peers.map(\.name), ["site-b"])
+    XCTAssertEqual(bgpA.peers.first?.md5, true)
+    XCTAssertEqual(bgpA.peers.first?.exportVNIs, [vni])
+    let bgpC = try c.client.get("/v1/bgp", as: SpeakerStatus.self, decoder: JSONDecoder())
+    XCTAssertTrue(bgpC.peers.isEmpty, "C is not a member: no session")
+    XCTAssertNil(try remote(c, shared))
+    // Deleting the extension takes the sessions down and the routes with them.
+    try a.client.request(.DELETE, "/v1/extensions/\(created.id)")
+    try await settle(a)
+    let gone = Date().addingTimeInterval(20)
+    while try remote(b, shared) != nil && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
+    XCTAssertNil(try remote(b, shared))
+    XCTAssertTrue(try a.client.get("/v1/bgp", as: SpeakerStatus.self, decoder: JSONDecoder()).peers.isEmpty)
   }
 }

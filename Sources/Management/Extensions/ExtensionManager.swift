@@ -1,3 +1,4 @@
+import ControlShim
 import Dataplane
 import Foundation
 import Logging
@@ -28,6 +29,8 @@ public actor ExtensionManager {
 
   struct Owned {
     var status: ExtensionStatus
+    /// The MD5 key of the members' BGP sessions for this extension.
+    var sessionKey = ExtensionManager.randomKey()
     /// What each member said it uses (identifier negotiation).
     var used: [String: UsedIdentifiers] = [:]
     /// The generation each member last acknowledged.
@@ -220,6 +223,8 @@ public actor ExtensionManager {
     let wasCreated = created || (joined[description.id]?.created ?? false)
     joined[description.id] = Joined(description: description, network: me.network, created: wasCreated)
     reservations[description.id] = nil
+    sessionsDirty = true
+    scheduleSessionPlan()
     logger.info(
       "joined extension",
       metadata: [
@@ -239,6 +244,8 @@ public actor ExtensionManager {
     }
     service.unbindExtension(network: membership.network, delete: membership.created)
     joined[id] = nil
+    sessionsDirty = true
+    scheduleSessionPlan()
     logger.info("left extension", metadata: ["extension": "\(id)", "owner": "\(peer)"])
   }
 
@@ -271,8 +278,14 @@ public actor ExtensionManager {
     workers[id] = nil
   }
 
-  /// One pass over an extension; true when nothing is left to do.
+  /// One pass over an extension; true when nothing is left to do. The BGP sessions follow.
   private func step(_ id: ExtensionID) async -> Bool {
+    let settled = await reconcile(id)
+    await planSessions()
+    return settled
+  }
+
+  private func reconcile(_ id: ExtensionID) async -> Bool {
     guard let snapshot = owned[id] else { return true }
     var settled = true
     // Members leaving (or everyone, when deleting).
@@ -344,7 +357,7 @@ public actor ExtensionManager {
       generation: ready.status.generation,
       members: participants.compactMap { member in
         member.vtep.map { .init(site: member.site, vtep: $0, network: ready.status.network) }
-      })
+      }, sessionKey: ready.sessionKey)
     do {
       try service.bindExtension(
         network: ready.status.network, vni: vni, routeTarget: routeTarget,
@@ -459,11 +472,98 @@ public actor ExtensionManager {
     owned[id]?.status.members[index].vtep = vtep
   }
 
+  // MARK: BGP EVPN sessions between members
+
+  var sessionsDirty = false
+  var sessionPlanner: Task<Void, Never>?
+  /// BGP peers this manager added: site -> (VTEP, exported VNIs, key).
+  var sessions: [String: PlannedSession] = [:]
+
+  struct PlannedSession: Equatable {
+    var address: String
+    var vnis: Set<UInt32>
+    var key: String
+  }
+
+  private func scheduleSessionPlan() {
+    guard sessionPlanner == nil else { return }
+    sessionPlanner = Task {
+      await self.planSessions()
+      self.sessionPlanner = nil
+    }
+  }
+
+  /// The sessions members need: one per other member site, exporting exactly the VNIs of
+  /// the extensions shared with it (a site's other networks stay local), keyed with the
+  /// key of the shared extension with the smallest identifier (the same at both ends).
+  func desiredSessions() -> [String: PlannedSession] {
+    var shared: [String: (address: String, vnis: Set<UInt32>, key: (ExtensionID, String))] = [:]
+    func note(_ other: String, _ vtep: String, _ vni: UInt32, _ id: ExtensionID, _ key: String) {
+      guard other != site else { return }
+      var entry = shared[other] ?? (vtep, [], (id, key))
+      entry.vnis.insert(vni)
+      if id < entry.key.0 { entry.key = (id, key) }
+      shared[other] = entry
+    }
+    for extensionState in owned.values where !extensionState.status.deleting {
+      guard let vni = extensionState.status.vni else { continue }
+      for member in extensionState.status.members
+      where member.state == .joined && member.site != site && member.vtep != nil {
+        note(member.site, member.vtep!, vni, extensionState.status.id, extensionState.sessionKey)
+      }
+    }
+    for membership in joined.values {
+      let description = membership.description
+      for member in description.members {
+        note(member.site, member.vtep, description.vni, description.id, description.sessionKey)
+      }
+    }
+    return shared.mapValues { PlannedSession(address: $0.address, vnis: $0.vnis, key: $0.key.1) }
+  }
+
+  /// Brings the BGP sessions in line with the extensions (sites without a speaker switch
+  /// extended networks by flooding and learning only).
+  func planSessions() async {
+    guard let controlPlane = service.controlPlane else { return }
+    sessionsDirty = false
+    let desired = desiredSessions()
+    for (peer, planned) in sessions where desired[peer] == nil {
+      try? await controlPlane.removePeer(name: peer)
+      sessions[peer] = nil
+      logger.info("bgp session to member removed", metadata: ["peer": "\(peer)"])
+    }
+    for (peer, planned) in desired.sorted(by: { $0.key < $1.key }) where sessions[peer] != planned {
+      let configuration = PeerConfiguration(
+        name: peer, address: planned.address, remoteAS: controlPlane.localAS, password: planned.key,
+        staleRoutePolicy: .always, exportVNIs: planned.vnis, localAddress: service.usedIdentifiers().vtep)
+      do {
+        if let current = sessions[peer], current.address == planned.address, current.key == planned.key {
+          try await controlPlane.setExportVNIs(peer: peer, planned.vnis)
+        } else if sessions[peer] != nil {
+          try await controlPlane.updatePeer(configuration)
+        } else {
+          try await controlPlane.addPeer(configuration)
+        }
+        sessions[peer] = planned
+        logger.info(
+          "bgp session to member",
+          metadata: ["peer": "\(peer)", "address": "\(planned.address)", "vnis": "\(planned.vnis.sorted())"])
+      } catch {
+        logger.warning(
+          "bgp session to member not set up", metadata: ["peer": "\(peer)", "error": "\(error)"])
+      }
+    }
+  }
+
+  static func randomKey() -> String {
+    (0..<4).map { _ in String(UInt64.random(in: .min ... .max), radix: 16) }.joined()
+  }
+
   /// Waits until no extension has work left (tests, the lab, the benchmark).
   public func settle(timeout: Duration = .seconds(60)) async -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-      if workers.isEmpty && pending.isEmpty { return true }
+      if workers.isEmpty && pending.isEmpty && sessionPlanner == nil { return true }
       try? await Task.sleep(for: .milliseconds(20))
     }
     return false

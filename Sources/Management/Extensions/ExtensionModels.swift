@@ -92,6 +92,10 @@ public struct ExtensionDescription: Codable, Sendable, Equatable {
   public var generation: Int
   /// Every member (the owner included) and its VTEP.
   public var members: [MemberVTEP]
+  /// The TCP MD5 key of the BGP EVPN sessions members bring up with each other for this
+  /// extension (sent over the mutual-TLS channel, to members only). Two sites sharing
+  /// several extensions use the key of the one with the smallest identifier.
+  public var sessionKey: String
 
   public struct MemberVTEP: Codable, Sendable, Equatable {
     public var site: String
