@@ -12,6 +12,7 @@ struct VXSwitchCommand: AsyncParsableCommand {
       MacCommand.self, FloodCommand.self, ReloadCommand.self,
       LabCommand.self,
       LabTransferCommand.self,
+      PKICommand.self,
     ])
 }
 

@@ -823,7 +823,7 @@ final class ConfigTests: XCTestCase {
           url = "https://192.0.2.2:7443"
 
           [[site_peer]]
-          name = "dc2.site_c"
+          name = "dc2.Site-c"
           url = "https://[2001:DB8::3]:443/"
 
           [[site_peer]]
@@ -840,7 +840,7 @@ final class ConfigTests: XCTestCase {
       config.sitePeers,
       [
         SiteConfig.SitePeer(name: "site-b", host: "192.0.2.2", port: 7443),
-        SiteConfig.SitePeer(name: "dc2.site_c", host: "2001:db8::3", port: 443),
+        SiteConfig.SitePeer(name: "dc2.Site-c", host: "2001:db8::3", port: 443),
         SiteConfig.SitePeer(name: "d", host: "peer-d.example.net", port: 8443),
       ])
     let bare = try XCTUnwrap(
@@ -908,6 +908,9 @@ final class ConfigTests: XCTestCase {
       "url must be \"https://HOST:PORT\" with HOST an IPv4 address, an IPv6 address in brackets or a DNS "
       + "name, like \"https://192.0.2.2:7443\""
     let rule = "name must be 1 to 32 characters from A-Z a-z 0-9 _ . -"
+    let dnsRule =
+      "name must be a DNS name: dot-separated labels of letters, digits and '-' (no '_', no '-' at either end "
+      + "of a label), not an IP address, as certificates carry it"
     let peer = { (name: String, url: String) in "[[site_peer]]\nname = \"\(name)\"\nurl = \"\(url)\"\n" }
     var cases: [(text: String, errors: [String])] = [
       (peers + "[[site_peer]]\nname = \"b\"\n", ["10: missing required key 'url' in [[site_peer]]"]),
@@ -929,6 +932,17 @@ final class ConfigTests: XCTestCase {
         ["14: site peer 'B' is already defined on line 11"]
       ),
       (peers + peer("a", "https://a:1"), ["11: site peer 'a' is this site's own name"]),
+      (peers + peer("b_c", "https://b:1"), ["11: \(dnsRule) (got 'b_c')"]),
+      (peers + peer("-b", "https://b:1"), ["11: \(dnsRule) (got '-b')"]),
+      (peers + peer("b..c", "https://b:1"), ["11: \(dnsRule) (got 'b..c')"]),
+      (peers + peer("10.0.0.2", "https://b:1"), ["11: \(dnsRule) (got '10.0.0.2')"]),
+      (
+        "[site]\nname = \"a_b\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n" + peering,
+        [
+          "5: with [peering], the site name must be a DNS name: dot-separated labels of letters, digits and '-' "
+            + "(no '_', no '-' at either end of a label), not an IP address, as certificates carry it (got 'a_b')"
+        ]
+      ),
       (peers + peer("A", "https://a:1"), ["11: site peer 'A' is this site's own name"]),
       (peers + peer("b", "https://b:0"), ["12: url port must be between 1 and 65535 (got 0)"]),
       (peers + peer("b", "https://b:65536"), ["12: url port must be between 1 and 65535 (got 65536)"]),

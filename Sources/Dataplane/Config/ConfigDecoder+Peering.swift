@@ -2,9 +2,15 @@ extension ConfigDecoder {
   static let peeringKeys = ConfigSchema.allowedKeys(in: "peering")
   static let sitePeerKeys = ConfigSchema.allowedKeys(in: "site_peer")
 
-  /// `[peering]`; nil when a key is missing or invalid.
-  func decodePeering(_ table: ConfigTableReader) -> SiteConfig.Peering? {
+  /// `[peering]`; nil when a key is missing or invalid. `siteName` (nil when `[site] name`
+  /// is missing or invalid) must then be a DNS name: the site's certificate carries it.
+  func decodePeering(_ table: ConfigTableReader, siteName: String?) -> SiteConfig.Peering? {
     table.rejectUnknownKeys(allowed: Self.peeringKeys)
+    if let siteName, !ConfigSyntax.isValidDNSName(Substring(siteName)) {
+      report(
+        "with [peering], the site name must be \(ConfigSyntax.peerSiteNameRule), as certificates carry it "
+          + "(got \(ConfigSyntax.quoted(siteName)))", line: table.table.line)
+    }
     let listen = decodeListen(table)
     let paths = ["tls_cert", "tls_key", "tls_ca"].map { decodePath(table, $0) }
     guard let listen, let cert = paths[0], let key = paths[1], let ca = paths[2] else { return nil }
@@ -30,6 +36,12 @@ extension ConfigDecoder {
           report(
             "name must be \(ConfigSyntax.nameRule(maximumLength: 32)) (got \(ConfigSyntax.quoted(name.value)))",
             line: name.line)
+          return nil
+        }
+        guard ConfigSyntax.isValidDNSName(Substring(name.value)) else {
+          report(
+            "name must be \(ConfigSyntax.peerSiteNameRule), as certificates carry it "
+              + "(got \(ConfigSyntax.quoted(name.value)))", line: name.line)
           return nil
         }
         return name

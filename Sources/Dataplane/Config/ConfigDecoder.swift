@@ -87,7 +87,7 @@ final class ConfigDecoder {
     let staticMACs = decodeStaticMACs(arrayOfTables(of: document, "static_mac"))
     let bgp = subTable(of: document, "bgp").flatMap(decodeBGP)
     let peeringTable = subTable(of: document, "peering")
-    let peering = peeringTable.flatMap(decodePeering)
+    let peering = peeringTable.flatMap { decodePeering($0, siteName: site?.name) }
     let sitePeers = decodeSitePeers(
       arrayOfTables(of: document, "site_peer"), siteName: site?.name, hasPeering: peeringTable != nil)
 

@@ -154,6 +154,10 @@ enum ConfigSyntax {
     return .success((host, UInt16(port)))
   }
 
+  static let peerSiteNameRule =
+    "a DNS name: dot-separated labels of letters, digits and '-' (no '_', no '-' at either end of a label), "
+    + "not an IP address"
+
   /// A DNS host name (RFC 1123): dot-separated labels of 1 to 63 letters, digits and `-`, not
   /// starting or ending with `-`, at most 253 bytes; the last label is not all digits (so
   /// that a mistyped IPv4 address is not taken for a name).

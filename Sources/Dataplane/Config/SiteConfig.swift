@@ -217,4 +217,15 @@ extension SiteConfig {
 
   /// What `isValidSiteName` accepts, for messages.
   public static let siteNameRule = ConfigSyntax.nameRule(maximumLength: 32)
+
+  /// Whether a site of this name can use the site-to-site channel: a valid site name that is
+  /// also a DNS host name (no `_`, labels not starting or ending with `-`, not an IP
+  /// address), since certificates carry it as a DNS subject alternative name and TLS host
+  /// name verification accepts nothing else.
+  public static func isValidPeerSiteName(_ name: String) -> Bool {
+    isValidSiteName(name) && ConfigSyntax.isValidDNSName(Substring(name))
+  }
+
+  /// What `isValidPeerSiteName` adds to `siteNameRule`, for messages.
+  public static let peerSiteNameRule = ConfigSyntax.peerSiteNameRule
 }
