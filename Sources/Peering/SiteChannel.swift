@@ -68,7 +68,11 @@ public final class SiteChannel: Sendable {
         throw SiteChannelSetupError(
           "site peer \(peer.name) must be \(SiteConfig.peerSiteNameRule): certificates carry it")
       }
-      index[peer.name.lowercased()] = position
+      guard index.updateValue(position, forKey: peer.name.lowercased()) == nil,
+        peer.name.lowercased() != config.site.name.lowercased()
+      else {
+        throw SiteChannelSetupError("site peer \(peer.name) is listed twice, or is this site")
+      }
     }
     peerIndex = index
 
@@ -121,7 +125,7 @@ public final class SiteChannel: Sendable {
       timeout: .init(connect: Self.connectTimeout, read: Self.requestTimeout))
     configuration.httpVersion = .http1Only
     configuration.dnsOverride = Dictionary(
-      config.sitePeers.map { ($0.name.lowercased(), $0.host) }, uniquingKeysWith: { first, _ in first })
+      uniqueKeysWithValues: config.sitePeers.map { ($0.name.lowercased(), $0.host) })
     client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     counters = Mutex(SiteChannelStatistics(peers: config.sitePeers.map { .init(site: $0.name) }))
   }

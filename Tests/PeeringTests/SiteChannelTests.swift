@@ -332,6 +332,14 @@ final class SiteChannelTests: XCTestCase {
     XCTAssertThrowsError(try SiteChannel(config: config)) { error in
       XCTAssertTrue("\(error)".contains("names site-b, not this site (site-a)"), "\(error)")
     }
+    config.site.name = "site-b"
+    config.sitePeers = [
+      .init(name: "site-a", host: "::1", port: 1), .init(name: "Site-A", host: "::1", port: 2),
+    ]
+    XCTAssertThrowsError(try SiteChannel(config: config)) { error in
+      XCTAssertTrue("\(error)".contains("listed twice"), "\(error)")
+    }
+    config.sitePeers = []
     config.peering?.tlsCert = directory + "/missing.pem"
     XCTAssertThrowsError(try SiteChannel(config: config)) { error in
       XCTAssertTrue("\(error)".contains("cannot read tls_cert"), "\(error)")
