@@ -16,6 +16,10 @@ struct CheckConfigCommand: ParsableCommand {
       "\(file): ok: site \(config.site.name), VTEP \(config.site.vtep) on \(config.site.underlay), "
         + "\(config.bridgeDomains.count) bridge domain(s), \(ports.count) port member(s), "
         + "\(vteps.count) flood VTEP(s), \(config.staticMACs.count) static MAC(s)"
-        + (config.bgp.map { ", BGP AS \($0.asn) with \($0.peers.count) peer(s)" } ?? ""))
+        + (config.bgp.map { ", BGP AS \($0.asn) with \($0.peers.count) peer(s)" } ?? "")
+        + (config.peering.map {
+          ", site-to-site channel on port \($0.listenPort) with \(config.sitePeers.count) site peer(s)"
+        }
+          ?? ""))
   }
 }

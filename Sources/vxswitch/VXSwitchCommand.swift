@@ -13,6 +13,7 @@ struct VXSwitchCommand: AsyncParsableCommand {
       UnextendCommand.self,
       LabCommand.self,
       LabTransferCommand.self,
+      PKICommand.self,
     ])
 }
 

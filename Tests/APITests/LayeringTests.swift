@@ -1,10 +1,10 @@
 import Foundation
 import XCTest
 
-/// Targets import only targets below them: vxswitch -> API -> Management -> ControlShim ->
+/// Targets import only targets below them: vxswitch -> Peering -> API -> Management -> ControlShim ->
 /// Dataplane -> CPacket (README "Design").
 final class LayeringTests: XCTestCase {
-  static let order = ["CPacket", "Dataplane", "ControlShim", "Management", "API", "vxswitch"]
+  static let order = ["CPacket", "Dataplane", "ControlShim", "Management", "API", "Peering", "vxswitch"]
 
   func testNoTargetImportsAHigherOne() throws {
     let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -139,7 +139,8 @@ final class ConfigReferenceTests: XCTestCase {
 
   func testSchemaTablesAndNesting() {
     XCTAssertEqual(
-      ConfigSchema.allowedKeys(in: ""), ["site", "api", "neighbor", "bridge_domain", "static_mac", "bgp"])
+      ConfigSchema.allowedKeys(in: ""),
+      ["site", "api", "neighbor", "bridge_domain", "static_mac", "bgp", "peering", "site_peer"])
     XCTAssertEqual(ConfigSchema.allowedKeys(in: "bgp"), ConfigSchema.keys["bgp"]!.union(["peer"]))
     XCTAssertEqual(ConfigSchema.allowedKeys(in: "bgp.peer"), ConfigSchema.keys["bgp.peer"])
     XCTAssertTrue(ConfigSchema.arrayTables.isSubset(of: Set(ConfigSchema.keys.keys)))
@@ -154,6 +155,7 @@ final class ConfigReferenceTests: XCTestCase {
     let tables: [String: String] = [
       "site": "", "api": "[api]\n", "neighbor": "[[neighbor]]\n", "bridge_domain": "[[bridge_domain]]\n",
       "static_mac": "[[static_mac]]\n", "bgp": "[bgp]\n", "bgp.peer": "[bgp]\n[[bgp.peer]]\n",
+      "peering": "[peering]\n", "site_peer": "[[site_peer]]\n",
     ]
     XCTAssertEqual(Set(tables.keys), Set(ConfigSchema.keys.keys))
     for (table, header) in tables {

@@ -806,6 +806,172 @@ final class ConfigTests: XCTestCase {
     }
   }
 
+  // MARK: - [peering] and [[site_peer]]
+
+  /// A valid `[peering]` on lines 5-9, after `site`.
+  private let peering =
+    "[peering]\nlisten = \"0.0.0.0:7443\"\ntls_cert = \"/etc/vxswitch/a.pem\"\n"
+    + "tls_key = \"/etc/vxswitch/a.key\"\ntls_ca = \"/etc/vxswitch/ca.pem\"\n"
+
+  func testPeeringAndSitePeers() throws {
+    let config = try XCTUnwrap(
+      decode(
+        site + peering
+          + """
+          [[site_peer]]
+          name = "site-b"
+          url = "https://192.0.2.2:7443"
+
+          [[site_peer]]
+          name = "dc2.Site-c"
+          url = "https://[2001:DB8::3]:443/"
+
+          [[site_peer]]
+          name = "d"
+          url = "https://peer-d.example.net:8443"
+
+          """))
+    XCTAssertEqual(
+      config.peering,
+      SiteConfig.Peering(
+        listenHost: ip("0.0.0.0"), listenPort: 7443, tlsCert: "/etc/vxswitch/a.pem",
+        tlsKey: "/etc/vxswitch/a.key", tlsCA: "/etc/vxswitch/ca.pem"))
+    XCTAssertEqual(
+      config.sitePeers,
+      [
+        SiteConfig.SitePeer(name: "site-b", host: "192.0.2.2", port: 7443),
+        SiteConfig.SitePeer(name: "dc2.Site-c", host: "2001:db8::3", port: 443),
+        SiteConfig.SitePeer(name: "d", host: "peer-d.example.net", port: 8443),
+      ])
+    let bare = try XCTUnwrap(
+      decode(site + "[peering]\nlisten = \"[::1]:1\"\ntls_cert = \"c\"\ntls_key = \"k\"\ntls_ca = \"a\"\n"))
+    XCTAssertEqual(
+      bare.peering,
+      SiteConfig.Peering(listenHost: ip("::1"), listenPort: 1, tlsCert: "c", tlsKey: "k", tlsCA: "a"))
+    XCTAssertEqual(bare.sitePeers, [])
+    XCTAssertNil(try XCTUnwrap(decode(site)).peering)
+  }
+
+  func testPeeringErrors() {
+    let header = site + "[peering]\n"  // header on line 5, keys from line 6
+    let files = "tls_cert = \"c\"\ntls_key = \"k\"\ntls_ca = \"a\"\n"  // lines 6-8
+    let form = "listen must be \"ADDRESS:PORT\", like \"127.0.0.1:8080\" or \"[::1]:8080\""
+    let cases: [(text: String, errors: [String])] = [
+      (header + files, ["5: missing required key 'listen' in [peering]"]),
+      (
+        header + "listen = \"127.0.0.1:7443\"\n",
+        [
+          "5: missing required key 'tls_cert' in [peering]", "5: missing required key 'tls_key' in [peering]",
+          "5: missing required key 'tls_ca' in [peering]",
+        ]
+      ),
+      (header + files + "listen = \"localhost:7443\"\n", ["9: \(form) (got 'localhost:7443')"]),
+      (header + files + "listen = \"127.0.0.1:0\"\n", ["9: listen port must be between 1 and 65535 (got 0)"]),
+      (
+        header + files + "listen = \"::1:7443\"\n",
+        ["9: listen address ::1 must be in brackets, like \"[::1]:8080\" (got '::1:7443')"]
+      ),
+      (
+        header + "listen = \"127.0.0.1:7443\"\ntls_cert = \"\"\ntls_key = 1\ntls_ca = \"a\\u0000\"\n",
+        [
+          "7: tls_cert must be a non-empty path", "8: tls_key must be a string",
+          "9: tls_ca must be a non-empty path",
+        ]
+      ),
+      (header + files + "listen = \"127.0.0.1:7443\"\nport = 1\n", ["10: unknown key 'port' in [peering]"]),
+      ("peering = 1\n" + site, ["1: peering must be a table, written [peering]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
+  func testSitePeerURLs() throws {
+    let cases: [(url: String, host: String, port: Int)] = [
+      ("https://192.0.2.2:7443", "192.0.2.2", 7443),
+      ("https://[::1]:1", "::1", 1),
+      ("https://[2001:db8:0::7]:65535/", "2001:db8::7", 65535),
+      ("https://localhost:7443", "localhost", 7443),
+      ("https://Site-B.example.net:7443", "Site-B.example.net", 7443),
+      ("https://a1.b2.c3:7443", "a1.b2.c3", 7443),
+    ]
+    for (url, host, port) in cases {
+      let config = try XCTUnwrap(
+        decode(site + peering + "[[site_peer]]\nname = \"b\"\nurl = \"\(url)\"\n"), url)
+      XCTAssertEqual(config.sitePeers, [SiteConfig.SitePeer(name: "b", host: host, port: port)], url)
+    }
+  }
+
+  func testSitePeerErrors() {
+    let peers = site + peering  // [[site_peer]] headers from line 10
+    let form =
+      "url must be \"https://HOST:PORT\" with HOST an IPv4 address, an IPv6 address in brackets or a DNS "
+      + "name, like \"https://192.0.2.2:7443\""
+    let rule = "name must be 1 to 32 characters from A-Z a-z 0-9 _ . -"
+    let dnsRule =
+      "name must be a DNS name: dot-separated labels of letters, digits and '-' (no '_', no '-' at either end "
+      + "of a label), not an IP address, as certificates carry it"
+    let peer = { (name: String, url: String) in "[[site_peer]]\nname = \"\(name)\"\nurl = \"\(url)\"\n" }
+    var cases: [(text: String, errors: [String])] = [
+      (peers + "[[site_peer]]\nname = \"b\"\n", ["10: missing required key 'url' in [[site_peer]]"]),
+      (
+        peers + "[[site_peer]]\nurl = \"https://b:1\"\n", ["10: missing required key 'name' in [[site_peer]]"]
+      ),
+      (peers + peer("b c", "https://b:1"), ["11: \(rule) (got 'b c')"]),
+      (peers + peer("", "https://b:1"), ["11: \(rule) (got '')"]),
+      (
+        peers + peer(String(repeating: "n", count: 33), "https://b:1"),
+        ["11: \(rule) (got '\(String(repeating: "n", count: 33))')"]
+      ),
+      (
+        peers + peer("b", "https://b:1") + peer("b", "https://c:1"),
+        ["14: site peer 'b' is already defined on line 11"]
+      ),
+      (
+        peers + peer("b", "https://b:1") + peer("B", "https://c:1"),
+        ["14: site peer 'B' is already defined on line 11"]
+      ),
+      (peers + peer("a", "https://a:1"), ["11: site peer 'a' is this site's own name"]),
+      (peers + peer("b_c", "https://b:1"), ["11: \(dnsRule) (got 'b_c')"]),
+      (peers + peer("-b", "https://b:1"), ["11: \(dnsRule) (got '-b')"]),
+      (peers + peer("b..c", "https://b:1"), ["11: \(dnsRule) (got 'b..c')"]),
+      (peers + peer("10.0.0.2", "https://b:1"), ["11: \(dnsRule) (got '10.0.0.2')"]),
+      (
+        "[site]\nname = \"a_b\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n" + peering,
+        [
+          "5: with [peering], the site name must be a DNS name: dot-separated labels of letters, digits and '-' "
+            + "(no '_', no '-' at either end of a label), not an IP address, as certificates carry it (got 'a_b')"
+        ]
+      ),
+      (peers + peer("A", "https://a:1"), ["11: site peer 'A' is this site's own name"]),
+      (peers + peer("b", "https://b:0"), ["12: url port must be between 1 and 65535 (got 0)"]),
+      (peers + peer("b", "https://b:65536"), ["12: url port must be between 1 and 65535 (got 65536)"]),
+      (peers + "[[site_peer]]\nname = \"b\"\nurl = 7443\n", ["12: url must be a string"]),
+      (peers + peer("b", "https://b:1") + "port = 1\n", ["13: unknown key 'port' in [[site_peer]]"]),
+      (
+        site + peer("b", "https://b:1") + peer("c", "https://c:1"),
+        ["5: [[site_peer]] needs a [peering] table (the channel's address and TLS files)"]
+      ),
+      ("site_peer = 1\n" + site, ["1: site_peer must be an array of tables, written [[site_peer]]"]),
+    ]
+    for url in [
+      "http://b:1", "https://b", "https://b:", "https://b:x", "https://:1", "https://b:1/path",
+      "https://u@b:1",
+      "https://[::1]", "https://[192.0.2.1]:1", "https://::1:1", "https://10.0.0.256:1", "https://1.2.3:1",
+      "https://-b:1", "https://b-:1", "https://b..c:1", "https://b_c:1", "https://b.:1", "HTTPS://b:1",
+      "https://b:1?x", "https://\(String(repeating: "a", count: 64)):1",
+    ] {
+      cases.append(
+        (
+          peers + peer("b", url),
+          ["12: \(form) (got '\(url.count > 64 ? String(url.prefix(64)) + "…" : url)')"]
+        ))
+    }
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
   // MARK: - Files and hostile input
 
   func testUnreadableFileIsReportedOnLineZero() {

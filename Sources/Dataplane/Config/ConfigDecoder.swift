@@ -86,6 +86,10 @@ final class ConfigDecoder {
     let bridgeDomains = decodeBridgeDomains(arrayOfTables(of: document, "bridge_domain"))
     let staticMACs = decodeStaticMACs(arrayOfTables(of: document, "static_mac"))
     let bgp = subTable(of: document, "bgp").flatMap(decodeBGP)
+    let peeringTable = subTable(of: document, "peering")
+    let peering = peeringTable.flatMap { decodePeering($0, siteName: site?.name) }
+    let sitePeers = decodeSitePeers(
+      arrayOfTables(of: document, "site_peer"), siteName: site?.name, hasPeering: peeringTable != nil)
 
     guard let site else { return nil }
     var config = SiteConfig(site: site)
@@ -94,6 +98,8 @@ final class ConfigDecoder {
     config.bridgeDomains = bridgeDomains
     config.staticMACs = staticMACs
     config.bgp = bgp
+    config.peering = peering
+    config.sitePeers = sitePeers
     return config
   }
 

@@ -24,10 +24,14 @@ public enum ConfigSchema {
       "dup_mac_freeze",
     ],
     "bgp.peer": ["address", "asn", "port", "hold_time", "password", "passive", "max_routes"],
+    "peering": ["listen", "tls_cert", "tls_key", "tls_ca"],
+    "site_peer": ["name", "url"],
   ]
 
   /// The tables written `[[name]]`, any number of times; the others are written `[name]`, once.
-  public static let arrayTables: Set<String> = ["neighbor", "bridge_domain", "static_mac", "bgp.peer"]
+  public static let arrayTables: Set<String> = [
+    "neighbor", "bridge_domain", "static_mac", "bgp.peer", "site_peer",
+  ]
 
   /// How a table is named in messages and in the README: `[site]`, `[[bgp.peer]]`.
   public static func displayName(of table: String) -> String {

@@ -122,6 +122,56 @@ public enum ConfigSyntax {
     return .success((host, UInt16(port)))
   }
 
+  /// `"https://HOST:PORT"` (a trailing `/` allowed, nothing else after the port): HOST an
+  /// IPv4 address, an IPv6 address in brackets, or a DNS name; PORT 1 to 65535, required.
+  /// IP addresses come back in their canonical form, IPv6 without brackets.
+  static func peerURL(_ text: String) -> Result<(host: String, port: UInt16), Problem> {
+    let form = Problem(
+      message: "url must be \"https://HOST:PORT\" with HOST an IPv4 address, an IPv6 address in "
+        + "brackets or a DNS name, like \"https://192.0.2.2:7443\" (got \(quoted(text)))")
+    let scheme = "https://"
+    guard text.hasPrefix(scheme) else { return .failure(form) }
+    var authority = text.dropFirst(scheme.count)
+    if authority.hasSuffix("/") { authority = authority.dropLast() }
+    guard let colon = authority.lastIndex(of: ":") else { return .failure(form) }
+    let hostText = authority[..<colon]
+    let host: String
+    if hostText.hasPrefix("["), hostText.hasSuffix("]"), hostText.count >= 2 {
+      guard let address = ipAddress(String(hostText.dropFirst().dropLast())), !address.isIPv4 else {
+        return .failure(form)
+      }
+      host = "\(address)"
+    } else if let address = ipAddress(String(hostText)), address.isIPv4 {
+      host = "\(address)"
+    } else {
+      guard isValidDNSName(hostText) else { return .failure(form) }
+      host = String(hostText)
+    }
+    guard let port = decimal(authority[authority.index(after: colon)...]) else { return .failure(form) }
+    guard (1...65535).contains(port) else {
+      return .failure(Problem(message: "url port must be between 1 and 65535 (got \(port))"))
+    }
+    return .success((host, UInt16(port)))
+  }
+
+  static let peerSiteNameRule =
+    "a DNS name: dot-separated labels of letters, digits and '-' (no '_', no '-' at either end of a label), "
+    + "not an IP address"
+
+  /// A DNS host name (RFC 1123): dot-separated labels of 1 to 63 letters, digits and `-`, not
+  /// starting or ending with `-`, at most 253 bytes; the last label is not all digits (so
+  /// that a mistyped IPv4 address is not taken for a name).
+  static func isValidDNSName(_ text: Substring) -> Bool {
+    guard (1...253).contains(text.utf8.count) else { return false }
+    let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+    for label in labels {
+      guard (1...63).contains(label.utf8.count), label.first != "-", label.last != "-",
+        label.utf8.allSatisfy({ isASCIIAlphanumeric($0) || $0 == UInt8(ascii: "-") })
+      else { return false }
+    }
+    return !(labels.last?.utf8.allSatisfy(isASCIIDigit) ?? true)
+  }
+
   /// Plain decimal digits only (no sign, no `_`), at most 10 of them.
   private static func decimal(_ text: Substring) -> UInt64? {
     guard (1...10).contains(text.utf8.count), text.utf8.allSatisfy(isASCIIDigit) else { return nil }

@@ -10,6 +10,10 @@ public struct SiteConfig: Sendable, Equatable {
   public var bridgeDomains: [BridgeDomain] = []
   public var staticMACs: [StaticMAC] = []
   public var bgp: BGP? = nil
+  /// `[peering]`: the site-to-site channel; nil (the default) when the file has none.
+  public var peering: Peering? = nil
+  /// `[[site_peer]]`: the other sites this one talks to over the channel (needs `[peering]`).
+  public var sitePeers: [SitePeer] = []
 
   public init(site: Site) { self.site = site }
 
@@ -75,6 +79,39 @@ public struct SiteConfig: Sendable, Equatable {
       self.listenHost = listenHost
       self.listenPort = listenPort
       self.tokenFile = tokenFile
+    }
+  }
+
+  /// `[peering]`: where the site-to-site channel listens, and the TLS files of its mutual
+  /// authentication (PEM: this site's certificate and key, the CA that signs every site's).
+  public struct Peering: Sendable, Equatable {
+    /// `listen = "ADDR:PORT"`: an IPv4 address, or an IPv6 address in brackets.
+    public var listenHost: IPAddress
+    public var listenPort: UInt16
+    /// `tls_cert`, `tls_key`, `tls_ca`
+    public var tlsCert: String
+    public var tlsKey: String
+    public var tlsCA: String
+    public init(listenHost: IPAddress, listenPort: UInt16, tlsCert: String, tlsKey: String, tlsCA: String) {
+      self.listenHost = listenHost
+      self.listenPort = listenPort
+      self.tlsCert = tlsCert
+      self.tlsKey = tlsKey
+      self.tlsCA = tlsCA
+    }
+  }
+
+  /// `[[site_peer]]`: another site, by the name its certificate carries, and where its
+  /// channel listens (`url = "https://HOST:PORT"`).
+  public struct SitePeer: Sendable, Equatable {
+    public var name: String
+    /// An IPv4 address, an IPv6 address (without brackets) or a DNS name.
+    public var host: String
+    public var port: Int
+    public init(name: String, host: String, port: Int) {
+      self.name = name
+      self.host = host
+      self.port = port
     }
   }
 
@@ -172,4 +209,23 @@ public struct SiteConfig: Sendable, Equatable {
       }
     }
   }
+}
+
+extension SiteConfig {
+  /// Whether `name` may be a site's name (`[site] name`, `[[site_peer]] name`).
+  public static func isValidSiteName(_ name: String) -> Bool { ConfigSyntax.isValidSiteName(name) }
+
+  /// What `isValidSiteName` accepts, for messages.
+  public static let siteNameRule = ConfigSyntax.nameRule(maximumLength: 32)
+
+  /// Whether a site of this name can use the site-to-site channel: a valid site name that is
+  /// also a DNS host name (no `_`, labels not starting or ending with `-`, not an IP
+  /// address), since certificates carry it as a DNS subject alternative name and TLS host
+  /// name verification accepts nothing else.
+  public static func isValidPeerSiteName(_ name: String) -> Bool {
+    isValidSiteName(name) && ConfigSyntax.isValidDNSName(Substring(name))
+  }
+
+  /// What `isValidPeerSiteName` adds to `siteNameRule`, for messages.
+  public static let peerSiteNameRule = ConfigSyntax.peerSiteNameRule
 }

@@ -1,0 +1,99 @@
+extension ConfigDecoder {
+  static let peeringKeys = ConfigSchema.allowedKeys(in: "peering")
+  static let sitePeerKeys = ConfigSchema.allowedKeys(in: "site_peer")
+
+  /// `[peering]`; nil when a key is missing or invalid. `siteName` (nil when `[site] name`
+  /// is missing or invalid) must then be a DNS name: the site's certificate carries it.
+  func decodePeering(_ table: ConfigTableReader, siteName: String?) -> SiteConfig.Peering? {
+    table.rejectUnknownKeys(allowed: Self.peeringKeys)
+    if let siteName, !ConfigSyntax.isValidDNSName(Substring(siteName)) {
+      report(
+        "with [peering], the site name must be \(ConfigSyntax.peerSiteNameRule), as certificates carry it "
+          + "(got \(ConfigSyntax.quoted(siteName)))", line: table.table.line)
+    }
+    let listen = decodeListen(table)
+    let paths = ["tls_cert", "tls_key", "tls_ca"].map { decodePath(table, $0) }
+    guard let listen, let cert = paths[0], let key = paths[1], let ca = paths[2] else { return nil }
+    return SiteConfig.Peering(
+      listenHost: listen.host, listenPort: listen.port, tlsCert: cert, tlsKey: key, tlsCA: ca)
+  }
+
+  /// `[[site_peer]]`: one per site name, never this site's own; only with `[peering]`.
+  /// `siteName` is nil when `[site] name` is missing or invalid.
+  func decodeSitePeers(_ tables: [ConfigTableReader], siteName: String?, hasPeering: Bool)
+    -> [SiteConfig.SitePeer]
+  {
+    if let first = tables.first, !hasPeering {
+      report(
+        "[[site_peer]] needs a [peering] table (the channel's address and TLS files)", line: first.table.line)
+    }
+    var lineByName: [String: Int] = [:]
+    var peers: [SiteConfig.SitePeer] = []
+    for table in tables {
+      table.rejectUnknownKeys(allowed: Self.sitePeerKeys)
+      let name = table.string("name", required: true).flatMap { name -> Located<String>? in
+        guard ConfigSyntax.isValidSiteName(name.value) else {
+          report(
+            "name must be \(ConfigSyntax.nameRule(maximumLength: 32)) (got \(ConfigSyntax.quoted(name.value)))",
+            line: name.line)
+          return nil
+        }
+        guard ConfigSyntax.isValidDNSName(Substring(name.value)) else {
+          report(
+            "name must be \(ConfigSyntax.peerSiteNameRule), as certificates carry it "
+              + "(got \(ConfigSyntax.quoted(name.value)))", line: name.line)
+          return nil
+        }
+        return name
+      }
+      let url = table.string("url", required: true).flatMap { text -> (host: String, port: UInt16)? in
+        switch ConfigSyntax.peerURL(text.value) {
+        case .success(let address): return address
+        case .failure(let problem):
+          report(problem.message, line: text.line)
+          return nil
+        }
+      }
+      guard let name else { continue }
+      // Certificates name sites as DNS names, which compare without regard to case.
+      let key = name.value.lowercased()
+      if let firstLine = lineByName[key] {
+        report(
+          "site peer \(ConfigSyntax.quoted(name.value)) is already defined on line \(firstLine)",
+          line: name.line)
+        continue
+      }
+      lineByName[key] = name.line
+      if let siteName, siteName.lowercased() == key {
+        report("site peer \(ConfigSyntax.quoted(name.value)) is this site's own name", line: name.line)
+        continue
+      }
+      guard let url else { continue }
+      peers.append(SiteConfig.SitePeer(name: name.value, host: url.host, port: Int(url.port)))
+    }
+    return peers
+  }
+
+  /// `listen = "ADDR:PORT"`, as `[api]` and `[peering]` write it.
+  func decodeListen(_ table: ConfigTableReader) -> (host: IPAddress, port: UInt16)? {
+    table.string("listen", required: true).flatMap { text -> (host: IPAddress, port: UInt16)? in
+      switch ConfigSyntax.listenAddress(text.value) {
+      case .success(let address): return address
+      case .failure(let problem):
+        report(problem.message, line: text.line)
+        return nil
+      }
+    }
+  }
+
+  /// A required file path: a non-empty string without NUL bytes.
+  func decodePath(_ table: ConfigTableReader, _ key: String) -> String? {
+    table.string(key, required: true).flatMap { path -> String? in
+      guard !path.value.isEmpty, !path.value.utf8.contains(0) else {
+        report("\(key) must be a non-empty path", line: path.line)
+        return nil
+      }
+      return path.value
+    }
+  }
+}
