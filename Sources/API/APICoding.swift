@@ -19,7 +19,8 @@ public enum APICoding {
     return decoder
   }()
 
-  static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+  public static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response
+  {
     let data = try encoder.encode(value)
     return Response(
       status: status, headers: [.contentType: "application/json"],

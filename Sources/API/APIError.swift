@@ -35,7 +35,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
   }
 
-  static func badRequest(_ message: String) -> APIError {
+  public static func badRequest(_ message: String) -> APIError {
     APIError(.badRequest, code: "invalid_request", message)
   }
 

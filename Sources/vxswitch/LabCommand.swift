@@ -28,6 +28,11 @@ struct LabCommand: ParsableCommand {
       flood lists from type-3 routes, remote MACs from type-2 routes (no data-plane learning).
       """)
   var bgp = false
+  @Flag(
+    name: .customLong("static"),
+    help:
+      "Static flood lists and data-plane learning instead of the inter-site extension (one VNI everywhere).")
+  var staticFlood = false
 
   func validate() throws {
     guard (2...9).contains(sites) else { throw ValidationError("--sites must be 2 to 9") }
@@ -46,6 +51,7 @@ struct LabCommand: ParsableCommand {
     topology.udpPort = udpPort
     if kernelPeer { topology.kernelSite = sites }
     topology.bgp = bgp
+    topology.extended = !(staticFlood || bgp || kernelPeer)
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)
     if down {
       lab.down()
@@ -69,7 +75,13 @@ struct LabCommand: ParsableCommand {
       )
     }
     let pings = results.filter { $0.name.hasPrefix("ping") }
-    print("\(pings.filter(\.passed).count)/\(pings.count) VM pairs ping each other across \(sites) sites")
+    if topology.extended {
+      print(
+        "\(pings.filter(\.passed).count)/\(pings.count) VM pairs ping each other across \(topology.members.count) member sites of the extension"
+      )
+    } else {
+      print("\(pings.filter(\.passed).count)/\(pings.count) VM pairs ping each other across \(sites) sites")
+    }
     lab.showFDBs()
     print("\n\(results.count - failed.count) passed, \(failed.count) failed")
     if teardown {

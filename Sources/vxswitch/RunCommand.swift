@@ -5,6 +5,7 @@ import Dataplane
 import Foundation
 import Logging
 import Management
+import Peering
 import ServiceLifecycle
 import UnixSignals
 
@@ -57,7 +58,16 @@ struct RunCommand: AsyncParsableCommand {
     let events = RateLimitedLog(logger: logger)
     var options = EVPNControlPlane.Options()
     options.log = { message in events.log(.info, key: RateLimitedLog.eventKey(message), message) }
-    let controlPlane = site.bgp == nil ? nil : EVPNControlPlane(core: core, options: options)
+    // With [bgp] the speaker follows it; a [peering] site without [bgp] runs it with the
+    // peering defaults (private AS, router ID = VTEP, no peers until extensions need them).
+    var controlPlane: EVPNControlPlane?
+    if site.bgp != nil {
+      controlPlane = EVPNControlPlane(core: core, options: options)
+    } else if site.peering != nil {
+      options.listenAddress = "\(site.site.vtep)"
+      controlPlane = EVPNControlPlane(
+        core: core, options: options, defaults: EVPNControlPlane.PeeringDefaults())
+    }
     let live = LiveSwitch(core: core)
     do {
       try live.start()
@@ -66,11 +76,29 @@ struct RunCommand: AsyncParsableCommand {
       throw ExitCode(1)
     }
     for warning in live.warnings { logger.warning("\(warning)") }
+    var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
     let service = SiteService(
       core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
       logger: logger)
-    let router = APIRouter(service: service, metrics: MetricsExporter(service: service))
-    var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
+    var extensions: ExtensionManager?
+    var channel: SiteChannel?
+    if site.peering != nil {
+      do {
+        let siteChannel = try SiteChannel(config: site, logger: logger)
+        let manager = ExtensionManager(
+          service: service, channel: HTTPPeerChannel(channel: siteChannel), logger: logger)
+        services.append(
+          try siteChannel.makeServer(
+            router: PeerRoutes.makeRouter(manager: manager), logger: Self.quiet(logger)))
+        (channel, extensions) = (siteChannel, manager)
+      } catch {
+        live.stop()
+        printError("vxswitch run: [peering]: \(error)")
+        throw ExitCode(1)
+      }
+    }
+    let router = APIRouter(
+      service: service, metrics: MetricsExporter(service: service), extensions: extensions)
     do {
       services.append(
         try APIServer.unixSocket(path: site.site.controlSocket, router: router, logger: Self.quiet(logger)))
@@ -90,14 +118,15 @@ struct RunCommand: AsyncParsableCommand {
           }))
     }
     services.append(HangupReloadService(service: service))
-    if let controlPlane, let bgp = site.bgp {
+    if let controlPlane {
       do {
         try await controlPlane.start()
+        let port = await controlPlane.listeningPort.map { "\($0)" } ?? "-"
         logger.info(
           "bgp speaker started",
           metadata: [
-            "asn": "\(bgp.asn)", "router_id": "\(bgp.routerID)", "peers": "\(bgp.peers.count)",
-            "port": "\(bgp.listenPort)",
+            "asn": "\(controlPlane.localAS)", "peers": "\(site.bgp?.peers.count ?? 0)",
+            "port": "\(port)",
           ])
       } catch {
         logger.error(
@@ -118,6 +147,7 @@ struct RunCommand: AsyncParsableCommand {
         services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
         logger: Self.quiet(logger)))
     try await group.run()
+    await channel?.shutdown()
     logger.info("stopped")
   }
 

@@ -66,8 +66,24 @@ final class LabTests: XCTestCase {
     return text.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
   }
 
-  func testThreeVXSwitchSitesFloodLearnAndForward() throws {
+  /// The README's main command: site 1 extends its network through the API to site 2
+  /// over the mutual-TLS site channel; the sites negotiate VNI and route target, bring up
+  /// a BGP EVPN session with each other, and their VMs reach each other; site 3 is not a
+  /// member: its VMs reach none of them and it holds nothing of the extension.
+  func testExtendsANetworkToItsMembersOnly() throws {
     let output = try lab([])
+    XCTAssertTrue(
+      output.contains("12/12 VM pairs ping each other across 2 member sites of the extension"), output)
+    XCTAssertTrue(output.contains("ok   extension of net1 from site 1: every member joined"), output)
+    XCTAssertTrue(output.contains("ok   site 1 FDB has every member VM, remote ones from BGP EVPN"), output)
+    XCTAssertTrue(output.contains("ok   site 2 FDB has every member VM, remote ones from BGP EVPN"), output)
+    XCTAssertTrue(output.contains("ok   site 3 (not a member) reaches no VM of the extension"), output)
+    XCTAssertTrue(output.contains("ok   site 3 holds nothing of the extension"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer"), output)
+  }
+
+  func testThreeVXSwitchSitesFloodLearnAndForward() throws {
+    let output = try lab(["--static"])
     XCTAssertTrue(output.contains("30/30 VM pairs ping each other across 3 sites"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer"), output)
     XCTAssertTrue(output.contains("ok   site 3 FDB has every VM"), output)

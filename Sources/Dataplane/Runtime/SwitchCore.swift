@@ -162,7 +162,9 @@ public final class SwitchCore: @unchecked Sendable {
     for domain in config.bridgeDomains {
       let index = Int(state.domainByVNI[domain.vni]!)
       var flags: UInt8 = 0
-      if domain.learning { flags = LearnFlags.local | (config.bgp == nil ? LearnFlags.decap : 0) }
+      // With a control plane (BGP EVPN, or the peering speaker) remote MACs come from routes.
+      let controlPlane = config.bgp != nil || config.peering != nil
+      if domain.learning { flags = LearnFlags.local | (controlPlane ? 0 : LearnFlags.decap) }
       var floodVTEPs: [UInt16] = []
       let flood = domain.flood + (state.dynamicFlood[domain.vni].map { Array($0).sorted() } ?? [])
       for address in flood where address != config.site.vtep {
@@ -480,6 +482,8 @@ public final class SwitchCore: @unchecked Sendable {
           kind: kind, index: index, origin: origin, domainGeneration: domainGeneration,
           targetGeneration: targetGeneration, stamp: event.stamp)
         var move = false
+        // Over a flushed (not current) entry of the same key, a learn is a new MAC too.
+        var replacedStale = false
         let limit = domainLimits[domain]
         let overLimit =
           access.learnedCount >= globalLimit
@@ -494,6 +498,7 @@ public final class SwitchCore: @unchecked Sendable {
             return .set(entry)
           }
           if existing == nil && overLimit { return .keep }
+          replacedStale = existing != nil
           return .set(entry)
         }
         switch outcome {
@@ -501,6 +506,7 @@ public final class SwitchCore: @unchecked Sendable {
           learnCounters.learned.add(1, ordering: .relaxed)
         case .updated:
           if move { learnCounters.moves.add(1, ordering: .relaxed) }
+          if replacedStale { learnCounters.learned.add(1, ordering: .relaxed) }
         case .unchanged:
           if overLimit { learnCounters.limitDrops.add(1, ordering: .relaxed) }
         case .full:
@@ -511,7 +517,7 @@ public final class SwitchCore: @unchecked Sendable {
         if kind == .port, case .inserted = outcome {
           events.append(
             .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
-        } else if kind == .port, move {
+        } else if kind == .port, move || replacedStale {
           events.append(
             .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
         }

@@ -345,7 +345,7 @@ public actor ExtensionManager {
         }
       } catch {
         settled = false
-        setState(id, member.site, .pending, "unreachable: \(error)")
+        setState(id, member.site, .pending, "\(error)")
       }
     }
     if grew { owned[id]?.status.generation += 1 }
@@ -378,7 +378,7 @@ public actor ExtensionManager {
         setState(id, member.site, .joined, nil)
       } catch {
         settled = false
-        setState(id, member.site, .pending, "unreachable: \(error)")
+        setState(id, member.site, .pending, "\(error)")
       }
     }
     return settled
@@ -399,7 +399,7 @@ public actor ExtensionManager {
         setVTEP(id, member, used.vtep)
         setReason(id, member, "negotiating identifiers")
       } catch {
-        setState(id, member, .pending, "unreachable: \(error)")
+        setState(id, member, .pending, "\(error)")
       }
     }
     guard let current = owned[id] else { return false }
@@ -436,7 +436,7 @@ public actor ExtensionManager {
             if let used = reply.used { owned[id]?.used[member] = used }
           }
         } catch {
-          setState(id, member, .pending, "unreachable: \(error)")
+          setState(id, member, .pending, "\(error)")
         }
       }
       if refused { continue }

@@ -39,7 +39,7 @@ public final class LoopbackPeerNetwork: Sendable {
 
 struct LoopbackUnreachable: Error, CustomStringConvertible {
   var site: String
-  var description: String { "\(site) does not answer" }
+  var description: String { "unreachable: \(site) does not answer" }
 }
 
 struct LoopbackPeerChannel: PeerChannel {

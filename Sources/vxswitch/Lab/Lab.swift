@@ -1,14 +1,24 @@
 import API
+import ControlShim
 import Dataplane
 import Foundation
+import Management
+import Peering
 
 /// Builds, checks and removes the lab. Every name carries the lab's prefix, so several
 /// labs (e.g. concurrent tests) never touch each other, and `down` removes exactly what
 /// `up` made, including after an interrupted run.
-struct Lab {
+final class Lab {
   let topology: LabTopology
+  /// The extension `up` created (extended labs).
+  var extensionID: ExtensionID?
   let executable: String
   var log: (String) -> Void = { print($0) }
+
+  init(topology: LabTopology, executable: String) {
+    self.topology = topology
+    self.executable = executable
+  }
 
   var namespaces: [String] {
     [topology.backbone] + topology.allSites.map(topology.siteNamespace)
@@ -62,6 +72,7 @@ struct Lab {
       }
     }
     if t.bgp { try startRouteReflector() }
+    if t.extended { try issueCertificates() }
     for site in t.allSites {
       if t.runsVXSwitch(site) {
         try startVXSwitch(site)
@@ -70,6 +81,40 @@ struct Lab {
       }
     }
     for site in t.allSites where t.runsVXSwitch(site) { try waitForDaemon(site) }
+    if t.extended { try extendNetwork() }
+  }
+
+  /// A site CA and one certificate per site (subject alternative name = the site's name).
+  private func issueCertificates() throws {
+    let t = topology
+    // A new CA per lab run: the lab's own directory, nothing else holds its keys.
+    try? FileManager.default.removeItem(atPath: t.pkiDirectory)
+    let ca = try SiteCA.create(name: "vxswitch lab \(t.prefix) sites CA")
+    try ca.write(to: t.pkiDirectory)
+    for site in t.allSites { try ca.issue(site: "site-\(site)").write(to: t.pkiDirectory, ca: ca) }
+    log("site CA and certificates for \(t.sites) sites in \(t.pkiDirectory)")
+  }
+
+  /// Asks site 1, once, through its API, to extend net1 to the other members; waits until
+  /// every member joined and prints the extension as `vxswitch extensions` does.
+  private func extendNetwork() throws {
+    let t = topology
+    let sites = t.members.filter { $0 != 1 }.map { "site-\($0)" }
+    let body = try JSONSerialization.data(withJSONObject: ["network": "net1", "sites": sites])
+    let client = APIClient(.unixSocket(t.socketPath(1)))
+    var status = try APICoding.decoder.decode(
+      ExtensionStatus.self, from: client.request(.POST, "/v1/extensions", body: body).body)
+    log("site 1: POST /v1/extensions {network: net1, sites: \(sites)} -> \(status.id)")
+    let deadline = Date().addingTimeInterval(60)
+    while status.members.contains(where: { $0.state != .joined }) && Date() < deadline {
+      usleep(200_000)
+      status = try client.get("/v1/extensions/\(status.id)", as: ExtensionStatus.self)
+    }
+    extensionID = status.id
+    log(ExtensionTable.render([status]))
+    guard !status.members.contains(where: { $0.state != .joined }) else {
+      throw LabError("extension \(status.id) did not complete within 60 s")
+    }
   }
 
   private func startVXSwitch(_ site: Int) throws {
@@ -226,6 +271,7 @@ struct Lab {
 
   func check() -> [CheckResult] {
     let t = topology
+    if t.extended { return extendedChecks() }
     var results: [CheckResult] = []
     if t.bgp {
       for site in t.allSites where t.runsVXSwitch(site) { results.append(bgpConvergenceCheck(site)) }
@@ -242,7 +288,7 @@ struct Lab {
       }
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
-    results.append(transferCheck())
+    results.append(transferCheck(server: (t.sites, t.vmsPerSite)))
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -259,10 +305,9 @@ struct Lab {
   }
 
   /// A TCP transfer between VMs on two sites, content verified end to end.
-  private func transferCheck() -> CheckResult {
+  private func transferCheck(server: (site: Int, vm: Int)) -> CheckResult {
     let t = topology
-    let name = "tcp transfer s1-vm1 -> s\(t.sites)-vm\(t.vmsPerSite), 4 MiB, content compared byte for byte"
-    let server = (site: t.sites, vm: t.vmsPerSite)
+    let name = "tcp transfer s1-vm1 -> s\(server.site)-vm\(server.vm), 4 MiB, content compared byte for byte"
     do {
       let result = try LabTransfer.run(
         executable: executable, serverNamespace: t.vmNamespace(server.site, server.vm),
@@ -272,6 +317,104 @@ struct Lab {
     } catch {
       return CheckResult(name: name, passed: false, detail: "\(error)")
     }
+  }
+
+  /// An extended lab: members' VMs reach each other, the non-member's reach none of them
+  /// and the non-member holds nothing of the extension; members' FDBs hold every member VM,
+  /// remote ones from BGP EVPN behind the right VTEP.
+  private func extendedChecks() -> [CheckResult] {
+    let t = topology
+    var results: [CheckResult] = []
+    let client = APIClient(.unixSocket(t.socketPath(1)))
+    let status = extensionID.flatMap { try? client.get("/v1/extensions/\($0)", as: ExtensionStatus.self) }
+    results.append(
+      CheckResult(
+        name: "extension of net1 from site 1: every member joined, VNI and route target negotiated",
+        passed: status.map { !$0.members.contains { $0.state != .joined } && $0.vni != nil } ?? false,
+        detail: status.map { "VNI \($0.vni.map(String.init) ?? "-"), RT \($0.routeTarget ?? "-")" }
+          ?? "no extension"))
+    let memberVMs = t.allVMs.filter { t.members.contains($0.site) }
+    for (source, destination) in memberVMs.flatMap({ a in memberVMs.filter { $0 != a }.map { (a, $0) } }) {
+      let name = "ping s\(source.site)-vm\(source.vm) -> s\(destination.site)-vm\(destination.vm)"
+      let ok = (0..<3).contains { _ in
+        Shell.succeeds([
+          "ip", "netns", "exec", t.vmNamespace(source.site, source.vm), "ping", "-c", "1", "-W", "2", "-q",
+          t.vmAddress(destination.site, destination.vm),
+        ])
+      }
+      results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
+    }
+    results.append(transferCheck(server: (t.members.last!, t.vmsPerSite)))
+    for site in t.members {
+      var result = extendedFDBCheck(site)
+      let deadline = Date().addingTimeInterval(15)
+      while !result.passed && Date() < deadline {
+        usleep(200_000)
+        result = extendedFDBCheck(site)
+      }
+      results.append(result)
+    }
+    for site in t.nonMembers {
+      var reached: [String] = []
+      for vm in 1...t.vmsPerSite {
+        for target in memberVMs
+        where Shell.succeeds([
+          "ip", "netns", "exec", t.vmNamespace(site, vm), "ping", "-c", "1", "-W", "1", "-q",
+          t.vmAddress(target.site, target.vm),
+        ]) {
+          reached.append("s\(site)-vm\(vm) -> s\(target.site)-vm\(target.vm)")
+        }
+      }
+      results.append(
+        CheckResult(
+          name: "site \(site) (not a member) reaches no VM of the extension", passed: reached.isEmpty,
+          detail: reached.joined(separator: ", ")))
+      let other = APIClient(.unixSocket(t.socketPath(site)))
+      var held: [String] = []
+      if let list = try? other.get("/v1/extensions", as: ExtensionList.self), !list.extensions.isEmpty {
+        held.append("extensions \(list.extensions.map(\.id))")
+      }
+      let macs = Set(memberVMs.map { t.vmMAC($0.site, $0.vm) })
+      let entries = (try? other.get("/v1/fdb?limit=10000", as: FDBList.self))?.entries ?? []
+      held += entries.filter { macs.contains($0.mac) }.map { "FDB \($0.mac)" }
+      let domains = (try? other.get("/v1/bridge-domains", as: BridgeDomainList.self))?.bridgeDomains ?? []
+      if let vni = status?.vni, domains.contains(where: { $0.vni == vni }) { held.append("VNI \(vni)") }
+      let sessions = (try? other.request(.GET, "/v1/bgp").body).flatMap {
+        try? JSONDecoder().decode(SpeakerStatus.self, from: $0)
+      }
+      if let sessions, !sessions.peers.isEmpty { held.append("BGP peers \(sessions.peers.map(\.name))") }
+      results.append(
+        CheckResult(
+          name: "site \(site) holds nothing of the extension (no state, no MAC, no VNI, no session)",
+          passed: held.isEmpty, detail: held.joined(separator: ", ")))
+    }
+    return results
+  }
+
+  /// Every member VM is in a member site's FDB: local ones on their port, remote ones
+  /// behind their site's VTEP from BGP EVPN (origin control).
+  private func extendedFDBCheck(_ site: Int) -> CheckResult {
+    let t = topology
+    let name = "site \(site) FDB has every member VM, remote ones from BGP EVPN behind the right VTEP"
+    guard
+      let entries =
+        (try? APIClient(.unixSocket(t.socketPath(site))).get("/v1/fdb?limit=10000", as: FDBList.self))?
+        .entries
+    else { return CheckResult(name: name, passed: false, detail: "no answer") }
+    var missing: [String] = []
+    for (vmSite, vm) in t.allVMs where t.members.contains(vmSite) {
+      let mac = t.vmMAC(vmSite, vm)
+      guard let entry = entries.first(where: { $0.mac == mac }) else {
+        missing.append("\(mac) absent")
+        continue
+      }
+      if vmSite == site {
+        if entry.port != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
+      } else if entry.vtep != t.vtep(vmSite) || entry.origin != "control" {
+        missing.append("\(mac): \(entry.origin) \(entry.vtep ?? "-")")
+      }
+    }
+    return CheckResult(name: name, passed: missing.isEmpty, detail: missing.joined(separator: "; "))
   }
 
   /// Every remote VM's MAC is in the site's FDB, learned from decapsulation, behind the
