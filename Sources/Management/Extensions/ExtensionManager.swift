@@ -533,9 +533,12 @@ public actor ExtensionManager {
       logger.info("bgp session to member removed", metadata: ["peer": "\(peer)"])
     }
     for (peer, planned) in desired.sorted(by: { $0.key < $1.key }) where sessions[peer] != planned {
+      // One side connects, the other listens (the site with the smaller name connects), so
+      // that both ends never race into a connection collision.
       let configuration = PeerConfiguration(
-        name: peer, address: planned.address, remoteAS: controlPlane.localAS, password: planned.key,
-        staleRoutePolicy: .always, exportVNIs: planned.vnis, localAddress: service.usedIdentifiers().vtep)
+        name: peer, address: planned.address, remoteAS: controlPlane.localAS, passive: site > peer,
+        password: planned.key, staleRoutePolicy: .always, exportVNIs: planned.vnis,
+        localAddress: service.usedIdentifiers().vtep)
       do {
         if let current = sessions[peer], current.address == planned.address, current.key == planned.key {
           try await controlPlane.setExportVNIs(peer: peer, planned.vnis)
