@@ -39,6 +39,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
     public var expectedRoutes: Int = 0
     /// Session events and warnings.
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Session and duplicate-MAC events with their keys (peer, vni, mac, reason) apart, for
+    /// structured logs; nil sends them to `log` as text.
+    public var event: (@Sendable (String, [String: String]) -> Void)? = nil
     public init() {}
   }
 
@@ -127,7 +130,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
     for warning in warnings { options.log("bgp: \(warning)") }
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
     state = Mutex(State(speaker: speaker, config: config, rdNumbers: rdNumbers, defaults: defaults))
-    Self.logEvents(of: speaker, options.log)
+    Self.logEvents(of: speaker, options)
     // Registered before the speaker starts: MACs learnt meanwhile are queued in its RIB
     // and sent when sessions come up.
     core.observeLocalMACs { [weak self] event in self?.localMACChanged(event) }
@@ -160,28 +163,34 @@ public final class EVPNControlPlane: @unchecked Sendable {
     return configuration
   }
 
-  private static func logEvents(of speaker: EVPNSpeaker, _ log: @escaping @Sendable (String) -> Void) {
+  private static func logEvents(of speaker: EVPNSpeaker, _ options: Options) {
     let window = Int(speaker.configuration.duplicateMACWindow)
     let release =
       speaker.configuration.duplicateMACFreezeTime.map { "for \(Int($0)) s or " } ?? ""
+    let log = options.log
+    let emit: @Sendable (String, [String: String]) -> Void = options.event ?? { message, _ in log(message) }
     speaker.addObserver { event in
       switch event {
-      case .established(let peer): log("bgp: session with \(peer) established")
-      case .sessionDown(let peer, let reason): log("bgp: session with \(peer) down: \(reason)")
-      case .staleRoutesSwept(let peer): log("bgp: stale routes of \(peer) removed")
+      case .established(let peer): emit("bgp: session with \(peer) established", ["peer": peer])
+      case .sessionDown(let peer, let reason):
+        emit("bgp: session with \(peer) down: \(reason)", ["peer": peer, "reason": reason])
+      case .staleRoutesSwept(let peer): emit("bgp: stale routes of \(peer) removed", ["peer": peer])
       case .notificationReceived(let peer, let notification):
-        log("bgp: NOTIFICATION from \(peer): \(notification)")
+        emit("bgp: NOTIFICATION from \(peer): \(notification)", ["peer": peer, "notification": "\(notification)"])
       case .macFrozen(let vni, let mac, let moves):
-        log(
+        emit(
           "bgp: duplicate MAC \(mac) in VNI \(vni): \(moves) moves within \(window) s; frozen \(release)until "
             + "`vxswitch clear dup-mac --vni \(vni) --mac \(mac)`: its routes are withdrawn and not "
-            + "advertised or imported meanwhile")
+            + "advertised or imported meanwhile", ["vni": "\(vni)", "mac": "\(mac)", "moves": "\(moves)"])
       case .macUnfrozen(let vni, let mac, let reason):
-        log("bgp: duplicate MAC \(mac) in VNI \(vni) released (\(reason))")
+        emit(
+          "bgp: duplicate MAC \(mac) in VNI \(vni) released (\(reason))",
+          ["vni": "\(vni)", "mac": "\(mac)", "reason": reason])
       default: break
       }
     }
   }
+
 
   public var speaker: EVPNSpeaker { state.withLock { $0.speaker } }
 
@@ -211,7 +220,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
       // Peers added before start come along, as configured peers of the replacement.
       configuration.peers += added.values.sorted { $0.name < $1.name }
       let replacement = EVPNSpeaker(configuration: configuration, sink: sink)
-      Self.logEvents(of: replacement, options.log)
+      Self.logEvents(of: replacement, options)
       state.withLock { $0.speaker = replacement }
       await speaker.shutdown()
       try await replacement.start()

@@ -58,6 +58,11 @@ struct RunCommand: AsyncParsableCommand {
     let events = RateLimitedLog(logger: logger)
     var options = EVPNControlPlane.Options()
     options.log = { message in events.log(.info, key: RateLimitedLog.eventKey(message), message) }
+    options.event = { message, metadata in
+      events.log(
+        .info, key: RateLimitedLog.eventKey(message), message,
+        metadata: metadata.mapValues { Logger.MetadataValue.string($0) })
+    }
     // With [bgp] the speaker follows it; a [peering] site without [bgp] runs it with the
     // peering defaults (private AS, router ID = VTEP, no peers until extensions need them).
     var controlPlane: EVPNControlPlane?
