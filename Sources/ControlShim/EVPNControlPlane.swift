@@ -176,7 +176,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
         emit("bgp: session with \(peer) down: \(reason)", ["peer": peer, "reason": reason])
       case .staleRoutesSwept(let peer): emit("bgp: stale routes of \(peer) removed", ["peer": peer])
       case .notificationReceived(let peer, let notification):
-        emit("bgp: NOTIFICATION from \(peer): \(notification)", ["peer": peer, "notification": "\(notification)"])
+        emit(
+          "bgp: NOTIFICATION from \(peer): \(notification)",
+          ["peer": peer, "notification": "\(notification)"])
       case .macFrozen(let vni, let mac, let moves):
         emit(
           "bgp: duplicate MAC \(mac) in VNI \(vni): \(moves) moves within \(window) s; frozen \(release)until "
@@ -190,7 +192,6 @@ public final class EVPNControlPlane: @unchecked Sendable {
       }
     }
   }
-
 
   public var speaker: EVPNSpeaker { state.withLock { $0.speaker } }
 
