@@ -69,7 +69,9 @@ final class LabTests: XCTestCase {
   /// The README's main command: site 1 extends its network through the API to site 2
   /// over the mutual-TLS site channel; the sites negotiate VNI and route target, bring up
   /// a BGP EVPN session with each other, and their VMs reach each other; site 3 is not a
-  /// member: its VMs reach none of them and it holds nothing of the extension.
+  /// member: its VMs reach none of them and it holds nothing of the extension. Then site 3
+  /// is added (its VMs reach the others), removed (cleaned up), and the extension deleted
+  /// (every site back on its own VNI).
   func testExtendsANetworkToItsMembersOnly() throws {
     let output = try lab([])
     XCTAssertTrue(
@@ -80,6 +82,11 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("ok   site 3 (not a member) reaches no VM of the extension"), output)
     XCTAssertTrue(output.contains("ok   site 3 holds nothing of the extension"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer"), output)
+    XCTAssertTrue(
+      output.contains("ok   site 3 added to the extension: joined, its VMs reach site 1's and site 2's"),
+      output)
+    XCTAssertTrue(output.contains("ok   site 3 removed again: its net1 is back on its own VNI"), output)
+    XCTAssertTrue(output.contains("ok   extension deleted: every site cleaned up"), output)
   }
 
   func testThreeVXSwitchSitesFloodLearnAndForward() throws {

@@ -388,6 +388,82 @@ final class Lab {
           name: "site \(site) holds nothing of the extension (no state, no MAC, no VNI, no session)",
           passed: held.isEmpty, detail: held.joined(separator: ", ")))
     }
+    if let id = extensionID, let outsider = t.nonMembers.first {
+      results += membershipChanges(id, outsider: outsider, status: status)
+    }
+    return results
+  }
+
+  /// The owner adds the non-member (its VMs then reach the members'), removes it again (it
+  /// is cleaned up), and deletes the extension (every site cleans up).
+  private func membershipChanges(_ id: ExtensionID, outsider: Int, status: ExtensionStatus?) -> [CheckResult]
+  {
+    let t = topology
+    let owner = APIClient(.unixSocket(t.socketPath(1)))
+    func waitSettled(_ condition: (ExtensionStatus?) -> Bool) -> ExtensionStatus? {
+      let deadline = Date().addingTimeInterval(30)
+      var current = try? owner.get("/v1/extensions/\(id)", as: ExtensionStatus.self)
+      while !condition(current) && Date() < deadline {
+        usleep(200_000)
+        current = try? owner.get("/v1/extensions/\(id)", as: ExtensionStatus.self)
+      }
+      return current
+    }
+    func reaches(_ source: (Int, Int), _ destination: (Int, Int)) -> Bool {
+      (0..<5).contains { _ in
+        Shell.succeeds([
+          "ip", "netns", "exec", t.vmNamespace(source.0, source.1), "ping", "-c", "1", "-W", "2", "-q",
+          t.vmAddress(destination.0, destination.1),
+        ])
+      }
+    }
+    var results: [CheckResult] = []
+    let body = try? JSONSerialization.data(withJSONObject: ["sites": ["site-\(outsider)"]])
+    _ = try? owner.request(.POST, "/v1/extensions/\(id)/members", body: body)
+    let added = waitSettled {
+      $0?.members.count == t.members.count + 1 && $0?.members.allSatisfy { $0.state == .joined } == true
+    }
+    let reached = reaches((outsider, 1), (1, 1)) && reaches((outsider, 1), (2, 1))
+    results.append(
+      CheckResult(
+        name: "site \(outsider) added to the extension: joined, its VMs reach site 1's and site 2's",
+        passed: added?.members.allSatisfy { $0.state == .joined } == true && reached,
+        detail: (added?.members.map { "\($0.site) \($0.state.rawValue)" } ?? []).joined(separator: ", ")
+          + (reached ? "" : "; VMs do not reach")))
+    _ = try? owner.request(.DELETE, "/v1/extensions/\(id)/members/site-\(outsider)")
+    let removed = waitSettled { $0?.members.count == t.members.count }
+    let networks =
+      (try? APIClient(.unixSocket(t.socketPath(outsider))).get("/v1/networks", as: NetworkList.self))?
+      .networks ?? []
+    let cleaned =
+      networks.first { $0.name == "net1" }.map { !$0.extended && $0.vni == UInt32(100 + outsider) } ?? false
+    results.append(
+      CheckResult(
+        name: "site \(outsider) removed again: its net1 is back on its own VNI, not extended",
+        passed: removed?.members.count == t.members.count && cleaned,
+        detail: cleaned
+          ? "" : networks.map { "\($0.name) VNI \($0.vni) extended \($0.extended)" }.joined(separator: ", ")))
+    _ = try? owner.request(.DELETE, "/v1/extensions/\(id)")
+    _ = waitSettled { $0 == nil }
+    var leftovers: [String] = []
+    for site in t.allSites {
+      let client = APIClient(.unixSocket(t.socketPath(site)))
+      if let list = try? client.get("/v1/extensions", as: ExtensionList.self), !list.extensions.isEmpty {
+        leftovers.append("site \(site): \(list.extensions.map(\.id))")
+      }
+      if let net = (try? client.get("/v1/networks", as: NetworkList.self))?.networks.first(where: {
+        $0.name == "net1"
+      }),
+        net.extended || net.vni != UInt32(100 + site)
+      {
+        leftovers.append("site \(site): net1 VNI \(net.vni) extended \(net.extended)")
+      }
+    }
+    results.append(
+      CheckResult(
+        name: "extension deleted: every site cleaned up (no extension, net1 on its own VNI)",
+        passed: leftovers.isEmpty,
+        detail: leftovers.joined(separator: "; ")))
     return results
   }
 
