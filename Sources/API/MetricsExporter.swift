@@ -33,6 +33,10 @@ public final class MetricsExporter: Sendable {
       "vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."
     ),
     ("vxswitch_arp_suppressed_total", "counter", "ARP requests answered locally (ARP suppression)."),
+    (
+      "vxswitch_path_mtu_replies_total", "counter",
+      "ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the underlay."
+    ),
     ("vxswitch_fdb_entries", "gauge", "Current FDB entries, by VNI and origin."),
     ("vxswitch_ring_received_frames_total", "counter", "Frames read from the port's AF_PACKET RX ring."),
     (
@@ -84,6 +88,7 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_fdb_aged_total", statistics.aged)
     counter("vxswitch_fdb_learn_limit_drops_total", statistics.learnLimitDrops ?? 0)
     counter("vxswitch_arp_suppressed_total", statistics.arpSuppressed ?? 0)
+    counter("vxswitch_path_mtu_replies_total", statistics.pathMTUReplies ?? 0)
     for count in service.fdbCounts() {
       gauge(
         "vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))

@@ -43,12 +43,22 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// The kernel's operstate ("up", "down", "lowerlayerdown", ...); nil where it cannot be read.
   public var operState: String?
   public var mtu: Int?
+  /// Access ports: the largest MTU a VM behind this port may use, the underlay IP MTU
+  /// less 50 (IPv4 underlay) or 70 (IPv6) bytes of encapsulation; nil on the underlay.
+  public var vmMTU: Int?
   public var rxFrames: UInt64
   public var rxBytes: UInt64
   public var txFrames: UInt64
   public var txBytes: UInt64
   /// AF_PACKET ring statistics summed over the workers; nil without a live port.
   public var ring: RingStatistics?
+
+  /// The wire names are snake case (`vm_mtu`): spelled here so that an acronym in a
+  /// property name survives the coders' case conversion both ways.
+  enum CodingKeys: String, CodingKey {
+    case role, name, members, operState, mtu, rxFrames, rxBytes, txFrames, txBytes, ring
+    case vmMTU = "vmMtu"
+  }
 }
 
 public struct RingStatistics: Sendable, Equatable, Codable {
@@ -62,6 +72,11 @@ public struct RingStatistics: Sendable, Equatable, Codable {
   public var transmitKicks: UInt64
   public var transmitBusy: UInt64
   public var transmitErrors: UInt64
+  /// TSO/USO super-frames from VMs cut into wire-sized frames, and the frames they made.
+  public var superFrames: UInt64 = 0
+  public var segments: UInt64 = 0
+  /// Super-frames refused for a malformed or unsupported `virtio_net_hdr`.
+  public var offloadDrops: UInt64 = 0
 }
 
 /// How a remote VTEP's underlay next hop is known.

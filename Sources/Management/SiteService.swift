@@ -123,13 +123,19 @@ public final class SiteService: Sendable {
           sum.transmitKicks += port.transmitKicks
           sum.transmitBusy += port.transmitBusy
           sum.transmitErrors += port.transmitErrors
+          sum.superFrames += port.superFrames
+          sum.segments += port.segments
+          sum.offloadDrops += port.offloadDrops
         }
         ring = sum
       }
+      let isUnderlay = name == config.site.underlay
+      let overhead = config.site.vtep.isIPv4 ? 50 : 70
       return PortRow(
-        role: name == config.site.underlay ? "underlay" : "access", name: name, members: members,
+        role: isUnderlay ? "underlay" : "access", name: name, members: members,
         operState: live == nil ? nil : Self.sysfs(name, "operstate"),
         mtu: live == nil ? nil : Self.sysfs(name, "mtu").flatMap(Int.init),
+        vmMTU: isUnderlay ? nil : config.site.mtu - overhead,
         rxFrames: statistics[Counter.rxFrames(index)], rxBytes: statistics[Counter.rxBytes(index)],
         txFrames: statistics[Counter.txFrames(index)], txBytes: statistics[Counter.txBytes(index)],
         ring: ring)

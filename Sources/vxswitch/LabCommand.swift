@@ -18,6 +18,10 @@ struct LabCommand: ParsableCommand {
   @Flag(help: "Stop and remove the lab after the checks.") var teardown = false
   @Flag(name: .customLong("kernel-peer"), help: "Make the last site a Linux bridge + kernel vxlan device.")
   var kernelPeer = false
+  @Flag(
+    name: .customLong("kernel-only"),
+    help: "Make every site a Linux bridge + kernel vxlan device (the reference Bench tcp compares with).")
+  var kernelOnly = false
   @Option(help: "Number of sites (2-9).") var sites = 3
   @Option(help: "Name prefix for namespaces and state (several labs can coexist).") var prefix = "vxl"
   @Flag(name: .customLong("ipv6-underlay"), help: "Use an IPv6 underlay.") var ipv6Underlay = false
@@ -33,15 +37,24 @@ struct LabCommand: ParsableCommand {
     help:
       "Static flood lists and data-plane learning instead of the inter-site extension (one VNI everywhere).")
   var staticFlood = false
+  @Flag(
+    name: .customLong("tagged-vm"),
+    help: "Attach the last VM of every vxswitch site through VLAN 10 (a trunk port member).")
+  var taggedVM = false
+  @Option(
+    name: .customLong("transfer-mib"),
+    help: "Size of the TCP transfers (one each way) the checks compare byte for byte, in MiB.")
+  var transferMiB = 4
 
   func validate() throws {
     guard (2...9).contains(sites) else { throw ValidationError("--sites must be 2 to 9") }
     guard prefix.count <= 6, prefix.allSatisfy({ $0.isLetter || $0.isNumber }) else {
       throw ValidationError("--prefix must be 1-6 letters or digits")
     }
-    if bgp && kernelPeer {
+    if bgp && (kernelPeer || kernelOnly) {
       throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)")
     }
+    guard (1...1024).contains(transferMiB) else { throw ValidationError("--transfer-mib must be 1 to 1024") }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -49,9 +62,12 @@ struct LabCommand: ParsableCommand {
     var topology = LabTopology(prefix: prefix, sites: sites)
     topology.ipv6Underlay = ipv6Underlay
     topology.udpPort = udpPort
-    if kernelPeer { topology.kernelSite = sites }
+    if kernelPeer { topology.kernelSites = [sites] }
+    if kernelOnly { topology.kernelSites = Set(1...sites) }
     topology.bgp = bgp
-    topology.extended = !(staticFlood || bgp || kernelPeer)
+    topology.transferMiB = transferMiB
+    topology.taggedVM = taggedVM
+    topology.extended = !(staticFlood || bgp || kernelPeer || kernelOnly)
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)
     if down {
       lab.down()

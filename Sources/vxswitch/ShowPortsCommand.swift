@@ -17,16 +17,25 @@ struct ShowPorts: ParsableCommand {
     if json { return print(String(decoding: reply, as: UTF8.self)) }
     let ports = try APICoding.decoder.decode(PortList.self, from: reply).ports
     var table = [
-      ["port", "role", "state", "mtu", "members", "rx frames", "tx frames", "ring drops", "truncated"]
+      [
+        "port", "role", "state", "mtu", "vm mtu", "members", "rx frames", "tx frames", "super-frames",
+        "ring drops", "truncated",
+      ]
     ]
     for port in ports {
       table.append([
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
+        port.vmMTU.map { "\($0)" } ?? "-",
         port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
+        port.ring.map { "\($0.superFrames)" } ?? "-",
         port.ring.map { "\($0.kernelDrops)" } ?? "-", port.ring.map { "\($0.truncatedDrops)" } ?? "-",
       ])
     }
     print(TextTable.render(table))
+    print(
+      "vm mtu: the largest MTU a VM may use behind the port (underlay MTU less 50 bytes over IPv4, 70 over IPv6);"
+    )
+    print("larger frames get ICMP Fragmentation Needed / Packet Too Big (IPv4 with DF, IPv6) or are dropped.")
   }
 }
 

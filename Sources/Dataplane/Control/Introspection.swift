@@ -25,6 +25,10 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   public var learnLimitDrops: UInt64? = nil
   /// ARP requests answered locally (ARP suppression).
   public var arpSuppressed: UInt64? = nil
+  /// ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the
+  /// underlay, and those held back by the rate limit.
+  public var pathMTUReplies: UInt64? = nil
+  public var pathMTURateLimited: UInt64? = nil
 }
 
 /// One row of `vxswitch show fdb --json`. Stable: keys are only ever added.
@@ -113,7 +117,8 @@ extension SwitchCore {
       learned: learn.learned, moves: learn.moves, aged: learn.aged, fdbEntries: fdb.count,
       learnQueueOverflow: statistics[Counter.learnQueueOverflow],
       staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops,
-      arpSuppressed: statistics[Counter.arpSuppressed])
+      arpSuppressed: statistics[Counter.arpSuppressed], pathMTUReplies: statistics[Counter.pathMTUReplies],
+      pathMTURateLimited: statistics[Counter.pathMTURateLimited])
   }
 
   /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`

@@ -20,7 +20,11 @@ public enum Counter {
   public static let checksumsCompleted = misc + 6
   /// ARP requests answered locally from the ARP table (ARP suppression).
   public static let arpSuppressed = misc + 7
-  public static let count = misc + 8
+  /// ICMP Fragmentation Needed / ICMPv6 Packet Too Big sent back to a VM whose frame did
+  /// not fit the underlay, and those the per-second budget held back.
+  public static let pathMTUReplies = misc + 8
+  public static let pathMTURateLimited = misc + 9
+  public static let count = misc + 10
 }
 
 /// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic

@@ -272,6 +272,11 @@ extension Pipeline {
           }
         case FDBTargetKind.vtep.rawValue:
           var out = UnderlayOutput(state: state, ring: rings[Int(state.underlayInterface)])
+          if restLength > out.maxRestLength && out.overLimitReason(restLength: restLength) == .mtuExceeded {
+            answerTooBig(
+              state, member: member, macs: frame, rest: rest, restLength: restLength,
+              innerMTU: Self.innerIPMTU(out), now: now)
+          }
           encapsulate(
             &out, vtep: Int(entry.index), domain: domain, macs: frame, rest: rest, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: rest, restLength: restLength))

@@ -35,6 +35,11 @@ public final class Pipeline {
   let counters: UnsafeMutablePointer<UInt64>
   var countersTouched = false
 
+  /// Where path MTU replies are built, and this second's count of them.
+  let pathMTUScratch: UnsafeMutableRawPointer
+  var pathMTUSecond: UInt32 = 0
+  var pathMTURepliesThisSecond = 0
+
   /// Frames ahead of the current one whose FDB bucket the batch loops prefetch: far
   /// enough for a memory access to complete behind the work on the frames in between.
   static let prefetchDistance = 4
@@ -100,6 +105,7 @@ public final class Pipeline {
     currentDecapLane.initialize(to: .none)
     sourceCache = .allocate(capacity: Self.sourceCacheSize)
     sourceCache.initialize(repeating: SourceCacheEntry(), count: Self.sourceCacheSize)
+    pathMTUScratch = .allocate(byteCount: Self.pathMTUScratchBytes, alignment: 64)
   }
 
   deinit {
@@ -109,6 +115,7 @@ public final class Pipeline {
     filterKeys.deallocate()
     filterTags.deallocate()
     sourceCache.deallocate()
+    pathMTUScratch.deallocate()
     currentAccessLane.deallocate()
     currentDecapLane.deallocate()
     accessFlows.deallocate()

@@ -20,7 +20,13 @@ public struct TxRing {
   public let slotMask: Int
   public let statusOffset: Int
   public let lengthOffset: Int
+  /// Where a frame's first byte goes in a slot: the kernel's data offset plus
+  /// `framePrefix`.
   public let dataOffset: Int
+  /// Bytes the consumer expects in front of every frame and counted in its length (a
+  /// zeroed `virtio_net_hdr` on a packet socket with `PACKET_VNET_HDR`, else 0). The
+  /// pipeline never writes them: they stay as the ring was set up.
+  public let framePrefix: Int
   /// Largest frame a slot holds.
   public let maxFrameLength: Int
   /// One past the last slot.
@@ -33,7 +39,7 @@ public struct TxRing {
 
   public init(
     base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
-    dataOffset: Int
+    dataOffset: Int, framePrefix: Int = 0
   ) {
     precondition(slotCount > 0 && slotCount & (slotCount - 1) == 0, "slot count must be a power of two")
     self.base = base
@@ -41,8 +47,9 @@ public struct TxRing {
     slotMask = slotCount - 1
     self.statusOffset = statusOffset
     self.lengthOffset = lengthOffset
-    self.dataOffset = dataOffset
-    maxFrameLength = slotSize - dataOffset
+    self.dataOffset = dataOffset + framePrefix
+    self.framePrefix = framePrefix
+    maxFrameLength = slotSize - self.dataOffset
     end = base + slotSize * slotCount
     next = base
   }
@@ -67,7 +74,7 @@ public struct TxRing {
   /// Hands the frame written at the reserved slot to the consumer.
   @inline(__always)
   public mutating func commit(length: Int) {
-    (next + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length), as: UInt32.self)
+    (next + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
     status(next).pointee.store(Self.sendRequest, ordering: .releasing)
     next += slotSize
     if next == end { next = base }

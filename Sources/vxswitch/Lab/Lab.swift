@@ -27,6 +27,9 @@ final class Lab {
 
   // MARK: Up
 
+  /// The start of the error `--tagged-vm` reports on a kernel built without 802.1Q.
+  static let noVLANDevices = "this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q)"
+
   func up() throws {
     down(quiet: true)
     let t = topology
@@ -49,6 +52,17 @@ final class Lab {
         ["ip", family, "addr", "add", "\(t.gateway(site))/\(t.underlayPrefixLength)", "dev", "s\(site)"]
           + noDAD)
       try Shell.inNamespace(t.backbone, ["ip", "link", "set", "s\(site)", "up"])
+      // The site-to-site link carries MTU-sized frames, as a wire does: without this a
+      // veth passes a kernel vxlan site's 64 KiB tunnel super-frames through unsegmented.
+      // (The VMs keep their default offloads: vxswitch segments what they send.)
+      for (namespace, device) in [(siteNS, "ul"), (t.backbone, "s\(site)")] {
+        try Shell.inNamespace(
+          namespace,
+          [
+            "ethtool", "-K", device, "tso", "off", "gso", "off", "tx-udp_tnl-segmentation", "off",
+            "tx-udp_tnl-csum-segmentation", "off",
+          ])
+      }
       try Shell.inNamespace(
         siteNS,
         ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
@@ -63,12 +77,22 @@ final class Lab {
         try Shell.inNamespace(siteNS, ["ip", "link", "set", "vm\(vm)", "up"])
         try Shell.inNamespace(
           vmNS, ["ip", "link", "set", "eth0", "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)"])
-        // A veth hands its peer whatever its own TSO/GSO built: 64 KiB super-frames that a
-        // switch (like a NIC) cannot put on a 1500-byte underlay. VMs on real NICs are MTU
-        // bound the same way, so the lab's "VMs" segment themselves.
-        _ = try? Shell.inNamespace(vmNS, ["ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off"])
-        try Shell.inNamespace(vmNS, ["ip", "addr", "add", "\(t.vmAddress(site, vm))/24", "dev", "eth0"])
         try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "up"])
+        var device = "eth0"
+        if let vlan = t.vlan(site, vm) {
+          // A VM on a trunk: its frames (super-frames included) carry an 802.1Q tag.
+          device = "eth0.\(vlan)"
+          do {
+            try Shell.inNamespace(
+              vmNS, ["ip", "link", "add", "link", "eth0", "name", device, "type", "vlan", "id", "\(vlan)"])
+          } catch {
+            throw LabError(
+              "\(Self.noVLANDevices): a tagged VM needs them (`ip link add ... type vlan` failed: \(error))")
+          }
+          try Shell.inNamespace(
+            vmNS, ["ip", "link", "set", device, "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)", "up"])
+        }
+        try Shell.inNamespace(vmNS, ["ip", "addr", "add", "\(t.vmAddress(site, vm))/24", "dev", device])
       }
     }
     if t.bgp { try startRouteReflector() }
@@ -288,7 +312,7 @@ final class Lab {
       }
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
-    results.append(transferCheck(server: (t.sites, t.vmsPerSite)))
+    results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -300,22 +324,30 @@ final class Lab {
       }
       results.append(result)
     }
-    if let kernel = t.kernelSite { results.append(kernelFDBCheck(kernel)) }
+    for kernel in t.kernelSites.sorted() { results.append(kernelFDBCheck(kernel)) }
     return results
   }
 
-  /// A TCP transfer between VMs on two sites, content verified end to end.
-  private func transferCheck(server: (site: Int, vm: Int)) -> CheckResult {
+  /// TCP transfers between VMs on two sites, one each way, content verified end to end.
+  /// The VMs keep their default offloads, so each side sends TSO super-frames.
+  private func transferChecks(server: (site: Int, vm: Int)) -> [CheckResult] {
     let t = topology
-    let name = "tcp transfer s1-vm1 -> s\(server.site)-vm\(server.vm), 4 MiB, content compared byte for byte"
-    do {
-      let result = try LabTransfer.run(
-        executable: executable, serverNamespace: t.vmNamespace(server.site, server.vm),
-        serverAddress: t.vmAddress(server.site, server.vm), clientNamespace: t.vmNamespace(1, 1),
-        bytes: 4 << 20, port: 5001, stateDirectory: t.stateDirectory)
-      return CheckResult(name: name, passed: result.matches, detail: result.summary)
-    } catch {
-      return CheckResult(name: name, passed: false, detail: "\(error)")
+    let far = (t.vmNamespace(server.site, server.vm), t.vmAddress(server.site, server.vm))
+    let near = (t.vmNamespace(1, 1), t.vmAddress(1, 1))
+    return [
+      (near, far, "s1-vm1 -> s\(server.site)-vm\(server.vm)"),
+      (far, near, "s\(server.site)-vm\(server.vm) -> s1-vm1"),
+    ]
+    .map { client, listener, label in
+      let name = "tcp transfer \(label), \(t.transferMiB) MiB, content compared byte for byte"
+      do {
+        let result = try LabTransfer.run(
+          executable: executable, serverNamespace: listener.0, serverAddress: listener.1,
+          clientNamespace: client.0, bytes: t.transferMiB << 20, port: 5001, stateDirectory: t.stateDirectory)
+        return CheckResult(name: name, passed: result.matches, detail: result.summary)
+      } catch {
+        return CheckResult(name: name, passed: false, detail: "\(error)")
+      }
     }
   }
 
@@ -344,7 +376,7 @@ final class Lab {
       }
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
-    results.append(transferCheck(server: (t.members.last!, t.vmsPerSite)))
+    results.append(contentsOf: transferChecks(server: (t.members.last!, t.vmsPerSite)))
     for site in t.members {
       var result = extendedFDBCheck(site)
       let deadline = Date().addingTimeInterval(15)
@@ -485,7 +517,7 @@ final class Lab {
         continue
       }
       if vmSite == site {
-        if entry.port != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
+        if entry.port != t.portName(site, vm) { missing.append("\(mac) not on \(t.portName(site, vm))") }
       } else if entry.vtep != t.vtep(vmSite) || entry.origin != "control" {
         missing.append("\(mac): \(entry.origin) \(entry.vtep ?? "-")")
       }
@@ -511,7 +543,9 @@ final class Lab {
         continue
       }
       if vmSite == site {
-        if entry["port"] as? String != "vm\(vm)" { missing.append("\(mac) not on vm\(vm)") }
+        if entry["port"] as? String != t.portName(site, vm) {
+          missing.append("\(mac) not on \(t.portName(site, vm))")
+        }
       } else if entry["vtep"] as? String != t.vtep(vmSite) {
         missing.append("\(mac) not behind \(t.vtep(vmSite))")
       } else if t.bgp

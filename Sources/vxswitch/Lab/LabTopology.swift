@@ -11,8 +11,8 @@ struct LabTopology {
   var ipv6Underlay = false
   var udpPort: UInt16 = 4789
   var vni: UInt32 = 100
-  /// 1-based index of the site run by a Linux bridge + kernel vxlan device, if any.
-  var kernelSite: Int?
+  /// 1-based indices of the sites run by a Linux bridge + kernel vxlan device.
+  var kernelSites: Set<Int> = []
   /// BGP EVPN instead of static flood lists and data-plane learning: every site peers
   /// (iBGP) with a gobgpd route reflector in the backbone namespace.
   var bgp = false
@@ -20,6 +20,17 @@ struct LabTopology {
   /// named network each (its own local VNI), no flood list; site 1 extends it through the
   /// API to every other site but the last, which stays out (with 2 sites, to site 2).
   var extended = false
+  /// Size of each lab TCP transfer.
+  var transferMiB = 4
+  /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
+  /// (`"vmN.10"` in the configuration, `eth0.10` in the VM).
+  var taggedVM = false
+  let taggedVLAN = 10
+  func vlan(_ site: Int, _ vm: Int) -> Int? {
+    taggedVM && runsVXSwitch(site) && vm == vmsPerSite ? taggedVLAN : nil
+  }
+  /// The bridge-domain member a VM is attached through ("vm2", or "vm2.10" when tagged).
+  func portName(_ site: Int, _ vm: Int) -> String { vlan(site, vm).map { "vm\(vm).\($0)" } ?? "vm\(vm)" }
   var pkiDirectory: String { "\(stateDirectory)/pki" }
   var peeringPort: Int { 7443 }
   /// The sites an extended lab's network spans.
@@ -47,7 +58,7 @@ struct LabTopology {
   func pidPath(_ site: Int) -> String { "\(stateDirectory)/site-\(site).pid" }
   var allSites: [Int] { Array(1...sites) }
   var allVMs: [(site: Int, vm: Int)] { allSites.flatMap { site in (1...vmsPerSite).map { (site, $0) } } }
-  func runsVXSwitch(_ site: Int) -> Bool { site != kernelSite }
+  func runsVXSwitch(_ site: Int) -> Bool { !kernelSites.contains(site) }
   var gobgpdConfigPath: String { "\(stateDirectory)/gobgpd.toml" }
   var gobgpdLogPath: String { "\(stateDirectory)/gobgpd.log" }
   var gobgpdPIDPath: String { "\(stateDirectory)/gobgpd.pid" }
@@ -92,7 +103,7 @@ struct LabTopology {
 
   /// The site's vxswitch configuration, as a user would write it.
   func configuration(_ site: Int) -> String {
-    let ports = (1...vmsPerSite).map { "\"vm\($0)\"" }.joined(separator: ", ")
+    let ports = (1...vmsPerSite).map { "\"\(portName(site, $0))\"" }.joined(separator: ", ")
     // With BGP the flood list comes from type-3 routes and remote MACs from type-2 routes.
     let flood = bgp ? "" : allSites.filter { $0 != site }.map { "\"\(vtep($0))\"" }.joined(separator: ", ")
     let bgpSection =
