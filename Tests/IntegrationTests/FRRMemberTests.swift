@@ -104,8 +104,19 @@ final class FRRMemberTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(
       frrPeer?["routes_accepted"] as? Int ?? 0, 2, "FRR's type-3 and vm2's type-2: \(afterPing)")
 
-    // Removing FRR from the extension takes the session down; FRR withdraws nothing of
-    // vxswitch's any more because it has none.
+    // FRR's bgpd stops (Cease): the member is pending until its session is back.
+    lab.stopProcess("bgpd")
+    try lab.waitFor("site-frr pending while its session is down", timeout: 30) {
+      let current = try lab.api("GET", "/v1/extensions/\(id)")
+      return Self.member(current, "site-frr")?["state"] as? String == "pending"
+    }
+    try lab.startBGPD()
+    try lab.waitFor("site-frr joined again", timeout: 90) {
+      let current = try lab.api("GET", "/v1/extensions/\(id)")
+      return Self.member(current, "site-frr")?["state"] as? String == "joined"
+    }
+
+    // Removed from the extension: the session goes, and vxswitch's routes leave FRR.
     _ = try lab.api("DELETE", "/v1/extensions/\(id)/members/site-frr")
     try lab.waitFor("site-frr removed from \(id)", timeout: 30) {
       let current = try lab.api("GET", "/v1/extensions/\(id)")
@@ -258,25 +269,39 @@ final class FRRMemberLab {
      exit-address-family
     """.write(toFile: frrDirectory + "/bgpd.conf", atomically: true, encoding: .utf8)
     try DaemonFixture.run(["chown", "-R", "frr:frr", frrDirectory])
-    func daemon(_ name: String, _ path: String) -> [String] {
-      inNamespace(
-        frrSite,
-        [
-          path, "-N", prefix, "-u", "frr", "-g", "frr", "-f", "\(frrDirectory)/\(name).conf", "-i",
-          "\(frrDirectory)/\(name).pid", "-z", "\(frrDirectory)/zserv.api", "--vty_socket", frrDirectory,
-          "-P",
-          "0", "--log", "file:\(frrDirectory)/\(name).log",
-        ])
-    }
     try start("zebra", daemon("zebra", FRRMemberTests.zebra), log: "zebra.out")
     try waitFor("zebra's sockets", timeout: 20) {
       FileManager.default.fileExists(atPath: self.frrDirectory + "/zserv.api")
         && FileManager.default.fileExists(atPath: self.frrDirectory + "/zebra.vty")
     }
+    try startBGPD()
+  }
+
+  private func daemon(_ name: String, _ path: String) -> [String] {
+    inNamespace(
+      frrSite,
+      [
+        path, "-N", prefix, "-u", "frr", "-g", "frr", "-f", "\(frrDirectory)/\(name).conf", "-i",
+        "\(frrDirectory)/\(name).pid", "-z", "\(frrDirectory)/zserv.api", "--vty_socket", frrDirectory,
+        "-P", "0", "--log", "file:\(frrDirectory)/\(name).log",
+      ])
+  }
+
+  func startBGPD() throws {
+    try? FileManager.default.removeItem(atPath: frrDirectory + "/bgpd.vty")
     try start("bgpd", daemon("bgpd", FRRMemberTests.bgpd), log: "bgpd.out")
     try waitFor("bgpd's vty socket", timeout: 20) {
       FileManager.default.fileExists(atPath: self.frrDirectory + "/bgpd.vty")
     }
+  }
+
+  /// Stops one process this lab started (SIGTERM to its PID) and waits for it.
+  func stopProcess(_ name: String) {
+    for (label, process) in processes where label == name && process.isRunning {
+      process.terminate()
+      process.waitUntilExit()
+    }
+    processes.removeAll { $0.name == name }
   }
 
   func vtysh(_ command: String) throws -> String {
