@@ -1005,7 +1005,13 @@ final class ConfigTests: XCTestCase {
       ])
     XCTAssertEqual(config.site.stateFile, "/var/lib/vxswitch/a.state.json")
     XCTAssertEqual(
-      try XCTUnwrap(decode(site)).site.stateFile, "/run/vxswitch/a.state.json", "next to the control socket")
+      try XCTUnwrap(decode(site)).site.stateFile, "/var/lib/vxswitch/a.state.json",
+      "with the default control socket")
+    XCTAssertEqual(
+      try XCTUnwrap(
+        decode(
+          site.replacingOccurrences(of: "[site]\n", with: "[site]\ncontrol_socket = \"/srv/a/api.sock\"\n"))
+      ).site.stateFile, "/srv/a/a.state.json", "next to a configured control socket")
 
     let peers = site + peering  // [[site_peer]] headers from line 10
     let evpn = { (extra: String) in "[[site_peer]]\nname = \"frr\"\nevpn_only = true\n" + extra }

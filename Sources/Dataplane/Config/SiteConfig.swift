@@ -53,14 +53,19 @@ public struct SiteConfig: Sendable, Equatable {
     public var controlSocket: String
     /// `log_level`: the least severe messages logged.
     public var logLevel: LogLevel = .info
-    /// `state_dir`; nil: the control socket's directory.
+    /// `state_dir`; nil: `/var/lib/vxswitch` with the default control socket, else the
+    /// control socket's directory.
     public var stateDirectory: String? = nil
     /// Where the runtime state (API networks, static MACs and flood entries, extensions)
     /// is kept across restarts: `STATE_DIR/NAME.state.json`.
     public var stateFile: String {
       var directory = stateDirectory ?? ""
-      if stateDirectory == nil, let slash = controlSocket.lastIndex(of: "/") {
-        directory = slash == controlSocket.startIndex ? "/" : String(controlSocket[..<slash])
+      if stateDirectory == nil {
+        if controlSocket == "/run/vxswitch/\(name).sock" {
+          directory = "/var/lib/vxswitch"
+        } else if let slash = controlSocket.lastIndex(of: "/") {
+          directory = slash == controlSocket.startIndex ? "/" : String(controlSocket[..<slash])
+        }
       }
       if directory.isEmpty { directory = "." }
       return (directory.hasSuffix("/") ? directory : directory + "/") + name + ".state.json"
