@@ -229,6 +229,7 @@ extension SiteService {
     for line in dropped { logger.warning("runtime entry dropped: \(line)") }
     let previous = core.config
     changes = Changes(file: next.file, overlay: overlay)
+    state?.save(overlay: overlay)
     let result = ReloadResult(previous: previous, next: config)
     if !result.unchanged {
       core.reload(config)

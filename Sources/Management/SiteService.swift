@@ -23,6 +23,8 @@ public final class SiteService: Sendable {
   public let configPath: String?
   let clock: @Sendable () -> UInt32
   let logger: Logger
+  /// Where the runtime overlay is kept across restarts; nil: in memory only.
+  public let state: StateStore?
 
   struct Changes: Sendable {
     /// The configuration as the file said at the last successful load.
@@ -34,8 +36,9 @@ public final class SiteService: Sendable {
   public init(
     core: SwitchCore, controlPlane: EVPNControlPlane? = nil, live: LiveSwitch? = nil,
     configPath: String? = nil, clock: @escaping @Sendable () -> UInt32,
-    logger: Logger = Logger(label: "vxswitch")
+    logger: Logger = Logger(label: "vxswitch"), state: StateStore? = nil
   ) {
+    self.state = state
     self.core = core
     self.controlPlane = controlPlane
     self.live = live
@@ -46,6 +49,28 @@ public final class SiteService: Sendable {
   }
 
   public var siteName: String { core.config.site.name }
+
+  /// Applies the runtime overlay the state file held at start-up (networks, static MACs,
+  /// flood entries, extension bindings) on top of the file's configuration; entries that
+  /// no longer fit the file are dropped and logged, as on a reload. Call once, before
+  /// forwarding starts.
+  public func restoreRuntimeState() {
+    guard let state else { return }
+    let restored = state.restoredOverlay
+    guard restored != RuntimeOverlay() else { return }
+    changes.withLock { changes in
+      var next = changes
+      next.overlay = restored
+      apply(&changes, next)
+    }
+    logger.info(
+      "runtime state restored",
+      metadata: [
+        "file": "\(state.path)", "networks": "\(restored.networks.count)",
+        "static_macs": "\(restored.staticMACs.count)", "flood": "\(restored.flood.count)",
+        "bindings": "\(restored.bindings.count)",
+      ])
+  }
 
   // MARK: FDB and ARP
 

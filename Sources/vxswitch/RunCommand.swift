@@ -73,7 +73,20 @@ struct RunCommand: AsyncParsableCommand {
       controlPlane = EVPNControlPlane(
         core: core, options: options, defaults: EVPNControlPlane.PeeringDefaults())
     }
+    // The runtime state (API networks, static MACs, flood entries, extensions) comes back
+    // before anything forwards; a state file that cannot be used stops start-up untouched.
+    let state: StateStore
+    do {
+      state = try StateStore(path: site.site.stateFile, site: site.site.name, logger: logger)
+    } catch {
+      printError("vxswitch run: state file \(error)")
+      throw ExitCode(1)
+    }
     let live = LiveSwitch(core: core)
+    let service = SiteService(
+      core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
+      logger: logger, state: state)
+    service.restoreRuntimeState()
     do {
       try live.start()
     } catch {
@@ -82,9 +95,6 @@ struct RunCommand: AsyncParsableCommand {
     }
     for warning in live.warnings { logger.warning("\(warning)") }
     var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
-    let service = SiteService(
-      core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
-      logger: logger)
     var extensions: ExtensionManager?
     var channel: SiteChannel?
     if site.peering != nil {
@@ -138,6 +148,7 @@ struct RunCommand: AsyncParsableCommand {
           "bgp speaker not started; switching continues without EVPN", metadata: ["error": "\(error)"])
       }
     }
+    await extensions?.resume()
     let ports = core.interfaces.map { $0 == site.site.underlay ? "\($0) (underlay)" : $0 }
     logger.info(
       "site started",
@@ -145,13 +156,14 @@ struct RunCommand: AsyncParsableCommand {
         "vtep": "\(site.site.vtep)", "udp_port": "\(site.site.udpPort)",
         "ports": "\(ports.joined(separator: ", "))",
         "workers": "\(site.site.workers)", "bridge_domains": "\(site.bridgeDomains.count)",
-        "control_socket": "\(site.site.controlSocket)",
+        "control_socket": "\(site.site.controlSocket)", "state_file": "\(state.path)",
       ])
     let group = ServiceGroup(
       configuration: .init(
         services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
         logger: Self.quiet(logger)))
     try await group.run()
+    await extensions?.stop()
     await channel?.shutdown()
     logger.info("stopped")
   }

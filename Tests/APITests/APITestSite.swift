@@ -59,9 +59,9 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
   /// address (a loopback address in tests), as a `[peering]` site does.
   init(
     config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil,
-    speaker: Bool = false
+    speaker: Bool = false, restartingIn previous: String? = nil
   ) throws {
-    directory = NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
+    directory = previous ?? NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     socketPath = directory + "/api.sock"
     configPath = directory + "/site.toml"
@@ -84,15 +84,25 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
       if let error = failure.withLock({ $0 }) { throw error }
       self.controlPlane = controlPlane
     }
-    service = SiteService(
-      core: offline.core, controlPlane: controlPlane, configPath: configPath, clock: { 10 })
     var logger = Logger(label: "api-test")
     logger.logLevel = .warning
+    // As `vxswitch run` does: the runtime state file next to the control socket, restored
+    // before anything else happens.
+    let state = try StateStore(path: site.site.stateFile, site: site.site.name, logger: logger)
+    service = SiteService(
+      core: offline.core, controlPlane: controlPlane, configPath: configPath, clock: { 10 }, state: state)
+    service.restoreRuntimeState()
     if let peers {
       let manager = ExtensionManager(
         service: service, channel: peers.channel(for: site.site.name), logger: logger)
       peers.register(manager, site: site.site.name)
       extensions = manager
+      let resumed = DispatchSemaphore(value: 0)
+      Task {
+        await manager.resume()
+        resumed.signal()
+      }
+      resumed.wait()
     }
     let router = APIRouter(
       service: service, metrics: MetricsExporter(service: service), extensions: extensions)
@@ -135,14 +145,19 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
     try text.write(toFile: path, atomically: true, encoding: .utf8)
   }
 
-  /// Stops the server and waits for it; removes the directory.
-  func stop() async {
+  /// Stops the server and waits for it; removes the directory unless `keepingFiles` (a
+  /// restart: a new `APITestSite(restartingIn: directory)` starts from its files).
+  func stop(keepingFiles: Bool = false) async {
+    await extensions?.stop()
     await controlPlane?.shutdown()
     await group?.triggerGracefulShutdown()
     _ = try? await task?.value
     task = nil
-    try? FileManager.default.removeItem(atPath: directory)
+    if !keepingFiles { try? FileManager.default.removeItem(atPath: directory) }
   }
+
+  /// The state file of the site (`[site] state_dir` defaults to the control socket's).
+  var stateFile: String { offline.core.config.site.stateFile }
 
   /// `GET path` as JSON (any shape).
   func json(_ path: String) throws -> Any {

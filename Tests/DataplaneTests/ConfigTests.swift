@@ -972,6 +972,77 @@ final class ConfigTests: XCTestCase {
     }
   }
 
+  /// `[[site_peer]] evpn_only = true`: a site reached over BGP EVPN only (its VTEP, AS and
+  /// TCP MD5 key; no url); `state_dir`.
+  func testEVPNOnlySitePeersAndStateDirectory() throws {
+    let config = try XCTUnwrap(
+      decode(
+        site.replacingOccurrences(of: "[site]\n", with: "[site]\nstate_dir = \"/var/lib/vxswitch\"\n")
+          + peering
+            + """
+            [[site_peer]]
+            name = "site-b"
+            url = "https://192.0.2.2:7443"
+
+            [[site_peer]]
+            name = "frr-1"
+            evpn_only = true
+            vtep = "10.0.0.9"
+            asn = 65009
+            password = "key"
+
+            [[site_peer]]
+            name = "frr-2"
+            evpn_only = true
+            vtep = "10.0.0.10"
+            """))
+    XCTAssertEqual(config.sitePeers.map(\.name), ["site-b"], "EVPN-only sites have no site channel")
+    XCTAssertEqual(
+      config.evpnSites,
+      [
+        SiteConfig.EVPNSite(name: "frr-1", vtep: ip("10.0.0.9"), asn: 65009, password: "key"),
+        SiteConfig.EVPNSite(name: "frr-2", vtep: ip("10.0.0.10")),
+      ])
+    XCTAssertEqual(config.site.stateFile, "/var/lib/vxswitch/a.state.json")
+    XCTAssertEqual(
+      try XCTUnwrap(decode(site)).site.stateFile, "/var/lib/vxswitch/a.state.json",
+      "with the default control socket")
+    XCTAssertEqual(
+      try XCTUnwrap(
+        decode(
+          site.replacingOccurrences(of: "[site]\n", with: "[site]\ncontrol_socket = \"/srv/a/api.sock\"\n"))
+      ).site.stateFile, "/srv/a/a.state.json", "next to a configured control socket")
+
+    let peers = site + peering  // [[site_peer]] headers from line 10
+    let evpn = { (extra: String) in "[[site_peer]]\nname = \"frr\"\nevpn_only = true\n" + extra }
+    let cases: [(text: String, errors: [String])] = [
+      (peers + evpn(""), ["10: missing required key 'vtep' in [[site_peer]]"]),
+      (
+        peers + evpn("vtep = \"10.0.0.9\"\nurl = \"https://b:1\"\n"),
+        ["14: url is not used with evpn_only = true: the site has no site channel, only BGP EVPN"]
+      ),
+      (peers + evpn("vtep = \"10.0.0.1\"\n"), ["13: vtep 10.0.0.1 is this site's own VTEP"]),
+      (peers + evpn("vtep = \"fd00::9\"\n"), ["13: vtep fd00::9 is not of the family of [site] vtep"]),
+      (peers + evpn("vtep = \"10.0.0.9\"\nasn = 0\n"), ["14: asn must be between 1 and 4294967295 (got 0)"]),
+      (peers + evpn("vtep = \"10.0.0.9\"\npassword = \"\"\n"), ["14: password must be 1 to 80 bytes"]),
+      (
+        peers + "[[site_peer]]\nname = \"b\"\nurl = \"https://b:1\"\nvtep = \"10.0.0.9\"\n",
+        ["10: vtep is only used with evpn_only = true (a site reached over BGP EVPN only)"]
+      ),
+      (
+        peers + "[[site_peer]]\nname = \"frr\"\nurl = \"https://b:1\"\n" + evpn("vtep = \"10.0.0.9\"\n"),
+        ["14: site peer 'frr' is already defined on line 11"]
+      ),
+      (
+        site.replacingOccurrences(of: "[site]\n", with: "[site]\nstate_dir = \"\"\n"),
+        ["2: state_dir must be a non-empty path"]
+      ),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
   // MARK: - Files and hostile input
 
   func testUnreadableFileIsReportedOnLineZero() {

@@ -75,6 +75,27 @@ final class DaemonFixture {
     }
   }
 
+  /// The daemon's state file (`[site] state_dir` defaults to the control socket's directory).
+  var stateFile: String { directory + "/\(prefix).state.json" }
+
+  /// Stops the daemon (SIGTERM, graceful) and waits for it.
+  func stopDaemon() {
+    guard let daemon = processes.first, daemon.isRunning else { return }
+    daemon.terminate()
+    daemon.waitUntilExit()
+  }
+
+  /// Starts the daemon again from its files, as after a restart.
+  func startDaemon() throws {
+    processes.removeAll { !$0.isRunning }
+    try start(
+      ["ip", "netns", "exec", site, LabTests.binary.path, "run", "--config", config], log: "daemon.log")
+    processes.insert(processes.removeLast(), at: 0)
+    try waitFor("the daemon's control socket", timeout: 20) {
+      FileManager.default.fileExists(atPath: self.socket)
+    }
+  }
+
   func stop() {
     for process in processes where process.isRunning {
       process.terminate()

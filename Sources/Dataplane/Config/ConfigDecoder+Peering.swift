@@ -20,8 +20,10 @@ extension ConfigDecoder {
 
   /// `[[site_peer]]`: one per site name, never this site's own; only with `[peering]`.
   /// `siteName` is nil when `[site] name` is missing or invalid.
-  func decodeSitePeers(_ tables: [ConfigTableReader], siteName: String?, hasPeering: Bool)
-    -> [SiteConfig.SitePeer]
+  func decodeSitePeers(
+    _ tables: [ConfigTableReader], siteName: String?, hasPeering: Bool, vtep: IPAddress? = nil
+  )
+    -> (channel: [SiteConfig.SitePeer], evpnOnly: [SiteConfig.EVPNSite])
   {
     if let first = tables.first, !hasPeering {
       report(
@@ -29,6 +31,7 @@ extension ConfigDecoder {
     }
     var lineByName: [String: Int] = [:]
     var peers: [SiteConfig.SitePeer] = []
+    var evpnSites: [SiteConfig.EVPNSite] = []
     for table in tables {
       table.rejectUnknownKeys(allowed: Self.sitePeerKeys)
       let name = table.string("name", required: true).flatMap { name -> Located<String>? in
@@ -45,6 +48,53 @@ extension ConfigDecoder {
           return nil
         }
         return name
+      }
+      let evpnOnly = table.boolean("evpn_only")?.value ?? false
+      if evpnOnly {
+        if let url = table.string("url") {
+          report(
+            "url is not used with evpn_only = true: the site has no site channel, only BGP EVPN",
+            line: url.line)
+        }
+        let address = table.ipAddress("vtep", required: true)
+        if let address, let vtep, address.value.isIPv4 != vtep.isIPv4 {
+          report("vtep \(address.value) is not of the family of [site] vtep", line: address.line)
+        }
+        if let address, address.value == vtep {
+          report("vtep \(address.value) is this site's own VTEP", line: address.line)
+        }
+        let asn = table.integer("asn", in: Self.asnRange)
+        var password = table.string("password")
+        if let secret = password, secret.value.isEmpty || secret.value.utf8.count > Self.maximumPasswordLength
+        {
+          report("password must be 1 to \(Self.maximumPasswordLength) bytes", line: secret.line)
+          password = nil
+        }
+        guard let name, let address else { continue }
+        let key = name.value.lowercased()
+        if let firstLine = lineByName[key] {
+          report(
+            "site peer \(ConfigSyntax.quoted(name.value)) is already defined on line \(firstLine)",
+            line: name.line)
+          continue
+        }
+        lineByName[key] = name.line
+        if let siteName, siteName.lowercased() == key {
+          report("site peer \(ConfigSyntax.quoted(name.value)) is this site's own name", line: name.line)
+          continue
+        }
+        evpnSites.append(
+          SiteConfig.EVPNSite(
+            name: name.value, vtep: address.value, asn: asn.map { UInt32($0.value) },
+            password: password?.value))
+        continue
+      }
+      for key in ["vtep", "asn", "password"] {
+        if table.contains(key) {
+          report(
+            "\(key) is only used with evpn_only = true (a site reached over BGP EVPN only)",
+            line: table.table.line)
+        }
       }
       let url = table.string("url", required: true).flatMap { text -> (host: String, port: UInt16)? in
         switch ConfigSyntax.peerURL(text.value) {
@@ -71,7 +121,7 @@ extension ConfigDecoder {
       guard let url else { continue }
       peers.append(SiteConfig.SitePeer(name: name.value, host: url.host, port: Int(url.port)))
     }
-    return peers
+    return (peers, evpnSites)
   }
 
   /// `listen = "ADDR:PORT"`, as `[api]` and `[peering]` write it.

@@ -47,6 +47,13 @@ extension ConfigDecoder {
     if let workers = table.integer("workers", in: 1...64) { site.workers = Int(workers.value) }
     if let cpus = decodeCPUs(table) { site.cpus = cpus }
     if let socket = decodeControlSocket(table) { site.controlSocket = socket }
+    if let directory = table.string("state_dir") {
+      if directory.value.isEmpty || directory.value.utf8.contains(0) {
+        report("state_dir must be a non-empty path", line: directory.line)
+      } else {
+        site.stateDirectory = directory.value
+      }
+    }
     if let level = decodeLogLevel(table) { site.logLevel = level }
 
     guard name != nil, vtep != nil, underlay != nil else { return nil }

@@ -89,7 +89,8 @@ final class ConfigDecoder {
     let peeringTable = subTable(of: document, "peering")
     let peering = peeringTable.flatMap { decodePeering($0, siteName: site?.name) }
     let sitePeers = decodeSitePeers(
-      arrayOfTables(of: document, "site_peer"), siteName: site?.name, hasPeering: peeringTable != nil)
+      arrayOfTables(of: document, "site_peer"), siteName: site?.name, hasPeering: peeringTable != nil,
+      vtep: site?.vtep)
 
     guard let site else { return nil }
     var config = SiteConfig(site: site)
@@ -99,7 +100,8 @@ final class ConfigDecoder {
     config.staticMACs = staticMACs
     config.bgp = bgp
     config.peering = peering
-    config.sitePeers = sitePeers
+    config.sitePeers = sitePeers.channel
+    config.evpnSites = sitePeers.evpnOnly
     return config
   }
 

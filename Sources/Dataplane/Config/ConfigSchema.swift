@@ -10,7 +10,7 @@ public enum ConfigSchema {
     "site": [
       "name", "vtep", "underlay", "udp_port", "underlay_mac", "mtu", "udp_source_ports",
       "udp_checksum_ipv4", "ttl", "dscp", "aging_time", "learn_limit", "fdb_capacity", "workers", "cpus",
-      "control_socket", "log_level",
+      "control_socket", "log_level", "state_dir",
     ],
     "api": ["listen", "token_file"],
     "neighbor": ["ip", "mac"],
@@ -25,7 +25,7 @@ public enum ConfigSchema {
     ],
     "bgp.peer": ["address", "asn", "port", "hold_time", "password", "passive", "max_routes"],
     "peering": ["listen", "tls_cert", "tls_key", "tls_ca"],
-    "site_peer": ["name", "url"],
+    "site_peer": ["name", "url", "evpn_only", "vtep", "asn", "password"],
   ]
 
   /// The tables written `[[name]]`, any number of times; the others are written `[name]`, once.

@@ -6,6 +6,12 @@ public enum ConfigSyntax {
     var message: String
   }
 
+  /// A value that is not what its key expects, outside a configuration file.
+  public struct ConfigValueError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+  }
+
   /// Site names end up in file names (the control socket) and log lines, hence the tight set.
   public static func isValidSiteName(_ name: String) -> Bool { isValidName(name, maximumLength: 32) }
 
@@ -42,6 +48,15 @@ public enum ConfigSyntax {
   /// Linux interface names may themselves contain dots, so only an all-digit suffix after the
   /// last dot is read as a VLAN: `"eth0.abc"` is the interface `eth0.abc`, untagged.
   static func portMember(_ text: String) -> Result<SiteConfig.PortMember, Problem> {
+    portMemberChecked(text)
+  }
+
+  /// `portMember` for other targets: the member, or the problem's message.
+  public static func parsePortMember(_ text: String) -> Result<SiteConfig.PortMember, ConfigValueError> {
+    portMemberChecked(text).mapError { ConfigValueError(message: $0.message) }
+  }
+
+  private static func portMemberChecked(_ text: String) -> Result<SiteConfig.PortMember, Problem> {
     var interface = text
     var vlan: UInt16? = nil
     if let dot = text.lastIndex(of: ".") {

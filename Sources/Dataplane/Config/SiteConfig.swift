@@ -14,6 +14,10 @@ public struct SiteConfig: Sendable, Equatable {
   public var peering: Peering? = nil
   /// `[[site_peer]]`: the other sites this one talks to over the channel (needs `[peering]`).
   public var sitePeers: [SitePeer] = []
+  /// `[[site_peer]]` with `evpn_only = true`: sites that take part in extensions through
+  /// BGP EVPN only (FRR, GoBGP): no site channel, so their VNI and route target are
+  /// configured there by their operator.
+  public var evpnSites: [EVPNSite] = []
 
   public init(site: Site) { self.site = site }
 
@@ -49,6 +53,23 @@ public struct SiteConfig: Sendable, Equatable {
     public var controlSocket: String
     /// `log_level`: the least severe messages logged.
     public var logLevel: LogLevel = .info
+    /// `state_dir`; nil: `/var/lib/vxswitch` with the default control socket, else the
+    /// control socket's directory.
+    public var stateDirectory: String? = nil
+    /// Where the runtime state (API networks, static MACs and flood entries, extensions)
+    /// is kept across restarts: `STATE_DIR/NAME.state.json`.
+    public var stateFile: String {
+      var directory = stateDirectory ?? ""
+      if stateDirectory == nil {
+        if controlSocket == "/run/vxswitch/\(name).sock" {
+          directory = "/var/lib/vxswitch"
+        } else if let slash = controlSocket.lastIndex(of: "/") {
+          directory = slash == controlSocket.startIndex ? "/" : String(controlSocket[..<slash])
+        }
+      }
+      if directory.isEmpty { directory = "." }
+      return (directory.hasSuffix("/") ? directory : directory + "/") + name + ".state.json"
+    }
     public init(name: String, vtep: IPAddress, underlay: String) {
       self.name = name
       self.vtep = vtep
@@ -112,6 +133,24 @@ public struct SiteConfig: Sendable, Equatable {
       self.name = name
       self.host = host
       self.port = port
+    }
+  }
+
+  /// `[[site_peer]]` with `evpn_only = true`: a BGP EVPN speaker that is an extension
+  /// member without the site channel.
+  public struct EVPNSite: Sendable, Equatable {
+    public var name: String
+    /// Its VTEP, and the address of its BGP speaker.
+    public var vtep: IPAddress
+    /// Its AS number; nil: this site's (iBGP).
+    public var asn: UInt32?
+    /// TCP MD5 key of the BGP session with it.
+    public var password: String?
+    public init(name: String, vtep: IPAddress, asn: UInt32? = nil, password: String? = nil) {
+      self.name = name
+      self.vtep = vtep
+      self.asn = asn
+      self.password = password
     }
   }
 

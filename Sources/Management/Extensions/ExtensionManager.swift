@@ -50,11 +50,129 @@ public actor ExtensionManager {
   /// Messages handled per peer site (the scale benchmark reads it).
   public private(set) var messagesHandled: [String: Int] = [:]
 
+  /// `service.state`: where the records are kept across restarts (nil: in memory only).
   public init(service: SiteService, channel: any PeerChannel, logger: Logger) {
     self.service = service
     self.site = service.siteName
     self.channel = channel
     self.logger = logger
+  }
+
+  // MARK: Restarts
+
+  /// Takes back the records the state file held at start-up (the extensions this site
+  /// owns, with every member's state; those it joined; its reservations), then resumes:
+  /// the owner's work on every extension it owns (pending members are retried, leaving
+  /// ones removed, a deletion finished) and the BGP sessions with the other members.
+  /// Call once, after the BGP speaker started. The bindings themselves come back with the
+  /// site service's overlay (`SiteService.restoreRuntimeState`).
+  public func resume() {
+    if let records = service.state?.restoredExtensions, owned.isEmpty, joined.isEmpty {
+      for record in records.owned {
+        var extensionState = Owned(status: record.status)
+        extensionState.sessionKey = record.sessionKey
+        extensionState.used = Dictionary(
+          record.used.map { ($0.site, $0.used) }, uniquingKeysWith: { _, last in last })
+        extensionState.acknowledged = Dictionary(
+          record.acknowledged.map { ($0.site, $0.generation) }, uniquingKeysWith: { _, last in last })
+        extensionState.reserved = Set(record.reserved)
+        owned[record.status.id] = extensionState
+      }
+      for record in records.joined {
+        joined[record.description.id] = Joined(
+          description: record.description, network: record.network, created: record.created)
+      }
+      reservations = Dictionary(
+        records.reservations.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last })
+      if !records.owned.isEmpty || !records.joined.isEmpty {
+        logger.info(
+          "extensions restored",
+          metadata: ["owned": "\(records.owned.count)", "joined": "\(records.joined.count)"])
+      }
+    }
+    if !observing, let controlPlane = service.controlPlane {
+      observing = true
+      controlPlane.speaker.addObserver { [weak self] event in
+        switch event {
+        case .established(let peer): Task { await self?.sessionChanged(peer, up: true) }
+        case .sessionDown(let peer, _): Task { await self?.sessionChanged(peer, up: false) }
+        default: break
+        }
+      }
+    }
+    for id in owned.keys.sorted() { wake(id) }
+    sessionsDirty = true
+    scheduleSessionPlan()
+  }
+  var observing = false
+
+  // MARK: EVPN-only members
+
+  /// A member configured as `[[site_peer]] evpn_only = true` (FRR, GoBGP): no site channel;
+  /// it takes part through its BGP EVPN session only, with the VNI and route target its
+  /// operator configures there.
+  func evpnSite(_ name: String) -> SiteConfig.EVPNSite? {
+    service.core.config.evpnSites.first { $0.name.lowercased() == name.lowercased() }
+  }
+
+  /// BGP sessions currently Established, by peer name (the speaker's events).
+  var establishedSessions = Set<String>()
+
+  func sessionChanged(_ peer: String, up: Bool) {
+    if up { establishedSessions.insert(peer) } else { establishedSessions.remove(peer) }
+    guard evpnSite(peer) != nil else { return }
+    var changed = false
+    for id in owned.keys {
+      guard let extensionState = owned[id], extensionState.reserved.contains(peer) else { continue }
+      let before = extensionState.status.members.first { $0.site == peer }
+      updateEVPNOnlyMember(id, peer)
+      changed = changed || owned[id]?.status.members.first { $0.site == peer } != before
+    }
+    if changed { persist() }
+  }
+
+  /// An EVPN-only member is joined while its BGP session is Established, else pending
+  /// with what its operator must configure.
+  func updateEVPNOnlyMember(_ id: ExtensionID, _ member: String) {
+    guard let status = owned[id]?.status, let vni = status.vni, let routeTarget = status.routeTarget else {
+      return
+    }
+    if establishedSessions.contains(member) {
+      setState(id, member, .joined, nil)
+    } else {
+      setState(
+        id, member, .pending,
+        "EVPN-only site: waiting for its BGP EVPN session (configure VNI \(vni) and route target "
+          + "\(routeTarget) there)")
+    }
+  }
+
+  /// Stops the background work (the daemon is stopping): no more calls, no more writes.
+  public func stop() {
+    stopped = true
+    for worker in workers.values { worker.cancel() }
+    sessionPlanner?.cancel()
+  }
+  var stopped = false
+
+  /// Writes the records to the state file when they changed (after every change).
+  func persist() {
+    guard let state = service.state, !stopped else { return }
+    state.save(
+      extensions: ExtensionRecords(
+        owned: owned.values.sorted { $0.status.id < $1.status.id }.map { extensionState in
+          ExtensionRecords.Owned(
+            status: extensionState.status, sessionKey: extensionState.sessionKey,
+            used: extensionState.used.sorted { $0.key < $1.key }.map { .init(site: $0.key, used: $0.value) },
+            acknowledged: extensionState.acknowledged.sorted { $0.key < $1.key }.map {
+              .init(site: $0.key, generation: $0.value)
+            },
+            reserved: extensionState.reserved.sorted())
+        },
+        joined: joined.values.sorted { $0.description.id < $1.description.id }.map {
+          ExtensionRecords.Joined(description: $0.description, network: $0.network, created: $0.created)
+        },
+        reservations: reservations.values.sorted { $0.id < $1.id }))
   }
 
   // MARK: North-bound
@@ -93,6 +211,7 @@ public actor ExtensionManager {
         },
       role: "owner", generation: 0, deleting: false)
     owned[id] = Owned(status: status)
+    persist()
     logger.info(
       "extension created", metadata: ["extension": "\(id)", "network": "\(network)", "sites": "\(members)"])
     wake(id)
@@ -108,6 +227,7 @@ public actor ExtensionManager {
       ExtensionMember(site: $0, state: .pending, reason: "joining", vtep: nil)
     }
     owned[id] = extensionState
+    persist()
     wake(id)
     return extensionState.status
   }
@@ -123,6 +243,7 @@ public actor ExtensionManager {
     extensionState.status.members[index].reason = nil
     extensionState.status.generation += 1
     owned[id] = extensionState
+    persist()
     wake(id)
     return extensionState.status
   }
@@ -135,6 +256,7 @@ public actor ExtensionManager {
       extensionState.status.members[index].state = .leaving
     }
     owned[id] = extensionState
+    persist()
     wake(id)
     return extensionState.status
   }
@@ -199,6 +321,7 @@ public actor ExtensionManager {
       return ReservationReply(accepted: false, vtep: used.vtep, used: used)
     }
     reservations[reservation.id] = reservation
+    persist()
     return ReservationReply(accepted: true, vtep: used.vtep, used: nil)
   }
 
@@ -223,6 +346,7 @@ public actor ExtensionManager {
     let wasCreated = created || (joined[description.id]?.created ?? false)
     joined[description.id] = Joined(description: description, network: me.network, created: wasCreated)
     reservations[description.id] = nil
+    persist()
     sessionsDirty = true
     scheduleSessionPlan()
     logger.info(
@@ -237,13 +361,14 @@ public actor ExtensionManager {
 
   public func handleLeave(_ id: ExtensionID, from peer: String) throws(ManagementError) {
     count(peer)
-    reservations[id] = nil
+    if reservations.removeValue(forKey: id) != nil { persist() }
     guard let membership = joined[id] else { return }
     guard membership.description.owner == peer else {
       throw .forbidden("\(peer) does not own extension \(id)")
     }
     service.unbindExtension(network: membership.network, delete: membership.created)
     joined[id] = nil
+    persist()
     sessionsDirty = true
     scheduleSessionPlan()
     logger.info("left extension", metadata: ["extension": "\(id)", "owner": "\(peer)"])
@@ -256,6 +381,7 @@ public actor ExtensionManager {
   /// Starts the extension's worker unless one runs; it works until every member is where
   /// the owner wants it, retrying unreachable sites with backoff.
   func wake(_ id: ExtensionID) {
+    guard !stopped else { return }
     if let worker = workers[id], !worker.isCancelled {
       pending.insert(id)
       return
@@ -269,6 +395,7 @@ public actor ExtensionManager {
     while !Task.isCancelled {
       pending.remove(id)
       let settled = await step(id)
+      persist()
       if settled && !pending.contains(id) { break }
       if !settled {
         try? await Task.sleep(for: .milliseconds(Int(backoff * 1000 * Double.random(in: 0.8...1.2))))
@@ -320,6 +447,13 @@ public actor ExtensionManager {
     var grew = false
     for member in current.status.members where member.site != site && !current.reserved.contains(member.site)
     {
+      if let external = evpnSite(member.site) {
+        owned[id]?.reserved.insert(member.site)
+        setVTEP(id, member.site, "\(external.vtep)")
+        updateEVPNOnlyMember(id, member.site)
+        grew = true
+        continue
+      }
       guard channel.isKnown(member.site) else {
         settled = false
         setState(id, member.site, .failed, "unknown site: not in [[site_peer]]")
@@ -356,7 +490,11 @@ public actor ExtensionManager {
       id: id, owner: site, network: ready.status.network, vni: vni, routeTarget: routeTarget,
       generation: ready.status.generation,
       members: participants.compactMap { member in
-        member.vtep.map { .init(site: member.site, vtep: $0, network: ready.status.network) }
+        member.vtep.map {
+          .init(
+            site: member.site, vtep: $0, network: ready.status.network,
+            evpnOnly: evpnSite(member.site) != nil ? true : nil)
+        }
       }, sessionKey: ready.sessionKey)
     do {
       try service.bindExtension(
@@ -370,6 +508,10 @@ public actor ExtensionManager {
     }
     for member in participants
     where member.site != site && ready.acknowledged[member.site] != ready.status.generation {
+      if evpnSite(member.site) != nil {
+        updateEVPNOnlyMember(id, member.site)
+        continue
+      }
       do {
         let reply = try await channel.join(description, at: member.site)
         guard owned[id]?.status.generation == description.generation else { return false }
@@ -389,6 +531,7 @@ public actor ExtensionManager {
     guard let snapshot = owned[id] else { return false }
     let others = snapshot.status.members.map(\.site).filter { $0 != site }
     for member in others {
+      if evpnSite(member) != nil { continue }
       guard channel.isKnown(member) else {
         setState(id, member, .failed, "unknown site: not in [[site_peer]]")
         continue
@@ -403,8 +546,10 @@ public actor ExtensionManager {
       }
     }
     guard let current = owned[id] else { return false }
-    let reachable = others.filter { current.used[$0] != nil }
-    guard !reachable.isEmpty else { return false }
+    let reachable = others.filter { current.used[$0] != nil && evpnSite($0) == nil }
+    // EVPN-only members cannot be asked: their operator configures what is negotiated.
+    let evpnOnly = others.contains { evpnSite($0) != nil }
+    guard !reachable.isEmpty || evpnOnly else { return false }
     var local = service.usedIdentifiers(excludingNetwork: current.status.network)
     local.vnis += reservations.values.map(\.vni)
     for _ in 0..<8 {
@@ -440,7 +585,7 @@ public actor ExtensionManager {
         }
       }
       if refused { continue }
-      guard !accepted.isEmpty else { return false }
+      guard !accepted.isEmpty || reachable.isEmpty else { return false }
       owned[id]?.status.vni = vni
       owned[id]?.status.routeTarget = routeTarget
       owned[id]?.reserved = accepted
@@ -482,7 +627,12 @@ public actor ExtensionManager {
   struct PlannedSession: Equatable {
     var address: String
     var vnis: Set<UInt32>
-    var key: String
+    /// TCP MD5 key; nil: none (an EVPN-only member without `password`).
+    var key: String?
+    /// The peer's AS; nil: this speaker's (iBGP).
+    var remoteAS: UInt32? = nil
+    /// An EVPN-only member: this side always connects (the other side may too).
+    var evpnOnly = false
   }
 
   private func scheduleSessionPlan() {
@@ -507,18 +657,36 @@ public actor ExtensionManager {
     }
     for extensionState in owned.values where !extensionState.status.deleting {
       guard let vni = extensionState.status.vni else { continue }
-      for member in extensionState.status.members
-      where member.state == .joined && member.site != site && member.vtep != nil {
+      for member in extensionState.status.members where member.site != site && member.vtep != nil {
+        // An EVPN-only member's session is what joins it: up as soon as it is a participant.
+        let external = evpnSite(member.site) != nil && extensionState.reserved.contains(member.site)
+        guard member.state == .joined || (external && member.state != .leaving) else { continue }
         note(member.site, member.vtep!, vni, extensionState.status.id, extensionState.sessionKey)
       }
     }
+    var flaggedEVPNOnly = Set<String>()
     for membership in joined.values {
       let description = membership.description
       for member in description.members {
         note(member.site, member.vtep, description.vni, description.id, description.sessionKey)
+        if member.evpnOnly == true { flaggedEVPNOnly.insert(member.site) }
       }
     }
-    return shared.mapValues { PlannedSession(address: $0.address, vnis: $0.vnis, key: $0.key.1) }
+    var planned: [String: PlannedSession] = [:]
+    for (other, entry) in shared {
+      if let external = evpnSite(other) {
+        // Its own key and AS, from this site's configuration (the extension's key is for
+        // sites that received it over the site channel).
+        planned[other] = PlannedSession(
+          address: "\(external.vtep)", vnis: entry.vnis, key: external.password, remoteAS: external.asn,
+          evpnOnly: true)
+      } else if flaggedEVPNOnly.contains(other) {
+        planned[other] = PlannedSession(address: entry.address, vnis: entry.vnis, key: nil, evpnOnly: true)
+      } else {
+        planned[other] = PlannedSession(address: entry.address, vnis: entry.vnis, key: entry.key.1)
+      }
+    }
+    return planned
   }
 
   /// Brings the BGP sessions in line with the extensions (sites without a speaker switch
@@ -536,11 +704,14 @@ public actor ExtensionManager {
       // One side connects, the other listens (the site with the smaller name connects), so
       // that both ends never race into a connection collision.
       let configuration = PeerConfiguration(
-        name: peer, address: planned.address, remoteAS: controlPlane.localAS, passive: site > peer,
+        name: peer, address: planned.address, remoteAS: planned.remoteAS ?? controlPlane.localAS,
+        passive: planned.evpnOnly ? false : site > peer,
         password: planned.key, staleRoutePolicy: .always, exportVNIs: planned.vnis,
         localAddress: service.usedIdentifiers().vtep)
       do {
-        if let current = sessions[peer], current.address == planned.address, current.key == planned.key {
+        if let current = sessions[peer], current.address == planned.address, current.key == planned.key,
+          current.remoteAS == planned.remoteAS
+        {
           try await controlPlane.setExportVNIs(peer: peer, planned.vnis)
         } else if sessions[peer] != nil {
           try await controlPlane.updatePeer(configuration)

@@ -102,6 +102,10 @@ public struct ExtensionDescription: Codable, Sendable, Equatable {
     public var vtep: String
     /// The network's name at this member (the request's name by default).
     public var network: String
+    /// True for a member that takes part through BGP EVPN only (`[[site_peer]] evpn_only`
+    /// at the owner): the others peer with it using their own `[[site_peer]]` entry of that
+    /// name for its key and AS, if they have one, else iBGP without TCP MD5.
+    public var evpnOnly: Bool? = nil
   }
 }
 
