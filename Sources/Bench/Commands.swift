@@ -8,7 +8,7 @@ struct BenchCommand: ParsableCommand {
     abstract: "vxswitch benchmarks: traffic generation, in-memory pcap replay, live veth runs.",
     subcommands: [
       GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self,
-      BaselineForwardCommand.self, TXRingCommand.self, ExtensionBenchCommand.self,
+      BaselineForwardCommand.self, TXRingCommand.self, ExtensionBenchCommand.self, TCPBenchCommand.self,
     ])
 }
 

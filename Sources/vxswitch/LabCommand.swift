@@ -42,6 +42,13 @@ struct LabCommand: ParsableCommand {
     help: "Attach the last VM of every vxswitch site through VLAN 10 (a trunk port member).")
   var taggedVM = false
   @Option(
+    name: .customLong("vm-mtu"),
+    help: """
+      The VMs' MTU (default: the underlay's 1500 less 50, or 70 over IPv6). Larger shows path MTU \
+      discovery: vxswitch answers frames that do not fit with ICMP Fragmentation Needed.
+      """)
+  var vmMTU: Int?
+  @Option(
     name: .customLong("transfer-mib"),
     help: "Size of the TCP transfers (one each way) the checks compare byte for byte, in MiB.")
   var transferMiB = 4
@@ -54,6 +61,7 @@ struct LabCommand: ParsableCommand {
     if bgp && (kernelPeer || kernelOnly) {
       throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)")
     }
+    if let vmMTU, !(1280...9000).contains(vmMTU) { throw ValidationError("--vm-mtu must be 1280 to 9000") }
     guard (1...1024).contains(transferMiB) else { throw ValidationError("--transfer-mib must be 1 to 1024") }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
@@ -67,6 +75,7 @@ struct LabCommand: ParsableCommand {
     topology.bgp = bgp
     topology.transferMiB = transferMiB
     topology.taggedVM = taggedVM
+    topology.vmMTUOverride = vmMTU
     topology.extended = !(staticFlood || bgp || kernelPeer || kernelOnly)
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)
     if down {

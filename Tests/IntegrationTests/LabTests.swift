@@ -126,6 +126,16 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 64 MiB"), output)
   }
 
+  /// VMs at MTU 1500 over a 1500-byte underlay (usable 1450): their first full-size
+  /// segments are answered with ICMP Fragmentation Needed, the VMs lower their path MTU
+  /// and the transfers complete; the lab checks the counter and the VM's route cache.
+  func testPathMTUDiscoveryThroughAnUnderlaySmallerThanTheVMsMTU() throws {
+    let output = try lab(["--static", "--sites", "2", "--vm-mtu", "1500", "--transfer-mib", "16"])
+    XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 16 MiB"), output)
+    XCTAssertTrue(output.contains("ok   path MTU discovery: VMs at MTU 1500 over a 1450-byte path"), output)
+  }
+
   /// A VM behind a trunk member: its TSO super-frames carry a VLAN tag. Needs 802.1Q
   /// devices in the kernel (to make the VM's tagged interface).
   func testTaggedVMWithDefaultOffloads() throws {

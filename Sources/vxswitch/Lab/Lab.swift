@@ -313,6 +313,7 @@ final class Lab {
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
     results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
+    if t.vmMTU > t.usableVMMTU { results.append(pathMTUCheck(server: (t.sites, t.vmsPerSite))) }
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -349,6 +350,27 @@ final class Lab {
         return CheckResult(name: name, passed: false, detail: "\(error)")
       }
     }
+  }
+
+  /// With VMs whose MTU is larger than the underlay allows, the transfers above only
+  /// complete through path MTU discovery: site 1 answered its VM's too-big frames with
+  /// ICMP Fragmentation Needed (counted), and the VM's kernel holds the usable MTU for the
+  /// destination in its route cache.
+  private func pathMTUCheck(server: (site: Int, vm: Int)) -> CheckResult {
+    let t = topology
+    let name = "path MTU discovery: VMs at MTU \(t.vmMTU) over a \(t.usableVMMTU)-byte path"
+    let replies =
+      api(1, "/v1/statistics")
+      .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+      .flatMap { $0["path_mtu_replies"] as? Int } ?? 0
+    let route =
+      (try? Shell.inNamespace(
+        t.vmNamespace(1, 1), ["ip", "route", "get", t.vmAddress(server.site, server.vm)])) ?? ""
+    let learnt = route.contains("mtu \(t.usableVMMTU)")
+    return CheckResult(
+      name: name, passed: replies > 0 && learnt,
+      detail: "site 1 sent \(replies) ICMP Fragmentation Needed; s1-vm1 route: "
+        + route.split(separator: "\n").joined(separator: " "))
   }
 
   /// An extended lab: members' VMs reach each other, the non-member's reach none of them

@@ -49,7 +49,10 @@ struct LabTopology {
   func gateway(_ site: Int) -> String { ipv6Underlay ? "fd00:\(site)::1" : "172.16.\(site).1" }
   var underlayPrefixLength: Int { ipv6Underlay ? 64 : 24 }
   /// VM MTU that fits a 1500-byte underlay after VXLAN's 50 (IPv4) or 70 (IPv6) bytes.
-  var vmMTU: Int { ipv6Underlay ? 1430 : 1450 }
+  var usableVMMTU: Int { ipv6Underlay ? 1430 : 1450 }
+  /// The VMs' MTU: `usableVMMTU` unless set larger, to show path MTU discovery at work.
+  var vmMTUOverride: Int?
+  var vmMTU: Int { vmMTUOverride ?? usableVMMTU }
   func vmAddress(_ site: Int, _ vm: Int) -> String { "192.168.100.\(site * 10 + vm)" }
   func vmMAC(_ site: Int, _ vm: Int) -> String { String(format: "02:00:00:00:%02x:%02x", site, vm) }
   func configPath(_ site: Int) -> String { "\(stateDirectory)/site-\(site).toml" }

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Foundation
+
+/// `Bench tcp`: TCP between two VMs at two sites (`vxswitch lab` namespaces, VMs with
+/// default offloads, VM MTU = underlay MTU - 50, underlay veths carrying MTU-sized
+/// frames as a wire does), iperf3 for a fixed time with 1 and 4 streams, for vxswitch at
+/// both sites, Linux bridge + kernel vxlan at both, and mixed, alternating in one run.
+struct TCPBenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "tcp",
+    abstract:
+      "iperf3 between two sites' VMs: vxswitch at both vs Linux bridge + kernel vxlan at both vs mixed.",
+    discussion: """
+      Needs root and iperf3 (installed with apt-get when missing). Each round builds a two-site
+      lab per system (`vxswitch lab --static` / `--kernel-only` / `--kernel-peer`, prefix btcp),
+      runs iperf3 from s1-vm1 to s2-vm1 for --duration seconds with 1 then 4 streams, and
+      removes the lab; systems alternate within each round. Gbit/s is iperf3's received rate.
+      CPU per Gbit is the busy time of the whole machine (all CPUs: wall clock minus idle and
+      iowait, from /proc/stat) during the iperf3 run divided by the gigabits received: it
+      charges each system for its softirq, NAPI and process work, and iperf3's own work
+      alike. The table shows medians over --repetitions rounds.
+      """)
+
+  @Option(help: "Seconds per iperf3 run.") var duration = 10
+  @Option(help: "Rounds (each runs every system once).") var repetitions = 1
+  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed.")
+  var system: [String] = ["vxswitch", "kernel", "mixed"]
+  @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
+  @Option(help: "vxswitch binary.") var vxswitch = ".build/release/vxswitch"
+  @Flag(help: "JSON output.") var json = false
+
+  enum System: String, CaseIterable {
+    case vxswitch, kernel, mixed
+    var labArguments: [String] {
+      switch self {
+      case .vxswitch: return ["--static"]
+      case .kernel: return ["--kernel-only"]
+      case .mixed: return ["--kernel-peer"]
+      }
+    }
+    var label: String {
+      switch self {
+      case .vxswitch: return "vxswitch at both sites"
+      case .kernel: return "Linux bridge + kernel vxlan at both"
+      case .mixed: return "vxswitch (site 1) to kernel (site 2)"
+      }
+    }
+  }
+
+  struct Sample: Codable {
+    var system: String
+    var streams: Int
+    var gigabitsPerSecond: Double
+    var cpuSecondsPerGigabit: Double
+    var retransmits: Int
+  }
+
+  func run() throws {
+    guard getuid() == 0 else { throw ValidationError("Bench tcp needs root (network namespaces)") }
+    let systems = try system.map { name -> System in
+      guard let value = System(rawValue: name) else { throw ValidationError("unknown system \(name)") }
+      return value
+    }
+    guard FileManager.default.isExecutableFile(atPath: vxswitch) else {
+      throw ValidationError("\(vxswitch) is not built (swift build -c release)")
+    }
+    if !Shell.exists("iperf3") {
+      progress("installing iperf3")
+      try Shell.check(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "iperf3"])
+    }
+    var samples: [Sample] = []
+    for round in 1...repetitions {
+      for system in systems {
+        progress("round \(round)/\(repetitions): \(system.label)")
+        try Shell.check([vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
+        defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
+        for count in streams {
+          let sample = try measure(system: system, streams: count)
+          progress(
+            String(
+              format: "  %d stream(s): %.2f Gbit/s, %.3f CPU s/Gbit, %d retransmits", count,
+              sample.gigabitsPerSecond, sample.cpuSecondsPerGigabit, sample.retransmits))
+          samples.append(sample)
+        }
+      }
+    }
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+      print(String(decoding: try encoder.encode(samples), as: UTF8.self))
+      return
+    }
+    print(Self.table(samples, systems: systems, streams: streams))
+  }
+
+  /// One iperf3 run from s1-vm1 to s2-vm1 (192.168.100.21).
+  func measure(system: System, streams: Int) throws -> Sample {
+    let server = Process()
+    server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    server.arguments = ["ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-1", "-p", "5201"]
+    server.standardOutput = FileHandle.nullDevice
+    server.standardError = FileHandle.nullDevice
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+    let client = [
+      "ip", "netns", "exec", "btcp-s1-vm1", "iperf3", "-c", "192.168.100.21", "-p", "5201", "-t",
+      "\(duration)",
+      "-P", "\(streams)", "-J",
+    ]
+    // The server needs a moment to listen: a refused connection is retried.
+    var result = Shell.Result(status: 1, output: "", error: "")
+    var before = 0.0
+    for _ in 0..<100 {
+      before = Self.busySeconds()
+      result = Shell.run(client)
+      if result.status == 0 || !result.output.contains("unable to connect") { break }
+      usleep(100_000)
+    }
+    let busy = Self.busySeconds() - before
+    guard result.status == 0,
+      let object = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any],
+      let end = object["end"] as? [String: Any],
+      let received = end["sum_received"] as? [String: Any],
+      let bits = received["bits_per_second"] as? Double,
+      let seconds = received["seconds"] as? Double
+    else {
+      throw BenchError.failed(
+        "iperf3 failed for \(system.label): \(result.output.prefix(400)) \(result.error)")
+    }
+    let retransmits = (end["sum_sent"] as? [String: Any])?["retransmits"] as? Int ?? 0
+    let gigabits = bits * seconds / 1e9
+    return Sample(
+      system: system.rawValue, streams: streams, gigabitsPerSecond: bits / 1e9,
+      cpuSecondsPerGigabit: gigabits > 0 ? busy / gigabits : .infinity, retransmits: retransmits)
+  }
+
+  /// Busy CPU seconds of the whole machine so far: every CPU's time but idle and iowait.
+  static func busySeconds() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+    else { return 0 }
+    let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard fields.count >= 8 else { return 0 }
+    // user nice system idle iowait irq softirq steal
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
+  }
+
+  static func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1
+      ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+  }
+
+  static func table(_ samples: [Sample], systems: [System], streams: [Int]) -> String {
+    var rows = [["system"] + streams.flatMap { ["\($0) stream Gbit/s", "\($0) stream CPU s/Gbit"] }]
+    var medians: [System: [Int: (Double, Double)]] = [:]
+    for system in systems {
+      var row = [system.label]
+      for count in streams {
+        let picked = samples.filter { $0.system == system.rawValue && $0.streams == count }
+        let rate = median(picked.map(\.gigabitsPerSecond))
+        let cpu = median(picked.map(\.cpuSecondsPerGigabit))
+        medians[system, default: [:]][count] = (rate, cpu)
+        row += [String(format: "%.2f", rate), String(format: "%.3f", cpu)]
+      }
+      rows.append(row)
+    }
+    var text = rows.map { $0.joined(separator: " | ") }.joined(separator: "\n")
+    if let ours = medians[.vxswitch], let kernel = medians[.kernel] {
+      for count in streams {
+        guard let a = ours[count], let b = kernel[count] else { continue }
+        text += String(
+          format: "\nvxswitch/kernel, %d stream(s): %.2fx the Gbit/s, %.2fx the CPU per Gbit", count,
+          a.0 / b.0,
+          a.1 / b.1)
+      }
+    }
+    return text
+  }
+}
