@@ -94,6 +94,7 @@ final class FastPathEquivalenceTests: XCTestCase {
     // The traffic must have exercised the paths compared: frames went out, most of them
     // encapsulated or decapsulated, and the flow cache decided some.
     XCTAssertGreaterThan(fastFrames, batches * 20)
+    XCTAssertGreaterThan(traffic.segmentFrames, 500, "segments of TSO super-frames went through both")
     XCTAssertGreaterThan(fast.core.statistics[Counter.encapsulated], 5_000)
     XCTAssertGreaterThan(fast.core.statistics[Counter.decapsulated], 5_000)
     XCTAssertGreaterThan(fast.core.statistics[Counter.floodCopies], 100)
@@ -151,6 +152,11 @@ private struct Traffic {
   static let ingressPorts = ["vm1", "vm2", "trunk0", "vm3", "eth1", "eth1", "vm1"]
   let ipv6: Bool
   var sequence: UInt16 = 0
+  /// The rest of a TSO super-frame cut up as an access port does (`SuperFrame`), sent
+  /// back to back on `segmentsPort` before anything else from that port.
+  var segments: [Frame] = []
+  var segmentsPort = ""
+  var segmentFrames = 0
 
   init(ipv6: Bool) { self.ipv6 = ipv6 }
 
@@ -175,7 +181,56 @@ private struct Traffic {
 
   mutating func frame(on port: String, random: inout SplitMix64) -> Frame {
     sequence &+= 1
+    if port == segmentsPort && !segments.isEmpty {
+      segmentFrames += 1
+      return segments.removeFirst()
+    }
+    if port != "eth1" && pick(&random, 40) == 0, let first = superFrameSegments(on: port, &random) {
+      return first
+    }
     return port == "eth1" ? underlayFrame(&random) : accessFrame(on: port, &random)
+  }
+
+  /// A TCP super-frame from a host at home on `port` to a remote or local host, cut into
+  /// segments of a random MSS; returns the first and keeps the rest for the next frames.
+  private mutating func superFrameSegments(on port: String, _ random: inout SplitMix64) -> Frame? {
+    let candidates = (0..<10).filter { Self.home(of: $0).port == port }
+    guard !candidates.isEmpty else { return nil }
+    let host = candidates[pick(&random, candidates.count)]
+    let vlan = Self.home(of: host).vlan
+    let destination =
+      pick(&random, 2) == 0 ? Self.remoteHost(pick(&random, 8)) : Self.localHost(pick(&random, 10))
+    let bytes = FrameBuilder.tcpFrame(
+      link: .init(destination: destination, source: Self.localHost(host)),
+      source: IPAddress("192.168.0.\(1 + host)")!, destination: IPAddress("192.168.1.9")!, sourcePort: 2000,
+      destinationPort: 5201, sequenceNumber: UInt32(sequence) << 16, flags: [.ack, .psh],
+      payload: Array(repeating: 0x33, count: 3000 + pick(&random, 6000)), ipv4: .init(dontFragment: true))
+    let mss = [536, 1400, 1448][pick(&random, 3)]
+    let header = VirtioNetHeader(
+      flags: VirtioNetHeader.needsChecksum, gsoType: 1, headerLength: 54, gsoSize: UInt16(mss),
+      checksumStart: 34, checksumOffset: 16)
+    var cut: [Frame] = []
+    bytes.withUnsafeBytes { raw in
+      guard var superFrame = try? SuperFrame(frame: raw.baseAddress!, length: raw.count, header: header)
+      else {
+        return
+      }
+      var buffer = [UInt8](repeating: 0, count: 2048)
+      while !superFrame.isFinished {
+        let length = buffer.withUnsafeMutableBytes { superFrame.writeNext(to: $0.baseAddress!) }
+        // Segments of a tagged host carry the tag as the kernel reports it.
+        cut.append(
+          Frame(
+            bytes: Array(buffer[0..<length]),
+            vlanTag: vlan.map { FrameVector.vlanTagPresent | UInt32($0) } ?? 0,
+            flags: FrameFlags.checksumValid))
+      }
+    }
+    guard !cut.isEmpty else { return nil }
+    segments = Array(cut.dropFirst())
+    segmentsPort = port
+    segmentFrames += 1
+    return cut[0]
   }
 
   private func pick(_ random: inout SplitMix64, _ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
