@@ -174,6 +174,61 @@ final class SuperFrameTests: XCTestCase {
     XCTAssertEqual(refusal(badOffset, header), .headersPastFrame)
   }
 
+  /// Wireshark's dissectors agree: segments of TCP/IPv4, TCP/IPv6 and UDP super-frames
+  /// decode with good IP, TCP and UDP checksums, contiguous sequence numbers and no
+  /// malformed or error-level expert notes.
+  func testTsharkDecodesSegmentsWithGoodChecksums() throws {
+    _ = try ExternalTool.require("tshark")
+    let link = FrameBuilder.EthernetHeaderFields(destination: vm2, source: vm1)
+    var frames: [[UInt8]] = []
+    frames += try segments(
+      FrameBuilder.tcpFrame(
+        link: link, source: a4, destination: b4, sourcePort: 40000, destinationPort: 5201,
+        sequenceNumber: 1000,
+        flags: [.ack, .psh], payload: payload(5000), ipv4: .init(dontFragment: true)),
+      tcpHeader(ipv6: false, mss: 1448))
+    frames += try segments(
+      FrameBuilder.tcpFrame(
+        link: link, source: a6, destination: b6, sourcePort: 40001, destinationPort: 5201, sequenceNumber: 7,
+        flags: [.ack], payload: payload(4000)),
+      tcpHeader(ipv6: true, mss: 1428))
+    frames += try segments(
+      FrameBuilder.udpFrame(
+        link: link, source: a4, destination: b4, sourcePort: 9, destinationPort: 10, payload: payload(3000)),
+      VirtioNetHeader(
+        flags: VirtioNetHeader.needsChecksum, gsoType: 5, headerLength: 42, gsoSize: 1400, checksumStart: 34,
+        checksumOffset: 6))
+    let path = try makeScratchDirectory(for: self) + "/segments.pcap"
+    let writer = try PcapWriter(path: path)
+    for (index, frame) in frames.enumerated() {
+      try writer.write(frame, timestampNanos: 1_000_000_000 * UInt64(index + 1))
+    }
+    try writer.close()
+    let rows = try ExternalTool.tsharkFields(
+      file: path,
+      fields: [
+        "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status", "tcp.seq_raw", "tcp.len",
+        "_ws.malformed", "_ws.expert.severity",
+      ], options: ExternalTool.checksumVerification)
+    XCTAssertEqual(rows.count, frames.count)
+    var nextSequence: [String: Int] = [:]
+    for (index, row) in rows.enumerated() {
+      XCTAssertEqual(row["_ws.malformed"], "", "frame \(index): \(row)")
+      XCTAssertFalse(row["_ws.expert.severity"]?.contains("8388608") ?? false, "frame \(index): \(row)")
+      for status in ["ip.checksum.status", "tcp.checksum.status", "udp.checksum.status"] {
+        let value = row[status] ?? ""
+        XCTAssertTrue(value == "" || value == "1", "frame \(index) \(status) = \(value) (1 is good)")
+      }
+      if let sequence = row["tcp.seq_raw"].flatMap(Int.init), let length = row["tcp.len"].flatMap(Int.init) {
+        let flow = frames[index][12] == 0x86 ? "v6" : "v4"
+        if let expected = nextSequence[flow] { XCTAssertEqual(sequence, expected, "frame \(index)") }
+        nextSequence[flow] = sequence + length
+      }
+    }
+    XCTAssertEqual(nextSequence["v4"], 1000 + 5000)
+    XCTAssertEqual(nextSequence["v6"], 7 + 4000)
+  }
+
   /// Random headers over random and real frames: refused or cut, never a crash, and
   /// every segment stays inside the bounds `nextSegmentLength` announced.
   func testRandomHeadersNeverCrash() throws {
@@ -222,22 +277,9 @@ final class SuperFrameTests: XCTestCase {
 
 /// A super-frame sent through a real veth by a packet socket with `PACKET_VNET_HDR` (as a
 /// VM's stack hands one to its veth) arrives at the access port as one GSO frame with its
-/// `virtio_net_hdr`, and leaves the port as MTU-sized segments.
-final class AFPacketSegmentationTests: XCTestCase {
-  var lab: NetnsLab!
-  var ns = ""
-
-  override func setUpWithError() throws {
-    lab = try NetnsLab.make(self)
-    ns = try lab.namespace("gso")
-    try lab.sh(ns, "ip link add p0 type veth peer name p1 && ip link set p0 up && ip link set p1 up")
-  }
-
-  override func tearDown() {
-    lab?.destroy()
-    lab = nil
-  }
-
+/// `virtio_net_hdr`, and leaves the port as MTU-sized segments. (On AFPacketPortTests'
+/// veth pair.)
+extension AFPacketPortTests {
   func testPortCutsASuperFrameIntoSegmentsWithTheirVLANTag() throws {
     try NetworkNamespace.run(ns) {
       let port = try AFPacketPort(interface: "p0", role: .access)
