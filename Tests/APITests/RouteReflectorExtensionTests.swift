@@ -68,7 +68,8 @@ final class RouteReflectorExtensionTests: XCTestCase, @unchecked Sendable {
   private var reflector: String { "\(subnet).2" }
 
   /// The namespace with gobgpd, reached over a veth pair whose host end carries the VTEPs.
-  private func startRouteReflector() throws {
+  /// `rtc`: the neighbors have the `rtc` afi-safi (RT constraint) besides `l2vpn-evpn`.
+  private func startRouteReflector(rtc: Bool) throws {
     guard getuid() == 0 else { throw XCTSkip("needs root: namespaces, TCP sessions from the VTEPs") }
     guard
       let gobgpd = ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].first(where: {
@@ -113,11 +114,16 @@ final class RouteReflectorExtensionTests: XCTestCase, @unchecked Sendable {
           [[neighbors.afi-safis]]
             [neighbors.afi-safis.config]
               afi-safi-name = "l2vpn-evpn"
-          [[neighbors.afi-safis]]
-            [neighbors.afi-safis.config]
-              afi-safi-name = "rtc"
 
         """
+      if rtc {
+        configuration += """
+            [[neighbors.afi-safis]]
+              [neighbors.afi-safis.config]
+                afi-safi-name = "rtc"
+
+          """
+      }
     }
     try configuration.write(toFile: folder + "/gobgpd.toml", atomically: true, encoding: .utf8)
     let process = Process()
@@ -220,7 +226,18 @@ final class RouteReflectorExtensionTests: XCTestCase, @unchecked Sendable {
   }
 
   func testOnlyExtendedNetworksReachTheRouteReflectorAndOnlyMembersGetThem() async throws {
-    try startRouteReflector()
+    try await extendThroughTheRouteReflector(rtc: true)
+  }
+
+  /// A route reflector without RT constraint reflects the extension's routes to C as well:
+  /// C counts them as ignored and installs none (its filter toward the reflector is empty,
+  /// although its local network imports the same route target).
+  func testWithoutRouteTargetConstraintANonMemberIgnoresWhatTheReflectorSendsIt() async throws {
+    try await extendThroughTheRouteReflector(rtc: false)
+  }
+
+  private func extendThroughTheRouteReflector(rtc: Bool) async throws {
+    try startRouteReflector(rtc: rtc)
     let peers = LoopbackPeerNetwork()
     // A: net1 (VNI 100) and a private network. B: net1 on VNI 200. C (not a member): a
     // local network on VNI 100, whose default route target is 64512:100.
@@ -246,7 +263,7 @@ final class RouteReflectorExtensionTests: XCTestCase, @unchecked Sendable {
         try self.reflectorPeer(site)?.state == .established
       }
       let peer = try XCTUnwrap(try reflectorPeer(site))
-      XCTAssertTrue(peer.routeTargetConstraint, "RT constraint negotiated with gobgpd")
+      XCTAssertEqual(peer.routeTargetConstraint, rtc, "RT constraint negotiated with gobgpd")
       XCTAssertEqual(peer.exportVNIs, [], "nothing is extended yet")
       await site.controlPlane!.speaker.sync()
       XCTAssertEqual(try reflectorPeer(site)?.routesAdvertised, 0)
@@ -296,13 +313,23 @@ final class RouteReflectorExtensionTests: XCTestCase, @unchecked Sendable {
     XCTAssertFalse(rib.contains { $0.contains(" \(vtep(3)) ") }, "C advertised its local network")
     XCTAssertFalse(rib.contains { $0.contains("\(outsiderMAC)") })
 
-    // C, not a member, is sent nothing (RT constraint: it asked for no route target) and
-    // holds nothing of net1, although its own network imports 64512:100.
-    XCTAssertEqual(adjOut(3), [], "the route reflector sent C routes")
+    // C, not a member, holds nothing of net1, although its own network imports 64512:100.
+    // With RT constraint it is sent nothing (it asked for no route target); without, it is
+    // sent every reflected route and ignores them all.
+    if rtc {
+      XCTAssertEqual(adjOut(3), [], "the route reflector sent C routes")
+      XCTAssertEqual(try reflectorPeer(c)?.routesReceived, 0)
+    } else {
+      XCTAssertTrue(
+        adjOut(3).contains { $0.contains("\(sharedMAC)") }, "the reflector did not send C A's MAC")
+      try waitFor("C ignoring the reflected routes") {
+        try self.reflectorPeer(c).map { $0.routesIgnored >= 2 && $0.routesReceived == $0.routesIgnored }
+          ?? false
+      }
+    }
     XCTAssertNil(try fdb(c, sharedMAC))
     XCTAssertNil(try fdb(c, memberMAC))
     XCTAssertEqual(try reflectorPeer(c)?.routesAccepted, 0)
-    XCTAssertEqual(try reflectorPeer(c)?.routesReceived, 0)
     XCTAssertTrue(try c.client.get("/v1/flood?vni=100", as: FloodList.self).flood.isEmpty)
 
     // Deleting the extension withdraws A's routes from the route reflector, and B drops them.
