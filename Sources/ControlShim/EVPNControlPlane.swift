@@ -99,6 +99,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
     var defaults: PeeringDefaults?
     /// Peers added at run time, by name (also given to a replacement speaker).
     var addedPeers: [String: PeerConfiguration] = [:]
+    /// The VNIs of the extended networks (`setExtendedVNIs`): the export filter of the
+    /// configured peers of a site with `[peering]`.
+    var extendedVNIs: Set<UInt32> = []
     var started = false
     var stopped = false
   }
@@ -137,9 +140,13 @@ public final class EVPNControlPlane: @unchecked Sendable {
     core.observeLocalARP { [weak self] event in self?.localARPChanged(event) }
   }
 
+  /// With `[peering]`, the configured peers (`[[bgp.peer]]`, route reflectors) export only
+  /// `extendedVNIs` and import only into them (`PeerConfiguration.importOnlyExported`), RT
+  /// constraint (RFC 4684) is offered to them, and their connections start from the VTEP;
+  /// without `[peering]` they export and import every VNI, as before.
   static func speakerConfiguration(
     _ config: SiteConfig, options: Options, defaults: PeeringDefaults?, rdNumbers: [UInt32: UInt16],
-    warnings: inout [String]
+    extendedVNIs: Set<UInt32> = [], warnings: inout [String]
   ) -> SpeakerConfiguration? {
     var site = config
     let peering = site.bgp == nil
@@ -156,6 +163,16 @@ public final class EVPNControlPlane: @unchecked Sendable {
       configuration.listenAddress = options.listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")
       configuration.listenPort = defaults.listenPort
       configuration.exportWithoutFilter = false
+    }
+    if config.peering != nil {
+      for index in configuration.peers.indices {
+        configuration.peers[index].exportVNIs = extendedVNIs
+        configuration.peers[index].importOnlyExported = true
+        configuration.peers[index].routeTargetConstraint = true
+        // Sessions start from the VTEP, as the sessions with members do: the route
+        // reflector knows the site by it.
+        configuration.peers[index].localAddress = "\(config.site.vtep)"
+      }
     }
     configuration.connectRetryTime = options.connectRetryTime
     configuration.connectRetryMaximum = options.connectRetryMaximum
@@ -210,12 +227,13 @@ public final class EVPNControlPlane: @unchecked Sendable {
     } catch {
       options.log("bgp: cannot listen (\(error)); connecting to active peers only")
       var warnings: [String] = []
-      let (config, rdNumbers, defaults, added) = state.withLock {
-        ($0.config, $0.rdNumbers, $0.defaults, $0.addedPeers)
+      let (config, rdNumbers, defaults, added, extended) = state.withLock {
+        ($0.config, $0.rdNumbers, $0.defaults, $0.addedPeers, $0.extendedVNIs)
       }
       guard
         var configuration = Self.speakerConfiguration(
-          config, options: options, defaults: defaults, rdNumbers: rdNumbers, warnings: &warnings)
+          config, options: options, defaults: defaults, rdNumbers: rdNumbers, extendedVNIs: extended,
+          warnings: &warnings)
       else { throw error }
       configuration.listenAddress = nil
       // Peers added before start come along, as configured peers of the replacement.
@@ -365,6 +383,25 @@ public final class EVPNControlPlane: @unchecked Sendable {
   public func setExportVNIs(peer name: String, _ vnis: Set<UInt32>?) async throws {
     try await setExportVNIsFuture(peer: name, vnis).get()
   }
+
+  /// The VNIs of the networks this site extends (shares with at least one other member):
+  /// with `[peering]`, the export and import filter of every configured peer (`[[bgp.peer]]`,
+  /// route reflectors), which are sent those networks' routes only, under their negotiated
+  /// route targets, and asked (RT constraint) for those route targets only. Without
+  /// `[peering]` nothing changes (configured peers get every VNI). Extension managers call it
+  /// whenever the set changes.
+  public func setExtendedVNIs(_ vnis: Set<UInt32>) async throws {
+    let (speaker, peers) = try state.withLock { state -> (EVPNSpeaker, [String]) in
+      guard !state.stopped else { throw PeerChangeError.shuttingDown }
+      state.extendedVNIs = vnis
+      let names = state.speaker.configuration.peers.filter(\.importOnlyExported).map(\.name)
+      return (state.speaker, names)
+    }
+    for peer in peers { try await speaker.setExportVNIsFuture(peer: peer, vnis).get() }
+  }
+
+  /// What `setExtendedVNIs` last set.
+  public var extendedVNIs: Set<UInt32> { state.withLock { $0.extendedVNIs } }
 
   /// `addPeer` for callers on plain threads; must not be called on the speaker's loop.
   public func addPeerBlocking(_ peer: PeerConfiguration) throws { try addPeerFuture(peer).wait() }

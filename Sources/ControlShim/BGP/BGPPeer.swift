@@ -39,6 +39,8 @@ final class BGPPeer: @unchecked Sendable {
   var routeTargetMemberships: Set<RouteTargetMembership> = []
   /// True after the peer's RTC End-of-RIB (RFC 4684 section 6: wait before sending VPN routes).
   var routeTargetConstraintSynced = false
+  /// The RFC 4684 memberships (our import RTs) announced to the peer on this session.
+  var announcedMemberships: Set<RouteTarget> = []
   var hasStaleRoutes = false
   /// Set before a Cease that must not leave stale routes behind (max routes exceeded).
   var purgeRoutesOnLoss = false
@@ -60,6 +62,10 @@ final class BGPPeer: @unchecked Sendable {
   func exports(_ vni: UInt32) -> Bool {
     configuration.exportVNIs?.contains(vni) ?? speaker.configuration.exportWithoutFilter
   }
+
+  /// Whether routes of this peer may be imported into `vni` (its export filter, when
+  /// `importOnlyExported`; any VNI otherwise).
+  func imports(into vni: UInt32) -> Bool { !configuration.importOnlyExported || exports(vni) }
 
   func setExportVNIs(_ vnis: Set<UInt32>?) { configuration.exportVNIs = vnis }
 
@@ -233,7 +239,10 @@ final class BGPPeer: @unchecked Sendable {
     if configuration.routeTargetConstraint { ours.insert(.routeTargetConstraint) }
     negotiatedFamilies = ours.intersection(connection.remoteOpen?.families ?? [])
     routeTargetMemberships = []
-    routeTargetConstraintSynced = !usesRouteTargetConstraint
+    announcedMemberships = []
+    // A peer whose export filter alone decides what it is sent need not be waited for
+    // (gobgpd, for one, sends no RTC End-of-RIB without graceful restart).
+    routeTargetConstraintSynced = !usesRouteTargetConstraint || configuration.importOnlyExported
     speaker.emit(.established(peer: configuration.name))
     speaker.sessionEstablished(self)
   }

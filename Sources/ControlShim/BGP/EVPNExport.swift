@@ -223,11 +223,17 @@ extension EVPNSpeaker {
 
   /// Whether routes of `vni` with these export `targets` go to `peer`: its export filter
   /// (`PeerConfiguration.exportVNIs`) allows the VNI, and with RT constraint (RFC 4684)
-  /// the peer asked for one of the targets.
+  /// the peer asked for one of the targets. Toward a peer with `importOnlyExported` (a
+  /// route reflector of a `[peering]` site) the export filter alone decides, from the
+  /// start of the session: a route reflector such as gobgpd reflects a membership to the
+  /// other clients but not back to the one whose path it chose, announces no default
+  /// membership and sends no RTC End-of-RIB without graceful restart, so the members of
+  /// an extension would otherwise never send it their routes.
   func canSend(to peer: BGPPeer, vni: UInt32, targets: [RouteTarget]) -> Bool {
     guard peer.established != nil, peer.supportsEVPN, peer.exports(vni) else { return false }
     guard peer.usesRouteTargetConstraint else { return true }
     guard peer.routeTargetConstraintSynced else { return false }
+    if peer.configuration.importOnlyExported { return true }
     return targets.contains { target in peer.routeTargetMemberships.contains { $0.matches(target) } }
   }
 

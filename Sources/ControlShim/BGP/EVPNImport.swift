@@ -63,7 +63,9 @@ extension EVPNSpeaker {
     // Which local VNIs import these routes: one lookup per UPDATE, not per route.
     var candidates: [UInt32] = []
     for target in attributes.routeTargets {
-      for vni in vniByImportTarget[target] ?? [] where !candidates.contains(vni) { candidates.append(vni) }
+      for vni in vniByImportTarget[target] ?? [] where !candidates.contains(vni) && peer.imports(into: vni) {
+        candidates.append(vni)
+      }
     }
     guard !candidates.isEmpty else {
       // Not for us: count it, and drop an earlier version that matched other RTs.
@@ -187,15 +189,12 @@ extension EVPNSpeaker {
     guard let connection = peer.established else { return }
     if peer.usesRouteTargetConstraint {
       // Our memberships first; EVPN routes follow the peer's RTC End-of-RIB.
-      let memberships = importTargets.map {
-        RouteTargetMembership(originAS: configuration.asn, routeTarget: $0)
-      }
-      var attributes = baseAttributes(for: peer)
-      attributes.mpReach = MultiprotocolReach(
-        nextHop: IPAddress.v4(configuration.routerID).bytes, nlri: .routeTargetMembership(memberships))
-      connection.send(.update(UpdateMessage(attributes: attributes)))
+      let targets = membershipTargets(for: peer)
+      peer.announcedMemberships = Set(targets)
+      if !targets.isEmpty { sendMemberships(targets, withdrawn: [], to: peer) }
       connection.send(.update(.endOfRIB(.routeTargetConstraint)))
-    } else if peer.supportsEVPN {
+    }
+    if peer.supportsEVPN && peer.routeTargetConstraintSynced {
       sendAllRoutes(to: peer)
       connection.send(.update(.endOfRIB(.l2vpnEVPN)))
     }

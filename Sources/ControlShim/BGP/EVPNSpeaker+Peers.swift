@@ -185,5 +185,6 @@ extension EVPNSpeaker {
     peer.setExportVNIs(vnis)
     let added = after.subtracting(before)
     if !added.isEmpty { sendAllRoutes(to: peer, vnis: added) }
+    applyImportFilter(of: peer, dropped: dropped, added: added)
   }
 }

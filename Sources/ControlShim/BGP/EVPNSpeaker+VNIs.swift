@@ -36,40 +36,14 @@ extension EVPNSpeaker {
     for vni in gone {
       for key in Array((rib.floodRoutes[vni] ?? [:]).keys) { rib.removeFlood(vni: vni, key: key) }
     }
-    let previousTargets = importTargets
     (vniSettings, vniByImportTarget, importTargets) = (settings, byTarget, targets)
-    announceMembershipChanges(from: previousTargets)
+    for peer in peers { syncMemberships(of: peer) }
     // Bindings of VNIs that are gone for good; changed VNIs keep theirs, advertised again
     // with their MACs.
     localBindings = localBindings.filter { settings[$0.key.vni] != nil }
     if !added.isEmpty {
       for peer in peers where peer.supportsEVPN {
         peer.established?.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))
-      }
-    }
-  }
-
-  /// RFC 4684: tells peers using RT constraint which import RTs came and went.
-  private func announceMembershipChanges(from previous: [RouteTarget]) {
-    let added = importTargets.filter { !previous.contains($0) }
-    let removed = previous.filter { !importTargets.contains($0) }
-    guard !added.isEmpty || !removed.isEmpty else { return }
-    func memberships(_ targets: [RouteTarget]) -> [RouteTargetMembership] {
-      targets.map { RouteTargetMembership(originAS: configuration.asn, routeTarget: $0) }
-    }
-    for peer in peers where peer.usesRouteTargetConstraint {
-      guard let connection = peer.established else { continue }
-      if !removed.isEmpty {
-        var attributes = PathAttributes()
-        attributes.mpUnreach = .routeTargetMembership(memberships(removed))
-        connection.send(.update(UpdateMessage(attributes: attributes)))
-      }
-      if !added.isEmpty {
-        var attributes = baseAttributes(for: peer)
-        attributes.mpReach = MultiprotocolReach(
-          nextHop: IPAddress.v4(configuration.routerID).bytes,
-          nlri: .routeTargetMembership(memberships(added)))
-        connection.send(.update(UpdateMessage(attributes: attributes)))
       }
     }
   }

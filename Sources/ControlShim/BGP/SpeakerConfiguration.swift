@@ -35,6 +35,13 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
   /// Changed at run time with `EVPNSpeaker.setExportVNIs(peer:_:)`. Import is not
   /// filtered: route targets decide which VNI imports a route.
   public var exportVNIs: Set<UInt32>?
+  /// The export filter is also this peer's import filter: its routes are imported only into
+  /// the VNIs `exportVNIs` allows, and with RT constraint only those VNIs' import route
+  /// targets are announced to it (RFC 4684 memberships follow `setExportVNIs`). Set for the
+  /// configured peers (route reflectors) of a site with `[peering]`, whose export filter is
+  /// the extended networks, so that a network that is not extended neither leaves nor
+  /// takes in routes through them.
+  public var importOnlyExported: Bool
   /// Source address of the connections we open to the peer; nil lets the kernel choose.
   /// The peer identifies incoming connections by their source address.
   public var localAddress: String?
@@ -44,7 +51,7 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
     password: String? = nil, maxRoutes: Int? = nil, holdTime: UInt16? = nil,
     routeTargetConstraint: Bool = false,
     staleRoutePolicy: StaleRoutePolicy = .gracefulRestartOnly,
-    exportVNIs: Set<UInt32>? = nil, localAddress: String? = nil
+    exportVNIs: Set<UInt32>? = nil, localAddress: String? = nil, importOnlyExported: Bool = false
   ) {
     self.name = name ?? "\(address):\(port)"
     self.address = address
@@ -58,6 +65,7 @@ public struct PeerConfiguration: Sendable, Codable, Equatable {
     self.staleRoutePolicy = staleRoutePolicy
     self.exportVNIs = exportVNIs
     self.localAddress = localAddress
+    self.importOnlyExported = importOnlyExported
   }
 }
 

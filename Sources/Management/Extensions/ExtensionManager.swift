@@ -623,6 +623,8 @@ public actor ExtensionManager {
   var sessionPlanner: Task<Void, Never>?
   /// BGP peers this manager added: site -> (VTEP, exported VNIs, key).
   var sessions: [String: PlannedSession] = [:]
+  /// The VNIs last given to `EVPNControlPlane.setExtendedVNIs` (nil: not yet).
+  var extendedVNIs: Set<UInt32>?
 
   struct PlannedSession: Equatable {
     var address: String
@@ -725,6 +727,18 @@ public actor ExtensionManager {
       } catch {
         logger.warning(
           "bgp session to member not set up", metadata: ["peer": "\(peer)", "error": "\(error)"])
+      }
+    }
+    // The configured peers (route reflectors) of a [peering] site carry the extended
+    // networks only: the VNIs shared with at least one other member.
+    let extended = desired.values.reduce(into: Set<UInt32>()) { $0.formUnion($1.vnis) }
+    if extended != extendedVNIs {
+      do {
+        try await controlPlane.setExtendedVNIs(extended)
+        extendedVNIs = extended
+      } catch {
+        logger.warning(
+          "extended networks not set on the configured bgp peers", metadata: ["error": "\(error)"])
       }
     }
   }
