@@ -194,6 +194,61 @@ final class ARPSuppressionTests: XCTestCase {
     XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC, "control binding stays")
   }
 
+  // MARK: Address conflicts
+
+  /// While the control plane marks an IP as conflicted, a request for it is flooded (not
+  /// answered), neither claim re-binds it, and a local host claiming it is not learnt;
+  /// when the conflict clears, the binding left is answered for again.
+  func testAConflictedIPIsNotAnsweredNorReboundUntilTheConflictClears() {
+    let sw = makeSwitch()
+    let events = Mutex<[SwitchCore.LocalARPEvent]>([])
+    sw.core.observeLocalARP { event in events.withLock { $0.append(event) } }
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    // A local host claims the IP of the EVPN binding: reported once (a conflict), not stored.
+    let claim = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: Self.boundIP)
+    sw.forward(interface: "vm2", frames: [claim])
+    XCTAssertEqual(events.withLock { $0 }, [.bound(vni: 100, ip: Self.boundIP, mac: S.hostB)])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC)
+    _ = sw.takeOutput("vm1") + sw.takeOutput("trunk0") + sw.takeOutput("eth1")
+
+    sw.core.setARPConflict(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    XCTAssertTrue(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    let frame = request()
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0, "answered for neither binding")
+    // Neither claim re-binds it meanwhile; the local claim is not queued again.
+    XCTAssertFalse(sw.core.installARP(vni: 100, ip: Self.boundIP, mac: S.hostR))
+    sw.core.removeARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    sw.forward(interface: "vm2", frames: [claim])
+    _ = sw.takeOutput("vm1") + sw.takeOutput("trunk0") + sw.takeOutput("eth1")
+    XCTAssertEqual(
+      events.withLock { $0 }.filter { $0 == .bound(vni: 100, ip: Self.boundIP, mac: S.hostB) }.count, 1)
+    XCTAssertTrue(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    XCTAssertEqual(sw.core.arpRows(now: 1).first { $0.ip == "\(Self.boundIP)" }?.conflict, true)
+
+    // The remote claim went: the local binding is left, and answered for again.
+    sw.core.clearARPConflict(vni: 100, ip: Self.boundIP, mac: S.hostB, control: false)
+    XCTAssertFalse(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    XCTAssertEqual(sw.core.arpRows(now: 1).first { $0.ip == "\(Self.boundIP)" }?.origin, "local")
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.arpReplyFrame(
+          senderMAC: S.hostB, senderIP: Self.boundIP, targetMAC: S.hostA, targetIP: Self.requesterIP)
+      ])
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+    // A conflict over an IP with no binding at all carries the given MAC; clearing
+    // with nothing left removes it.
+    let other = IPAddress("192.168.1.40")!
+    sw.core.setARPConflict(vni: 100, ip: other, mac: S.hostR)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: other), S.hostR)
+    sw.core.clearARPConflict(vni: 100, ip: other, mac: nil, control: true)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other))
+  }
+
   // MARK: Events for the control plane
 
   func testLocalBindingEventsReportNewChangedReplacedAndAgedBindings() {

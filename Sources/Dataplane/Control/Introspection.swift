@@ -84,6 +84,9 @@ public struct ARPRow: Codable, Equatable, Sendable {
   public var ageSeconds: UInt32?
   /// The MAC is frozen by duplicate-MAC detection (only when true).
   public var duplicate: Bool? = nil
+  /// The IP is in an address conflict (several MACs claim it): not answered for by ARP
+  /// suppression (only when true; `GET /v1/conflicts` says more).
+  public var conflict: Bool? = nil
 }
 
 /// One row of `vxswitch show bd --json`. Stable: keys are only ever added.
@@ -286,7 +289,9 @@ extension SwitchCore {
   ) -> [ARPRow] {
     let state = self.state
     var rows: [(UInt32, UInt32, ARPRow)] = []
-    arp.forEach { domain, address, mac, control in
+    arp.forEachRaw { domain, address, value in
+      let mac = MACAddress(rawValue: value & ARPTable.macMask)
+      let control = value & ARPTable.controlBit != 0
       guard Int(domain) < state.domainCount else { return }
       let entryVNI = state.vni(ofDomain: domain)
       if let vni, vni != entryVNI { return }
@@ -294,6 +299,7 @@ extension SwitchCore {
       var row = ARPRow(
         vni: entryVNI, ip: ip.description, mac: mac.description, origin: control ? "evpn" : "local",
         peer: nil, ageSeconds: nil)
+      if value & ARPTable.conflictBit != 0 { row.conflict = true }
       if control {
         row.peer = peer?(entryVNI, mac, ip)
       } else {

@@ -12,15 +12,23 @@
 /// | bits  | field                                                     |
 /// |-------|-----------------------------------------------------------|
 /// | 0-47  | MAC address the IP is bound to                            |
-/// | 48-61 | zero                                                      |
+/// | 48-60 | zero                                                      |
+/// | 61    | conflict: the IP is claimed by several MACs (see below)   |
 /// | 62    | origin: 1 = control plane (EVPN MAC/IP route), 0 = other  |
 /// | 63    | present (always 1 for a stored binding; an absent key reads 0) |
+///
+/// ## Conflicts
+/// While the control plane reports the IP bound to different MACs (an address conflict,
+/// `setConflict`), the entry carries the conflict bit: ARP suppression does not answer
+/// for it, local ARP packets do not re-learn it, and `install`, `exchange` and `remove`
+/// leave it alone until `clearConflict` says which binding, if any, remains.
 ///
 /// The wrapped table's per-origin accounting reads bits 18-19 of the value, i.e. MAC
 /// bits here: its `counts()` are meaningless for this instance; use `count`.
 public final class ARPTable: @unchecked Sendable {
   public static let presentBit: UInt64 = 1 << 63
   public static let controlBit: UInt64 = 1 << 62
+  public static let conflictBit: UInt64 = 1 << 61
   public static let macMask: UInt64 = 0xFFFF_FFFF_FFFF
 
   @usableFromInline let table: ForwardingTable
@@ -49,10 +57,15 @@ public final class ARPTable: @unchecked Sendable {
     return table.lookup(Self.key(domain: domain, ipv4: ipv4), slot: &slot).rawValue
   }
 
-  /// The MAC bound to (domain, IPv4), if any.
+  /// The MAC bound to (domain, IPv4), if any (also while the IP is in conflict).
   public func mac(domain: UInt16, ipv4: UInt32) -> MACAddress? {
     let value = lookup(domain: domain, ipv4: ipv4)
     return value & Self.presentBit != 0 ? MACAddress(rawValue: value & Self.macMask) : nil
+  }
+
+  /// Whether (domain, IPv4) is marked as an address conflict.
+  public func isConflicted(domain: UInt16, ipv4: UInt32) -> Bool {
+    lookup(domain: domain, ipv4: ipv4) & Self.conflictBit != 0
   }
 
   // MARK: Writers (control side)
@@ -64,6 +77,7 @@ public final class ARPTable: @unchecked Sendable {
     let value = Self.presentBit | (control ? Self.controlBit : 0) | (mac.rawValue & Self.macMask)
     var stored = false
     table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
+      if let existing, existing.rawValue & Self.conflictBit != 0 { return .keep }
       if let existing, existing.rawValue & Self.controlBit != 0, !control { return .keep }
       stored = true
       return .set(FDBEntry(rawValue: value))
@@ -82,6 +96,7 @@ public final class ARPTable: @unchecked Sendable {
     var previous: UInt64 = 0
     table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
       previous = existing?.rawValue ?? 0
+      if let existing, existing.rawValue & Self.conflictBit != 0 { return .keep }
       if let existing, existing.rawValue & Self.controlBit != 0, !control { return .keep }
       stored = true
       return .set(FDBEntry(rawValue: value))
@@ -90,12 +105,38 @@ public final class ARPTable: @unchecked Sendable {
   }
 
   /// Removes the binding of (domain, IPv4); when `mac` is given, only if the IP is
-  /// still bound to that MAC (a withdrawn route must not remove a newer binding).
+  /// still bound to that MAC (a withdrawn route must not remove a newer binding). A
+  /// conflicted entry stays (`clearConflict` settles it).
   public func remove(domain: UInt16, ipv4: UInt32, mac: MACAddress? = nil) {
     table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
-      guard let existing else { return .keep }
+      guard let existing, existing.rawValue & Self.conflictBit == 0 else { return .keep }
       if let mac, existing.rawValue & Self.macMask != mac.rawValue & Self.macMask { return .keep }
       return .remove
+    }
+  }
+
+  /// Marks (domain, IPv4) as an address conflict: the binding it holds stays (for
+  /// `show arp`) but is no longer answered for; without one, `mac` is stored (as a
+  /// control-plane binding) to carry the mark.
+  public func setConflict(domain: UInt16, ipv4: UInt32, mac: MACAddress) {
+    table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
+      if let existing {
+        return .set(FDBEntry(rawValue: existing.rawValue | Self.conflictBit))
+      }
+      return .set(
+        FDBEntry(
+          rawValue: Self.presentBit | Self.controlBit | Self.conflictBit | (mac.rawValue & Self.macMask)))
+    }
+  }
+
+  /// Ends the conflict of (domain, IPv4): the entry becomes `binding` (the one left, a
+  /// control-plane binding when `control`), or goes when none is left.
+  public func clearConflict(domain: UInt16, ipv4: UInt32, binding: MACAddress?, control: Bool) {
+    table.update(FDBKey(rawValue: Self.key(domain: domain, ipv4: ipv4))) { existing in
+      guard let binding else { return existing == nil ? .keep : .remove }
+      return .set(
+        FDBEntry(
+          rawValue: Self.presentBit | (control ? Self.controlBit : 0) | (binding.rawValue & Self.macMask)))
     }
   }
 
@@ -121,6 +162,13 @@ public final class ARPTable: @unchecked Sendable {
       body(
         key.bridgeDomain, UInt32(truncatingIfNeeded: key.rawValue),
         MACAddress(rawValue: entry.rawValue & Self.macMask), entry.rawValue & Self.controlBit != 0)
+    }
+  }
+
+  /// Every binding with its raw value (`presentBit`, `controlBit`, `conflictBit`, MAC).
+  public func forEachRaw(_ body: (UInt16, UInt32, UInt64) -> Void) {
+    table.forEach { key, entry in
+      body(key.bridgeDomain, UInt32(truncatingIfNeeded: key.rawValue), entry.rawValue)
     }
   }
 }

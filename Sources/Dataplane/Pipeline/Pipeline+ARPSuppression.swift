@@ -1,8 +1,10 @@
 extension Pipeline {
   /// Queues the (sender IP, sender MAC) binding of a local ARP request or reply for the
   /// learner when the ARP table does not already hold it. Only when the sender hardware
-  /// address is the frame's source MAC, and never over a control-plane binding; the
-  /// binding lives as long as the MAC's local FDB entry (the ager removes both).
+  /// address is the frame's source MAC; the binding lives as long as the MAC's local FDB
+  /// entry (the ager removes both). A control-plane binding of another MAC is not
+  /// replaced, but the claim is still queued once (the control plane reports the
+  /// address conflict and marks the entry, after which nothing more is queued).
   @inline(never)
   func learnARP(
     domain: UInt16, member: UInt16, source: UInt64, rest: UnsafeRawPointer, restLength: Int, now: UInt32
@@ -17,7 +19,7 @@ extension Pipeline {
     if arp.be64(8) &>> 16 != source { return }
     let value = self.arp.lookup(domain: domain, ipv4: senderIP)
     if value & ARPTable.presentBit != 0
-      && (value & ARPTable.controlBit != 0 || value & ARPTable.macMask == source)
+      && (value & ARPTable.conflictBit != 0 || value & ARPTable.macMask == source)
     {
       return
     }
@@ -38,7 +40,8 @@ extension Pipeline {
   /// bound in the domain's ARP table, writes the ARP reply a host owning the IP would
   /// send, out of the ingress member (tagged as the member is), and returns true: the
   /// request is consumed, not flooded. Gratuitous ARP (sender IP = target IP), probes
-  /// (sender IP 0.0.0.0, RFC 5227), replies, and requests for the requester's own MAC
+  /// (sender IP 0.0.0.0, RFC 5227), replies, requests for the requester's own MAC and
+  /// for an IP in an address conflict (`ARPTable.conflictBit`: several MACs claim it)
   /// return false and are forwarded as before.
   @inline(never)
   func answerARP(
@@ -52,7 +55,7 @@ extension Pipeline {
     let targetIP = arp.be32(24)
     if senderIP == 0 || senderIP == targetIP { return false }
     let value = self.arp.lookup(domain: domain, ipv4: targetIP)
-    if value & ARPTable.presentBit == 0 { return false }
+    if value & (ARPTable.presentBit | ARPTable.conflictBit) != ARPTable.presentBit { return false }
     let boundMAC = value & ARPTable.macMask
     let senderMAC = arp.be64(8) &>> 16
     if boundMAC == senderMAC { return false }

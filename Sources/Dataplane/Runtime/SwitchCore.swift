@@ -30,7 +30,9 @@ public final class SwitchCore: @unchecked Sendable {
   /// Changes of IPv4 bindings learnt from local ARP packets (`ARPTable` entries that
   /// are not the control plane's), for the control shim to advertise as MAC/IP routes.
   /// `.unbound` comes when the binding goes: its MAC aged out, the IP was re-bound to
-  /// another MAC, or a control-plane binding replaced it.
+  /// another MAC, or a control-plane binding replaced it. `.bound` also comes when a
+  /// local host claims an IP that a control-plane binding gives another MAC: the claim
+  /// is not stored, but the control plane hears of it (an address conflict).
   public enum LocalARPEvent: Sendable, Equatable {
     case bound(vni: UInt32, ip: IPAddress, mac: MACAddress)
     case unbound(vni: UInt32, ip: IPAddress, mac: MACAddress)
@@ -372,16 +374,39 @@ public final class SwitchCore: @unchecked Sendable {
   /// EVPN MAC/IP route); replaces any earlier binding of the IP. Only IPv4 is bound
   /// (IPv6 neighbour discovery is not suppressed). Returns whether a binding was stored.
   /// Off the packet path: takes the ARP table's writer lock.
-  /// A locally learnt binding it replaces is reported as `.unbound`.
+  /// A locally learnt binding it replaces is reported as `.unbound`. An IP in an
+  /// address conflict (`setARPConflict`) is left alone.
   @discardableResult
   public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
     guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
     let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: true)
-    if previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
+    // A conflicted entry is left as it is (`clearARPConflict` settles it).
+    if stored, previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
       notify([LocalARPEvent.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask))]
       )
     }
     return stored
+  }
+
+  /// Marks `ip` in the VNI as an address conflict (several MACs claim it): ARP
+  /// suppression stops answering for it and nothing re-binds it until
+  /// `clearARPConflict`. The binding held stays; without one, `mac` carries the mark.
+  public func setARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress) {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
+    arp.setConflict(domain: domain, ipv4: address, mac: mac)
+  }
+
+  /// Ends the conflict of `ip`: the binding left (`mac`, a control-plane one when
+  /// `control`) is stored and answered for again; nil removes the entry.
+  public func clearARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress?, control: Bool) {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
+    arp.clearConflict(domain: domain, ipv4: address, binding: mac, control: control)
+  }
+
+  /// Whether `ip` is marked as an address conflict in the VNI's ARP table.
+  public func isARPConflicted(vni: UInt32, ip: IPAddress) -> Bool {
+    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
+    return arp.isConflicted(domain: domain, ipv4: address)
   }
 
   /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
@@ -534,8 +559,18 @@ public final class SwitchCore: @unchecked Sendable {
       let address = UInt32(truncatingIfNeeded: event.key)
       let mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
       let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: false)
-      guard stored, Int(domain) < state.domainCount else { continue }
+      guard Int(domain) < state.domainCount else { continue }
       let vni = state.vni(ofDomain: domain)
+      if !stored {
+        // A local host claims an IP a control-plane binding gives another MAC: reported
+        // (not stored), so the control plane sees both claims (an address conflict).
+        if previous & ARPTable.controlBit != 0, previous & ARPTable.conflictBit == 0,
+          previous & ARPTable.macMask != mac.rawValue
+        {
+          events.append(.bound(vni: vni, ip: .v4(address), mac: mac))
+        }
+        continue
+      }
       if previous & ARPTable.presentBit != 0 {
         if previous & ARPTable.macMask == mac.rawValue { continue }
         events.append(
