@@ -32,7 +32,10 @@ public final class MetricsExporter: Sendable {
     (
       "vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."
     ),
-    ("vxswitch_arp_suppressed_total", "counter", "ARP requests answered locally (ARP suppression)."),
+    (
+      "vxswitch_arp_suppressed_total", "counter",
+      "ARP requests and IPv6 neighbour solicitations answered locally (suppression)."
+    ),
     (
       "vxswitch_path_mtu_replies_total", "counter",
       "ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the underlay."

@@ -132,7 +132,8 @@ struct ShowFDB: ParsableCommand {
 
 struct ShowARP: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "arp", abstract: "ARP-suppression bindings (IPv4 -> MAC), local and from EVPN.")
+    commandName: "arp",
+    abstract: "ARP and neighbour-discovery suppression bindings (IPv4 and IPv6 -> MAC), local and from EVPN.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
   @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate,conflict}]}.") var json =

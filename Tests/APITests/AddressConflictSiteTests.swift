@@ -16,7 +16,8 @@ import XCTest
 /// the conflict clears by itself at both and A's binding is answered for everywhere.
 final class AddressConflictSiteTests: XCTestCase, @unchecked Sendable {
   static let subnet = "127.0.12"
-  let address = IPAddress("192.168.50.5")!
+  /// The contested address: IPv4 (ARP) or IPv6 (neighbour discovery).
+  var address = IPAddress("192.168.50.5")!
   let m1 = MACAddress("02:aa:00:00:50:01")!
   let m2 = MACAddress("02:bb:00:00:50:02")!
   let asker = MACAddress("02:cc:00:00:50:00")!
@@ -47,31 +48,42 @@ final class AddressConflictSiteTests: XCTestCase, @unchecked Sendable {
       events: { [logs] message, metadata in logs.withLock { $0.append((name, message, metadata)) } })
   }
 
-  /// The VM `mac` at `site` announces the contested IP (gratuitous ARP).
+  /// The VM `mac` at `site` announces the contested IP (gratuitous ARP, or an
+  /// unsolicited neighbour advertisement to all nodes).
   private func announce(_ mac: MACAddress, at site: APITestSite) {
-    site.offline.forward(
-      interface: "vm1",
-      frames: [FrameBuilder.arpRequestFrame(senderMAC: mac, senderIP: address, targetIP: address)],
-      now: 1)
+    let frame =
+      address.isIPv4
+      ? FrameBuilder.arpRequestFrame(senderMAC: mac, senderIP: address, targetIP: address)
+      : FrameBuilder.neighborAdvertisementFrame(
+        senderMAC: mac, targetIP: address, destinationMAC: MACAddress("33:33:00:00:00:01")!,
+        destinationIP: IPAddress("ff02::1")!, solicited: false)
+    site.offline.forward(interface: "vm1", frames: [frame], now: 1)
     _ = site.offline.takeOutput("vm1") + site.offline.takeOutput("eth1")
   }
 
-  /// An ARP request for the contested IP from another VM at `site`; returns whether the
-  /// site answered it itself (and with which MAC).
+  /// An ARP request (or neighbour solicitation) for the contested IP from another VM at
+  /// `site`; returns whether the site answered it itself (and with which MAC).
   private func ask(_ site: APITestSite, now: UInt32) -> MACAddress? {
     let before = site.offline.core.statisticsReport().arpSuppressed ?? 0
     // Another VM at each site (its own MAC and IP: the askers are no conflict).
     let last: UInt8 = site === a ? 9 : 10
-    let request = FrameBuilder.arpRequestFrame(
-      senderMAC: MACAddress(rawValue: asker.rawValue + UInt64(last)),
-      senderIP: IPAddress("192.168.50.\(last)")!, targetIP: address)
+    let mac = MACAddress(rawValue: asker.rawValue + UInt64(last))
+    let request =
+      address.isIPv4
+      ? FrameBuilder.arpRequestFrame(
+        senderMAC: mac, senderIP: IPAddress("192.168.50.\(last)")!, targetIP: address)
+      : FrameBuilder.neighborSolicitationFrame(
+        senderMAC: mac, senderIP: IPAddress("2001:db8:50::\(last)")!, targetIP: address)
     site.offline.forward(interface: "vm1", frames: [request], now: now)
     let replies = site.offline.takeOutput("vm1")
     _ = site.offline.takeOutput("eth1")
+    // The MAC answered: the ARP sender hardware address, or the advertisement's target
+    // link-layer address option.
+    let macOffset = address.isIPv4 ? 22 : 80
     guard (site.offline.core.statisticsReport().arpSuppressed ?? 0) > before, let reply = replies.first,
-      reply.count >= 28
+      reply.count >= macOffset + 6
     else { return nil }
-    return MACAddress(rawValue: reply[22..<28].reduce(0) { $0 << 8 | UInt64($1) })
+    return MACAddress(rawValue: reply[macOffset..<macOffset + 6].reduce(0) { $0 << 8 | UInt64($1) })
   }
 
   private func conflicts(_ site: APITestSite) throws -> [AddressConflict] {
@@ -131,6 +143,19 @@ final class AddressConflictSiteTests: XCTestCase, @unchecked Sendable {
 
   func testTheSameIPAtTwoSitesIsOneConflictWithOneOutcomeAndClearsWhenOneSideLeaves() async throws {
     guard getuid() == 0 else { throw XCTSkip("needs root: TCP MD5 keys on loopback BGP sessions") }
+    try await conflictScenario()
+  }
+
+  /// The same with an IPv6 address: bindings from neighbour advertisements, advertised as
+  /// MAC/IP routes; solicitations answered locally before the conflict, for neither
+  /// binding during it, with A's binding after.
+  func testTheSameIPv6AddressAtTwoSitesIsOneConflictToo() async throws {
+    guard getuid() == 0 else { throw XCTSkip("needs root: TCP MD5 keys on loopback BGP sessions") }
+    address = IPAddress("2001:db8:50::5")!
+    try await conflictScenario()
+  }
+
+  private func conflictScenario() async throws {
     // net1 is on VNI 100 at A and 200 at B: the extension keeps A's 100 (B renumbers).
     a = try makeSite("site-a", 1, vni: 100)
     b = try makeSite("site-b", 2, vni: 200)

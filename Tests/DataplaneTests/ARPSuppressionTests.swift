@@ -249,6 +249,98 @@ final class ARPSuppressionTests: XCTestCase {
     XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other))
   }
 
+  // MARK: IPv6 neighbour discovery
+
+  /// Solicitations and advertisements bind IPv6 addresses as ARP binds IPv4 ones; a
+  /// solicitation for a bound address is answered with a byte-exact solicited
+  /// advertisement (checksum included) and not flooded; duplicate address detection,
+  /// link-local addresses and conflicted addresses are not answered.
+  func testNeighbourDiscoveryIsLearntAndAnsweredLikeARP() {
+    let sw = makeSwitch()
+    let events = Mutex<[SwitchCore.LocalARPEvent]>([])
+    sw.core.observeLocalARP { event in events.withLock { $0.append(event) } }
+    let requester = IPAddress("2001:db8::1")!
+    let bound = IPAddress("2001:db8::20")!
+    let other = IPAddress("2001:db8::30")!
+    // hostB resolves someone: its own address is learnt from the solicitation.
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(senderMAC: S.hostB, senderIP: bound, targetIP: requester)
+      ])
+    // hostR announces another address (unsolicited advertisement to all nodes).
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: S.hostR, targetIP: other, destinationMAC: MACAddress("33:33:00:00:00:01")!,
+          destinationIP: IPAddress("ff02::1")!, solicited: false)
+      ])
+    // Link-local addresses and duplicate address detection are not learnt.
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(
+          senderMAC: S.hostB, senderIP: IPAddress("fe80::2")!, targetIP: IPAddress("fe80::1")!),
+        FrameBuilder.neighborSolicitationFrame(
+          senderMAC: S.hostR, senderIP: IPAddress("::")!, targetIP: IPAddress("2001:db8::40")!),
+      ])
+    XCTAssertEqual(
+      events.withLock { $0 },
+      [.bound(vni: 100, ip: bound, mac: S.hostB), .bound(vni: 100, ip: other, mac: S.hostR)])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: bound), S.hostB)
+    XCTAssertEqual(sw.core.arpRows(vni: 100, now: 1).map(\.ip), ["\(bound)", "\(other)"])
+    for port in ["vm1", "vm2", "trunk0", "eth1"] { _ = sw.takeOutput(port) }
+
+    // hostA solicits hostB's address: answered for it, nothing flooded.
+    let solicitation = FrameBuilder.neighborSolicitationFrame(
+      senderMAC: S.hostA, senderIP: requester, targetIP: bound)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: S.hostB, targetIP: bound, destinationMAC: S.hostA, destinationIP: requester,
+          solicited: true)
+      ])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [])
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+    // Duplicate address detection for a bound address is forwarded (its owner answers).
+    let probe = FrameBuilder.neighborSolicitationFrame(
+      senderMAC: S.hostA, senderIP: IPAddress("::")!, targetIP: bound)
+    sw.forward(interface: "vm1", frames: [probe])
+    assertFlooded(sw, probe)
+    // In conflict: forwarded, not answered; answered again once cleared.
+    sw.core.setARPConflict(vni: 100, ip: bound, mac: S.hostB)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    assertFlooded(sw, solicitation)
+    XCTAssertEqual(sw.core.arpRows(vni: 100, now: 1).first { $0.ip == "\(bound)" }?.conflict, true)
+    sw.core.clearARPConflict(vni: 100, ip: bound, mac: S.hostB, control: false)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    XCTAssertEqual(sw.takeOutput("vm1").count, 1)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 2)
+    // An EVPN binding of an IPv6 address is answered for too.
+    let remote = IPAddress("2001:db8::99")!
+    XCTAssertTrue(sw.core.installARP(vni: 100, ip: remote, mac: Self.boundMAC))
+    sw.forward(
+      interface: "vm1",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(senderMAC: S.hostA, senderIP: requester, targetIP: remote)
+      ])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: Self.boundMAC, targetIP: remote, destinationMAC: S.hostA, destinationIP: requester,
+          solicited: true)
+      ])
+    // hostB ages out (aging 300 s) with its IPv6 binding.
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: bound))
+    XCTAssertTrue(events.withLock { $0 }.contains(.unbound(vni: 100, ip: bound, mac: S.hostB)))
+  }
+
   // MARK: Events for the control plane
 
   func testLocalBindingEventsReportNewChangedReplacedAndAgedBindings() {

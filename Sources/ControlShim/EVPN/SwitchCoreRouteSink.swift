@@ -3,7 +3,7 @@ import Synchronization
 
 /// Applies what the EVPN speaker decided onto a `SwitchCore`: best type-2 routes become
 /// FDB entries of origin control, withdrawals remove them, type-3 PMSI routes become
-/// flood-list members, and IPv4 MAC/IP routes become ARP-suppression bindings. Remembers which peer and MAC-mobility sequence each entry came
+/// flood-list members, and MAC/IP routes become ARP / neighbour-discovery suppression bindings. Remembers which peer and MAC-mobility sequence each entry came
 /// from, so that `show fdb` can say so (`FDBAnnotator`).
 ///
 /// Threading: the speaker calls in on its event-loop thread; `annotate` runs on the
@@ -412,8 +412,8 @@ extension SwitchCoreRouteSink.Table {
       }
       // The speaker only calls this for a remote best path: it already beat any local one.
       pending.append(.mac(.install(vni: vni, mac: mac, vtep: vtep)))
-      // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core
-      // ignores others).
+      // A MAC/IP route also binds the IP for ARP (IPv4) or neighbour discovery (IPv6)
+      // suppression.
       if let ip { pending.append(.installARP(vni: vni, ip: ip, mac: mac)) }
     case .remove(let vni, let mac, let ip):
       // Only while the IP is still bound to this MAC: a newer route may have moved it.

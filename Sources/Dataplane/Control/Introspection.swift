@@ -75,7 +75,8 @@ public struct ARPRow: Codable, Equatable, Sendable {
   public var vni: UInt32
   public var ip: String
   public var mac: String
-  /// "local" (learnt from an ARP packet on a local port) or "evpn" (from a MAC/IP route).
+  /// "local" (learnt from an ARP or neighbour discovery packet on a local port) or
+  /// "evpn" (from a MAC/IP route).
   public var origin: String
   /// The BGP peer whose route installed an "evpn" binding.
   public var peer: String?
@@ -288,14 +289,13 @@ extension SwitchCore {
     vni: UInt32? = nil, now: UInt32, peer: ((UInt32, MACAddress, IPAddress) -> String?)? = nil
   ) -> [ARPRow] {
     let state = self.state
-    var rows: [(UInt32, UInt32, ARPRow)] = []
-    arp.forEachRaw { domain, address, value in
+    var rows: [(UInt32, IPAddress, ARPRow)] = []
+    arp.forEach { domain, ip, value in
       let mac = MACAddress(rawValue: value & ARPTable.macMask)
       let control = value & ARPTable.controlBit != 0
       guard Int(domain) < state.domainCount else { return }
       let entryVNI = state.vni(ofDomain: domain)
       if let vni, vni != entryVNI { return }
-      let ip = IPAddress.v4(address)
       var row = ARPRow(
         vni: entryVNI, ip: ip.description, mac: mac.description, origin: control ? "evpn" : "local",
         peer: nil, ageSeconds: nil)
@@ -308,9 +308,9 @@ extension SwitchCore {
           row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
         }
       }
-      rows.append((entryVNI, address, row))
+      rows.append((entryVNI, ip, row))
     }
-    return rows.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
+    return rows.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.map(\.2)
   }
 
   public func bridgeDomainRows() -> [BridgeDomainRow] {

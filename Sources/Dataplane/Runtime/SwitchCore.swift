@@ -370,16 +370,15 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
-  /// Binds `ip` to `mac` in the VNI's bridge domain for ARP suppression (e.g. from an
-  /// EVPN MAC/IP route); replaces any earlier binding of the IP. Only IPv4 is bound
-  /// (IPv6 neighbour discovery is not suppressed). Returns whether a binding was stored.
-  /// Off the packet path: takes the ARP table's writer lock.
-  /// A locally learnt binding it replaces is reported as `.unbound`. An IP in an
-  /// address conflict (`setARPConflict`) is left alone.
+  /// Binds `ip` (IPv4 or IPv6) to `mac` in the VNI's bridge domain for ARP and
+  /// neighbour-discovery suppression (e.g. from an EVPN MAC/IP route); replaces any
+  /// earlier binding of the IP. Returns whether a binding was stored. Off the packet
+  /// path: takes the ARP table's writer lock. A locally learnt binding it replaces is
+  /// reported as `.unbound`. An IP in an address conflict (`setARPConflict`) is left alone.
   @discardableResult
   public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
-    let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: true)
+    guard let domain = state.domainIndex(vni: vni) else { return false }
+    let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: true)
     // A conflicted entry is left as it is (`clearARPConflict` settles it).
     if stored, previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
       notify([LocalARPEvent.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask))]
@@ -388,38 +387,38 @@ public final class SwitchCore: @unchecked Sendable {
     return stored
   }
 
-  /// Marks `ip` in the VNI as an address conflict (several MACs claim it): ARP
-  /// suppression stops answering for it and nothing re-binds it until
-  /// `clearARPConflict`. The binding held stays; without one, `mac` carries the mark.
+  /// Marks `ip` in the VNI as an address conflict (several MACs claim it): suppression
+  /// stops answering for it and nothing re-binds it until `clearARPConflict`. The
+  /// binding held stays; without one, `mac` carries the mark.
   public func setARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress) {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
-    arp.setConflict(domain: domain, ipv4: address, mac: mac)
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.setConflict(domain: domain, ip: ip, mac: mac)
   }
 
   /// Ends the conflict of `ip`: the binding left (`mac`, a control-plane one when
   /// `control`) is stored and answered for again; nil removes the entry.
   public func clearARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress?, control: Bool) {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
-    arp.clearConflict(domain: domain, ipv4: address, binding: mac, control: control)
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.clearConflict(domain: domain, ip: ip, binding: mac, control: control)
   }
 
   /// Whether `ip` is marked as an address conflict in the VNI's ARP table.
   public func isARPConflicted(vni: UInt32, ip: IPAddress) -> Bool {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
-    return arp.isConflicted(domain: domain, ipv4: address)
+    guard let domain = state.domainIndex(vni: vni) else { return false }
+    return arp.isConflicted(domain: domain, ip: ip)
   }
 
   /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
   /// bound to that MAC (a withdrawal of an older MAC/IP route leaves a newer one).
   public func removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress? = nil) {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
-    arp.remove(domain: domain, ipv4: address, mac: mac)
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.remove(domain: domain, ip: ip, mac: mac)
   }
 
   /// The MAC `ip` is bound to in the VNI's ARP table, if any.
   public func arpBinding(vni: UInt32, ip: IPAddress) -> MACAddress? {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return nil }
-    return arp.mac(domain: domain, ipv4: address)
+    guard let domain = state.domainIndex(vni: vni) else { return nil }
+    return arp.mac(domain: domain, ip: ip)
   }
 
   /// Forgets every entry of a bridge domain in O(1).
@@ -495,7 +494,8 @@ public final class SwitchCore: @unchecked Sendable {
       }
     }
     fdb.batch { access in
-      for (position, event) in batch.enumerated() where event.kind != LearnEvent.arpBinding {
+      for (position, event) in batch.enumerated()
+      where event.kind != LearnEvent.arpBinding && event.kind != LearnEvent.ndBinding {
         let key = FDBKey(rawValue: event.key)
         let domain = key.bridgeDomain
         let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
@@ -554,11 +554,18 @@ public final class SwitchCore: @unchecked Sendable {
   /// New and changed bindings are reported (`LocalARPEvent`), refreshes are not.
   private func applyARPBindings(_ batch: [LearnEvent], state: ForwardingState, events: inout [LocalARPEvent])
   {
-    for event in batch where event.kind == LearnEvent.arpBinding {
+    for event in batch where event.kind == LearnEvent.arpBinding || event.kind == LearnEvent.ndBinding {
       let domain = UInt16(truncatingIfNeeded: event.key &>> 48)
-      let address = UInt32(truncatingIfNeeded: event.key)
-      let mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
-      let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: false)
+      let ip: IPAddress
+      let mac: MACAddress
+      if event.kind == LearnEvent.arpBinding {
+        ip = .v4(UInt32(truncatingIfNeeded: event.key))
+        mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
+      } else {
+        ip = .v6(event.vtepHigh, event.vtepLow)
+        mac = MACAddress(rawValue: event.key & ARPTable.macMask)
+      }
+      let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: false)
       guard Int(domain) < state.domainCount else { continue }
       let vni = state.vni(ofDomain: domain)
       if !stored {
@@ -567,16 +574,15 @@ public final class SwitchCore: @unchecked Sendable {
         if previous & ARPTable.controlBit != 0, previous & ARPTable.conflictBit == 0,
           previous & ARPTable.macMask != mac.rawValue
         {
-          events.append(.bound(vni: vni, ip: .v4(address), mac: mac))
+          events.append(.bound(vni: vni, ip: ip, mac: mac))
         }
         continue
       }
       if previous & ARPTable.presentBit != 0 {
         if previous & ARPTable.macMask == mac.rawValue { continue }
-        events.append(
-          .unbound(vni: vni, ip: .v4(address), mac: MACAddress(rawValue: previous & ARPTable.macMask)))
+        events.append(.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask)))
       }
-      events.append(.bound(vni: vni, ip: .v4(address), mac: mac))
+      events.append(.bound(vni: vni, ip: ip, mac: mac))
     }
   }
 
@@ -602,11 +608,11 @@ public final class SwitchCore: @unchecked Sendable {
     // Locally learnt IP bindings go with their MAC.
     var arpEvents: [LocalARPEvent] = []
     if !removedLocal.isEmpty && arp.count > 0 {
-      arp.removeAll { domain, address, mac, control in
+      arp.removeAll { domain, ip, mac, control in
         guard !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
         else { return false }
         if Int(domain) < state.domainCount {
-          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: .v4(address), mac: mac))
+          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: ip, mac: mac))
         }
         return true
       }
