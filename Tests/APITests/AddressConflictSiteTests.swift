@@ -155,6 +155,77 @@ final class AddressConflictSiteTests: XCTestCase, @unchecked Sendable {
     try await conflictScenario()
   }
 
+  /// The same MAC learnt at two sites before they peer (a partition): once the session
+  /// is up, the tie (same sequence number) is settled at once by the lower VTEP; B
+  /// withdraws and reports it, A reports it until B's withdrawal arrives; B's host
+  /// keeps sending, and B does not announce the MAC again with a higher sequence, so
+  /// A keeps it (no flapping, no duplicate-MAC freeze); when B's MAC ages out the
+  /// conflict ends and B forwards to A.
+  func testTheSameMACAtTwoSitesIsSettledOnceAndDoesNotFlap() async throws {
+    a = try makeSite("site-a", 1, vni: 100)
+    b = try makeSite("site-b", 2, vni: 100)
+    let shared = MACAddress("02:dd:00:00:50:01")!
+    func send(from mac: MACAddress, at site: APITestSite, now: UInt32) {
+      let frame = FrameBuilder.ethernet(
+        FrameBuilder.EthernetHeaderFields(destination: .broadcast, source: mac), etherType: 0x88B5,
+        payload: [UInt8](repeating: 0, count: 46))
+      site.offline.forward(interface: "vm1", frames: [frame], now: now)
+      _ = site.offline.takeOutput("eth1")
+    }
+    func entry(_ site: APITestSite, _ mac: MACAddress) throws -> FDBRow? {
+      try site.client.get("/v1/fdb?mac=\(mac)", as: FDBList.self).entries.first
+    }
+    send(from: shared, at: a, now: 1)
+    send(from: shared, at: b, now: 1)
+    // The sites peer (as an extension's members do), exporting the network.
+    for (site, other, name) in [(a!, 2, "site-b"), (b!, 1, "site-a")] {
+      let me = site === a ? 1 : 2
+      try await site.controlPlane!.addPeer(
+        PeerConfiguration(
+          name: name, address: "\(Self.subnet).\(other)", remoteAS: 64512, holdTime: 9, exportVNIs: [100],
+          localAddress: "\(Self.subnet).\(me)"))
+    }
+    try await poll("B reports the MAC conflict it lost") {
+      try conflicts(b).first?.outcome == "local_withdrawn"
+    }
+    let atB = try XCTUnwrap(conflicts(b).first)
+    XCTAssertEqual(atB.kind, .mac)
+    XCTAssertEqual(atB.mac, "\(shared)")
+    XCTAssertEqual(atB.winner?.vtep, "\(Self.subnet).1", "equal sequences: the lower VTEP")
+    XCTAssertEqual(atB.rule, .lowerVTEP)
+    try await poll("A reported the tie it won, and its end once B withdrew") {
+      logs.withLock { lines in
+        lines.contains { $0.site == "site-a" && $0.message.hasPrefix("bgp: address conflict started: MAC") }
+          && lines.contains {
+            $0.site == "site-a" && $0.message.hasPrefix("bgp: address conflict cleared: MAC")
+          }
+      }
+    }
+    XCTAssertEqual(try conflicts(a), [])
+    XCTAssertEqual(try entry(b, shared)?.vtep, "\(Self.subnet).1", "B forwards the MAC to A")
+
+    // B's host keeps sending: B learns it locally again, but announces nothing new.
+    for now: UInt32 in 2...7 { send(from: shared, at: b, now: now) }
+    // A MAC learnt at B afterwards reaches A: B's UPDATEs since then have arrived.
+    let marker = MACAddress("02:dd:00:00:50:02")!
+    send(from: marker, at: b, now: 8)
+    try await poll("B's later MAC reached A") { try entry(a, marker) != nil }
+    XCTAssertEqual(try entry(a, shared)?.origin, "local", "A still holds the MAC: nothing flapped")
+    for site in [a!, b!] {
+      XCTAssertEqual(
+        try site.client.get("/v1/bgp", as: SpeakerStatus.self, decoder: JSONDecoder()).frozenMACs, 0)
+    }
+    XCTAssertEqual(try conflicts(b).count, 1, "the conflict lasts while B holds the MAC")
+
+    // B's host leaves: its MAC ages out at B, the conflict ends, B forwards to A again.
+    send(from: MACAddress("02:dd:00:00:50:03")!, at: b, now: 400)
+    try await poll("the conflict clears at B") { try conflicts(b).isEmpty }
+    try await poll("B forwards the MAC to A again") {
+      try entry(b, shared).map { [$0.origin, $0.vtep] } == ["control", "\(Self.subnet).1"]
+    }
+    XCTAssertEqual(try entry(a, shared)?.origin, "local")
+  }
+
   private func conflictScenario() async throws {
     // net1 is on VNI 100 at A and 200 at B: the extension keeps A's 100 (B renumbers).
     a = try makeSite("site-a", 1, vni: 100)
