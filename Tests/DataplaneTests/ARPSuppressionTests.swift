@@ -242,6 +242,20 @@ final class ARPSuppressionTests: XCTestCase {
     XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
     // A conflict over an IP with no binding at all carries the given MAC; clearing
     // with nothing left removes it.
+    // hostB ages out (aging 300 s): its binding goes, and so does a claim it only made
+    // (reported, not stored: over the EVPN binding of another MAC).
+    let claimed = IPAddress("192.168.1.50")!
+    sw.core.installARP(vni: 100, ip: claimed, mac: S.hostR)
+    sw.forward(
+      interface: "vm2",
+      frames: [FrameBuilder.arpRequestFrame(senderMAC: S.hostB, senderIP: claimed, targetIP: claimed)], now: 2
+    )
+    XCTAssertEqual(events.withLock { $0 }.last, .bound(vni: 100, ip: claimed, mac: S.hostB))
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: claimed), S.hostR, "not stored")
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    let afterAging = events.withLock { $0 }
+    XCTAssertTrue(afterAging.contains(.unbound(vni: 100, ip: Self.boundIP, mac: S.hostB)))
+    XCTAssertTrue(afterAging.contains(.unbound(vni: 100, ip: claimed, mac: S.hostB)), "\(afterAging)")
     let other = IPAddress("192.168.1.40")!
     sw.core.setARPConflict(vni: 100, ip: other, mac: S.hostR)
     XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: other), S.hostR)

@@ -38,6 +38,10 @@ public final class SwitchCore: @unchecked Sendable {
     case unbound(vni: UInt32, ip: IPAddress, mac: MACAddress)
   }
   private let arpObservers = Mutex<[@Sendable (LocalARPEvent) -> Void]>([])
+  /// IPs local hosts claimed over a control-plane binding of another MAC (reported as
+  /// `.bound`, not stored), by the claiming MAC's FDB key: reported `.unbound` when
+  /// that MAC ages out, as a stored binding would be.
+  private let claims = Mutex<[UInt64: Set<IPAddress>]>([:])
 
   struct ControlState {
     var config: SiteConfig
@@ -575,6 +579,8 @@ public final class SwitchCore: @unchecked Sendable {
           previous & ARPTable.macMask != mac.rawValue
         {
           events.append(.bound(vni: vni, ip: ip, mac: mac))
+          let key = FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue
+          claims.withLock { _ = $0[key, default: []].insert(ip) }
         }
         continue
       }
@@ -615,6 +621,21 @@ public final class SwitchCore: @unchecked Sendable {
           arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: ip, mac: mac))
         }
         return true
+      }
+    }
+    // And the IPs they only claimed.
+    if !removedLocal.isEmpty {
+      let gone = claims.withLock { claims -> [(UInt64, Set<IPAddress>)] in
+        guard !claims.isEmpty else { return [] }
+        return removedLocal.compactMap { key in claims.removeValue(forKey: key).map { (key, $0) } }
+      }
+      for (raw, ips) in gone {
+        let key = FDBKey(rawValue: raw)
+        guard Int(key.bridgeDomain) < state.domainCount else { continue }
+        for ip in ips.sorted() {
+          arpEvents.append(
+            .unbound(vni: state.vni(ofDomain: key.bridgeDomain), ip: ip, mac: key.mac))
+        }
       }
     }
     learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
