@@ -14,6 +14,7 @@ public enum APIRoute: CaseIterable, Sendable {
   case bgp
   case duplicateMACs
   case clearDuplicateMACs
+  case conflicts
   case staticMACs
   case addStaticMAC
   case removeStaticMAC
@@ -55,6 +56,7 @@ public enum APIRoute: CaseIterable, Sendable {
     case .statistics: return "/v1/statistics"
     case .bgp: return "/v1/bgp"
     case .duplicateMACs, .clearDuplicateMACs: return "/v1/duplicate-macs"
+    case .conflicts: return "/v1/conflicts"
     case .staticMACs, .addStaticMAC: return "/v1/static-macs"
     case .removeStaticMAC: return "/v1/static-macs/{vni}/{mac}"
     case .flood, .addFloodEntry: return "/v1/flood"

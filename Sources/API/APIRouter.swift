@@ -96,6 +96,15 @@ public struct APIRouter: Sendable {
           try service.clearDuplicateMACs(vni: vni, mac: selected)
         }
         return try APICoding.response(ReleasedMACList(cleared: released))
+      case .conflicts:
+        var conflictQuery = ConflictQuery(vni: try vni(query, "vni"))
+        if let text = query.get("kind") {
+          guard let kind = AddressConflict.Kind(rawValue: text) else {
+            throw APIError.badRequest("kind must be ip or mac (got \(text))")
+          }
+          conflictQuery.kind = kind
+        }
+        return try APICoding.response(ConflictList(conflicts: await service.conflicts(conflictQuery)))
       case .staticMACs:
         return try APICoding.response(
           StaticMACList(staticMacs: service.staticMACs(vni: try vni(query, "vni"))))

@@ -40,6 +40,7 @@ public struct FloodList: Codable, Sendable, Equatable { public var flood: [Flood
 public struct DuplicateMACList: Codable, Sendable, Equatable {
   public var duplicateMacs: [DuplicateMACStatus]
 }
+public struct ConflictList: Codable, Sendable, Equatable { public var conflicts: [AddressConflict] }
 public struct ReleasedMACList: Codable, Sendable, Equatable { public var cleared: [ReleasedMAC] }
 
 struct NetworkBody: Codable, Sendable {

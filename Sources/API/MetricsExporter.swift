@@ -32,7 +32,10 @@ public final class MetricsExporter: Sendable {
     (
       "vxswitch_fdb_learn_limit_drops_total", "counter", "MACs not learned because a learn limit was reached."
     ),
-    ("vxswitch_arp_suppressed_total", "counter", "ARP requests answered locally (ARP suppression)."),
+    (
+      "vxswitch_arp_suppressed_total", "counter",
+      "ARP requests and IPv6 neighbour solicitations answered locally (suppression)."
+    ),
     (
       "vxswitch_path_mtu_replies_total", "counter",
       "ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the underlay."
@@ -53,6 +56,11 @@ public final class MetricsExporter: Sendable {
     ("vxswitch_bgp_routes_advertised_total", "counter", "EVPN NLRI sent to the peer."),
     ("vxswitch_bgp_established_transitions_total", "counter", "Times the session reached Established."),
     ("vxswitch_bgp_duplicate_macs", "gauge", "MACs frozen by duplicate-MAC detection."),
+    (
+      "vxswitch_address_conflicts", "gauge",
+      "Address conflicts now, by kind (ip: one IP bound to several MACs; mac: one MAC tied between two VTEPs)."
+    ),
+    ("vxswitch_address_conflicts_total", "counter", "Address conflicts started, by kind."),
     ("vxswitch_next_hop_resolved", "gauge", "1 when the remote VTEP's underlay next-hop MAC is known."),
   ]
 
@@ -111,6 +119,13 @@ public final class MetricsExporter: Sendable {
           "vxswitch_bgp_established_transitions_total", labels, UInt64(max(0, peer.establishedTransitions)))
       }
       gauge("vxswitch_bgp_duplicate_macs", Double(status.frozenMACs))
+    }
+    let conflicts = await service.conflictReport()
+    for kind in AddressConflict.Kind.allCases {
+      let labels = [("kind", kind.rawValue)]
+      gauge(
+        "vxswitch_address_conflicts", labels, Double(conflicts.conflicts.filter { $0.kind == kind }.count))
+      counter("vxswitch_address_conflicts_total", labels, UInt64(conflicts.started[kind] ?? 0))
     }
     for neighbor in service.neighbors() {
       gauge(

@@ -205,12 +205,45 @@ public final class EVPNControlPlane: @unchecked Sendable {
         emit(
           "bgp: duplicate MAC \(mac) in VNI \(vni) released (\(reason))",
           ["vni": "\(vni)", "mac": "\(mac)", "reason": reason])
+      case .conflictStarted(let conflict):
+        emit("bgp: address conflict started: \(Self.describe(conflict))", Self.metadata(conflict))
+      case .conflictCleared(let conflict, let reason):
+        var metadata = Self.metadata(conflict)
+        metadata["reason"] = reason
+        emit("bgp: address conflict cleared: \(conflict.subject) (\(reason))", metadata)
       default: break
       }
     }
   }
 
   public var speaker: EVPNSpeaker { state.withLock { $0.speaker } }
+
+  /// "IP 192.168.1.5 in VNI 100 claimed by 02:..:01 (10.0.0.1, sequence 0, local) and
+  /// 02:..:02 (10.0.0.2, sequence 0, site-b); the rule keeps 02:..:01 (lower_vtep);
+  /// outcome arp_suppression_off".
+  static func describe(_ conflict: AddressConflict) -> String {
+    let claims = conflict.claims.map { "\($0.mac) (\($0.vtep), sequence \($0.sequence), \($0.peer))" }
+    let winner = conflict.winner.map { conflict.kind == .ip ? $0.mac : $0.vtep } ?? "?"
+    return "\(conflict.subject) claimed by \(claims.joined(separator: " and ")); the rule keeps \(winner) "
+      + "(\(conflict.rule.rawValue)); outcome \(conflict.outcome)"
+  }
+
+  /// Log metadata of a conflict: kind, vni, ip or mac, the winner's MAC and VTEP, the
+  /// peers involved, the rule's step and this site's outcome.
+  static func metadata(_ conflict: AddressConflict) -> [String: String] {
+    var metadata = [
+      "kind": conflict.kind.rawValue, "vni": "\(conflict.vni)", "rule": conflict.rule.rawValue,
+      "outcome": conflict.outcome,
+      "peer": conflict.claims.map(\.peer).joined(separator: ","),
+    ]
+    if let ip = conflict.ip { metadata["ip"] = ip }
+    metadata["mac"] = conflict.mac ?? conflict.claims.map(\.mac).joined(separator: ",")
+    if let winner = conflict.winner {
+      metadata["winner_mac"] = winner.mac
+      metadata["winner_vtep"] = winner.vtep
+    }
+    return metadata
+  }
 
   /// The speaker's AS number (`[bgp] asn`, or the peering default).
   public var localAS: UInt32 { speaker.configuration.asn }
@@ -453,6 +486,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
 
   /// The speaker's sessions, routes and frozen MACs (`GET /v1/bgp`).
   public func status() -> SpeakerStatus? { speaker.statusBlocking() }
+
+  /// Address conflicts now and started since start (`GET /v1/conflicts`, metrics).
+  public func conflicts() -> ConflictReport { speaker.conflictReportBlocking() }
 
   /// Lifts duplicate-MAC freezes (nil: any VNI / any MAC); returns the MACs released.
   public func clearDuplicateMACs(vni: UInt32? = nil, mac: MACAddress? = nil) -> [DuplicateMAC] {

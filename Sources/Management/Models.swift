@@ -1,3 +1,4 @@
+import ControlShim
 import Dataplane
 
 /// The rows and results `SiteService` answers with. Stable shapes: keys are only ever added
@@ -151,5 +152,16 @@ public struct ReleasedMAC: Sendable, Equatable, Codable {
   public init(vni: UInt32, mac: String) {
     self.vni = vni
     self.mac = mac
+  }
+}
+
+/// Which address conflicts `SiteService.conflicts` lists (nil: any).
+public struct ConflictQuery: Sendable, Equatable {
+  public var vni: UInt32?
+  public var kind: AddressConflict.Kind?
+
+  public init(vni: UInt32? = nil, kind: AddressConflict.Kind? = nil) {
+    self.vni = vni
+    self.kind = kind
   }
 }

@@ -208,6 +208,23 @@ public final class SiteService: Sendable {
   public func duplicateMACs() async throws(ManagementError) -> [DuplicateMACStatus] {
     try await bgp().duplicateMACs
   }
+
+  // MARK: Address conflicts
+
+  /// The address conflicts the control plane sees now (see `ConflictRule`), matching
+  /// `query`, sorted by kind, VNI, then IP or MAC. A site without a BGP speaker has none.
+  public func conflicts(_ query: ConflictQuery = ConflictQuery()) async -> [AddressConflict] {
+    guard let controlPlane else { return [] }
+    return await controlPlane.speaker.conflictReport().conflicts.filter { conflict in
+      (query.vni == nil || conflict.vni == query.vni) && (query.kind == nil || conflict.kind == query.kind)
+    }
+  }
+
+  /// Conflicts now and started since start, per kind (for metrics).
+  public func conflictReport() async -> ConflictReport {
+    guard let controlPlane else { return ConflictReport() }
+    return await controlPlane.speaker.conflictReport()
+  }
 }
 
 /// A `show` row that names a MAC of a VNI and can say the MAC is frozen as a duplicate.

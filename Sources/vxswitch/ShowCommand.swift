@@ -49,7 +49,7 @@ struct ShowCommand: ParsableCommand {
     commandName: "show", abstract: "Inspect a running daemon.",
     subcommands: [
       ShowFDB.self, ShowARP.self, ShowBridgeDomains.self, ShowStatistics.self, ShowBGP.self, ShowPorts.self,
-      ShowNeighbors.self, ShowNetworks.self, ShowExtensions.self,
+      ShowNeighbors.self, ShowNetworks.self, ShowExtensions.self, ShowConflicts.self,
     ])
 }
 
@@ -132,10 +132,12 @@ struct ShowFDB: ParsableCommand {
 
 struct ShowARP: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "arp", abstract: "ARP-suppression bindings (IPv4 -> MAC), local and from EVPN.")
+    commandName: "arp",
+    abstract: "ARP and neighbour-discovery suppression bindings (IPv4 and IPv6 -> MAC), local and from EVPN.")
   @OptionGroup var location: DaemonLocation
   @Option(help: "Only this VNI.") var vni: UInt32?
-  @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate}]}.") var json = false
+  @Flag(help: "JSON: {\"entries\":[{vni,ip,mac,origin,peer,age_seconds,duplicate,conflict}]}.") var json =
+    false
 
   func run() throws {
     let reply = try location.get("/v1/arp" + (vni.map { "?vni=\($0)" } ?? ""))
@@ -146,8 +148,43 @@ struct ShowARP: ParsableCommand {
       var origin = row.origin
       if let peer = row.peer { origin += " (\(peer))" }
       if row.duplicate == true { origin += " duplicate" }
+      if row.conflict == true { origin += " conflict (not answered)" }
       table.append([
         "\(row.vni)", row.ip, row.mac, origin, row.ageSeconds.map { "\($0)s" } ?? "-",
+      ])
+    }
+    print(TextTable.render(table))
+  }
+}
+
+struct ShowConflicts: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "conflicts",
+    abstract:
+      "Address conflicts: one IP bound to several MACs, one MAC at two VTEPs (with the rule's outcome).")
+  @OptionGroup var location: DaemonLocation
+  @Option(help: "Only this VNI.") var vni: UInt32?
+  @Option(help: "Only this kind: ip or mac.") var kind: String?
+  @Flag(
+    help:
+      "JSON: {\"conflicts\":[{kind,vni,ip,mac,claims:[{mac,vtep,sequence,peer,winner}],rule,outcome,duration}]}."
+  ) var json = false
+
+  func run() throws {
+    let query = [vni.map { "vni=\($0)" }, kind.map { "kind=\($0)" }].compactMap { $0 }
+    let reply = try location.get("/v1/conflicts" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+    if json { return print(String(decoding: reply, as: UTF8.self)) }
+    let conflicts = try snakeDecoder.decode([String: [AddressConflict]].self, from: reply)["conflicts"] ?? []
+    if conflicts.isEmpty { return print("no address conflicts") }
+    var table = [["kind", "vni", "address", "claims (winner first)", "rule", "outcome", "for"]]
+    for conflict in conflicts {
+      let claims = conflict.claims.map { claim in
+        (conflict.kind == .ip ? "\(claim.mac) " : "") + "@\(claim.vtep) seq \(claim.sequence) (\(claim.peer))"
+      }
+      table.append([
+        conflict.kind.rawValue, "\(conflict.vni)", conflict.ip ?? conflict.mac ?? "-",
+        claims.joined(separator: ", "),
+        conflict.rule.rawValue, conflict.outcome, "\(Int(conflict.duration))s",
       ])
     }
     print(TextTable.render(table))

@@ -59,7 +59,8 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
   /// address (a loopback address in tests), as a `[peering]` site does.
   init(
     config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil,
-    speaker: Bool = false, restartingIn previous: String? = nil
+    speaker: Bool = false, restartingIn previous: String? = nil,
+    events: (@Sendable (String, [String: String]) -> Void)? = nil
   ) throws {
     directory = previous ?? NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -72,6 +73,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
       var options = EVPNControlPlane.Options()
       options.listenAddress = "\(site.site.vtep)"
       options.connectRetryTime = 0.1
+      options.event = events
       let controlPlane = try XCTUnwrap(
         EVPNControlPlane(core: offline.core, options: options, defaults: EVPNControlPlane.PeeringDefaults()))
       let started = DispatchSemaphore(value: 0)

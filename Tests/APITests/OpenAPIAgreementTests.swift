@@ -197,6 +197,12 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
     try await api.call(.clearDuplicateMACs, "/v1/duplicate-macs?vni=100&mac=02:aa:00:00:00:01", expect: 503)
     try await api.call(.clearDuplicateMACs, "/v1/duplicate-macs?vni=x", expect: 400)
     try await api.call(.clearDuplicateMACs, "/v1/duplicate-macs?mac=x", expect: 400)
+    // No speaker, no conflicts (AddressConflictSiteTests validates a listing with one).
+    let conflicts = try await api.call(.conflicts, expect: 200)
+    XCTAssertEqual(conflicts?["conflicts"], .array([]))
+    try await api.call(.conflicts, "/v1/conflicts?vni=100&kind=ip", expect: 200)
+    try await api.call(.conflicts, "/v1/conflicts?vni=x", expect: 400)
+    try await api.call(.conflicts, "/v1/conflicts?kind=duplicate", expect: 400)
 
     // Static MACs.
     try await api.call(.staticMACs, expect: 200)

@@ -194,6 +194,167 @@ final class ARPSuppressionTests: XCTestCase {
     XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC, "control binding stays")
   }
 
+  // MARK: Address conflicts
+
+  /// While the control plane marks an IP as conflicted, a request for it is flooded (not
+  /// answered), neither claim re-binds it, and a local host claiming it is not learnt;
+  /// when the conflict clears, the binding left is answered for again.
+  func testAConflictedIPIsNotAnsweredNorReboundUntilTheConflictClears() {
+    let sw = makeSwitch()
+    let events = Mutex<[SwitchCore.LocalARPEvent]>([])
+    sw.core.observeLocalARP { event in events.withLock { $0.append(event) } }
+    sw.core.installARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    // A local host claims the IP of the EVPN binding: reported once (a conflict), not stored.
+    let claim = FrameBuilder.arpRequestFrame(
+      senderMAC: S.hostB, senderIP: Self.boundIP, targetIP: Self.boundIP)
+    sw.forward(interface: "vm2", frames: [claim])
+    XCTAssertEqual(events.withLock { $0 }, [.bound(vni: 100, ip: Self.boundIP, mac: S.hostB)])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: Self.boundIP), Self.boundMAC)
+    _ = sw.takeOutput("vm1") + sw.takeOutput("trunk0") + sw.takeOutput("eth1")
+
+    sw.core.setARPConflict(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    XCTAssertTrue(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    let frame = request()
+    sw.forward(interface: "vm1", frames: [frame])
+    assertFlooded(sw, frame)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0, "answered for neither binding")
+    // Neither claim re-binds it meanwhile; the local claim is not queued again.
+    XCTAssertFalse(sw.core.installARP(vni: 100, ip: Self.boundIP, mac: S.hostR))
+    sw.core.removeARP(vni: 100, ip: Self.boundIP, mac: Self.boundMAC)
+    sw.forward(interface: "vm2", frames: [claim])
+    _ = sw.takeOutput("vm1") + sw.takeOutput("trunk0") + sw.takeOutput("eth1")
+    XCTAssertEqual(
+      events.withLock { $0 }.filter { $0 == .bound(vni: 100, ip: Self.boundIP, mac: S.hostB) }.count, 1)
+    XCTAssertTrue(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    XCTAssertEqual(sw.core.arpRows(now: 1).first { $0.ip == "\(Self.boundIP)" }?.conflict, true)
+
+    // The remote claim went: the local binding is left, and answered for again.
+    sw.core.clearARPConflict(vni: 100, ip: Self.boundIP, mac: S.hostB, control: false)
+    XCTAssertFalse(sw.core.isARPConflicted(vni: 100, ip: Self.boundIP))
+    XCTAssertEqual(sw.core.arpRows(now: 1).first { $0.ip == "\(Self.boundIP)" }?.origin, "local")
+    sw.forward(interface: "vm1", frames: [request()])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.arpReplyFrame(
+          senderMAC: S.hostB, senderIP: Self.boundIP, targetMAC: S.hostA, targetIP: Self.requesterIP)
+      ])
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+    // A conflict over an IP with no binding at all carries the given MAC; clearing
+    // with nothing left removes it.
+    // hostB ages out (aging 300 s): its binding goes, and so does a claim it only made
+    // (reported, not stored: over the EVPN binding of another MAC).
+    let claimed = IPAddress("192.168.1.50")!
+    sw.core.installARP(vni: 100, ip: claimed, mac: S.hostR)
+    sw.forward(
+      interface: "vm2",
+      frames: [FrameBuilder.arpRequestFrame(senderMAC: S.hostB, senderIP: claimed, targetIP: claimed)], now: 2
+    )
+    XCTAssertEqual(events.withLock { $0 }.last, .bound(vni: 100, ip: claimed, mac: S.hostB))
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: claimed), S.hostR, "not stored")
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    let afterAging = events.withLock { $0 }
+    XCTAssertTrue(afterAging.contains(.unbound(vni: 100, ip: Self.boundIP, mac: S.hostB)))
+    XCTAssertTrue(afterAging.contains(.unbound(vni: 100, ip: claimed, mac: S.hostB)), "\(afterAging)")
+    let other = IPAddress("192.168.1.40")!
+    sw.core.setARPConflict(vni: 100, ip: other, mac: S.hostR)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: other), S.hostR)
+    sw.core.clearARPConflict(vni: 100, ip: other, mac: nil, control: true)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: other))
+  }
+
+  // MARK: IPv6 neighbour discovery
+
+  /// Solicitations and advertisements bind IPv6 addresses as ARP binds IPv4 ones; a
+  /// solicitation for a bound address is answered with a byte-exact solicited
+  /// advertisement (checksum included) and not flooded; duplicate address detection,
+  /// link-local addresses and conflicted addresses are not answered.
+  func testNeighbourDiscoveryIsLearntAndAnsweredLikeARP() {
+    let sw = makeSwitch()
+    let events = Mutex<[SwitchCore.LocalARPEvent]>([])
+    sw.core.observeLocalARP { event in events.withLock { $0.append(event) } }
+    let requester = IPAddress("2001:db8::1")!
+    let bound = IPAddress("2001:db8::20")!
+    let other = IPAddress("2001:db8::30")!
+    // hostB resolves someone: its own address is learnt from the solicitation.
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(senderMAC: S.hostB, senderIP: bound, targetIP: requester)
+      ])
+    // hostR announces another address (unsolicited advertisement to all nodes).
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: S.hostR, targetIP: other, destinationMAC: MACAddress("33:33:00:00:00:01")!,
+          destinationIP: IPAddress("ff02::1")!, solicited: false)
+      ])
+    // Link-local addresses and duplicate address detection are not learnt.
+    sw.forward(
+      interface: "vm2",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(
+          senderMAC: S.hostB, senderIP: IPAddress("fe80::2")!, targetIP: IPAddress("fe80::1")!),
+        FrameBuilder.neighborSolicitationFrame(
+          senderMAC: S.hostR, senderIP: IPAddress("::")!, targetIP: IPAddress("2001:db8::40")!),
+      ])
+    XCTAssertEqual(
+      events.withLock { $0 },
+      [.bound(vni: 100, ip: bound, mac: S.hostB), .bound(vni: 100, ip: other, mac: S.hostR)])
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: bound), S.hostB)
+    XCTAssertEqual(sw.core.arpRows(vni: 100, now: 1).map(\.ip), ["\(bound)", "\(other)"])
+    for port in ["vm1", "vm2", "trunk0", "eth1"] { _ = sw.takeOutput(port) }
+
+    // hostA solicits hostB's address: answered for it, nothing flooded.
+    let solicitation = FrameBuilder.neighborSolicitationFrame(
+      senderMAC: S.hostA, senderIP: requester, targetIP: bound)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: S.hostB, targetIP: bound, destinationMAC: S.hostA, destinationIP: requester,
+          solicited: true)
+      ])
+    XCTAssertEqual(sw.takeOutput("vm2"), [])
+    XCTAssertEqual(sw.takeOutput("eth1"), [])
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 1)
+    // Duplicate address detection for a bound address is forwarded (its owner answers).
+    let probe = FrameBuilder.neighborSolicitationFrame(
+      senderMAC: S.hostA, senderIP: IPAddress("::")!, targetIP: bound)
+    sw.forward(interface: "vm1", frames: [probe])
+    assertFlooded(sw, probe)
+    // In conflict: forwarded, not answered; answered again once cleared.
+    sw.core.setARPConflict(vni: 100, ip: bound, mac: S.hostB)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    assertFlooded(sw, solicitation)
+    XCTAssertEqual(sw.core.arpRows(vni: 100, now: 1).first { $0.ip == "\(bound)" }?.conflict, true)
+    sw.core.clearARPConflict(vni: 100, ip: bound, mac: S.hostB, control: false)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    XCTAssertEqual(sw.takeOutput("vm1").count, 1)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 2)
+    // An EVPN binding of an IPv6 address is answered for too.
+    let remote = IPAddress("2001:db8::99")!
+    XCTAssertTrue(sw.core.installARP(vni: 100, ip: remote, mac: Self.boundMAC))
+    sw.forward(
+      interface: "vm1",
+      frames: [
+        FrameBuilder.neighborSolicitationFrame(senderMAC: S.hostA, senderIP: requester, targetIP: remote)
+      ])
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      [
+        FrameBuilder.neighborAdvertisementFrame(
+          senderMAC: Self.boundMAC, targetIP: remote, destinationMAC: S.hostA, destinationIP: requester,
+          solicited: true)
+      ])
+    // hostB ages out (aging 300 s) with its IPv6 binding.
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)], now: 400)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: bound))
+    XCTAssertTrue(events.withLock { $0 }.contains(.unbound(vni: 100, ip: bound, mac: S.hostB)))
+  }
+
   // MARK: Events for the control plane
 
   func testLocalBindingEventsReportNewChangedReplacedAndAgedBindings() {

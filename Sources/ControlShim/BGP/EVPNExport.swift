@@ -117,6 +117,7 @@ extension EVPNSpeaker {
   /// Removes our route for `key` and withdraws it (and, for a MAC-only key, the MAC/IP
   /// routes that go with it).
   func withdrawLocalRoute(_ key: MACRouteKey) {
+    if key.ip == nil { rib.localMACWithdrawn(key) }
     guard let settings = vniSettings[key.vni], rib.macRoutes[key]?.localIndex != nil else { return }
     rib.remove(key, peer: MACPath.localPeer, routeDistinguisher: settings.routeDistinguisher.rawValue)
     sendLocalWithdrawals([key])
@@ -177,6 +178,11 @@ extension EVPNSpeaker {
     vni: UInt32, mac: MACAddress, ip: IPAddress?, sequence: UInt32?, sticky: Bool
   ) {
     guard let settings = vniSettings[vni] else { return }
+    // A MAC conflict this site lost (RFC 7432 section 15 tie): not re-announced with a
+    // higher sequence while the winner's route stands (see `EVPNRIB+Conflicts.swift`).
+    guard ip != nil || sequence != nil || rib.mayAnnounceLocalMAC(.init(vni: vni, mac: mac.rawValue)) else {
+      return
+    }
     let key = MACRouteKey(vni: vni, mac: mac.rawValue, ip: ip)
     var chosen = sequence ?? 0
     if sequence == nil {

@@ -188,6 +188,12 @@ final class EVPNRIB {
   /// Called when a move freezes a MAC, after the sink heard of it (the speaker
   /// withdraws its own advertisement). Must not change the RIB.
   var onFreeze: ((DuplicateMACDetector.Key, Int) -> Void)?
+  /// Address conflicts (one IP claimed by several MACs, one MAC tied between two
+  /// VTEPs): see `EVPNRIB+Conflicts.swift`.
+  var conflicts = ConflictTracker()
+  /// Called when a conflict starts or ends, after the sink heard of it. Must not change
+  /// the RIB (the speaker defers what it does).
+  var onConflict: ((ConflictChange) -> Void)?
   /// Keys of frozen MACs whose best path changed while frozen: the best path the sink
   /// was last told about (nil: none), to catch the sink up when the freeze is lifted.
   private var heldBest: [MACRouteKey: MACPath?] = [:]
@@ -331,14 +337,22 @@ final class EVPNRIB {
     if let position, !detector.isFrozen(.init(vni: key.vni, mac: key.mac)) {
       newBest = best(macRoutes.values[position])
       if let current = newBest, !current.isLocal, let localIndex = macRoutes.values[position].localIndex {
-        outcome = .localLost(macRoutes.values[position][localIndex])
+        let local = macRoutes.values[position][localIndex]
+        outcome = .localLost(local)
         _ = macRoutes.values[position].remove(at: localIndex)
         newBest = best(macRoutes.values[position])
+        if key.ip == nil { noteLostTie(key, local: local, winner: current) }
       }
     } else {
       newBest = macRoutes[key].map(best)
     }
     report(key, previousBest: previousBest, newBest: newBest)
+    // Ties need two paths (or a conflict already recorded): no lookup otherwise.
+    if key.ip == nil,
+      !conflicts.macConflicts.isEmpty || (position.map { macRoutes.values[$0].count } ?? 0) > 1
+    {
+      evaluateMACConflict(key)
+    }
     return outcome
   }
 
@@ -350,6 +364,9 @@ final class EVPNRIB {
     _ key: MACRouteKey, previousBest: MACPath?, newBest: MACPath?, countMoves: Bool = true
   ) {
     guard newBest != previousBest else { return }
+    // IP conflicts are decided (and the sink told) before the route itself reaches the
+    // sink: a conflicted IP's ARP binding is never replaced by either claim.
+    if key.ip != nil { noteIPClaim(key, previousBest: previousBest, newBest: newBest) }
     let macKey = DuplicateMACDetector.Key(vni: key.vni, mac: key.mac)
     if detector.isFrozen(macKey) {
       let held = heldBest.index(forKey: key) != nil

@@ -18,6 +18,14 @@ public protocol EVPNRouteSink: AnyObject, Sendable {
   /// Duplicate-address detection froze `mac`: it moved `moves` times within the
   /// configured window. The speaker stops advertising it locally until `unfreezeMAC`.
   func macFrozen(vni: UInt32, mac: MACAddress, moves: Int)
+  /// Several MACs claim `ip` in `vni` (an address conflict, see `ConflictRule`): ARP
+  /// suppression must stop answering for it, and neither claim's binding replace the
+  /// other, until `addressConflictCleared`. `mac` is the winning claim (a binding to
+  /// hold when none is held). Called before the routes of the claims reach the sink.
+  func addressConflictStarted(vni: UInt32, ip: IPAddress, mac: MACAddress)
+  /// The conflict of `ip` ended: `mac` is the binding left (nil: none), `local` when it
+  /// is this site's own (learnt from local ARP).
+  func addressConflictCleared(vni: UInt32, ip: IPAddress, mac: MACAddress?, local: Bool)
   /// The calls up to the matching `endBatch()` belong to one UPDATE (or one bulk
   /// change such as a session's routes going): the sink may queue their effect and
   /// apply it all at `endBatch()`, in order. Batches may nest; only the outermost
@@ -28,6 +36,8 @@ public protocol EVPNRouteSink: AnyObject, Sendable {
 
 extension EVPNRouteSink {
   public func macFrozen(vni: UInt32, mac: MACAddress, moves: Int) {}
+  public func addressConflictStarted(vni: UInt32, ip: IPAddress, mac: MACAddress) {}
+  public func addressConflictCleared(vni: UInt32, ip: IPAddress, mac: MACAddress?, local: Bool) {}
   public func beginBatch() {}
   public func endBatch() {}
 }

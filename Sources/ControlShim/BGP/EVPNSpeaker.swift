@@ -69,6 +69,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
       clock: { Double((NIODeadline.now() - startInstant).nanoseconds) / 1e9 })
     localVTEPID = rib.vtepID(configuration.vtep)
     rib.onFreeze = { [unowned self] key, moves in self.macFroze(key, moves: moves) }
+    rib.onConflict = { [unowned self] change in self.conflictChanged(change) }
     if configuration.expectedMACRoutes > 0 { rib.reserveCapacity(configuration.expectedMACRoutes) }
     peers = configuration.peers.enumerated().map { index, peer in
       BGPPeer(configuration: peer, index: UInt16(index + 1), speaker: self)

@@ -107,4 +107,8 @@ public enum SpeakerEvent: Sendable, Equatable {
   case macFrozen(vni: UInt32, mac: MACAddress, moves: Int)
   /// A freeze was lifted (`reason`: "cleared" or "freeze time elapsed").
   case macUnfrozen(vni: UInt32, mac: MACAddress, reason: String)
+  /// An address conflict started (see `ConflictRule`).
+  case conflictStarted(AddressConflict)
+  /// It ended (`reason`: which claim went).
+  case conflictCleared(AddressConflict, reason: String)
 }

@@ -3,7 +3,7 @@ import Synchronization
 
 /// Applies what the EVPN speaker decided onto a `SwitchCore`: best type-2 routes become
 /// FDB entries of origin control, withdrawals remove them, type-3 PMSI routes become
-/// flood-list members, and IPv4 MAC/IP routes become ARP-suppression bindings. Remembers which peer and MAC-mobility sequence each entry came
+/// flood-list members, and MAC/IP routes become ARP / neighbour-discovery suppression bindings. Remembers which peer and MAC-mobility sequence each entry came
 /// from, so that `show fdb` can say so (`FDBAnnotator`).
 ///
 /// Threading: the speaker calls in on its event-loop thread; `annotate` runs on the
@@ -75,6 +75,8 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     case mac(SwitchCore.RemoteMACChange)
     case installARP(vni: UInt32, ip: IPAddress, mac: MACAddress)
     case removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress)
+    case setARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress)
+    case clearARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress?, control: Bool)
   }
 
   struct Table {
@@ -189,6 +191,8 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     case install(
       vni: UInt32, mac: MACAddress, ip: IPAddress?, vtep: IPAddress, sequence: UInt32, peer: UInt16)
     case remove(vni: UInt32, mac: MACAddress, ip: IPAddress?)
+    /// An address conflict started (`set`) or ended; applied in order with the routes.
+    case conflict(Change)
   }
 
   /// Calls queued by an open batch. Only the speaker's thread touches it (the sink
@@ -279,6 +283,22 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
     }
   }
 
+  public func addressConflictStarted(vni: UInt32, ip: IPAddress, mac: MACAddress) {
+    queueConflict(.setARPConflict(vni: vni, ip: ip, mac: mac))
+  }
+
+  public func addressConflictCleared(vni: UInt32, ip: IPAddress, mac: MACAddress?, local: Bool) {
+    queueConflict(.clearARPConflict(vni: vni, ip: ip, mac: mac, control: !local))
+  }
+
+  private func queueConflict(_ change: Change) {
+    if batch.depth > 0 {
+      batch.operations.append(.conflict(change))
+    } else {
+      apply([change])
+    }
+  }
+
   public func addFloodMember(vni: UInt32, vtep: IPAddress) {
     core.addFloodMember(vni: vni, vtep: vtep)
   }
@@ -299,6 +319,10 @@ public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked 
         core.installARP(vni: vni, ip: ip, mac: mac)
       case .removeARP(let vni, let ip, let mac):
         core.removeARP(vni: vni, ip: ip, mac: mac)
+      case .setARPConflict(let vni, let ip, let mac):
+        core.setARPConflict(vni: vni, ip: ip, mac: mac)
+      case .clearARPConflict(let vni, let ip, let mac, let control):
+        core.clearARPConflict(vni: vni, ip: ip, mac: mac, control: control)
       }
     }
     core.applyRemoteMACs(macs)
@@ -388,8 +412,8 @@ extension SwitchCoreRouteSink.Table {
       }
       // The speaker only calls this for a remote best path: it already beat any local one.
       pending.append(.mac(.install(vni: vni, mac: mac, vtep: vtep)))
-      // A MAC/IP route also binds the IP for ARP suppression (IPv4 only; the core
-      // ignores others).
+      // A MAC/IP route also binds the IP for ARP (IPv4) or neighbour discovery (IPv6)
+      // suppression.
       if let ip { pending.append(.installARP(vni: vni, ip: ip, mac: mac)) }
     case .remove(let vni, let mac, let ip):
       // Only while the IP is still bound to this MAC: a newer route may have moved it.
@@ -412,6 +436,8 @@ extension SwitchCoreRouteSink.Table {
         }
       }
       pending.append(.mac(SwitchCore.RemoteMACChange(vni: vni, mac: mac, vtep: remaining)))
+    case .conflict(let change):
+      pending.append(change)
     }
   }
 }

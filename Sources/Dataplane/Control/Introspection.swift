@@ -75,7 +75,8 @@ public struct ARPRow: Codable, Equatable, Sendable {
   public var vni: UInt32
   public var ip: String
   public var mac: String
-  /// "local" (learnt from an ARP packet on a local port) or "evpn" (from a MAC/IP route).
+  /// "local" (learnt from an ARP or neighbour discovery packet on a local port) or
+  /// "evpn" (from a MAC/IP route).
   public var origin: String
   /// The BGP peer whose route installed an "evpn" binding.
   public var peer: String?
@@ -84,6 +85,9 @@ public struct ARPRow: Codable, Equatable, Sendable {
   public var ageSeconds: UInt32?
   /// The MAC is frozen by duplicate-MAC detection (only when true).
   public var duplicate: Bool? = nil
+  /// The IP is in an address conflict (several MACs claim it): not answered for by ARP
+  /// suppression (only when true; `GET /v1/conflicts` says more).
+  public var conflict: Bool? = nil
 }
 
 /// One row of `vxswitch show bd --json`. Stable: keys are only ever added.
@@ -285,15 +289,17 @@ extension SwitchCore {
     vni: UInt32? = nil, now: UInt32, peer: ((UInt32, MACAddress, IPAddress) -> String?)? = nil
   ) -> [ARPRow] {
     let state = self.state
-    var rows: [(UInt32, UInt32, ARPRow)] = []
-    arp.forEach { domain, address, mac, control in
+    var rows: [(UInt32, IPAddress, ARPRow)] = []
+    arp.forEach { domain, ip, value in
+      let mac = MACAddress(rawValue: value & ARPTable.macMask)
+      let control = value & ARPTable.controlBit != 0
       guard Int(domain) < state.domainCount else { return }
       let entryVNI = state.vni(ofDomain: domain)
       if let vni, vni != entryVNI { return }
-      let ip = IPAddress.v4(address)
       var row = ARPRow(
         vni: entryVNI, ip: ip.description, mac: mac.description, origin: control ? "evpn" : "local",
         peer: nil, ageSeconds: nil)
+      if value & ARPTable.conflictBit != 0 { row.conflict = true }
       if control {
         row.peer = peer?(entryVNI, mac, ip)
       } else {
@@ -302,9 +308,9 @@ extension SwitchCore {
           row.ageSeconds = (now &- entry.stamp) & UInt32(FDBEntry.stampMask)
         }
       }
-      rows.append((entryVNI, address, row))
+      rows.append((entryVNI, ip, row))
     }
-    return rows.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map(\.2)
+    return rows.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }.map(\.2)
   }
 
   public func bridgeDomainRows() -> [BridgeDomainRow] {

@@ -164,6 +164,60 @@ public enum FrameBuilder {
     return packet
   }
 
+  /// An ICMPv6 neighbour discovery frame (RFC 4861): `type` 135 (solicitation) or 136
+  /// (advertisement, `flags` in its first word), hop limit 255, the target address, and
+  /// when `option` is given (1 source, 2 target link-layer address) that option with
+  /// `linkLayerAddress` (default the Ethernet source); the ICMPv6 checksum is computed.
+  public static func neighborDiscoveryFrame(
+    type: UInt8, ethernet link: EthernetHeaderFields, source: IPAddress, destination: IPAddress,
+    target: IPAddress, flags: UInt32 = 0, option: UInt8?, linkLayerAddress: MACAddress? = nil
+  ) -> [UInt8] {
+    var message: [UInt8] = [type, 0, 0, 0]
+    message.appendBigEndian(flags)
+    message.append(target)
+    if let option {
+      message += [option, 1]
+      message.append(linkLayerAddress ?? link.source)
+    }
+    var pseudo = source.bytes + destination.bytes
+    pseudo.appendBigEndian(UInt32(message.count))
+    pseudo.appendBigEndian(UInt32(IPProtocolNumber.icmpv6))
+    message.storeBigEndian(InternetChecksum.checksum(pseudo + message), at: 2)
+    let packet = ipv6Packet(
+      source: source, destination: destination, nextHeader: IPProtocolNumber.icmpv6, payload: message,
+      fields: IPv6HeaderFields(hopLimit: 255))
+    return ethernet(link, etherType: EtherType.ipv6, payload: packet)
+  }
+
+  /// A neighbour solicitation for `targetIP` from `senderIP` (`::` for duplicate address
+  /// detection, then without the source link-layer address option) to the target's
+  /// solicited-node multicast address (ff02::1:ffXX:XXXX, 33:33:ff:XX:XX:XX).
+  public static func neighborSolicitationFrame(
+    senderMAC: MACAddress, senderIP: IPAddress, targetIP: IPAddress, vlan: VLANTag? = nil
+  ) -> [UInt8] {
+    let low24 = targetIP.bytes.suffix(3)
+    let groupBytes = [0xFF, 0x02] + [UInt8](repeating: 0, count: 9) + [1, 0xFF] + low24
+    let group = groupBytes.withUnsafeBytes { IPAddress(bytes: $0) }!
+    let groupMAC = MACAddress(rawValue: 0x3333_FF00_0000 | low24.reduce(0) { $0 << 8 | UInt64($1) })
+    let unspecified = senderIP.bytes.allSatisfy { $0 == 0 }
+    return neighborDiscoveryFrame(
+      type: 135, ethernet: EthernetHeaderFields(destination: groupMAC, source: senderMAC, vlan: vlan),
+      source: senderIP, destination: group, target: targetIP, option: unspecified ? nil : 1)
+  }
+
+  /// A neighbour advertisement by `senderMAC` for `targetIP` to `destinationMAC` /
+  /// `destinationIP`: solicited (flags S and O) or unsolicited (O, to all nodes when
+  /// sent that way), with the target link-layer address option; from `targetIP`.
+  public static func neighborAdvertisementFrame(
+    senderMAC: MACAddress, targetIP: IPAddress, destinationMAC: MACAddress, destinationIP: IPAddress,
+    solicited: Bool, vlan: VLANTag? = nil
+  ) -> [UInt8] {
+    neighborDiscoveryFrame(
+      type: 136, ethernet: EthernetHeaderFields(destination: destinationMAC, source: senderMAC, vlan: vlan),
+      source: targetIP, destination: destinationIP, target: targetIP,
+      flags: solicited ? 0x6000_0000 : 0x2000_0000, option: 2)
+  }
+
   /// A broadcast "who-has targetIP" ARP request frame; the target MAC is zero.
   public static func arpRequestFrame(
     senderMAC: MACAddress, senderIP: IPAddress, targetIP: IPAddress, vlan: VLANTag? = nil,

@@ -5,9 +5,12 @@ public struct LearnEvent: Sendable {
   /// Kind of an ARP binding seen in a local ARP packet: `key` is an `ARPTable` key,
   /// `vtepLow` the sender MAC, `member` the ingress member.
   public static let arpBinding: UInt8 = 4
+  /// Kind of an IPv6 binding seen in a local neighbour solicitation or advertisement:
+  /// `key` is the bridge domain << 48 | the MAC, `vtepHigh`/`vtepLow` the address.
+  public static let ndBinding: UInt8 = 5
   public var key: UInt64
   /// `FDBTargetKind.port` with a member index, `.vtep` with the outer source address,
-  /// or `arpBinding`.
+  /// `arpBinding` or `ndBinding`.
   public var kind: UInt8
   public var member: UInt16
   public var stamp: UInt32

@@ -30,12 +30,18 @@ public final class SwitchCore: @unchecked Sendable {
   /// Changes of IPv4 bindings learnt from local ARP packets (`ARPTable` entries that
   /// are not the control plane's), for the control shim to advertise as MAC/IP routes.
   /// `.unbound` comes when the binding goes: its MAC aged out, the IP was re-bound to
-  /// another MAC, or a control-plane binding replaced it.
+  /// another MAC, or a control-plane binding replaced it. `.bound` also comes when a
+  /// local host claims an IP that a control-plane binding gives another MAC: the claim
+  /// is not stored, but the control plane hears of it (an address conflict).
   public enum LocalARPEvent: Sendable, Equatable {
     case bound(vni: UInt32, ip: IPAddress, mac: MACAddress)
     case unbound(vni: UInt32, ip: IPAddress, mac: MACAddress)
   }
   private let arpObservers = Mutex<[@Sendable (LocalARPEvent) -> Void]>([])
+  /// IPs local hosts claimed over a control-plane binding of another MAC (reported as
+  /// `.bound`, not stored), by the claiming MAC's FDB key: reported `.unbound` when
+  /// that MAC ages out, as a stored binding would be.
+  private let claims = Mutex<[UInt64: Set<IPAddress>]>([:])
 
   struct ControlState {
     var config: SiteConfig
@@ -368,33 +374,55 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
-  /// Binds `ip` to `mac` in the VNI's bridge domain for ARP suppression (e.g. from an
-  /// EVPN MAC/IP route); replaces any earlier binding of the IP. Only IPv4 is bound
-  /// (IPv6 neighbour discovery is not suppressed). Returns whether a binding was stored.
-  /// Off the packet path: takes the ARP table's writer lock.
-  /// A locally learnt binding it replaces is reported as `.unbound`.
+  /// Binds `ip` (IPv4 or IPv6) to `mac` in the VNI's bridge domain for ARP and
+  /// neighbour-discovery suppression (e.g. from an EVPN MAC/IP route); replaces any
+  /// earlier binding of the IP. Returns whether a binding was stored. Off the packet
+  /// path: takes the ARP table's writer lock. A locally learnt binding it replaces is
+  /// reported as `.unbound`. An IP in an address conflict (`setARPConflict`) is left alone.
   @discardableResult
   public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return false }
-    let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: true)
-    if previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
+    guard let domain = state.domainIndex(vni: vni) else { return false }
+    let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: true)
+    // A conflicted entry is left as it is (`clearARPConflict` settles it).
+    if stored, previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
       notify([LocalARPEvent.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask))]
       )
     }
     return stored
   }
 
+  /// Marks `ip` in the VNI as an address conflict (several MACs claim it): suppression
+  /// stops answering for it and nothing re-binds it until `clearARPConflict`. The
+  /// binding held stays; without one, `mac` carries the mark.
+  public func setARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress) {
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.setConflict(domain: domain, ip: ip, mac: mac)
+  }
+
+  /// Ends the conflict of `ip`: the binding left (`mac`, a control-plane one when
+  /// `control`) is stored and answered for again; nil removes the entry.
+  public func clearARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress?, control: Bool) {
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.clearConflict(domain: domain, ip: ip, binding: mac, control: control)
+  }
+
+  /// Whether `ip` is marked as an address conflict in the VNI's ARP table.
+  public func isARPConflicted(vni: UInt32, ip: IPAddress) -> Bool {
+    guard let domain = state.domainIndex(vni: vni) else { return false }
+    return arp.isConflicted(domain: domain, ip: ip)
+  }
+
   /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
   /// bound to that MAC (a withdrawal of an older MAC/IP route leaves a newer one).
   public func removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress? = nil) {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return }
-    arp.remove(domain: domain, ipv4: address, mac: mac)
+    guard let domain = state.domainIndex(vni: vni) else { return }
+    arp.remove(domain: domain, ip: ip, mac: mac)
   }
 
   /// The MAC `ip` is bound to in the VNI's ARP table, if any.
   public func arpBinding(vni: UInt32, ip: IPAddress) -> MACAddress? {
-    guard case .v4(let address) = ip, let domain = state.domainIndex(vni: vni) else { return nil }
-    return arp.mac(domain: domain, ipv4: address)
+    guard let domain = state.domainIndex(vni: vni) else { return nil }
+    return arp.mac(domain: domain, ip: ip)
   }
 
   /// Forgets every entry of a bridge domain in O(1).
@@ -470,7 +498,8 @@ public final class SwitchCore: @unchecked Sendable {
       }
     }
     fdb.batch { access in
-      for (position, event) in batch.enumerated() where event.kind != LearnEvent.arpBinding {
+      for (position, event) in batch.enumerated()
+      where event.kind != LearnEvent.arpBinding && event.kind != LearnEvent.ndBinding {
         let key = FDBKey(rawValue: event.key)
         let domain = key.bridgeDomain
         let kind: FDBTargetKind = event.kind == UInt8(FDBTargetKind.port.rawValue) ? .port : .vtep
@@ -529,19 +558,37 @@ public final class SwitchCore: @unchecked Sendable {
   /// New and changed bindings are reported (`LocalARPEvent`), refreshes are not.
   private func applyARPBindings(_ batch: [LearnEvent], state: ForwardingState, events: inout [LocalARPEvent])
   {
-    for event in batch where event.kind == LearnEvent.arpBinding {
+    for event in batch where event.kind == LearnEvent.arpBinding || event.kind == LearnEvent.ndBinding {
       let domain = UInt16(truncatingIfNeeded: event.key &>> 48)
-      let address = UInt32(truncatingIfNeeded: event.key)
-      let mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
-      let (stored, previous) = arp.exchange(domain: domain, ipv4: address, mac: mac, control: false)
-      guard stored, Int(domain) < state.domainCount else { continue }
+      let ip: IPAddress
+      let mac: MACAddress
+      if event.kind == LearnEvent.arpBinding {
+        ip = .v4(UInt32(truncatingIfNeeded: event.key))
+        mac = MACAddress(rawValue: event.vtepLow & ARPTable.macMask)
+      } else {
+        ip = .v6(event.vtepHigh, event.vtepLow)
+        mac = MACAddress(rawValue: event.key & ARPTable.macMask)
+      }
+      let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: false)
+      guard Int(domain) < state.domainCount else { continue }
       let vni = state.vni(ofDomain: domain)
+      if !stored {
+        // A local host claims an IP a control-plane binding gives another MAC: reported
+        // (not stored), so the control plane sees both claims (an address conflict).
+        if previous & ARPTable.controlBit != 0, previous & ARPTable.conflictBit == 0,
+          previous & ARPTable.macMask != mac.rawValue
+        {
+          events.append(.bound(vni: vni, ip: ip, mac: mac))
+          let key = FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue
+          claims.withLock { _ = $0[key, default: []].insert(ip) }
+        }
+        continue
+      }
       if previous & ARPTable.presentBit != 0 {
         if previous & ARPTable.macMask == mac.rawValue { continue }
-        events.append(
-          .unbound(vni: vni, ip: .v4(address), mac: MACAddress(rawValue: previous & ARPTable.macMask)))
+        events.append(.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask)))
       }
-      events.append(.bound(vni: vni, ip: .v4(address), mac: mac))
+      events.append(.bound(vni: vni, ip: ip, mac: mac))
     }
   }
 
@@ -567,13 +614,28 @@ public final class SwitchCore: @unchecked Sendable {
     // Locally learnt IP bindings go with their MAC.
     var arpEvents: [LocalARPEvent] = []
     if !removedLocal.isEmpty && arp.count > 0 {
-      arp.removeAll { domain, address, mac, control in
+      arp.removeAll { domain, ip, mac, control in
         guard !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
         else { return false }
         if Int(domain) < state.domainCount {
-          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: .v4(address), mac: mac))
+          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: ip, mac: mac))
         }
         return true
+      }
+    }
+    // And the IPs they only claimed.
+    if !removedLocal.isEmpty {
+      let gone = claims.withLock { claims -> [(UInt64, Set<IPAddress>)] in
+        guard !claims.isEmpty else { return [] }
+        return removedLocal.compactMap { key in claims.removeValue(forKey: key).map { (key, $0) } }
+      }
+      for (raw, ips) in gone {
+        let key = FDBKey(rawValue: raw)
+        guard Int(key.bridgeDomain) < state.domainCount else { continue }
+        for ip in ips.sorted() {
+          arpEvents.append(
+            .unbound(vni: state.vni(ofDomain: key.bridgeDomain), ip: ip, mac: key.mac))
+        }
       }
     }
     learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
