@@ -35,11 +35,7 @@ extension Pipeline {
     event.member = member
     event.stamp = now
     event.vtepLow = source
-    if learnQueue.push(event) {
-      count(Counter.learnEventsQueued)
-    } else {
-      count(Counter.learnQueueOverflow)
-    }
+    queueBinding(event)
   }
 
   /// If the frame (from `rest`, its EtherType) is an Ethernet/IPv4 ARP request for an IP
@@ -141,11 +137,7 @@ extension Pipeline {
     event.stamp = now
     event.vtepHigh = high
     event.vtepLow = low
-    if learnQueue.push(event) {
-      count(Counter.learnEventsQueued)
-    } else {
-      count(Counter.learnQueueOverflow)
-    }
+    queueBinding(event)
   }
 
   /// If the frame is a neighbour solicitation (hop limit 255, with a source address and
@@ -218,6 +210,16 @@ extension Pipeline {
     count(Counter.txBytes(interface), length)
     count(Counter.arpSuppressed)
     return true
+  }
+
+  /// Hands a learnt ARP or ND binding to the learner, counting it or the overflow.
+  @inline(__always)
+  func queueBinding(_ event: LearnEvent) {
+    if learnQueue.push(event) {
+      count(Counter.learnEventsQueued)
+    } else {
+      count(Counter.learnQueueOverflow)
+    }
   }
 }
 
