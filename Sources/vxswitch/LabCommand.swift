@@ -38,6 +38,13 @@ struct LabCommand: ParsableCommand {
       "Static flood lists and data-plane learning instead of the inter-site extension (one VNI everywhere).")
   var staticFlood = false
   @Flag(
+    help: """
+      After the extension checks: cut site 2 off the backbone (local traffic goes on), give one \
+      of its VMs an IP address used at site 1 while cut, heal, and show the address conflict \
+      reported with the same outcome at both sites and cleared once that VM leaves.
+      """)
+  var partition = false
+  @Flag(
     name: .customLong("tagged-vm"),
     help: "Attach the last VM of every vxswitch site through VLAN 10 (a trunk port member).")
   var taggedVM = false
@@ -62,6 +69,9 @@ struct LabCommand: ParsableCommand {
       throw ValidationError("--bgp and --kernel-peer do not mix (the kernel site speaks no BGP)")
     }
     if let vmMTU, !(1280...9000).contains(vmMTU) { throw ValidationError("--vm-mtu must be 1280 to 9000") }
+    if partition && (staticFlood || bgp || kernelPeer || kernelOnly) {
+      throw ValidationError("--partition needs the inter-site extension (the default mode)")
+    }
     guard (1...1024).contains(transferMiB) else { throw ValidationError("--transfer-mib must be 1 to 1024") }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
@@ -75,6 +85,7 @@ struct LabCommand: ParsableCommand {
     topology.bgp = bgp
     topology.transferMiB = transferMiB
     topology.taggedVM = taggedVM
+    topology.partition = partition
     topology.vmMTUOverride = vmMTU
     topology.extended = !(staticFlood || bgp || kernelPeer || kernelOnly)
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)

@@ -96,6 +96,26 @@ final class LabTests: XCTestCase {
 
   /// The VMs keep their default offloads (TSO/GSO on), so the transfers are made of
   /// 64 KiB super-frames that vxswitch segments; 64 MiB each way, compared byte for byte.
+  /// `vxswitch lab --partition`: site 2 is cut off the backbone; traffic inside site 2
+  /// and inside site 1 goes on without loss, site 1 stops reaching site 2, site 2 still
+  /// takes API changes; a VM of site 2 takes site 1's vm2 address while cut; after the
+  /// heal site 1 reaches site 2 by itself and both sites report the same conflict with the
+  /// same winner; the VM leaves and the conflict clears at both sites with no command.
+  func testPartitionHealsAndTheAddressConflictIsReportedAlikeAndClears() throws {
+    let output = try lab(["--partition"])
+    for line in [
+      "ok   site 2 cut off the backbone: traffic inside site 2 and inside site 1 goes on",
+      "ok   while cut: site 1 no longer reaches site 2",
+      "ok   while cut: site 2 accepts local changes",
+      "ok   healed: site 1 reaches site 2 again by itself",
+      "ok   address conflict on 192.168.100.12 reported at site 1 and site 2 with the same outcome",
+      "ok   the VM left: the conflict cleared at both sites with no command",
+      "ok   site 3 holds nothing of the extension",
+    ] {
+      XCTAssertTrue(output.contains(line), "missing \"\(line)\":\n\(output)")
+    }
+  }
+
   func testThreeVXSwitchSitesFloodLearnAndForward() throws {
     let output = try lab(["--static", "--transfer-mib", "64"])
     XCTAssertTrue(output.contains("30/30 VM pairs ping each other across 3 sites"), output)

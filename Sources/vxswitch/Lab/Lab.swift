@@ -221,7 +221,7 @@ final class Lab {
   }
 
   /// `GET path` on the site daemon's control socket; nil when it does not answer.
-  private func api(_ site: Int, _ path: String) -> Data? {
+  func api(_ site: Int, _ path: String) -> Data? {
     try? APIClient(.unixSocket(topology.socketPath(site))).request(.GET, path).body
   }
 
@@ -281,6 +281,11 @@ final class Lab {
       })
     for namespace in existing where namespace == t.backbone || namespace.hasPrefix("\(t.prefix)-s") {
       _ = Shell.succeeds(["ip", "netns", "delete", namespace])
+    }
+    // The daemons' state files (networks, extensions): the next lab starts afresh.
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: t.stateDirectory)) ?? []
+    for file in files where file.hasSuffix(".state.json") {
+      try? FileManager.default.removeItem(atPath: t.stateDirectory + "/" + file)
     }
     if !quiet { log("lab \(t.prefix): removed") }
   }
@@ -442,6 +447,7 @@ final class Lab {
           name: "site \(site) holds nothing of the extension (no state, no MAC, no VNI, no session)",
           passed: held.isEmpty, detail: held.joined(separator: ", ")))
     }
+    if t.partition { results += partitionChecks() }
     if let id = extensionID, let outsider = t.nonMembers.first {
       results += membershipChanges(id, outsider: outsider, status: status)
     }

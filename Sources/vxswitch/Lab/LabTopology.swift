@@ -20,6 +20,10 @@ struct LabTopology {
   /// named network each (its own local VNI), no flood list; site 1 extends it through the
   /// API to every other site but the last, which stays out (with 2 sites, to site 2).
   var extended = false
+  /// After the extension checks: cut site 2 off the backbone, plant an address conflict
+  /// while it is cut, heal, and show the conflict reported and cleared (needs ARP
+  /// suppression and a short aging time, which the sites then get).
+  var partition = false
   /// Size of each lab TCP transfer.
   var transferMiB = 4
   /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
@@ -147,7 +151,7 @@ struct LabTopology {
     underlay = "ul"
     udp_port = \(udpPort)
     mtu = 1500
-    aging_time = 300
+    aging_time = \(partition ? 30 : 300)
     control_socket = "\(socketPath(site))"
 
     """
@@ -165,6 +169,7 @@ struct LabTopology {
         vni = \(100 + site)
         ports = [\(ports)]
         learning = true
+        arp_suppression = \(partition)
 
         [peering]
         listen = "\(hostPort(site, peeringPort))"
