@@ -19,8 +19,9 @@ swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
   --filter ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
 # One closing line for the whole run, from the main run's XCTest summary.
-summary=$(grep -E "^\s+Executed [0-9]+ tests?, with [0-9]+ failures?" .build/test-output.txt | tail -1)
+# The last XCTest summary (the whole run): "Executed N tests, with [K tests skipped and] M failures".
+summary=$(grep -E "^\s+Executed [0-9]+ tests?, with " .build/test-output.txt | tail -1)
 total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
-failed=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+failed=$(grep -oE "[0-9]+ failures?" <<<"$summary" | head -1 | cut -d' ' -f1)
 skipped=$(grep -cE "Test Case .* skipped" .build/test-output.txt || true)
 echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
