@@ -65,23 +65,12 @@ extension Pipeline {
     let senderMAC = arp.be64(8) &>> 16
     if boundMAC == senderMAC { return false }
 
-    let interface = Int(state.memberInterface[Int(member)])
-    let vlan = state.memberVLAN[Int(member)]
-    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
-      drop(.txRingFull)
-      return true
-    }
-    let tagLength = vlan == 0 ? 0 : 4
-    let length = 42 &+ tagLength
     // Ethernet: to the requester's hardware address, from the bound MAC.
-    output.setBE16(0, UInt16(truncatingIfNeeded: senderMAC &>> 32))
-    output.setBE32(2, UInt32(truncatingIfNeeded: senderMAC))
-    output.setBE16(6, UInt16(truncatingIfNeeded: boundMAC &>> 32))
-    output.setBE32(8, UInt32(truncatingIfNeeded: boundMAC))
-    if vlan != 0 {
-      output.setBE16(12, 0x8100)
-      output.setBE16(14, vlan)
-    }
+    guard
+      case let (ring, interface, output, tagLength)? = startReply(
+        state, member: member, to: senderMAC, from: boundMAC)
+    else { return true }
+    let length = 42 &+ tagLength
     let reply = output + (12 &+ tagLength)
     reply.setBE16(0, 0x0806)
     // htype, ptype, hlen, plen, op 2 (reply).
@@ -164,23 +153,12 @@ extension Pipeline {
     let boundMAC = value & ARPTable.macMask
     if boundMAC == senderMAC { return false }
 
-    let interface = Int(state.memberInterface[Int(member)])
-    let vlan = state.memberVLAN[Int(member)]
-    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
-      drop(.txRingFull)
-      return true
-    }
-    let tagLength = vlan == 0 ? 0 : 4
+    guard
+      case let (ring, interface, output, tagLength)? = startReply(
+        state, member: member, to: senderMAC, from: boundMAC)
+    else { return true }
     // Ethernet (14), IPv6 (40), advertisement (24) and the target link-layer option (8).
     let length = 86 &+ tagLength
-    output.setBE16(0, UInt16(truncatingIfNeeded: senderMAC &>> 32))
-    output.setBE32(2, UInt32(truncatingIfNeeded: senderMAC))
-    output.setBE16(6, UInt16(truncatingIfNeeded: boundMAC &>> 32))
-    output.setBE32(8, UInt32(truncatingIfNeeded: boundMAC))
-    if vlan != 0 {
-      output.setBE16(12, 0x8100)
-      output.setBE16(14, vlan)
-    }
     output.setBE16(12 &+ tagLength, 0x86DD)
     let reply = output + (14 &+ tagLength)
     // Version 6, payload 32 bytes, ICMPv6, hop limit 255; from the target to the solicitor.
@@ -210,6 +188,31 @@ extension Pipeline {
     count(Counter.txBytes(interface), length)
     count(Counter.arpSuppressed)
     return true
+  }
+
+  /// Reserves a transmit slot on the member's interface and writes the Ethernet
+  /// addresses of a locally answered request (to the requester, from the bound MAC) and
+  /// the member's VLAN tag, if any. Nil (counted as `txRingFull`) when the ring is full:
+  /// the request is consumed either way.
+  @inline(__always)
+  func startReply(_ state: ForwardingState, member: UInt16, to requester: UInt64, from bound: UInt64) -> (
+    ring: UnsafeMutablePointer<TxRing>, interface: Int, output: UnsafeMutableRawPointer, tagLength: Int
+  )? {
+    let interface = Int(state.memberInterface[Int(member)])
+    let vlan = state.memberVLAN[Int(member)]
+    guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+      drop(.txRingFull)
+      return nil
+    }
+    output.setBE16(0, UInt16(truncatingIfNeeded: requester &>> 32))
+    output.setBE32(2, UInt32(truncatingIfNeeded: requester))
+    output.setBE16(6, UInt16(truncatingIfNeeded: bound &>> 32))
+    output.setBE32(8, UInt32(truncatingIfNeeded: bound))
+    if vlan != 0 {
+      output.setBE16(12, 0x8100)
+      output.setBE16(14, vlan)
+    }
+    return (ring, interface, output, vlan == 0 ? 0 : 4)
   }
 
   /// Hands a learnt ARP or ND binding to the learner, counting it or the overflow.
