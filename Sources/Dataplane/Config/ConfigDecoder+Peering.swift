@@ -30,6 +30,24 @@ extension ConfigDecoder {
         "[[site_peer]] needs a [peering] table (the channel's address and TLS files)", line: first.table.line)
     }
     var lineByName: [String: Int] = [:]
+    /// Takes `name` for one site peer of either kind, unless another already has it or it
+    /// is this site's own (both reported).
+    func claim(_ name: Located<String>) -> Bool {
+      // Certificates name sites as DNS names, which compare without regard to case.
+      let key = name.value.lowercased()
+      if let firstLine = lineByName[key] {
+        report(
+          "site peer \(ConfigSyntax.quoted(name.value)) is already defined on line \(firstLine)",
+          line: name.line)
+        return false
+      }
+      lineByName[key] = name.line
+      if let siteName, siteName.lowercased() == key {
+        report("site peer \(ConfigSyntax.quoted(name.value)) is this site's own name", line: name.line)
+        return false
+      }
+      return true
+    }
     var peers: [SiteConfig.SitePeer] = []
     var evpnSites: [SiteConfig.EVPNSite] = []
     for table in tables {
@@ -70,19 +88,7 @@ extension ConfigDecoder {
           report("password must be 1 to \(Self.maximumPasswordLength) bytes", line: secret.line)
           password = nil
         }
-        guard let name, let address else { continue }
-        let key = name.value.lowercased()
-        if let firstLine = lineByName[key] {
-          report(
-            "site peer \(ConfigSyntax.quoted(name.value)) is already defined on line \(firstLine)",
-            line: name.line)
-          continue
-        }
-        lineByName[key] = name.line
-        if let siteName, siteName.lowercased() == key {
-          report("site peer \(ConfigSyntax.quoted(name.value)) is this site's own name", line: name.line)
-          continue
-        }
+        guard let name, let address, claim(name) else { continue }
         evpnSites.append(
           SiteConfig.EVPNSite(
             name: name.value, vtep: address.value, asn: asn.map { UInt32($0.value) },
@@ -104,20 +110,7 @@ extension ConfigDecoder {
           return nil
         }
       }
-      guard let name else { continue }
-      // Certificates name sites as DNS names, which compare without regard to case.
-      let key = name.value.lowercased()
-      if let firstLine = lineByName[key] {
-        report(
-          "site peer \(ConfigSyntax.quoted(name.value)) is already defined on line \(firstLine)",
-          line: name.line)
-        continue
-      }
-      lineByName[key] = name.line
-      if let siteName, siteName.lowercased() == key {
-        report("site peer \(ConfigSyntax.quoted(name.value)) is this site's own name", line: name.line)
-        continue
-      }
+      guard let name, claim(name) else { continue }
       guard let url else { continue }
       peers.append(SiteConfig.SitePeer(name: name.value, host: url.host, port: Int(url.port)))
     }
