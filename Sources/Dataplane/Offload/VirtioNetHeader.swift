@@ -8,6 +8,8 @@
 /// tag the kernel stripped into `tp_vlan_tci` is not counted).
 public struct VirtioNetHeader: Equatable, Sendable {
   public static let length = 10
+  /// Where `gsoType` is: the one byte a receive loop reads for every frame.
+  public static let gsoTypeOffset = 1
 
   public var flags: UInt8
   public var gsoType: UInt8
@@ -52,7 +54,7 @@ public struct VirtioNetHeader: Equatable, Sendable {
   @inline(__always)
   public init(at pointer: UnsafeRawPointer) {
     flags = pointer.load(fromByteOffset: 0, as: UInt8.self)
-    gsoType = pointer.load(fromByteOffset: 1, as: UInt8.self)
+    gsoType = pointer.load(fromByteOffset: Self.gsoTypeOffset, as: UInt8.self)
     headerLength = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
     gsoSize = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
     checksumStart = UInt16(littleEndian: pointer.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
@@ -62,7 +64,7 @@ public struct VirtioNetHeader: Equatable, Sendable {
   /// Writes the header at `pointer` (tests, and frames handed to a packet socket).
   public func store(to pointer: UnsafeMutableRawPointer) {
     pointer.storeBytes(of: flags, toByteOffset: 0, as: UInt8.self)
-    pointer.storeBytes(of: gsoType, toByteOffset: 1, as: UInt8.self)
+    pointer.storeBytes(of: gsoType, toByteOffset: Self.gsoTypeOffset, as: UInt8.self)
     pointer.storeBytes(of: headerLength.littleEndian, toByteOffset: 2, as: UInt16.self)
     pointer.storeBytes(of: gsoSize.littleEndian, toByteOffset: 4, as: UInt16.self)
     pointer.storeBytes(of: checksumStart.littleEndian, toByteOffset: 6, as: UInt16.self)

@@ -404,10 +404,12 @@ public final class AFPacketPort: PacketPort {
         tag = FrameVector.vlanTagPresent | (h.pointee.tp_vlan_tci & 0xFFFF)
       }
       if hasVirtioNetHeader {
-        let offload = VirtioNetHeader(at: frame - VirtioNetHeader.length)
-        if _slowPath(offload.gsoType != 0) {
+        // Only the gso type is read per frame; the whole header only for a super-frame.
+        let header = UnsafeRawPointer(frame - VirtioNetHeader.length)
+        if _slowPath(header.load(fromByteOffset: VirtioNetHeader.gsoTypeOffset, as: UInt8.self) != 0) {
           do {
-            pendingSuperFrame.pointee = try SuperFrame(frame: frame, length: snapLength, header: offload)
+            pendingSuperFrame.pointee = try SuperFrame(
+              frame: frame, length: snapLength, header: VirtioNetHeader(at: header))
           } catch {
             refused &+= 1
             continue
