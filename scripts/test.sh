@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
-# one release build reused by every test, then the FDB stress test under ThreadSanitizer.
+# one release build reused by every test, then the concurrency tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,10 +13,10 @@ swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/te
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] || exit "$status"
 
-echo "== FDB concurrency stress test under ThreadSanitizer"
+echo "== FDB, snapshot and reload concurrency tests under ThreadSanitizer"
 swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null
 swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
-  --filter ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
+  --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
 # One closing line for the whole run, from the main run's XCTest summary.
 # The last XCTest summary (the whole run): "Executed N tests, with [K tests skipped and] M failures".

@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import XCTest
 
 @testable import Dataplane
@@ -36,5 +38,77 @@ final class ReloadTests: XCTestCase {
     sw.forward(interface: "vm3", frames: [S.ping(from: S.hostR, to: .broadcast)])
     XCTAssertEqual(sw.drops(.noFloodTargets), 1)
     XCTAssertEqual(sw.core.fdbRows(vni: 300, now: 1).map(\.port), ["vm3"])
+  }
+}
+
+/// A reload frees bridge-domain indices and gives them to other VNIs: nothing resolved
+/// against the old meaning of an index may land under the new one.
+final class ReloadIndexReuseTests: XCTestCase {
+  typealias S = TestSite
+
+  /// VNI 200 goes and VNI 300 takes its index, on the same port.
+  static func configReusingGreen() -> SiteConfig {
+    var next = S.config()
+    next.bridgeDomains.removeLast()
+    var red = SiteConfig.BridgeDomain(vni: 300)
+    red.ports = [.init(interface: "vm3")]
+    next.bridgeDomains.append(red)
+    return next
+  }
+
+  func testLearnEventQueuedBeforeTheReloadDoesNotLandInTheVNIThatTookItsIndex() {
+    let sw = OfflineSwitch(config: S.config())
+    let green = sw.core.state.domainIndex(vni: 200)
+    // hostR is switched in VNI 200; its learn event waits in the queue, not yet applied.
+    var frame = S.ping(from: S.hostR, to: .broadcast)
+    frame.withUnsafeMutableBytes { bytes in
+      var vector = FrameVector()
+      vector.ingress = UInt16(sw.interfaceIndex("vm3")!)
+      vector.now = 1
+      vector.append(bytes.baseAddress!, length: bytes.count)
+      sw.process(&vector)
+    }
+    sw.flush()
+    XCTAssertFalse(sw.core.learnQueuesAreEmpty)
+
+    sw.core.reload(Self.configReusingGreen())
+    XCTAssertEqual(sw.core.state.domainIndex(vni: 300), green, "the case needs VNI 200's index reused")
+    sw.core.drainLearnQueues()
+    XCTAssertEqual(sw.core.fdbRows(vni: 300, now: 1).map(\.mac), [], "hostR was seen in VNI 200, not 300")
+
+    // Learning in VNI 300 itself goes on.
+    sw.forward(interface: "vm3", frames: [S.ping(from: S.hostR, to: .broadcast)])
+    XCTAssertEqual(sw.core.fdbRows(vni: 300, now: 1).map(\.port), ["vm3"])
+  }
+
+  /// BGP routes for VNI 200 installed while reloads take VNI 200 away and give its index
+  /// to VNI 300 and back: VNI 300 never holds one of them.
+  func testRemoteMACsInstalledDuringReloadsNeverLandInAnotherVNI() {
+    let core = SwitchCore(config: S.config())
+    let withGreen = S.config()
+    let withoutGreen = Self.configReusingGreen()
+    let vtep = IPAddress("10.0.0.7")!
+    let done = Atomic<Bool>(false)
+    let installer = DispatchGroup()
+    DispatchQueue.global().async(group: installer) {
+      var serial: UInt64 = 0
+      while !done.load(ordering: .relaxed) {
+        serial &+= 1
+        let mac = MACAddress(rawValue: 0x02dd_0000_0000 | (serial & 0xffff))
+        core.installRemoteMAC(vni: 200, mac: mac, vtep: vtep)
+        core.applyRemoteMACs([.install(vni: 200, mac: mac, vtep: vtep)])
+      }
+    }
+    var misplaced = 0
+    for _ in 0..<2000 {
+      core.reload(withoutGreen)
+      for _ in 0..<8 { misplaced += core.fdbRows(vni: 300, now: 1).filter { $0.vtep != nil }.count }
+      core.reload(withGreen)
+    }
+    done.store(true, ordering: .relaxed)
+    installer.wait()
+    XCTAssertEqual(misplaced, 0, "VNI 200's routes showed up in VNI 300")
+    XCTAssertTrue(core.installRemoteMAC(vni: 200, mac: S.hostA, vtep: vtep))
+    XCTAssertEqual(core.fdbRows(vni: 200, now: 1).first { $0.mac == S.hostA.description }?.vtep, "10.0.0.7")
   }
 }

@@ -16,6 +16,10 @@ public struct LearnEvent: Sendable {
   public var stamp: UInt32
   public var vtepHigh: UInt64
   public var vtepLow: UInt64
+  /// The generation of the forwarding state the frame was switched under: its bridge
+  /// domain and member indices mean what that snapshot says, and the learner drops the
+  /// event if a reload has since given them another meaning.
+  public var snapshotGeneration: UInt64
   public init() {
     key = 0
     kind = 0
@@ -23,6 +27,7 @@ public struct LearnEvent: Sendable {
     stamp = 0
     vtepHigh = 0
     vtepLow = 0
+    snapshotGeneration = 0
   }
 }
 

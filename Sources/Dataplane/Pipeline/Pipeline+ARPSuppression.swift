@@ -218,6 +218,8 @@ extension Pipeline {
   /// Hands a learnt ARP or ND binding to the learner, counting it or the overflow.
   @inline(__always)
   func queueBinding(_ event: LearnEvent) {
+    var event = event
+    event.snapshotGeneration = snapshotGeneration
     if learnQueue.push(event) {
       count(Counter.learnEventsQueued)
     } else {

@@ -77,6 +77,7 @@ extension Pipeline {
     event.stamp = now
     event.vtepHigh = high
     event.vtepLow = low
+    event.snapshotGeneration = snapshotGeneration
     if learnQueue.push(event) {
       filterKeys[filterSlot] = key
       filterTags[filterSlot] = tag

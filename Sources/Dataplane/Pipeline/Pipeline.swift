@@ -82,6 +82,9 @@ public final class Pipeline {
   /// Whether each direction's next batch probes the flow cache.
   var accessCaching = FlowCachePolicy()
   var decapCaching = FlowCachePolicy()
+  /// The generation of the snapshot the current batch is switched under, stamped on the
+  /// batch's learn events.
+  var snapshotGeneration: UInt64 = 0
 
   init(fdb: ForwardingTable, arp: ARPTable, cell: SnapshotCell<ForwardingState>, statistics: SwitchStatistics)
   {
@@ -141,6 +144,7 @@ public final class Pipeline {
     var interfaces = Int(vector.ingress) &+ 1
     snapshot._withUnsafeGuaranteedRef { state in
       interfaces = max(interfaces, state.interfaceCount)
+      snapshotGeneration = state.generation
       let validity = FlowCacheValidity(fdbEpoch: epoch, now: vector.now, snapshot: state.generation)
       if validity != flowValidity {
         flowValidity = validity

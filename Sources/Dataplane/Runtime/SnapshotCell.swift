@@ -11,11 +11,21 @@ import Synchronization
 ///   is released only once every registered worker has since entered a later epoch or
 ///   gone idle; `reclaim()` (called from `publish` and periodically by the owner) frees
 ///   what is safe.
+/// - `value` (control-plane readers, which hold no token) loads and retains the current
+///   snapshot under the same lock `publish` swaps it under: the snapshot it loads cannot
+///   be retired, let alone freed, before it holds its own reference.
+// @unchecked: `current` holds a +1 reference the cell owns; `retired` and `tokens` are
+// behind mutexes; the epoch protocol above is what keeps unretained reads valid.
 public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
   private let current: Atomic<Unmanaged<Snapshot>>
   private let epoch = Atomic<UInt64>(1)
   private let retired = Mutex<[(epoch: UInt64, snapshot: Unmanaged<Snapshot>)]>([])
   private let tokens = Mutex<[QuiescentToken]>([])
+  /// Held while `publish` swaps the snapshot and while `value` loads and retains it.
+  private let swapping = Mutex<Void>(())
+  /// Runs in `value` between the load and the retain: lets a test hold a reader in the
+  /// window a concurrent `publish` must not be able to free the snapshot in.
+  private let afterControlLoad: (@Sendable () -> Void)?
 
   /// One worker's announcement of the epoch it last read in (`UInt64.max` when idle).
   public final class QuiescentToken: @unchecked Sendable {
@@ -24,6 +34,12 @@ public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
 
   public init(_ initial: Snapshot) {
     current = Atomic(Unmanaged.passRetained(initial))
+    afterControlLoad = nil
+  }
+
+  init(_ initial: Snapshot, afterControlLoad: @escaping @Sendable () -> Void) {
+    current = Atomic(Unmanaged.passRetained(initial))
+    self.afterControlLoad = afterControlLoad
   }
 
   deinit {
@@ -47,7 +63,9 @@ public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
   @inline(__always)
   public func enter(_ token: QuiescentToken) -> Unmanaged<Snapshot> {
     token.observed.store(epoch.load(ordering: .acquiring), ordering: .sequentiallyConsistent)
-    return current.load(ordering: .acquiring)
+    // Sequentially consistent so that the load cannot move before the store above (a
+    // plain load on x86 all the same).
+    return current.load(ordering: .sequentiallyConsistent)
   }
 
   /// Marks the worker as holding no snapshot (e.g. before blocking in poll).
@@ -57,12 +75,20 @@ public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
   }
 
   /// The current snapshot, retained: for control-plane readers.
-  public var value: Snapshot { current.load(ordering: .acquiring).takeUnretainedValue() }
+  public var value: Snapshot {
+    swapping.withLock { _ in
+      let loaded = current.load(ordering: .acquiring)
+      afterControlLoad?()
+      return loaded.takeUnretainedValue()
+    }
+  }
 
   public func publish(_ snapshot: Snapshot) {
-    let old = current.exchange(Unmanaged.passRetained(snapshot), ordering: .acquiringAndReleasing)
-    let retiredAt = epoch.add(1, ordering: .sequentiallyConsistent).oldValue
-    retired.withLock { $0.append((retiredAt, old)) }
+    swapping.withLock { _ in
+      let old = current.exchange(Unmanaged.passRetained(snapshot), ordering: .sequentiallyConsistent)
+      let retiredAt = epoch.add(1, ordering: .sequentiallyConsistent).oldValue
+      retired.withLock { $0.append((retiredAt, old)) }
+    }
     reclaim()
   }
 

@@ -1,6 +1,7 @@
 /// Bulk form of `installRemoteMAC` / `removeRemoteMAC` for the control plane: a whole
-/// UPDATE's (or a whole session's) routes under one snapshot read, one hold of the
-/// control lock to resolve VTEPs and one hold of the FDB writer lock per chunk.
+/// UPDATE's (or a whole session's) routes under one hold of the control lock (VNIs and
+/// VTEPs resolved once, no reload in between) and one hold of the FDB writer lock per
+/// chunk.
 extension SwitchCore {
   /// One control-plane FDB change: `vtep` set installs `vni`/`mac` -> `vtep`; nil removes
   /// the control entry.
@@ -35,9 +36,13 @@ extension SwitchCore {
   @discardableResult
   public func applyRemoteMACs(_ changes: [RemoteMACChange]) -> Int {
     guard !changes.isEmpty else { return 0 }
-    // VTEP indices: one control-lock hold for the batch (nearly always one address).
+    return control.withLock { state in applyLocked(changes, &state) }
+  }
+
+  private func applyLocked(_ changes: [RemoteMACChange], _ state: inout ControlState) -> Int {
+    // VTEP indices (nearly always one address per batch).
     var vtepIndices = [UInt16](repeating: 0, count: changes.count)
-    control.withLock { state in
+    do {
       var added = false
       var lastAddress: IPAddress?
       var lastIndex: UInt16 = 0
@@ -52,13 +57,12 @@ extension SwitchCore {
       }
       if added { publishLocked(&state) }
     }
-    let state = self.state
     var domains = [UInt16](repeating: 0, count: changes.count)
     var lastVNI: UInt32?
     var lastDomain: UInt16 = 0
     for (position, change) in changes.enumerated() {
       if change.vni != lastVNI {
-        lastDomain = state.domainIndex(vni: change.vni) ?? 0
+        lastDomain = state.domainByVNI[change.vni] ?? 0
         lastVNI = change.vni
       }
       domains[position] = lastDomain

@@ -5,11 +5,19 @@ import Synchronization
 /// domain and VTEP indices stable across reconfiguration (FDB entries refer to them).
 ///
 /// ## Thread-safety contract
-/// All methods may be called from any thread; they serialise on one internal `Mutex`
-/// (`control`). Packet workers never call into it: they read the FDB and the snapshot,
-/// and feed learn events through their `LearnQueue`s, which `drainLearnQueues` (run by
-/// the learner thread, or synchronously by replay) applies. Observers are called on the
-/// thread that made the change, outside the packet path.
+/// All methods may be called from any thread. Every change (reconfiguration, control-plane
+/// FDB and ARP writes, learning, aging) holds one internal `Mutex`, `control`, from
+/// resolving a VNI to its bridge-domain index to the last table write: a reload, which
+/// frees indices and gives them to other VNIs, can never come between the two. The FDB
+/// and the ARP table also take their own writer locks, for their lock-free readers. Lock
+/// order: `control`, then a table's writer lock or the snapshot cell's. Packet workers
+/// never call into it: they read the FDB and the snapshot, and feed learn events through
+/// their `LearnQueue`s, which `drainLearnQueues` (run by the learner thread, or
+/// synchronously by replay) applies; an event switched under a snapshot older than its
+/// domain's or member's last reassignment is dropped. Observers are called on the thread
+/// that made the change, after `control` is released, outside the packet path.
+// @unchecked: the mutable state is `control`'s and the other mutexes'; the tables and the
+// cell are Sendable by their own contracts; `learnCounters` are atomics.
 public final class SwitchCore: @unchecked Sendable {
   public let fdb: ForwardingTable
   /// IPv4 -> MAC bindings per bridge domain for ARP suppression (see `ARPTable`).
@@ -59,6 +67,25 @@ public final class SwitchCore: @unchecked Sendable {
     var dynamicFlood: [UInt32: Set<IPAddress>] = [:]
     /// Bumped when the forwarding state must be rebuilt.
     var needsPublish = false
+    /// The generation of the forwarding state last published.
+    var publishedGeneration: UInt64 = 0
+    /// Learn events switched under a snapshot of this generation or older no longer
+    /// apply to the bridge domain (its index was freed or given to another VNI); `.max`
+    /// while the index is free.
+    var domainReassignedAfter: [UInt16: UInt64] = [:]
+    /// The same for members: removed (`.max`, member indices are never reused) or moved
+    /// to another bridge domain.
+    var memberMovedAfter: [UInt16: UInt64] = [:]
+    /// The bridge domain each member belongs to.
+    var memberDomain: [UInt16: UInt16] = [:]
+
+    /// Whether a learn event switched under snapshot `generation` in bridge domain
+    /// `domain` (from access member `member`) still means the same domain and member.
+    func stillApplies(domain: UInt16, member: UInt16?, generation: UInt64) -> Bool {
+      guard generation > domainReassignedAfter[domain, default: 0] else { return false }
+      guard let member else { return true }
+      return generation > memberMovedAfter[member, default: 0] && memberDomain[member] == domain
+    }
   }
 
   final class LearnCounters: @unchecked Sendable {
@@ -80,10 +107,11 @@ public final class SwitchCore: @unchecked Sendable {
     var state = ControlState(
       config: config, interfaces: names, underlayMAC: underlayMAC ?? config.site.underlayMAC ?? .zero)
     for neighbor in config.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
-    let builder = Self.makeBuilder(&state)
-    cell = SnapshotCell(builder.build())
+    let first = Self.makeBuilder(&state).build()
+    state.publishedGeneration = first.generation
+    cell = SnapshotCell(first)
     control = Mutex(state)
-    installStaticEntries(config)
+    control.withLock { installStaticEntries(config, $0) }
   }
 
   /// Underlay first, then access interfaces in order of first appearance.
@@ -146,6 +174,7 @@ public final class SwitchCore: @unchecked Sendable {
             defer { state.nextDomain += 1 }; return state.nextDomain
           }()
         state.domainByVNI[domain.vni] = index
+        state.domainReassignedAfter[index] = state.publishedGeneration
       }
       usedDomains.insert(state.domainByVNI[domain.vni]!)
     }
@@ -183,6 +212,13 @@ public final class SwitchCore: @unchecked Sendable {
       for port in domain.ports {
         guard let interface = state.interfaces.firstIndex(of: port.interface) else { continue }
         let member = Int(state.memberByName[port]!)
+        let memberIndex = UInt16(member)
+        if state.memberDomain[memberIndex] != UInt16(index) {
+          if state.memberDomain[memberIndex] != nil {
+            state.memberMovedAfter[memberIndex] = state.publishedGeneration
+          }
+          state.memberDomain[memberIndex] = UInt16(index)
+        }
         builder.members[member] = .init(
           interface: UInt16(interface), vlan: port.vlan ?? 0, domain: UInt16(index))
         let column = port.vlan.map(Int.init) ?? ForwardingState.untaggedColumn
@@ -209,22 +245,23 @@ public final class SwitchCore: @unchecked Sendable {
   func publishLocked(_ state: inout ControlState) {
     let builder = Self.makeBuilder(&state)
     state.needsPublish = false
-    cell.publish(builder.build())
+    let snapshot = builder.build()
+    state.publishedGeneration = snapshot.generation
+    cell.publish(snapshot)
   }
 
-  private func installStaticEntries(_ config: SiteConfig) {
-    let state = self.state
-    let (members, vteps) = control.withLock { ($0.memberByName, $0.vtepByAddress) }
+  /// Writes the configuration's static entries; with `control` held (or before it exists).
+  private func installStaticEntries(_ config: SiteConfig, _ state: ControlState) {
     for staticMAC in config.staticMACs {
-      guard let domain = state.domainIndex(vni: staticMAC.vni) else { continue }
+      guard let domain = state.domainByVNI[staticMAC.vni] else { continue }
       let kind: FDBTargetKind
       let index: UInt16
       switch staticMAC.target {
       case .port(let port):
-        guard let member = members[port] else { continue }
+        guard let member = state.memberByName[port] else { continue }
         (kind, index) = (.port, member)
       case .remote(let address):
-        guard let vtep = vteps[address] else { continue }
+        guard let vtep = state.vtepByAddress[address] else { continue }
         (kind, index) = (.vtep, vtep)
       }
       let (domainGeneration, targetGeneration) = fdb.currentGenerations(
@@ -242,10 +279,10 @@ public final class SwitchCore: @unchecked Sendable {
   /// indices, FDB entries and members stay; removed domains and members are flushed in
   /// O(1). Interfaces must be the same set (new interfaces need new sockets: restart).
   public func reload(_ newConfig: SiteConfig) {
-    var removedDomains: [UInt16] = []
-    var removedMembers: [UInt16] = []
-    var changedDomains: [UInt16] = []
     control.withLock { state in
+      var removedDomains: [UInt16] = []
+      var removedMembers: [UInt16] = []
+      var changedDomains: [UInt16] = []
       let old = state.config
       let oldByVNI = Dictionary(uniqueKeysWithValues: old.bridgeDomains.map { ($0.vni, $0) })
       let newVNIs = Set(newConfig.bridgeDomains.map(\.vni))
@@ -253,6 +290,7 @@ public final class SwitchCore: @unchecked Sendable {
         if let index = state.domainByVNI.removeValue(forKey: domain.vni) {
           removedDomains.append(index)
           state.freeDomains.append(index)
+          state.domainReassignedAfter[index] = .max
         }
       }
       // A domain whose settings or static MACs changed gets its static entries rewritten.
@@ -269,6 +307,8 @@ public final class SwitchCore: @unchecked Sendable {
       for (port, index) in state.memberByName where !newMembers.contains(port) {
         removedMembers.append(index)
         state.memberByName.removeValue(forKey: port)
+        state.memberDomain.removeValue(forKey: index)
+        state.memberMovedAfter[index] = .max
       }
       // A member that moved to another domain keeps no entries from the old one.
       for domain in newConfig.bridgeDomains {
@@ -279,19 +319,21 @@ public final class SwitchCore: @unchecked Sendable {
       }
       state.config = newConfig
       for neighbor in newConfig.neighbors { state.nextHops[neighbor.ip] = neighbor.mac }
+      // Flushed before the new state is published, so that no worker sees a reused index
+      // with the entries of its previous VNI.
+      for domain in removedDomains {
+        fdb.flush(bridgeDomain: domain)
+        // The index may be reused by another VNI: its IP bindings must not follow.
+        arp.removeAll(domain: domain)
+      }
+      for member in removedMembers { fdb.flush(port: member) }
       publishLocked(&state)
+      // Static entries of changed domains are rewritten from the new configuration.
+      for domain in changedDomains {
+        fdb.removeAll { key, entry in key.bridgeDomain == domain && entry.origin == .static }
+      }
+      installStaticEntries(newConfig, state)
     }
-    for domain in removedDomains {
-      fdb.flush(bridgeDomain: domain)
-      // The index may be reused by another VNI: its IP bindings must not follow.
-      arp.removeAll(domain: domain)
-    }
-    for member in removedMembers { fdb.flush(port: member) }
-    // Static entries of changed domains are rewritten from the new configuration.
-    for domain in changedDomains {
-      fdb.removeAll { key, entry in key.bridgeDomain == domain && entry.origin == .static }
-    }
-    installStaticEntries(newConfig)
   }
 
   // MARK: Control-plane API
@@ -342,36 +384,43 @@ public final class SwitchCore: @unchecked Sendable {
   public func installRemoteMAC(vni: UInt32, mac: MACAddress, vtep: IPAddress, overrideLocal: Bool = true)
     -> Bool
   {
-    guard let domain = state.domainIndex(vni: vni) else { return false }
-    let index: UInt16 = control.withLock { state in
+    control.withLock { state in
+      guard let domain = state.domainByVNI[vni] else { return false }
       let known = state.vtepByAddress[vtep] != nil
       let index = Self.vtepIndex(&state, vtep)
       if !known { publishLocked(&state) }
-      return index
-    }
-    let (domainGeneration, targetGeneration) = fdb.currentGenerations(
-      bridgeDomain: domain, kind: .vtep, index: index)
-    let entry = FDBEntry(
-      kind: .vtep, index: index, origin: .control, domainGeneration: domainGeneration,
-      targetGeneration: targetGeneration, stamp: 0)
-    var installed = false
-    fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
-      if let existing, existing.isPresent, self.fdb.isCurrent(existing, bridgeDomain: domain) {
-        if existing.origin == .static { return .keep }
-        if existing.origin == .local && !overrideLocal { return .keep }
+      let (domainGeneration, targetGeneration) = fdb.currentGenerations(
+        bridgeDomain: domain, kind: .vtep, index: index)
+      let entry = FDBEntry(
+        kind: .vtep, index: index, origin: .control, domainGeneration: domainGeneration,
+        targetGeneration: targetGeneration, stamp: 0)
+      var installed = false
+      fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
+        if let existing, existing.isPresent, self.fdb.isCurrent(existing, bridgeDomain: domain) {
+          if existing.origin == .static { return .keep }
+          if existing.origin == .local && !overrideLocal { return .keep }
+        }
+        installed = true
+        return .set(entry)
       }
-      installed = true
-      return .set(entry)
+      return installed
     }
-    return installed
   }
 
   /// Removes a control-plane entry; entries of other origins stay.
   public func removeRemoteMAC(vni: UInt32, mac: MACAddress) {
-    guard let domain = state.domainIndex(vni: vni) else { return }
-    fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
-      existing?.origin == .control ? .remove : .keep
+    withDomain(vni: vni) { domain in
+      fdb.update(FDBKey(bridgeDomain: domain, mac: mac.rawValue)) { existing in
+        existing?.origin == .control ? .remove : .keep
+      }
     }
+  }
+
+  /// Runs `body` with the VNI's bridge-domain index, holding `control` so that no reload
+  /// frees or reuses the index before `body` is done; nil for an unknown VNI.
+  @discardableResult
+  func withDomain<Result>(vni: UInt32, _ body: (UInt16) -> Result) -> Result? {
+    control.withLock { state in state.domainByVNI[vni].map(body) }
   }
 
   /// Binds `ip` (IPv4 or IPv6) to `mac` in the VNI's bridge domain for ARP and
@@ -381,8 +430,13 @@ public final class SwitchCore: @unchecked Sendable {
   /// reported as `.unbound`. An IP in an address conflict (`setARPConflict`) is left alone.
   @discardableResult
   public func installARP(vni: UInt32, ip: IPAddress, mac: MACAddress) -> Bool {
-    guard let domain = state.domainIndex(vni: vni) else { return false }
-    let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: true)
+    guard
+      let (stored, previous) = withDomain(
+        vni: vni,
+        { domain in
+          arp.exchange(domain: domain, ip: ip, mac: mac, control: true)
+        })
+    else { return false }
     // A conflicted entry is left as it is (`clearARPConflict` settles it).
     if stored, previous & ARPTable.presentBit != 0, previous & ARPTable.controlBit == 0 {
       notify([LocalARPEvent.unbound(vni: vni, ip: ip, mac: MACAddress(rawValue: previous & ARPTable.macMask))]
@@ -395,15 +449,14 @@ public final class SwitchCore: @unchecked Sendable {
   /// stops answering for it and nothing re-binds it until `clearARPConflict`. The
   /// binding held stays; without one, `mac` carries the mark.
   public func setARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress) {
-    guard let domain = state.domainIndex(vni: vni) else { return }
-    arp.setConflict(domain: domain, ip: ip, mac: mac)
+    withDomain(vni: vni) { domain in arp.setConflict(domain: domain, ip: ip, mac: mac) }
   }
 
   /// Ends the conflict of `ip`: the binding left (`mac`, a control-plane one when
   /// `control`) is stored and answered for again; nil removes the entry.
   public func clearARPConflict(vni: UInt32, ip: IPAddress, mac: MACAddress?, control: Bool) {
-    guard let domain = state.domainIndex(vni: vni) else { return }
-    arp.clearConflict(domain: domain, ip: ip, binding: mac, control: control)
+    withDomain(vni: vni) { domain in arp.clearConflict(domain: domain, ip: ip, binding: mac, control: control)
+    }
   }
 
   /// Whether `ip` is marked as an address conflict in the VNI's ARP table.
@@ -415,8 +468,7 @@ public final class SwitchCore: @unchecked Sendable {
   /// Removes the binding of `ip` in the VNI; with `mac`, only while the IP is still
   /// bound to that MAC (a withdrawal of an older MAC/IP route leaves a newer one).
   public func removeARP(vni: UInt32, ip: IPAddress, mac: MACAddress? = nil) {
-    guard let domain = state.domainIndex(vni: vni) else { return }
-    arp.remove(domain: domain, ip: ip, mac: mac)
+    withDomain(vni: vni) { domain in arp.remove(domain: domain, ip: ip, mac: mac) }
   }
 
   /// The MAC `ip` is bound to in the VNI's ARP table, if any.
@@ -427,7 +479,7 @@ public final class SwitchCore: @unchecked Sendable {
 
   /// Forgets every entry of a bridge domain in O(1).
   public func flush(vni: UInt32) {
-    if let domain = state.domainIndex(vni: vni) { fdb.flush(bridgeDomain: domain) }
+    withDomain(vni: vni) { domain in fdb.flush(bridgeDomain: domain) }
   }
 
   // MARK: Learning and aging (learner side)
@@ -437,66 +489,65 @@ public final class SwitchCore: @unchecked Sendable {
     learner.withLock { pipelines in pipelines.allSatisfy { $0.learnQueue.isEmpty } }
   }
 
-  /// Applies every queued learn event of every worker. Returns how many were applied.
+  /// Events taken from one worker's queue per hold of `control`.
+  static let learnBatch = 1024
+
+  /// Applies every queued learn event of every worker (dropping those a reload made
+  /// meaningless). Returns how many were taken from the queues.
   @discardableResult
   public func drainLearnQueues() -> Int {
     let pipelines = learner.withLock { $0 }
     if pipelines.allSatisfy({ $0.learnQueue.isEmpty }) { return 0 }
-    var applied = 0
+    var taken = 0
     var events: [LocalMACEvent] = []
     var arpEvents: [LocalARPEvent] = []
-    let state = self.state
-    let (globalLimit, domainLimits) = control.withLock { control in
-      (
-        control.config.site.learnLimit,
-        Dictionary(
-          control.config.bridgeDomains.compactMap { domain in
-            domain.learnLimit.flatMap { limit in control.domainByVNI[domain.vni].map { ($0, limit) } }
-          }, uniquingKeysWith: { a, _ in a })
-      )
-    }
+    var batch: [LearnEvent] = []
+    batch.reserveCapacity(Self.learnBatch)
     for pipeline in pipelines {
-      var batch: [LearnEvent] = []
-      while let event = pipeline.learnQueue.pop() {
-        batch.append(event)
-        if batch.count == 1024 { break }
-      }
-      while !batch.isEmpty {
-        applied += batch.count
-        apply(batch, state: state, globalLimit: globalLimit, domainLimits: domainLimits, events: &events)
-        applyARPBindings(batch, state: state, events: &arpEvents)
-        batch.removeAll(keepingCapacity: true)
-        while let event = pipeline.learnQueue.pop() {
-          batch.append(event)
-          if batch.count == 1024 { break }
+      while true {
+        while batch.count < Self.learnBatch, let event = pipeline.learnQueue.pop() { batch.append(event) }
+        if batch.isEmpty { break }
+        taken += batch.count
+        control.withLock { control in
+          let current = batch.filter { event in
+            let isBinding = event.kind == LearnEvent.arpBinding || event.kind == LearnEvent.ndBinding
+            let fromPort = isBinding || event.kind == UInt8(FDBTargetKind.port.rawValue)
+            return control.stillApplies(
+              domain: UInt16(truncatingIfNeeded: event.key &>> 48), member: fromPort ? event.member : nil,
+              generation: event.snapshotGeneration)
+          }
+          apply(current, control: &control, events: &events)
+          applyARPBindings(current, state: cell.value, events: &arpEvents)
         }
+        batch.removeAll(keepingCapacity: true)
       }
     }
     notify(events)
     notify(arpEvents)
-    return applied
+    return taken
   }
 
-  private func apply(
-    _ batch: [LearnEvent], state: ForwardingState, globalLimit: Int, domainLimits: [UInt16: Int],
-    events: inout [LocalMACEvent]
-  ) {
-    // VTEPs first seen in decapsulated frames join the VTEP table before their MACs.
-    var vtepIndices: [Int: UInt16] = [:]
-    let unknown = batch.enumerated().filter { $0.element.kind == UInt8(FDBTargetKind.vtep.rawValue) }
-    if !unknown.isEmpty {
-      control.withLock { control in
-        var added = false
-        for (position, event) in unknown {
-          let address: IPAddress =
-            control.config.site.vtep.isIPv4
-            ? .v4(UInt32(truncatingIfNeeded: event.vtepLow)) : .v6(event.vtepHigh, event.vtepLow)
-          if control.vtepByAddress[address] == nil { added = true }
-          vtepIndices[position] = Self.vtepIndex(&control, address)
-        }
-        if added { publishLocked(&control) }
+  /// Applies MAC learn events; with `control` held.
+  private func apply(_ batch: [LearnEvent], control: inout ControlState, events: inout [LocalMACEvent]) {
+    let globalLimit = control.config.site.learnLimit
+    var domainLimits: [UInt16: Int] = [:]
+    for domain in control.config.bridgeDomains {
+      if let limit = domain.learnLimit, let index = control.domainByVNI[domain.vni] {
+        domainLimits[index] = limit
       }
     }
+    // VTEPs first seen in decapsulated frames join the VTEP table before their MACs.
+    var vtepIndices: [Int: UInt16] = [:]
+    var added = false
+    for (position, event) in batch.enumerated() where event.kind == UInt8(FDBTargetKind.vtep.rawValue) {
+      let address: IPAddress =
+        control.config.site.vtep.isIPv4
+        ? .v4(UInt32(truncatingIfNeeded: event.vtepLow)) : .v6(event.vtepHigh, event.vtepLow)
+      if control.vtepByAddress[address] == nil { added = true }
+      vtepIndices[position] = Self.vtepIndex(&control, address)
+    }
+    if added { publishLocked(&control) }
+    let state = cell.value
     fdb.batch { access in
       for (position, event) in batch.enumerated()
       where event.kind != LearnEvent.arpBinding && event.kind != LearnEvent.ndBinding {
@@ -594,10 +645,20 @@ public final class SwitchCore: @unchecked Sendable {
 
   /// Removes learned entries not seen for `agingTime` seconds and entries made
   /// invisible by a flush. Runs on the learner thread (or replay), never in the packet
-  /// loop; takes the FDB writer lock in chunks.
+  /// loop; holds `control` (the VNIs it reports are those of the entries it removes) and
+  /// takes the FDB writer lock in chunks.
   @discardableResult
   public func age(now: UInt32) -> Int {
-    let agingTime = UInt32(control.withLock { $0.config.site.agingTime })
+    let (removed, events, arpEvents) = control.withLock { control in
+      ageLocked(now: now, agingTime: UInt32(control.config.site.agingTime))
+    }
+    learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
+    notify(events)
+    notify(arpEvents)
+    return removed
+  }
+
+  private func ageLocked(now: UInt32, agingTime: UInt32) -> (Int, [LocalMACEvent], [LocalARPEvent]) {
     let state = self.state
     var events: [LocalMACEvent] = []
     var removedLocal = Set<UInt64>()
@@ -638,10 +699,7 @@ public final class SwitchCore: @unchecked Sendable {
         }
       }
     }
-    learnCounters.aged.add(UInt64(removed), ordering: .relaxed)
-    notify(events)
-    notify(arpEvents)
-    return removed
+    return (removed, events, arpEvents)
   }
 
   public struct LearnStatistics: Sendable, Codable, Equatable {
