@@ -97,6 +97,15 @@ final class PipelineDropTests: XCTestCase {
     XCTAssertGreaterThan(delivered, 60)
   }
 
+  /// Drop reasons have their own counter slots, ahead of the other counters.
+  func testEveryDropReasonHasACounterSlotOfItsOwn() {
+    XCTAssertLessThanOrEqual(DropReason.allCases.count, Counter.dropReasonSlots)
+    let slots = Set(DropReason.allCases.map(Counter.drop))
+    XCTAssertEqual(slots.count, DropReason.allCases.count)
+    XCTAssertLessThan(slots.max()!, Counter.encapsulated)
+    XCTAssertGreaterThanOrEqual(slots.min()!, Counter.txBytes(Counter.interfaces - 1) + 1)
+  }
+
   func testRunt() {
     assertDrop(.runt, Array(good[0..<30]))
     assertDrop(.badIPLength, Array(good[0..<60]))

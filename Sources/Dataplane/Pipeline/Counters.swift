@@ -10,7 +10,9 @@ public enum Counter {
   @inline(__always) public static func drop(_ reason: DropReason) -> Int {
     4 &* interfaces &+ reason.rawValue
   }
-  static let misc = 4 * interfaces + 32
+  /// Slots reserved for drop reasons; `SwitchStatistics` checks that every reason fits.
+  static let dropReasonSlots = 32
+  static let misc = 4 * interfaces + dropReasonSlots
   public static let encapsulated = misc + 0
   public static let decapsulated = misc + 1
   public static let floodCopies = misc + 2
@@ -33,6 +35,9 @@ public final class SwitchStatistics: @unchecked Sendable {
   let values: UnsafeMutablePointer<Atomic<UInt64>>
 
   public init() {
+    precondition(
+      DropReason.allCases.count <= Counter.dropReasonSlots,
+      "\(DropReason.allCases.count) drop reasons overflow the \(Counter.dropReasonSlots) counter slots")
     values = .allocate(capacity: Counter.count)
     for index in 0..<Counter.count { (values + index).initialize(to: Atomic(0)) }
   }

@@ -22,8 +22,8 @@
 ///
 /// Not thread-safe: owned by one pipeline (worker thread).
 struct FlowCache {
-  static let slotCount = 2048
-  static let slotShift: UInt64 = 64 - 11
+  static let slotBits = 11
+  static let slotCount = 1 << slotBits
 
   let entries: UnsafeMutablePointer<FlowCacheEntry>
 
@@ -41,7 +41,7 @@ struct FlowCache {
   /// native order) is cached.
   @inline(__always)
   func entry(head: UInt64, tail: UInt64) -> UnsafeMutablePointer<FlowCacheEntry> {
-    entries + Int(truncatingIfNeeded: ((head ^ tail &<< 5) &* 0x9E37_79B9_7F4A_7C15) &>> Self.slotShift)
+    entries + Int(truncatingIfNeeded: ((head ^ tail &<< 5) &* 0x9E37_79B9_7F4A_7C15) &>> (64 &- Self.slotBits))
   }
 
   /// The tag of entries filled under `generation` for frames from `origin` (32 bits).

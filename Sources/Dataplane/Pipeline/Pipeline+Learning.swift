@@ -2,7 +2,7 @@ extension Pipeline {
   /// Where the source cache keeps `key`.
   @inline(__always)
   static func sourceCacheSlot(_ key: UInt64) -> Int {
-    Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> sourceCacheShift)
+    Int(truncatingIfNeeded: (key &* 0xD6E8_FEB8_6659_FD93) &>> (64 &- sourceCacheBits))
   }
 
   /// The source cache tag that says "seen at target `index` of `kind` this second, in
@@ -65,7 +65,7 @@ extension Pipeline {
   /// for the learner unless one for the same move went out this second.
   @inline(never)
   func queueLearn(key: UInt64, kind: UInt64, index: UInt16, high: UInt64, low: UInt64, now: UInt32) {
-    let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> 54)
+    let filterSlot = Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> (64 &- Self.filterBits))
     let tag =
       kind &<< 60 ^ UInt64(index) &<< 40 ^ UInt64(now) ^ (high ^ low) &* 0x100_0000_01B3 &<< 8
       ^ sourceCacheEpoch &<< 14

@@ -49,7 +49,8 @@ public final class Pipeline {
 
   // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
   // one event per second rather than one per frame.
-  static let filterSize = 1024
+  static let filterBits = 10
+  static let filterSize = 1 << filterBits
   let filterKeys: UnsafeMutablePointer<UInt64>
   let filterTags: UnsafeMutablePointer<UInt64>
 
@@ -57,8 +58,8 @@ public final class Pipeline {
   // from the same source and port skip the FDB lookup until the clock ticks or the FDB
   // changes (see `sourceCacheEpoch`). The entry's age stamp is still refreshed once a
   // second. 4096 entries, so that a site's hosts rarely evict each other.
-  static let sourceCacheSize = 4096
-  static let sourceCacheShift: UInt64 = 64 - 12
+  static let sourceCacheBits = 12
+  static let sourceCacheSize = 1 << sourceCacheBits
   let sourceCache: UnsafeMutablePointer<SourceCacheEntry>
   /// The FDB's change epoch at the start of the batch: part of every cache tag, so any
   /// removal, move or flush invalidates the whole cache at once.
