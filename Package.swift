@@ -100,10 +100,12 @@ let package = Package(
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]
     ),
+    // Runs external programs for the lab, Bench and the tests.
+    .target(name: "SystemCommand", swiftSettings: [.swiftLanguageMode(.v6)]),
     .executableTarget(
       name: "vxswitch",
       dependencies: [
-        "Dataplane", "ControlShim", "Management", "API", "Peering",
+        "Dataplane", "ControlShim", "Management", "API", "Peering", "SystemCommand",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -113,7 +115,7 @@ let package = Package(
     .executableTarget(
       name: "Bench",
       dependencies: [
-        "Dataplane", "ControlShim", "Management", "API",
+        "Dataplane", "ControlShim", "Management", "API", "SystemCommand",
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -126,6 +128,8 @@ let package = Package(
       name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
       exclude: ["../Fixtures"]),
     .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
+    .testTarget(
+      name: "SystemCommandTests", dependencies: ["SystemCommand"], swiftSettings: [.swiftLanguageMode(.v6)]),
     .testTarget(
       name: "APITests",
       dependencies: [

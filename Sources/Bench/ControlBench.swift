@@ -247,6 +247,7 @@ struct ControlBench {
 }
 
 /// Forwards frames from vm1 to the benchmark's MACs on its own thread, flat out.
+// @unchecked: its switch and frames are used by its own thread only; `stop` is atomic.
 final class Forwarder: @unchecked Sendable {
   private let offline: OfflineSwitch
   private let set: FrameSet

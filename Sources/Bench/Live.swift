@@ -1,5 +1,6 @@
 import Dataplane
 import Foundation
+import SystemCommand
 
 #if canImport(Glibc)
   import Glibc
@@ -121,7 +122,7 @@ final class LiveBench {
   var plan: TrafficPlan
   private var notes: [String] = []
   static var activePrefix: String?
-  static var children: [Process] = []
+  static var children: [SystemCommand.Child] = []
 
   init(options: Options) {
     self.options = options
@@ -182,7 +183,7 @@ final class LiveBench {
       let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
       source.setEventHandler {
         progress("interrupted: removing namespaces")
-        for child in children where child.isRunning { kill(child.processIdentifier, SIGKILL) }
+        for child in children where child.isRunning { kill(child.pid, SIGKILL) }
         if let prefix = activePrefix {
           for suffix in ["-vm", "-sw", "-rem"] { Shell.run(["ip", "netns", "del", prefix + suffix]) }
           try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + prefix)
@@ -249,7 +250,7 @@ final class LiveBench {
     return nil
   }
 
-  func startVxswitch(configPath: String) throws -> Process {
+  func startVxswitch(configPath: String) throws -> SystemCommand.Child {
     let log = directory + "/vxswitch"
     let process = try Shell.spawn(
       ["ip", "netns", "exec", switchNS, options.vxswitch, "run", "--config", configPath],
@@ -258,14 +259,14 @@ final class LiveBench {
     usleep(1_000_000)
     guard process.isRunning else {
       let message = (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? ""
-      throw BenchError.failed("vxswitch run exited (\(process.terminationStatus)): \(message)")
+      throw BenchError.failed("vxswitch run exited (\(process.exitStatus)): \(message)")
     }
     return process
   }
 
   // MARK: System C: baseline forwarder
 
-  func startBaseline(_ direction: Direction) throws -> Process {
+  func startBaseline(_ direction: Direction) throws -> SystemCommand.Child {
     let log = directory + "/baseline-\(direction)"
     var argv = ["ip", "netns", "exec", switchNS, Self.selfPath, "baseline-forward"]
     switch direction {
@@ -285,7 +286,7 @@ final class LiveBench {
     usleep(500_000)
     guard process.isRunning else {
       let message = (try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? ""
-      throw BenchError.failed("baseline-forward exited (\(process.terminationStatus)): \(message)")
+      throw BenchError.failed("baseline-forward exited (\(process.exitStatus)): \(message)")
     }
     return process
   }
@@ -369,7 +370,7 @@ final class LiveBench {
     let deadline = Date().addingTimeInterval(3)
     while tcpdump.isRunning && Date() < deadline { usleep(50_000) }
     if tcpdump.isRunning { tcpdump.terminate() }
-    tcpdump.waitUntilExit()
+    tcpdump.wait()
     let decoded = Shell.run(["tcpdump", "-r", capture, "-nn", "-e", "-tt"]).output
     let (good, bad, foreign) = Self.classify(Self.records(decoded), direction: direction, plan: plan)
     for line in bad.prefix(3) { progress("    bad: \(line)") }
@@ -535,21 +536,21 @@ final class LiveBench {
         for repetition in 0..<options.repetitions {
           for system in systems {
             var pid: Int32?
-            var process: Process?
+            var process: SystemCommand.Child?
             switch system {
             case .vxswitch:
               process = try startVxswitch(configPath: files.configPath)
-              pid = process?.processIdentifier
+              pid = process?.pid
             case .baseline:
               process = try startBaseline(direction)
-              pid = process?.processIdentifier
+              pid = process?.pid
             case .bridge:
               try startBridge()
             }
             defer {
               if let process {
                 process.terminate()
-                process.waitUntilExit()
+                process.wait()
               }
               if system == .bridge { stopBridge() }
             }

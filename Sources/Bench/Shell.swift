@@ -1,4 +1,5 @@
 import Foundation
+import SystemCommand
 
 /// Runs external tools (ip, bridge, tcpreplay, tcpdump) for `Bench live`.
 enum Shell {
@@ -13,41 +14,12 @@ enum Shell {
   @discardableResult
   static func run(_ argv: [String], input: String? = nil) -> Result {
     if trace { progress("+ " + argv.joined(separator: " ")) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = argv
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let inputPipe = Pipe()
-    process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
     do {
-      try process.run()
+      let outcome = try SystemCommand.run(argv, input: input.map { Data($0.utf8) })
+      return Result(status: outcome.status, output: outcome.outputText, error: outcome.errorText)
     } catch {
       return Result(status: 127, output: "", error: "\(argv[0]): \(error)")
     }
-    if let input {
-      inputPipe.fileHandleForWriting.write(input.data(using: .utf8)!)
-      try? inputPipe.fileHandleForWriting.close()
-    }
-    // Read both pipes before waiting so that a chatty tool cannot block on a full pipe.
-    final class Box: @unchecked Sendable { var data = Data() }
-    let errBox = Box()
-    let group = DispatchGroup()
-    group.enter()
-    let errHandle = err.fileHandleForReading
-    DispatchQueue.global().async {
-      errBox.data = errHandle.readDataToEndOfFile()
-      group.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    let errData = errBox.data
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
-      error: String(decoding: errData, as: UTF8.self))
   }
 
   /// Runs and throws with the tool's message when it fails.
@@ -67,17 +39,8 @@ enum Shell {
   }
 
   /// Starts a background process with output to files.
-  static func spawn(_ argv: [String], stdout: String, stderr: String) throws -> Process {
+  static func spawn(_ argv: [String], stdout: String, stderr: String) throws -> SystemCommand.Child {
     if trace { progress("+ (bg) " + argv.joined(separator: " ")) }
-    _ = FileManager.default.createFile(atPath: stdout, contents: nil)
-    _ = FileManager.default.createFile(atPath: stderr, contents: nil)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = argv
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = FileHandle(forWritingAtPath: stdout)
-    process.standardError = FileHandle(forWritingAtPath: stderr)
-    try process.run()
-    return process
+    return try SystemCommand.start(argv, output: stdout, errors: stderr)
   }
 }

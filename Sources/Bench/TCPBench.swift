@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SystemCommand
 
 /// `Bench tcp`: TCP between two VMs at two sites (`vxswitch lab` namespaces, VMs with
 /// default offloads, VM MTU = underlay MTU - 50, underlay veths carrying MTU-sized
@@ -75,15 +76,12 @@ struct TCPBenchCommand: ParsableCommand {
         try Shell.check([vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
         defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
         // One server for the lab's lifetime (a one-off server would exit after a failed try).
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201"]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let server = try SystemCommand.start([
+          "ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201",
+        ])
         defer {
           server.terminate()
-          server.waitUntilExit()
+          server.wait()
         }
         for count in streams {
           let sample = try measure(system: system, streams: count)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dataplane
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -88,10 +89,14 @@ struct TXRingCommand: ParsableCommand {
 }
 
 /// Counts frames arriving on a port on its own thread until `stop`.
+// @unchecked: the port (socket and ring) is used by its receiving thread only, and by
+// `stop` after that thread reported its last frame; the count and stop flag are atomics.
 final class RingReceiver: @unchecked Sendable {
   let port: AFPacketPort
-  private(set) var count = 0
-  private var running = true
+  private let received = Atomic<Int>(0)
+  private let running = Atomic<Bool>(true)
+  /// Frames received so far.
+  var count: Int { received.load(ordering: .relaxed) }
   private let finished = DispatchSemaphore(value: 0)
 
   init(port: AFPacketPort) { self.port = port }
@@ -100,10 +105,10 @@ final class RingReceiver: @unchecked Sendable {
     Thread { [self] in
       var vector = FrameVector()
       var descriptor = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
-      while running {
+      while running.load(ordering: .relaxed) {
         vector.count = 0
         let got = port.receive(into: &vector)
-        count += got
+        received.add(got, ordering: .relaxed)
         port.releaseReceived()
         if got == 0 { _ = poll(&descriptor, 1, 10) }
       }
@@ -115,7 +120,7 @@ final class RingReceiver: @unchecked Sendable {
   func stop() {
     var descriptor = pollfd(fd: port.fd, events: Int16(POLLIN), revents: 0)
     while poll(&descriptor, 1, 20) > 0 && descriptor.revents != 0 { usleep(1000) }
-    running = false
+    running.store(false, ordering: .relaxed)
     finished.wait()
   }
 }

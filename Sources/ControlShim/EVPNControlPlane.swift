@@ -341,13 +341,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
     guard !vnis.isEmpty else { return }
     let speaker = self.speaker
     for vni in vnis.sorted() { speaker.advertiseInclusiveMulticast(vni: vni) }
-    for row in core.fdbRows(now: 0) where row.origin == "local" && vnis.contains(row.vni) {
-      if let mac = MACAddress(row.mac) { speaker.advertiseMAC(vni: row.vni, mac: mac) }
-    }
-    for row in core.arpRows(now: 0) where row.origin == "local" && vnis.contains(row.vni) {
-      if let mac = MACAddress(row.mac), let ip = IPAddress(row.ip) {
-        speaker.bindLocalIP(vni: row.vni, mac: mac, ip: ip)
-      }
+    for local in core.localMACs(in: vnis) { speaker.advertiseMAC(vni: local.vni, mac: local.mac) }
+    for binding in core.localBindings(in: vnis) {
+      speaker.bindLocalIP(vni: binding.vni, mac: binding.mac, ip: binding.ip)
     }
   }
 

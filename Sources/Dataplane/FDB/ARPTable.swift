@@ -32,6 +32,7 @@ import Synchronization
 ///
 /// The wrapped table's per-origin accounting reads bits 18-19 of the value, i.e. MAC
 /// bits here: its `counts()` are meaningless for this instance; use `count`.
+// @unchecked: wraps a `ForwardingTable` (its contract) plus the IPv6 side table under its lock.
 public final class ARPTable: @unchecked Sendable {
   public static let presentBit: UInt64 = 1 << 63
   public static let controlBit: UInt64 = 1 << 62

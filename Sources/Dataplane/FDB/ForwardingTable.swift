@@ -54,6 +54,7 @@ import Synchronization
 /// overflow count (how many entries probed past this bucket to find a home). Lookups
 /// linear-probe to the next bucket only while that count is non-zero, so deletes free a
 /// slot outright and no tombstones accumulate. 1M entries take 32 MiB.
+// @unchecked: raw bucket memory; writers serialise on `WriterLock`, readers use the seqlock.
 public final class ForwardingTable: @unchecked Sendable {
   public static let maxBridgeDomains = 4096
   public static let maxPorts = 4096

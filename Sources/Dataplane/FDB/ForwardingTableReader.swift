@@ -11,6 +11,7 @@ extension ForwardingTable {
   ///
   /// Thread safety: what `ForwardingTable`'s contract says of readers. Valid as long as
   /// the table it came from is alive.
+  // @unchecked: raw pointers into a table that outlives the reader; reads follow the seqlock.
   @frozen
   public struct Reader: @unchecked Sendable {
     @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>

@@ -11,6 +11,7 @@
 /// an intercepted pthread mutex costs nothing that matters.
 ///
 /// Thread-safety: `withLock` from any thread; `body` runs with the lock held.
+// @unchecked: `State` is only reached inside `withLock`, with the lock held.
 final class WriterLock<State>: @unchecked Sendable {
   private let mutex: UnsafeMutablePointer<pthread_mutex_t>
   private var state: State

@@ -16,6 +16,7 @@ import CPacket
 ///
 /// The trace is immutable after loading and owns its buffer: pointers obtained from
 /// `frame(at:)` stay valid as long as the trace is alive.
+// @unchecked: raw buffer written while loading, immutable afterwards.
 public final class PcapTrace: @unchecked Sendable {
   /// Alignment of every frame start inside `frameBytes`.
   public static let frameAlignment = AlignedFrameArena.alignment

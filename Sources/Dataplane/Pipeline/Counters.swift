@@ -31,6 +31,7 @@ public enum Counter {
 
 /// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic
 /// adds (only the non-zero ones); readers (the control socket) load them at any time.
+// @unchecked: a raw buffer of atomics, allocated once, touched only through atomic operations.
 public final class SwitchStatistics: @unchecked Sendable {
   let values: UnsafeMutablePointer<Atomic<UInt64>>
 

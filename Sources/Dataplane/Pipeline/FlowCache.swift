@@ -41,7 +41,8 @@ struct FlowCache {
   /// native order) is cached.
   @inline(__always)
   func entry(head: UInt64, tail: UInt64) -> UnsafeMutablePointer<FlowCacheEntry> {
-    entries + Int(truncatingIfNeeded: ((head ^ tail &<< 5) &* 0x9E37_79B9_7F4A_7C15) &>> (64 &- Self.slotBits))
+    entries
+      + Int(truncatingIfNeeded: ((head ^ tail &<< 5) &* 0x9E37_79B9_7F4A_7C15) &>> (64 &- Self.slotBits))
   }
 
   /// The tag of entries filled under `generation` for frames from `origin` (32 bits).

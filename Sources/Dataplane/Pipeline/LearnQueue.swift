@@ -36,6 +36,7 @@ public struct LearnEvent: Sendable {
 /// MAC is simply learned from a later frame).
 ///
 /// Thread-safety: exactly one producer thread calls `push`, one consumer calls `pop`.
+// @unchecked: slots are raw memory handed over by the head/tail atomics (release/acquire).
 public final class LearnQueue: @unchecked Sendable {
   private let slots: UnsafeMutablePointer<LearnEvent>
   private let mask: Int

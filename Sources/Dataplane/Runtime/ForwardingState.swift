@@ -8,6 +8,7 @@ import Synchronization
 /// `SnapshotCell`; never mutated after publication, so workers read it without locks.
 /// All tables are flat raw buffers indexed by small integers (interface, member, domain,
 /// VTEP); index 0 of members and domains means "none".
+// @unchecked: raw tables written once by the builder, immutable once published.
 public final class ForwardingState: @unchecked Sendable {
   public static let maxInterfaces = 64
   private static let generations = Atomic<UInt64>(0)

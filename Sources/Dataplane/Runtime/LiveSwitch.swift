@@ -47,6 +47,7 @@ public struct SwitchClock: Sendable {
 /// `stop()` joins everything and closes the sockets; it is idempotent. From a signal
 /// handler call only `requestStop()` (an atomic store and a write(2) on an eventfd) or
 /// write to `stopEventFD` yourself, then call `stop()` from normal context.
+// @unchecked: workers own their ports and pipelines; shared state is atomics and mutexes.
 public final class LiveSwitch: @unchecked Sendable {
   public struct Options: Sendable {
     /// Ring geometry and transmit version of every port.

@@ -28,7 +28,7 @@ public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
   private let afterControlLoad: (@Sendable () -> Void)?
 
   /// One worker's announcement of the epoch it last read in (`UInt64.max` when idle).
-  public final class QuiescentToken: @unchecked Sendable {
+  public final class QuiescentToken: Sendable {
     fileprivate let observed = Atomic<UInt64>(UInt64.max)
   }
 

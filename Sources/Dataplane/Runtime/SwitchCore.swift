@@ -88,7 +88,7 @@ public final class SwitchCore: @unchecked Sendable {
     }
   }
 
-  final class LearnCounters: @unchecked Sendable {
+  final class LearnCounters: Sendable {
     let learned = Atomic<UInt64>(0)
     let moves = Atomic<UInt64>(0)
     let limitDrops = Atomic<UInt64>(0)

@@ -1,4 +1,5 @@
 import Foundation
+import SystemCommand
 
 #if canImport(Glibc)
   import Glibc
@@ -28,20 +29,17 @@ enum LabTransfer {
     guard payload.count == bytes else { throw LabError("short read from /dev/urandom") }
     try payload.write(to: URL(fileURLWithPath: sent))
     try? FileManager.default.removeItem(atPath: received)
-    let server = Process()
-    server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    server.arguments = [
+    let server = try SystemCommand.start([
       "ip", "netns", "exec", serverNamespace, executable, "lab-transfer", "--listen", "\(port)", "--file",
       received,
-    ]
-    try server.run()
-    defer { if server.isRunning { server.terminate() } }
+    ])
+    defer { server.terminate() }
     try Shell.inNamespace(
       clientNamespace,
       [
         executable, "lab-transfer", "--connect", serverAddress, "--port", "\(port)", "--file", sent,
       ])
-    server.waitUntilExit()
+    server.wait()
     let got = (try? Data(contentsOf: URL(fileURLWithPath: received))) ?? Data()
     let matches = got == payload
     return Result(
