@@ -125,7 +125,7 @@ let package = Package(
     // Test-only malloc interposer (counts allocations for the zero-allocation test).
     .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
     .testTarget(
-      name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter"],
+      name: "DataplaneTests", dependencies: ["Dataplane", "CPacket", "AllocationCounter", "SystemCommand"],
       exclude: ["../Fixtures"]),
     .testTarget(name: "BenchTests", dependencies: ["Bench", "Dataplane"]),
     .testTarget(

@@ -34,12 +34,17 @@ public enum SystemCommand {
     public var description: String { "`\(command.joined(separator: " "))` exited \(status): \(message)" }
   }
 
-  /// Runs `command` (looked up in PATH) to completion. Throws only when it cannot start;
-  /// a non-zero exit is in the outcome.
-  public static func run(_ command: [String], input: Data? = nil) throws -> Outcome {
+  /// Runs `command` (looked up in PATH) to completion, with `environment` added to this
+  /// process's. Throws only when it cannot start; a non-zero exit is in the outcome.
+  public static func run(
+    _ command: [String], input: Data? = nil, environment: [String: String] = [:]
+  ) throws -> Outcome {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
     process.arguments = command
+    if !environment.isEmpty {
+      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    }
     let output = Pipe()
     let errors = Pipe()
     let inputPipe = Pipe()

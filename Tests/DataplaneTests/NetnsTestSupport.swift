@@ -1,5 +1,6 @@
 import CPacket
 import Foundation
+import SystemCommand
 import XCTest
 
 @testable import Dataplane
@@ -85,20 +86,12 @@ final class NetnsLab {
 
   @discardableResult
   static func run(_ arguments: [String], allowFailure: Bool = false) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    let output = String(decoding: data, as: UTF8.self)
-    if process.terminationStatus != 0 && !allowFailure {
-      throw CommandError(command: arguments, status: process.terminationStatus, output: output)
+    let outcome = try SystemCommand.run(arguments)
+    let output = outcome.errorText + outcome.outputText
+    if !outcome.succeeded && !allowFailure {
+      throw CommandError(command: arguments, status: outcome.status, output: output)
     }
-    return output
+    return outcome.succeeded ? outcome.outputText + outcome.errorText : output
   }
 
   func mac(_ ns: String, _ interface: String) throws -> MACAddress {

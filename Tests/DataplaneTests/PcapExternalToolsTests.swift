@@ -1,4 +1,5 @@
 import Foundation
+import SystemCommand
 import XCTest
 
 /// Runs the packet tools the tests cross-check against (tcpdump, tshark, editcap) when they
@@ -30,26 +31,11 @@ enum ExternalTool {
 
   /// Runs the tool to completion, collecting both streams.
   static func run(_ executable: String, _ arguments: [String]) throws -> Output {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
     // tshark wants a writable HOME for its profile; keep it away from the real one.
-    var environment = ProcessInfo.processInfo.environment
-    environment["HOME"] = NSTemporaryDirectory()
-    process.environment = environment
-    let outputPipe = Pipe()
-    let errorPipe = Pipe()
-    process.standardOutput = outputPipe
-    process.standardError = errorPipe
-    try process.run()
-    // Read before waiting so that a chatty tool cannot block on a full pipe.
-    let outputData = outputPipe.fileHandleForReading.readDataToEndOfFile()
-    let errorData = errorPipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
+    let outcome = try SystemCommand.run(
+      [executable] + arguments, environment: ["HOME": NSTemporaryDirectory()])
     return Output(
-      status: process.terminationStatus,
-      standardOutput: String(decoding: outputData, as: UTF8.self),
-      standardError: String(decoding: errorData, as: UTF8.self))
+      status: outcome.status, standardOutput: outcome.outputText, standardError: outcome.errorText)
   }
 
   /// Decodes `file` with tshark and returns, per frame, the requested fields. Repeated
