@@ -682,6 +682,15 @@ final class ConfigTests: XCTestCase {
     }
   }
 
+  func testAcceptedVTEPs() throws {
+    XCTAssertEqual(try XCTUnwrap(decode(site)).site.acceptedVTEPs, .any)
+    XCTAssertEqual(try XCTUnwrap(decode(site + "accept_vteps = \"known\"\n")).site.acceptedVTEPs, .known)
+    XCTAssertEqual(
+      errors(site + "accept_vteps = \"some\"\n"),
+      ["5: accept_vteps must be \"any\" or \"known\" (got 'some')"])
+    XCTAssertEqual(errors(site + "accept_vteps = true\n"), ["5: accept_vteps must be \"any\" or \"known\""])
+  }
+
   func testAPIListenAddresses() throws {
     let cases: [(listen: String, host: String, port: UInt16)] = [
       ("127.0.0.1:8080", "127.0.0.1", 8080),

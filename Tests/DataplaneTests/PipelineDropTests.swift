@@ -208,6 +208,36 @@ final class PipelineDropTests: XCTestCase {
 
   func testUnknownVNI() { assertDrop(.unknownVNI, S.vxlan(S.ping(from: S.hostR, to: S.hostA), vni: 999)) }
 
+  func testUnknownVTEPWhenOnlyKnownOnesAreAccepted() {
+    var config = S.config()
+    config.site.acceptedVTEPs = .known
+    assertDrop(.unknownVTEP, config: config, S.vxlan(S.ping(from: S.hostR, to: S.hostA), from: S.stranger))
+  }
+
+  /// A VTEP of a BGP route is known from then on; before, its frames are neither
+  /// forwarded nor learnt from.
+  func testAVTEPBecomesKnownThroughTheControlPlane() {
+    var config = S.config()
+    config.site.acceptedVTEPs = .known
+    let sw = OfflineSwitch(config: config)
+    let inner = S.ping(from: S.hostR, to: .broadcast)
+    sw.forward(interface: "eth1", frames: [S.vxlan(inner, from: S.stranger)])
+    XCTAssertEqual(sw.drops(.unknownVTEP), 1)
+    XCTAssertEqual(sw.takeOutput("vm1"), [])
+    XCTAssertEqual(sw.core.fdbRows(now: 1).count, 0, "nothing learnt from an unknown VTEP")
+    sw.core.installRemoteMAC(vni: 100, mac: S.hostB, vtep: S.stranger)
+    sw.forward(interface: "eth1", frames: [S.vxlan(inner, from: S.stranger)])
+    XCTAssertEqual(sw.takeOutput("vm1"), [inner])
+    XCTAssertEqual(sw.drops(.unknownVTEP), 1)
+  }
+
+  func testAnyVTEPIsAcceptedByDefault() {
+    let sw = OfflineSwitch(config: S.config())
+    let inner = S.ping(from: S.hostR, to: .broadcast)
+    sw.forward(interface: "eth1", frames: [S.vxlan(inner, from: S.stranger)])
+    XCTAssertEqual(sw.takeOutput("vm1"), [inner])
+  }
+
   func testSplitHorizon() {
     assertDrop(
       .splitHorizon,

@@ -7,6 +7,8 @@ enum TestSite {
   static let underlayMAC = MACAddress("02:00:00:00:00:01")!
   static let remoteA = IPAddress("10.0.0.2")!
   static let remoteB = IPAddress("10.0.0.3")!
+  /// A VTEP the configuration does not name.
+  static let stranger = IPAddress("10.0.0.9")!
   static let remoteAMAC = MACAddress("02:00:00:00:00:02")!
   static let remoteBMAC = MACAddress("02:00:00:00:00:03")!
   static let local4 = IPAddress("10.0.0.1")!

@@ -55,6 +55,7 @@ extension ConfigDecoder {
       }
     }
     if let level = decodeLogLevel(table) { site.logLevel = level }
+    if let accepted = decodeAcceptedVTEPs(table) { site.acceptedVTEPs = accepted }
 
     guard name != nil, vtep != nil, underlay != nil else { return nil }
     return site
@@ -128,6 +129,15 @@ extension ConfigDecoder {
       cpus.append(Int(cpu))
     }
     return isValid ? cpus : nil
+  }
+
+  /// `accept_vteps`: "any" or "known".
+  private func decodeAcceptedVTEPs(_ table: ConfigTableReader) -> SiteConfig.AcceptedVTEPs? {
+    guard let value = table.value("accept_vteps") else { return nil }
+    if let word = value.string, let accepted = SiteConfig.AcceptedVTEPs(rawValue: word) { return accepted }
+    let got = value.string.map { " (got \(ConfigSyntax.quoted($0)))" } ?? ""
+    report("accept_vteps must be \"any\" or \"known\"\(got)", line: value.line)
+    return nil
   }
 
   /// `log_level`: one of swift-log's level names, as `SiteConfig.LogLevel` spells them.

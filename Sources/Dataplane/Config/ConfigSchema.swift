@@ -10,7 +10,7 @@ public enum ConfigSchema {
     "site": [
       "name", "vtep", "underlay", "udp_port", "underlay_mac", "mtu", "udp_source_ports",
       "udp_checksum_ipv4", "ttl", "dscp", "aging_time", "learn_limit", "fdb_capacity", "workers", "cpus",
-      "control_socket", "log_level", "state_dir",
+      "control_socket", "log_level", "state_dir", "accept_vteps",
     ],
     "api": ["listen", "token_file"],
     "neighbor": ["ip", "mac"],

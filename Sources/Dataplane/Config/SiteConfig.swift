@@ -53,6 +53,8 @@ public struct SiteConfig: Sendable, Equatable {
     public var controlSocket: String
     /// `log_level`: the least severe messages logged.
     public var logLevel: LogLevel = .info
+    /// `accept_vteps`.
+    public var acceptedVTEPs: AcceptedVTEPs = .any
     /// `state_dir`; nil: `/var/lib/vxswitch` with the default control socket, else the
     /// control socket's directory.
     public var stateDirectory: String? = nil
@@ -85,6 +87,16 @@ public struct SiteConfig: Sendable, Equatable {
 
   /// `log_level`: swift-log's levels, least severe first; the raw value is the word written in
   /// the file.
+  /// `accept_vteps`: which source VTEPs VXLAN is taken from.
+  public enum AcceptedVTEPs: String, Sendable, Codable, CaseIterable {
+    /// Any source (decapsulated frames may teach the switch new VTEPs).
+    case any
+    /// Only VTEPs the site knows: flood-list members (configured or added by the control
+    /// plane), static MAC targets and VTEPs of BGP EVPN routes; others are dropped as
+    /// `unknown_vtep`.
+    case known
+  }
+
   public enum LogLevel: String, Sendable, Codable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
   }

@@ -26,6 +26,8 @@ public enum DropReason: Int, CaseIterable, Sendable {
   case oversize
   case fdbDrop
   case truncated
+  /// VXLAN from a source VTEP the site does not know, with `accept_vteps = "known"`.
+  case unknownVTEP
 
   public var name: String {
     switch self {
@@ -55,6 +57,7 @@ public enum DropReason: Int, CaseIterable, Sendable {
     case .oversize: return "oversize"
     case .fdbDrop: return "fdb_drop"
     case .truncated: return "truncated"
+    case .unknownVTEP: return "unknown_vtep"
     }
   }
 }

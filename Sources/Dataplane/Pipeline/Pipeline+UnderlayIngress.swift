@@ -50,6 +50,9 @@ extension Pipeline {
     // can be wrong).
     var lastSource: (UInt64, UInt64) = (0, 0)
     var lastVTEP = state.vtep(high: 0, low: 0)
+    // Frames from an unknown VTEP, when only known ones are accepted, take the general
+    // path, which counts the drop.
+    let onlyKnownVTEPs = state.acceptsOnlyKnownVTEPs
     var decapsulated = 0
     var receivedBytes = 0
     var misses = 0
@@ -83,6 +86,7 @@ extension Pipeline {
           let address = Family.address(asLoaded: outerSource)
           lastVTEP = state.vtep(high: address.high, low: address.low)
         }
+        if lastVTEP < 0 && onlyKnownVTEPs { break fast }
         let inner = frame + outerLength
         var decision: UInt64
         if Caching.probes {
@@ -375,9 +379,13 @@ extension Pipeline {
       drop(.badSourceMAC)
       return
     }
+    let vtep = state.vtep(high: sourceHigh, low: sourceLow)
+    if vtep < 0 && state.acceptsOnlyKnownVTEPs {
+      drop(.unknownVTEP)
+      return
+    }
     count(Counter.decapsulated)
     let domainBits = UInt64(domain) &<< 48
-    let vtep = state.vtep(high: sourceHigh, low: sourceLow)
     if state.domainLearnFlags[Int(domain)] & LearnFlags.decap != 0 {
       learn(
         key: domainBits | source, kind: FDBTargetKind.vtep.rawValue, index: UInt16(truncatingIfNeeded: vtep),

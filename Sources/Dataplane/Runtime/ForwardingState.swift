@@ -73,6 +73,8 @@ public final class ForwardingState: @unchecked Sendable {
   let ipMTU: Int
   let inheritDSCP: Bool
   let ipv4UDPChecksum: Bool
+  /// `accept_vteps = "known"`: VXLAN from a VTEP not in the VTEP table is dropped.
+  let acceptsOnlyKnownVTEPs: Bool
   /// VTEP addresses by index, for the control side.
   public let vtepAddresses: [IPAddress]
   /// What the decap fast path requires of outer headers to this VTEP and port.
@@ -171,6 +173,7 @@ public final class ForwardingState: @unchecked Sendable {
     ipMTU = b.mtu
     if case .inherit = b.dscp { inheritDSCP = true } else { inheritDSCP = false }
     ipv4UDPChecksum = b.ipv4UDPChecksum
+    acceptsOnlyKnownVTEPs = b.acceptsOnlyKnownVTEPs
     outerHeaderPattern = OuterHeaderPattern(local: b.localVTEP, udpPort: b.udpPort)
   }
 

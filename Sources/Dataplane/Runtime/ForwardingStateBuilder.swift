@@ -37,6 +37,7 @@ public struct ForwardingStateBuilder {
   public var ttl: UInt8
   public var dscp: SiteConfig.DSCP
   public var ipv4UDPChecksum: Bool
+  public var acceptsOnlyKnownVTEPs: Bool
 
   public init(site: SiteConfig.Site, interfaces: [String], underlayMAC: MACAddress) {
     interfaceNames = interfaces
@@ -50,6 +51,7 @@ public struct ForwardingStateBuilder {
     ttl = site.ttl
     dscp = site.dscp
     ipv4UDPChecksum = site.udpChecksumIPv4
+    acceptsOnlyKnownVTEPs = site.acceptedVTEPs == .known
   }
 
   /// Adds a bridge domain and returns its index.
