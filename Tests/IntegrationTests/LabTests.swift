@@ -113,6 +113,7 @@ final class LabTests: XCTestCase {
       "ok   while cut: site 2 accepts local changes",
       "ok   site 2 holds site 1's IPv6 binding fd10::12 from its MAC/IP route",
       "ok   cut longer than the graceful-restart time: both sites keep the other's routes long-lived stale",
+      "ok   show bgp and the metrics at site 1 mark site 2's routes long-lived stale",
       "ok   while long-lived stale: site 1 keeps site 2's VMs and sends their traffic to its VTEP",
       "ok   healed: site 1 reaches site 2 again by itself",
       "ok   healed: the routes are fresh again at both sites, none long-lived stale",

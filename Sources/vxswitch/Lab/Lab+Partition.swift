@@ -149,6 +149,25 @@ extension Lab {
             "site \(site): \($0.state.rawValue), phase \($0.stalePhase?.rawValue ?? "none"), \($0.routesLongLivedStale ?? 0) llgr-stale"
           } ?? "site \(site): no session"
         }.joined(separator: "; ")))
+    // `vxswitch show bgp` at site 1: the peer's capabilities and stale column say so.
+    let shown =
+      api(1, "/v1/bgp").flatMap { try? JSONDecoder().decode(SpeakerStatus.self, from: $0) }.map(TextTable.bgp)
+      ?? ""
+    let row = shown.split(separator: "\n").first { $0.hasPrefix("site-\(cut) ") }.map(String.init) ?? ""
+    let metrics = api(1, "/metrics").map { String(decoding: $0, as: UTF8.self) } ?? ""
+    let metric =
+      metrics.split(separator: "\n").first {
+        $0.hasPrefix("vxswitch_bgp_routes_stale{") && $0.contains("peer=\"site-\(cut)\"")
+          && $0.contains("phase=\"long_lived\"")
+      }.map(String.init) ?? "no vxswitch_bgp_routes_stale for site-\(cut), long_lived"
+    results.append(
+      CheckResult(
+        name: "show bgp and the metrics at site 1 mark site \(cut)'s routes long-lived stale",
+        passed: row.contains("(llgr)") && row.contains(",llgr")
+          && (Double(metric.split(separator: " ").last ?? "") ?? 0) > 0,
+        detail: (row.isEmpty
+          ? "no row for site-\(cut):\n\(shown)" : row.split(separator: " ").joined(separator: " "))
+          + "; " + metric))
     let remoteDuring = remoteEntries(1, of: cut).count
     let encapsulated = capture(
       in: t.backbone, interface: "s1",
