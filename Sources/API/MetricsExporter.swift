@@ -54,6 +54,10 @@ public final class MetricsExporter: Sendable {
     ("vxswitch_bgp_routes_received_total", "counter", "EVPN NLRI received from the peer."),
     ("vxswitch_bgp_routes_accepted", "gauge", "Routes of the peer currently held (type 2 and 3)."),
     ("vxswitch_bgp_routes_advertised_total", "counter", "EVPN NLRI sent to the peer."),
+    (
+      "vxswitch_bgp_routes_stale", "gauge",
+      "Routes of the peer kept stale after its session was lost, by phase (graceful_restart, long_lived)."
+    ),
     ("vxswitch_bgp_established_transitions_total", "counter", "Times the session reached Established."),
     ("vxswitch_bgp_duplicate_macs", "gauge", "MACs frozen by duplicate-MAC detection."),
     (
@@ -115,6 +119,11 @@ public final class MetricsExporter: Sendable {
         counter("vxswitch_bgp_routes_received_total", labels, UInt64(max(0, peer.routesReceived)))
         gauge("vxswitch_bgp_routes_accepted", labels, Double(peer.routesAccepted))
         counter("vxswitch_bgp_routes_advertised_total", labels, UInt64(max(0, peer.routesAdvertised)))
+        let longLived = peer.routesLongLivedStale ?? 0
+        gauge(
+          "vxswitch_bgp_routes_stale", labels + [("phase", "graceful_restart")],
+          Double(max(0, peer.routesStale - longLived)))
+        gauge("vxswitch_bgp_routes_stale", labels + [("phase", "long_lived")], Double(longLived))
         counter(
           "vxswitch_bgp_established_transitions_total", labels, UInt64(max(0, peer.establishedTransitions)))
       }

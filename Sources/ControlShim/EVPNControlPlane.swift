@@ -64,6 +64,10 @@ public final class EVPNControlPlane: @unchecked Sendable {
     /// How long a lost session's routes stay installed when the peer's stale-route
     /// policy keeps them (the `[bgp]` `stale_time`).
     public var staleTime: Int = 300
+    /// The long-lived phase after it (RFC 9494, the `[bgp]` `long_lived_stale_time`).
+    public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
+    /// Hold time offered on the sessions with members (`[peering] hold_time`).
+    public var holdTime: UInt16 = 90
     public init() {}
 
     /// The VTEP address when IPv4; for IPv6, its 16 bytes hashed into 32 bits (FNV-1a,
@@ -83,6 +87,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
       var bgp = SiteConfig.BGP(asn: asn, routerID: .v4(routerID ?? Self.routerID(forVTEP: vtep)))
       bgp.listenPort = listenPort
       bgp.staleTime = staleTime
+      bgp.longLivedStaleTime = longLivedStaleTime
       return bgp
     }
   }
@@ -162,6 +167,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
       // Always listening (port 0: any free port): the other sites connect on demand.
       configuration.listenAddress = options.listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")
       configuration.listenPort = defaults.listenPort
+      configuration.holdTime = defaults.holdTime
       configuration.exportWithoutFilter = false
     }
     if config.peering != nil {
@@ -192,6 +198,10 @@ public final class EVPNControlPlane: @unchecked Sendable {
       case .sessionDown(let peer, let reason):
         emit("bgp: session with \(peer) down: \(reason)", ["peer": peer, "reason": reason])
       case .staleRoutesSwept(let peer): emit("bgp: stale routes of \(peer) removed", ["peer": peer])
+      case .longLivedStale(let peer, let routes):
+        emit(
+          "bgp: routes of \(peer) long-lived stale (RFC 9494): \(routes) kept, least preferred, still forwarding",
+          ["peer": peer, "routes": "\(routes)"])
       case .notificationReceived(let peer, let notification):
         emit(
           "bgp: NOTIFICATION from \(peer): \(notification)",

@@ -70,8 +70,13 @@ struct RunCommand: AsyncParsableCommand {
       controlPlane = EVPNControlPlane(core: core, options: options)
     } else if site.peering != nil {
       options.listenAddress = "\(site.site.vtep)"
-      controlPlane = EVPNControlPlane(
-        core: core, options: options, defaults: EVPNControlPlane.PeeringDefaults())
+      var defaults = EVPNControlPlane.PeeringDefaults()
+      if let peering = site.peering {
+        defaults.staleTime = peering.staleTime
+        defaults.longLivedStaleTime = peering.longLivedStaleTime
+        defaults.holdTime = UInt16(clamping: peering.holdTime)
+      }
+      controlPlane = EVPNControlPlane(core: core, options: options, defaults: defaults)
     }
     // The runtime state (API networks, static MACs, flood entries, extensions) comes back
     // before anything forwards; a state file that cannot be used stops start-up untouched.

@@ -273,12 +273,13 @@ enum TextTable {
       if peer.fourOctetAS { capabilities.append("as4") }
       if peer.routeRefresh { capabilities.append("refresh") }
       if peer.peerGracefulRestart { capabilities.append("gr") }
+      if peer.peerLongLivedStaleTime != nil { capabilities.append("llgr") }
       if peer.routeTargetConstraint { capabilities.append("rtc") }
       if peer.md5 { capabilities.append("md5") }
       rows.append([
         peer.name, "\(peer.remoteAS)", peer.isInternal ? "iBGP" : "eBGP", peer.state.rawValue,
         peer.uptime.map(Self.duration) ?? "-", "\(peer.routesReceived)", "\(peer.routesAccepted)",
-        "\(peer.routesStale)",
+        staleColumn(peer),
         "\(peer.routesAdvertised)", capabilities.joined(separator: ","),
       ])
     }
@@ -287,6 +288,19 @@ enum TextTable {
       if let error = peer.lastError { text += "\n\(peer.name): last error: \(error)" }
     }
     return text
+  }
+
+  /// The stale routes and their phase: "3 (gr)" while graceful restart keeps them, "3
+  /// (llgr)" once they are long-lived stale (RFC 9494), "0 (1 llgr)" for routes the peer
+  /// sent marked LLGR_STALE.
+  static func staleColumn(_ peer: PeerStatus) -> String {
+    switch peer.stalePhase {
+    case .gracefulRestart?: return "\(peer.routesStale) (gr)"
+    case .longLived?: return "\(peer.routesStale) (llgr)"
+    default:
+      guard let longLived = peer.routesLongLivedStale, longLived > 0 else { return "\(peer.routesStale)" }
+      return "\(peer.routesStale) (\(longLived) llgr)"
+    }
   }
 
   static func duration(_ seconds: Double) -> String {

@@ -444,7 +444,8 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
         {"name": "spine2", "address": "fd00::9", "port": 179, "remote_as": 65001, "is_internal": true,
          "state": "Active", "negotiated_families": [], "four_octet_as": false, "route_refresh": false,
          "peer_graceful_restart": false, "route_target_constraint": false, "routes_received": 0,
-         "routes_accepted": 0, "routes_ignored": 0, "routes_stale": 0, "routes_advertised": 0,
+         "routes_accepted": 3, "routes_ignored": 0, "routes_stale": 3, "routes_llgr_stale": 3,
+         "stale_phase": "long_lived", "peer_long_lived_stale_time": 86400, "routes_advertised": 0,
          "established_transitions": 0, "last_error": "connection refused", "md5": true}],
        "duplicate_macs": [
         {"vni": 100, "mac": "02:aa:00:00:00:01", "moves": 5, "frozen_for": 3.25, "release_in": 176.75},

@@ -36,6 +36,46 @@ final class BGPCodecTests: XCTestCase {
     XCTAssertEqual(open.families, [.l2vpnEVPN, .routeTargetConstraint])
   }
 
+  /// RFC 9494 section 3: code 71, per family AFI(2) SAFI(1) flags(1, F = 0x80) and a
+  /// 24-bit long-lived stale time; sent next to the GR capability.
+  func testLongLivedGracefulRestartCapabilityBytes() throws {
+    let open = OpenMessage(
+      asn: 65001, holdTime: 90, bgpIdentifier: 0x0101_0101,
+      capabilities: [
+        .gracefulRestart(
+          GracefulRestartCapability(
+            restartTime: 0, families: [.init(family: .l2vpnEVPN, forwardingPreserved: true)])),
+        .longLivedGracefulRestart(
+          LongLivedGracefulRestartCapability(families: [
+            .init(family: .l2vpnEVPN, forwardingPreserved: true, staleTime: 86400),
+            .init(family: .routeTargetConstraint, forwardingPreserved: false, staleTime: 0xFF_FFFF),
+          ])),
+      ])
+    let capabilities =
+      "40 06 0000 0019 46 80" + "47 0e 0019 46 80 015180 0001 84 00 ffffff" + "41 04 0000fde9"
+    let body = "04 fde9 005a 01010101 20 02 1e" + capabilities
+    let expected = hex(marker + String(format: "%04x", 19 + hex(body).count) + "01" + body)
+    XCTAssertEqual(BGPMessageCodec.encode(.open(open)), expected)
+    guard case .open(let decoded) = try BGPMessageCodec.decode(expected).message else { return XCTFail() }
+    XCTAssertEqual(decoded, open)
+    XCTAssertEqual(decoded.longLivedGracefulRestart?.staleTime(for: .l2vpnEVPN), 86400)
+    XCTAssertEqual(decoded.longLivedGracefulRestart?.staleTime(for: .routeTargetConstraint), 0xFF_FFFF)
+    XCTAssertNil(decoded.longLivedGracefulRestart?.staleTime(for: AddressFamily(afi: 1, safi: 1)))
+    // Out-of-range times are clamped to 24 bits; an empty capability is valid (no family).
+    XCTAssertEqual(
+      LongLivedGracefulRestartCapability.Family(
+        family: .l2vpnEVPN, forwardingPreserved: false, staleTime: .max
+      )
+      .staleTime, 0xFF_FFFF)
+    let bare = "04 fde9 005a 01010101 04 02 02 4700"
+    guard
+      case .open(let minimal) = try BGPMessageCodec.decode(
+        hex(marker + String(format: "%04x", 19 + hex(bare).count) + "01" + bare)
+      ).message
+    else { return XCTFail() }
+    XCTAssertEqual(minimal.longLivedGracefulRestart, LongLivedGracefulRestartCapability(families: []))
+  }
+
   func testOpenUsesASTransForFourOctetAS() throws {
     let open = OpenMessage(asn: 4_200_000_001, holdTime: 9, bgpIdentifier: 7, capabilities: [])
     XCTAssertEqual(open.myAS, 23456)

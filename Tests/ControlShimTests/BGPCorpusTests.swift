@@ -453,6 +453,7 @@ final class BGPCorpusTests: XCTestCase {
       case .routeRefresh: return 2
       case .gracefulRestart: return 64
       case .fourOctetAS: return 65
+      case .longLivedGracefulRestart: return 71
       case .unknown(let code, _): return code
       }
     }

@@ -87,6 +87,9 @@ final class BGPMalformedTests: XCTestCase {
     assertError(open("04 fde9 005a 01010101 04 02 02 01 04"), code: 2, subcode: 0)  // capability overruns
     assertError(open("04 fde9 005a 01010101 05 02 02 0100"), code: 2, subcode: 0)  // length mismatch
     assertError(open("04 fde9 005a 01010101 04 02 02 4103"), code: 2, subcode: 0)  // 4-octet AS cap length 3
+    // RFC 9494 capability: 7 octets per family; 4 or 8 is malformed, not a crash.
+    assertError(open("04 fde9 005a 01010101 08 02 06 4704 00194680"), code: 2, subcode: 0)
+    assertError(open("04 fde9 005a 01010101 0c 02 0a 4708 0019468000 0e1000"), code: 2, subcode: 0)
   }
 
   // MARK: UPDATE, session reset

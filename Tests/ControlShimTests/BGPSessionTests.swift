@@ -219,6 +219,107 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertTrue(during.peers.first.map { $0.state != .established || $0.routesStale > 0 } ?? false)
   }
 
+  private func longLivedEvents(_ state: RecordedState) -> [Int] {
+    state.events.compactMap {
+      if case .longLivedStale(_, let routes) = $0 { return routes } else { return nil }
+    }
+  }
+
+  private func sweeps(_ state: RecordedState) -> Int {
+    state.count { if case .staleRoutesSwept = $0 { return true } else { return false } }
+  }
+
+  /// RFC 9494 between two of our speakers: after the graceful-restart phase (0.2 s) B's
+  /// routes are long-lived stale at A, still installed; when B is back, what it resends
+  /// is fresh again and End-of-RIB removes what it withdrew meanwhile.
+  func testLongLivedStaleRoutesKeepForwardingUntilEndOfRIB() async throws {
+    let (a, b) = pair(
+      peerB: { $0.passive = true },
+      configure: {
+        $0.staleTime = 0.2
+        $0.longLivedStaleTime = 60
+        $0.connectRetryTime = 3
+      })
+    try await start(b, a)  // B listens before A connects: A retries late
+    waitEstablished(a, b)
+    let established = await a.speaker.status()
+    XCTAssertEqual(established.peers.first?.peerLongLivedStaleTime, 60)
+    XCTAssertEqual(established.peers.first?.peerGracefulRestart, true)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    b.speaker.advertiseMAC(vni: 100, mac: m2)
+    b.speaker.advertiseInclusiveMulticast(vni: 100)
+    XCTAssertTrue(a.sink.wait { $0.macs.count == 2 && $0.flood[100] == [ip("10.0.0.2")] })
+    let removalsBefore = a.sink.snapshot.removeCalls
+
+    await b.speaker.sync()
+    a.speaker.dropConnection(peer: "B")
+    await a.speaker.sync()
+    b.speaker.withdrawMAC(vni: 100, mac: m2)
+    // A reconnects after 3 s: the long-lived phase starts well before.
+    XCTAssertTrue(a.sink.wait { self.longLivedEvents($0) == [3] }, "\(a.sink.snapshot.events)")
+    let during = await a.speaker.status()
+    XCTAssertEqual(during.peers.first?.stalePhase, .longLived)
+    XCTAssertEqual(during.peers.first?.routesLongLivedStale, 3)
+    XCTAssertEqual(during.peers.first?.routesStale, 3)
+    XCTAssertEqual(a.sink.snapshot.macs.count, 2, "long-lived stale routes stay installed")
+    XCTAssertEqual(a.sink.snapshot.flood[100], [ip("10.0.0.2")])
+    XCTAssertEqual(a.sink.snapshot.removeCalls, removalsBefore)
+
+    waitEstablished(a, b, count: 2)
+    XCTAssertTrue(a.sink.wait { self.sweeps($0) >= 1 })
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m2) == nil })
+    XCTAssertNotNil(a.sink.snapshot.installed(100, m1))
+    let after = await a.speaker.status()
+    XCTAssertEqual(after.peers.first?.stalePhase, nil)
+    XCTAssertEqual(after.peers.first?.routesLongLivedStale, 0)
+    XCTAssertEqual(after.peers.first?.routesAccepted, 2, "m1 and the type-3 route, fresh")
+  }
+
+  /// With no graceful-restart phase (stale time 0) the routes are long-lived stale at
+  /// once, and go when the long-lived stale time (1 s) runs out with the peer still away.
+  func testLongLivedStaleRoutesGoWhenTheirTimeRunsOut() async throws {
+    let (a, b) = pair(
+      peerB: { $0.passive = true },
+      configure: {
+        $0.staleTime = 0
+        $0.longLivedStaleTime = 1
+        $0.connectRetryTime = 30
+      })
+    try await start(b, a)  // B listens before A connects: A retries late
+    waitEstablished(a, b)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
+    await b.speaker.sync()
+    a.speaker.dropConnection(peer: "B")
+    XCTAssertTrue(a.sink.wait { self.longLivedEvents($0) == [1] })
+    XCTAssertTrue(a.sink.wait { self.sweeps($0) == 1 })
+    XCTAssertNil(a.sink.snapshot.installed(100, m1), "removed when the long-lived time ran out")
+    let status = await a.speaker.status()
+    XCTAssertEqual(status.peers.first?.routesAccepted, 0)
+    XCTAssertNotEqual(status.peers.first?.state, .established, "B was still away")
+  }
+
+  /// A peer without long-lived graceful restart: only the graceful-restart phase.
+  func testWithoutLongLivedGracefulRestartOnlyTheStaleTimeApplies() async throws {
+    let (a, b) = pair(
+      peerB: { $0.passive = true },
+      configure: {
+        $0.staleTime = 0.2
+        $0.connectRetryTime = 30
+      })
+    try await start(b, a)  // B listens before A connects: A retries late
+    waitEstablished(a, b)
+    let status = await a.speaker.status()
+    XCTAssertNil(status.peers.first?.peerLongLivedStaleTime)
+    b.speaker.advertiseMAC(vni: 100, mac: m1)
+    XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
+    await b.speaker.sync()
+    a.speaker.dropConnection(peer: "B")
+    XCTAssertTrue(a.sink.wait { self.sweeps($0) == 1 })
+    XCTAssertNil(a.sink.snapshot.installed(100, m1))
+    XCTAssertEqual(longLivedEvents(a.sink.snapshot), [])
+  }
+
   func testNotificationEndsGracefulRestart() async throws {
     let (a, b) = pair()
     try await start(a, b)

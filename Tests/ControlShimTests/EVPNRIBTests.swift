@@ -149,6 +149,59 @@ final class EVPNRIBTests: XCTestCase {
     XCTAssertEqual(rib.routeCount(peer: 1), 1)
   }
 
+  /// RFC 9494: GR-stale -> long-lived stale (NO_LLGR routes go, the others stay
+  /// installed but lose to any path that is not long-lived stale) -> refreshed (fresh
+  /// again, best again) or swept.
+  func testLongLivedStaleRoutesAreLeastPreferredAndNoLLGRRoutesGo() {
+    let other = MACRouteKey(vni: 100, mac: 7, ip: nil)
+    let single = MACRouteKey(vni: 100, mac: 8, ip: nil)
+    // Peer 1 wins `key` on sequence; peer 2 (another VTEP) holds a lower one.
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2", sequence: 5))
+    rib.upsert(key, path: path(peer: 2, vtep: "10.0.0.3", sequence: 1, rd: 2))
+    var noLLGR = path(peer: 1, vtep: "10.0.0.2")
+    noLLGR.flags |= MACPath.noLongLivedFlag
+    rib.upsert(other, path: noLLGR)
+    rib.upsert(single, path: path(peer: 1, vtep: "10.0.0.2"))
+    let kept = EVPNRIB.FloodKey(
+      peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: ip("10.0.0.2"))
+    let dropped = EVPNRIB.FloodKey(
+      peer: 1, routeDistinguisher: 9, ethernetTag: 0, originatingRouter: ip("10.0.0.4"))
+    rib.addFlood(vni: 100, key: kept, vtep: ip("10.0.0.2"))
+    rib.addFlood(vni: 100, key: dropped, vtep: ip("10.0.0.4"))
+    rib.refreshFlood(vni: 100, key: dropped, noLongLived: true)
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.2"))
+
+    // Graceful-restart phase: stale, still best, nothing long-lived yet.
+    rib.markStale(peer: 1)
+    XCTAssertEqual(rib.staleCount(peer: 1), 5)
+    XCTAssertEqual(rib.longLivedStaleCount(peer: 1), 0)
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.2"))
+
+    // Long-lived phase: NO_LLGR routes removed, the rest kept but least preferred.
+    XCTAssertEqual(rib.enterLongLivedStale(peer: 1), 3, "key, single and the kept type-3 route")
+    XCTAssertNil(sink.snapshot.installed(100, MACAddress(rawValue: 7)), "NO_LLGR route removed")
+    XCTAssertEqual(sink.snapshot.flood[100], [ip("10.0.0.2")], "NO_LLGR type-3 route removed")
+    XCTAssertEqual(
+      sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.3"), "a fresh path beats a long-lived stale one")
+    XCTAssertEqual(
+      sink.snapshot.installed(100, MACAddress(rawValue: 8))?.vtep, ip("10.0.0.2"),
+      "alone, a long-lived stale route keeps forwarding")
+    XCTAssertEqual(rib.longLivedStaleCount(peer: 1), 3)
+    XCTAssertTrue(rib.best(for: single)?.isLongLivedStale ?? false)
+    XCTAssertFalse(rib.isBetter(rib.best(for: single)!, than: path(peer: 3, vtep: "10.0.0.9")))
+
+    // The session is back: a refreshed route is fresh (and best) again; End-of-RIB
+    // sweeps what was not refreshed.
+    rib.upsert(key, path: path(peer: 1, vtep: "10.0.0.2", sequence: 5))
+    XCTAssertEqual(sink.snapshot.installed(100, theMAC)?.vtep, ip("10.0.0.2"))
+    XCTAssertEqual(rib.longLivedStaleCount(peer: 1), 2)
+    _ = rib.sweepStale(peer: 1)
+    XCTAssertNil(sink.snapshot.installed(100, MACAddress(rawValue: 8)))
+    XCTAssertEqual(sink.snapshot.flood[100], [])
+    XCTAssertEqual(rib.longLivedStaleCount(peer: 1), 0)
+    XCTAssertEqual(rib.routeCount(peer: 1), 1)
+  }
+
   func testFloodListIsReferenceCounted() {
     let vtep = ip("10.0.0.2")
     let a = EVPNRIB.FloodKey(peer: 1, routeDistinguisher: 1, ethernetTag: 0, originatingRouter: vtep)

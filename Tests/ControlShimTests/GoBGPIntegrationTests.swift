@@ -23,7 +23,8 @@ final class GoBGPIntegrationTests: XCTestCase {
   }
 
   private func startPair(
-    staleTime: Double = 300, ourASN: UInt32 = 65000, password: String? = nil, routeTarget: RouteTarget? = nil
+    staleTime: Double = 300, ourASN: UInt32 = 65000, password: String? = nil, routeTarget: RouteTarget? = nil,
+    longLivedStaleTime: Double = 0, gobgpGracefulRestart: String = "", gobgpFamilyGracefulRestart: String = ""
   ) async throws -> GoBGPDaemon {
     let ourPort = freeTCPPort()
     let neighbors = """
@@ -38,9 +39,11 @@ final class GoBGPIntegrationTests: XCTestCase {
           connect-retry = 1
           hold-time = 9
           keepalive-interval = 3
+      \(gobgpGracefulRestart)
         [[neighbors.afi-safis]]
           [neighbors.afi-safis.config]
             afi-safi-name = "l2vpn-evpn"
+      \(gobgpFamilyGracefulRestart)
       """
     let daemon = try GoBGPDaemon(asn: 65000, routerID: "9.9.9.9", neighbors: neighbors)
     self.daemon = daemon
@@ -60,6 +63,7 @@ final class GoBGPIntegrationTests: XCTestCase {
     configuration.connectRetryTime = 0.2
     configuration.connectRetryMaximum = 2
     configuration.staleTime = staleTime
+    configuration.longLivedStaleTime = longLivedStaleTime
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
     self.speaker = speaker
     sink.observe(speaker)
@@ -190,6 +194,42 @@ final class GoBGPIntegrationTests: XCTestCase {
         "add macadv 02:00:00:00:00:cc 0.0.0.0 etag 0 label 100 rd 9.9.9.9:1 rt 65000:100 encap vxlan nexthop 10.0.0.9"
       ).status, 0)
     XCTAssertTrue(sink.wait { $0.installed(100, moving)?.vtep == ip("10.0.0.9") })
+  }
+
+  /// RFC 9494 capability exchange with gobgpd (graceful restart with long-lived graceful
+  /// restart for l2vpn-evpn on its side): the session comes up, each side sees the other's
+  /// LLGR capability for EVPN with the time it announced.
+  func testLongLivedGracefulRestartCapabilityExchange() async throws {
+    let daemon = try await startPair(
+      longLivedStaleTime: 7200,
+      gobgpGracefulRestart: """
+          [neighbors.graceful-restart.config]
+            enabled = true
+            restart-time = 120
+            long-lived-enabled = true
+        """,
+      gobgpFamilyGracefulRestart: """
+            [neighbors.afi-safis.mp-graceful-restart.config]
+              enabled = true
+            [neighbors.afi-safis.long-lived-graceful-restart.config]
+              enabled = true
+              restart-time = 3600
+        """)
+    try await waitForStatus(speaker!) { $0.peers.first?.state == .established }
+    let status = await speaker!.status()
+    XCTAssertEqual(status.peers.first?.peerGracefulRestart, true)
+    XCTAssertEqual(status.peers.first?.peerLongLivedStaleTime, 3600, "gobgpd's LLGR capability for EVPN")
+    // gobgpd's view of our OPEN: "long-lived-graceful-restart: advertised and received".
+    let neighbor = daemon.cli(["neighbor", "127.0.0.1"]).output
+    let lines = neighbor.split(separator: "\n")
+    XCTAssertTrue(
+      lines.contains {
+        $0.contains("long-lived-graceful-restart:") && $0.contains("advertised and received")
+      },
+      neighbor)
+    XCTAssertTrue(
+      lines.contains { $0.contains(" graceful-restart:") && $0.contains("advertised and received") }, neighbor
+    )
   }
 
   func testSessionLossKeepsRoutesStaleAndReconnectRefreshes() async throws {

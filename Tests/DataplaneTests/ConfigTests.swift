@@ -212,6 +212,7 @@ final class ConfigTests: XCTestCase {
     let bgp = try XCTUnwrap(config.bgp)
     XCTAssertEqual(bgp.listenPort, 179)
     XCTAssertEqual(bgp.staleTime, 300)
+    XCTAssertEqual(bgp.longLivedStaleTime, 86400, "long-lived graceful restart on, for a day")
     XCTAssertEqual(bgp.peers, [SiteConfig.BGP.Peer(address: ip("10.0.0.9"), asn: 1)])
     XCTAssertEqual(bgp.peers.first?.holdTime, 90)
     // Duplicate-MAC detection: FRR's 5 moves in 180 s, frozen until cleared.
@@ -562,6 +563,14 @@ final class ConfigTests: XCTestCase {
       (site + "[bgp]\nasn = 1\nrouter_id = \"::1\"\n", ["7: router_id must be an IPv4 address (got ::1)"]),
       (bgp + "listen_port = 65536\n", ["8: listen_port must be between 0 and 65535 (got 65536)"]),
       (bgp + "stale_time = -1\n", ["8: stale_time must be at least 0 (got -1)"]),
+      (
+        bgp + "long_lived_stale_time = 16777216\n",
+        ["8: long_lived_stale_time must be between 0 and 16777215 (got 16777216)"]
+      ),
+      (
+        bgp + "long_lived_stale_time = -1\n",
+        ["8: long_lived_stale_time must be between 0 and 16777215 (got -1)"]
+      ),
       (bgp + "graceful = true\n", ["8: unknown key 'graceful' in [bgp]"]),
       (bgp + "dup_mac_max_moves = 1\n", ["8: dup_mac_max_moves must be between 2 and 1000 (got 1)"]),
       (bgp + "dup_mac_time = 1801\n", ["8: dup_mac_time must be between 2 and 1800 (got 1801)"]),
@@ -858,6 +867,13 @@ final class ConfigTests: XCTestCase {
       bare.peering,
       SiteConfig.Peering(listenHost: ip("::1"), listenPort: 1, tlsCert: "c", tlsKey: "k", tlsCA: "a"))
     XCTAssertEqual(bare.sitePeers, [])
+    XCTAssertEqual(
+      [bare.peering?.staleTime, bare.peering?.longLivedStaleTime, bare.peering?.holdTime], [300, 86400, 90])
+    let timers = try XCTUnwrap(
+      decode(site + peering + "hold_time = 9\nstale_time = 3\nlong_lived_stale_time = 16777215\n"))
+    XCTAssertEqual(
+      [timers.peering?.holdTime, timers.peering?.staleTime, timers.peering?.longLivedStaleTime],
+      [9, 3, 16_777_215])
     XCTAssertNil(try XCTUnwrap(decode(site)).peering)
   }
 
@@ -867,6 +883,17 @@ final class ConfigTests: XCTestCase {
     let form = "listen must be \"ADDRESS:PORT\", like \"127.0.0.1:8080\" or \"[::1]:8080\""
     let cases: [(text: String, errors: [String])] = [
       (header + files, ["5: missing required key 'listen' in [peering]"]),
+      (
+        header + files + "listen = \"127.0.0.1:7443\"\nlong_lived_stale_time = 16777216\nhold_time = 2\n",
+        [
+          "10: long_lived_stale_time must be between 0 and 16777215 (got 16777216)",
+          "11: hold_time must be 0 or between 3 and 65535 (got 2)",
+        ]
+      ),
+      (
+        header + files + "listen = \"127.0.0.1:7443\"\nstale_time = -5\n",
+        ["10: stale_time must be at least 0 (got -5)"]
+      ),
       (
         header + "listen = \"127.0.0.1:7443\"\n",
         [

@@ -98,18 +98,28 @@ final class LabTests: XCTestCase {
   /// 64 KiB super-frames that vxswitch segments; 64 MiB each way, compared byte for byte.
   /// `vxswitch lab --partition`: site 2 is cut off the backbone; traffic inside site 2
   /// and inside site 1 goes on without loss, site 1 stops reaching site 2, site 2 still
-  /// takes API changes; a VM of site 2 takes site 1's vm2 address while cut; after the
-  /// heal site 1 reaches site 2 by itself and both sites report the same conflict with the
-  /// same winner; the VM leaves and the conflict clears at both sites with no command.
+  /// takes API changes; the cut outlasts the hold and graceful-restart times, so both
+  /// sites keep the other's routes long-lived stale (RFC 9494) and site 1 still sends
+  /// site 2's VMs their traffic, encapsulated toward site 2's VTEP; a VM of site 2 takes
+  /// site 1's vm2 IPv4 and IPv6 addresses while cut; after the heal site 1 reaches site 2
+  /// by itself, the routes are fresh again, and both sites report both conflicts with the
+  /// same winner, answering for neither binding; the VM leaves and the conflicts clear at
+  /// both sites with no command.
   func testPartitionHealsAndTheAddressConflictIsReportedAlikeAndClears() throws {
     let output = try lab(["--partition"])
     for line in [
       "ok   site 2 cut off the backbone: traffic inside site 2 and inside site 1 goes on",
       "ok   while cut: site 1 no longer reaches site 2",
       "ok   while cut: site 2 accepts local changes",
+      "ok   site 2 holds site 1's IPv6 binding fd10::12 from its MAC/IP route",
+      "ok   cut longer than the graceful-restart time: both sites keep the other's routes long-lived stale",
+      "ok   show bgp and the metrics at site 1 mark site 2's routes long-lived stale",
+      "ok   while long-lived stale: site 1 keeps site 2's VMs and sends their traffic to its VTEP",
       "ok   healed: site 1 reaches site 2 again by itself",
+      "ok   healed: the routes are fresh again at both sites, none long-lived stale",
       "ok   address conflict on 192.168.100.12 reported at site 1 and site 2 with the same outcome",
-      "ok   the VM left: the conflict cleared at both sites with no command",
+      "ok   address conflict on fd10::12 reported at site 1 and site 2 with the same outcome",
+      "ok   the VM left: both conflicts cleared at both sites with no command",
       "ok   site 3 holds nothing of the extension",
     ] {
       XCTAssertTrue(output.contains(line), "missing \"\(line)\":\n\(output)")

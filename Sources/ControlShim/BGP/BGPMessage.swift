@@ -40,6 +40,13 @@ public struct OpenMessage: Hashable, Sendable {
       })
   }
 
+  public var longLivedGracefulRestart: LongLivedGracefulRestartCapability? {
+    for capability in capabilities {
+      if case .longLivedGracefulRestart(let value) = capability { return value }
+    }
+    return nil
+  }
+
   public var gracefulRestart: GracefulRestartCapability? {
     for capability in capabilities { if case .gracefulRestart(let value) = capability { return value } }
     return nil

@@ -41,7 +41,12 @@ final class BGPPeer: @unchecked Sendable {
   var routeTargetConstraintSynced = false
   /// The RFC 4684 memberships (our import RTs) announced to the peer on this session.
   var announcedMemberships: Set<RouteTarget> = []
-  var hasStaleRoutes = false
+  /// Which phase the routes kept from a lost session are in (none: no stale routes).
+  private(set) var stalePhase: StalePhase = .none
+  var hasStaleRoutes: Bool { stalePhase != .none }
+  /// The peer sent routes marked LLGR_STALE (status then counts long-lived stale routes
+  /// also outside a stale phase).
+  var receivedLongLivedStale = false
   /// Set before a Cease that must not leave stale routes behind (max routes exceeded).
   var purgeRoutesOnLoss = false
 
@@ -187,6 +192,17 @@ final class BGPPeer: @unchecked Sendable {
               .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved)
             })))
     }
+    if settings.longLivedStaleTime > 0 {
+      // RFC 9494 section 3, next to the GR capability: EVPN only (RTC memberships are
+      // not kept across a session loss).
+      let seconds = UInt32(min(settings.longLivedStaleTime.rounded(.up), Double(0xFF_FFFF)))
+      capabilities.append(
+        .longLivedGracefulRestart(
+          LongLivedGracefulRestartCapability(families: [
+            .init(
+              family: .l2vpnEVPN, forwardingPreserved: settings.forwardingStatePreserved, staleTime: seconds)
+          ])))
+    }
     return OpenMessage(
       asn: settings.asn, holdTime: configuredHoldTime, bgpIdentifier: settings.routerID,
       capabilities: capabilities)
@@ -275,27 +291,67 @@ final class BGPPeer: @unchecked Sendable {
     case .never: return false
     case .always: return true
     case .gracefulRestartOnly:
-      // RFC 4724: only if the peer announced GR for EVPN; a NOTIFICATION ends GR
-      // (no RFC 8538 N bit support).
-      let families = remoteOpen?.gracefulRestart?.families.map(\.family) ?? []
-      return !afterNotification && families.contains(.l2vpnEVPN)
+      // RFC 4724: only if the peer announced GR (or RFC 9494 LLGR) for EVPN; a
+      // NOTIFICATION ends both (no RFC 8538 N bit support).
+      return !afterNotification && (peerGracefulRestartForEVPN || longLivedStaleTime != nil)
     }
   }
 
+  private var peerGracefulRestartForEVPN: Bool {
+    remoteOpen?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false
+  }
+
+  /// The long-lived stale time the peer announced for EVPN (RFC 9494), if above 0.
+  var peerLongLivedStaleTime: UInt32? {
+    remoteOpen?.longLivedGracefulRestart?.staleTime(for: .l2vpnEVPN).flatMap { $0 > 0 ? $0 : nil }
+  }
+
+  /// How long this peer's routes stay long-lived stale after the graceful-restart phase:
+  /// the smaller of the peer's announced time and ours (RFC 9494 section 4.2 lets the
+  /// helper keep them for less); nil when either side has LLGR off.
+  var longLivedStaleTime: Double? {
+    let local = speaker.configuration.longLivedStaleTime
+    guard local > 0, let announced = peerLongLivedStaleTime else { return nil }
+    return min(local, Double(announced))
+  }
+
+  /// The graceful-restart phase: the stale time, or none for a peer that announced LLGR
+  /// but not GR and whose routes are kept by the GR-only policy (RFC 9494 section 4.2:
+  /// a restart time of 0 goes straight to the long-lived phase).
+  private var gracefulRestartPhaseTime: Double {
+    if configuration.staleRoutePolicy == .gracefulRestartOnly && !peerGracefulRestartForEVPN { return 0 }
+    return speaker.configuration.staleTime
+  }
+
+  /// Starts (again) the graceful-restart phase of the routes just marked stale; when it
+  /// ends they go, or enter the long-lived phase (RFC 9494) when both sides have LLGR.
   func startStaleTimer() {
     staleTask?.cancel()
-    hasStaleRoutes = true
-    let seconds = speaker.configuration.staleTime
-    staleTask = eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) { [weak self] in
+    stalePhase = .gracefulRestart
+    staleTask = schedule(after: gracefulRestartPhaseTime) { [weak self] in
       guard let self else { return }
-      self.speaker.sweepStaleRoutes(of: self)
+      self.staleTask = nil
+      guard let longLived = self.longLivedStaleTime else {
+        self.speaker.sweepStaleRoutes(of: self)
+        return
+      }
+      self.stalePhase = .longLived
+      self.speaker.enterLongLivedStale(of: self)
+      self.staleTask = self.schedule(after: longLived) { [weak self] in
+        guard let self else { return }
+        self.speaker.sweepStaleRoutes(of: self)
+      }
     }
+  }
+
+  private func schedule(after seconds: Double, _ body: @escaping @Sendable () -> Void) -> Scheduled<Void> {
+    eventLoop.scheduleTask(in: .milliseconds(Int64(max(0, seconds) * 1000)), body)
   }
 
   func stopStaleTimer() {
     staleTask?.cancel()
     staleTask = nil
-    hasStaleRoutes = false
+    stalePhase = .none
   }
 
   // MARK: messages on the established session
@@ -315,9 +371,7 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   /// The peer announced graceful restart for EVPN, so it sends End-of-RIB after its table.
-  var peerPromisesEndOfRIB: Bool {
-    remoteOpen?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false
-  }
+  var peerPromisesEndOfRIB: Bool { peerGracefulRestartForEVPN || peerLongLivedStaleTime != nil }
 
   func receivedRouteRefresh(_ refresh: RouteRefreshMessage, on connection: BGPConnection) {
     // RFC 7313: only subtype 0 asks for the routes. Beginning/End-of-RIB-Refresh markers
@@ -340,10 +394,14 @@ final class BGPPeer: @unchecked Sendable {
       negotiatedFamilies: negotiatedFamilies.map(\.description).sorted(),
       fourOctetAS: open?.supportsFourOctetAS ?? false, routeRefresh: open?.supportsRouteRefresh ?? false,
       peerGracefulRestart: open?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false,
+      peerLongLivedStaleTime: open?.longLivedGracefulRestart?.staleTime(for: .l2vpnEVPN),
       routeTargetConstraint: usesRouteTargetConstraint,
       routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index),
       routesIgnored: routesIgnored,
-      routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0, routesAdvertised: routesAdvertised,
+      routesStale: hasStaleRoutes ? rib.staleCount(peer: index) : 0,
+      routesLongLivedStale: hasStaleRoutes || receivedLongLivedStale
+        ? rib.longLivedStaleCount(peer: index) : 0,
+      stalePhase: hasStaleRoutes ? stalePhase : nil, routesAdvertised: routesAdvertised,
       establishedTransitions: establishedTransitions, lastError: lastError,
       md5: configuration.password != nil,
       exportVNIs: configuration.exportVNIs.map { $0.sorted() })

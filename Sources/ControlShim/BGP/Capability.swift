@@ -24,17 +24,49 @@ public struct GracefulRestartCapability: Hashable, Sendable, Codable {
   }
 }
 
+/// Long-lived graceful restart capability (RFC 9494 section 3): per AFI/SAFI, the F bit
+/// and how long (24-bit seconds) the receiver may keep the sender's routes as long-lived
+/// stale after a session loss.
+public struct LongLivedGracefulRestartCapability: Hashable, Sendable, Codable {
+  public struct Family: Hashable, Sendable, Codable {
+    public var family: AddressFamily
+    /// The F bit: forwarding state for this family survived the restart.
+    public var forwardingPreserved: Bool
+    /// 24 bits, seconds.
+    public var staleTime: UInt32
+
+    public init(family: AddressFamily, forwardingPreserved: Bool, staleTime: UInt32) {
+      self.family = family
+      self.forwardingPreserved = forwardingPreserved
+      self.staleTime = min(staleTime, Self.maximumStaleTime)
+    }
+
+    public static let maximumStaleTime: UInt32 = 0xFF_FFFF
+  }
+
+  public var families: [Family]
+
+  public init(families: [Family]) { self.families = families }
+
+  /// The long-lived stale time the sender announced for `family`; nil when it did not
+  /// announce the family.
+  public func staleTime(for family: AddressFamily) -> UInt32? {
+    families.first { $0.family == family }?.staleTime
+  }
+}
+
 /// A BGP capability (RFC 5492) carried in OPEN optional parameter type 2.
 public enum BGPCapability: Hashable, Sendable {
   case multiprotocol(AddressFamily)
   case routeRefresh
   case gracefulRestart(GracefulRestartCapability)
+  case longLivedGracefulRestart(LongLivedGracefulRestartCapability)
   case fourOctetAS(UInt32)
   case unknown(code: UInt8, value: [UInt8])
 
   enum Code {
     static let multiprotocol: UInt8 = 1, routeRefresh: UInt8 = 2, gracefulRestart: UInt8 = 64,
-      fourOctetAS: UInt8 = 65
+      fourOctetAS: UInt8 = 65, longLivedGracefulRestart: UInt8 = 71
   }
 
   static func decode(code: UInt8, value reader: inout WireReader) throws -> BGPCapability {
@@ -61,6 +93,17 @@ public enum BGPCapability: Hashable, Sendable {
       return .gracefulRestart(
         GracefulRestartCapability(
           restarting: header & 0x8000 != 0, restartTime: header & 0x0FFF, families: families))
+    case Code.longLivedGracefulRestart:
+      // 7 octets per family; a length that is not a multiple of 7 makes the OPEN malformed.
+      guard reader.remaining % 7 == 0 else { throw WireReader.Underflow() }
+      var families: [LongLivedGracefulRestartCapability.Family] = []
+      while !reader.isAtEnd {
+        let family = AddressFamily(afi: try reader.readUInt16(), safi: try reader.readUInt8())
+        let flags = try reader.readUInt8()
+        families.append(
+          .init(family: family, forwardingPreserved: flags & 0x80 != 0, staleTime: try reader.readUInt24()))
+      }
+      return .longLivedGracefulRestart(LongLivedGracefulRestartCapability(families: families))
     default:
       return .unknown(code: code, value: reader.remainingBytes())
     }
@@ -89,6 +132,16 @@ public enum BGPCapability: Hashable, Sendable {
           out.write(entry.family.afi)
           out.write(entry.family.safi)
           out.write(UInt8(entry.forwardingPreserved ? 0x80 : 0))
+        }
+      }
+    case .longLivedGracefulRestart(let capability):
+      writer.write(Code.longLivedGracefulRestart)
+      writer.withLengthPrefix(octets: 1) { out in
+        for entry in capability.families {
+          out.write(entry.family.afi)
+          out.write(entry.family.safi)
+          out.write(UInt8(entry.forwardingPreserved ? 0x80 : 0))
+          out.writeUInt24(entry.staleTime)
         }
       }
     case .unknown(let code, let value):

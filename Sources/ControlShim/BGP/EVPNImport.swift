@@ -78,7 +78,16 @@ extension EVPNSpeaker {
     }
     let vtepID = rib.vtepID(nextHop)
     let mobility = attributes.macMobility
-    let flags: UInt8 = mobility?.sticky == true ? MACPath.stickyFlag : 0
+    var flags: UInt8 = mobility?.sticky == true ? MACPath.stickyFlag : 0
+    // RFC 9494: a route received with LLGR_STALE is least preferred; one with NO_LLGR is
+    // not kept into the long-lived phase.
+    let communities = attributes.other.isEmpty ? [] : attributes.communities
+    if communities.contains(PathAttributes.longLivedStaleCommunity) {
+      flags |= MACPath.longLivedStaleFlag
+      peer.receivedLongLivedStale = true
+    }
+    let noLongLived = communities.contains(PathAttributes.noLongLivedCommunity)
+    if noLongLived { flags |= MACPath.noLongLivedFlag }
     let sequence = mobility?.sequence ?? 0
     var lostLocally: [MACRouteKey] = []
     // Routes of one UPDATE nearly always share RD and tag: remember the last import.
@@ -116,7 +125,7 @@ extension EVPNSpeaker {
           ethernetTag: route.ethernetTag,
           originatingRouter: route.originatingRouter)
         rib.addFlood(vni: vni, key: key, vtep: endpoint)
-        rib.refreshFlood(vni: vni, key: key)
+        rib.refreshFlood(vni: vni, key: key, noLongLived: noLongLived)
       case .unknown:
         peer.routesIgnored += 1
       }
@@ -175,6 +184,18 @@ extension EVPNSpeaker {
     default:
       break
     }
+  }
+
+  /// RFC 9494: the graceful-restart phase of `peer`'s routes ended; they become
+  /// long-lived stale (NO_LLGR ones go). Section 4.5's rules for passing LLGR-stale
+  /// routes on (attach LLGR_STALE, skip peers without LLGR) have nothing to apply to
+  /// here: this speaker advertises its own routes only and never re-advertises received
+  /// ones (the route reflector, where there is one, is another speaker).
+  func enterLongLivedStale(of peer: BGPPeer) {
+    rib.sink?.beginBatch()
+    let kept = rib.enterLongLivedStale(peer: peer.index)
+    rib.sink?.endBatch()
+    emit(.longLivedStale(peer: peer.configuration.name, routes: kept))
   }
 
   func sweepStaleRoutes(of peer: BGPPeer) {

@@ -54,6 +54,9 @@ struct MACRouteKey: Hashable {
 struct MACPath: Equatable {
   static let localPeer: UInt16 = 0
   static let stickyFlag: UInt8 = 1, staleFlag: UInt8 = 2
+  /// RFC 9494: long-lived stale (the LLGR phase, or received with LLGR_STALE): least
+  /// preferred. `noLongLivedFlag`: received with NO_LLGR, removed when LLGR starts.
+  static let longLivedStaleFlag: UInt8 = 4, noLongLivedFlag: UInt8 = 8
 
   var routeDistinguisher: UInt64
   /// Index into `EVPNRIB.vteps`.
@@ -65,6 +68,7 @@ struct MACPath: Equatable {
 
   var isSticky: Bool { flags & Self.stickyFlag != 0 }
   var isStale: Bool { flags & Self.staleFlag != 0 }
+  var isLongLivedStale: Bool { flags & Self.longLivedStaleFlag != 0 }
   var isLocal: Bool { peer == Self.localPeer }
 }
 
@@ -237,9 +241,11 @@ final class EVPNRIB {
 
   // MARK: best path
 
-  /// RFC 7432 section 15: sticky first, then the higher sequence, then the lower
-  /// VTEP address; ties (same VTEP) prefer the local route, then the lower peer index.
+  /// RFC 9494 section 4.3: any path that is not long-lived stale first; then RFC 7432
+  /// section 15: sticky first, then the higher sequence, then the lower VTEP address;
+  /// ties (same VTEP) prefer the local route, then the lower peer index.
   func isBetter(_ a: MACPath, than b: MACPath) -> Bool {
+    if a.isLongLivedStale != b.isLongLivedStale { return b.isLongLivedStale }
     if a.isSticky != b.isSticky { return a.isSticky }
     if a.sequence != b.sequence { return a.sequence > b.sequence }
     if a.vtepID != b.vtepID { return vtep(a.vtepID) < vtep(b.vtepID) }
@@ -462,6 +468,8 @@ final class EVPNRIB {
   func removeFlood(vni: UInt32, key: FloodKey) {
     guard let vtep = floodRoutes[vni]?[key] else { return }
     floodRoutes[vni]?[key] = nil
+    if !longLivedFloodKeys.isEmpty { longLivedFloodKeys.remove(key) }
+    if !noLongLivedFloodKeys.isEmpty { noLongLivedFloodKeys.remove(key) }
     adjustCount(peer: key.peer, by: -1)
     let count = floodRefCounts[vni, default: [:]][vtep, default: 1] - 1
     floodRefCounts[vni]?[vtep] = count > 0 ? count : nil
@@ -495,9 +503,65 @@ final class EVPNRIB {
   }
 
   private var staleFloodKeys: [UInt32: Set<FloodKey>] = [:]
+  /// Type-3 routes in the long-lived stale phase (RFC 9494).
+  private var longLivedFloodKeys: Set<FloodKey> = []
+  /// Type-3 routes received with NO_LLGR.
+  private var noLongLivedFloodKeys: Set<FloodKey> = []
 
-  /// A type-3 route arrived again after a session loss.
-  func refreshFlood(vni: UInt32, key: FloodKey) { staleFloodKeys[vni]?.remove(key) }
+  /// A type-3 route arrived (again, after a session loss); `noLongLived`: it carries NO_LLGR.
+  func refreshFlood(vni: UInt32, key: FloodKey, noLongLived: Bool = false) {
+    staleFloodKeys[vni]?.remove(key)
+    if !longLivedFloodKeys.isEmpty { longLivedFloodKeys.remove(key) }
+    if noLongLived {
+      noLongLivedFloodKeys.insert(key)
+    } else if !noLongLivedFloodKeys.isEmpty {
+      noLongLivedFloodKeys.remove(key)
+    }
+  }
+
+  /// RFC 9494 section 4.2: the graceful-restart phase of `peer`'s stale routes ended and
+  /// the long-lived one starts. Stale routes with NO_LLGR are removed; the others are
+  /// marked long-lived stale, which makes them least preferred (any other path wins),
+  /// and stay installed. Returns how many routes were kept.
+  @discardableResult
+  func enterLongLivedStale(peer: UInt16) -> Int {
+    var kept = 0
+    for (vni, keys) in staleFloodKeys {
+      for key in keys where key.peer == peer {
+        if noLongLivedFloodKeys.contains(key) {
+          removeFlood(vni: vni, key: key)
+          staleFloodKeys[vni]?.remove(key)
+        } else {
+          longLivedFloodKeys.insert(key)
+          kept += 1
+        }
+      }
+    }
+    var dropped: [(MACRouteKey, UInt64)] = []
+    var demoted: Set<MACRouteKey> = []
+    for (key, set) in macRoutes where set.contains(peer: peer) {
+      for path in set.all where path.peer == peer && path.isStale {
+        if path.flags & MACPath.noLongLivedFlag != 0 {
+          dropped.append((key, path.routeDistinguisher))
+        } else {
+          demoted.insert(key)
+        }
+      }
+    }
+    for (key, rd) in dropped { remove(key, peer: peer, routeDistinguisher: rd) }
+    for key in demoted {
+      guard let position = macRoutes.index(forKey: key) else { continue }
+      let previousBest = best(macRoutes.values[position])
+      for index in 0..<macRoutes.values[position].count {
+        let path = macRoutes.values[position][index]
+        guard path.peer == peer, path.isStale else { continue }
+        macRoutes.values[position][index].flags |= MACPath.longLivedStaleFlag
+        kept += 1
+      }
+      _ = settle(key, position: position, previousBest: previousBest)
+    }
+    return kept
+  }
 
   /// Removes the routes of `peer` still marked stale (End-of-RIB or stale timer).
   func sweepStale(peer: UInt16) -> [LocalOutcome] {
@@ -518,6 +582,7 @@ final class EVPNRIB {
 
   private func removeMACRoutes(peer: UInt16, where predicate: (MACPath) -> Bool) -> [LocalOutcome] {
     staleFloodKeys = staleFloodKeys.mapValues { $0.filter { $0.peer != peer } }
+    longLivedFloodKeys = longLivedFloodKeys.filter { $0.peer != peer }
     var victims: [(MACRouteKey, UInt64)] = []
     for (key, set) in macRoutes where set.contains(peer: peer) {
       for path in set.all where path.peer == peer && predicate(path) {
@@ -533,6 +598,15 @@ final class EVPNRIB {
       for path in set.all where path.peer == peer && path.isStale { count += 1 }
     }
     return count + staleFloodKeys.values.reduce(0) { $0 + $1.filter { $0.peer == peer }.count }
+  }
+
+  /// Routes of `peer` that are long-lived stale (RFC 9494).
+  func longLivedStaleCount(peer: UInt16) -> Int {
+    var count = longLivedFloodKeys.count { $0.peer == peer }
+    for set in macRoutes.values where set.contains(peer: peer) {
+      for path in set.all where path.peer == peer && path.isLongLivedStale { count += 1 }
+    }
+    return count
   }
 }
 

@@ -117,12 +117,27 @@ public struct PathAttributes: Hashable, Sendable {
     return nil
   }
 
+  /// RFC 1997 COMMUNITIES (type 8), which are kept undecoded in `other`; a value whose
+  /// length is not a multiple of 4 reads as none.
+  public var communities: [UInt32] {
+    guard let raw = other.first(where: { $0.type == TypeCode.communities }), raw.value.count % 4 == 0 else {
+      return []
+    }
+    return stride(from: 0, to: raw.value.count, by: 4).map { offset in
+      raw.value[offset..<offset + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    }
+  }
+
+  /// RFC 9494 well-known communities.
+  public static let longLivedStaleCommunity: UInt32 = 0xFFFF_0006
+  public static let noLongLivedCommunity: UInt32 = 0xFFFF_0007
+
   /// All ASNs on the path, for loop detection.
   public var allASNs: [UInt32] { (asPath ?? []).flatMap(\.asns) }
 
   enum TypeCode {
     static let origin: UInt8 = 1, asPath: UInt8 = 2, nextHop: UInt8 = 3, med: UInt8 = 4
-    static let localPref: UInt8 = 5, atomicAggregate: UInt8 = 6, aggregator: UInt8 = 7
+    static let localPref: UInt8 = 5, atomicAggregate: UInt8 = 6, aggregator: UInt8 = 7, communities: UInt8 = 8
     static let mpReach: UInt8 = 14, mpUnreach: UInt8 = 15, extendedCommunities: UInt8 = 16
     static let as4Path: UInt8 = 17, as4Aggregator: UInt8 = 18, pmsiTunnel: UInt8 = 22
   }

@@ -6,6 +6,14 @@ public enum SessionState: String, Sendable, Codable {
   case openSent = "OpenSent", openConfirm = "OpenConfirm", established = "Established"
 }
 
+/// Where a lost session's kept routes are: RFC 4724 graceful restart, then RFC 9494
+/// long-lived graceful restart (least preferred, marked LLGR_STALE).
+public enum StalePhase: String, Sendable, Codable {
+  case none
+  case gracefulRestart = "graceful_restart"
+  case longLived = "long_lived"
+}
+
 /// One peer's session, for `vxswitch show bgp --json`.
 public struct PeerStatus: Sendable, Codable, Equatable {
   public var name: String
@@ -23,6 +31,9 @@ public struct PeerStatus: Sendable, Codable, Equatable {
   public var routeRefresh: Bool
   /// The peer announced graceful restart for L2VPN EVPN.
   public var peerGracefulRestart: Bool
+  /// The long-lived stale time (seconds) the peer announced for L2VPN EVPN (RFC 9494);
+  /// nil: it announced no long-lived graceful restart.
+  public var peerLongLivedStaleTime: UInt32? = nil
   public var routeTargetConstraint: Bool
   /// EVPN NLRI received in reachability (cumulative).
   public var routesReceived: Int
@@ -32,6 +43,11 @@ public struct PeerStatus: Sendable, Codable, Equatable {
   public var routesIgnored: Int
   /// Routes kept stale since the last session loss.
   public var routesStale: Int
+  /// Of this peer's routes, those that are long-lived stale (RFC 9494: after the
+  /// graceful-restart phase, or received with LLGR_STALE); nil in older documents.
+  public var routesLongLivedStale: Int? = nil
+  /// The phase of the kept routes (graceful_restart, then long_lived); nil: none kept.
+  public var stalePhase: StalePhase? = nil
   /// EVPN NLRI we sent in reachability (cumulative).
   public var routesAdvertised: Int
   public var establishedTransitions: Int
@@ -50,6 +66,8 @@ public struct PeerStatus: Sendable, Codable, Equatable {
       "peer_graceful_restart"
     case routeTargetConstraint = "route_target_constraint", routesReceived = "routes_received"
     case routesAccepted = "routes_accepted", routesIgnored = "routes_ignored", routesStale = "routes_stale"
+    case peerLongLivedStaleTime = "peer_long_lived_stale_time", routesLongLivedStale = "routes_llgr_stale"
+    case stalePhase = "stale_phase"
     case routesAdvertised = "routes_advertised", establishedTransitions = "established_transitions"
     case lastError = "last_error", exportVNIs = "export_vnis"
   }
@@ -100,6 +118,9 @@ public enum SpeakerEvent: Sendable, Equatable {
   case endOfRIB(peer: String, family: AddressFamily)
   case updateProcessed(peer: String)
   case staleRoutesSwept(peer: String)
+  /// The graceful-restart phase of a lost peer's routes ended and they are now long-lived
+  /// stale (RFC 9494): least preferred, still forwarding; those with NO_LLGR were removed.
+  case longLivedStale(peer: String, routes: Int)
   /// A peer was added to or removed from the running speaker.
   case peerAdded(peer: String)
   case peerRemoved(peer: String)

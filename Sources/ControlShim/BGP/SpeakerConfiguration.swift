@@ -109,8 +109,13 @@ public struct SpeakerConfiguration: Sendable {
   public var gracefulRestartTime: UInt16 = 120
   /// The F bit we announce: the dataplane keeps forwarding across our restarts.
   public var forwardingStatePreserved: Bool = true
-  /// How long a dropped peer's routes are kept stale at most.
+  /// How long a dropped peer's routes are kept stale at most (the graceful-restart phase).
   public var staleTime: Double = 300
+  /// Long-lived graceful restart (RFC 9494): announced for L2VPN EVPN with this stale time
+  /// (seconds, at most 2^24 - 1) when above 0. After the graceful-restart phase, the routes
+  /// of a lost peer that announced it too are kept as long-lived stale (least preferred,
+  /// still forwarding) for the smaller of this and the peer's announced time. 0: off.
+  public var longLivedStaleTime: Double = 0
   /// Duplicate MAC detection: this many moves within the window freeze the MAC.
   public var duplicateMACMaxMoves: Int = 5
   public var duplicateMACWindow: Double = 180

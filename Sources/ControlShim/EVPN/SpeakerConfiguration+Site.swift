@@ -8,7 +8,9 @@ extension SpeakerConfiguration {
   ///   the VTEP's family); `listen_port = 0` listens nowhere.
   /// - Peers: named by their address; password, max routes, hold time, passive as
   ///   configured. A lost session keeps its routes stale for `stale_time` seconds
-  ///   (forwarding state outlives the control plane), or drops them at once with 0.
+  ///   (forwarding state outlives the control plane), then, with a peer that announced
+  ///   long-lived graceful restart, long-lived stale for `long_lived_stale_time` seconds
+  ///   (RFC 9494); with both 0 they go at once.
   /// - Per bridge domain: `rd`, `import_rt`, `export_rt` when given; otherwise RD
   ///   `router-id:N` with a per-VNI number from `rdNumbers` (stable across reloads) and
   ///   RT `ASN:VNI`.
@@ -48,7 +50,7 @@ extension SpeakerConfiguration {
         remoteAS: peer.asn,
         passive: peer.passive, password: peer.password, maxRoutes: peer.maxRoutes,
         holdTime: UInt16(clamping: peer.holdTime),
-        staleRoutePolicy: bgp.staleTime > 0 ? .always : .never)
+        staleRoutePolicy: bgp.staleTime > 0 || bgp.longLivedStaleTime > 0 ? .always : .never)
     }
     var configuration = SpeakerConfiguration(
       asn: bgp.asn, routerID: routerID, vtep: site.site.vtep,
@@ -56,6 +58,7 @@ extension SpeakerConfiguration {
         ? nil : (listenAddress ?? (site.site.vtep.isIPv4 ? "0.0.0.0" : "::")),
       listenPort: bgp.listenPort, vnis: vnis, peers: peers)
     configuration.staleTime = Double(bgp.staleTime)
+    configuration.longLivedStaleTime = Double(bgp.longLivedStaleTime)
     configuration.duplicateMACMaxMoves = bgp.dupMACMaxMoves
     configuration.duplicateMACWindow = Double(bgp.dupMACTime)
     configuration.duplicateMACFreezeTime = bgp.dupMACFreeze > 0 ? Double(bgp.dupMACFreeze) : nil

@@ -3,6 +3,8 @@ extension ConfigDecoder {
   static let bgpKeys = ConfigSchema.allowedKeys(in: "bgp")
   static let peerKeys = ConfigSchema.allowedKeys(in: "bgp.peer")
   static let asnRange: ClosedRange<Int64> = 1...4_294_967_295
+  /// RFC 9494: the long-lived stale time is a 24-bit number of seconds.
+  static let longLivedStaleTimeRange: ClosedRange<Int64> = 0...16_777_215
   /// `TCP_MD5SIG_MAXKEYLEN`: the kernel refuses longer TCP MD5 keys.
   static let maximumPasswordLength = 80
 
@@ -17,6 +19,7 @@ extension ConfigDecoder {
     }
     let listenPort = table.integer("listen_port", in: 0...65535)
     let staleTime = table.integer("stale_time", in: 0...Int64.max)
+    let longLivedStaleTime = table.integer("long_lived_stale_time", in: Self.longLivedStaleTimeRange)
     // FRR's ranges: max-moves 2-1000, time 2-1800 s, freeze 30-3600 s (0 here: permanent).
     let maxMoves = table.integer("dup_mac_max_moves", in: 2...1000)
     let moveTime = table.integer("dup_mac_time", in: 2...1800)
@@ -34,6 +37,7 @@ extension ConfigDecoder {
     var bgp = SiteConfig.BGP(asn: UInt32(asn.value), routerID: routerID.value)
     if let listenPort { bgp.listenPort = UInt16(listenPort.value) }
     if let staleTime { bgp.staleTime = Int(staleTime.value) }
+    if let longLivedStaleTime { bgp.longLivedStaleTime = Int(longLivedStaleTime.value) }
     if let maxMoves { bgp.dupMACMaxMoves = Int(maxMoves.value) }
     if let moveTime { bgp.dupMACTime = Int(moveTime.value) }
     if let freeze { bgp.dupMACFreeze = Int(freeze.value) }

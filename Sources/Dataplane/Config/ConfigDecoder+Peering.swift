@@ -13,9 +13,21 @@ extension ConfigDecoder {
     }
     let listen = decodeListen(table)
     let paths = ["tls_cert", "tls_key", "tls_ca"].map { decodePath(table, $0) }
+    // The extension speaker's stale times, for a site without [bgp] (whose own apply).
+    let staleTime = table.integer("stale_time", in: 0...Int64.max)
+    let longLivedStaleTime = table.integer("long_lived_stale_time", in: Self.longLivedStaleTimeRange)
+    var holdTime = table.integer("hold_time")
+    if let hold = holdTime, hold.value != 0, !(3...65535).contains(hold.value) {
+      report("hold_time must be 0 or between 3 and 65535 (got \(hold.value))", line: hold.line)
+      holdTime = nil
+    }
     guard let listen, let cert = paths[0], let key = paths[1], let ca = paths[2] else { return nil }
-    return SiteConfig.Peering(
+    var peering = SiteConfig.Peering(
       listenHost: listen.host, listenPort: listen.port, tlsCert: cert, tlsKey: key, tlsCA: ca)
+    if let staleTime { peering.staleTime = Int(staleTime.value) }
+    if let longLivedStaleTime { peering.longLivedStaleTime = Int(longLivedStaleTime.value) }
+    if let holdTime { peering.holdTime = Int(holdTime.value) }
+    return peering
   }
 
   /// `[[site_peer]]`: one per site name, never this site's own; only with `[peering]`.

@@ -125,6 +125,13 @@ public struct SiteConfig: Sendable, Equatable {
     public var tlsCert: String
     public var tlsKey: String
     public var tlsCA: String
+    /// The extension speaker's `stale_time` and `long_lived_stale_time` at a site without
+    /// `[bgp]` (with `[bgp]`, its keys apply).
+    public var staleTime: Int = 300
+    public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
+    /// The hold time offered on the extension speaker's sessions (`hold_time`), at a site
+    /// without `[bgp]`.
+    public var holdTime: Int = 90
     public init(listenHost: IPAddress, listenPort: UInt16, tlsCert: String, tlsKey: String, tlsCA: String) {
       self.listenHost = listenHost
       self.listenPort = listenPort
@@ -229,8 +236,12 @@ public struct SiteConfig: Sendable, Equatable {
     public var routerID: IPAddress
     /// Local TCP port to listen on for passive peers (`listen_port`; 0 = do not listen).
     public var listenPort: UInt16 = 179
-    /// Seconds to keep a lost peer's routes as stale (`stale_time`).
+    /// Seconds to keep a lost peer's routes as stale (`stale_time`): the graceful-restart
+    /// phase.
     public var staleTime: Int = 300
+    /// Seconds of the long-lived phase that follows (RFC 9494, `long_lived_stale_time`;
+    /// 0: off), with peers that announce long-lived graceful restart too.
+    public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
     /// Duplicate-MAC detection (RFC 7432 section 15.1): a MAC that moves
     /// `dupMACMaxMoves` times within `dupMACTime` seconds is frozen (`dup_mac_max_moves`,
     /// `dup_mac_time`; FRR's defaults 5 and 180).
@@ -263,6 +274,10 @@ public struct SiteConfig: Sendable, Equatable {
 }
 
 extension SiteConfig {
+  /// One day: a partition of up to a day keeps forwarding to the remote VMs last known;
+  /// after that, what the other sites had is likely out of date.
+  public static let defaultLongLivedStaleTime = 86400
+
   /// Whether `name` may be a site's name (`[site] name`, `[[site_peer]] name`).
   public static func isValidSiteName(_ name: String) -> Bool { ConfigSyntax.isValidSiteName(name) }
 

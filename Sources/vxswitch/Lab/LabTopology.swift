@@ -157,6 +157,17 @@ struct LabTopology {
     """
   }
 
+  /// `--partition`: the cut outlasts the hold time and the graceful-restart time, so the
+  /// sessions go down and the routes enter the long-lived phase (RFC 9494) while cut.
+  var partitionTimers: String {
+    """
+    hold_time = 9
+    stale_time = 3
+    long_lived_stale_time = 3600
+
+    """
+  }
+
   /// An extended lab's site: a named network on the site's own VNI (100 + site number),
   /// no flood list, no `[bgp]`; `[peering]` with this site's certificate, and every other
   /// site as a site peer. Extending the network is asked through the API once the sites run.
@@ -176,7 +187,7 @@ struct LabTopology {
         tls_cert = "\(pkiDirectory)/site-\(site).pem"
         tls_key = "\(pkiDirectory)/site-\(site).key"
         tls_ca = "\(pkiDirectory)/ca.pem"
-
+        \(partition ? partitionTimers : "")
         """
     for other in allSites where other != site {
       text += """
