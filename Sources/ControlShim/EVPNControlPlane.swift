@@ -28,6 +28,8 @@ import Synchronization
 ///   leaves the FDB as it is.
 ///
 /// Threading: every method may be called from any thread except the speaker's loop.
+// @unchecked: its own state is immutable after init or behind mutexes; it calls the
+// core and the speaker, each thread-safe by its own contract.
 public final class EVPNControlPlane: @unchecked Sendable {
   public struct Options: Sendable {
     /// Where the listener binds; default: the wildcard address of the VTEP's family.

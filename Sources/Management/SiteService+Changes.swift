@@ -248,7 +248,7 @@ extension SiteService {
       throw .unavailable("BGP is not configured (no [bgp] in the configuration)")
     }
     let released = controlPlane.clearDuplicateMACs(vni: vni, mac: mac)
-    return released.map { ReleasedMAC(vni: $0.vni, mac: $0.mac) }
+    return released.map { ReleasedMAC(vni: $0.vni, mac: $0.mac.description) }
   }
 }
 

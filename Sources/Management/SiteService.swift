@@ -109,9 +109,11 @@ public final class SiteService: Sendable {
   /// `rows` with `duplicate` set on those whose MAC the control plane has frozen.
   func markingDuplicates<Row: DuplicateMarkable>(_ rows: [Row]) -> [Row] {
     guard let frozen = controlPlane?.speaker.duplicateMACs, !frozen.isEmpty else { return rows }
+    // Rows spell MACs as `MACAddress.description` does: compare in that spelling.
+    let spelled = Set(frozen.map { RowKey(vni: $0.vni, mac: $0.mac.description) })
     var rows = rows
     for index in rows.indices
-    where frozen.contains(DuplicateMAC(vni: rows[index].vni, mac: rows[index].mac)) {
+    where spelled.contains(RowKey(vni: rows[index].vni, mac: rows[index].mac)) {
       rows[index].duplicate = true
     }
     return rows
@@ -228,6 +230,12 @@ public final class SiteService: Sendable {
 }
 
 /// A `show` row that names a MAC of a VNI and can say the MAC is frozen as a duplicate.
+/// A row's VNI and MAC as the row spells them.
+private struct RowKey: Hashable {
+  var vni: UInt32
+  var mac: String
+}
+
 protocol DuplicateMarkable {
   var vni: UInt32 { get }
   var mac: String { get }

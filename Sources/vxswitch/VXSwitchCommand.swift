@@ -37,6 +37,6 @@ func printError(_ message: String) {
 
 struct StandardError: TextOutputStream {
   mutating func write(_ string: String) {
-    for byte in string.utf8 { putc(Int32(byte), stderr) }
+    FileHandle.standardError.write(Data(string.utf8))
   }
 }

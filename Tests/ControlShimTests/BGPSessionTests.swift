@@ -586,7 +586,7 @@ extension BGPSessionTests {
     XCTAssertTrue(b.sink.wait { $0.frozen.count == 1 })
     XCTAssertTrue(b.sink.wait { self.frozenEvents($0) == 1 })
     XCTAssertEqual(b.sink.snapshot.installed(100, m1)?.sequence, 3, "frozen behind A")
-    XCTAssertEqual(b.speaker.duplicateMACs, [DuplicateMAC(vni: 100, mac: m1.description)])
+    XCTAssertEqual(b.speaker.duplicateMACs, [DuplicateMAC(vni: 100, mac: m1)])
     // Nothing of B's is left at A.
     XCTAssertTrue(
       a.sink.wait { $0.installed(100, self.m1) == nil && $0.installed(100, self.m1, self.ip1) == nil },
@@ -615,7 +615,7 @@ extension BGPSessionTests {
 
     // Cleared: B catches up (A's route is gone, B's own wins) and advertises everything.
     XCTAssertEqual(
-      b.speaker.clearDuplicateMACsBlocking(vni: 100), [DuplicateMAC(vni: 100, mac: m1.description)])
+      b.speaker.clearDuplicateMACsBlocking(vni: 100), [DuplicateMAC(vni: 100, mac: m1)])
     XCTAssertEqual(unfrozenReasons(b.sink.snapshot), ["cleared"])
     XCTAssertTrue(b.sink.wait { $0.installed(100, self.m1) == nil })
     XCTAssertTrue(

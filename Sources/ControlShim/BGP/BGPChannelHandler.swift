@@ -2,6 +2,7 @@ import NIOCore
 
 /// Cuts the TCP byte stream into BGP messages and hands each frame to its
 /// `BGPConnection`; the connection decodes it so that errors map to the session.
+// @unchecked: a channel handler runs on its channel's event loop, the speaker's.
 final class BGPChannelHandler: ChannelInboundHandler, @unchecked Sendable {
   typealias InboundIn = ByteBuffer
 

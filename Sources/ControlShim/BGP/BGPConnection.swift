@@ -3,6 +3,7 @@ import NIOCore
 /// One TCP connection to a neighbour and its part of the RFC 4271 FSM: OpenSent,
 /// OpenConfirm, Established. A peer can briefly have two (one each direction) until
 /// collision resolution picks one. Confined to the speaker's event loop.
+// @unchecked: confined to the speaker's event loop (checked where frames and closes enter).
 final class BGPConnection: @unchecked Sendable {
   enum State { case connected, openSent, openConfirm, established, closed }
 
@@ -67,6 +68,7 @@ final class BGPConnection: @unchecked Sendable {
 
   /// Handles one frame; returns false once the connection is closed.
   func receive(frame: [UInt8]) -> Bool {
+    channel.eventLoop.preconditionInEventLoop()
     guard state != .closed else { return false }
     let decoded: DecodedMessage
     do {
@@ -86,7 +88,7 @@ final class BGPConnection: @unchecked Sendable {
     switch (state, decoded.message) {
     case (_, .notification(let notification)):
       if let peer { speaker.emit(.notificationReceived(peer: peer.configuration.name, notification)) }
-      close(reason: "received \(notification)", notificationExchanged: true)
+      close(reason: "received \(notification)", notification: notification)
     case (.openSent, .open(let open)):
       receivedOpen(open)
     case (.openConfirm, .keepalive):
@@ -171,12 +173,15 @@ final class BGPConnection: @unchecked Sendable {
     // Close only after the NOTIFICATION has left, so the peer learns why.
     let written = channel.writeAndFlush(
       channel.allocator.buffer(bytes: BGPMessageCodec.encode(.notification(notification), context: context)))
-    close(reason: reason, notificationExchanged: true, after: written)
+    close(reason: reason, notification: notification, after: written)
   }
 
   /// Closes the TCP connection (after pending writes) and tells the peer once.
-  func close(reason: String, notificationExchanged: Bool = false, after written: EventLoopFuture<Void>? = nil)
-  {
+  /// `notification` is the NOTIFICATION sent or received that ends it, if any.
+  func close(
+    reason: String, notification: NotificationMessage? = nil, after written: EventLoopFuture<Void>? = nil
+  ) {
+    channel.eventLoop.preconditionInEventLoop()
     guard state != .closed else { return }
     let wasEstablished = state == .established
     state = .closed
@@ -188,8 +193,7 @@ final class BGPConnection: @unchecked Sendable {
     } else {
       channel.close(promise: nil)
     }
-    peer?.connectionClosed(
-      self, wasEstablished: wasEstablished, reason: reason, notificationExchanged: notificationExchanged)
+    peer?.connectionClosed(self, wasEstablished: wasEstablished, reason: reason, notification: notification)
   }
 
   func channelClosed() { close(reason: "connection closed by peer") }

@@ -126,6 +126,11 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   public static let connectionRejected = NotificationMessage(code: 6, subcode: 5)
   public static let connectionCollisionResolution = NotificationMessage(code: 6, subcode: 7)
 
+  /// Cease / Connection Collision Resolution, whatever data it carries.
+  public var isConnectionCollisionResolution: Bool {
+    code == Self.connectionCollisionResolution.code && subcode == Self.connectionCollisionResolution.subcode
+  }
+
   public var description: String {
     "NOTIFICATION \(code)/\(subcode)" + (data.isEmpty ? "" : " data \(data.hexString)")
   }

@@ -5,6 +5,8 @@ import NIOPosix
 /// the states of its connections), connect retry with exponential backoff, collision
 /// resolution, and what happens to its routes when the session goes. Confined to the
 /// speaker's event loop.
+// @unchecked: confined to the speaker's event loop (start, stop and every connection
+// callback run there; `start` and `stop` check it).
 final class BGPPeer: @unchecked Sendable {
   /// Only `exportVNIs` changes after creation (`EVPNSpeaker.setExportVNIs`).
   private(set) var configuration: PeerConfiguration
@@ -96,12 +98,14 @@ final class BGPPeer: @unchecked Sendable {
   // MARK: start and stop
 
   func start() {
+    eventLoop.preconditionInEventLoop()
     stopped = false
     retryDelay = speaker.configuration.connectRetryTime
     if !configuration.passive { connect() }
   }
 
   func stop(notification: NotificationMessage = .administrativeShutdown) {
+    eventLoop.preconditionInEventLoop()
     stopped = true
     retryTask?.cancel()
     retryTask = nil
@@ -264,7 +268,7 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   func connectionClosed(
-    _ connection: BGPConnection, wasEstablished: Bool, reason: String, notificationExchanged: Bool
+    _ connection: BGPConnection, wasEstablished: Bool, reason: String, notification: NotificationMessage?
   ) {
     connections.removeAll { $0 === connection }
     guard !isRemoved else { return }
@@ -273,11 +277,13 @@ final class BGPPeer: @unchecked Sendable {
       establishedAt = nil
       lastError = reason
       speaker.emit(.sessionDown(peer: configuration.name, reason: reason))
-      speaker.sessionLost(self, gracefully: keepsRoutesStale(afterNotification: notificationExchanged))
+      speaker.sessionLost(self, gracefully: keepsRoutesStale(afterNotification: notification != nil))
       scheduleRetry()
       return
     }
-    if !reason.contains("collision") { lastError = reason }
+    // Losing a collision race (RFC 4271 section 6.8) is how two connections become one,
+    // not a session error.
+    if notification?.isConnectionCollisionResolution != true { lastError = reason }
     if connections.isEmpty { scheduleRetry() }
   }
 

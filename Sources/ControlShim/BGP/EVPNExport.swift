@@ -67,14 +67,22 @@ extension EVPNSpeaker {
       }
       return keys.sorted { ($0.vni, $0.mac) < ($1.vni, $1.mac) }.compactMap { key in
         self.liftFreeze(key, reason: "cleared")
-          ? DuplicateMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac).description) : nil
+          ? DuplicateMAC(vni: key.vni, mac: MACAddress(rawValue: key.mac)) : nil
       }
     }.wait()
     return released ?? []
   }
 
-  /// The frozen MACs (any thread).
+  /// The frozen MACs (any thread): the copy `publishFrozenMACs` makes of the detector's.
   public var duplicateMACs: Set<DuplicateMAC> { frozenMACs.withLock { $0 } }
+
+  /// Publishes the detector's frozen MACs (which only the event loop may read) for other
+  /// threads; called after every freeze and every lift, so the copy never drifts.
+  func publishFrozenMACs() {
+    let frozen = Set(
+      rib.detector.frozen.keys.map { DuplicateMAC(vni: $0.vni, mac: MACAddress(rawValue: $0.mac)) })
+    frozenMACs.withLock { $0 = frozen }
+  }
 
   // MARK: internals
 
@@ -132,7 +140,7 @@ extension EVPNSpeaker {
     if rib.macRoutes[macOnly]?.localIndex != nil { keys.append(macOnly) }
     if !keys.isEmpty { sendWithdrawals(keys) }
     let mac = MACAddress(rawValue: macKey.mac)
-    frozenMACs.withLock { _ = $0.insert(DuplicateMAC(vni: macKey.vni, mac: mac.description)) }
+    publishFrozenMACs()
     emit(.macFrozen(vni: macKey.vni, mac: mac, moves: moves))
     if let hold = configuration.duplicateMACFreezeTime, let since = rib.detector.frozen[macKey]?.since {
       eventLoop.scheduleTask(in: .nanoseconds(Int64(hold * 1e9))) {
@@ -158,7 +166,7 @@ extension EVPNSpeaker {
     }
     if !routes.isEmpty { for peer in peers { sendMACRoutes(routes, to: peer) } }
     let mac = MACAddress(rawValue: macKey.mac)
-    frozenMACs.withLock { _ = $0.remove(DuplicateMAC(vni: macKey.vni, mac: mac.description)) }
+    publishFrozenMACs()
     emit(.macUnfrozen(vni: macKey.vni, mac: mac, reason: reason))
     return true
   }

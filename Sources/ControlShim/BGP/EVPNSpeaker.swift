@@ -11,6 +11,8 @@ import Synchronization
 /// Threading: all state lives on one event loop. Public methods may be called from any
 /// thread; they queue their work on that loop in call order. The sink is called on the
 /// loop thread.
+// @unchecked: mutable state is touched on its event loop only (public methods hop onto
+// it); what other threads read is behind mutexes (`frozenMACs`, status snapshots).
 public final class EVPNSpeaker: @unchecked Sendable {
   public let configuration: SpeakerConfiguration
   let eventLoop: EventLoop
@@ -180,6 +182,7 @@ public final class EVPNSpeaker: @unchecked Sendable {
   func peer(named name: String) -> BGPPeer? { peers.first { $0.configuration.name == name } }
 
   /// Names of the RIB's peer indexes (0: local); confined to the event loop.
+  // @unchecked: read and written on the speaker's event loop only.
   final class PeerNames: @unchecked Sendable {
     private var names: [UInt16: String] = [:]
     subscript(index: UInt16) -> String? {

@@ -18,6 +18,8 @@ import Synchronization
 /// Storage: a MAC with one MAC-only route (the bulk of any table) is one 16-byte hash
 /// entry, its key and a packed word (sequence, VTEP, peer); MACs with MAC/IP routes or
 /// several routes keep the full route list in a side table.
+// @unchecked: the route table is behind a mutex; the open batch is touched only on the
+// speaker's event loop (see the threading notes above).
 public final class SwitchCoreRouteSink: EVPNRouteSink, FDBAnnotator, @unchecked Sendable {
   public let core: SwitchCore
 
