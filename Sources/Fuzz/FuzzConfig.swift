@@ -7,7 +7,8 @@ final class ConfigFuzzTarget: FuzzTarget {
   func run(_ input: UnsafeRawBufferPointer) {
     // The file as `ConfigFile.contents` hands it over: bytes, decoded as UTF-8.
     let text = String(decoding: input, as: UTF8.self)
-    let lines = text.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+    // Lines as the parser counts them: line feeds (bytes, since "\r\n" is one Character).
+    let lines = input.reduce(1) { $1 == 0x0A ? $0 + 1 : $0 }
     do {
       let config = try SiteConfig.parse(text: text, file: "fuzz.toml")
       // Bounded so that a fuzzed capacity does not make every run allocate gigabytes.
