@@ -9,6 +9,29 @@ let uncheckedFlags: [SwiftSetting] =
   ProcessInfo.processInfo.environment["VXSWITCH_UNCHECKED"] == "1"
   ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))] : []
 
+// `VXSWITCH_FUZZ=1 swift build --product vxswitch-fuzz` (scripts/fuzz.sh) instruments this
+// package's modules for libFuzzer and AddressSanitizer and adds the fuzz targets. Without it
+// neither the flags nor the target exist, so the default build is unchanged.
+let fuzzing = ProcessInfo.processInfo.environment["VXSWITCH_FUZZ"] == "1"
+let fuzzInstrumented: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+let fuzzTargets: [Target] =
+  fuzzing
+  ? [
+    .executableTarget(
+      name: "vxswitch-fuzz",
+      dependencies: [
+        "Dataplane", "ControlShim", "Management", "API", "Peering",
+        .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Sources/Fuzz",
+      swiftSettings: [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
+      linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    )
+  ] : []
+
 let package = Package(
   name: "vxswitch",
   platforms: [.macOS(.v15)],
@@ -48,7 +71,7 @@ let package = Package(
     .target(
       name: "Dataplane",
       dependencies: ["CPacket"],
-      swiftSettings: uncheckedFlags
+      swiftSettings: uncheckedFlags + fuzzInstrumented
     ),
     .target(
       name: "ControlShim",
@@ -57,7 +80,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)]
+      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
     ),
     // One typed service over a running site: queries and changes, no transport, no JSON.
     .target(
@@ -66,7 +89,7 @@ let package = Package(
         "Dataplane", "ControlShim",
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)]
+      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
     ),
     // The HTTP API over Management (Unix socket and TCP with a bearer token), /metrics,
     // and the client the CLI uses.
@@ -79,7 +102,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)]
+      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
     ),
     // The site-to-site channel: HTTPS with mutual TLS between sites, identity from the
     // certificate's subject alternative name; SiteCA for the lab and tests.
@@ -99,7 +122,7 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)]
+      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
     ),
     // Runs external programs for the lab, Bench and the tests.
     .target(name: "SystemCommand", swiftSettings: [.swiftLanguageMode(.v6)]),
@@ -166,6 +189,6 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ]),
-  ],
+  ] + fuzzTargets,
   swiftLanguageModes: [.v5]
 )

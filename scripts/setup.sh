@@ -21,3 +21,8 @@ if ! command -v swift >/dev/null 2>&1; then
   done
 fi
 command -v swift >/dev/null 2>&1 || { echo "setup: no Swift toolchain on PATH (Swift 6.x is required)" >&2; exit 1; }
+# The fuzz step of scripts/test.sh links libFuzzer and AddressSanitizer, which swift.org's
+# Linux toolchains ship (nothing to install); say so clearly if this one does not.
+toolchain_lib="$(dirname "$(readlink -f "$(command -v swift)")")/../lib/swift/clang/lib/linux"
+[[ -e $toolchain_lib/libclang_rt.fuzzer-x86_64.a || -e $toolchain_lib/libclang_rt.fuzzer-aarch64.a ]] \
+  || echo "setup: this Swift toolchain has no libFuzzer ($toolchain_lib): scripts/fuzz.sh will not build" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
-# one release build reused by every test, then the concurrency tests under ThreadSanitizer.
+# one release build reused by every test, a short run of every fuzz target, then the
+# concurrency tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -12,6 +13,14 @@ swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/te
   | grep -Ev '^Test Case .* (started|passed)'
 status=${PIPESTATUS[0]}
 [[ $status -eq 0 ]] || exit "$status"
+
+# Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,
+# "Fuzzing"). Built in .build: only this package's modules are compiled again
+# (instrumented), the dependencies of the release build above are reused.
+echo "== fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=20} s each"
+for target in pipeline bgp config api peering; do
+  VXSWITCH_FUZZ_SCRATCH=.build scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS"
+done
 
 echo "== FDB, snapshot and reload concurrency tests under ThreadSanitizer"
 swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null

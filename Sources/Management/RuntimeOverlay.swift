@@ -66,6 +66,21 @@ struct RuntimeOverlay: Sendable, Equatable {
         file.staticMACs[position].vni = binding.vni
       }
     }
+    // Two networks must never share a VNI (SwitchCore keys its domains by VNI). The checks
+    // above see each network at its own VNI, so one can still collide once bindings are
+    // applied or released: a network whose binding was released falls back to its own VNI,
+    // which another network may have taken meanwhile. The first holder keeps the VNI (the
+    // file's domains come first and are unique); a later network is dropped.
+    var vnis = Set<UInt32>()
+    var collided: [String] = []
+    file.bridgeDomains.removeAll { domain in
+      if vnis.insert(domain.vni).inserted { return false }
+      dropped.append("network \(domain.name ?? "?"): VNI \(domain.vni) is used by another network")
+      collided.append(domain.name ?? "")
+      return true
+    }
+    networks.removeAll { collided.contains($0.name ?? "") }
+    for name in collided { bindings[name] = nil }
     var config = file
     let domains = Set(file.bridgeDomains.map(\.vni))
     staticMACs.removeAll { entry in

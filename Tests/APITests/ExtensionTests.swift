@@ -267,4 +267,33 @@ final class ExtensionTests: XCTestCase, @unchecked Sendable {
     XCTAssertNil(try remote(b, shared))
     XCTAssertTrue(try a.client.get("/v1/bgp", as: SpeakerStatus.self, decoder: JSONDecoder()).peers.isEmpty)
   }
+
+  /// Found by the peering fuzz target: network red created by a join at VNI 598, rebound
+  /// to 599 by a newer extension, blue created by another join at 598, then red's binding
+  /// released without deleting red (that join did not create it), so red falls back to
+  /// 598 next to blue. Two networks on one VNI reached the switch, and the next change
+  /// trapped in `SwitchCore.reload`; now the later network is dropped.
+  func testAReleasedBindingNeverLeavesTwoNetworksOnOneVNI() throws {
+    var site = SiteConfig.Site(name: "a", vtep: IPAddress("10.0.0.1")!, underlay: "eth1")
+    site.underlayMAC = MACAddress("02:00:00:00:00:01")
+    var config = SiteConfig(site: site)
+    var domain = SiteConfig.BridgeDomain(vni: 100)
+    domain.ports = [.init(interface: "vm1")]
+    config.bridgeDomains = [domain]
+    let offline = OfflineSwitch(config: config)
+    let service = SiteService(core: offline.core, clock: { 10 })
+    func bind(_ network: String, _ vni: UInt32) throws -> Bool {
+      try service.bindExtension(
+        network: network, vni: vni, routeTarget: "65000:\(vni)", remoteVTEPs: [], create: true)
+    }
+    func networks() -> [String] { offline.core.config.bridgeDomains.map { "\($0.name ?? "-")=\($0.vni)" } }
+    XCTAssertTrue(try bind("red", 598))
+    XCTAssertFalse(try bind("red", 599))
+    XCTAssertTrue(try bind("blue", 598))
+    service.unbindExtension(network: "red", delete: false)
+    XCTAssertEqual(networks(), ["-=100", "red=598"], "blue, created last, gives way")
+    // A later change reloads the switch from that configuration.
+    service.unbindExtension(network: "red", delete: true)
+    XCTAssertEqual(networks(), ["-=100"])
+  }
 }

@@ -118,6 +118,8 @@ final class BGPMalformedTests: XCTestCase {
     assertError(update(attributes: validPath + badIP), code: 3, subcode: 9)
     assertError(
       update(attributes: validPath + "80 0e 0c 0019 46 04 c0000201 00 02 21 00"), code: 3, subcode: 9)
+    // MP_UNREACH: an EVPN MAC/IP route whose length (0x21) overruns the attribute.
+    assertError(update(attributes: "80 0f 06 0019 46 02 21 0001"), code: 3, subcode: 9)
     // RTC prefix length over 96.
     assertError(update(attributes: validPath + "80 0e 0a 0001 84 04 01010101 00 61"), code: 3, subcode: 9)
   }

@@ -464,6 +464,83 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertEqual(status.peers.first { $0.name == "raw" }?.routesAccepted, 0)
   }
 
+  /// RFC 7606 at the session: an UPDATE that is only treat-as-withdraw withdraws its routes,
+  /// one with a malformed optional attribute is installed without it (attribute discard),
+  /// and the session stays Established through both: no NOTIFICATION, one Established
+  /// transition, and a route refresh afterwards is still answered.
+  func testTreatAsWithdrawAndAttributeDiscardKeepTheSessionEstablished() async throws {
+    let port = freeTCPPort()
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port,
+      peers: [PeerConfiguration(name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)])
+    try await start(node)
+    let advertised = mac("02:00:00:00:0b:09")
+    node.speaker.advertiseMAC(vni: 100, mac: advertised)
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(raw.handshake(asn: 65000, routerID: 0x0909_0909, holdTime: 30))
+    XCTAssertEqual(receiveAdvertisement(of: advertised, from: raw), "advertised", "the initial table")
+
+    let first = mac("02:00:00:00:0a:01")
+    let second = mac("02:00:00:00:0a:02")
+    raw.send(rawUpdate(announcementAttributes(first)))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, first) != nil }, "a valid UPDATE is installed")
+
+    // ORIGIN with the optional bit set (RFC 7606 section 7.1): treat-as-withdraw.
+    var withdrawing = announcementAttributes(first)
+    let origin = try XCTUnwrap(
+      withdrawing.indices.first { withdrawing[$0...].starts(with: [0x40, 0x01, 0x01]) })
+    withdrawing[origin] = 0xC0
+    raw.send(rawUpdate(withdrawing))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, first) == nil }, "treat-as-withdraw removes the route")
+
+    // ATOMIC_AGGREGATE of length 1 (section 7.6): attribute discard, the route stays.
+    raw.send(rawUpdate(announcementAttributes(second) + hex("40 06 01 00")))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, second) != nil }, "attribute discard installs the route")
+
+    // Still Established: a route refresh is answered with our route, before any NOTIFICATION.
+    raw.send(.routeRefresh(RouteRefreshMessage(family: .l2vpnEVPN)))
+    XCTAssertEqual(
+      receiveAdvertisement(of: advertised, from: raw), "advertised",
+      "the route refresh after the malformed UPDATEs is answered")
+    let status = await node.speaker.status()
+    let peer = try XCTUnwrap(status.peers.first { $0.name == "raw" })
+    XCTAssertEqual(peer.state, .established)
+    XCTAssertEqual(peer.establishedTransitions, 1)
+    XCTAssertEqual(peer.routesAccepted, 1, "only the attribute-discard route remains")
+  }
+
+  /// Reads what the speaker sends until an UPDATE announces `mac` ("advertised"), a
+  /// NOTIFICATION arrives (its description) or the connection stays silent ("nothing").
+  private func receiveAdvertisement(of mac: MACAddress, from raw: RawBGPPeer) -> String {
+    while let message = raw.receive() {
+      if case .notification(let notification) = message { return "\(notification)" }
+      if case .update(let update) = message, case .evpn(let routes)? = update.attributes.mpReach?.nlri,
+        routes.contains(where: { if case .macIP(let route) = $0 { route.mac == mac } else { false } })
+      {
+        return "advertised"
+      }
+    }
+    return "nothing"
+  }
+
+  /// The path attributes of an iBGP announcement of `mac` in VNI 100 from VTEP 192.0.2.1,
+  /// as a speaker encodes them (route target 65000:100, VXLAN encapsulation).
+  private func announcementAttributes(_ mac: MACAddress) -> [UInt8] {
+    var attributes = PathAttributes()
+    attributes.origin = .igp
+    attributes.asPath = []
+    attributes.localPreference = 100
+    attributes.extendedCommunities = [.routeTarget(.twoOctetAS(65000, 100)), .vxlanEncapsulation]
+    let route = EVPNNLRI.macIP(
+      MACIPAdvertisementRoute(routeDistinguisher: .ipv4(0xC000_0201, 1), mac: mac, ip: nil, label1: 100))
+    let message = UpdateBuilder.announcements(
+      [route], attributes: attributes, nextHop: ip("192.0.2.1").bytes,
+      context: DecodingContext(fourOctetAS: false))[0]
+    // Header (19), withdrawn routes length (2, zero), attributes length (2), attributes; no NLRI.
+    let length = Int(message[21]) << 8 | Int(message[22])
+    return Array(message[23..<(23 + length)])
+  }
+
   func testOpenWithWrongASIsRejected() async throws {
     let port = freeTCPPort()
     let node = makeNode(

@@ -112,6 +112,27 @@ final class PipelineDropTests: XCTestCase {
     assertDrop(.runt, on: "vm1", [1, 2, 3])
   }
 
+  /// Frames that end inside the UDP header, the VXLAN header or the inner Ethernet header,
+  /// with IP and UDP lengths consistent with the cut (so that the length checks cannot
+  /// catch them first): each is a counted drop, never a read past its end.
+  func testTruncatedHeaders() {
+    for (cut, name) in [(38, "UDP header"), (46, "VXLAN header"), (60, "inner Ethernet header")] {
+      let truncated = patched(Array(good[0..<cut])) { bytes in
+        let ipLength = cut - 14
+        bytes[16] = UInt8(ipLength >> 8)
+        bytes[17] = UInt8(ipLength & 0xFF)
+        if cut >= 40 {
+          bytes[38] = UInt8((ipLength - 20) >> 8)
+          bytes[39] = UInt8((ipLength - 20) & 0xFF)
+        }
+      }
+      XCTAssertEqual(truncated.count, cut, name)
+      assertDrop(.badUDPLength, truncated)
+    }
+    let good6 = S.vxlan(S.ping(from: S.hostR, to: .broadcast), from: S.remote6, to: S.local6)
+    assertDrop(.runt, config: S.config(ipv6: true), then: good6, Array(good6[0..<50]))
+  }
+
   func testBadSourceMAC() {
     assertDrop(.badSourceMAC, on: "vm1", S.ping(from: MACAddress("01:00:5e:00:00:01")!, to: S.hostB))
     assertDrop(.badSourceMAC, S.vxlan(S.ping(from: .zero, to: S.hostA)))
@@ -160,7 +181,60 @@ final class PipelineDropTests: XCTestCase {
       })
   }
 
-  func testOuterFragment() { assertDrop(.outerFragment, patched(good) { $0[20] = 0x20 }) }
+  func testOuterFragment() {
+    assertDrop(.outerFragment, patched(good) { $0[20] = 0x20 })
+    // The last fragment: no More Fragments bit, a non-zero offset (185 * 8 bytes).
+    assertDrop(
+      .outerFragment,
+      patched(good) {
+        $0[20] = 0x00; $0[21] = 185
+      })
+  }
+
+  /// IPv4 options (four NOPs) in the outer header: RFC 791 allows them, so the frame is
+  /// decapsulated like any other, on the fast paths and on the general path.
+  func testOuterIPv4OptionsAreDecapsulatedOnEveryPath() {
+    let inner = S.ping(from: S.hostR, to: S.hostA)
+    var frame = S.vxlan(inner)
+    frame.insert(contentsOf: [1, 1, 1, 1], at: 34)
+    frame = patched(frame) {
+      $0[14] = 0x46
+      let ipLength = $0.count - 14
+      $0[16] = UInt8(ipLength >> 8)
+      $0[17] = UInt8(ipLength & 0xFF)
+    }
+    for fastPaths in [true, false] {
+      let sw = OfflineSwitch(config: S.config())
+      sw.pipeline.fastPathsEnabled = fastPaths
+      sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)])
+      for port in sw.ports { _ = port.takeTransmitted() }
+      sw.forward(interface: "eth1", frames: [frame, frame])
+      XCTAssertEqual(sw.takeOutput("vm1"), [inner, inner], "fast paths \(fastPaths)")
+      XCTAssertEqual(sw.totalDrops(), 0, "fast paths \(fastPaths)")
+    }
+  }
+
+  /// Jumbo frames: at a 9000-byte MTU an 8950-byte inner frame is decapsulated and
+  /// encapsulated whole; past the transmit slot it is a counted `oversize` drop.
+  func testJumboFrames() {
+    let config = S.config(mtu: 9000)
+    let jumbo = S.ping(from: S.hostR, to: S.hostA, payload: 8950 - 42)
+    XCTAssertEqual(jumbo.count, 8950)
+    let sw = OfflineSwitch(config: config)
+    sw.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)])
+    for port in sw.ports { _ = port.takeTransmitted() }
+    sw.forward(interface: "eth1", frames: [S.vxlan(jumbo)])
+    XCTAssertEqual(sw.takeOutput("vm1"), [jumbo])
+    let reply = S.ping(from: S.hostA, to: S.hostR, payload: 8950 - 42)
+    sw.forward(interface: "vm1", frames: [reply])
+    let encapsulated = sw.takeOutput("eth1")
+    XCTAssertEqual(encapsulated.map(\.count), [9000], "one 9000-byte frame to the VTEP that sent the jumbo")
+    XCTAssertEqual(sw.totalDrops(), 0)
+    assertDrop(
+      .oversize, config: config,
+      prepare: { $0.forward(interface: "vm1", frames: [S.ping(from: S.hostA, to: .broadcast)]) },
+      S.vxlan(S.ping(from: S.hostR, to: S.hostA, payload: 9400)))
+  }
 
   func testUnsupportedIPv6Extension() {
     let frame = S.vxlan(S.ping(from: S.hostR, to: S.hostA), from: S.remote6, to: S.local6)
@@ -168,6 +242,12 @@ final class PipelineDropTests: XCTestCase {
     assertDrop(
       .unsupportedIPv6Extension, config: S.config(ipv6: true), then: good6, patched(frame) { $0[20] = 0 })
     assertDrop(.outerFragment, config: S.config(ipv6: true), then: good6, patched(frame) { $0[20] = 44 })
+    // Routing, destination options, ESP, AH, mobility: none is followed to find UDP.
+    for nextHeader: UInt8 in [43, 60, 50, 51, 135] {
+      assertDrop(
+        .unsupportedIPv6Extension, config: S.config(ipv6: true), then: good6,
+        patched(frame) { $0[20] = nextHeader })
+    }
   }
 
   func testNotForLocalVTEP() {
