@@ -121,6 +121,40 @@ final class AFPacketPortTests: XCTestCase {
   func testTransmitV2() throws { try transmitRoundTrip(.v2) }
   func testTransmitV3() throws { try transmitRoundTrip(.v3) }
 
+  /// The interface goes down with a frame in the transmit ring: the kick fails with
+  /// ENETDOWN, the frame stays, and the port says its link is down (so that LiveSwitch's
+  /// worker does not retry it every millisecond); once the interface is up again, the
+  /// next kick sends the frame.
+  func testTransmitWhileTheInterfaceIsDownWaitsForItToComeUp() throws {
+    try NetworkNamespace.run(ns) {
+      let port = try AFPacketPort(interface: "p0", role: .access)
+      let capture = try AFPacketPort(interface: "p1", role: .access)
+      try lab.sh(ns, "ip link set p0 down")
+      let frame = Frames.ethernet(
+        destination: hostB, source: hostA, etherType: 0x88B5, payload: [UInt8](repeating: 7, count: 60))
+      let slot = try XCTUnwrap(port.transmitRing.pointee.reserve())
+      frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+      port.transmitRing.pointee.commit(length: frame.count)
+      port.flushTransmit()
+      XCTAssertTrue(port.transmitLinkDown)
+      XCTAssertEqual(port.transmitRing.pointee.pending, 1)
+      XCTAssertEqual(port.statistics.transmitErrors, 1)
+
+      // Just after it comes up the device queue may still refuse (ENOBUFS): kicked again
+      // until it takes the frame, as the worker does.
+      try lab.sh(ns, "ip link set p0 up")
+      var received: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+      XCTAssertTrue(
+        eventually {
+          if port.transmitRing.pointee.pending > 0 { port.flushTransmit() }
+          drain(capture, into: &received)
+          return received.contains { $0.bytes == frame }
+        }, "the frame kept while p0 was down, sent once it is up")
+      XCTAssertFalse(port.transmitLinkDown)
+      XCTAssertEqual(port.transmitRing.pointee.pending, 0)
+    }
+  }
+
   func testTruncatedFramesAreDroppedAndCounted() throws {
     try lab.sh(ns, "ip link set p0 mtu 9000 && ip link set p1 mtu 9000")
     try NetworkNamespace.run(ns) {

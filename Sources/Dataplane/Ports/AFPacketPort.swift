@@ -496,6 +496,12 @@ public final class AFPacketPort: PacketPort {
 
   // MARK: Transmit
 
+  /// Set when the last kick failed because the interface is down (ENETDOWN, or ENXIO:
+  /// no device): the kernel takes nothing from the ring until it is up again, so the
+  /// worker must not retry every millisecond (`LiveSwitch` retries such a ring on its
+  /// ordinary turns, at least once a second). Cleared by a kick that succeeds.
+  public private(set) var transmitLinkDown = false
+
   /// Kicks the kernel to send every slot marked SEND_REQUEST. Never blocks: EAGAIN and
   /// ENOBUFS (peer backlog or device queue full) are counted and `pending` stays
   /// non-zero, so the worker retries on its next turn (the kernel resumes at the first
@@ -505,6 +511,7 @@ public final class AFPacketPort: PacketPort {
       let result = cp_packet_tx_kick(transmitFD)
       if result >= 0 {
         transmitRing.pointee.pending = 0
+        transmitLinkDown = false
         Counters.bump(counters.transmitKicks)
         return
       }
@@ -513,6 +520,7 @@ public final class AFPacketPort: PacketPort {
       if e == EAGAIN || e == ENOBUFS {
         Counters.bump(counters.transmitBusy)
       } else {
+        transmitLinkDown = e == ENETDOWN || e == ENXIO
         Counters.bump(counters.transmitErrors)
       }
       return

@@ -315,11 +315,13 @@ public final class LiveSwitch: @unchecked Sendable {
         }
       }
       if worked { continue }
-      // Frames a kick could not send (EAGAIN/ENOBUFS) are retried after a short wait.
+      // Frames a kick could not send (EAGAIN/ENOBUFS) are retried after a short wait; a
+      // ring whose interface is down waits for the next turn (traffic or the 1 s poll),
+      // rather than a kick failing with ENETDOWN every millisecond until it is up.
       var backlog = false
       for ring in 0..<count where rings[ring].pointee.pending > 0 {
         row[ring].flushTransmit()
-        if rings[ring].pointee.pending > 0 { backlog = true }
+        if rings[ring].pointee.pending > 0 && !row[ring].transmitLinkDown { backlog = true }
       }
       pipeline.idle()
       let ready = poll(descriptors, nfds_t(count + 1), backlog ? 1 : 1000)
