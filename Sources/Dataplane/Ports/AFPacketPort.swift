@@ -518,6 +518,8 @@ public final class AFPacketPort: PacketPort {
       let e = Int32(-result)
       if e == EINTR { continue }
       if e == EAGAIN || e == ENOBUFS {
+        // Busy is not down: the link is back, retry at the usual pace.
+        transmitLinkDown = false
         Counters.bump(counters.transmitBusy)
       } else {
         transmitLinkDown = e == ENETDOWN || e == ENXIO
