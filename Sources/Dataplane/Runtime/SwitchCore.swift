@@ -6,7 +6,7 @@ import Synchronization
 ///
 /// ## Thread-safety contract
 /// All methods may be called from any thread. Every change (reconfiguration, control-plane
-/// FDB and ARP writes, learning, aging) holds one internal `Mutex`, `control`, from
+/// FDB and ARP writes, learning, aging) holds one internal lock, `control`, from
 /// resolving a VNI to its bridge-domain index to the last table write: a reload, which
 /// frees indices and gives them to other VNIs, can never come between the two. The FDB
 /// and the ARP table also take their own writer locks, for their lock-free readers. Lock
@@ -24,7 +24,9 @@ public final class SwitchCore: @unchecked Sendable {
   public let arp: ARPTable
   public let statistics = SwitchStatistics()
   public let cell: SnapshotCell<ForwardingState>
-  let control: Mutex<ControlState>
+  /// A pthread mutex, not `Synchronization.Mutex`: ThreadSanitizer sees its edges (see
+  /// `WriterLock`), and the reload tests run under it in CI.
+  let control: WriterLock<ControlState>
   private let learner = Mutex<[Pipeline]>([])
   private let learnCounters = LearnCounters()
 
@@ -110,7 +112,7 @@ public final class SwitchCore: @unchecked Sendable {
     let first = Self.makeBuilder(&state).build()
     state.publishedGeneration = first.generation
     cell = SnapshotCell(first)
-    control = Mutex(state)
+    control = WriterLock(state)
     control.withLock { installStaticEntries(config, $0) }
   }
 
