@@ -32,12 +32,9 @@ public final class SnapshotCell<Snapshot: AnyObject>: @unchecked Sendable {
     fileprivate let observed = Atomic<UInt64>(UInt64.max)
   }
 
-  public init(_ initial: Snapshot) {
-    current = Atomic(Unmanaged.passRetained(initial))
-    afterControlLoad = nil
-  }
+  public convenience init(_ initial: Snapshot) { self.init(initial, afterControlLoad: nil) }
 
-  init(_ initial: Snapshot, afterControlLoad: @escaping @Sendable () -> Void) {
+  init(_ initial: Snapshot, afterControlLoad: (@Sendable () -> Void)?) {
     current = Atomic(Unmanaged.passRetained(initial))
     self.afterControlLoad = afterControlLoad
   }
