@@ -32,7 +32,10 @@ struct DirectionResult: Codable {
   var floodCopies: UInt64
   var drops: UInt64
   var dropReasons: [String: UInt64]
+  /// Learn events queued during the measured rounds: 0 in the steady state.
   var learnEventsQueued: UInt64
+  /// Unmeasured rounds run before measuring (the last of them queued no learn event).
+  var warmUpRounds: Int
   var flagged: Bool
   var warnings: [String]
 }
@@ -108,13 +111,36 @@ final class MemoryBench {
     warmUp()
   }
 
-  /// One unmeasured round of every input, then learning is applied.
+  /// Most unmeasured rounds `warmUp` runs before it gives up on learning converging.
+  static let warmUpRoundLimit = 32
+
+  /// Unmeasured rounds run so far, and whether the last `warmUp` saw learning converge.
+  private(set) var warmUpRounds = 0
+  private(set) var learningConverged = false
+
+  /// Unmeasured rounds of every input until a whole round queues no learn event, the
+  /// learn queues drained after every vector as the daemon's learner drains them while
+  /// traffic flows. One round is not enough when the traffic has more new sources than
+  /// a learn queue holds: the rest overflow and would be learnt during the measured
+  /// rounds, which would then time the learning path instead of the steady state.
   func warmUp() {
+    let statistics = offline.core.statistics
     var vector = FrameVector()
-    for (position, input) in inputs.enumerated() {
-      pass(input.frames, ingress: ingress[position], vector: &vector)
+    learningConverged = false
+    var rounds = 0
+    while rounds < Self.warmUpRoundLimit && !learningConverged {
+      let queuedBefore = statistics[Counter.learnEventsQueued]
+      let overflowBefore = statistics[Counter.learnQueueOverflow]
+      for (position, input) in inputs.enumerated() {
+        pass(input.frames, ingress: ingress[position], vector: &vector, drainingLearnQueues: true)
+      }
+      offline.core.drainLearnQueues()
+      rounds += 1
+      warmUpRounds += 1
+      learningConverged =
+        statistics[Counter.learnEventsQueued] == queuedBefore
+        && statistics[Counter.learnQueueOverflow] == overflowBefore
     }
-    offline.core.drainLearnQueues()
   }
 
   /// Adds remote entries for MACs the traffic never uses until the FDB holds `target`.
@@ -157,7 +183,7 @@ final class MemoryBench {
 
   /// Feeds every frame of `set` once, in vectors of 256. Allocation-free.
   @inline(__always)
-  func pass(_ set: FrameSet, ingress: UInt16, vector: inout FrameVector) {
+  func pass(_ set: FrameSet, ingress: UInt16, vector: inout FrameVector, drainingLearnQueues: Bool = false) {
     let frames = set.frames
     let lengths = set.lengths
     let count = set.count
@@ -173,6 +199,7 @@ final class MemoryBench {
       vector.now = Self.now
       offline.process(&vector)
       offline.flush()
+      if drainingLearnQueues { offline.core.drainLearnQueues() }
       start = end
     }
   }
@@ -249,9 +276,14 @@ final class MemoryBench {
         framesPerSecond: ns > 0 ? Double(frames) * 1e9 / Double(ns) : 0, delivered: delivered,
         encapsulated: row[Counter.encapsulated], decapsulated: row[Counter.decapsulated],
         floodCopies: row[Counter.floodCopies], drops: drops, dropReasons: reasons,
-        learnEventsQueued: row[Counter.learnEventsQueued], flagged: false, warnings: [])
+        learnEventsQueued: row[Counter.learnEventsQueued], warmUpRounds: warmUpRounds, flagged: false,
+        warnings: [])
       result.warnings = Self.check(result)
       if let fillWarning { result.warnings.append(fillWarning) }
+      if !learningConverged {
+        result.warnings.append(
+          "learning had not converged after \(Self.warmUpRoundLimit) warm-up rounds: the measured rounds include learning")
+      }
       result.flagged = !result.warnings.isEmpty
       results.append(result)
     }
@@ -278,6 +310,10 @@ final class MemoryBench {
     }
     if result.delivered < UInt64(result.frames) && result.drops == 0 {
       warnings.append("only \(result.delivered) of \(result.frames) frames left the switch")
+    }
+    if result.learnEventsQueued > 0 {
+      warnings.append(
+        "\(result.learnEventsQueued) learn events queued during the measured rounds: frames took the learning path")
     }
     if result.direction == .encap && result.encapsulated == 0 && result.delivered > 0 {
       warnings.append("nothing encapsulated: the traffic was switched locally")

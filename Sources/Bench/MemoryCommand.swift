@@ -10,12 +10,14 @@ struct MemoryCommand: ParsableCommand {
       Encap = frames entering an access port; decap = frames entering the underlay port.
       Each --in is timed on its own. Drops, floods and frames that did not leave the switch
       are counted from the switch's statistics; such a run is flagged (exit status 3).
+      Warm-up rounds (not timed) repeat until a whole round queues no learn event, so the
+      measured rounds see the steady state; learn events queued while measuring flag the run.
 
       JSON (--json): {config, fdb_size_requested, fdb_entries, fdb_capacity, mode, flagged,
       results: [{port, file, direction, frame_size, frames_per_round, average_frame_bytes,
       rounds, frames, nanoseconds, ns_per_frame, frames_per_second, delivered, encapsulated,
-      decapsulated, flood_copies, drops, drop_reasons, learn_events_queued, flagged,
-      warnings}], sweep: [{axis, fdb_size, frame_size, direction, ns_per_frame,
+      decapsulated, flood_copies, drops, drop_reasons, learn_events_queued,
+      warm_up_rounds, flagged, warnings}], sweep: [{axis, fdb_size, frame_size, direction, ns_per_frame,
       frames_per_second, flagged}] (with --sweep)}.
       """)
 
