@@ -282,7 +282,8 @@ final class MemoryBench {
       if let fillWarning { result.warnings.append(fillWarning) }
       if !learningConverged {
         result.warnings.append(
-          "learning had not converged after \(Self.warmUpRoundLimit) warm-up rounds: the measured rounds include learning")
+          "learning had not converged after \(Self.warmUpRoundLimit) warm-up rounds: the measured rounds include learning"
+        )
       }
       result.flagged = !result.warnings.isEmpty
       results.append(result)
@@ -313,7 +314,8 @@ final class MemoryBench {
     }
     if result.learnEventsQueued > 0 {
       warnings.append(
-        "\(result.learnEventsQueued) learn events queued during the measured rounds: frames took the learning path")
+        "\(result.learnEventsQueued) learn events queued during the measured rounds: frames took the learning path"
+      )
     }
     if result.direction == .encap && result.encapsulated == 0 && result.delivered > 0 {
       warnings.append("nothing encapsulated: the traffic was switched locally")
