@@ -59,6 +59,10 @@ struct LabCommand: ParsableCommand {
     name: .customLong("transfer-mib"),
     help: "Size of the TCP transfers (one each way) the checks compare byte for byte, in MiB.")
   var transferMiB = 4
+  @Option(
+    name: .customLong("aging-time"),
+    help: "The sites' MAC aging time in seconds (default 300, or 30 with --partition).")
+  var agingTime: Int?
 
   func validate() throws {
     guard (2...9).contains(sites) else { throw ValidationError("--sites must be 2 to 9") }
@@ -73,6 +77,9 @@ struct LabCommand: ParsableCommand {
       throw ValidationError("--partition needs the inter-site extension (the default mode)")
     }
     guard (1...1024).contains(transferMiB) else { throw ValidationError("--transfer-mib must be 1 to 1024") }
+    if let agingTime, !(1...1_000_000).contains(agingTime) {
+      throw ValidationError("--aging-time must be 1 to 1000000 seconds")
+    }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -86,6 +93,7 @@ struct LabCommand: ParsableCommand {
     topology.transferMiB = transferMiB
     topology.taggedVM = taggedVM
     topology.partition = partition
+    topology.agingTime = agingTime
     topology.vmMTUOverride = vmMTU
     topology.extended = !(staticFlood || bgp || kernelPeer || kernelOnly)
     let lab = Lab(topology: topology, executable: CommandLine.executablePath)

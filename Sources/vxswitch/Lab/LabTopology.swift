@@ -24,6 +24,9 @@ struct LabTopology {
   /// while it is cut, heal, and show the conflict reported and cleared (needs ARP
   /// suppression and a short aging time, which the sites then get).
   var partition = false
+  /// The sites' MAC aging time in seconds (`--aging-time`; `Bench soak` shortens it so
+  /// that MACs age out, and their routes are withdrawn, within its run).
+  var agingTime: Int?
   /// Size of each lab TCP transfer.
   var transferMiB = 4
   /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
@@ -151,7 +154,7 @@ struct LabTopology {
     underlay = "ul"
     udp_port = \(udpPort)
     mtu = 1500
-    aging_time = \(partition ? 30 : 300)
+    aging_time = \(agingTime ?? (partition ? 30 : 300))
     control_socket = "\(socketPath(site))"
 
     """
