@@ -158,7 +158,7 @@ let package = Package(
     .testTarget(
       name: "APITests",
       dependencies: [
-        "API", "Management", "Dataplane", "ControlShim",
+        "API", "Management", "Dataplane", "ControlShim", "SystemCommand",
         .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -30,9 +30,14 @@ public enum APICoding {
 
 /// The request context of every route: the API's JSON coding and a small upload limit
 /// (requests are a few hundred bytes; anything larger is refused before it is read).
-public struct APIRequestContext: RequestContext {
+public struct APIRequestContext: RequestContext, RemoteAddressRequestContext {
   public var coreContext: CoreRequestContextStorage
-  public init(source: ApplicationRequestContextSource) { coreContext = .init(source: source) }
+  /// The client's address (TCP listeners: what the rate limit counts by).
+  public let remoteAddress: SocketAddress?
+  public init(source: ApplicationRequestContextSource) {
+    coreContext = .init(source: source)
+    remoteAddress = source.channel.remoteAddress
+  }
   public var requestDecoder: JSONDecoder { APICoding.decoder }
   public var responseEncoder: JSONEncoder { APICoding.encoder }
   public var maxUploadSize: Int { 64 * 1024 }

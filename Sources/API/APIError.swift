@@ -11,6 +11,8 @@ public struct APIError: Error, HTTPResponseError, Sendable {
   public var message: String
   /// One line per problem, e.g. every `FILE:LINE: message` of a configuration.
   public var details: [String]?
+  /// Seconds after which the request may succeed (429 and 503): the `Retry-After` header.
+  public var retryAfter: Int?
 
   public init(_ status: HTTPResponse.Status, code: String, _ message: String, details: [String]? = nil) {
     self.status = status
@@ -52,6 +54,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     let body = Body(error: .init(code: code, message: message, details: details))
     var response = try APICoding.response(body, status: status)
     if status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer realm=\"vxswitch\"" }
+    if let retryAfter { response.headers[.retryAfter] = "\(retryAfter)" }
     return response
   }
 }

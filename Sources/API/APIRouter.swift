@@ -24,8 +24,11 @@ public struct APIRouter: Sendable {
   }
 
   /// A router with every `APIRoute`; `token` (TCP listeners) puts them behind a bearer token.
-  public func makeRouter(token: [UInt8]? = nil) -> Router<APIRequestContext> {
+  public func makeRouter(token: [UInt8]? = nil, limiter: RequestRateLimiter? = nil) -> Router<
+    APIRequestContext
+  > {
     let router = Router(context: APIRequestContext.self)
+    if let limiter { router.add(middleware: RateLimitMiddleware(limiter: limiter)) }
     if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
     for route in APIRoute.allCases {
       router.on(RouterPath(route.routerPath), method: route.method) { request, context in

@@ -35,13 +35,14 @@ public enum APIServer {
     return SocketFileService(application: application, path: path)
   }
 
-  /// The TCP listener; every request needs `Authorization: Bearer TOKEN`.
+  /// The TCP listener; every request needs `Authorization: Bearer TOKEN`, and each client
+  /// address is held to `limiter`'s rate (`[api] rate_limit`) when there is one.
   public static func tcp(
     host: String, port: Int, token: [UInt8], router: APIRouter, logger: Logger,
-    onRunning: @escaping @Sendable (Int) -> Void = { _ in }
+    limiter: RequestRateLimiter? = nil, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
   ) -> some Service {
     Application(
-      router: router.makeRouter(token: token),
+      router: router.makeRouter(token: token, limiter: limiter),
       configuration: .init(address: .hostname(host, port: port), serverName: "vxswitch"),
       onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
       logger: logger)

@@ -11,8 +11,18 @@ import Prometheus
 /// (bytes, frames), ports, reasons, VNIs and peers as labels. README "Metrics" lists them.
 public final class MetricsExporter: Sendable {
   let service: SiteService
+  /// The control inputs held to a rate (`[api] rate_limit`, `[peering] rate_limit`).
+  let rateLimiters: [RateLimitedListener: RequestRateLimiter]
 
-  public init(service: SiteService) { self.service = service }
+  /// The listeners whose requests are rate-limited, as the metric's `listener` label.
+  public enum RateLimitedListener: String, Sendable, CaseIterable {
+    case api, peering
+  }
+
+  public init(service: SiteService, rateLimiters: [RateLimitedListener: RequestRateLimiter] = [:]) {
+    self.service = service
+    self.rateLimiters = rateLimiters
+  }
 
   /// Every metric name with its type and help text, in exposition order (documented in
   /// README "Metrics"; `MetricsTests` checks the two agree).
@@ -66,6 +76,10 @@ public final class MetricsExporter: Sendable {
     ),
     ("vxswitch_address_conflicts_total", "counter", "Address conflicts started, by kind."),
     ("vxswitch_next_hop_resolved", "gauge", "1 when the remote VTEP's underlay next-hop MAC is known."),
+    (
+      "vxswitch_control_requests_rate_limited_total", "counter",
+      "Requests refused with 429 over a client's rate, by listener (api: TCP API; peering: site channel)."
+    ),
   ]
 
   static let help = Dictionary(uniqueKeysWithValues: catalogue.map { ($0.name, $0.help) })
@@ -141,6 +155,12 @@ public final class MetricsExporter: Sendable {
         "vxswitch_next_hop_resolved",
         [("vtep", neighbor.vtep), ("resolution", neighbor.resolution.rawValue)],
         neighbor.mac == nil ? 0 : 1)
+    }
+    // Listeners without a limit (none configured, or rate_limit = 0) refuse nothing: 0.
+    for listener in RateLimitedListener.allCases {
+      counter(
+        "vxswitch_control_requests_rate_limited_total", [("listener", listener.rawValue)],
+        rateLimiters[listener]?.refused ?? 0)
     }
     return registry.emitToBuffer()
   }

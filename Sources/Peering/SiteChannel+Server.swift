@@ -68,6 +68,11 @@ struct PeerIdentityMiddleware: RouterMiddleware {
     }
     var context = context
     context.peerSite = channel.sitePeers[position].name
+    if let limiter = channel.requestLimiter, case .refused(let retryAfter) = limiter.admit(context.peerSite) {
+      channel.counters.withLock { $0.peers[position].rateLimited += 1 }
+      return try APIError.rateLimited(retryAfter: retryAfter, rate: limiter.rate)
+        .response(from: request, context: context)
+    }
     channel.counters.withLock { $0.peers[position].requestsReceived += 1 }
     return try await next(request, context)
   }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Dataplane
 import Foundation
 import Logging
+import Management
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -44,6 +45,8 @@ public final class SiteChannel: Sendable {
   let client: HTTPClient
   let counters: Mutex<SiteChannelStatistics>
   let logger: Logger
+  /// Each site peer's requests held to `[peering] rate_limit`; nil when it is 0.
+  public let requestLimiter: RequestRateLimiter?
 
   /// Reads the TLS files of `[peering]` and prepares the client; the server starts with
   /// `makeServer`. Fails without `[peering]`, when a file cannot be read or parsed, or when
@@ -58,6 +61,9 @@ public final class SiteChannel: Sendable {
     self.peering = peering
     self.sitePeers = config.sitePeers
     self.logger = logger
+    requestLimiter =
+      peering.rateLimit > 0
+      ? RequestRateLimiter(rate: Double(peering.rateLimit), burst: Double(2 * peering.rateLimit)) : nil
     guard SiteConfig.isValidPeerSiteName(config.site.name) else {
       throw SiteChannelSetupError(
         "site name \(config.site.name) must be \(SiteConfig.peerSiteNameRule): certificates carry it")

@@ -9,6 +9,8 @@ public struct SiteChannelStatistics: Codable, Sendable, Equatable {
     public var requestsReceived: UInt64 = 0
     /// Requests sent to the site that failed: unreachable, or refused with 4xx/5xx.
     public var errors: UInt64 = 0
+    /// Requests from the site refused with 429 over `[peering] rate_limit`.
+    public var rateLimited: UInt64 = 0
     public init(site: String, requestsSent: UInt64 = 0, requestsReceived: UInt64 = 0, errors: UInt64 = 0) {
       self.site = site
       self.requestsSent = requestsSent

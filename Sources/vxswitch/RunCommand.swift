@@ -117,8 +117,16 @@ struct RunCommand: AsyncParsableCommand {
         throw ExitCode(1)
       }
     }
+    let apiLimiter = site.api.flatMap { api in
+      api.rateLimit > 0
+        ? RequestRateLimiter(rate: Double(api.rateLimit), burst: Double(2 * api.rateLimit)) : nil
+    }
+    var rateLimiters: [MetricsExporter.RateLimitedListener: RequestRateLimiter] = [:]
+    rateLimiters[.api] = apiLimiter
+    rateLimiters[.peering] = channel?.requestLimiter
     let router = APIRouter(
-      service: service, metrics: MetricsExporter(service: service), extensions: extensions)
+      service: service, metrics: MetricsExporter(service: service, rateLimiters: rateLimiters),
+      extensions: extensions)
     do {
       services.append(
         try APIServer.unixSocket(path: site.site.controlSocket, router: router, logger: Self.quiet(logger)))
@@ -133,6 +141,7 @@ struct RunCommand: AsyncParsableCommand {
       services.append(
         APIServer.tcp(
           host: host, port: Int(api.listenPort), token: token, router: router, logger: Self.quiet(logger),
+          limiter: apiLimiter,
           onRunning: { port in
             apiLogger.info("API listening", metadata: ["address": "\(host)", "port": "\(port)"])
           }))

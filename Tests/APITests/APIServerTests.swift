@@ -3,6 +3,7 @@ import Dataplane
 import Foundation
 import Management
 import NIOHTTP1
+import SystemCommand
 import XCTest
 
 /// The HTTP API end to end over its Unix socket and TCP listener: runtime changes reach
@@ -127,6 +128,36 @@ final class APIServerTests: XCTestCase, @unchecked Sendable {
       try site.client.get("/v1/bridge-domains", as: BridgeDomainList.self).bridgeDomains.map(\.vni),
       [100, 300])
     XCTAssertTrue(try site.client.get("/v1/flood?vni=200", as: FloodList.self).flood.isEmpty)
+    await site.stop()
+  }
+
+  func testTCPListenerHoldsEachClientToItsRateBeforeCheckingTheToken() async throws {
+    // A clock that stands still: the burst (2 x 1) is all a client gets.
+    let limiter = RequestRateLimiter(rate: 1, burst: 2, clock: { 100 })
+    let site = try APITestSite(tcp: true, tcpRateLimiter: limiter)
+    let client = site.tcpClient(token: site.token)
+    XCTAssertEqual(try client.get("/v1/site", as: SiteSummary.self).name, "api-test")
+    XCTAssertEqual(
+      site.failure(.GET, "/v1/site", client: site.tcpClient(token: "wrong-token-0123456789"))?.status, 401,
+      "a wrong token takes a token from the bucket too")
+    let refused = site.failure(.GET, "/v1/site", client: client)
+    XCTAssertEqual(refused?.status, 429)
+    XCTAssertEqual(refused?.code, "rate_limited")
+    // Token guessing is limited before the token is looked at.
+    XCTAssertEqual(
+      site.failure(.GET, "/v1/site", client: site.tcpClient(token: "wrong-token-0123456789"))?.status, 429)
+    let headers = try SystemCommand.run([
+      "curl", "-s", "-D", "-", "-o", "/dev/null", "-H", "Authorization: Bearer \(site.token)",
+      "http://127.0.0.1:\(site.tcpPort!)/v1/site",
+    ]).outputText.lowercased()
+    XCTAssertTrue(headers.contains(" 429"), headers)
+    XCTAssertTrue(headers.contains("retry-after: 1"), headers)
+    // The control socket is not limited (file permissions guard it).
+    for _ in 0..<5 { XCTAssertEqual(try site.client.get("/v1/site", as: SiteSummary.self).name, "api-test") }
+    let metrics = String(decoding: try site.client.request(.GET, "/metrics").body, as: UTF8.self)
+    XCTAssertTrue(
+      metrics.contains("vxswitch_control_requests_rate_limited_total{listener=\"api\"} 3"), metrics)
+    XCTAssertEqual(limiter.refused, 3)
     await site.stop()
   }
 

@@ -59,7 +59,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
   /// address (a loopback address in tests), as a `[peering]` site does.
   init(
     config: String = APITestSite.baseConfig, tcp: Bool = false, peers: LoopbackPeerNetwork? = nil,
-    speaker: Bool = false, restartingIn previous: String? = nil,
+    speaker: Bool = false, restartingIn previous: String? = nil, tcpRateLimiter: RequestRateLimiter? = nil,
     events: (@Sendable (String, [String: String]) -> Void)? = nil
   ) throws {
     directory = previous ?? NSTemporaryDirectory() + "vxswitch-api-\(UUID().uuidString.prefix(8))"
@@ -106,8 +106,11 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
       }
       resumed.wait()
     }
+    var limiters: [MetricsExporter.RateLimitedListener: RequestRateLimiter] = [:]
+    limiters[.api] = tcpRateLimiter
     let router = APIRouter(
-      service: service, metrics: MetricsExporter(service: service), extensions: extensions)
+      service: service, metrics: MetricsExporter(service: service, rateLimiters: limiters),
+      extensions: extensions)
     logger.logLevel = .warning
     let running = DispatchSemaphore(value: 0)
     var services: [any Service] = [
@@ -119,6 +122,7 @@ final class APITestSite: @unchecked Sendable {  // owned by one test; `stop` joi
       services.append(
         APIServer.tcp(
           host: "127.0.0.1", port: 0, token: Array(token.utf8), router: router, logger: logger,
+          limiter: tcpRateLimiter,
           onRunning: { bound in
             port.withLock { $0 = bound }
             running.signal()

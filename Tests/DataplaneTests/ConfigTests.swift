@@ -722,6 +722,17 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(inline.api, SiteConfig.API(listenHost: ip("10.0.0.1"), listenPort: 9000, tokenFile: "t"))
   }
 
+  func testAPIRateLimit() throws {
+    let api = site + "[api]\nlisten = \"127.0.0.1:8080\"\ntoken_file = \"t\"\n"  // keys from line 6
+    XCTAssertEqual(try XCTUnwrap(decode(api)).api?.rateLimit, 50, "the default")
+    XCTAssertEqual(try XCTUnwrap(decode(api + "rate_limit = 5\n")).api?.rateLimit, 5)
+    XCTAssertEqual(try XCTUnwrap(decode(api + "rate_limit = 0\n")).api?.rateLimit, 0, "0: no limit")
+    let errors = self.errors(api + "rate_limit = -1\n")
+    XCTAssertEqual(errors.count, 1)
+    XCTAssertTrue(errors.first?.hasPrefix("8: rate_limit must be") == true, "\(errors)")
+    XCTAssertEqual(self.errors(api + "rate_limit = \"fast\"\n").first?.hasPrefix("8: rate_limit"), true)
+  }
+
   func testAPIErrors() {
     let api = site + "[api]\n"  // header on line 5, keys from line 6
     let token = "token_file = \"/etc/vxswitch/api.token\"\n"

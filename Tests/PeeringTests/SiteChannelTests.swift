@@ -53,13 +53,14 @@ final class SiteChannelTests: XCTestCase {
   /// A channel for `site` listening on `port` (0: any), with `peers` (name, port) on 127.0.0.1.
   func channel(
     _ site: String, port: Int = 0, peers: [(String, Int)], certificate: SiteCertificate.Files? = nil,
-    ca: String? = nil
+    ca: String? = nil, rateLimit: Int? = nil
   ) throws -> SiteChannel {
     let own = certificate ?? files[site]!
     var config = SiteConfig(site: .init(name: site, vtep: .v4(0x0A00_0001), underlay: "eth1"))
     config.peering = .init(
       listenHost: IPAddress("127.0.0.1")!, listenPort: UInt16(port), tlsCert: own.certificate,
       tlsKey: own.key, tlsCA: ca ?? own.ca)
+    if let rateLimit { config.peering?.rateLimit = rateLimit }
     config.sitePeers = peers.map { SiteConfig.SitePeer(name: $0.0, host: "127.0.0.1", port: $0.1) }
     let channel = try SiteChannel(config: config, logger: Self.logger)
     channels.append(channel)
@@ -146,6 +147,31 @@ final class SiteChannelTests: XCTestCase {
     // The statistics are JSON for the API.
     let json = String(decoding: try JSONEncoder().encode(statsA), as: UTF8.self)
     XCTAssertTrue(json.contains(#""handshakeFailures":0"#), json)
+  }
+
+  func testRequestsOverAPeersRateAreRefusedWith429AndCounted() async throws {
+    let portA = try FreePort.reserve()
+    let portB = try FreePort.reserve()
+    let a = try channel("site-a", port: portA, peers: [("site-b", portB)])
+    let b = try channel("site-b", port: portB, peers: [("site-a", portA)], rateLimit: 1)
+    let hits = Hits()
+    _ = try await start(b, router("site-b", hits: hits))
+    var statuses: [Int] = []
+    for _ in 0..<5 {
+      do {
+        statuses.append(try await a.send(to: "site-b", .GET, "/v1/hello", body: nil).status)
+      } catch {
+        guard case .refused(let status, _, _) = error else { return XCTFail("\(error)") }
+        statuses.append(status)
+      }
+    }
+    // A burst of 2 at 1 a second: five requests in a row cannot all pass.
+    let refused = statuses.filter { $0 == 429 }.count
+    XCTAssertGreaterThanOrEqual(refused, 1, "\(statuses)")
+    XCTAssertEqual(statuses.filter { $0 == 200 }.count + refused, 5, "\(statuses)")
+    XCTAssertEqual(b.statistics.peers.map(\.rateLimited), [UInt64(refused)])
+    XCTAssertEqual(hits.count, 5 - refused, "refused requests never reach the routes")
+    XCTAssertEqual(b.requestLimiter?.refused, UInt64(refused))
   }
 
   func testSiteNamesWithDotsAndCapitals() async throws {

@@ -16,6 +16,7 @@ extension ConfigDecoder {
     // The extension speaker's stale times, for a site without [bgp] (whose own apply).
     let staleTime = table.integer("stale_time", in: 0...Int64.max)
     let longLivedStaleTime = table.integer("long_lived_stale_time", in: Self.longLivedStaleTimeRange)
+    let rateLimit = table.integer("rate_limit", in: Self.rateLimitRange)
     var holdTime = table.integer("hold_time")
     if let hold = holdTime, hold.value != 0, !(3...65535).contains(hold.value) {
       report("hold_time must be 0 or between 3 and 65535 (got \(hold.value))", line: hold.line)
@@ -27,6 +28,7 @@ extension ConfigDecoder {
     if let staleTime { peering.staleTime = Int(staleTime.value) }
     if let longLivedStaleTime { peering.longLivedStaleTime = Int(longLivedStaleTime.value) }
     if let holdTime { peering.holdTime = Int(holdTime.value) }
+    if let rateLimit { peering.rateLimit = Int(rateLimit.value) }
     return peering
   }
 

@@ -12,7 +12,7 @@ public enum ConfigSchema {
       "udp_checksum_ipv4", "ttl", "dscp", "aging_time", "learn_limit", "fdb_capacity", "workers", "cpus",
       "control_socket", "log_level", "state_dir", "accept_vteps",
     ],
-    "api": ["listen", "token_file"],
+    "api": ["listen", "token_file", "rate_limit"],
     "neighbor": ["ip", "mac"],
     "bridge_domain": [
       "vni", "name", "ports", "flood", "learning", "learn_limit", "arp_suppression", "rd", "import_rt",
@@ -26,7 +26,7 @@ public enum ConfigSchema {
     "bgp.peer": ["address", "asn", "port", "hold_time", "password", "passive", "max_routes"],
     "peering": [
       "listen", "tls_cert", "tls_key", "tls_ca", "hold_time", "stale_time",
-      "long_lived_stale_time",
+      "long_lived_stale_time", "rate_limit",
     ],
     "site_peer": ["name", "url", "evpn_only", "vtep", "asn", "password"],
   ]

@@ -108,6 +108,9 @@ public struct SiteConfig: Sendable, Equatable {
     public var listenPort: UInt16
     /// `token_file`
     public var tokenFile: String
+    /// `rate_limit`: requests a second from one client address, twice that at once; over
+    /// it, 429. 0: no limit.
+    public var rateLimit: Int = 50
     public init(listenHost: IPAddress, listenPort: UInt16, tokenFile: String) {
       self.listenHost = listenHost
       self.listenPort = listenPort
@@ -132,6 +135,9 @@ public struct SiteConfig: Sendable, Equatable {
     /// The hold time offered on the extension speaker's sessions (`hold_time`), at a site
     /// without `[bgp]`.
     public var holdTime: Int = 90
+    /// `rate_limit`: requests a second from one site peer, twice that at once; over it,
+    /// 429 (the peer's background retries try again). 0: no limit.
+    public var rateLimit: Int = 50
     public init(listenHost: IPAddress, listenPort: UInt16, tlsCert: String, tlsKey: String, tlsCA: String) {
       self.listenHost = listenHost
       self.listenPort = listenPort
