@@ -22,10 +22,10 @@ for target in pipeline bgp config api peering; do
   VXSWITCH_FUZZ_SCRATCH=.build scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS"
 done
 
-echo "== FDB, snapshot and reload concurrency tests under ThreadSanitizer"
+echo "== FDB, snapshot, reload and pipeline-worker concurrency tests under ThreadSanitizer"
 swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null
 swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
-  --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
+  --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
 # One closing line for the whole run, from the main run's XCTest summary.
 # The last XCTest summary (the whole run): "Executed N tests, with [K tests skipped and] M failures".
