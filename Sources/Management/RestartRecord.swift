@@ -49,7 +49,9 @@ public final class RestartRecordFile: Sendable {
         RestartRecord.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
       try record.check(site: site)
     } catch {
-      let reason = (error as? RestartRecord.Problem)?.message ?? "\(error)"
+      let reason =
+        (error as? RestartRecord.Problem)?.message ?? (error as? DecodingError).map(StateStore.describe)
+        ?? "\(error)"
       let aside = path + ".corrupt"
       try? FileManager.default.removeItem(atPath: aside)
       let kept = (try? FileManager.default.moveItem(atPath: path, toPath: aside)) != nil
