@@ -108,6 +108,22 @@ final class FaultTests: XCTestCase {
       let restart = try lab.api(lab.socketB, "GET", "/v1/bgp")["graceful_restart"] as? [String: Any]
       return restart?["restart_state"] as? Bool == false
     }
+
+    // A damaged record does not stop B from starting: a cold start (no R bit, F bit clear),
+    // the file kept aside for the operator.
+    try lab.terminateSiteB()
+    let damaged = "{\"version\": 1, \"site\": "
+    try damaged.write(toFile: lab.restartRecordB, atomically: true, encoding: .utf8)
+    try lab.startSiteB()
+    let cold = try XCTUnwrap(lab.api(lab.socketB, "GET", "/v1/bgp")["graceful_restart"] as? [String: Any])
+    XCTAssertEqual(cold["restarted"] as? Bool, false, "\(cold)")
+    XCTAssertEqual(cold["forwarding_state_preserved"] as? Bool, false, "\(cold)")
+    XCTAssertEqual(try String(contentsOfFile: lab.restartRecordB + ".corrupt", encoding: .utf8), damaged)
+    XCTAssertTrue(lab.log(lab.logB).contains("restart record unusable"), lab.log(lab.logB))
+    try lab.waitFor("the session with B again after its cold start", timeout: 60) {
+      try lab.peer(at: lab.socketA)?["state"] as? String == "Established"
+        && lab.peer(at: lab.socketA)?["peer_restarted"] as? Bool == false
+    }
   }
 
   /// Site A's port vm3 (a3) goes down: a1 and a2 keep talking, a3 is unreachable and the
