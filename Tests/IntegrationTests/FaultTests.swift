@@ -100,6 +100,10 @@ final class FaultTests: XCTestCase {
     XCTAssertEqual(restart["restarted"] as? Bool, true, "\(restart)")
     XCTAssertEqual(restart["forwarding_state_preserved"] as? Bool, true, "\(restart)")
     XCTAssertTrue(lab.log(lab.logB).contains("graceful restart: local MACs restored"), lab.log(lab.logB))
+    let shownA = try DaemonFixture.run([LabTests.binary.path, "show", "bgp", "--socket", lab.socketA])
+    XCTAssertTrue(shownA.contains("gr(restarted)"), shownA)
+    let shownB = try DaemonFixture.run([LabTests.binary.path, "show", "bgp", "--socket", lab.socketB])
+    XCTAssertTrue(shownB.contains("graceful restart: restarted"), shownB)
     XCTAssertTrue(
       lab.log(lab.logA).contains("restarted (graceful restart, forwarding state kept)"), lab.log(lab.logA))
     let pings = try lab.ping(from: "a1", to: "b1", count: 20, interval: 0.05)
