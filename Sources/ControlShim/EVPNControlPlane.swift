@@ -44,6 +44,12 @@ public final class EVPNControlPlane: @unchecked Sendable {
     /// Session and duplicate-MAC events with their keys (peer, vni, mac, reason) apart, for
     /// structured logs; nil sends them to `log` as text.
     public var event: (@Sendable (String, [String: String]) -> Void)? = nil
+    /// This start is a graceful restart (`SpeakerConfiguration.restarting`): the daemon
+    /// found its restart record within the restart time and restored the local MACs.
+    public var restarting = false
+    /// The F bit (`SpeakerConfiguration.forwardingStatePreserved`).
+    public var forwardingStatePreserved = true
+    public var selectionDeferralTime: Double = 60
     public init() {}
   }
 
@@ -185,6 +191,9 @@ public final class EVPNControlPlane: @unchecked Sendable {
     configuration.connectRetryTime = options.connectRetryTime
     configuration.connectRetryMaximum = options.connectRetryMaximum
     configuration.expectedMACRoutes = options.expectedRoutes
+    configuration.restarting = options.restarting
+    configuration.forwardingStatePreserved = options.forwardingStatePreserved
+    configuration.selectionDeferralTime = options.selectionDeferralTime
     return configuration
   }
 
@@ -200,6 +209,23 @@ public final class EVPNControlPlane: @unchecked Sendable {
       case .sessionDown(let peer, let reason):
         emit("bgp: session with \(peer) down: \(reason)", ["peer": peer, "reason": reason])
       case .staleRoutesSwept(let peer): emit("bgp: stale routes of \(peer) removed", ["peer": peer])
+      case .restarting(let deferral):
+        emit(
+          "bgp: graceful restart (RFC 4724): Restart State announced; End-of-RIB after the restored local "
+            + "routes; received routes installed at the peers' End-of-RIB or after \(Int(deferral)) s",
+          ["selection_deferral": "\(Int(deferral))"])
+      case .selectionDeferralEnded(let reason, let changes):
+        emit(
+          "bgp: graceful restart: received routes installed (\(reason.rawValue), \(changes) changes held)",
+          ["reason": reason.rawValue, "changes": "\(changes)"])
+      case .restartFinished: emit("bgp: graceful restart finished: Restart State no longer announced", [:])
+      case .peerRestarted(let peer, let preserved, let stale):
+        emit(
+          preserved
+            ? "bgp: \(peer) restarted (graceful restart, forwarding state kept): \(stale) stale routes kept "
+              + "until its End-of-RIB"
+            : "bgp: \(peer) restarted without forwarding state for EVPN: its \(stale) stale routes removed",
+          ["peer": peer, "forwarding_preserved": "\(preserved)", "routes": "\(stale)"])
       case .longLivedStale(let peer, let routes):
         emit(
           "bgp: routes of \(peer) long-lived stale (RFC 9494): \(routes) kept, least preferred, still forwarding",
@@ -291,16 +317,19 @@ public final class EVPNControlPlane: @unchecked Sendable {
     }
     state.withLock { $0.started = true }
     advertiseLocalState(vnis: Set(core.config.bridgeDomains.map(\.vni)))
+    // Queued after those routes on the speaker's loop: End-of-RIB follows them.
+    self.speaker.localStateRestored()
   }
 
-  /// Closes every session (Cease) and the listener; the FDB keeps what it holds.
-  public func shutdown() async {
+  /// Closes every session (Cease; none with `forRestart`, see `EVPNSpeaker.shutdown`)
+  /// and the listener; the FDB keeps what it holds.
+  public func shutdown(forRestart: Bool = false) async {
     let speaker = state.withLock { state -> EVPNSpeaker? in
       guard !state.stopped else { return nil }
       state.stopped = true
       return state.speaker
     }
-    await speaker?.shutdown()
+    await speaker?.shutdown(forRestart: forRestart)
   }
 
   /// Synchronous `start` for daemons without an async context.

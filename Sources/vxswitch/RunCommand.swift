@@ -15,7 +15,9 @@ struct RunCommand: AsyncParsableCommand {
     abstract: "The per-site forwarding daemon.",
     discussion: """
       Attaches to the configured interfaces (AF_PACKET rings), forwards until SIGTERM or SIGINT \
-      (graceful: BGP peers get a Cease, workers drain, the control socket is removed), reloads \
+      (graceful: the local MACs are saved for the next start, BGP sessions close without a \
+      NOTIFICATION so that peers keep the routes through graceful restart, workers drain, the \
+      control socket is removed), reloads \
       the configuration on SIGHUP or `POST /v1/reload` (bridge domains that did not change keep \
       forwarding and keep their MACs), and serves the HTTP API on the control socket (and on \
       TCP with [api] listen).
@@ -63,6 +65,12 @@ struct RunCommand: AsyncParsableCommand {
         .info, key: RateLimitedLog.eventKey(message), message,
         metadata: metadata.mapValues { Logger.MetadataValue.string($0) })
     }
+    // A start within the restart time of the last run's end is a graceful restart: the
+    // speaker says so (R bit) and the local MACs come back before it starts.
+    let restartFile = RestartRecordFile(stateFile: site.site.stateFile, site: site.site.name, logger: logger)
+    let previous = site.bgp != nil || site.peering != nil ? restartFile.load() : .none
+    if case .restart = previous { options.restarting = true }
+    if case .unusable = previous { options.forwardingStatePreserved = false }
     // With [bgp] the speaker follows it; a [peering] site without [bgp] runs it with the
     // peering defaults (private AS, router ID = VTEP, no peers until extensions need them).
     var controlPlane: EVPNControlPlane?
@@ -92,6 +100,10 @@ struct RunCommand: AsyncParsableCommand {
       core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
       logger: logger, state: state)
     service.restoreRuntimeState()
+    // After the runtime state: networks added through the API are bridge domains again.
+    if controlPlane != nil {
+      Self.restoreLocalState(previous, core: core, now: live.now, logger: logger)
+    }
     do {
       try live.start()
     } catch {
@@ -99,7 +111,11 @@ struct RunCommand: AsyncParsableCommand {
       throw ExitCode(1)
     }
     for warning in live.warnings { logger.warning("\(warning)") }
-    var services: [any Service] = [SwitchService(live: live, controlPlane: controlPlane, logger: logger)]
+    var services: [any Service] = [
+      SwitchService(
+        live: live, controlPlane: controlPlane, restartRecord: controlPlane == nil ? nil : restartFile,
+        logger: logger)
+    ]
     var extensions: ExtensionManager?
     var channel: SiteChannel?
     if site.peering != nil {
@@ -182,6 +198,30 @@ struct RunCommand: AsyncParsableCommand {
     logger.info("stopped")
   }
 
+  /// Puts the local MACs and bindings of the last run back (a graceful restart), and says
+  /// what kind of start this is.
+  static func restoreLocalState(
+    _ previous: RestartRecordFile.Previous, core: SwitchCore, now: UInt32, logger: Logger
+  ) {
+    switch previous {
+    case .restart(let record, let downtime):
+      let macs = core.restoreLocalMACs(record.localMACs, now: now)
+      let bindings = core.restoreLocalBindings(record.localBindings)
+      logger.notice(
+        "graceful restart: local MACs restored for re-advertisement before End-of-RIB",
+        metadata: [
+          "downtime": "\(String(format: "%.1f", downtime))", "macs": "\(macs)", "bindings": "\(bindings)",
+          "clean_stop": "\(record.stopped)",
+        ])
+    case .expired(let downtime):
+      logger.info(
+        "cold start: the last run ended longer ago than its restart time",
+        metadata: ["downtime": "\(Int(downtime))"])
+    case .none, .unusable:
+      break
+    }
+  }
+
   /// Hummingbird and service-lifecycle log every request and step at info: only their
   /// warnings reach the daemon's log.
   static func quiet(_ logger: Logger) -> Logger {
@@ -192,17 +232,32 @@ struct RunCommand: AsyncParsableCommand {
 }
 
 /// The dataplane and the BGP speaker, started before the group runs (start-up errors are
-/// printed once, before anything listens); on graceful shutdown the speaker sends Cease
-/// to its peers while the dataplane still forwards, then the workers drain and stop.
+/// printed once, before anything listens). While running, the restart record is written
+/// every `RestartRecordFile.interval`; on graceful shutdown it is written once more, the
+/// speaker closes its sessions while the dataplane still forwards (without a NOTIFICATION:
+/// the peers keep our routes through graceful restart), then the workers drain and stop.
 struct SwitchService: Service {
   let live: LiveSwitch
   let controlPlane: EVPNControlPlane?
+  let restartRecord: RestartRecordFile?
   let logger: Logger
 
   func run() async throws {
-    try? await gracefulShutdown()
-    logger.info("stopping")
-    await controlPlane?.shutdown()
+    if let restartRecord, let controlPlane {
+      let restartTime = controlPlane.speaker.configuration.gracefulRestartTime
+      while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        restartRecord.save(core: live.core, restartTime: restartTime, stopped: false)
+        try? await cancelWhenGracefulShutdown {
+          try await Task.sleep(for: .milliseconds(Int(RestartRecordFile.interval * 1000)))
+        }
+      }
+      logger.info("stopping")
+      restartRecord.save(core: live.core, restartTime: restartTime, stopped: true)
+    } else {
+      try? await gracefulShutdown()
+      logger.info("stopping")
+    }
+    await controlPlane?.shutdown(forRestart: true)
     live.stop()
   }
 }

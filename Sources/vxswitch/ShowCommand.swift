@@ -260,6 +260,12 @@ enum TextTable {
     if let port = status.listeningPort { text += ", listening on port \(port)" }
     text += "\nMAC routes: \(status.localMACRoutes) local, \(status.remoteMACRoutes) remote"
     if status.frozenMACs > 0 { text += ", \(status.frozenMACs) frozen (duplicate)" }
+    if let restart = status.gracefulRestart, restart.restarted {
+      text += "\ngraceful restart: restarted"
+      text += restart.restartState ? ", Restart State announced" : ", finished"
+      if !restart.localStateRestored { text += ", End-of-RIB waiting for the local state" }
+      if restart.selectionDeferral { text += ", received routes held until the peers' End-of-RIB" }
+    }
     for frozen in status.duplicateMACs {
       text += "\nduplicate MAC \(frozen.mac) in VNI \(frozen.vni): \(frozen.moves) moves, frozen "
       text += duration(frozen.frozenFor) + " ago"
@@ -272,7 +278,7 @@ enum TextTable {
       var capabilities = peer.negotiatedFamilies
       if peer.fourOctetAS { capabilities.append("as4") }
       if peer.routeRefresh { capabilities.append("refresh") }
-      if peer.peerGracefulRestart { capabilities.append("gr") }
+      if peer.peerGracefulRestart { capabilities.append(peer.peerRestarted == true ? "gr(restarted)" : "gr") }
       if peer.peerLongLivedStaleTime != nil { capabilities.append("llgr") }
       if peer.routeTargetConstraint { capabilities.append("rtc") }
       if peer.md5 { capabilities.append("md5") }

@@ -439,7 +439,8 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
         {"name": "spine1", "address": "10.0.0.9", "port": 179, "remote_as": 65000, "remote_router_id": "10.0.0.9",
          "is_internal": false, "state": "Established", "uptime": 12.5, "negotiated_hold_time": 90,
          "negotiated_families": ["l2vpn-evpn"], "four_octet_as": true, "route_refresh": true,
-         "peer_graceful_restart": true, "route_target_constraint": false, "routes_received": 5, "routes_accepted": 4,
+         "peer_graceful_restart": true, "peer_restart_time": 120, "peer_restarted": true,
+         "route_target_constraint": false, "routes_received": 5, "routes_accepted": 4,
          "routes_ignored": 1, "routes_stale": 0, "routes_advertised": 2, "established_transitions": 1, "md5": false},
         {"name": "spine2", "address": "fd00::9", "port": 179, "remote_as": 65001, "is_internal": true,
          "state": "Active", "negotiated_families": [], "four_octet_as": false, "route_refresh": false,
@@ -449,7 +450,9 @@ final class OpenAPIAgreementTests: XCTestCase, @unchecked Sendable {
          "established_transitions": 0, "last_error": "connection refused", "md5": true}],
        "duplicate_macs": [
         {"vni": 100, "mac": "02:aa:00:00:00:01", "moves": 5, "frozen_for": 3.25, "release_in": 176.75},
-        {"vni": 200, "mac": "02:aa:00:00:00:02", "moves": 6, "frozen_for": 10}]}
+        {"vni": 200, "mac": "02:aa:00:00:00:02", "moves": 6, "frozen_for": 10}],
+       "graceful_restart": {"restarted": true, "restart_state": true, "forwarding_state_preserved": true,
+        "local_state_restored": true, "selection_deferral": true, "restart_time": 120}}
       """
     // The BGP types spell their keys out (CodingKeys): a plain decoder reads them.
     let status = try JSONDecoder().decode(SpeakerStatus.self, from: Data(json.utf8))

@@ -24,7 +24,9 @@ final class GoBGPIntegrationTests: XCTestCase {
 
   private func startPair(
     staleTime: Double = 300, ourASN: UInt32 = 65000, password: String? = nil, routeTarget: RouteTarget? = nil,
-    longLivedStaleTime: Double = 0, gobgpGracefulRestart: String = "", gobgpFamilyGracefulRestart: String = ""
+    longLivedStaleTime: Double = 0, gobgpGracefulRestart: String = "",
+    gobgpFamilyGracefulRestart: String = "",
+    restarting: Bool = false
   ) async throws -> GoBGPDaemon {
     let ourPort = freeTCPPort()
     let neighbors = """
@@ -64,6 +66,7 @@ final class GoBGPIntegrationTests: XCTestCase {
     configuration.connectRetryMaximum = 2
     configuration.staleTime = staleTime
     configuration.longLivedStaleTime = longLivedStaleTime
+    configuration.restarting = restarting
     let speaker = EVPNSpeaker(configuration: configuration, sink: sink)
     self.speaker = speaker
     sink.observe(speaker)
@@ -230,6 +233,39 @@ final class GoBGPIntegrationTests: XCTestCase {
     XCTAssertTrue(
       lines.contains { $0.contains(" graceful-restart:") && $0.contains("advertised and received") }, neighbor
     )
+  }
+
+  /// RFC 4724 section 4.1 with gobgpd as helper: after our restart our OPEN carries the
+  /// Restart State bit and the F bit for EVPN, and gobgpd reads them so; its End-of-RIB
+  /// ends our selection deferral, and ours goes once the local state is restored. No
+  /// type-2 routes are exchanged (see the class comment: gobgpd's helper mode and type-2
+  /// routes).
+  func testRestartStateReachesGoBGP() async throws {
+    let daemon = try await startPair(
+      gobgpGracefulRestart: """
+          [neighbors.graceful-restart.config]
+            enabled = true
+            restart-time = 120
+        """,
+      gobgpFamilyGracefulRestart: """
+            [neighbors.afi-safis.mp-graceful-restart.config]
+              enabled = true
+        """,
+      restarting: true)
+    try await waitForStatus(speaker!) { $0.peers.first?.state == .established }
+    // gobgpd's view of our OPEN: "Remote: restart time 120 sec, restart flag set" and
+    // "l2vpn-evpn, forward flag set" under graceful-restart.
+    let neighbor = daemon.cli(["neighbor", "127.0.0.1"]).output
+    let lines = neighbor.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+    let remote = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("Remote: restart time") }, neighbor)
+    XCTAssertEqual(lines[remote], "Remote: restart time 120 sec, restart flag set", neighbor)
+    XCTAssertEqual(lines[remote + 1], "l2vpn-evpn, forward flag set", neighbor)
+    XCTAssertTrue(
+      sink.wait { state in
+        state.events.contains { if case .selectionDeferralEnded(.endOfRIB, _) = $0 { true } else { false } }
+      }, "gobgpd's End-of-RIB ends the deferral")
+    speaker!.localStateRestored()
+    try await waitForStatus(speaker!) { $0.gracefulRestart?.restartState == false }
   }
 
   func testSessionLossKeepsRoutesStaleAndReconnectRefreshes() async throws {

@@ -41,6 +41,95 @@ final class FaultTests: XCTestCase {
     try lab.expectNoLeaks(baseline, after: "BGP peer killed and restarted")
   }
 
+  /// Graceful restart, restarting side (RFC 4724): site B's daemon is stopped (SIGTERM, as
+  /// for an upgrade) and started again while site A runs on. A keeps b1's entry (from B's
+  /// route) the whole time: while B is away (stale), and when B is back, because B puts b1
+  /// back from its restart record and advertises it before its End-of-RIB (sent before it,
+  /// the End-of-RIB would sweep b1 at A). No traffic reaches B meanwhile, so B cannot have
+  /// learnt b1 again from the wire. A sees B's OPEN with the Restart State bit; B says it
+  /// restarted; a1 reaches b1 at once afterwards.
+  func testSiteRestartKeepsItsRoutesAtThePeer() throws {
+    let lab = try FaultLab()
+    defer {
+      lab.stop()
+      let left = LabTests.namespaces().filter { $0.hasPrefix(lab.prefix + "-") }
+      XCTAssertEqual(left, [], "namespaces left behind")
+    }
+    try lab.start()
+    try lab.converge()
+    let b1 = FaultLab.mac("b1")
+    try lab.waitFor("b1's MAC at site A from BGP", timeout: 20) {
+      _ = lab.pings(from: "a1", to: "b1")
+      return try lab.fdbEntry(at: lab.socketA, mac: b1)?["origin"] as? String == "control"
+    }
+    // The periodic write has happened by now (one at start); the stop writes it again.
+    try lab.terminateSiteB()
+    let record = try XCTUnwrap(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: lab.restartRecordB)))
+        as? [String: Any])
+    XCTAssertEqual(record["stopped"] as? Bool, true, "\(record)")
+    let saved = (record["macs"] as? [[String: Any]] ?? []).compactMap { $0["mac"] as? String }
+    XCTAssertTrue(saved.contains(b1), "b1 in B's restart record: \(record)")
+
+    var missing: [String] = []
+    func checkKept(_ moment: String) throws {
+      let entry = try lab.fdbEntry(at: lab.socketA, mac: b1)
+      if entry?["origin"] as? String != "control" || entry?["vtep"] as? String != "10.0.0.2" {
+        missing.append("\(moment): \(entry ?? [:])")
+      }
+    }
+    try lab.waitFor("site A holding B's routes stale", timeout: 20) {
+      try checkKept("B stopped")
+      guard let peer = try lab.peer(at: lab.socketA) else { return false }
+      return peer["state"] as? String != "Established" && peer["stale_phase"] as? String == "graceful_restart"
+    }
+    try lab.startSiteB()
+    try lab.waitFor("B back with the Restart State bit, its routes fresh at A", timeout: 60) {
+      try checkKept("B restarting")
+      guard let peer = try lab.peer(at: lab.socketA) else { return false }
+      let phase = peer["stale_phase"] as? String
+      return peer["state"] as? String == "Established" && peer["peer_restarted"] as? Bool == true
+        && (phase == nil || phase == "none") && (peer["routes_stale"] as? Int ?? -1) == 0
+    }
+    for _ in 0..<10 {
+      try checkKept("after B's End-of-RIB")
+      usleep(100_000)
+    }
+    XCTAssertEqual(missing, [], "b1's entry at site A went away during B's restart")
+    let restart = try XCTUnwrap(lab.api(lab.socketB, "GET", "/v1/bgp")["graceful_restart"] as? [String: Any])
+    XCTAssertEqual(restart["restarted"] as? Bool, true, "\(restart)")
+    XCTAssertEqual(restart["forwarding_state_preserved"] as? Bool, true, "\(restart)")
+    XCTAssertTrue(lab.log(lab.logB).contains("graceful restart: local MACs restored"), lab.log(lab.logB))
+    let shownA = try DaemonFixture.run([LabTests.binary.path, "show", "bgp", "--socket", lab.socketA])
+    XCTAssertTrue(shownA.contains("gr(restarted)"), shownA)
+    let shownB = try DaemonFixture.run([LabTests.binary.path, "show", "bgp", "--socket", lab.socketB])
+    XCTAssertTrue(shownB.contains("graceful restart: restarted"), shownB)
+    XCTAssertTrue(
+      lab.log(lab.logA).contains("restarted (graceful restart, forwarding state kept)"), lab.log(lab.logA))
+    let pings = try lab.ping(from: "a1", to: "b1", count: 20, interval: 0.05)
+    XCTAssertEqual(pings.received, 20, "a1 to b1 right after B's restart: \(pings.output)")
+    try lab.waitFor("B's restart over (no more Restart State)", timeout: 90) {
+      let restart = try lab.api(lab.socketB, "GET", "/v1/bgp")["graceful_restart"] as? [String: Any]
+      return restart?["restart_state"] as? Bool == false
+    }
+
+    // A damaged record does not stop B from starting: a cold start (no R bit, F bit clear),
+    // the file kept aside for the operator.
+    try lab.terminateSiteB()
+    let damaged = "{\"version\": 1, \"site\": "
+    try damaged.write(toFile: lab.restartRecordB, atomically: true, encoding: .utf8)
+    try lab.startSiteB()
+    let cold = try XCTUnwrap(lab.api(lab.socketB, "GET", "/v1/bgp")["graceful_restart"] as? [String: Any])
+    XCTAssertEqual(cold["restarted"] as? Bool, false, "\(cold)")
+    XCTAssertEqual(cold["forwarding_state_preserved"] as? Bool, false, "\(cold)")
+    XCTAssertEqual(try String(contentsOfFile: lab.restartRecordB + ".corrupt", encoding: .utf8), damaged)
+    XCTAssertTrue(lab.log(lab.logB).contains("restart record unusable"), lab.log(lab.logB))
+    try lab.waitFor("the session with B again after its cold start", timeout: 60) {
+      try lab.peer(at: lab.socketA)?["state"] as? String == "Established"
+        && lab.peer(at: lab.socketA)?["peer_restarted"] as? Bool == false
+    }
+  }
+
   /// Site A's port vm3 (a3) goes down: a1 and a2 keep talking, a3 is unreachable and the
   /// port shows down; it comes up again: a3 answers, with no restart.
   private func accessLinkDownAndUp(_ lab: FaultLab) throws {
@@ -363,6 +452,16 @@ final class FaultLab {
 
   func startSiteB() throws {
     daemonB = try startDaemon(site: siteB, config: configB, socket: socketB, log: logB)
+  }
+
+  /// Where site B's daemon keeps its restart record (next to its state file).
+  var restartRecordB: String { directory + "/\(siteB).restart.json" }
+
+  /// SIGTERM, by PID, as for an upgrade; waits until it exited.
+  func terminateSiteB() throws {
+    guard let daemonB, daemonB.isRunning else { return }
+    kill(daemonB.processIdentifier, SIGTERM)
+    daemonB.waitUntilExit()
   }
 
   /// SIGKILL, by PID: no Cease, no cleanup, as a crash; the stale socket file goes.

@@ -51,6 +51,11 @@ final class BGPPeer: @unchecked Sendable {
   var receivedLongLivedStale = false
   /// Set before a Cease that must not leave stale routes behind (max routes exceeded).
   var purgeRoutesOnLoss = false
+  /// Our EVPN End-of-RIB waits for the restored local state (`EVPNSpeaker+Restart`).
+  var endOfRIBHeld = false
+  /// When the session whose routes are kept stale was lost: the graceful-restart phase
+  /// lasts `staleTime` from then, whatever the peer's restart time shortened it to.
+  private var lostAt: NIODeadline?
 
   init(configuration: PeerConfiguration, index: UInt16, speaker: EVPNSpeaker) {
     self.configuration = configuration
@@ -104,14 +109,20 @@ final class BGPPeer: @unchecked Sendable {
     if !configuration.passive { connect() }
   }
 
-  func stop(notification: NotificationMessage = .administrativeShutdown) {
+  /// Without `notification` the connections just close (a restarting daemon, whose
+  /// helpers keep its routes only if no NOTIFICATION came).
+  func stop(notification: NotificationMessage? = .administrativeShutdown) {
     eventLoop.preconditionInEventLoop()
     stopped = true
     retryTask?.cancel()
     retryTask = nil
     staleTask?.cancel()
     for connection in connections {
-      connection.sendNotificationAndClose(notification, reason: "administrative stop")
+      if let notification {
+        connection.sendNotificationAndClose(notification, reason: "administrative stop")
+      } else {
+        connection.close(reason: "stopped for a restart")
+      }
     }
   }
 
@@ -191,7 +202,7 @@ final class BGPPeer: @unchecked Sendable {
       capabilities.append(
         .gracefulRestart(
           GracefulRestartCapability(
-            restartTime: settings.gracefulRestartTime,
+            restarting: speaker.restart.restartState, restartTime: settings.gracefulRestartTime,
             families: families.map {
               .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved)
             })))
@@ -260,11 +271,38 @@ final class BGPPeer: @unchecked Sendable {
     negotiatedFamilies = ours.intersection(connection.remoteOpen?.families ?? [])
     routeTargetMemberships = []
     announcedMemberships = []
+    endOfRIBHeld = false
     // A peer whose export filter alone decides what it is sent need not be waited for
     // (gobgpd, for one, sends no RTC End-of-RIB without graceful restart).
     routeTargetConstraintSynced = !usesRouteTargetConstraint || configuration.importOnlyExported
     speaker.emit(.established(peer: configuration.name))
+    if hasStaleRoutes { peerReturned() }
     speaker.sessionEstablished(self)
+    // RFC 4724 section 4.1: a restarting speaker does not wait for peers that send no
+    // End-of-RIB, or that are restarting themselves.
+    if !peerPromisesEndOfRIB || remoteOpen?.gracefulRestart?.restarting == true {
+      speaker.peerSynchronised(self)
+    }
+  }
+
+  /// The session is back while routes of the last one are kept (RFC 4724 section 4.2):
+  /// the restart timer stops; if the peer restarted (R bit) without keeping forwarding
+  /// state for EVPN (F bit clear, or EVPN left out) its stale routes go at once, else they
+  /// stay until its End-of-RIB, bounded by what is left of `staleTime`.
+  private func peerReturned() {
+    if let capability = remoteOpen?.gracefulRestart, capability.restarting {
+      let preserved = capability.families.first { $0.family == .l2vpnEVPN }?.forwardingPreserved ?? false
+      let stale = speaker.rib.staleCount(peer: index)
+      speaker.emit(
+        .peerRestarted(peer: configuration.name, forwardingPreserved: preserved, staleRoutes: stale))
+      guard preserved else {
+        speaker.sweepStaleRoutes(of: self)
+        return
+      }
+    }
+    guard stalePhase == .gracefulRestart, let lostAt else { return }
+    let elapsed = Double((NIODeadline.now() - lostAt).nanoseconds) / 1e9
+    scheduleGracefulRestartPhaseEnd(after: speaker.configuration.staleTime - elapsed)
   }
 
   func connectionClosed(
@@ -321,20 +359,30 @@ final class BGPPeer: @unchecked Sendable {
     return min(local, Double(announced))
   }
 
-  /// The graceful-restart phase: the stale time, or none for a peer that announced LLGR
-  /// but not GR and whose routes are kept by the GR-only policy (RFC 9494 section 4.2:
-  /// a restart time of 0 goes straight to the long-lived phase).
+  /// The graceful-restart phase while the session is down: the restart time the peer
+  /// announced (RFC 4724 section 4.2) when below our stale time, the stale time for a
+  /// peer without graceful restart whose routes its policy keeps, and none for a peer that
+  /// announced LLGR but not GR and whose routes are kept by the GR-only policy (RFC 9494
+  /// section 4.2: a restart time of 0 goes straight to the long-lived phase).
   private var gracefulRestartPhaseTime: Double {
-    if configuration.staleRoutePolicy == .gracefulRestartOnly && !peerGracefulRestartForEVPN { return 0 }
-    return speaker.configuration.staleTime
+    let staleTime = speaker.configuration.staleTime
+    guard peerGracefulRestartForEVPN, let announced = remoteOpen?.gracefulRestart?.restartTime else {
+      return configuration.staleRoutePolicy == .gracefulRestartOnly ? 0 : staleTime
+    }
+    return min(Double(announced), staleTime)
   }
 
   /// Starts (again) the graceful-restart phase of the routes just marked stale; when it
   /// ends they go, or enter the long-lived phase (RFC 9494) when both sides have LLGR.
   func startStaleTimer() {
-    staleTask?.cancel()
     stalePhase = .gracefulRestart
-    staleTask = schedule(after: gracefulRestartPhaseTime) { [weak self] in
+    lostAt = .now()
+    scheduleGracefulRestartPhaseEnd(after: gracefulRestartPhaseTime)
+  }
+
+  private func scheduleGracefulRestartPhaseEnd(after seconds: Double) {
+    staleTask?.cancel()
+    staleTask = schedule(after: seconds) { [weak self] in
       guard let self else { return }
       self.staleTask = nil
       guard let longLived = self.longLivedStaleTime else {
@@ -358,6 +406,7 @@ final class BGPPeer: @unchecked Sendable {
     staleTask?.cancel()
     staleTask = nil
     stalePhase = .none
+    lostAt = nil
   }
 
   // MARK: messages on the established session
@@ -401,6 +450,8 @@ final class BGPPeer: @unchecked Sendable {
       fourOctetAS: open?.supportsFourOctetAS ?? false, routeRefresh: open?.supportsRouteRefresh ?? false,
       peerGracefulRestart: open?.gracefulRestart?.families.contains { $0.family == .l2vpnEVPN } ?? false,
       peerLongLivedStaleTime: open?.longLivedGracefulRestart?.staleTime(for: .l2vpnEVPN),
+      peerRestartTime: open?.gracefulRestart?.restartTime,
+      peerRestarted: open?.gracefulRestart?.restarting ?? false,
       routeTargetConstraint: usesRouteTargetConstraint,
       routesReceived: routesReceived, routesAccepted: rib.routeCount(peer: index),
       routesIgnored: routesIgnored,

@@ -174,12 +174,13 @@ extension EVPNSpeaker {
     case .l2vpnEVPN:
       // RFC 4724 section 4.2: routes not refreshed before End-of-RIB are gone.
       if peer.hasStaleRoutes { sweepStaleRoutes(of: peer) }
+      peerSynchronised(peer)
     case .routeTargetConstraint:
       // RFC 4684 section 6: send VPN routes once the peer told us what it wants.
       if !peer.routeTargetConstraintSynced {
         peer.routeTargetConstraintSynced = true
         sendAllRoutes(to: peer)
-        peer.established?.send(.update(.endOfRIB(.l2vpnEVPN)))
+        sendEndOfRIB(to: peer)
       }
     default:
       break
@@ -217,7 +218,7 @@ extension EVPNSpeaker {
     }
     if peer.supportsEVPN && peer.routeTargetConstraintSynced {
       sendAllRoutes(to: peer)
-      connection.send(.update(.endOfRIB(.l2vpnEVPN)))
+      sendEndOfRIB(to: peer)
     }
   }
 

@@ -154,6 +154,9 @@ extension EVPNSpeaker {
     peers.remove(at: position)
     peerNames[peer.index] = nil
     emit(.peerRemoved(peer: name))
+    // Its index may go to a peer added later, which is waited for afresh.
+    restart.peersSynchronised.remove(peer.index)
+    checkSelectionDeferral()
     let address = IPAddress(peer.configuration.address)
     guard peer.configuration.password != nil, let server = serverChannel,
       !peers.contains(where: {

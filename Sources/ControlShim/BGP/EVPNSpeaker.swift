@@ -43,6 +43,10 @@ public final class EVPNSpeaker: @unchecked Sendable {
   var localBindings: [DuplicateMACDetector.Key: Set<IPAddress>] = [:]
   /// The frozen MACs, readable from any thread (`show fdb`, `show arp`).
   let frozenMACs = Mutex<Set<DuplicateMAC>>([])
+  /// The restarting-speaker side of graceful restart (`EVPNSpeaker+Restart.swift`).
+  var restart: RestartProgress
+  /// Between the RIB and the sink while a restart defers route installation.
+  let deferredSink: DeferredRouteSink?
 
   /// - Parameters:
   ///   - sink: receives remote MACs and flood members; nil for a speaker that only exports.
@@ -65,8 +69,13 @@ public final class EVPNSpeaker: @unchecked Sendable {
     for (index, peer) in configuration.peers.enumerated() { peerNames[UInt16(index + 1)] = peer.name }
     self.peerNames = peerNames
     let startInstant = NIODeadline.now()
+    restart = RestartProgress(restarting: configuration.restarting)
+    let loop = eventLoop
+    deferredSink =
+      configuration.restarting ? sink.map { DeferredRouteSink(target: $0, eventLoop: loop) } : nil
     rib = EVPNRIB(
-      sink: sink, maxMoves: configuration.duplicateMACMaxMoves, moveWindow: configuration.duplicateMACWindow,
+      sink: deferredSink ?? sink, maxMoves: configuration.duplicateMACMaxMoves,
+      moveWindow: configuration.duplicateMACWindow,
       peerName: { index in peerNames[index] ?? "peer\(index)" },
       clock: { Double((NIODeadline.now() - startInstant).nanoseconds) / 1e9 })
     localVTEPID = rib.vtepID(configuration.vtep)
@@ -117,16 +126,21 @@ public final class EVPNSpeaker: @unchecked Sendable {
     }
     try await eventLoop.submit {
       self.isStarted = true
+      self.beginRestart()
       for peer in self.peers where !self.isShuttingDown { peer.start() }
     }.get()
   }
 
   /// Sends Cease/administrative shutdown to every peer and closes the listener. The
   /// sink is not told to remove anything: forwarding state outlives the control plane.
-  public func shutdown() async {
+  /// With `forRestart` (a daemon stopping to start again, an upgrade) the sessions are
+  /// closed without a NOTIFICATION when graceful restart is announced: RFC 4724 helpers
+  /// keep our routes only then (no RFC 8538 N bit here).
+  public func shutdown(forRestart: Bool = false) async {
     let closed: EventLoopFuture<Void> = eventLoop.flatSubmit {
       self.isShuttingDown = true
-      for peer in self.peers { peer.stop() }
+      let silently = forRestart && self.configuration.announceGracefulRestart
+      for peer in self.peers { peer.stop(notification: silently ? nil : .administrativeShutdown) }
       let server = self.serverChannel
       self.serverChannel = nil
       return server?.close() ?? self.eventLoop.makeSucceededVoidFuture()
@@ -211,7 +225,8 @@ public final class EVPNSpeaker: @unchecked Sendable {
     return SpeakerStatus(
       asn: configuration.asn, routerID: dottedQuad(configuration.routerID), listeningPort: boundPort,
       localMACRoutes: local, remoteMACRoutes: remote, frozenMACs: rib.detector.frozen.count,
-      peers: peers.map { $0.status(rib: rib) }, duplicateMACs: duplicateMACStatus())
+      peers: peers.map { $0.status(rib: rib) }, duplicateMACs: duplicateMACStatus(),
+      gracefulRestart: restartStatus())
   }
 
   /// The status without `async`, for callers on plain threads (the control socket).

@@ -34,6 +34,11 @@ public struct PeerStatus: Sendable, Codable, Equatable {
   /// The long-lived stale time (seconds) the peer announced for L2VPN EVPN (RFC 9494);
   /// nil: it announced no long-lived graceful restart.
   public var peerLongLivedStaleTime: UInt32? = nil
+  /// The restart time (seconds) in the peer's graceful-restart capability; nil: none.
+  public var peerRestartTime: UInt16? = nil
+  /// The peer's last OPEN had the Restart State (R) bit: it had restarted (RFC 4724);
+  /// nil in older documents.
+  public var peerRestarted: Bool? = nil
   public var routeTargetConstraint: Bool
   /// EVPN NLRI received in reachability (cumulative).
   public var routesReceived: Int
@@ -67,6 +72,7 @@ public struct PeerStatus: Sendable, Codable, Equatable {
     case routeTargetConstraint = "route_target_constraint", routesReceived = "routes_received"
     case routesAccepted = "routes_accepted", routesIgnored = "routes_ignored", routesStale = "routes_stale"
     case peerLongLivedStaleTime = "peer_long_lived_stale_time", routesLongLivedStale = "routes_llgr_stale"
+    case peerRestartTime = "peer_restart_time", peerRestarted = "peer_restarted"
     case stalePhase = "stale_phase"
     case routesAdvertised = "routes_advertised", establishedTransitions = "established_transitions"
     case lastError = "last_error", exportVNIs = "export_vnis"
@@ -84,11 +90,39 @@ public struct SpeakerStatus: Sendable, Codable, Equatable {
   public var peers: [PeerStatus]
   /// The MACs counted in `frozenMACs`, sorted by VNI then MAC.
   public var duplicateMACs: [DuplicateMACStatus]
+  /// Our side of graceful restart; nil in older documents.
+  public var gracefulRestart: GracefulRestartStatus? = nil
 
   enum CodingKeys: String, CodingKey {
     case asn, peers
+    case gracefulRestart = "graceful_restart"
     case routerID = "router_id", listeningPort = "listening_port", localMACRoutes = "local_mac_routes"
     case remoteMACRoutes = "remote_mac_routes", frozenMACs = "frozen_macs", duplicateMACs = "duplicate_macs"
+  }
+}
+
+/// The restarting-speaker side of graceful restart (RFC 4724 section 4.1), in
+/// `show bgp --json`.
+public struct GracefulRestartStatus: Sendable, Codable, Equatable {
+  /// This start was a restart (within the restart time of the last stop).
+  public var restarted: Bool
+  /// Our OPENs carry the Restart State (R) bit now: until the restart is over.
+  public var restartState: Bool
+  /// The F bit we announce for L2VPN EVPN.
+  public var forwardingStatePreserved: Bool
+  /// The restored local MACs and bindings were re-advertised; End-of-RIB goes after them.
+  public var localStateRestored: Bool
+  /// Received routes are not installed yet: waiting for the peers' End-of-RIB or the
+  /// selection deferral timer.
+  public var selectionDeferral: Bool
+  /// The restart time we announce, seconds.
+  public var restartTime: UInt16
+
+  enum CodingKeys: String, CodingKey {
+    case restarted
+    case restartState = "restart_state", forwardingStatePreserved = "forwarding_state_preserved"
+    case localStateRestored = "local_state_restored", selectionDeferral = "selection_deferral"
+    case restartTime = "restart_time"
   }
 }
 
@@ -121,6 +155,16 @@ public enum SpeakerEvent: Sendable, Equatable {
   /// The graceful-restart phase of a lost peer's routes ended and they are now long-lived
   /// stale (RFC 9494): least preferred, still forwarding; those with NO_LLGR were removed.
   case longLivedStale(peer: String, routes: Int)
+  /// This speaker restarted (RFC 4724 section 4.1): Restart State announced, received
+  /// routes held for at most `selectionDeferral` seconds.
+  case restarting(selectionDeferral: Double)
+  /// Held routes went to the sink (`changes` of them).
+  case selectionDeferralEnded(reason: SelectionDeferralEnd, changes: Int)
+  /// Local state re-advertised and deferral over: OPENs no longer carry the R bit.
+  case restartFinished
+  /// A peer came back with the Restart State bit; without the F bit for EVPN its
+  /// `staleRoutes` were removed at once, with it they wait for its End-of-RIB.
+  case peerRestarted(peer: String, forwardingPreserved: Bool, staleRoutes: Int)
   /// A peer was added to or removed from the running speaker.
   case peerAdded(peer: String)
   case peerRemoved(peer: String)

@@ -107,8 +107,19 @@ public struct SpeakerConfiguration: Sendable {
   /// Announce graceful restart (RFC 4724) for our families.
   public var announceGracefulRestart: Bool = true
   public var gracefulRestartTime: UInt16 = 120
-  /// The F bit we announce: the dataplane keeps forwarding across our restarts.
+  /// The F bit we announce for L2VPN EVPN. A userspace dataplane restarts with the
+  /// process, so this is true only because the daemon keeps the locally learnt MACs and
+  /// bindings (what peers forward to us for) in its restart record and restores them
+  /// before the speaker starts; false when that record could not be used.
   public var forwardingStatePreserved: Bool = true
+  /// This start is a restart within `gracefulRestartTime` of the last stop (RFC 4724
+  /// section 4.1): OPENs carry the Restart State bit, End-of-RIB waits for
+  /// `EVPNSpeaker.localStateRestored()`, and received routes reach the sink only once
+  /// every peer sent End-of-RIB or `selectionDeferralTime` ran out.
+  public var restarting: Bool = false
+  /// RFC 4724's Selection_Deferral_Timer: how long a restarting speaker waits for its
+  /// peers' End-of-RIB before installing what it has.
+  public var selectionDeferralTime: Double = 60
   /// How long a dropped peer's routes are kept stale at most (the graceful-restart phase).
   public var staleTime: Double = 300
   /// Long-lived graceful restart (RFC 9494): announced for L2VPN EVPN with this stale time

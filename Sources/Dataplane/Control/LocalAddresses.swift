@@ -5,6 +5,14 @@ extension SwitchCore {
   public struct LocalMAC: Sendable, Hashable {
     public var vni: UInt32
     public var mac: MACAddress
+    /// The access port it was learnt on ("ifname" or "ifname.VLAN").
+    public var port: String = ""
+
+    public init(vni: UInt32, mac: MACAddress, port: String = "") {
+      self.vni = vni
+      self.mac = mac
+      self.port = port
+    }
   }
 
   /// An IP binding learnt from a local ARP or neighbour-discovery packet.
@@ -12,6 +20,12 @@ extension SwitchCore {
     public var vni: UInt32
     public var ip: IPAddress
     public var mac: MACAddress
+
+    public init(vni: UInt32, ip: IPAddress, mac: MACAddress) {
+      self.vni = vni
+      self.ip = ip
+      self.mac = mac
+    }
   }
 
   /// Current entries of origin `.local` in the VNIs `vnis`, sorted by VNI then MAC. Read
@@ -24,7 +38,9 @@ extension SwitchCore {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
         guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: .local) else { return }
         let vni = state.vni(ofDomain: key.bridgeDomain)
-        if vnis.contains(vni) { found.insert(LocalMAC(vni: vni, mac: key.mac)) }
+        if vnis.contains(vni) {
+          found.insert(LocalMAC(vni: vni, mac: key.mac, port: state.memberName(entry.index)))
+        }
       }
     }
     return found.sorted { ($0.vni, $0.mac.rawValue) < ($1.vni, $1.mac.rawValue) }

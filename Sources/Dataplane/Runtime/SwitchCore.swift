@@ -148,13 +148,13 @@ public final class SwitchCore: @unchecked Sendable {
     arpObservers.withLock { $0.append(observer) }
   }
 
-  private func notify(_ events: [LocalARPEvent]) {
+  func notify(_ events: [LocalARPEvent]) {
     guard !events.isEmpty else { return }
     let list = arpObservers.withLock { $0 }
     for event in events { for observer in list { observer(event) } }
   }
 
-  private func notify(_ events: [LocalMACEvent]) {
+  func notify(_ events: [LocalMACEvent]) {
     guard !events.isEmpty else { return }
     let list = observers.withLock { $0 }
     for event in events { for observer in list { observer(event) } }
