@@ -24,7 +24,7 @@ struct TCPBenchCommand: ParsableCommand {
 
   @Option(help: "Seconds per iperf3 run.") var duration = 10
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
-  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed.")
+  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced.")
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
   @Option(help: "vxswitch binary.") var vxswitch = ".build/release/vxswitch"
@@ -32,9 +32,11 @@ struct TCPBenchCommand: ParsableCommand {
 
   enum System: String, CaseIterable {
     case vxswitch, kernel, mixed
+    /// vxswitch at both sites with TCP coalescing off (`VXSWITCH_TCP_COALESCING=off`).
+    case uncoalesced = "vxswitch-uncoalesced"
     var labArguments: [String] {
       switch self {
-      case .vxswitch: return ["--static"]
+      case .vxswitch, .uncoalesced: return ["--static"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -44,8 +46,11 @@ struct TCPBenchCommand: ParsableCommand {
       case .vxswitch: return "vxswitch at both sites"
       case .kernel: return "Linux bridge + kernel vxlan at both"
       case .mixed: return "vxswitch (site 1) to kernel (site 2)"
+      case .uncoalesced: return "vxswitch at both, TCP coalescing off"
       }
     }
+    /// The environment the lab (and so each site's daemon) starts with.
+    var environment: [String] { self == .uncoalesced ? ["env", "VXSWITCH_TCP_COALESCING=off"] : [] }
   }
 
   struct Sample: Codable {
@@ -73,7 +78,8 @@ struct TCPBenchCommand: ParsableCommand {
     for round in 1...repetitions {
       for system in systems {
         progress("round \(round)/\(repetitions): \(system.label)")
-        try Shell.check([vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
+        try Shell.check(
+          system.environment + [vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
         defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
         // One server for the lab's lifetime (a one-off server would exit after a failed try).
         let server = try SystemCommand.start([

@@ -95,7 +95,13 @@ struct RunCommand: AsyncParsableCommand {
       printError("vxswitch run: state file \(error)")
       throw ExitCode(1)
     }
-    let live = LiveSwitch(core: core)
+    var liveOptions = LiveSwitch.Options()
+    // A diagnostic switch (Bench tcp compares with and without): no TCP coalescing, and
+    // the transmit rings and offload settings as before it.
+    if ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] == "off" {
+      liveOptions.coalesceTCP = false
+    }
+    let live = LiveSwitch(core: core, options: liveOptions)
     let service = SiteService(
       core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },
       logger: logger, state: state)

@@ -38,21 +38,30 @@ final class FastPathEquivalenceTests: XCTestCase {
     run(config: config, ipv6: false, seed: 4)
   }
 
+  /// Access ports behind a `virtio_net_hdr`: TCP segments (those of the cut-up TSO
+  /// super-frames among them) are coalesced toward them, by both paths alike.
+  func testCoalescingAccessPortsFastPathsForwardAsTheGeneralPath() {
+    run(config: S.config(agingTime: 4), ipv6: false, seed: 5, virtioNetHeader: true)
+  }
+
   // MARK: Driver
 
   /// Each configuration three times: the flow cache chosen batch by batch, always
   /// probed, and always bypassed (the loop variant for traffic with many flows).
-  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64) {
+  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64, virtioNetHeader: Bool = false) {
     for caching in [nil, true, false] as [Bool?] {
-      run(config: config, ipv6: ipv6, seed: seed, caching: caching)
+      run(config: config, ipv6: ipv6, seed: seed, caching: caching, virtioNetHeader: virtioNetHeader)
     }
   }
 
-  private func run(config: SiteConfig, ipv6: Bool, seed: UInt64, caching: Bool?, batches: Int = 400) {
-    let fast = OfflineSwitch(config: config)
+  private func run(
+    config: SiteConfig, ipv6: Bool, seed: UInt64, caching: Bool?, virtioNetHeader: Bool, batches: Int = 400
+  ) {
+    let header: (String) -> Bool = { virtioNetHeader && $0 != config.site.underlay }
+    let fast = OfflineSwitch(config: config, virtioNetHeader: header)
     fast.pipeline.accessCaching.forced = caching
     fast.pipeline.decapCaching.forced = caching
-    let general = OfflineSwitch(config: config)
+    let general = OfflineSwitch(config: config, virtioNetHeader: header)
     general.pipeline.fastPathsEnabled = false
     var random = SplitMix64(seed: seed)
     var traffic = Traffic(ipv6: ipv6)
@@ -91,6 +100,12 @@ final class FastPathEquivalenceTests: XCTestCase {
       }
     }
     XCTAssertEqual(fdbContents(fast), fdbContents(general))
+    if virtioNetHeader {
+      let merged = fast.core.interfaces.indices.reduce(UInt64(0)) {
+        $0 + fast.pipeline.coalescer(interface: UInt16($1)).mergedSegments
+      }
+      XCTAssertGreaterThan(merged, 100, "segments were coalesced")
+    }
     // The traffic must have exercised the paths compared: frames went out, most of them
     // encapsulated or decapsulated, and the flow cache decided some.
     XCTAssertGreaterThan(fastFrames, batches * 20)

@@ -71,6 +71,13 @@ public struct VirtioNetHeader: Equatable, Sendable {
     pointer.storeBytes(of: checksumOffset.littleEndian, toByteOffset: 8, as: UInt16.self)
   }
 
+  /// Writes an all-zero header (a frame with nothing left to do) at `pointer`.
+  @inline(__always)
+  static func zero(at pointer: UnsafeMutableRawPointer) {
+    pointer.storeBytes(of: 0, toByteOffset: 0, as: UInt64.self)
+    pointer.storeBytes(of: 0, toByteOffset: 8, as: UInt16.self)
+  }
+
   /// The segmentation asked for, or nil for a type this switch does not know.
   public var segmentation: SegmentationType? { SegmentationType(rawValue: gsoType & ~Self.ecnBit) }
 }

@@ -5,6 +5,11 @@ enum EthernetLayout {
   static let etherTypeOffset = 12
 }
 
+enum VLANLayout {
+  /// An 802.1Q tag in band: TPID and TCI in front of the EtherType.
+  static let tagLength = 4
+}
+
 enum EtherType {
   static let ipv4: UInt16 = 0x0800
   static let ipv6: UInt16 = 0x86DD
@@ -21,6 +26,8 @@ enum IPProtocol {
 
 enum IPv4Layout {
   static let minimumHeaderLength = 20
+  /// Version 4, a 20-byte header: the first byte of an IPv4 header without options.
+  static let versionWithoutOptions: UInt8 = 0x45
   static let tosOffset = 1
   static let totalLengthOffset = 2
   static let identificationOffset = 4
@@ -51,9 +58,12 @@ enum IPv6Layout {
 enum TCPLayout {
   static let minimumHeaderLength = 20
   static let sequenceOffset = 4
+  static let acknowledgementOffset = 8
   static let dataOffsetOffset = 12
   static let flagsOffset = 13
+  static let windowOffset = 14
   static let checksumOffset = 16
+  static let urgentPointerOffset = 18
   static let fin: UInt8 = 0x01
   static let psh: UInt8 = 0x08
   static let cwr: UInt8 = 0x80

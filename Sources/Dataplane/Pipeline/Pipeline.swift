@@ -47,6 +47,15 @@ public final class Pipeline {
   /// Off only in tests, which compare the general path's output with the fast paths'.
   var fastPathsEnabled = true
 
+  /// TCP coalescing state per interface (`TCPCoalescer`), and the interfaces whose rings
+  /// have one, flushed at the end of every batch so that no frame waits for the next.
+  let coalescers: UnsafeMutablePointer<TCPCoalescer>
+  let coalescingInterfaces: UnsafeMutablePointer<UInt16>
+  var coalescingCount = 0
+  /// Whether rings toward ports that take super-frames (a `virtio_net_hdr` prefix) get a
+  /// coalescer when attached.
+  public var coalescesTCP = true
+
   // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
   // one event per second rather than one per frame.
   static let filterBits = 10
@@ -110,6 +119,10 @@ public final class Pipeline {
     sourceCache = .allocate(capacity: Self.sourceCacheSize)
     sourceCache.initialize(repeating: SourceCacheEntry(), count: Self.sourceCacheSize)
     pathMTUScratch = .allocate(byteCount: Self.pathMTUScratchBytes, alignment: 64)
+    coalescers = .allocate(capacity: ForwardingState.maxInterfaces)
+    coalescers.initialize(repeating: TCPCoalescer(), count: ForwardingState.maxInterfaces)
+    coalescingInterfaces = .allocate(capacity: ForwardingState.maxInterfaces)
+    coalescingInterfaces.initialize(repeating: 0, count: ForwardingState.maxInterfaces)
   }
 
   deinit {
@@ -124,12 +137,35 @@ public final class Pipeline {
     currentDecapLane.deallocate()
     accessFlows.deallocate()
     decapFlows.deallocate()
+    coalescers.deallocate()
+    coalescingInterfaces.deallocate()
   }
 
   /// Connects an interface's transmit ring; frames for an unattached interface are
   /// dropped as `txRingFull`.
   public func attach(interface: UInt16, ring: UnsafeMutablePointer<TxRing>) {
     rings[Int(interface)] = ring
+    guard coalescesTCP && ring.pointee.framePrefix == VirtioNetHeader.length else { return }
+    let state = coalescers + Int(interface)
+    state.pointee = TCPCoalescer()
+    ring.pointee.coalescer = state
+    if !(0..<coalescingCount).contains(where: { coalescingInterfaces[$0] == interface }) {
+      coalescingInterfaces[coalescingCount] = interface
+      coalescingCount += 1
+    }
+  }
+
+  /// The coalescer of an interface's ring (counts for tests and statistics).
+  public func coalescer(interface: UInt16) -> TCPCoalescer { coalescers[Int(interface)] }
+
+  /// Hands over every super-frame still being built: the end of a batch ends every run.
+  @inline(never)
+  func flushCoalescers() {
+    for position in 0..<coalescingCount {
+      let interface = Int(coalescingInterfaces[position])
+      guard let ring = rings[interface], let state = ring.pointee.coalescer else { continue }
+      ring.pointee.publishCoalesced(state)
+    }
   }
 
   /// Declares that this worker holds no snapshot while it blocks waiting for frames.
@@ -157,6 +193,7 @@ public final class Pipeline {
         switchAccessBatch(&vector, state)
       }
     }
+    if coalescingCount != 0 { flushCoalescers() }
     statistics.absorb(counters, touched: &countersTouched, interfaces: interfaces)
   }
 

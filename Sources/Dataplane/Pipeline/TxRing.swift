@@ -36,6 +36,11 @@ public struct TxRing {
   public var next: UnsafeMutableRawPointer
   /// Slots filled since the consumer was last kicked.
   public var pending = 0
+  /// The TCP coalescer of a ring toward a port that takes super-frames (set by
+  /// `Pipeline.attach`), nil elsewhere. With one, every frame goes through it: it also
+  /// rewrites the `virtio_net_hdr` in front of each, since a slot that held a
+  /// super-frame holds its header until written again.
+  public var coalescer: UnsafeMutablePointer<TCPCoalescer>? = nil
 
   public init(
     base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
@@ -71,9 +76,20 @@ public struct TxRing {
     return next + dataOffset
   }
 
-  /// Hands the frame written at the reserved slot to the consumer.
+  /// Hands the frame written at the reserved slot to the consumer (through the ring's
+  /// coalescer, if it has one).
   @inline(__always)
   public mutating func commit(length: Int) {
+    if let coalescer {
+      commitCoalescing(length: length, coalescer)
+      return
+    }
+    commitUncoalesced(length: length)
+  }
+
+  /// `commit` for a ring that never has a coalescer (the underlay's): no check.
+  @inline(__always)
+  public mutating func commitUncoalesced(length: Int) {
     (next + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
     status(next).pointee.store(Self.sendRequest, ordering: .releasing)
     next += slotSize
@@ -99,16 +115,18 @@ public final class TxRingStorage {
   /// The consumer's position.
   public var tail = 0
 
-  /// Slot header as TPACKET_V2's: status at 0, length at 4, data at 32.
-  public init(slotCount: Int = 1024, maxFrameLength: Int = 9216 + 128) {
-    let slotSize = (32 + maxFrameLength + 63) & ~63
+  /// Slot header as TPACKET_V2's: status at 0, length at 4, data at 32 (after
+  /// `framePrefix` bytes of `virtio_net_hdr`, when given, as a packet socket with
+  /// `PACKET_VNET_HDR` has it).
+  public init(slotCount: Int = 1024, maxFrameLength: Int = 9216 + 128, framePrefix: Int = 0) {
+    let slotSize = (32 + framePrefix + maxFrameLength + 63) & ~63
     memory = .allocate(byteCount: slotSize * slotCount, alignment: 64)
     memory.initializeMemory(as: UInt8.self, repeating: 0, count: slotSize * slotCount)
     ring = .allocate(capacity: 1)
     ring.initialize(
       to: TxRing(
         base: memory, slotSize: slotSize, slotCount: slotCount, statusOffset: 0, lengthOffset: 4,
-        dataOffset: 32))
+        dataOffset: 32, framePrefix: framePrefix))
   }
 
   deinit {
@@ -151,7 +169,8 @@ public final class TxRingStorage {
       let slot = r.base + tail * r.slotSize
       guard r.status(slot).pointee.load(ordering: .acquiring) == TxRing.sendRequest else { break }
       let length = Int((slot + r.lengthOffset).load(as: UInt32.self))
-      body(UnsafeRawBufferPointer(start: slot + r.dataOffset, count: length))
+      // The frame prefix (a `virtio_net_hdr`) is part of what the consumer gets.
+      body(UnsafeRawBufferPointer(start: slot + (r.dataOffset - r.framePrefix), count: length))
       r.status(slot).pointee.store(TxRing.available, ordering: .releasing)
       tail = (tail + 1) & r.slotMask
     }

@@ -58,8 +58,15 @@ public final class AFPacketPort: PacketPort {
     public var retireTimeoutMilliseconds = 1
     /// Transmit slots (a power of two).
     public var txSlotCount = 1024
-    /// Transmit slot size in bytes; nil sizes it from the interface MTU.
+    /// Transmit slot size in bytes; nil sizes it from the interface MTU, or for 64 KiB
+    /// super-frames (see `superFrameTransmit`).
     public var txSlotSize: Int? = nil
+    /// With the `virtio_net_hdr` (and the V3 ring, which carries it), transmit slots of
+    /// 64 KiB, `superFrameSlotCount` of them instead of `txSlotCount`, so that a
+    /// coalesced TCP super-frame fits one slot (`TCPCoalescer`; the kernel neither
+    /// splits a frame over slots nor takes one longer than its slot).
+    public var superFrameTransmit = true
+    public var superFrameSlotCount = 256
     public var transmitVersion: TransmitVersion = .v3
     /// Promiscuous mode; nil means "on for access ports, off for the underlay".
     public var promiscuous: Bool? = nil
@@ -183,8 +190,9 @@ public final class AFPacketPort: PacketPort {
     else {
       throw AFPacketError.invalidConfiguration("rx block size must be a multiple of \(pageSize)")
     }
-    guard options.txSlotCount > 0, options.txSlotCount & (options.txSlotCount - 1) == 0 else {
-      throw AFPacketError.invalidConfiguration("tx slot count must be a power of two")
+    for count in [options.txSlotCount, options.superFrameSlotCount]
+    where count <= 0 || count & (count - 1) != 0 {
+      throw AFPacketError.invalidConfiguration("tx slot counts must be powers of two")
     }
     // A super-frame of 64 KiB plus the frame header, the virtio header and alignment.
     guard !virtioNetHeader || options.rxBlockSize >= 1 << 17 else {
@@ -211,7 +219,13 @@ public final class AFPacketPort: PacketPort {
         try Self.attachFilter(socketFD, expression, interface)
       }
       try Self.setOption(socketFD, CP_PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING", interface)
-      let slotSize = try options.txSlotSize ?? Self.defaultSlotSize(interface: interface)
+      let superFrameSlots =
+        virtioNetHeader && options.superFrameTransmit && options.transmitVersion == .v3
+        && options.txSlotSize == nil
+      let slotSize =
+        try superFrameSlots
+        ? Self.superFrameSlotSize : options.txSlotSize ?? Self.defaultSlotSize(interface: interface)
+      let slotCount = superFrameSlots ? options.superFrameSlotCount : options.txSlotCount
       if options.transmitVersion == .v3 {
         try Self.setOption(socketFD, CP_PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS", interface)
         try Self.setOption(socketFD, CP_PACKET_LOSS, 1, "PACKET_LOSS", interface)
@@ -227,7 +241,7 @@ public final class AFPacketPort: PacketPort {
           UInt32(options.retireTimeoutMilliseconds))
       }
       let rxBytes = options.rxBlockSize * options.rxBlockCount
-      let txGeometry = Self.txGeometry(slotSize: slotSize, slotCount: options.txSlotCount, pageSize: pageSize)
+      let txGeometry = Self.txGeometry(slotSize: slotSize, slotCount: slotCount, pageSize: pageSize)
       var txSocket = socketFD
       var txBase: UnsafeMutableRawPointer
       var txMapping: PacketRingMapping
@@ -237,7 +251,7 @@ public final class AFPacketPort: PacketPort {
           cp_packet_set_ring(
             socketFD, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V3), UInt32(txGeometry.blockSize),
             UInt32(txGeometry.blockCount),
-            UInt32(slotSize), UInt32(options.txSlotCount), 0)
+            UInt32(slotSize), UInt32(slotCount), 0)
         }
         // One mapping: the RX ring first, the TX ring right after it.
         rxMapping = try PacketRingMapping(
@@ -261,7 +275,7 @@ public final class AFPacketPort: PacketPort {
           cp_packet_set_ring(
             tfd, Int32(CP_PACKET_TX_RING), Int32(CP_TPACKET_V2), UInt32(txGeometry.blockSize),
             UInt32(txGeometry.blockCount),
-            UInt32(slotSize), UInt32(options.txSlotCount), 0)
+            UInt32(slotSize), UInt32(slotCount), 0)
         }
         txMapping = try PacketRingMapping(fd: txSocket, length: txGeometry.bytes, interface: interface)
         mappings.append(txMapping)
@@ -301,7 +315,7 @@ public final class AFPacketPort: PacketPort {
       transmitRing = .allocate(capacity: 1)
       transmitRing.initialize(
         to: TxRing(
-          base: txBase, slotSize: slotSize, slotCount: options.txSlotCount,
+          base: txBase, slotSize: slotSize, slotCount: slotCount,
           statusOffset: v3 ? cp_tpacket3_status_offset() : cp_tpacket2_status_offset(),
           lengthOffset: v3 ? cp_tpacket3_len_offset() : cp_tpacket2_len_offset(),
           dataOffset: v3 ? cp_tpacket3_tx_data_offset() : cp_tpacket2_tx_data_offset(),
@@ -620,6 +634,11 @@ public final class AFPacketPort: PacketPort {
     while size < 64 + mtu + 14 + 4 + 70 { size <<= 1 }
     return size
   }
+
+  /// A transmit slot for a super-frame: 64 KiB, so that a slot is a whole number of
+  /// pages (blocks of one slot waste no kernel memory) and holds the TPACKET_V3 header,
+  /// the `virtio_net_hdr` and a frame of up to 65478 bytes.
+  static let superFrameSlotSize = 1 << 16
 
   static func txGeometry(slotSize: Int, slotCount: Int, pageSize: Int) -> (
     blockSize: Int, blockCount: Int, bytes: Int

@@ -24,10 +24,16 @@ public final class MemoryPort: PacketPort {
   private var cursor = 0
   public var cycle = false
 
-  public init(name: String, output: Output = .collect, slotCount: Int = 1024) {
+  /// With `virtioNetHeader`, the port transmits as an access port with `PACKET_VNET_HDR`
+  /// does: slots for 64 KiB super-frames, each frame behind a `virtio_net_hdr` (which
+  /// `transmitted` frames keep in front).
+  public init(name: String, output: Output = .collect, slotCount: Int = 1024, virtioNetHeader: Bool = false) {
     self.name = name
     self.output = output
-    storage = TxRingStorage(slotCount: slotCount)
+    storage =
+      virtioNetHeader
+      ? TxRingStorage(slotCount: 256, maxFrameLength: 65478, framePrefix: VirtioNetHeader.length)
+      : TxRingStorage(slotCount: slotCount)
   }
 
   deinit {

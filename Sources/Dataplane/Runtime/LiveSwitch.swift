@@ -52,9 +52,14 @@ public final class LiveSwitch: @unchecked Sendable {
   public struct Options: Sendable {
     /// Ring geometry and transmit version of every port.
     public var port = AFPacketPort.Options()
-    /// Turn GRO, LRO, GSO and TSO off on access interfaces (the switch cannot forward
-    /// super-frames). The underlay is shared with the host and left alone.
+    /// Turn GRO and LRO off on access interfaces (the switch receives what the VM sent,
+    /// not what the kernel merged), and GSO and TSO too unless TCP is coalesced: with
+    /// them off the kernel would cut every coalesced super-frame up again before the
+    /// veth. The underlay is shared with the host and left alone.
     public var disableOffloads = true
+    /// Coalesce TCP segments toward access ports into super-frames (`TCPCoalescer`),
+    /// with transmit slots sized for them.
+    public var coalesceTCP = true
     /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
     public var holdVXLANPort = true
     /// Follow underlay next hops through netlink (`NextHopResolver`).
@@ -176,10 +181,10 @@ public final class LiveSwitch: @unchecked Sendable {
     if options.disableOffloads {
       let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
       defer { Syscall.close(control) }
+      var features = [(CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro")]
+      if !options.coalesceTCP { features += [(CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso")] }
       for name in interfaces where name != underlay {
-        for (feature, label) in [
-          (CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro"), (CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso"),
-        ] {
+        for (feature, label) in features {
           guard cp_ethtool_get_feature(control, name, Int32(feature)) == 1 else { continue }
           let result = cp_ethtool_set_feature(control, name, Int32(feature), 0)
           if result < 0 {
@@ -202,6 +207,8 @@ public final class LiveSwitch: @unchecked Sendable {
       holder = try VXLANPortHolder(address: config.site.vtep, port: config.site.udpPort)
     }
     var groups: [Int: UInt16] = [:]
+    var portOptions = options.port
+    if !options.coalesceTCP { portOptions.superFrameTransmit = false }
     for _ in 0..<workers {
       var row: [AFPacketPort] = []
       for (index, name) in interfaces.enumerated() {
@@ -209,7 +216,7 @@ public final class LiveSwitch: @unchecked Sendable {
           name == underlay ? .underlay(vtep: config.site.vtep, udpPort: config.site.udpPort) : .access
         var fanout: AFPacketPort.Fanout? = nil
         if workers > 1 { fanout = groups[index].map { .join($0) } ?? .create }
-        let port = try AFPacketPort(interface: name, role: role, options: options.port, fanout: fanout)
+        let port = try AFPacketPort(interface: name, role: role, options: portOptions, fanout: fanout)
         port.switchInterface = UInt16(index)
         if let group = port.fanoutGroup { groups[index] = group }
         row.append(port)
@@ -222,7 +229,9 @@ public final class LiveSwitch: @unchecked Sendable {
       self.resolver = resolver
     }
     for _ in 0..<workers {
-      pipelines.append(core.makePipeline())
+      let pipeline = core.makePipeline()
+      pipeline.coalescesTCP = options.coalesceTCP
+      pipelines.append(pipeline)
     }
   }
 

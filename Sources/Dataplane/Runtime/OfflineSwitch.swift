@@ -12,10 +12,17 @@ public final class OfflineSwitch {
   private var vector = FrameVector()
   private var lastAged: UInt32 = 0
 
-  public init(config: SiteConfig, output: (String) -> MemoryPort.Output = { _ in .collect }) {
+  /// `virtioNetHeader` says which ports transmit behind a `virtio_net_hdr` (and so get
+  /// TCP coalescing), as access ports with `PACKET_VNET_HDR` do.
+  public init(
+    config: SiteConfig, output: (String) -> MemoryPort.Output = { _ in .collect },
+    virtioNetHeader: (String) -> Bool = { _ in false }
+  ) {
     core = SwitchCore(config: config)
     pipeline = core.makePipeline()
-    ports = core.interfaces.map { MemoryPort(name: $0, output: output($0)) }
+    ports = core.interfaces.map {
+      MemoryPort(name: $0, output: output($0), virtioNetHeader: virtioNetHeader($0))
+    }
     for (index, port) in ports.enumerated() {
       pipeline.attach(interface: UInt16(index), ring: port.transmitRing)
     }

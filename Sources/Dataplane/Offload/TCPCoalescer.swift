@@ -1,0 +1,287 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// Merges consecutive TCP segments of one flow, on their way to a port that takes
+/// super-frames (a packet socket with `PACKET_VNET_HDR`), into one TSO super-frame, so
+/// that the VM's stack receives one skb per run of segments instead of one per segment,
+/// as it would from a NIC with GRO/LRO.
+///
+/// The rules are the Linux `tcp_gro_receive` ones, stricter where in doubt: segments
+/// merge only when they follow each other in the ring (same port, so same member and
+/// bridge domain), carry the same Ethernet, VLAN, IP and TCP headers but for lengths,
+/// checksums, the IPv4 identification (which must count up by one) and the sequence
+/// number (which must continue exactly), IPv4 without options or fragmentation, IPv6
+/// without extension headers, flags ACK only (PSH allowed on the last segment), identical
+/// TCP options (timestamps included, as GRO does), no payload longer than the first
+/// segment's, and checksums (IPv4 header and TCP) that verify. A shorter segment or PSH
+/// ends the super-frame. It never grows past 64 KiB of IP length nor past the ring slot.
+/// Anything else leaves the ring exactly as it would without coalescing.
+///
+/// The super-frame is built in place in the ring slot of its first segment, which is
+/// claimed but not handed to the consumer until the run ends: at the latest when the
+/// pipeline finishes the batch (`Pipeline.flushCoalescers`), so nothing waits for a
+/// later batch. It leaves with `NEEDS_CSUM` (the TCP checksum field holds the
+/// pseudo-header sum, the receiving stack trusts it as verified, as it would a NIC's),
+/// gso type TCPV4/TCPV6 and gso size the first segment's payload length. A run of one
+/// segment leaves as it came, behind a zeroed header.
+///
+/// One value per (worker, ring), owned by the worker's pipeline; not thread-safe.
+public struct TCPCoalescer {
+  /// The slot of the super-frame being built, nil when none is.
+  var slot: UnsafeMutableRawPointer? = nil
+  /// Its frame length so far, segment count, header offsets and family.
+  var length = 0
+  var segments = 0
+  var networkOffset = 0
+  var transportOffset = 0
+  var payloadOffset = 0
+  var isIPv6 = false
+  /// The first segment's payload length: the gso size.
+  var segmentSize = 0
+  var nextSequence: UInt32 = 0
+  var nextIdentification: UInt16 = 0
+  /// Largest frame the super-frame may become.
+  var limit = 0
+
+  /// Super-frames handed out (runs of two or more segments) and the segments they held.
+  public internal(set) var superFrames: UInt64 = 0
+  public internal(set) var mergedSegments: UInt64 = 0
+
+  public init() {}
+
+  var isOpen: Bool { slot != nil }
+}
+
+/// Where a frame's IP and TCP headers and payload are, once it is known to be a TCP
+/// segment the coalescer may take.
+struct CoalescibleSegment {
+  let networkOffset: Int
+  let transportOffset: Int
+  let payloadOffset: Int
+  let isIPv6: Bool
+  let flags: UInt8
+
+  /// Flags a segment may carry: ACK, and PSH (which ends a super-frame).
+  static let ack: UInt8 = 0x10
+
+  /// The segment at `frame` (`length` bytes, Ethernet header first, an 802.1Q tag in
+  /// band allowed), or nil when it is not one the coalescer takes: not TCP over IPv4
+  /// without options or IPv6 without extension headers, a fragment, lengths that do not
+  /// match the frame exactly (Ethernet padding), no payload, flags other than ACK and
+  /// PSH, or a checksum that does not verify.
+  init?(frame: UnsafeRawPointer, length: Int) {
+    var network = EthernetLayout.headerLength
+    var etherType = frame.be16(EthernetLayout.etherTypeOffset)
+    if etherType == EtherType.vlan {
+      network &+= VLANLayout.tagLength
+      etherType = frame.be16(EthernetLayout.etherTypeOffset &+ VLANLayout.tagLength)
+    }
+    let transport: Int
+    let pseudo: UInt64
+    if etherType == EtherType.ipv4 {
+      transport = network &+ IPv4Layout.minimumHeaderLength
+      guard length >= transport &+ TCPLayout.minimumHeaderLength else { return nil }
+      let ip = frame + network
+      guard ip.u8(0) == IPv4Layout.versionWithoutOptions,
+        ip.u8(IPv4Layout.protocolOffset) == IPProtocol.tcp,
+        ip.be16(IPv4Layout.fragmentOffset) & IPv4Layout.fragmentMask == 0,
+        Int(ip.be16(IPv4Layout.totalLengthOffset)) == length &- network,
+        OnesComplement.fold16(OnesComplement.sum(ip, count: IPv4Layout.minimumHeaderLength)) == 0xFFFF
+      else { return nil }
+      pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
+      isIPv6 = false
+    } else if etherType == EtherType.ipv6 {
+      transport = network &+ IPv6Layout.headerLength
+      guard length >= transport &+ TCPLayout.minimumHeaderLength else { return nil }
+      let ip = frame + network
+      guard ip.u8(0) &>> 4 == 6, ip.u8(IPv6Layout.nextHeaderOffset) == IPProtocol.tcp,
+        Int(ip.be16(IPv6Layout.payloadLengthOffset)) == length &- transport
+      else { return nil }
+      pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
+      isIPv6 = true
+    } else {
+      return nil
+    }
+    let tcp = frame + transport
+    let payload = transport &+ Int(tcp.u8(TCPLayout.dataOffsetOffset) &>> 4) &* 4
+    flags = tcp.u8(TCPLayout.flagsOffset)
+    guard payload >= transport &+ TCPLayout.minimumHeaderLength, payload < length,
+      flags & ~TCPLayout.psh == Self.ack
+    else { return nil }
+    let l4Length = length &- transport
+    let sum = OnesComplement.sum(
+      tcp, count: l4Length, initial: pseudo &+ UInt64(IPProtocol.tcp) &+ UInt64(l4Length))
+    guard OnesComplement.fold16(sum) == 0xFFFF else { return nil }
+    networkOffset = network
+    transportOffset = transport
+    payloadOffset = payload
+  }
+}
+
+extension TxRing {
+  /// `commit` for a ring with a coalescer: the frame written at the reserved slot
+  /// (`length` bytes) joins the super-frame being built, starts one, or is handed over
+  /// behind a zeroed `virtio_net_hdr` (after the super-frame, if one was being built).
+  @inline(never)
+  mutating func commitCoalescing(length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>) {
+    let frame = UnsafeRawPointer(next + dataOffset)
+    let segment = CoalescibleSegment(frame: frame, length: length)
+    if let open = state.pointee.slot {
+      if let segment, Self.continues(state.pointee, open + dataOffset, segment, frame, length) {
+        append(state, open + dataOffset, segment, frame, length)
+        return
+      }
+      publishCoalesced(state)
+    }
+    if let segment, segment.flags == CoalescibleSegment.ack {
+      let payload = length &- segment.payloadOffset
+      let ipLimit = segment.networkOffset &+ Int(UInt16.max) &+ (segment.isIPv6 ? IPv6Layout.headerLength : 0)
+      let limit = min(maxFrameLength, ipLimit)
+      if length &+ payload <= limit {
+        state.pointee.slot = next
+        state.pointee.length = length
+        state.pointee.segments = 1
+        state.pointee.networkOffset = segment.networkOffset
+        state.pointee.transportOffset = segment.transportOffset
+        state.pointee.payloadOffset = segment.payloadOffset
+        state.pointee.isIPv6 = segment.isIPv6
+        state.pointee.segmentSize = payload
+        state.pointee.nextSequence =
+          frame.be32(segment.transportOffset &+ TCPLayout.sequenceOffset)
+          &+ UInt32(truncatingIfNeeded: payload)
+        state.pointee.nextIdentification =
+          segment.isIPv6 ? 0 : frame.be16(segment.networkOffset &+ IPv4Layout.identificationOffset) &+ 1
+        state.pointee.limit = limit
+        // Claimed, not yet handed over: the slot's status is set when the run ends.
+        next += slotSize
+        if next == end { next = base }
+        pending &+= 1
+        return
+      }
+    }
+    VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
+    commitUncoalesced(length: length)
+  }
+
+  /// Hands over the super-frame being built, if any: lengths, IPv4 header checksum,
+  /// the TCP checksum's pseudo-header part and the `virtio_net_hdr` for a run of two
+  /// or more segments; a run of one as it came.
+  mutating func publishCoalesced(_ state: UnsafeMutablePointer<TCPCoalescer>) {
+    guard let slot = state.pointee.slot else { return }
+    state.pointee.slot = nil
+    let frame = slot + dataOffset
+    let length = state.pointee.length
+    let header = slot + (dataOffset &- framePrefix)
+    if state.pointee.segments < 2 {
+      VirtioNetHeader.zero(at: header)
+    } else {
+      let coalesced = state.pointee
+      let ip = frame + coalesced.networkOffset
+      let l4Length = length &- coalesced.transportOffset
+      let pseudo: UInt64
+      if coalesced.isIPv6 {
+        ip.setBE16(IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: l4Length))
+        pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
+      } else {
+        ip.setBE16(
+          IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: length &- coalesced.networkOffset))
+        ip.setBE16(IPv4Layout.checksumOffset, 0)
+        ip.setBE16(
+          IPv4Layout.checksumOffset,
+          OnesComplement.finish(OnesComplement.sum(ip, count: IPv4Layout.minimumHeaderLength)))
+        pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
+      }
+      // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum, not
+      // complemented; whoever finishes the checksum adds the rest.
+      (frame + coalesced.transportOffset).setBE16(
+        TCPLayout.checksumOffset,
+        UInt16(
+          truncatingIfNeeded: OnesComplement.fold16(pseudo &+ UInt64(IPProtocol.tcp) &+ UInt64(l4Length))))
+      VirtioNetHeader(
+        flags: VirtioNetHeader.needsChecksum,
+        gsoType: (coalesced.isIPv6 ? VirtioNetHeader.SegmentationType.tcpIPv6 : .tcpIPv4).rawValue,
+        headerLength: UInt16(truncatingIfNeeded: coalesced.payloadOffset),
+        gsoSize: UInt16(truncatingIfNeeded: coalesced.segmentSize),
+        checksumStart: UInt16(truncatingIfNeeded: coalesced.transportOffset),
+        checksumOffset: UInt16(truncatingIfNeeded: TCPLayout.checksumOffset)
+      ).store(to: header)
+      state.pointee.superFrames &+= 1
+      state.pointee.mergedSegments &+= UInt64(truncatingIfNeeded: coalesced.segments)
+    }
+    (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
+    status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
+  }
+
+  /// Whether `segment` (at `frame`) continues the super-frame at `open`: same offsets,
+  /// the next sequence number and IPv4 identification, a payload no longer than the
+  /// first's that fits, and the same headers but for the fields segmentation changes.
+  static func continues(
+    _ state: TCPCoalescer, _ open: UnsafeMutableRawPointer, _ segment: CoalescibleSegment,
+    _ frame: UnsafeRawPointer,
+    _ length: Int
+  ) -> Bool {
+    let transport = state.transportOffset
+    let payload = length &- segment.payloadOffset
+    guard segment.payloadOffset == state.payloadOffset, segment.transportOffset == transport,
+      segment.isIPv6 == state.isIPv6, payload <= state.segmentSize, state.length &+ payload <= state.limit,
+      frame.be32(transport &+ TCPLayout.sequenceOffset) == state.nextSequence
+    else { return false }
+    let network = state.networkOffset
+    let first = UnsafeRawPointer(open)
+    if state.isIPv6 {
+      // Everything but the payload length: MACs, tag, version/class/flow label, next
+      // header, hop limit, addresses.
+      guard Self.same(first, frame, 0, network &+ IPv6Layout.payloadLengthOffset),
+        Self.same(first, frame, network &+ IPv6Layout.nextHeaderOffset, transport)
+      else { return false }
+    } else {
+      guard frame.be16(network &+ IPv4Layout.identificationOffset) == state.nextIdentification,
+        Self.same(first, frame, 0, network &+ IPv4Layout.totalLengthOffset),
+        Self.same(first, frame, network &+ IPv4Layout.fragmentOffset, network &+ IPv4Layout.checksumOffset),
+        Self.same(first, frame, network &+ IPv4Layout.sourceOffset, transport)
+      else { return false }
+    }
+    // Ports; acknowledgement, data offset; flags but PSH; window; urgent pointer and
+    // options.
+    return Self.same(first, frame, transport, transport &+ TCPLayout.sequenceOffset)
+      && Self.same(
+        first, frame, transport &+ TCPLayout.acknowledgementOffset, transport &+ TCPLayout.flagsOffset)
+      && first.u8(transport &+ TCPLayout.flagsOffset) == segment.flags & ~TCPLayout.psh
+      && Self.same(first, frame, transport &+ TCPLayout.windowOffset, transport &+ TCPLayout.checksumOffset)
+      && Self.same(first, frame, transport &+ TCPLayout.urgentPointerOffset, segment.payloadOffset)
+  }
+
+  /// Appends the segment's payload to the super-frame; hands it over when the segment
+  /// ends the run (PSH, a short payload) or no further full segment would fit.
+  mutating func append(
+    _ state: UnsafeMutablePointer<TCPCoalescer>, _ open: UnsafeMutableRawPointer,
+    _ segment: CoalescibleSegment,
+    _ frame: UnsafeRawPointer, _ length: Int
+  ) {
+    let payload = length &- segment.payloadOffset
+    (open + state.pointee.length).copyMemory(from: frame + segment.payloadOffset, byteCount: payload)
+    state.pointee.length &+= payload
+    state.pointee.segments &+= 1
+    state.pointee.nextSequence &+= UInt32(truncatingIfNeeded: payload)
+    state.pointee.nextIdentification &+= 1
+    let pushed = segment.flags & TCPLayout.psh != 0
+    if pushed {
+      let flags = open + (state.pointee.transportOffset &+ TCPLayout.flagsOffset)
+      flags.setU8(0, UnsafeRawPointer(flags).u8(0) | TCPLayout.psh)
+    }
+    if pushed || payload < state.pointee.segmentSize
+      || state.pointee.length &+ state.pointee.segmentSize > state.pointee.limit
+    {
+      publishCoalesced(state)
+    }
+  }
+
+  /// Whether bytes `start..<end` of two frames are equal.
+  @inline(__always)
+  static func same(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ start: Int, _ end: Int) -> Bool {
+    memcmp(a + start, b + start, end &- start) == 0
+  }
+}
