@@ -17,7 +17,7 @@ status=${PIPESTATUS[0]}
 # Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,
 # "Fuzzing"). Built in .build: only this package's modules are compiled again
 # (instrumented), the dependencies of the release build above are reused.
-echo "== fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=20} s each"
+echo "== fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each"
 for target in pipeline bgp config api peering; do
   VXSWITCH_FUZZ_SCRATCH=.build scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS"
 done
