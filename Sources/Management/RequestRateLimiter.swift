@@ -41,7 +41,7 @@ public final class RequestRateLimiter: Sendable {
   ///   - burst: requests a client may send at once (at least 1).
   public init(
     rate: Double, burst: Double, maximumClients: Int = 4096,
-    clock: @escaping @Sendable () -> Double = RequestRateLimiter.monotonicSeconds
+    clock: @escaping @Sendable () -> Double = RateLimitedLog.monotonicSeconds
   ) {
     precondition(rate > 0 && burst >= 1 && maximumClients >= 1, "rate > 0, burst >= 1, maximumClients >= 1")
     self.rate = rate
@@ -82,11 +82,5 @@ public final class RequestRateLimiter: Sendable {
     state.buckets = state.buckets.filter { _, bucket in
       bucket.tokens + max(0, now - bucket.updated) * rate < burst
     }
-  }
-
-  public static func monotonicSeconds() -> Double {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
   }
 }

@@ -1,5 +1,5 @@
-import CPacket
 import Foundation
+import Synchronization
 import XCTest
 
 @testable import Dataplane
@@ -73,9 +73,9 @@ final class LearnLimitFloodTests: XCTestCase {
       (try? lab.sh(vm, "ping -c 1 -W 1 192.168.81.2 >/dev/null")) != nil
     }
     XCTAssertTrue(reached, "ping through vxswitch before the flood; \(core.statistics)")
-    let sender = try NetworkNamespace.run(attacker) { try FloodSender(interface: "att0") }
+    let sender = try NetworkNamespace.run(attacker) { try RawSender(interface: "att0") }
     // The flood's destination, learnt behind the attacker's port before the flood.
-    sender.send(frame: Self.frame(source: Self.floodDestination, destination: .broadcast))
+    sender.send(Self.frame(source: Self.floodDestination, destination: .broadcast))
     let domainIndex = try XCTUnwrap(core.state.domainIndex(vni: 100))
     let vmMAC = try lab.mac(vm, "vm0")
     let bridgeMAC = try lab.mac(kern, "br0")
@@ -85,15 +85,16 @@ final class LearnLimitFloodTests: XCTestCase {
       "MACs learnt before the flood")
 
     let floodDone = DispatchSemaphore(value: 0)
-    let sent = LockedBox<FloodSender.Outcome?>(nil)
+    let sent = Mutex<Flood.Outcome?>(nil)
     Thread.detachNewThread {
-      sent.value = sender.flood(seconds: Self.floodSeconds, destination: Self.floodDestination)
+      let outcome = Flood.run(sender, seconds: Self.floodSeconds, destination: Self.floodDestination)
+      sent.withLock { $0 = outcome }
       floodDone.signal()
     }
     // Known unicast both ways across the tunnel while the flood runs (3 s at 20 pings/s).
     let ping = try lab.sh(vm, "ping -c 50 -i 0.05 -W 2 192.168.81.2 | grep -o '[0-9]* received' || true")
     floodDone.wait()
-    let outcome = try XCTUnwrap(sent.value)
+    let outcome = try XCTUnwrap(sent.withLock { $0 })
     let received = Int(ping.split(separator: " ").first ?? "") ?? 0
     let rate = Double(outcome.frames) / outcome.seconds
     print("flood: \(outcome.frames) frames in \(outcome.seconds) s (\(Int(rate)) frames/s)")
@@ -138,37 +139,17 @@ final class LearnLimitFloodTests: XCTestCase {
   }
 }
 
-/// Sends frames on one interface from a plain AF_PACKET socket, flat out.
-final class FloodSender: Sendable {
+/// A flood from one `RawSender`: frames from random locally administered unicast sources,
+/// each source new with overwhelming likelihood; a refused send (the veth's queue full) is
+/// counted, not retried.
+enum Flood {
   struct Outcome: Sendable {
     var frames: Int
     var errors: Int
     var seconds: Double
   }
 
-  let fd: Int32
-
-  init(interface: String) throws {
-    let ifindex = Int32(if_nametoindex(interface))
-    guard ifindex != 0 else { throw AFPacketError.noSuchInterface(interface) }
-    fd = cp_packet_socket()
-    guard fd >= 0 else { throw AFPacketError.system(operation: "socket", interface: interface, errno: -fd) }
-    let bound = cp_packet_bind(fd, ifindex, 0)
-    guard bound == 0 else {
-      close(fd)
-      throw AFPacketError.system(operation: "bind", interface: interface, errno: -bound)
-    }
-  }
-
-  deinit { close(fd) }
-
-  func send(frame: [UInt8]) {
-    _ = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-  }
-
-  /// Frames from random locally administered unicast sources, each source new with
-  /// overwhelming likelihood; a failed send (the veth's queue full) is counted, not retried.
-  func flood(seconds: Double, destination: MACAddress) -> Outcome {
+  static func run(_ sender: RawSender, seconds: Double, destination: MACAddress) -> Outcome {
     var frame = LearnLimitFloodTests.frame(source: destination, destination: destination)
     var random = SplitMix64(seed: 0x5EED_F100D)
     var frames = 0
@@ -180,22 +161,9 @@ final class FloodSender: Sendable {
         let bits = random.next()
         frame[6] = UInt8(truncatingIfNeeded: bits) & 0xFC | 0x02
         for byte in 1..<6 { frame[6 + byte] = UInt8(truncatingIfNeeded: bits &>> (8 * UInt64(byte))) }
-        let sent = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-        if sent == frame.count { frames += 1 } else { errors += 1 }
+        if sender.trySend(frame) { frames += 1 } else { errors += 1 }
       }
     }
     return Outcome(frames: frames, errors: errors, seconds: Date().timeIntervalSince(start))
-  }
-}
-
-/// A value handed from one thread to another under a lock.
-final class LockedBox<Value>: @unchecked Sendable {
-  // Safe: `value` is only read and written with `lock` held.
-  private let lock = NSLock()
-  private var stored: Value
-  init(_ value: Value) { stored = value }
-  var value: Value {
-    get { lock.withLock { stored } }
-    set { lock.withLock { stored = newValue } }
   }
 }

@@ -113,7 +113,7 @@ func eventually(timeout: Double = 5, interval: Double = 0.01, _ condition: () th
 }
 
 /// A plain AF_PACKET socket for injecting frames (sendto) on one interface.
-final class RawSender {
+final class RawSender: Sendable {
   let fd: Int32
   let ifindex: Int32
 
@@ -131,8 +131,12 @@ final class RawSender {
   deinit { close(fd) }
 
   func send(_ frame: [UInt8]) {
-    let sent = frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-    precondition(sent == frame.count, "send failed: errno \(errno)")
+    precondition(trySend(frame), "send failed: errno \(errno)")
+  }
+
+  /// Sends `frame` once; false when the kernel refused it (a full queue under a flood).
+  func trySend(_ frame: [UInt8]) -> Bool {
+    frame.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) } == frame.count
   }
 }
 
