@@ -9,7 +9,8 @@
 #
 # TARGET: pipeline, bgp, config, api, peering. The build reuses the release build's
 # dependencies when it shares its scratch path (VXSWITCH_FUZZ_SCRATCH, .build-fuzz by
-# default): scripts/test.sh points it at .build.
+# default): scripts/test.sh points it at .build. VXSWITCH_FUZZ_BINARY=PATH runs a binary built
+# before (a copy kept for long runs while the scratch path is rebuilt) without building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +27,17 @@ scratch=${VXSWITCH_FUZZ_SCRATCH:-.build-fuzz}
 # Same configuration and flags as the release test build, so that the dependencies
 # compiled for it are reused; -enable-testing for the targets' @testable imports.
 mkdir -p "$scratch"
-if ! VXSWITCH_FUZZ=1 swift build -c release -Xswiftc -enable-testing --product vxswitch-fuzz \
+if [[ -n ${VXSWITCH_FUZZ_BINARY:-} ]]; then
+  binary=$VXSWITCH_FUZZ_BINARY
+elif ! VXSWITCH_FUZZ=1 swift build -c release -Xswiftc -enable-testing --product vxswitch-fuzz \
   --scratch-path "$scratch" >"$scratch/fuzz-build.log" 2>&1; then
   # The linker's warnings about AddressSanitizer's local symbols are noise.
   grep -Ev '^\[[0-9]+/[0-9]+\] |Cannot export local symbol' "$scratch/fuzz-build.log" | tail -30 >&2
   echo "fuzz: the build failed (libFuzzer ships with the Swift toolchain: is it Swift 6 on Linux?)" >&2
   exit 1
+else
+  binary="$scratch/release/vxswitch-fuzz"
 fi
-binary="$scratch/release/vxswitch-fuzz"
 
 # Largest inputs worth trying: a jumbo frame, an oversize BGP message, a large file.
 declare -A max_len=([pipeline]=9300 [bgp]=4300 [config]=8192 [api]=4096 [peering]=4096)

@@ -70,6 +70,26 @@ enum FuzzHTTPDriver {
   }
 }
 
+extension FuzzHTTPDriver {
+  /// Runs `body` in a task and waits for it on the fuzzer's thread.
+  static func wait<Value: Sendable>(_ body: @escaping @Sendable () async -> Value) -> Value {
+    let done = DispatchSemaphore(value: 0)
+    let result = FuzzResult<Value>()
+    Task {
+      result.value = await body()
+      done.signal()
+    }
+    done.wait()
+    return result.value!
+  }
+}
+
+/// A task's value handed to the fuzzer's thread (written before the semaphore is
+/// signalled, read after it is waited for).
+final class FuzzResult<Value>: @unchecked Sendable {
+  var value: Value?
+}
+
 /// What the request task reports back to the fuzzer's thread (read after the semaphore).
 final class FuzzOutcome: @unchecked Sendable {
   var status = 0
