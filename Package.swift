@@ -32,6 +32,12 @@ let fuzzTargets: [Target] =
     )
   ] : []
 
+// `VXSWITCH_ASAN=1 swift build` instruments this package's modules (Swift and C, tests
+// included) for AddressSanitizer: what scripts/test.sh runs the whole suite under. Only
+// this package's modules, so that its dependencies stay those of the fuzz build and of a
+// plain release build; the sanitizer's allocator and interceptors still cover them.
+let addressSanitized = ProcessInfo.processInfo.environment["VXSWITCH_ASAN"] == "1" && !fuzzing
+
 let package = Package(
   name: "vxswitch",
   platforms: [.macOS(.v15)],
@@ -192,3 +198,11 @@ let package = Package(
   ] + fuzzTargets,
   swiftLanguageModes: [.v5]
 )
+
+if addressSanitized {
+  for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=address"])]
+    target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=address"])]
+    target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=address"])]
+  }
+}

@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
-# one release build reused by every test, a short run of every fuzz target, then the
-# concurrency tests under ThreadSanitizer.
+# one release build reused by every test, with this package's modules (and so the
+# daemons, Bench and the tests themselves) under AddressSanitizer; a short run of every
+# fuzz target; then the concurrency tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
-echo "== release build (products and tests, testable), then every test"
+# VXSWITCH_ASAN=1 (Package.swift) instruments only this package's modules: the
+# dependencies stay those of a plain release build, which the fuzz build below reuses.
+# Leak detection is off: at exit LeakSanitizer reports NIO's global thread pool,
+# Foundation.Process internals and a few hundred bytes allocated by the BGP speaker's sessions (connect, OPEN capabilities; not yet analysed) (README, "Open
+# work"), which would fail every test whose daemon must exit 0; growth under churn is
+# what the soak test measures.
+echo "== release build under AddressSanitizer (products and tests, testable), then every test"
 mkdir -p .build
-swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\] ' | tail -20
-swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/test-output.txt \
+VXSWITCH_ASAN=1 swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 \
+  | grep -Ev '^\[[0-9]+/[0-9]+\] |Cannot export local symbol' | tail -20
+VXSWITCH_ASAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} \
+  swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/test-output.txt \
   | grep -Ev '^Test Case .* (started|passed)'
 status=${PIPESTATUS[0]}
+if grep -q 'ERROR: AddressSanitizer' .build/test-output.txt; then
+  grep -A20 'ERROR: AddressSanitizer' .build/test-output.txt | head -40
+  status=1
+fi
 [[ $status -eq 0 ]] || exit "$status"
 
 # Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,

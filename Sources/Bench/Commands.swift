@@ -76,8 +76,11 @@ struct LiveCommand: ParsableCommand {
       Namespaces vxb-<pid>-{vm,sw,rem} are removed on exit and on SIGINT/SIGTERM. vxswitch
       (A), the bridge (B) and the baseline forwarder (C: `Bench baseline-forward`, RX ring
       to TX ring, prepends/strips a fixed 50-byte header) alternate A B C A B C; the table
-      shows medians. CPU: vxswitch and baseline = utime+stime from /proc/PID/stat; bridge =
-      softirq time of all CPUs from /proc/stat. --search: per system, direction and size,
+      shows medians. The generator runs on --generator-cpu; the measured system's process
+      and the threaded NAPI kthreads of the veths it receives on (GRO on) on --measured-cpu.
+      CPU per frame, for every system: the busy time of the measured CPU (wall clock minus
+      idle, /proc/stat), plus the process's time elsewhere if it left that CPU.
+      --search: per system, direction and size,
       bisects the offered rate (--search-steps probes of --search-duration s) for the
       largest rate with < 0.1% loss.
       """)
@@ -118,6 +121,10 @@ struct LiveCommand: ParsableCommand {
   var keep = false
   @Option(help: "Traffic generator: builtin (AF_PACKET sendmmsg, `Bench send`) or tcpreplay.")
   var generator = "builtin"
+  @Option(help: "The generator's CPU (default: the first this process may use).")
+  var generatorCPU: Int?
+  @Option(help: "The measured system's CPU (default: the last this process may use).")
+  var measuredCPU: Int?
 
   func run() throws {
     var options = LiveBench.Options()
@@ -151,6 +158,8 @@ struct LiveCommand: ParsableCommand {
       throw ValidationError("--generator: builtin or tcpreplay")
     }
     options.generator = generator
+    if let generatorCPU { options.generatorCPU = generatorCPU }
+    if let measuredCPU { options.measuredCPU = measuredCPU }
     Shell.trace = verbose
     LiveBench.installSignalHandlers()
     let report = try LiveBench(options: options).run()

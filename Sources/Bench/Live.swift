@@ -18,6 +18,15 @@ import SystemCommand
 /// minimal forwarder (`Bench baseline-forward`: RX ring -> TX ring, prepends or strips a
 /// fixed 50-byte header). They alternate, A B C A B C.
 ///
+/// Fair to every system: the generator runs on one CPU (`generatorCPU`), and everything the
+/// measured system causes on another (`measuredCPU`): its process (pinned there), the
+/// receive work of the two veths it receives on (GRO on and threaded NAPI, the kthreads
+/// pinned there, checked before and after every measurement; without NAPI the receive
+/// work would run on the generator's CPU) and the softirq work of its transmissions
+/// (which runs where it transmits). CPU per frame is the busy time of the measured CPU
+/// (`CoreBusyTime`: wall clock minus idle), plus the system's process time spent elsewhere
+/// (none while it is pinned), for every system alike.
+///
 /// Every address used (inner 10.200/16 and 10.201/16, VTEPs 10.202.0.1/.2) is assigned
 /// inside these namespaces: the inner ones as local routes on the namespaces' `lo`.
 final class LiveBench {
@@ -34,6 +43,10 @@ final class LiveBench {
     /// "builtin" (`Bench send`: AF_PACKET sendmmsg) or "tcpreplay".
     var generator = "builtin"
     var systems: [System] = [.vxswitch, .bridge, .baseline]
+    /// The generator's CPU and the measured system's: by default the first and the last
+    /// CPU this process may use.
+    var generatorCPU = CoreBusyTime.allowedCPUs().first ?? 0
+    var measuredCPU = CoreBusyTime.allowedCPUs().last ?? 0
     /// Bisect the largest offered rate with < `RateSearch.lossLimit` loss per system.
     var search = false
     var searchSteps = 6
@@ -54,7 +67,7 @@ final class LiveBench {
     var delivered: UInt64
     var deliveredPerSecond: Double
     var lossPercent: Double
-    /// vxswitch: utime+stime of the process. bridge: softirq time of all CPUs (/proc/stat).
+    /// Busy time of the measured CPU, plus the process's time elsewhere (see `cpuMethod`).
     var cpuSeconds: Double
     var cpuNsPerFrame: Double
     var cpuMethod: String
@@ -63,6 +76,16 @@ final class LiveBench {
     var outputChecked: Bool
     /// The generator's fixed rate (frames/s), 0 for flat out.
     var offeredRate: Int = 0
+    /// utime+stime of the system's process (vxswitch, baseline), 0 for the bridge.
+    var processCPUSeconds: Double = 0
+    /// Every thread of the process stayed on the measured CPU.
+    var processPinned = true
+    /// Frames the kernel dropped between the generator and the system: the sending veth's
+    /// tx_dropped (the receive NAPI ring was full) and the receiving veth's rx_dropped.
+    var kernelDrops: UInt64 = 0
+    /// Frames the system's own receive ring or queue dropped, where it reports them
+    /// (vxswitch: `ring.drops` of its ports), nil where it does not.
+    var ringDrops: UInt64? = nil
   }
 
   /// `--search` result for one system, direction and size.
@@ -121,6 +144,7 @@ final class LiveBench {
   var remoteNS: String { prefix + "-rem" }
   var plan: TrafficPlan
   private var notes: [String] = []
+  private var napi: [ThreadedNAPI] = []
   static var activePrefix: String?
   static var children: [SystemCommand.Child] = []
 
@@ -141,6 +165,11 @@ final class LiveBench {
       throw BenchError.failed("\(tool) is not installed")
     }
     guard getuid() == 0 else { throw BenchError.failed("Bench live needs root (network namespaces)") }
+    guard options.generatorCPU != options.measuredCPU else {
+      throw BenchError.failed(
+        "Bench live needs two CPUs: the generator's and the measured system's (both are \(options.measuredCPU))"
+      )
+    }
     LiveBench.activePrefix = prefix
     try Generator.makeDirectory(directory)
     for ns in [vmNS, switchNS, remoteNS] { try Shell.check(["ip", "netns", "add", ns]) }
@@ -168,6 +197,24 @@ final class LiveBench {
     for ns in [vmNS, switchNS, remoteNS] {
       Shell.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
     }
+    napi = try [TrafficPlan.accessPort, TrafficPlan.underlayPort].map {
+      try ThreadedNAPI.enable(namespace: switchNS, interface: $0, cpu: options.measuredCPU)
+    }
+    notes.append(
+      "generator on CPU \(options.generatorCPU); measured system, its process and the threaded NAPI of "
+        + "\(TrafficPlan.accessPort) and \(TrafficPlan.underlayPort) on CPU \(options.measuredCPU)")
+  }
+
+  /// Throws when the receive set-up no longer holds (checked around every measurement).
+  func checkNAPI(_ moment: String) throws {
+    if let problem = napi.lazy.compactMap({ $0.problem() }).first {
+      throw BenchError.failed("\(moment): \(problem)")
+    }
+  }
+
+  /// `argv` run on `cpu` only (taskset), inside `ns`.
+  func pinned(_ ns: String, cpu: Int, _ argv: [String]) -> [String] {
+    ["ip", "netns", "exec", ns, "taskset", "-c", String(cpu)] + argv
   }
 
   func tearDown() {
@@ -253,7 +300,7 @@ final class LiveBench {
   func startVxswitch(configPath: String) throws -> SystemCommand.Child {
     let log = directory + "/vxswitch"
     let process = try Shell.spawn(
-      ["ip", "netns", "exec", switchNS, options.vxswitch, "run", "--config", configPath],
+      pinned(switchNS, cpu: options.measuredCPU, [options.vxswitch, "run", "--config", configPath]),
       stdout: log + ".out", stderr: log + ".err")
     LiveBench.children.append(process)
     usleep(1_000_000)
@@ -268,7 +315,7 @@ final class LiveBench {
 
   func startBaseline(_ direction: Direction) throws -> SystemCommand.Child {
     let log = directory + "/baseline-\(direction)"
-    var argv = ["ip", "netns", "exec", switchNS, Self.selfPath, "baseline-forward"]
+    var argv = pinned(switchNS, cpu: options.measuredCPU, [Self.selfPath, "baseline-forward"])
     switch direction {
     case .encap:
       argv += [
@@ -292,6 +339,17 @@ final class LiveBench {
   }
 
   // MARK: Counters
+
+  /// The kernel drops of every receive ring of the vxswitch running with `configPath`
+  /// (`ring.kernel_drops` in `vxswitch show ports --json`), nil when it cannot be asked.
+  func vxswitchRingDrops(configPath: String?) -> UInt64? {
+    guard let configPath else { return nil }
+    let answer = Shell.run(
+      ["ip", "netns", "exec", switchNS, options.vxswitch, "show", "ports", "--json", "--config", configPath])
+    guard answer.status == 0 else { return nil }
+    let pattern = #/"kernel_?[dD]rops"\s*:\s*([0-9]+)/#
+    return answer.output.matches(of: pattern).reduce(UInt64(0)) { $0 &+ (UInt64($1.output.1) ?? 0) }
+  }
 
   func counter(_ ns: String, _ interface: String, _ name: String) -> UInt64 {
     let path = "/sys/class/net/\(interface)/statistics/\(name)"
@@ -342,14 +400,15 @@ final class LiveBench {
   ) -> [String] {
     let rate = pps ?? options.rate
     if options.generator == "tcpreplay" {
-      var argv = ["ip", "netns", "exec", ns, "tcpreplay", "-q", "-K", "-i", interface]
+      var argv = pinned(ns, cpu: options.generatorCPU, ["tcpreplay", "-q", "-K", "-i", interface])
       argv.append(rate > 0 ? "--pps=\(rate)" : "--topspeed")
       if let seconds { argv += ["--loop=0", "--duration=\(Int(seconds.rounded(.up)))"] }
       if let limit { argv += ["--limit=\(limit)"] }
       argv.append(pcap)
       return argv
     }
-    var argv = ["ip", "netns", "exec", ns, Self.selfPath, "send", "--interface", interface, "--pcap", pcap]
+    var argv = pinned(
+      ns, cpu: options.generatorCPU, [Self.selfPath, "send", "--interface", interface, "--pcap", pcap])
     if rate > 0 { argv += ["--pps", String(rate)] }
     if let seconds { argv += ["--seconds", String(seconds)] }
     if let limit { argv += ["--limit", String(limit)] }
@@ -429,15 +488,22 @@ final class LiveBench {
 
   func measure(
     _ system: System, _ direction: Direction, size: FrameSize, pcap: String, repetition: Int, pid: Int32?,
-    checked: Bool, rate: Int? = nil, duration: Double? = nil
+    checked: Bool, rate: Int? = nil, duration: Double? = nil, configPath: String? = nil
   ) throws -> Measurement {
     let rate = rate ?? options.rate
     let duration = duration ?? options.duration
     let (senderNS, sender, sinkNS, sink) = endpoints(direction)
+    let receiver = direction == .encap ? TrafficPlan.accessPort : TrafficPlan.underlayPort
+    try checkNAPI("before \(system) \(direction)")
     let offered0 = counter(senderNS, sender, "tx_packets")
     let delivered0 = counter(sinkNS, sink, "rx_packets")
+    let drops0 = counter(senderNS, sender, "tx_dropped") &+ counter(switchNS, receiver, "rx_dropped")
+    let ring0 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
     let cpu0 = Self.cpuTimes()
     let process0 = pid.map(Self.processCPU) ?? 0
+    guard let core0 = CoreBusyTime(cpu: options.measuredCPU) else {
+      throw BenchError.failed("/proc/stat has no line for CPU \(options.measuredCPU)")
+    }
     let start = Date()
     let generator = Shell.run(
       replayArguments(senderNS, sender, pcap, seconds: duration, limit: nil, pps: rate))
@@ -446,19 +512,24 @@ final class LiveBench {
     usleep(200_000)  // let queues drain
     let offered = counter(senderNS, sender, "tx_packets") &- offered0
     let delivered = counter(sinkNS, sink, "rx_packets") &- delivered0
+    let core1 = CoreBusyTime(cpu: options.measuredCPU)
     let cpu1 = Self.cpuTimes()
     let process1 = pid.map(Self.processCPU) ?? 0
+    let drops =
+      (counter(senderNS, sender, "tx_dropped") &+ counter(switchNS, receiver, "rx_dropped")) &- drops0
+    let ring1 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
     let softirq = cpu1.softirq - cpu0.softirq
     let systemTime = cpu1.system - cpu0.system
-    let cpu: Double
-    let method: String
-    if system != .bridge {
-      cpu = process1 - process0
-      method = "utime+stime of the \(system) process (/proc/PID/stat)"
-    } else {
-      cpu = softirq
-      method = "softirq time of all CPUs (/proc/stat); includes the sink veth's receive"
-    }
+    let processTime = process1 - process0
+    let isPinned = pid.map { CoreBusyTime.isPinned($0, to: options.measuredCPU) } ?? true
+    try checkNAPI("after \(system) \(direction)")
+    // The process's time is inside the measured CPU's busy time while it is pinned there;
+    // otherwise all of it is added (an upper bound: some of it may have run there too).
+    let busy = core1?.busySeconds(since: core0) ?? 0
+    let cpu = busy + (isPinned ? 0 : processTime)
+    let method =
+      "busy time of CPU \(options.measuredCPU) (wall clock - idle, /proc/stat)"
+      + (isPinned ? "" : " + the process's utime+stime (it was not pinned)")
     let seconds = min(elapsed, duration)
     return Measurement(
       system: system, direction: direction, frameSize: size.description, repetition: repetition,
@@ -466,7 +537,9 @@ final class LiveBench {
       offered: offered, delivered: delivered, deliveredPerSecond: Double(delivered) / seconds,
       lossPercent: offered > 0 ? max(0, Double(offered) - Double(delivered)) / Double(offered) * 100 : 0,
       cpuSeconds: cpu, cpuNsPerFrame: delivered > 0 ? cpu * 1e9 / Double(delivered) : 0, cpuMethod: method,
-      systemCPUSeconds: systemTime, softirqCPUSeconds: softirq, outputChecked: checked, offeredRate: rate)
+      systemCPUSeconds: systemTime, softirqCPUSeconds: softirq, outputChecked: checked, offeredRate: rate,
+      processCPUSeconds: processTime, processPinned: isPinned, kernelDrops: drops,
+      ringDrops: ring0.flatMap { before in ring1.map { $0 &- before } })
   }
 
   /// Flat-out probe, then bisection of the offered rate between 0 and the flat-out
@@ -560,7 +633,7 @@ final class LiveBench {
             }
             let m = try measure(
               system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid,
-              checked: checked[system]!)
+              checked: checked[system]!, configPath: files.configPath)
             progress(
               String(
                 format: "  %@ %@ %@ #%d: %.0f frames/s delivered, loss %.2f%%, cpu %.0f ns/frame%@",

@@ -101,6 +101,33 @@ enum Output {
       ], rows)
     text +=
       "\n(\(report.rate); medians over repetitions, A B C A B C; only figures whose sampled output decoded correctly)"
+    // Where frames were lost, per system: in the kernel before the system (the veth's NAPI
+    // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
+    var dropRows: [[String]] = []
+    for s in report.summary {
+      for system in [LiveBench.System.vxswitch, .bridge, .baseline] {
+        let runs = report.measurements.filter {
+          $0.system == system && $0.direction == s.direction && $0.frameSize == s.frameSize
+            && $0.repetition >= 0
+        }
+        guard !runs.isEmpty else { continue }
+        let offered = runs.reduce(UInt64(0)) { $0 &+ $1.offered }
+        let lost = runs.reduce(UInt64(0)) { $0 &+ ($1.offered &- min($1.offered, $1.delivered)) }
+        let kernel = runs.reduce(UInt64(0)) { $0 &+ $1.kernelDrops }
+        let ring =
+          runs.allSatisfy { $0.ringDrops != nil }
+          ? String(runs.reduce(UInt64(0)) { $0 &+ $1.ringDrops! }) : "-"
+        let pinned = runs.allSatisfy(\.processPinned) ? "yes" : "NO"
+        dropRows.append([
+          s.direction.rawValue, s.frameSize, system.rawValue, String(offered), String(lost), String(kernel),
+          ring,
+          pinned,
+        ])
+      }
+    }
+    text += "\n\nframes lost, summed over repetitions:\n"
+    text += table(
+      ["direction", "size", "system", "offered", "lost", "veth drops", "ring drops", "pinned"], dropRows)
     if !report.searches.isEmpty {
       text +=
         "\n\nlargest offered rate with < \(RateSearch.lossLimit)% loss (frames/s; * = generator's limit, no loss flat out):\n"

@@ -52,10 +52,13 @@ public final class LiveSwitch: @unchecked Sendable {
   public struct Options: Sendable {
     /// Ring geometry and transmit version of every port.
     public var port = AFPacketPort.Options()
-    /// Turn GRO and LRO off on access interfaces (the switch receives what the VM sent,
-    /// not what the kernel merged), and GSO and TSO too unless TCP is coalesced: with
-    /// them off the kernel would cut every coalesced super-frame up again before the
-    /// veth. The underlay is shared with the host and left alone.
+    /// Turn LRO off on access interfaces (merged frames would lose what the VM sent), and
+    /// GSO and TSO too unless TCP is coalesced: with them off the kernel would cut every
+    /// coalesced super-frame up again before the veth. GRO stays as it is: what it merges
+    /// arrives as a super-frame with its `virtio_net_hdr` and is segmented like a VM's,
+    /// and on a veth GRO is what gives the receive work its own NAPI context (without it
+    /// the switch's receive work runs on the sender's CPU). The underlay is shared with
+    /// the host and left alone.
     public var disableOffloads = true
     /// Coalesce TCP segments toward access ports into super-frames (`TCPCoalescer`),
     /// with transmit slots sized for them.
@@ -181,7 +184,7 @@ public final class LiveSwitch: @unchecked Sendable {
     if options.disableOffloads {
       let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
       defer { Syscall.close(control) }
-      var features = [(CP_FEATURE_GRO, "gro"), (CP_FEATURE_LRO, "lro")]
+      var features = [(CP_FEATURE_LRO, "lro")]
       if !options.coalesceTCP { features += [(CP_FEATURE_GSO, "gso"), (CP_FEATURE_TSO, "tso")] }
       for name in interfaces where name != underlay {
         for (feature, label) in features {
