@@ -47,6 +47,7 @@ mkdir -p "$corpus" "$artifacts"
 log="$scratch/fuzz-$target.log"
 echo "== fuzz $target for ${seconds}s"
 status=0
+started=$SECONDS
 # Leak detection off: the targets keep a switch, a speaker or two sites across inputs on
 # purpose. -timeout: one input taking 10 s is a hang.
 VXSWITCH_FUZZ_TARGET=$target ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$binary" \
@@ -61,4 +62,4 @@ if ((status != 0)); then
   echo "fuzz $target: FAILED after ${executions:-?} executions (exit $status); input kept in $artifacts/, log $log" >&2
   exit "$status"
 fi
-echo "fuzz $target: ${executions:-?} executions in ${seconds} s (${rate:-?} exec/s), no crash; corpus $(ls "$corpus" | wc -l) inputs"
+echo "fuzz $target: ${executions:-?} executions in $((SECONDS - started)) s (${rate:-?} exec/s), no crash; corpus $(ls "$corpus" | wc -l) inputs"
