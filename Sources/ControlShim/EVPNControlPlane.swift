@@ -74,6 +74,8 @@ public final class EVPNControlPlane: @unchecked Sendable {
     public var staleTime: Int = 300
     /// The long-lived phase after it (RFC 9494, the `[bgp]` `long_lived_stale_time`).
     public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
+    /// The restart time announced (the `[bgp]` `restart_time`).
+    public var restartTime: Int = SiteConfig.defaultRestartTime
     /// Hold time offered on the sessions with members (`[peering] hold_time`).
     public var holdTime: UInt16 = 90
     public init() {}
@@ -96,6 +98,7 @@ public final class EVPNControlPlane: @unchecked Sendable {
       bgp.listenPort = listenPort
       bgp.staleTime = staleTime
       bgp.longLivedStaleTime = longLivedStaleTime
+      bgp.restartTime = restartTime
       return bgp
     }
   }

@@ -71,6 +71,9 @@ struct RunCommand: AsyncParsableCommand {
     let previous = site.bgp != nil || site.peering != nil ? restartFile.load() : .none
     if case .restart = previous { options.restarting = true }
     if case .unusable = previous { options.forwardingStatePreserved = false }
+    if let deferral = site.bgp?.selectionDeferralTime ?? site.peering?.selectionDeferralTime {
+      options.selectionDeferralTime = Double(deferral)
+    }
     // With [bgp] the speaker follows it; a [peering] site without [bgp] runs it with the
     // peering defaults (private AS, router ID = VTEP, no peers until extensions need them).
     var controlPlane: EVPNControlPlane?
@@ -82,6 +85,7 @@ struct RunCommand: AsyncParsableCommand {
       if let peering = site.peering {
         defaults.staleTime = peering.staleTime
         defaults.longLivedStaleTime = peering.longLivedStaleTime
+        defaults.restartTime = peering.restartTime
         defaults.holdTime = UInt16(clamping: peering.holdTime)
       }
       controlPlane = EVPNControlPlane(core: core, options: options, defaults: defaults)

@@ -56,6 +56,17 @@ final class GracefulRestartTests: XCTestCase {
   }
 
   /// Our OPEN carries R while the restart lasts, with the configured F bit.
+  /// `[bgp] restart_time` is what the capability announces; the site's default is 120 s.
+  func testRestartTimeComesFromTheSiteConfiguration() throws {
+    var config = SiteConfig(site: SiteConfig.Site(name: "gr", vtep: IPAddress("10.0.0.1")!, underlay: "eth1"))
+    config.bgp = SiteConfig.BGP(asn: 65000, routerID: IPAddress("1.1.1.1")!)
+    var warnings: [String] = []
+    XCTAssertEqual(SpeakerConfiguration.site(config, warnings: &warnings)?.gracefulRestartTime, 120)
+    config.bgp?.restartTime = 300
+    XCTAssertEqual(SpeakerConfiguration.site(config, warnings: &warnings)?.gracefulRestartTime, 300)
+    XCTAssertEqual(warnings, [])
+  }
+
   func testOpenCarriesRestartStateOnlyWhileRestarting() async throws {
     for (restarting, preserved) in [(true, true), (true, false), (false, true)] {
       let node = makeNode(

@@ -572,6 +572,12 @@ final class ConfigTests: XCTestCase {
         ["8: long_lived_stale_time must be between 0 and 16777215 (got -1)"]
       ),
       (bgp + "graceful = true\n", ["8: unknown key 'graceful' in [bgp]"]),
+      (bgp + "restart_time = 4096\n", ["8: restart_time must be between 1 and 4095 (got 4096)"]),
+      (bgp + "restart_time = 0\n", ["8: restart_time must be between 1 and 4095 (got 0)"]),
+      (
+        bgp + "selection_deferral_time = 0\n",
+        ["8: selection_deferral_time must be between 1 and 3600 (got 0)"]
+      ),
       (bgp + "dup_mac_max_moves = 1\n", ["8: dup_mac_max_moves must be between 2 and 1000 (got 1)"]),
       (bgp + "dup_mac_time = 1801\n", ["8: dup_mac_time must be between 2 and 1800 (got 1801)"]),
       (
@@ -880,11 +886,17 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(bare.sitePeers, [])
     XCTAssertEqual(
       [bare.peering?.staleTime, bare.peering?.longLivedStaleTime, bare.peering?.holdTime], [300, 86400, 90])
+    XCTAssertEqual([bare.peering?.restartTime, bare.peering?.selectionDeferralTime], [120, 60])
     let timers = try XCTUnwrap(
-      decode(site + peering + "hold_time = 9\nstale_time = 3\nlong_lived_stale_time = 16777215\n"))
+      decode(
+        site + peering + "hold_time = 9\nstale_time = 3\nlong_lived_stale_time = 16777215\n"
+          + "restart_time = 4095\nselection_deferral_time = 5\n"))
     XCTAssertEqual(
-      [timers.peering?.holdTime, timers.peering?.staleTime, timers.peering?.longLivedStaleTime],
-      [9, 3, 16_777_215])
+      [
+        timers.peering?.holdTime, timers.peering?.staleTime, timers.peering?.longLivedStaleTime,
+        timers.peering?.restartTime, timers.peering?.selectionDeferralTime,
+      ],
+      [9, 3, 16_777_215, 4095, 5])
     XCTAssertNil(try XCTUnwrap(decode(site)).peering)
   }
 

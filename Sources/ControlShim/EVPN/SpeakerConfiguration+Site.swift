@@ -59,6 +59,7 @@ extension SpeakerConfiguration {
       listenPort: bgp.listenPort, vnis: vnis, peers: peers)
     configuration.staleTime = Double(bgp.staleTime)
     configuration.longLivedStaleTime = Double(bgp.longLivedStaleTime)
+    configuration.gracefulRestartTime = UInt16(clamping: bgp.restartTime)
     configuration.duplicateMACMaxMoves = bgp.dupMACMaxMoves
     configuration.duplicateMACWindow = Double(bgp.dupMACTime)
     configuration.duplicateMACFreezeTime = bgp.dupMACFreeze > 0 ? Double(bgp.dupMACFreeze) : nil

@@ -5,6 +5,9 @@ extension ConfigDecoder {
   static let asnRange: ClosedRange<Int64> = 1...4_294_967_295
   /// RFC 9494: the long-lived stale time is a 24-bit number of seconds.
   static let longLivedStaleTimeRange: ClosedRange<Int64> = 0...16_777_215
+  /// RFC 4724: the restart time is a 12-bit number of seconds.
+  static let restartTimeRange: ClosedRange<Int64> = 1...4095
+  static let selectionDeferralTimeRange: ClosedRange<Int64> = 1...3600
   /// `TCP_MD5SIG_MAXKEYLEN`: the kernel refuses longer TCP MD5 keys.
   static let maximumPasswordLength = 80
 
@@ -20,6 +23,8 @@ extension ConfigDecoder {
     let listenPort = table.integer("listen_port", in: 0...65535)
     let staleTime = table.integer("stale_time", in: 0...Int64.max)
     let longLivedStaleTime = table.integer("long_lived_stale_time", in: Self.longLivedStaleTimeRange)
+    let restartTime = table.integer("restart_time", in: Self.restartTimeRange)
+    let deferral = table.integer("selection_deferral_time", in: Self.selectionDeferralTimeRange)
     // FRR's ranges: max-moves 2-1000, time 2-1800 s, freeze 30-3600 s (0 here: permanent).
     let maxMoves = table.integer("dup_mac_max_moves", in: 2...1000)
     let moveTime = table.integer("dup_mac_time", in: 2...1800)
@@ -38,6 +43,8 @@ extension ConfigDecoder {
     if let listenPort { bgp.listenPort = UInt16(listenPort.value) }
     if let staleTime { bgp.staleTime = Int(staleTime.value) }
     if let longLivedStaleTime { bgp.longLivedStaleTime = Int(longLivedStaleTime.value) }
+    if let restartTime { bgp.restartTime = Int(restartTime.value) }
+    if let deferral { bgp.selectionDeferralTime = Int(deferral.value) }
     if let maxMoves { bgp.dupMACMaxMoves = Int(maxMoves.value) }
     if let moveTime { bgp.dupMACTime = Int(moveTime.value) }
     if let freeze { bgp.dupMACFreeze = Int(freeze.value) }

@@ -16,6 +16,8 @@ extension ConfigDecoder {
     // The extension speaker's stale times, for a site without [bgp] (whose own apply).
     let staleTime = table.integer("stale_time", in: 0...Int64.max)
     let longLivedStaleTime = table.integer("long_lived_stale_time", in: Self.longLivedStaleTimeRange)
+    let restartTime = table.integer("restart_time", in: Self.restartTimeRange)
+    let deferral = table.integer("selection_deferral_time", in: Self.selectionDeferralTimeRange)
     let rateLimit = table.integer("rate_limit", in: Self.rateLimitRange)
     var holdTime = table.integer("hold_time")
     if let hold = holdTime, hold.value != 0, !(3...65535).contains(hold.value) {
@@ -27,6 +29,8 @@ extension ConfigDecoder {
       listenHost: listen.host, listenPort: listen.port, tlsCert: cert, tlsKey: key, tlsCA: ca)
     if let staleTime { peering.staleTime = Int(staleTime.value) }
     if let longLivedStaleTime { peering.longLivedStaleTime = Int(longLivedStaleTime.value) }
+    if let restartTime { peering.restartTime = Int(restartTime.value) }
+    if let deferral { peering.selectionDeferralTime = Int(deferral.value) }
     if let holdTime { peering.holdTime = Int(holdTime.value) }
     if let rateLimit { peering.rateLimit = Int(rateLimit.value) }
     return peering

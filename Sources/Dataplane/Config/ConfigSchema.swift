@@ -20,13 +20,13 @@ public enum ConfigSchema {
     ],
     "static_mac": ["vni", "mac", "remote", "port"],
     "bgp": [
-      "asn", "router_id", "listen_port", "stale_time", "long_lived_stale_time", "dup_mac_max_moves",
-      "dup_mac_time", "dup_mac_freeze",
+      "asn", "router_id", "listen_port", "stale_time", "long_lived_stale_time", "restart_time",
+      "selection_deferral_time", "dup_mac_max_moves", "dup_mac_time", "dup_mac_freeze",
     ],
     "bgp.peer": ["address", "asn", "port", "hold_time", "password", "passive", "max_routes"],
     "peering": [
       "listen", "tls_cert", "tls_key", "tls_ca", "hold_time", "stale_time",
-      "long_lived_stale_time", "rate_limit",
+      "long_lived_stale_time", "restart_time", "selection_deferral_time", "rate_limit",
     ],
     "site_peer": ["name", "url", "evpn_only", "vtep", "asn", "password"],
   ]

@@ -132,6 +132,10 @@ public struct SiteConfig: Sendable, Equatable {
     /// `[bgp]` (with `[bgp]`, its keys apply).
     public var staleTime: Int = 300
     public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
+    /// The extension speaker's `restart_time` and `selection_deferral_time` at a site
+    /// without `[bgp]`.
+    public var restartTime: Int = SiteConfig.defaultRestartTime
+    public var selectionDeferralTime: Int = SiteConfig.defaultSelectionDeferralTime
     /// The hold time offered on the extension speaker's sessions (`hold_time`), at a site
     /// without `[bgp]`.
     public var holdTime: Int = 90
@@ -248,6 +252,12 @@ public struct SiteConfig: Sendable, Equatable {
     /// Seconds of the long-lived phase that follows (RFC 9494, `long_lived_stale_time`;
     /// 0: off), with peers that announce long-lived graceful restart too.
     public var longLivedStaleTime: Int = SiteConfig.defaultLongLivedStaleTime
+    /// The restart time announced in the graceful-restart capability (`restart_time`, RFC
+    /// 4724: how long peers keep this site's routes while it restarts; a start within it
+    /// of the last stop restores the saved state), and how long a restarted site holds
+    /// received routes back waiting for its peers' End-of-RIB (`selection_deferral_time`).
+    public var restartTime: Int = SiteConfig.defaultRestartTime
+    public var selectionDeferralTime: Int = SiteConfig.defaultSelectionDeferralTime
     /// Duplicate-MAC detection (RFC 7432 section 15.1): a MAC that moves
     /// `dupMACMaxMoves` times within `dupMACTime` seconds is frozen (`dup_mac_max_moves`,
     /// `dup_mac_time`; FRR's defaults 5 and 180).
@@ -283,6 +293,9 @@ extension SiteConfig {
   /// One day: a partition of up to a day keeps forwarding to the remote VMs last known;
   /// after that, what the other sites had is likely out of date.
   public static let defaultLongLivedStaleTime = 86400
+  /// RFC 4724's restart time is 12 bits; 120 s is what FRR and GoBGP announce.
+  public static let defaultRestartTime = 120
+  public static let defaultSelectionDeferralTime = 60
 
   /// Whether `name` may be a site's name (`[site] name`, `[[site_peer]] name`).
   public static func isValidSiteName(_ name: String) -> Bool { ConfigSyntax.isValidSiteName(name) }
