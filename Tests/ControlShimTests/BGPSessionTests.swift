@@ -326,7 +326,8 @@ final class BGPSessionTests: XCTestCase {
     waitEstablished(a, b)
     b.speaker.advertiseMAC(vni: 100, mac: m1)
     XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
-    b.speaker.resetPeer("A")  // Cease/4: routes go at once (no RFC 8538)
+    // Cease/4, sent as an RFC 8538 Hard Reset (both announce the N bit): routes go at once.
+    b.speaker.resetPeer("A")
     XCTAssertTrue(a.sink.wait { $0.removeCalls == 1 })
     waitEstablished(a, b, count: 2)
     XCTAssertTrue(a.sink.wait { $0.installed(100, self.m1) != nil })
@@ -337,9 +338,10 @@ final class BGPSessionTests: XCTestCase {
     try await start(a, b)
     waitEstablished(a, b)
     for index in 1...3 { b.speaker.advertiseMAC(vni: 100, mac: MACAddress(rawValue: UInt64(index))) }
-    XCTAssertTrue(a.sink.wait { $0.events.contains(.notificationSent(peer: "B", .maximumPrefixesReached)) })
-    XCTAssertTrue(
-      b.sink.wait { $0.events.contains(.notificationReceived(peer: "A", .maximumPrefixesReached)) })
+    // Both announce the N bit, so Cease/1 leaves as a Hard Reset carrying it (RFC 8538).
+    let sent = NotificationMessage.maximumPrefixesReached.asHardReset
+    XCTAssertTrue(a.sink.wait { $0.events.contains(.notificationSent(peer: "B", sent)) })
+    XCTAssertTrue(b.sink.wait { $0.events.contains(.notificationReceived(peer: "A", sent)) })
     XCTAssertTrue(a.sink.wait { $0.macs.count < 3 })
   }
 

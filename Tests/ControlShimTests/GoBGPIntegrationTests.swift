@@ -253,12 +253,14 @@ final class GoBGPIntegrationTests: XCTestCase {
         """,
       restarting: true)
     try await waitForStatus(speaker!) { $0.peers.first?.state == .established }
-    // gobgpd's view of our OPEN: "Remote: restart time 120 sec, restart flag set" and
-    // "l2vpn-evpn, forward flag set" under graceful-restart.
+    // gobgpd's view of our OPEN: "Remote: restart time 120 sec, restart flag set,
+    // notification flag set" (R and the RFC 8538 N bit) and "l2vpn-evpn, forward flag
+    // set" under graceful-restart.
     let neighbor = daemon.cli(["neighbor", "127.0.0.1"]).output
     let lines = neighbor.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
     let remote = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("Remote: restart time") }, neighbor)
-    XCTAssertEqual(lines[remote], "Remote: restart time 120 sec, restart flag set", neighbor)
+    XCTAssertEqual(
+      lines[remote], "Remote: restart time 120 sec, restart flag set, notification flag set", neighbor)
     XCTAssertEqual(lines[remote + 1], "l2vpn-evpn, forward flag set", neighbor)
     XCTAssertTrue(
       sink.wait { state in

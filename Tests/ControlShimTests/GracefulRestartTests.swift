@@ -37,8 +37,14 @@ final class GracefulRestartTests: XCTestCase {
           .init(family: .l2vpnEVPN, forwardingPreserved: false),
           .init(family: .routeTargetConstraint, forwardingPreserved: true),
         ]))
+    // RFC 8538: the N bit is the second bit of the header, next to R.
+    let notifying = BGPCapability.gracefulRestart(
+      GracefulRestartCapability(
+        notification: true, restartTime: 120, families: [.init(family: .l2vpnEVPN, forwardingPreserved: true)]
+      ))
     for (capability, bytes) in [
       (restarted, "40 06 8078 0019 46 80"), (withoutForwarding, "40 0a 8fff 0019 46 00 0001 84 80"),
+      (notifying, "40 06 4078 0019 46 80"),
     ] {
       let open = OpenMessage(asn: 65001, holdTime: 90, bgpIdentifier: 0x0101_0101, capabilities: [capability])
       let encoded = BGPMessageCodec.encode(.open(open))
@@ -50,7 +56,6 @@ final class GracefulRestartTests: XCTestCase {
       let expected = hex(marker) + [UInt8((19 + body.count) >> 8), UInt8((19 + body.count) & 0xFF), 1] + body
       XCTAssertEqual(encoded, expected, bytes)
       guard case .open(let decoded) = try BGPMessageCodec.decode(expected).message else { return XCTFail() }
-      XCTAssertEqual(decoded.gracefulRestart?.restarting, true)
       XCTAssertEqual(decoded.capabilities.first, capability)
     }
   }
@@ -153,6 +158,68 @@ final class GracefulRestartTests: XCTestCase {
     XCTAssertGreaterThan(waited, 0.8)
     XCTAssertLessThan(waited, 10, "not our 60 s stale time")
     _ = raw
+  }
+
+  // MARK: NOTIFICATION support (RFC 8538)
+
+  /// Both sides announced the N bit: a NOTIFICATION (hold timer expired) ends the session
+  /// but not graceful restart, so the peer's routes stay, stale; a Hard Reset removes them.
+  /// Without the N bit from the peer, the same NOTIFICATION removes them at once.
+  func testWithTheNBitOnlyAHardResetRemovesTheRoutes() async throws {
+    let (node, port) = try await startHelper()
+    var raw = try XCTUnwrap(RawBGPPeer(port: port))
+    let open = try XCTUnwrap(handshake(raw, restarting: false, forwarding: true, notification: true))
+    XCTAssertEqual(open.gracefulRestart?.notification, true, "we announce the N bit")
+    raw.send(announcement(m1))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, self.m1) != nil })
+    raw.send(.notification(.holdTimerExpired))
+    XCTAssertTrue(
+      node.sink.wait { state in state.count { if case .sessionDown = $0 { true } else { false } } >= 1 })
+    var status = await node.speaker.status()
+    XCTAssertEqual(status.peers.first?.stalePhase, .gracefulRestart, "kept across the NOTIFICATION")
+    XCTAssertEqual(status.peers.first?.routesStale, 1)
+    XCTAssertNotNil(node.sink.snapshot.installed(100, m1))
+
+    // Back, and this time a Hard Reset (of an administrative shutdown).
+    raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(handshake(raw, restarting: false, forwarding: true, notification: true))
+    raw.send(announcement(m1))
+    raw.send(.update(.endOfRIB(.l2vpnEVPN)))
+    XCTAssertTrue(
+      node.sink.wait { state in state.count { if case .established = $0 { true } else { false } } >= 2 })
+    raw.send(.notification(NotificationMessage.administrativeShutdown.asHardReset))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, self.m1) == nil }, "a Hard Reset removes the routes")
+    status = await node.speaker.status()
+    XCTAssertEqual(status.peers.first?.stalePhase, nil)
+
+    // A peer without the N bit: the NOTIFICATION ends graceful restart too (RFC 4724).
+    raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(handshake(raw, restarting: false, forwarding: true, notification: false))
+    raw.send(announcement(m2))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, self.m2) != nil })
+    raw.send(.notification(.holdTimerExpired))
+    XCTAssertTrue(node.sink.wait { $0.installed(100, self.m2) == nil }, "no N bit: removed at once")
+  }
+
+  /// With the N bit on both sides, the NOTIFICATIONs that end a session for good
+  /// (administrative shutdown, peer de-configured) leave as a Hard Reset carrying them;
+  /// without it from the peer, as themselves.
+  func testAdministrativeShutdownIsSentAsAHardResetOnlyWithTheNBit() async throws {
+    for notification in [true, false] {
+      let (node, port) = try await startHelper()
+      let raw = try XCTUnwrap(RawBGPPeer(port: port))
+      XCTAssertNotNil(handshake(raw, restarting: false, forwarding: true, notification: notification))
+      XCTAssertTrue(
+        node.sink.wait { state in state.count { if case .established = $0 { true } else { false } } >= 1 })
+      try await node.speaker.removePeer(name: "raw")
+      let received = try XCTUnwrap(raw.receiveNotification())
+      if notification {
+        XCTAssertTrue(received.isHardReset, "\(received)")
+        XCTAssertEqual(Array(received.data.prefix(2)), [6, NotificationMessage.peerDeconfigured.subcode])
+      } else {
+        XCTAssertEqual(received, .peerDeconfigured)
+      }
+    }
   }
 
   // MARK: restarting speaker
@@ -298,7 +365,10 @@ final class GracefulRestartTests: XCTestCase {
   }
 
   /// OPEN with the graceful-restart capability for EVPN, then KEEPALIVEs; the speaker's OPEN.
-  private func handshake(_ raw: RawBGPPeer, restarting: Bool, forwarding: Bool, restartTime: UInt16 = 120)
+  private func handshake(
+    _ raw: RawBGPPeer, restarting: Bool, forwarding: Bool, restartTime: UInt16 = 120,
+    notification: Bool = false
+  )
     -> OpenMessage?
   {
     raw.send(
@@ -309,7 +379,7 @@ final class GracefulRestartTests: XCTestCase {
             .multiprotocol(.l2vpnEVPN),
             .gracefulRestart(
               GracefulRestartCapability(
-                restarting: restarting, restartTime: restartTime,
+                restarting: restarting, notification: notification, restartTime: restartTime,
                 families: [.init(family: .l2vpnEVPN, forwardingPreserved: forwarding)])),
           ])))
     guard case .open(let open)? = raw.receive() else { return nil }

@@ -167,8 +167,18 @@ final class BGPConnection: @unchecked Sendable {
     sendNotificationAndClose(NotificationMessage(error), reason: error.description)
   }
 
+  /// Whether both sides announced the N bit (RFC 8538): then a NOTIFICATION other than a
+  /// Hard Reset leaves graceful restart in force.
+  var negotiatedNotificationSupport: Bool {
+    speaker.configuration.announceGracefulRestart && remoteOpen?.gracefulRestart?.notification == true
+  }
+
   func sendNotificationAndClose(_ notification: NotificationMessage, reason: String) {
     guard state != .closed else { return }
+    var notification = notification
+    if state == .established, negotiatedNotificationSupport, notification.endsGracefulRestart {
+      notification = notification.asHardReset
+    }
     if let peer { speaker.emit(.notificationSent(peer: peer.configuration.name, notification)) }
     // Close only after the NOTIFICATION has left, so the peer learns why.
     let written = channel.writeAndFlush(

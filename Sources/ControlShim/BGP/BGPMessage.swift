@@ -125,6 +125,25 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   public static let administrativeReset = NotificationMessage(code: 6, subcode: 4)
   public static let connectionRejected = NotificationMessage(code: 6, subcode: 5)
   public static let connectionCollisionResolution = NotificationMessage(code: 6, subcode: 7)
+  /// RFC 8538 section 3: Cease / Hard Reset; the NOTIFICATION it stands for leads its data.
+  public static let hardResetSubcode: UInt8 = 9
+  static let ceaseCode: UInt8 = 6
+
+  public var isHardReset: Bool { code == Self.ceaseCode && subcode == Self.hardResetSubcode }
+
+  /// This NOTIFICATION as a Hard Reset: its code and subcode, then its data, as the data.
+  public var asHardReset: NotificationMessage {
+    NotificationMessage(code: Self.ceaseCode, subcode: Self.hardResetSubcode, data: [code, subcode] + data)
+  }
+
+  /// With the N bit on both sides, these end a session for good and are sent as a Hard
+  /// Reset (RFC 8538 section 5: maximum prefixes, administrative shutdown, peer
+  /// de-configured, and administrative reset, which that section leaves to the
+  /// implementation: an operator's reset is meant to clear state). Every other
+  /// NOTIFICATION (hold timer expiry, errors, collisions) leaves graceful restart in force.
+  public var endsGracefulRestart: Bool {
+    code == Self.ceaseCode && (1...4).contains(subcode)
+  }
 
   /// Cease / Connection Collision Resolution, whatever data it carries.
   public var isConnectionCollisionResolution: Bool {
@@ -132,7 +151,11 @@ public struct NotificationMessage: Hashable, Sendable, Codable, CustomStringConv
   }
 
   public var description: String {
-    "NOTIFICATION \(code)/\(subcode)" + (data.isEmpty ? "" : " data \(data.hexString)")
+    if isHardReset, data.count >= 2 {
+      let inner = NotificationMessage(code: data[0], subcode: data[1], data: Array(data.dropFirst(2)))
+      return "NOTIFICATION \(code)/\(subcode) (Hard Reset: \(inner))"
+    }
+    return "NOTIFICATION \(code)/\(subcode)" + (data.isEmpty ? "" : " data \(data.hexString)")
   }
 }
 

@@ -202,7 +202,8 @@ final class BGPPeer: @unchecked Sendable {
       capabilities.append(
         .gracefulRestart(
           GracefulRestartCapability(
-            restarting: speaker.restart.restartState, restartTime: settings.gracefulRestartTime,
+            restarting: speaker.restart.restartState, notification: true,
+            restartTime: settings.gracefulRestartTime,
             families: families.map {
               .init(family: $0, forwardingPreserved: settings.forwardingStatePreserved)
             })))
@@ -315,7 +316,10 @@ final class BGPPeer: @unchecked Sendable {
       establishedAt = nil
       lastError = reason
       speaker.emit(.sessionDown(peer: configuration.name, reason: reason))
-      speaker.sessionLost(self, gracefully: keepsRoutesStale(afterNotification: notification != nil))
+      speaker.sessionLost(
+        self,
+        gracefully: keepsRoutesStale(
+          after: notification, notificationSupport: connection.negotiatedNotificationSupport))
       scheduleRetry()
       return
     }
@@ -326,18 +330,23 @@ final class BGPPeer: @unchecked Sendable {
   }
 
   /// Whether this peer's routes survive the loss of its session as stale routes.
-  private func keepsRoutesStale(afterNotification: Bool) -> Bool {
+  /// `notification` is the NOTIFICATION sent or received that ended the session, if any;
+  /// `notificationSupport`, whether both sides announced the N bit (RFC 8538).
+  private func keepsRoutesStale(after notification: NotificationMessage?, notificationSupport: Bool) -> Bool {
     if purgeRoutesOnLoss {
       purgeRoutesOnLoss = false
       return false
     }
+    // A Hard Reset (RFC 8538) asks for the routes to go, whatever the policy.
+    if notification?.isHardReset == true { return false }
     switch configuration.staleRoutePolicy {
     case .never: return false
     case .always: return true
     case .gracefulRestartOnly:
-      // RFC 4724: only if the peer announced GR (or RFC 9494 LLGR) for EVPN; a
-      // NOTIFICATION ends both (no RFC 8538 N bit support).
-      return !afterNotification && (peerGracefulRestartForEVPN || longLivedStaleTime != nil)
+      // RFC 4724: only if the peer announced GR (or RFC 9494 LLGR) for EVPN, and not
+      // after a NOTIFICATION unless both sides announced the N bit (RFC 8538).
+      let survivesNotification = notification == nil || notificationSupport
+      return survivesNotification && (peerGracefulRestartForEVPN || longLivedStaleTime != nil)
     }
   }
 

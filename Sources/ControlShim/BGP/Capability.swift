@@ -13,13 +13,22 @@ public struct GracefulRestartCapability: Hashable, Sendable, Codable {
 
   /// The R bit: the sender has restarted.
   public var restarting: Bool
+  /// The N bit (RFC 8538): the sender keeps to graceful restart when a NOTIFICATION other
+  /// than a Hard Reset ends the session, as when the connection just drops.
+  public var notification: Bool
   /// 12 bits, seconds.
   public var restartTime: UInt16
   public var families: [Family]
 
-  public init(restarting: Bool = false, restartTime: UInt16, families: [Family]) {
+  /// The R and N bits of the 16-bit header, over the 12-bit restart time.
+  static let restartStateBit: UInt16 = 0x8000
+  static let notificationBit: UInt16 = 0x4000
+  static let restartTimeMask: UInt16 = 0x0FFF
+
+  public init(restarting: Bool = false, notification: Bool = false, restartTime: UInt16, families: [Family]) {
     self.restarting = restarting
-    self.restartTime = restartTime & 0x0FFF
+    self.notification = notification
+    self.restartTime = restartTime & Self.restartTimeMask
     self.families = families
   }
 }
@@ -92,7 +101,9 @@ public enum BGPCapability: Hashable, Sendable {
       }
       return .gracefulRestart(
         GracefulRestartCapability(
-          restarting: header & 0x8000 != 0, restartTime: header & 0x0FFF, families: families))
+          restarting: header & GracefulRestartCapability.restartStateBit != 0,
+          notification: header & GracefulRestartCapability.notificationBit != 0,
+          restartTime: header & GracefulRestartCapability.restartTimeMask, families: families))
     case Code.longLivedGracefulRestart:
       // 7 octets per family; a length that is not a multiple of 7 makes the OPEN malformed.
       guard reader.remaining % 7 == 0 else { throw WireReader.Underflow() }
@@ -127,7 +138,10 @@ public enum BGPCapability: Hashable, Sendable {
     case .gracefulRestart(let capability):
       writer.write(Code.gracefulRestart)
       writer.withLengthPrefix(octets: 1) { out in
-        out.write((capability.restarting ? 0x8000 : 0) | capability.restartTime & 0x0FFF)
+        out.write(
+          (capability.restarting ? GracefulRestartCapability.restartStateBit : 0)
+            | (capability.notification ? GracefulRestartCapability.notificationBit : 0)
+            | capability.restartTime & GracefulRestartCapability.restartTimeMask)
         for entry in capability.families {
           out.write(entry.family.afi)
           out.write(entry.family.safi)
