@@ -200,6 +200,13 @@ final class LiveBench {
     napi = try [TrafficPlan.accessPort, TrafficPlan.underlayPort].map {
       try ThreadedNAPI.enable(namespace: switchNS, interface: $0, cpu: options.measuredCPU)
     }
+    // A veth hands a frame to its peer's NAPI only if the sending end has TSO off (or the
+    // receiving end GRO_FRAGLIST / UDP forwarding GRO); otherwise the peer's receive work
+    // runs in the sender's softirq, on the generator's CPU, NAPI or not. The generator's
+    // ends send 64-byte to 9000-byte frames, never TSO super-frames: off costs nothing.
+    try ip(vmNS, "link set g0 up")
+    try Shell.check(["ip", "netns", "exec", vmNS, "ethtool", "-K", "g0", "tso", "off"])
+    try Shell.check(["ip", "netns", "exec", remoteNS, "ethtool", "-K", "r0", "tso", "off"])
     notes.append(
       "generator on CPU \(options.generatorCPU); measured system, its process and the threaded NAPI of "
         + "\(TrafficPlan.accessPort) and \(TrafficPlan.underlayPort) on CPU \(options.measuredCPU)")
@@ -501,6 +508,7 @@ final class LiveBench {
     let ring0 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
     let cpu0 = Self.cpuTimes()
     let process0 = pid.map(Self.processCPU) ?? 0
+    let napiTime0 = napi.map { $0.runTime() }
     guard let core0 = CoreBusyTime(cpu: options.measuredCPU) else {
       throw BenchError.failed("/proc/stat has no line for CPU \(options.measuredCPU)")
     }
@@ -523,6 +531,14 @@ final class LiveBench {
     let processTime = process1 - process0
     let isPinned = pid.map { CoreBusyTime.isPinned($0, to: options.measuredCPU) } ?? true
     try checkNAPI("after \(system) \(direction)")
+    // The receiving veth's NAPI kthread must have done the receive work, or it ran
+    // somewhere this measurement does not see.
+    let receiving = direction == .encap ? 0 : 1
+    if delivered > 1000, napi[receiving].runTime() <= napiTime0[receiving] {
+      throw BenchError.failed(
+        "\(system) \(direction): \(napi[receiving].interface)'s NAPI kthread did not run: the receive work ran elsewhere"
+      )
+    }
     // The process's time is inside the measured CPU's busy time while it is pinned there;
     // otherwise all of it is added (an upper bound: some of it may have run there too).
     let busy = core1?.busySeconds(since: core0) ?? 0

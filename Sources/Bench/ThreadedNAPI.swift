@@ -55,6 +55,15 @@ struct ThreadedNAPI {
     return nil
   }
 
+  /// CPU time of the kthreads so far (ns, /proc/PID/schedstat): a measurement checks that
+  /// the receive work really ran there.
+  func runTime() -> UInt64 {
+    kthreads.reduce(0) { total, pid in
+      let text = (try? String(contentsOfFile: "/proc/\(pid)/schedstat", encoding: .utf8)) ?? ""
+      return total &+ (text.split(separator: " ").first.flatMap { UInt64($0) } ?? 0)
+    }
+  }
+
   /// Every `napi/*` kthread of the machine.
   static func napiKthreads() -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
