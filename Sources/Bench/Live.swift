@@ -502,7 +502,9 @@ final class LiveBench {
     let (senderNS, sender, sinkNS, sink) = endpoints(direction)
     let receiver = direction == .encap ? TrafficPlan.accessPort : TrafficPlan.underlayPort
     try checkNAPI("before \(system) \(direction)")
-    let offered0 = counter(senderNS, sender, "tx_packets")
+    // Offered: what the generator's veth sent on plus what it dropped because the receiving
+    // NAPI's ring was full (those frames never show in tx_packets, and are lost too).
+    let offered0 = counter(senderNS, sender, "tx_packets") &+ counter(senderNS, sender, "tx_dropped")
     let delivered0 = counter(sinkNS, sink, "rx_packets")
     let drops0 = counter(senderNS, sender, "tx_dropped") &+ counter(switchNS, receiver, "rx_dropped")
     let ring0 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
@@ -518,7 +520,8 @@ final class LiveBench {
     if generator.status != 0 { throw BenchError.failed("generator failed: \(generator.error)") }
     let elapsed = Date().timeIntervalSince(start)
     usleep(200_000)  // let queues drain
-    let offered = counter(senderNS, sender, "tx_packets") &- offered0
+    let offered =
+      (counter(senderNS, sender, "tx_packets") &+ counter(senderNS, sender, "tx_dropped")) &- offered0
     let delivered = counter(sinkNS, sink, "rx_packets") &- delivered0
     let core1 = CoreBusyTime(cpu: options.measuredCPU)
     let cpu1 = Self.cpuTimes()
