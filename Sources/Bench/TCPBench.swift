@@ -24,7 +24,7 @@ struct TCPBenchCommand: ParsableCommand {
 
   @Option(help: "Seconds per iperf3 run.") var duration = 10
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
-  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced.")
+  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-nogso.")
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
   @Option(help: "vxswitch binary.") var vxswitch = ".build/release/vxswitch"
@@ -34,9 +34,11 @@ struct TCPBenchCommand: ParsableCommand {
     case vxswitch, kernel, mixed
     /// vxswitch at both sites with TCP coalescing off (`VXSWITCH_TCP_COALESCING=off`).
     case uncoalesced = "vxswitch-uncoalesced"
+    /// vxswitch at both sites without UDP GSO on the underlay (`VXSWITCH_UNDERLAY_GSO=off`).
+    case noGSO = "vxswitch-nogso"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced: return ["--static"]
+      case .vxswitch, .uncoalesced, .noGSO: return ["--static"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -47,10 +49,17 @@ struct TCPBenchCommand: ParsableCommand {
       case .kernel: return "Linux bridge + kernel vxlan at both"
       case .mixed: return "vxswitch (site 1) to kernel (site 2)"
       case .uncoalesced: return "vxswitch at both, TCP coalescing off"
+      case .noGSO: return "vxswitch at both, underlay UDP GSO off"
       }
     }
     /// The environment the lab (and so each site's daemon) starts with.
-    var environment: [String] { self == .uncoalesced ? ["env", "VXSWITCH_TCP_COALESCING=off"] : [] }
+    var environment: [String] {
+      switch self {
+      case .uncoalesced: return ["env", "VXSWITCH_TCP_COALESCING=off"]
+      case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
+      default: return []
+      }
+    }
   }
 
   struct Sample: Codable {

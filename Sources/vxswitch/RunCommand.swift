@@ -101,6 +101,10 @@ struct RunCommand: AsyncParsableCommand {
     if ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] == "off" {
       liveOptions.coalesceTCP = false
     }
+    // Likewise (`Bench tcp --system vxswitch-nogso`): one datagram per underlay frame.
+    if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] == "off" {
+      liveOptions.underlaySegmentation = false
+    }
     let live = LiveSwitch(core: core, options: liveOptions)
     let service = SiteService(
       core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },

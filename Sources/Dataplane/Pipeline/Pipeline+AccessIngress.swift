@@ -104,7 +104,7 @@ extension Pipeline {
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
-          out.tx.commitUncoalesced(length: length &+ Flavor.headerLength(out))
+          out.tx.commitEncapsulated(length: length &+ Flavor.headerLength(out))
           out.frames &+= 1
           out.innerBytes &+= length
           continue

@@ -53,14 +53,15 @@ final class Lab {
           + noDAD)
       try Shell.inNamespace(t.backbone, ["ip", "link", "set", "s\(site)", "up"])
       // The site-to-site link carries MTU-sized frames, as a wire does: without this a
-      // veth passes a kernel vxlan site's 64 KiB tunnel super-frames through unsegmented.
+      // veth passes a kernel vxlan site's 64 KiB tunnel super-frames, and a vxswitch
+      // site's UDP GSO frames, through unsegmented.
       // (The VMs keep their default offloads: vxswitch segments what they send.)
       for (namespace, device) in [(siteNS, "ul"), (t.backbone, "s\(site)")] {
         try Shell.inNamespace(
           namespace,
           [
             "ethtool", "-K", device, "tso", "off", "gso", "off", "tx-udp_tnl-segmentation", "off",
-            "tx-udp_tnl-csum-segmentation", "off",
+            "tx-udp_tnl-csum-segmentation", "off", "tx-udp-segmentation", "off",
           ])
       }
       try Shell.inNamespace(
