@@ -320,6 +320,9 @@ final class Lab {
     }
     results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
     if t.vmMTU > t.usableVMMTU { results.append(pathMTUCheck(server: (t.sites, t.vmsPerSite))) }
+    if t.runsVXSwitch(1) && ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] != "off" {
+      results.append(underlayGSOCheck())
+    }
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -356,6 +359,32 @@ final class Lab {
         return CheckResult(name: name, passed: false, detail: "\(error)")
       }
     }
+  }
+
+  /// Site 1 sent the transfer's segments as UDP GSO frames, and the link to the backbone
+  /// carried them as MTU-sized datagrams: the backbone's end of that link received at
+  /// least as many frames as the datagrams those GSO frames held, none of them larger
+  /// than the underlay MTU allows on average.
+  private func underlayGSOCheck() -> CheckResult {
+    let t = topology
+    let statistics =
+      api(1, "/v1/statistics").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+      ?? [:]
+    let frames = statistics["underlay_gso_frames"] as? Int ?? 0
+    let datagrams = statistics["underlay_gso_datagrams"] as? Int ?? 0
+    func counter(_ name: String) -> Int {
+      let text = try? Shell.inNamespace(t.backbone, ["cat", "/sys/class/net/s1/statistics/\(name)"])
+      return Int((text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+    let received = counter("rx_packets")
+    let bytes = counter("rx_bytes")
+    let average = received == 0 ? 0 : bytes / received
+    return CheckResult(
+      name: "underlay UDP GSO: site 1's GSO frames reach the backbone as MTU-sized datagrams",
+      passed: frames > 0 && datagrams > frames && received >= datagrams && average <= 1514,
+      detail:
+        "site 1 sent \(datagrams) datagrams in \(frames) GSO frames; the backbone received \(received) frames of \(average) bytes on average"
+    )
   }
 
   /// With VMs whose MTU is larger than the underlay allows, the transfers above only
