@@ -313,6 +313,7 @@ final class UnderlaySegmenterTests: XCTestCase {
     // More batches than the ring has slots: a slot that held a GSO frame later holds a
     // run of one, which must go out behind a zeroed header.
     let sw = Self.makeSwitch(gso: true)
+    sw.pipeline.underlayPolicy.forced = true
     let pair = Self.segments(payload: Self.mss * 2)
     let single = Self.segments(payload: 300)
     for round in 0..<300 {
@@ -355,6 +356,28 @@ final class UnderlaySegmenterTests: XCTestCase {
     let sent = ports[core.interfaces.firstIndex(of: "eth1")!].takeTransmitted()
     XCTAssertEqual(sent.count, 3)
     XCTAssertTrue(sent.allSatisfy { Array($0[0..<10]) == Array(repeating: 0, count: 10) })
+  }
+
+  /// Batches whose datagrams do not join (mixed flows) turn joining off, so that they
+  /// cost what they did before; after 64 batches without it one tries again, and a batch that joins
+  /// keeps it on.
+  func testBatchesThatDoNotJoinTurnJoiningOffUntilATryFindsRunsAgain() {
+    let sw = Self.makeSwitch(gso: true)
+    let a = Self.segments(payload: Self.mss * 2)
+    let b = Self.segments(payload: Self.mss * 2, destination: Self.otherRemoteVM)
+    let mixed = [a[0], b[0], a[1], b[1]]
+    sw.forward(interface: "vm1", frames: mixed)
+    _ = sw.takeOutput("eth1")
+    XCTAssertFalse(sw.pipeline.underlayPolicy.segmentsNextBatch, "nothing joined: off")
+    // Runs are there, but joining is off: each datagram alone, behind a zeroed header.
+    for _ in 0..<64 {
+      sw.forward(interface: "vm1", frames: a)
+      XCTAssertEqual(Self.runLengths(sw.takeOutput("eth1")), [1, 1])
+    }
+    XCTAssertTrue(sw.pipeline.underlayPolicy.segmentsNextBatch, "after 64 batches without, the next tries again")
+    sw.forward(interface: "vm1", frames: a)
+    XCTAssertEqual(Self.runLengths(sw.takeOutput("eth1")), [2])
+    XCTAssertTrue(sw.pipeline.underlayPolicy.segmentsNextBatch, "runs found: stays on")
   }
 
   // MARK: Receive

@@ -122,16 +122,14 @@ extension TxRing {
   @inline(never)
   mutating func commitSegmenting(length: Int, _ state: UnsafeMutablePointer<UnderlaySegmenter>) {
     let frame = UnsafeRawPointer(next + dataOffset)
-    let datagram = OuterDatagram(frame: frame, length: length)
     if let open = state.pointee.slot {
-      if let datagram, Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), datagram, frame)
-      {
-        appendDatagram(state, open + dataOffset, datagram, frame)
+      if Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), frame, length) {
+        appendDatagram(state, open + dataOffset, frame, length)
         return
       }
       publishSegmented(state)
     }
-    if state.pointee.merging, let datagram {
+    if state.pointee.merging, let datagram = OuterDatagram(frame: frame, length: length) {
       let limit = min(maxFrameLength, datagram.ipLimit)
       if length &+ datagram.payloadLength <= limit {
         state.pointee.slot = next
@@ -152,29 +150,34 @@ extension TxRing {
     commitUncoalesced(length: length)
   }
 
-  /// Whether `datagram` (at `frame`) continues the run whose frame is at `open`: same
-  /// family and offsets, a payload no longer than the gso size that fits, and the same
-  /// outer header but for lengths and checksums.
+  /// Whether the frame at `frame` (`length` bytes) continues the run whose first frame
+  /// is at `open`: the same outer header but for lengths and checksums (so the same
+  /// family and offsets, which the run's first frame was checked for), a UDP length
+  /// that fills the frame, and a payload no longer than the gso size that fits. Whole
+  /// words compared, the UDP ports (the flow) first: most frames that do not continue a
+  /// run belong to another flow.
   @inline(__always)
   static func continuesRun(
-    _ state: UnderlaySegmenter, _ open: UnsafeRawPointer, _ datagram: OuterDatagram, _ frame: UnsafeRawPointer
+    _ state: UnderlaySegmenter, _ open: UnsafeRawPointer, _ frame: UnsafeRawPointer, _ length: Int
   ) -> Bool {
-    guard datagram.isIPv6 == state.isIPv6, datagram.payloadLength <= state.segmentSize,
-      state.length &+ datagram.payloadLength <= state.limit, state.segments < UnderlaySegmenter.maxSegments
-    else { return false }
-    let ip = EthernetLayout.headerLength
     let udp = state.transportOffset
+    let payload = length &- udp &- UDPLayout.headerLength
+    guard payload > 0, payload <= state.segmentSize, state.length &+ payload <= state.limit,
+      state.segments < UnderlaySegmenter.maxSegments,
+      frame.raw32(udp) == open.raw32(udp),
+      Int(frame.be16(udp &+ UDPLayout.lengthOffset)) == length &- udp
+    else { return false }
     if state.isIPv6 {
-      // MACs, EtherType, version, traffic class, flow label; next header, hop limit,
-      // addresses, UDP ports.
-      return TxRing.same(open, frame, 0, ip &+ IPv6Layout.payloadLengthOffset)
-        && TxRing.same(open, frame, ip &+ IPv6Layout.nextHeaderOffset, udp &+ UDPLayout.lengthOffset)
+      // MACs, EtherType, version, traffic class, flow label (bytes 0-17); next header,
+      // hop limit and addresses (20-53). Not the payload length (18-19).
+      return frame.raw128(0) == open.raw128(0) && frame.raw16(16) == open.raw16(16)
+        && frame.raw16(20) == open.raw16(20) && frame.raw128(22) == open.raw128(22)
+        && frame.raw128(38) == open.raw128(38)
     }
-    // MACs, EtherType, version, TOS; identification, fragment field, TTL, protocol;
-    // addresses, UDP ports.
-    return TxRing.same(open, frame, 0, ip &+ IPv4Layout.totalLengthOffset)
-      && TxRing.same(open, frame, ip &+ IPv4Layout.identificationOffset, ip &+ IPv4Layout.checksumOffset)
-      && TxRing.same(open, frame, ip &+ IPv4Layout.sourceOffset, udp &+ UDPLayout.lengthOffset)
+    // MACs, EtherType, version, TOS (bytes 0-15); identification, fragment field, TTL,
+    // protocol (18-23); addresses (26-33). Not the total length nor the header checksum.
+    return frame.raw128(0) == open.raw128(0) && frame.raw32(18) == open.raw32(18)
+      && frame.raw16(22) == open.raw16(22) && frame.raw64(26) == open.raw64(26)
   }
 
   /// Appends the datagram's UDP payload to the run; hands the run over when the datagram
@@ -182,11 +185,11 @@ extension TxRing {
   @inline(__always)
   mutating func appendDatagram(
     _ state: UnsafeMutablePointer<UnderlaySegmenter>, _ open: UnsafeMutableRawPointer,
-    _ datagram: OuterDatagram, _ frame: UnsafeRawPointer
+    _ frame: UnsafeRawPointer, _ length: Int
   ) {
-    let payload = datagram.payloadLength
-    (open + state.pointee.length).copyMemory(
-      from: frame + (datagram.transportOffset &+ UDPLayout.headerLength), byteCount: payload)
+    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
+    let payload = length &- start
+    (open + state.pointee.length).copyMemory(from: frame + start, byteCount: payload)
     state.pointee.length &+= payload
     state.pointee.segments &+= 1
     if payload < state.pointee.segmentSize

@@ -64,6 +64,8 @@ public final class Pipeline {
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
   /// joined into UDP GSO frames (else only its headers zeroed).
   public var segmentsUnderlay = true
+  /// Whether the next access batch joins datagrams (see the policy).
+  var underlayPolicy = UnderlaySegmentingPolicy()
 
   // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
   // one event per second rather than one per frame.
@@ -191,10 +193,15 @@ public final class Pipeline {
   /// The underlay segmenter's state (counts for tests).
   public var underlaySegmenter: UnderlaySegmenter { segmenter.pointee }
 
-  /// Hands over the UDP GSO run still being built and counts what the segmenter sent.
+  /// Hands over the UDP GSO run still being built, counts what the segmenter sent and
+  /// tells the policy how the batch went.
   @inline(never)
   func flushSegmenter(_ ring: UnsafeMutablePointer<TxRing>) {
     ring.pointee.publishSegmented(segmenter)
+    // The batch's encapsulations so far (the scratch counters are zeroed per batch).
+    underlayPolicy.record(
+      tried: segmenter.pointee.merging, committed: Int(truncatingIfNeeded: counters[Counter.encapsulated]),
+      joined: segmenter.pointee.datagrams)
     if segmenter.pointee.frames != 0 {
       count(Counter.underlayGSOFrames, segmenter.pointee.frames)
       count(Counter.underlayGSODatagrams, segmenter.pointee.datagrams)
