@@ -374,7 +374,8 @@ final class UnderlaySegmenterTests: XCTestCase {
       sw.forward(interface: "vm1", frames: a)
       XCTAssertEqual(Self.runLengths(sw.takeOutput("eth1")), [1, 1])
     }
-    XCTAssertTrue(sw.pipeline.underlayPolicy.segmentsNextBatch, "after 64 batches without, the next tries again")
+    XCTAssertTrue(
+      sw.pipeline.underlayPolicy.segmentsNextBatch, "after 64 batches without, the next tries again")
     sw.forward(interface: "vm1", frames: a)
     XCTAssertEqual(Self.runLengths(sw.takeOutput("eth1")), [2])
     XCTAssertTrue(sw.pipeline.underlayPolicy.segmentsNextBatch, "runs found: stays on")
