@@ -366,9 +366,13 @@ final class UnderlaySegmenterTests: XCTestCase {
     let a = Self.segments(payload: Self.mss * 2)
     let b = Self.segments(payload: Self.mss * 2, destination: Self.otherRemoteVM)
     let mixed = [a[0], b[0], a[1], b[1]]
+    // Too few to judge by: joining stays on.
     sw.forward(interface: "vm1", frames: mixed)
     _ = sw.takeOutput("eth1")
-    XCTAssertFalse(sw.pipeline.underlayPolicy.segmentsNextBatch, "nothing joined: off")
+    XCTAssertTrue(sw.pipeline.underlayPolicy.segmentsNextBatch, "four frames: still on")
+    sw.forward(interface: "vm1", frames: Array(repeating: mixed, count: 8).flatMap { $0 })
+    _ = sw.takeOutput("eth1")
+    XCTAssertFalse(sw.pipeline.underlayPolicy.segmentsNextBatch, "32 frames, nothing joined: off")
     // Runs are there, but joining is off: each datagram alone, behind a zeroed header.
     for _ in 0..<64 {
       sw.forward(interface: "vm1", frames: a)
