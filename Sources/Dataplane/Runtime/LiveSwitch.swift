@@ -63,6 +63,9 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Send runs of VXLAN datagrams to one VTEP as one UDP GSO frame on the underlay
     /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
     public var underlaySegmentation = true
+    /// Ask for UDP GRO on the VXLAN port (`VXLANPortHolder`), so that with GRO on the
+    /// underlay device a flow's datagrams reach the underlay port merged (experimental).
+    public var underlayReceiveOffload = false
     /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
     public var holdVXLANPort = true
     /// Follow underlay next hops through netlink (`NextHopResolver`).
@@ -207,7 +210,8 @@ public final class LiveSwitch: @unchecked Sendable {
       if result == 0 { core.setUnderlayMAC(MACAddress(mac)) }
     }
     if options.holdVXLANPort {
-      holder = try VXLANPortHolder(address: config.site.vtep, port: config.site.udpPort)
+      holder = try VXLANPortHolder(
+        address: config.site.vtep, port: config.site.udpPort, receiveOffload: options.underlayReceiveOffload)
     }
     var groups: [Int: UInt16] = [:]
     var portOptions = options.port

@@ -68,6 +68,10 @@ final class Lab {
         siteNS,
         ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
       try Shell.inNamespace(siteNS, ["ip", "link", "set", "ul", "up"])
+      // Experimental: GRO on the site's end of the underlay, as a NIC has by default.
+      if ProcessInfo.processInfo.environment["VXSWITCH_LAB_UNDERLAY_GRO"] == "on" {
+        try Shell.inNamespace(siteNS, ["ethtool", "-K", "ul", "gro", "on"])
+      }
       try Shell.inNamespace(siteNS, ["ip", family, "route", "add", "default", "via", t.gateway(site)])
       for vm in 1...t.vmsPerSite {
         let vmNS = t.vmNamespace(site, vm)
