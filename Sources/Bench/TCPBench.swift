@@ -91,15 +91,25 @@ struct TCPBenchCommand: ParsableCommand {
           system.environment + [vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
         defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
         // One server for the lab's lifetime (a one-off server would exit after a failed try).
-        let server = try SystemCommand.start([
-          "ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201",
-        ])
+        let serverCommand = ["ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201"]
+        var server = try SystemCommand.start(serverCommand)
         defer {
           server.terminate()
           server.wait()
         }
         for count in streams {
-          let sample = try measure(system: system, streams: count)
+          let sample: Sample
+          do {
+            sample = try measure(system: system, streams: count)
+          } catch {
+            // The server sometimes stops listening ("Connection refused" for 10 s, every
+            // system alike): a fresh one, and one more try, before giving up the run.
+            progress("  \(error); restarting the iperf3 server and trying once more")
+            server.terminate()
+            server.wait()
+            server = try SystemCommand.start(serverCommand)
+            sample = try measure(system: system, streams: count)
+          }
           progress(
             String(
               format: "  %d stream(s): %.2f Gbit/s, %.3f CPU s/Gbit, %d retransmits", count,
