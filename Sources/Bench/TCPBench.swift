@@ -104,17 +104,23 @@ struct TCPBenchCommand: ParsableCommand {
           server.wait()
         }
         for count in streams {
+          var attempt = 0
           let sample: Sample
-          do {
-            sample = try measure(system: system, streams: count)
-          } catch {
-            // The server sometimes stops listening ("Connection refused" for 10 s, every
-            // system alike): a fresh one, and one more try, before giving up the run.
-            progress("  \(error); restarting the iperf3 server and trying once more")
-            server.terminate()
-            server.wait()
-            server = try SystemCommand.start(serverCommand)
-            sample = try measure(system: system, streams: count)
+          while true {
+            do {
+              sample = try measure(system: system, streams: count)
+              break
+            } catch {
+              // The server sometimes stops listening ("Connection refused" for 10 s,
+              // every system alike): a fresh one, twice, before giving up the run.
+              attempt += 1
+              if attempt > 2 { throw error }
+              progress("  iperf3 could not connect; restarting its server (try \(attempt + 1))")
+              server.terminate()
+              server.wait()
+              sleep(1)
+              server = try SystemCommand.start(serverCommand)
+            }
           }
           progress(
             String(
