@@ -16,7 +16,8 @@
 #
 # Environment: ROUNDS (default 10), FRAMES per file (10000), FDB_SIZE (65536),
 # SOURCES/DESTINATIONS (16), MANY_SOURCES/MANY_DESTINATIONS (251/256), UNDERLAY (ipv4),
-# BENCH (binary; built when unset).
+# BENCH (binary; built when unset), MEMORY_FLAGS (more `Bench memory` flags, e.g.
+# --underlay-gso: the underlay ring joins datagrams into UDP GSO frames, as live).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,7 @@ DESTINATIONS=${DESTINATIONS:-16}
 MANY_SOURCES=${MANY_SOURCES:-251}
 MANY_DESTINATIONS=${MANY_DESTINATIONS:-256}
 UNDERLAY=${UNDERLAY:-ipv4}
+MEMORY_FLAGS=${MEMORY_FLAGS:-}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)" >&2; exit 1; }
 if [[ -z "${BENCH:-}" ]]; then
   swift build -c release --product Bench >&2
@@ -53,7 +55,7 @@ fi
 ir() {
   local config=$1 input=$2 rounds=$3 out="$dir/callgrind.$RANDOM"
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$BENCH" memory --config "$config" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" \
+    "$BENCH" memory --config "$config" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" $MEMORY_FLAGS \
     >"$out.stdout" 2>"$out.log" || { cat "$out.stdout" "$out.log" >&2; return 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }

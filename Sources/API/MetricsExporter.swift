@@ -50,6 +50,14 @@ public final class MetricsExporter: Sendable {
       "vxswitch_path_mtu_replies_total", "counter",
       "ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the underlay."
     ),
+    (
+      "vxswitch_underlay_gso_frames_total", "counter",
+      "UDP GSO frames sent on the underlay (runs of VXLAN datagrams to one VTEP, cut up by the kernel)."
+    ),
+    (
+      "vxswitch_underlay_gso_datagrams_total", "counter",
+      "VXLAN datagrams sent inside UDP GSO frames (also in vxswitch_encapsulated_frames_total)."
+    ),
     ("vxswitch_fdb_entries", "gauge", "Current FDB entries, by VNI and origin."),
     ("vxswitch_ring_received_frames_total", "counter", "Frames read from the port's AF_PACKET RX ring."),
     (
@@ -115,6 +123,8 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_fdb_learn_limit_drops_total", statistics.learnLimitDrops ?? 0)
     counter("vxswitch_arp_suppressed_total", statistics.arpSuppressed ?? 0)
     counter("vxswitch_path_mtu_replies_total", statistics.pathMTUReplies ?? 0)
+    counter("vxswitch_underlay_gso_frames_total", statistics.underlayGSOFrames ?? 0)
+    counter("vxswitch_underlay_gso_datagrams_total", statistics.underlayGSODatagrams ?? 0)
     for count in service.fdbCounts() {
       gauge(
         "vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))

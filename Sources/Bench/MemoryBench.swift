@@ -81,7 +81,12 @@ final class MemoryBench {
   static let now: UInt32 = 1
 
   /// - Parameter fdbSize: total FDB entries wanted (traffic's own entries included).
-  init(config original: SiteConfig, inputs: [MemoryInput], fdbSize: Int?, frameSizeLabel: String) throws {
+  /// - Parameter underlayGSO: the underlay port transmits behind a `virtio_net_hdr`, so
+  ///   its ring joins datagrams into UDP GSO frames (`UnderlaySegmenter`), as live.
+  init(
+    config original: SiteConfig, inputs: [MemoryInput], fdbSize: Int?, frameSizeLabel: String,
+    underlayGSO: Bool = false
+  ) throws {
     var config = original
     let trafficMACs = inputs.reduce(0) { $0 + min($1.frames.count, 2 * 65536) } + config.staticMACs.count
     if let fdbSize, fdbSize + trafficMACs > config.site.fdbCapacity {
@@ -90,7 +95,9 @@ final class MemoryBench {
     self.config = config
     self.inputs = inputs
     self.frameSizeLabel = frameSizeLabel
-    offline = OfflineSwitch(config: config, output: { _ in .discard })
+    let underlayName = config.site.underlay
+    offline = OfflineSwitch(
+      config: config, output: { _ in .discard }, virtioNetHeader: { underlayGSO && $0 == underlayName })
     let underlay = offline.interfaceIndex(config.site.underlay)
     var ingress: [UInt16] = []
     var directions: [Direction] = []

@@ -44,6 +44,11 @@ struct MemoryCommand: ParsableCommand {
   @Flag(help: "Print JSON instead of a table.")
   var json = false
 
+  @Flag(
+    name: .customLong("underlay-gso"),
+    help: "The underlay transmits behind a virtio_net_hdr, joining datagrams into UDP GSO frames, as live.")
+  var underlayGSO = false
+
   @Option(help: "Write an SVG plot of the sweep to this file.")
   var plot: String?
 
@@ -60,7 +65,7 @@ struct MemoryCommand: ParsableCommand {
   func run() throws {
     let report = try MemoryCommand.execute(
       configPath: config, inputs: inputs, rule: rounds.map { .rounds($0) } ?? .seconds(seconds ?? 2),
-      fdbSize: fdbSize, sweep: sweep, verbose: !json)
+      fdbSize: fdbSize, sweep: sweep, verbose: !json, underlayGSO: underlayGSO)
     if json {
       print(Output.json(report))
     } else {
@@ -87,7 +92,8 @@ struct MemoryCommand: ParsableCommand {
     [64, 128, 256, 512, 1024, 1280, 1518].map { .fixed($0) } + [.imix]
 
   static func execute(
-    configPath: String, inputs: [String], rule: StopRule, fdbSize: Int?, sweep: Bool, verbose: Bool
+    configPath: String, inputs: [String], rule: StopRule, fdbSize: Int?, sweep: Bool, verbose: Bool,
+    underlayGSO: Bool = false
   ) throws -> MemoryReport {
     let config = try SiteConfig.load(path: configPath)
     var loaded: [MemoryInput] = []
@@ -97,7 +103,8 @@ struct MemoryCommand: ParsableCommand {
       loaded.append(MemoryInput(port: port, file: path, frames: FrameSet(trace: trace)))
     }
     let label = sizeLabel(loaded)
-    let bench = try MemoryBench(config: config, inputs: loaded, fdbSize: fdbSize, frameSizeLabel: label)
+    let bench = try MemoryBench(
+      config: config, inputs: loaded, fdbSize: fdbSize, frameSizeLabel: label, underlayGSO: underlayGSO)
     let results = bench.run(rule)
     var report = MemoryReport(
       config: configPath, fdbSizeRequested: fdbSize, fdbEntries: bench.offline.core.fdb.count,
@@ -113,7 +120,11 @@ struct MemoryCommand: ParsableCommand {
     for size in sweepFDBSizes {
       progress("sweep: building FDB \(size) entries, frames \(label)")
       fdbBenches.append(
-        (size, try MemoryBench(config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label)))
+        (
+          size,
+          try MemoryBench(
+            config: config, inputs: loaded, fdbSize: size, frameSizeLabel: label, underlayGSO: underlayGSO)
+        ))
     }
     let slice = slicedRule(rule)
     progress("sweep: measuring FDB sizes, \(sweepRepetitions) interleaved slices of \(modeName(slice))")

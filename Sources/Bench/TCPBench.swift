@@ -24,19 +24,27 @@ struct TCPBenchCommand: ParsableCommand {
 
   @Option(help: "Seconds per iperf3 run.") var duration = 10
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
-  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced.")
+  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-nogso.")
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
   @Option(help: "vxswitch binary.") var vxswitch = ".build/release/vxswitch"
+  @Flag(
+    name: .customLong("exclude-nice"),
+    help:
+      "Leave niced user time out of the busy time (a shared machine whose other tenants run niced, e.g. fuzzers, which would otherwise fill every idle cycle)."
+  )
+  var excludeNice = false
   @Flag(help: "JSON output.") var json = false
 
   enum System: String, CaseIterable {
     case vxswitch, kernel, mixed
     /// vxswitch at both sites with TCP coalescing off (`VXSWITCH_TCP_COALESCING=off`).
     case uncoalesced = "vxswitch-uncoalesced"
+    /// vxswitch at both sites without UDP GSO on the underlay (`VXSWITCH_UNDERLAY_GSO=off`).
+    case noGSO = "vxswitch-nogso"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced: return ["--static"]
+      case .vxswitch, .uncoalesced, .noGSO: return ["--static"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -47,10 +55,17 @@ struct TCPBenchCommand: ParsableCommand {
       case .kernel: return "Linux bridge + kernel vxlan at both"
       case .mixed: return "vxswitch (site 1) to kernel (site 2)"
       case .uncoalesced: return "vxswitch at both, TCP coalescing off"
+      case .noGSO: return "vxswitch at both, underlay UDP GSO off"
       }
     }
     /// The environment the lab (and so each site's daemon) starts with.
-    var environment: [String] { self == .uncoalesced ? ["env", "VXSWITCH_TCP_COALESCING=off"] : [] }
+    var environment: [String] {
+      switch self {
+      case .uncoalesced: return ["env", "VXSWITCH_TCP_COALESCING=off"]
+      case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
+      default: return []
+      }
+    }
   }
 
   struct Sample: Codable {
@@ -82,15 +97,31 @@ struct TCPBenchCommand: ParsableCommand {
           system.environment + [vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
         defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
         // One server for the lab's lifetime (a one-off server would exit after a failed try).
-        let server = try SystemCommand.start([
-          "ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201",
-        ])
+        let serverCommand = ["ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201"]
+        var server = try SystemCommand.start(serverCommand)
         defer {
           server.terminate()
           server.wait()
         }
         for count in streams {
-          let sample = try measure(system: system, streams: count)
+          var attempt = 0
+          let sample: Sample
+          while true {
+            do {
+              sample = try measure(system: system, streams: count)
+              break
+            } catch {
+              // The server sometimes stops listening ("Connection refused" for 10 s,
+              // every system alike): a fresh one, twice, before giving up the run.
+              attempt += 1
+              if attempt > 2 { throw error }
+              progress("  iperf3 could not connect; restarting its server (try \(attempt + 1))")
+              server.terminate()
+              server.wait()
+              sleep(1)
+              server = try SystemCommand.start(serverCommand)
+            }
+          }
           progress(
             String(
               format: "  %d stream(s): %.2f Gbit/s, %.3f CPU s/Gbit, %d retransmits", count,
@@ -119,12 +150,12 @@ struct TCPBenchCommand: ParsableCommand {
     var result = Shell.Result(status: 1, output: "", error: "")
     var before = 0.0
     for _ in 0..<50 {
-      before = Self.busySeconds()
+      before = Self.busySeconds(excludingNice: excludeNice)
       result = Shell.run(client)
       if result.status == 0 { break }
       usleep(200_000)
     }
-    let busy = Self.busySeconds() - before
+    let busy = Self.busySeconds(excludingNice: excludeNice) - before
     guard result.status == 0,
       let object = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any],
       let end = object["end"] as? [String: Any],
@@ -142,15 +173,16 @@ struct TCPBenchCommand: ParsableCommand {
       cpuSecondsPerGigabit: gigabits > 0 ? busy / gigabits : .infinity, retransmits: retransmits)
   }
 
-  /// Busy CPU seconds of the whole machine so far: every CPU's time but idle and iowait.
-  static func busySeconds() -> Double {
+  /// Busy CPU seconds of the whole machine so far: every CPU's time but idle and iowait
+  /// (and, `excludingNice`, but user time at a positive nice value).
+  static func busySeconds(excludingNice: Bool = false) -> Double {
     guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
     else { return 0 }
     let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     guard fields.count >= 8 else { return 0 }
     // user nice system idle iowait irq softirq steal
-    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]
+    let busy = fields[0] + (excludingNice ? 0 : fields[1]) + fields[2] + fields[5] + fields[6] + fields[7]
     return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
   }
 

@@ -105,6 +105,14 @@ struct RunCommand: AsyncParsableCommand {
     if ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] == "off" {
       liveOptions.coalesceTCP = false
     }
+    // Likewise (`Bench tcp --system vxswitch-nogso`): one datagram per underlay frame.
+    if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] == "off" {
+      liveOptions.underlaySegmentation = false
+    }
+    // Experimental: UDP GRO on the VXLAN port (needs GRO on the underlay device).
+    if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GRO"] == "on" {
+      liveOptions.underlayReceiveOffload = true
+    }
     let live = LiveSwitch(core: core, options: liveOptions)
     let service = SiteService(
       core: core, controlPlane: controlPlane, live: live, configPath: config, clock: { live.now },

@@ -131,6 +131,8 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("30/30 VM pairs ping each other across 3 sites"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s3-vm2, 64 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s3-vm2 -> s1-vm1, 64 MiB"), output)
+    // Site 1 (vxswitch) sent UDP GSO frames that reached the backbone as datagrams.
+    XCTAssertTrue(output.contains("ok   underlay UDP GSO"), output)
     XCTAssertTrue(output.contains("ok   site 3 FDB has every VM"), output)
   }
 
@@ -140,6 +142,8 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("ok   kernel site 3: `bridge fdb show` lists vxswitch VMs"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s3-vm2, 64 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s3-vm2 -> s1-vm1, 64 MiB"), output)
+    // Site 1 (vxswitch) sent UDP GSO frames that reached the backbone as datagrams.
+    XCTAssertTrue(output.contains("ok   underlay UDP GSO"), output)
   }
 
   func testInteroperatesWithTheKernelOverAnIPv6Underlay() throws {
@@ -147,6 +151,8 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("30/30 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s3-vm2, 64 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s3-vm2 -> s1-vm1, 64 MiB"), output)
+    // Site 1 (vxswitch) sent UDP GSO frames that reached the backbone as datagrams.
+    XCTAssertTrue(output.contains("ok   underlay UDP GSO"), output)
   }
 
   func testTwoVXSwitchSitesOverAnIPv6UnderlayWithDefaultOffloads() throws {
@@ -154,6 +160,8 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 64 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 64 MiB"), output)
+    // Site 1 (vxswitch) sent UDP GSO frames that reached the backbone as datagrams.
+    XCTAssertTrue(output.contains("ok   underlay UDP GSO"), output)
   }
 
   /// VMs at MTU 1500 over a 1500-byte underlay (usable 1450): their first full-size
@@ -174,6 +182,8 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 64 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 64 MiB"), output)
+    // Site 1 (vxswitch) sent UDP GSO frames that reached the backbone as datagrams.
+    XCTAssertTrue(output.contains("ok   underlay UDP GSO"), output)
     XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
   }
 

@@ -29,6 +29,12 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   /// underlay, and those held back by the rate limit.
   public var pathMTUReplies: UInt64? = nil
   public var pathMTURateLimited: UInt64? = nil
+  /// UDP GSO frames sent on the underlay (runs of VXLAN datagrams to one VTEP), the
+  /// datagrams they carried (also counted in `encapsulated`), and underlay ports opened
+  /// without UDP GSO because the kernel refused it.
+  public var underlayGSOFrames: UInt64? = nil
+  public var underlayGSODatagrams: UInt64? = nil
+  public var underlayGSOFallbacks: UInt64? = nil
 }
 
 /// One row of `vxswitch show fdb --json`. Stable: keys are only ever added.
@@ -122,7 +128,10 @@ extension SwitchCore {
       learnQueueOverflow: statistics[Counter.learnQueueOverflow],
       staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops,
       arpSuppressed: statistics[Counter.arpSuppressed], pathMTUReplies: statistics[Counter.pathMTUReplies],
-      pathMTURateLimited: statistics[Counter.pathMTURateLimited])
+      pathMTURateLimited: statistics[Counter.pathMTURateLimited],
+      underlayGSOFrames: statistics[Counter.underlayGSOFrames],
+      underlayGSODatagrams: statistics[Counter.underlayGSODatagrams],
+      underlayGSOFallbacks: statistics[Counter.underlayGSOFallbacks])
   }
 
   /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`

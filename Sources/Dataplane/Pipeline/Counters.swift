@@ -26,7 +26,15 @@ public enum Counter {
   /// not fit the underlay, and those the per-second budget held back.
   public static let pathMTUReplies = misc + 8
   public static let pathMTURateLimited = misc + 9
-  public static let count = misc + 10
+  /// UDP GSO frames handed to the underlay socket (runs of two or more VXLAN datagrams
+  /// to one VTEP, `UnderlaySegmenter`) and the datagrams they carried; every datagram
+  /// is also in `encapsulated` and the underlay's `txFrames`, as the wire sees it.
+  public static let underlayGSOFrames = misc + 10
+  public static let underlayGSODatagrams = misc + 11
+  /// Underlay ports opened without UDP GSO because the kernel refused it (the
+  /// per-datagram path is used instead).
+  public static let underlayGSOFallbacks = misc + 12
+  public static let count = misc + 13
 }
 
 /// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic

@@ -3,28 +3,45 @@ extension Pipeline {
   /// towards the destination's VTEP, or flood.
   func switchAccessBatch(_ vector: inout FrameVector, _ state: ForwardingState) {
     let caching = accessCaching.cachesNextBatch
-    var misses = 0
-    if PlainIPv4Encapsulation.matches(state) {
+    let misses: Int
+    if let segmenter = rings[Int(state.underlayInterface)]?.pointee.segmenter {
+      // The general path commits through the segmenter too: told not to join, it only
+      // zeroes headers, so that no datagram overtakes another of its flow.
+      let joining = segmentsUnderlay && underlayPolicy.segmentsNextBatch
+      segmenter.pointee.merging = joining
       misses =
-        caching
-        ? switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, ProbingFlowCache.self)
-        : switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, BypassingFlowCache.self)
-    } else if PlainIPv6Encapsulation.matches(state) {
-      misses =
-        caching
-        ? switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self)
-        : switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, BypassingFlowCache.self)
+        joining
+        ? switchAccessBatch(&vector, state, caching: caching, SegmentingUnderlayCommit.self)
+        : switchAccessBatch(&vector, state, caching: caching, ZeroingUnderlayCommit.self)
     } else {
-      misses = switchAccessBatch(&vector, state, ConfiguredEncapsulation.self, ProbingFlowCache.self)
+      misses = switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)
     }
     accessCaching.record(cached: caching, misses: misses, frames: vector.count)
+  }
+
+  /// The loop variant for the site's encapsulation flavor and the batch's flow cache use.
+  @inline(__always)
+  private func switchAccessBatch<Commit: UnderlayCommit>(
+    _ vector: inout FrameVector, _ state: ForwardingState, caching: Bool, _ commit: Commit.Type
+  ) -> Int {
+    if PlainIPv4Encapsulation.matches(state) {
+      return caching
+        ? switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, ProbingFlowCache.self, commit)
+        : switchAccessBatch(&vector, state, PlainIPv4Encapsulation.self, BypassingFlowCache.self, commit)
+    } else if PlainIPv6Encapsulation.matches(state) {
+      return caching
+        ? switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, ProbingFlowCache.self, commit)
+        : switchAccessBatch(&vector, state, PlainIPv6Encapsulation.self, BypassingFlowCache.self, commit)
+    }
+    return switchAccessBatch(&vector, state, ConfiguredEncapsulation.self, ProbingFlowCache.self, commit)
   }
 
   /// One batch from an access port; returns how many frames missed the flow cache (all
   /// that reached the lookup when `Caching` bypasses it).
   @inline(never)
-  func switchAccessBatch<Flavor: EncapsulationFlavor, Caching: FlowCacheUse>(
-    _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type, _ caching: Caching.Type
+  func switchAccessBatch<Flavor: EncapsulationFlavor, Caching: FlowCacheUse, Commit: UnderlayCommit>(
+    _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type, _ caching: Caching.Type,
+    _ commit: Commit.Type
   ) -> Int {
     // Locals, not stored properties: after a store through a raw pointer the optimiser
     // cannot assume `self`'s (or `state`'s) fields unchanged and would reload them, and
@@ -104,7 +121,7 @@ extension Pipeline {
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
-          out.tx.commitUncoalesced(length: length &+ Flavor.headerLength(out))
+          Commit.commit(&out.tx, length: length &+ Flavor.headerLength(out))
           out.frames &+= 1
           out.innerBytes &+= length
           continue

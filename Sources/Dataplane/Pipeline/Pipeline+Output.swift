@@ -68,7 +68,7 @@ extension Pipeline {
       output, out, vtep: vtep, vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest,
       restLength: restLength,
       hash: hash, ConfiguredEncapsulation.self)
-    out.tx.commitUncoalesced(length: length)
+    out.tx.commitEncapsulated(length: length)
     out.frames &+= 1
     out.innerBytes &+= 12 &+ restLength
   }

@@ -56,6 +56,17 @@ public final class Pipeline {
   /// coalescer when attached.
   public var coalescesTCP = true
 
+  /// The underlay ring's UDP GSO segmenter (`UnderlaySegmenter`) and the ring it is
+  /// attached to, if any: its run is handed over at the end of every batch, and its
+  /// counts taken into the counters.
+  let segmenter: UnsafeMutablePointer<UnderlaySegmenter>
+  var segmentingRing: UnsafeMutablePointer<TxRing>? = nil
+  /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
+  /// joined into UDP GSO frames (else only its headers zeroed).
+  public var segmentsUnderlay = true
+  /// Whether the next access batch joins datagrams (see the policy).
+  var underlayPolicy = UnderlaySegmentingPolicy()
+
   // Recently queued learn events (direct-mapped), so that a burst from one MAC queues
   // one event per second rather than one per frame.
   static let filterBits = 10
@@ -123,6 +134,8 @@ public final class Pipeline {
     coalescers.initialize(repeating: TCPCoalescer(), count: ForwardingState.maxInterfaces)
     coalescingInterfaces = .allocate(capacity: ForwardingState.maxInterfaces)
     coalescingInterfaces.initialize(repeating: 0, count: ForwardingState.maxInterfaces)
+    segmenter = .allocate(capacity: 1)
+    segmenter.initialize(to: UnderlaySegmenter())
   }
 
   deinit {
@@ -139,12 +152,21 @@ public final class Pipeline {
     decapFlows.deallocate()
     coalescers.deallocate()
     coalescingInterfaces.deallocate()
+    segmenter.deallocate()
   }
 
   /// Connects an interface's transmit ring; frames for an unattached interface are
-  /// dropped as `txRingFull`.
-  public func attach(interface: UInt16, ring: UnsafeMutablePointer<TxRing>) {
+  /// dropped as `txRingFull`. A ring with a `virtio_net_hdr` prefix gets a TCP
+  /// coalescer toward an access port, the UDP GSO segmenter on the `underlay`.
+  public func attach(interface: UInt16, ring: UnsafeMutablePointer<TxRing>, underlay: Bool = false) {
     rings[Int(interface)] = ring
+    if underlay {
+      guard ring.pointee.framePrefix == VirtioNetHeader.length else { return }
+      segmenter.pointee = UnderlaySegmenter(merging: segmentsUnderlay)
+      ring.pointee.segmenter = segmenter
+      segmentingRing = ring
+      return
+    }
     guard coalescesTCP && ring.pointee.framePrefix == VirtioNetHeader.length else { return }
     let state = coalescers + Int(interface)
     state.pointee = TCPCoalescer()
@@ -165,6 +187,27 @@ public final class Pipeline {
       let interface = Int(coalescingInterfaces[position])
       guard let ring = rings[interface], let state = ring.pointee.coalescer else { continue }
       ring.pointee.publishCoalesced(state)
+    }
+  }
+
+  /// The underlay segmenter's state (counts for tests).
+  public var underlaySegmenter: UnderlaySegmenter { segmenter.pointee }
+
+  /// Hands over the UDP GSO run still being built, counts what the segmenter sent and
+  /// tells the policy how the batch went.
+  @inline(never)
+  func flushSegmenter(_ ring: UnsafeMutablePointer<TxRing>) {
+    ring.pointee.publishSegmented(segmenter)
+    // The batch's encapsulations so far (the scratch counters are zeroed per batch).
+    underlayPolicy.record(
+      tried: segmenter.pointee.merging, committed: Int(truncatingIfNeeded: counters[Counter.encapsulated]),
+      joined: segmenter.pointee.datagrams)
+    if segmenter.pointee.frames != 0 {
+      count(Counter.underlayGSOFrames, segmenter.pointee.frames)
+      count(Counter.underlayGSODatagrams, segmenter.pointee.datagrams)
+      segmenter.pointee.frames = 0
+      segmenter.pointee.datagrams = 0
+      countersTouched = true
     }
   }
 
@@ -194,6 +237,7 @@ public final class Pipeline {
       }
     }
     if coalescingCount != 0 { flushCoalescers() }
+    if let ring = segmentingRing { flushSegmenter(ring) }
     statistics.absorb(counters, touched: &countersTouched, interfaces: interfaces)
   }
 

@@ -41,6 +41,9 @@ public struct TxRing {
   /// rewrites the `virtio_net_hdr` in front of each, since a slot that held a
   /// super-frame holds its header until written again.
   public var coalescer: UnsafeMutablePointer<TCPCoalescer>? = nil
+  /// The UDP GSO segmenter of the underlay ring toward a packet socket with
+  /// `PACKET_VNET_HDR` (set by `Pipeline.attach`), nil elsewhere; see `commitEncapsulated`.
+  public var segmenter: UnsafeMutablePointer<UnderlaySegmenter>? = nil
 
   public init(
     base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
@@ -87,7 +90,7 @@ public struct TxRing {
     commitUncoalesced(length: length)
   }
 
-  /// `commit` for a ring that never has a coalescer (the underlay's): no check.
+  /// `commit` for a ring that has neither a coalescer nor a segmenter: no check.
   @inline(__always)
   public mutating func commitUncoalesced(length: Int) {
     (next + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)

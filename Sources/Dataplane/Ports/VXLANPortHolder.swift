@@ -23,7 +23,13 @@ public final class VXLANPortHolder {
   public let address: IPAddress
   public let port: UInt16
 
-  public init(address: IPAddress, port: UInt16) throws {
+  /// UDP GRO for the port (`UDP_GRO`): with GRO on the underlay device, the kernel
+  /// merges a flow's datagrams before the packet socket sees them (one UDP_L4 GSO frame,
+  /// split again by the underlay port). Linux merges only datagrams for a socket that
+  /// asked for it.
+  public static let udpGRO: Int32 = 104
+
+  public init(address: IPAddress, port: UInt16, receiveOffload: Bool = false) throws {
     self.address = address
     self.port = port
     let family = address.isIPv4 ? AF_INET : AF_INET6
@@ -36,6 +42,9 @@ public final class VXLANPortHolder {
       var one: Int32 = 1
       var small: Int32 = 1
       _ = setsockopt(socketFD, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+      if receiveOffload {
+        _ = setsockopt(socketFD, Int32(IPPROTO_UDP), Self.udpGRO, &one, socklen_t(MemoryLayout<Int32>.size))
+      }
       if address.isIPv4 {
         _ = setsockopt(socketFD, Int32(IPPROTO_IP), IP_FREEBIND, &one, socklen_t(MemoryLayout<Int32>.size))
         var sin = sockaddr_in()

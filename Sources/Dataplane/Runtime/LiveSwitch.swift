@@ -63,6 +63,12 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Coalesce TCP segments toward access ports into super-frames (`TCPCoalescer`),
     /// with transmit slots sized for them.
     public var coalesceTCP = true
+    /// Send runs of VXLAN datagrams to one VTEP as one UDP GSO frame on the underlay
+    /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
+    public var underlaySegmentation = true
+    /// Ask for UDP GRO on the VXLAN port (`VXLANPortHolder`), so that with GRO on the
+    /// underlay device a flow's datagrams reach the underlay port merged (experimental).
+    public var underlayReceiveOffload = false
     /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
     public var holdVXLANPort = true
     /// Follow underlay next hops through netlink (`NextHopResolver`).
@@ -207,11 +213,19 @@ public final class LiveSwitch: @unchecked Sendable {
       if result == 0 { core.setUnderlayMAC(MACAddress(mac)) }
     }
     if options.holdVXLANPort {
-      holder = try VXLANPortHolder(address: config.site.vtep, port: config.site.udpPort)
+      holder = try VXLANPortHolder(
+        address: config.site.vtep, port: config.site.udpPort, receiveOffload: options.underlayReceiveOffload)
     }
     var groups: [Int: UInt16] = [:]
     var portOptions = options.port
     if !options.coalesceTCP { portOptions.superFrameTransmit = false }
+    portOptions.underlaySegmentation = options.underlaySegmentation
+    // Refused frames would vanish silently from the ring (PACKET_LOSS): ask first.
+    if options.underlaySegmentation, let refusal = UDPSegmentationProbe.refusal() {
+      warnings.append("\(underlay): no UDP GSO on the underlay, one datagram per frame: \(refusal)")
+      core.statistics.add(Counter.underlayGSOFallbacks, 1)
+      portOptions.underlaySegmentation = false
+    }
     for _ in 0..<workers {
       var row: [AFPacketPort] = []
       for (index, name) in interfaces.enumerated() {
@@ -221,6 +235,10 @@ public final class LiveSwitch: @unchecked Sendable {
         if workers > 1 { fanout = groups[index].map { .join($0) } ?? .create }
         let port = try AFPacketPort(interface: name, role: role, options: portOptions, fanout: fanout)
         port.switchInterface = UInt16(index)
+        if let refusal = port.segmentationRefusal {
+          warnings.append("\(name): no UDP GSO on the underlay, one datagram per frame: \(refusal)")
+          core.statistics.add(Counter.underlayGSOFallbacks, 1)
+        }
         if let group = port.fanoutGroup { groups[index] = group }
         row.append(port)
       }
@@ -234,6 +252,7 @@ public final class LiveSwitch: @unchecked Sendable {
     for _ in 0..<workers {
       let pipeline = core.makePipeline()
       pipeline.coalescesTCP = options.coalesceTCP
+      pipeline.segmentsUnderlay = portOptions.underlaySegmentation
       pipelines.append(pipeline)
     }
   }
@@ -300,7 +319,8 @@ public final class LiveSwitch: @unchecked Sendable {
     defer { rings.deallocate() }
     for (index, port) in row.enumerated() {
       rings[index] = port.transmitRing
-      pipeline.attach(interface: port.switchInterface, ring: port.transmitRing)
+      pipeline.attach(
+        interface: port.switchInterface, ring: port.transmitRing, underlay: port.role != .access)
     }
     var vector = FrameVector()
     let clock = self.clock

@@ -12,8 +12,9 @@ public final class OfflineSwitch {
   private var vector = FrameVector()
   private var lastAged: UInt32 = 0
 
-  /// `virtioNetHeader` says which ports transmit behind a `virtio_net_hdr` (and so get
-  /// TCP coalescing), as access ports with `PACKET_VNET_HDR` do.
+  /// `virtioNetHeader` says which ports transmit behind a `virtio_net_hdr`, as ports
+  /// with `PACKET_VNET_HDR` do: access ports then get TCP coalescing, the underlay UDP
+  /// GSO frames (`UnderlaySegmenter`).
   public init(
     config: SiteConfig, output: (String) -> MemoryPort.Output = { _ in .collect },
     virtioNetHeader: (String) -> Bool = { _ in false }
@@ -24,7 +25,8 @@ public final class OfflineSwitch {
       MemoryPort(name: $0, output: output($0), virtioNetHeader: virtioNetHeader($0))
     }
     for (index, port) in ports.enumerated() {
-      pipeline.attach(interface: UInt16(index), ring: port.transmitRing)
+      pipeline.attach(
+        interface: UInt16(index), ring: port.transmitRing, underlay: port.name == config.site.underlay)
     }
   }
 

@@ -53,20 +53,25 @@ final class Lab {
           + noDAD)
       try Shell.inNamespace(t.backbone, ["ip", "link", "set", "s\(site)", "up"])
       // The site-to-site link carries MTU-sized frames, as a wire does: without this a
-      // veth passes a kernel vxlan site's 64 KiB tunnel super-frames through unsegmented.
+      // veth passes a kernel vxlan site's 64 KiB tunnel super-frames, and a vxswitch
+      // site's UDP GSO frames, through unsegmented.
       // (The VMs keep their default offloads: vxswitch segments what they send.)
       for (namespace, device) in [(siteNS, "ul"), (t.backbone, "s\(site)")] {
         try Shell.inNamespace(
           namespace,
           [
             "ethtool", "-K", device, "tso", "off", "gso", "off", "tx-udp_tnl-segmentation", "off",
-            "tx-udp_tnl-csum-segmentation", "off",
+            "tx-udp_tnl-csum-segmentation", "off", "tx-udp-segmentation", "off",
           ])
       }
       try Shell.inNamespace(
         siteNS,
         ["ip", family, "addr", "add", "\(t.vtep(site))/\(t.underlayPrefixLength)", "dev", "ul"] + noDAD)
       try Shell.inNamespace(siteNS, ["ip", "link", "set", "ul", "up"])
+      // Experimental: GRO on the site's end of the underlay, as a NIC has by default.
+      if ProcessInfo.processInfo.environment["VXSWITCH_LAB_UNDERLAY_GRO"] == "on" {
+        try Shell.inNamespace(siteNS, ["ethtool", "-K", "ul", "gro", "on"])
+      }
       try Shell.inNamespace(siteNS, ["ip", family, "route", "add", "default", "via", t.gateway(site)])
       for vm in 1...t.vmsPerSite {
         let vmNS = t.vmNamespace(site, vm)
@@ -319,6 +324,9 @@ final class Lab {
     }
     results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
     if t.vmMTU > t.usableVMMTU { results.append(pathMTUCheck(server: (t.sites, t.vmsPerSite))) }
+    if t.runsVXSwitch(1) && ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] != "off" {
+      results.append(underlayGSOCheck())
+    }
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -355,6 +363,32 @@ final class Lab {
         return CheckResult(name: name, passed: false, detail: "\(error)")
       }
     }
+  }
+
+  /// Site 1 sent the transfer's segments as UDP GSO frames, and the link to the backbone
+  /// carried them as MTU-sized datagrams: the backbone's end of that link received at
+  /// least as many frames as the datagrams those GSO frames held, none of them larger
+  /// than the underlay MTU allows on average.
+  private func underlayGSOCheck() -> CheckResult {
+    let t = topology
+    let statistics =
+      api(1, "/v1/statistics").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+      ?? [:]
+    let frames = statistics["underlay_gso_frames"] as? Int ?? 0
+    let datagrams = statistics["underlay_gso_datagrams"] as? Int ?? 0
+    func counter(_ name: String) -> Int {
+      let text = try? Shell.inNamespace(t.backbone, ["cat", "/sys/class/net/s1/statistics/\(name)"])
+      return Int((text ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+    let received = counter("rx_packets")
+    let bytes = counter("rx_bytes")
+    let average = received == 0 ? 0 : bytes / received
+    return CheckResult(
+      name: "underlay UDP GSO: site 1's GSO frames reach the backbone as MTU-sized datagrams",
+      passed: frames > 0 && datagrams > frames && received >= datagrams && average <= 1514,
+      detail:
+        "site 1 sent \(datagrams) datagrams in \(frames) GSO frames; the backbone received \(received) frames of \(average) bytes on average"
+    )
   }
 
   /// With VMs whose MTU is larger than the underlay allows, the transfers above only

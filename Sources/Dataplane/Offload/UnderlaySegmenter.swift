@@ -1,0 +1,270 @@
+/// Joins consecutive VXLAN datagrams to one VTEP, as the pipeline commits them to the
+/// underlay ring, into one UDP GSO frame (`VIRTIO_NET_HDR_GSO_UDP_L4`), so that the
+/// kernel takes a run of datagrams in one `tpacket_snd` step (one skb, one trip through
+/// the device layer) and cuts it into wire-sized datagrams itself, after the packet
+/// socket, instead of once per datagram. The point is a VM's TSO super-frame: segmented
+/// by the switch (`SuperFrame`), its segments go to one VTEP with one outer header.
+///
+/// The frame is the first datagram's outer Ethernet, IP and UDP header once, then each
+/// datagram's UDP payload (its VXLAN header and inner frame) back to back: all of the
+/// first's size (the gso size) but possibly the last. Datagrams join a run when they
+/// follow each other in the ring and carry the same outer header but for the fields the
+/// kernel's segmentation sets per datagram (IP total or payload length, IPv4 header
+/// checksum, UDP length and checksum); a shorter datagram ends the run. A run never
+/// grows past the slot, 64 KiB of IP length or `maxSegments` datagrams. The IP and UDP
+/// lengths are the whole frame's and the UDP checksum field holds the pseudo-header sum
+/// (`NEEDS_CSUM`, CHECKSUM_PARTIAL as the kernel's UDP GSO builds it): per datagram,
+/// `__udp_gso_segment` replaces the UDP length and adjusts that sum, `inet_gso_segment`
+/// sets the IPv4 total length, an identification counting up from the first's and the
+/// header checksum, and the UDP checksum is finished by the device or in software.
+/// Inner checksums are complete already (the switch finished them). A run of one
+/// datagram leaves exactly as the pipeline wrote it, behind a zeroed header.
+///
+/// The run is built in the ring slot of its first datagram, which is claimed but not
+/// handed to the kernel until the run ends: at the latest when the pipeline finishes
+/// the batch (`Pipeline.flushSegmenter`). The pipeline's per-frame work and counters
+/// are unchanged: each datagram is encapsulated and counted as it would leave alone.
+///
+/// One value per (worker, underlay ring), owned by the worker's pipeline; not
+/// thread-safe.
+public struct UnderlaySegmenter {
+  /// Whether runs are built at all; false when the daemon was told not to or the
+  /// kernel refused the `virtio_net_hdr`: every frame then leaves behind a zeroed header
+  /// (a slot that held a GSO frame keeps its header until written again).
+  public var merging = true
+  /// The slot of the run being built, nil when none is.
+  var slot: UnsafeMutableRawPointer? = nil
+  /// The run's frame length so far, datagram count, outer UDP header offset, family,
+  /// UDP payload bytes per datagram (the gso size) and largest frame length.
+  var length = 0
+  var segments = 0
+  var transportOffset = 0
+  var isIPv6 = false
+  var segmentSize = 0
+  var limit = 0
+
+  /// GSO frames handed to the kernel (runs of two or more datagrams) and the datagrams
+  /// they carried, since the pipeline last took them into its counters.
+  var frames = 0
+  var datagrams = 0
+
+  /// Datagrams per GSO frame at most: the kernel refuses a UDP GSO frame from a packet
+  /// socket with more than `UDP_MAX_SEGMENTS` (64 before Linux 6.10, 128 since).
+  public static let maxSegments = 64
+
+  public init(merging: Bool = true) { self.merging = merging }
+
+  var isOpen: Bool { slot != nil }
+}
+
+/// Where an encapsulated frame's outer UDP header is, once it is known to be a VXLAN
+/// datagram the segmenter may take: untagged IPv4 without options or fragmentation, or
+/// IPv6 without extension headers, carrying UDP, with IP and UDP lengths that fill the
+/// frame exactly (what `Pipeline.writeEncapsulation` writes).
+struct OuterDatagram {
+  let transportOffset: Int
+  let isIPv6: Bool
+  /// UDP payload bytes: the VXLAN header and the inner frame.
+  let payloadLength: Int
+
+  @inline(__always)
+  init?(frame: UnsafeRawPointer, length: Int) {
+    let etherType = frame.be16(EthernetLayout.etherTypeOffset)
+    let ip = frame + EthernetLayout.headerLength
+    if etherType == EtherType.ipv4 {
+      let transport = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
+      guard length >= transport &+ UDPLayout.headerLength, ip.u8(0) == IPv4Layout.versionWithoutOptions,
+        ip.u8(IPv4Layout.protocolOffset) == IPProtocol.udp,
+        ip.be16(IPv4Layout.fragmentOffset) & IPv4Layout.fragmentMask == 0,
+        Int(ip.be16(IPv4Layout.totalLengthOffset)) == length &- EthernetLayout.headerLength
+      else { return nil }
+      transportOffset = transport
+      isIPv6 = false
+    } else if etherType == EtherType.ipv6 {
+      let transport = EthernetLayout.headerLength &+ IPv6Layout.headerLength
+      guard length >= transport &+ UDPLayout.headerLength, ip.u8(0) &>> 4 == 6,
+        ip.u8(IPv6Layout.nextHeaderOffset) == IPProtocol.udp,
+        Int(ip.be16(IPv6Layout.payloadLengthOffset)) == length &- transport
+      else { return nil }
+      transportOffset = transport
+      isIPv6 = true
+    } else {
+      return nil
+    }
+    guard Int(frame.be16(transportOffset &+ UDPLayout.lengthOffset)) == length &- transportOffset else {
+      return nil
+    }
+    payloadLength = length &- transportOffset &- UDPLayout.headerLength
+  }
+
+  /// The longest frame whose IP length field can describe it.
+  var ipLimit: Int {
+    isIPv6
+      ? transportOffset &+ Int(UInt16.max) : EthernetLayout.headerLength &+ Int(UInt16.max)
+  }
+}
+
+extension TxRing {
+  /// `commit` for the underlay ring: through its segmenter when it has one (a packet
+  /// socket with `PACKET_VNET_HDR`), else as it is.
+  @inline(__always)
+  public mutating func commitEncapsulated(length: Int) {
+    if let segmenter {
+      commitSegmenting(length: length, segmenter)
+      return
+    }
+    commitUncoalesced(length: length)
+  }
+
+  /// The frame written at the reserved slot (`length` bytes) joins the run being built,
+  /// starts one, or is handed over behind a zeroed `virtio_net_hdr` (after the run, if
+  /// one was being built).
+  @inline(never)
+  mutating func commitSegmenting(length: Int, _ state: UnsafeMutablePointer<UnderlaySegmenter>) {
+    let frame = UnsafeRawPointer(next + dataOffset)
+    if let open = state.pointee.slot {
+      if Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), frame, length) {
+        appendDatagram(state, open + dataOffset, frame, length)
+        return
+      }
+      publishSegmented(state)
+    }
+    if state.pointee.merging, let datagram = OuterDatagram(frame: frame, length: length) {
+      let limit = min(maxFrameLength, datagram.ipLimit)
+      if length &+ datagram.payloadLength <= limit {
+        state.pointee.slot = next
+        state.pointee.length = length
+        state.pointee.segments = 1
+        state.pointee.transportOffset = datagram.transportOffset
+        state.pointee.isIPv6 = datagram.isIPv6
+        state.pointee.segmentSize = datagram.payloadLength
+        state.pointee.limit = limit
+        // Claimed, not yet handed over: the slot's status is set when the run ends.
+        next += slotSize
+        if next == end { next = base }
+        pending &+= 1
+        return
+      }
+    }
+    VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
+    commitUncoalesced(length: length)
+  }
+
+  /// Whether the frame at `frame` (`length` bytes) continues the run whose first frame
+  /// is at `open`: the same outer header but for lengths and checksums (so the same
+  /// family and offsets, which the run's first frame was checked for), a UDP length
+  /// that fills the frame, and a payload no longer than the gso size that fits. Whole
+  /// words compared, the UDP ports (the flow) first: most frames that do not continue a
+  /// run belong to another flow.
+  @inline(__always)
+  static func continuesRun(
+    _ state: UnderlaySegmenter, _ open: UnsafeRawPointer, _ frame: UnsafeRawPointer, _ length: Int
+  ) -> Bool {
+    let udp = state.transportOffset
+    let payload = length &- udp &- UDPLayout.headerLength
+    guard payload > 0, payload <= state.segmentSize, state.length &+ payload <= state.limit,
+      state.segments < UnderlaySegmenter.maxSegments,
+      frame.raw32(udp) == open.raw32(udp),
+      Int(frame.be16(udp &+ UDPLayout.lengthOffset)) == length &- udp
+    else { return false }
+    if state.isIPv6 {
+      // MACs, EtherType, version, traffic class, flow label (bytes 0-17); next header,
+      // hop limit and addresses (20-53). Not the payload length (18-19).
+      return frame.raw128(0) == open.raw128(0) && frame.raw16(16) == open.raw16(16)
+        && frame.raw16(20) == open.raw16(20) && frame.raw128(22) == open.raw128(22)
+        && frame.raw128(38) == open.raw128(38)
+    }
+    // MACs, EtherType, version, TOS (bytes 0-15); identification, fragment field, TTL,
+    // protocol (18-23); addresses (26-33). Not the total length nor the header checksum.
+    return frame.raw128(0) == open.raw128(0) && frame.raw32(18) == open.raw32(18)
+      && frame.raw16(22) == open.raw16(22) && frame.raw64(26) == open.raw64(26)
+  }
+
+  /// Appends the datagram's UDP payload to the run; hands the run over when the datagram
+  /// ends it (shorter than the gso size) or no further full datagram would fit.
+  @inline(__always)
+  mutating func appendDatagram(
+    _ state: UnsafeMutablePointer<UnderlaySegmenter>, _ open: UnsafeMutableRawPointer,
+    _ frame: UnsafeRawPointer, _ length: Int
+  ) {
+    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
+    let payload = length &- start
+    (open + state.pointee.length).copyMemory(from: frame + start, byteCount: payload)
+    state.pointee.length &+= payload
+    state.pointee.segments &+= 1
+    if payload < state.pointee.segmentSize
+      || state.pointee.length &+ state.pointee.segmentSize > state.pointee.limit
+      || state.pointee.segments == UnderlaySegmenter.maxSegments
+    {
+      publishSegmented(state)
+    }
+  }
+
+  /// Hands over the run being built, if any: for two or more datagrams the whole
+  /// frame's IP and UDP lengths, the IPv4 header checksum, the UDP checksum's
+  /// pseudo-header part and the `virtio_net_hdr`; a run of one as it was written.
+  mutating func publishSegmented(_ state: UnsafeMutablePointer<UnderlaySegmenter>) {
+    guard let slot = state.pointee.slot else { return }
+    state.pointee.slot = nil
+    let frame = slot + dataOffset
+    let length = state.pointee.length
+    let header = slot + (dataOffset &- framePrefix)
+    if state.pointee.segments < 2 {
+      VirtioNetHeader.zero(at: header)
+    } else {
+      let run = state.pointee
+      UDPSegmentationFrame.finish(
+        frame: frame, length: length, transportOffset: run.transportOffset, isIPv6: run.isIPv6,
+        segmentSize: run.segmentSize
+      ).store(to: header)
+      state.pointee.frames &+= 1
+      state.pointee.datagrams &+= run.segments
+    }
+    (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
+    status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
+  }
+}
+
+/// The header fields of a UDP GSO frame, as the kernel expects them from a packet
+/// socket: written once per run, and by tests that build the frame independently.
+public enum UDPSegmentationFrame {
+  /// Sets the IP length (IPv4 total length and header checksum, or IPv6 payload
+  /// length), the UDP length and the UDP checksum's pseudo-header sum for the whole
+  /// frame at `frame` (`length` bytes, UDP header at `transportOffset`), and returns
+  /// its `virtio_net_hdr`: `NEEDS_CSUM` at the UDP checksum, gso type UDP_L4, gso size
+  /// `segmentSize` UDP payload bytes.
+  public static func finish(
+    frame: UnsafeMutableRawPointer, length: Int, transportOffset: Int, isIPv6: Bool, segmentSize: Int
+  ) -> VirtioNetHeader {
+    let ip = frame + EthernetLayout.headerLength
+    let udpLength = length &- transportOffset
+    let pseudo: UInt64
+    if isIPv6 {
+      ip.setBE16(IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: udpLength))
+      pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
+    } else {
+      ip.setBE16(
+        IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: length &- EthernetLayout.headerLength))
+      ip.setBE16(IPv4Layout.checksumOffset, 0)
+      ip.setBE16(
+        IPv4Layout.checksumOffset,
+        OnesComplement.finish(OnesComplement.sum(ip, count: IPv4Layout.minimumHeaderLength)))
+      pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
+    }
+    let udp = frame + transportOffset
+    udp.setBE16(UDPLayout.lengthOffset, UInt16(truncatingIfNeeded: udpLength))
+    // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum (with
+    // the whole frame's UDP length), not complemented; the kernel adjusts it for each
+    // datagram's length and whoever finishes the checksum adds the rest.
+    udp.setBE16(
+      UDPLayout.checksumOffset,
+      UInt16(truncatingIfNeeded: OnesComplement.fold16(pseudo &+ UInt64(IPProtocol.udp) &+ UInt64(udpLength)))
+    )
+    return VirtioNetHeader(
+      flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.SegmentationType.udp.rawValue,
+      headerLength: UInt16(truncatingIfNeeded: transportOffset &+ UDPLayout.headerLength),
+      gsoSize: UInt16(truncatingIfNeeded: segmentSize),
+      checksumStart: UInt16(truncatingIfNeeded: transportOffset),
+      checksumOffset: UInt16(truncatingIfNeeded: UDPLayout.checksumOffset))
+  }
+}

@@ -1,0 +1,33 @@
+/// How the access loop hands an encapsulated frame to the underlay ring: as it is, or
+/// behind a zeroed `virtio_net_hdr`, or through the ring's UDP GSO segmenter
+/// (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
+/// frame pays a test for it.
+protocol UnderlayCommit {
+  static func commit(_ tx: inout TxRing, length: Int)
+}
+
+/// An underlay ring without a segmenter (no `virtio_net_hdr` there).
+enum PlainUnderlayCommit: UnderlayCommit {
+  @inline(__always)
+  static func commit(_ tx: inout TxRing, length: Int) { tx.commitUncoalesced(length: length) }
+}
+
+/// An underlay ring with a segmenter, in a batch that does not join datagrams
+/// (`UnderlaySegmentingPolicy`): each frame behind a zeroed `virtio_net_hdr` (its slot
+/// may have held a GSO frame's header).
+enum ZeroingUnderlayCommit: UnderlayCommit {
+  @inline(__always)
+  static func commit(_ tx: inout TxRing, length: Int) {
+    VirtioNetHeader.zero(at: tx.next + (tx.dataOffset &- tx.framePrefix))
+    tx.commitUncoalesced(length: length)
+  }
+}
+
+/// An underlay ring with a segmenter, in a batch that joins datagrams: every frame goes
+/// through it.
+enum SegmentingUnderlayCommit: UnderlayCommit {
+  @inline(__always)
+  static func commit(_ tx: inout TxRing, length: Int) {
+    tx.commitSegmenting(length: length, tx.segmenter.unsafelyUnwrapped)
+  }
+}
