@@ -461,7 +461,8 @@ final class BGPCorpusTests: XCTestCase {
     XCTAssertEqual(open.families, [.ipv4Unicast])
     // The N bit (RFC 8538) is not the R bit, and stays out of the 12-bit restart time.
     XCTAssertEqual(
-      open.gracefulRestart, GracefulRestartCapability(restarting: false, restartTime: 120, families: []))
+      open.gracefulRestart,
+      GracefulRestartCapability(restarting: false, notification: true, restartTime: 120, families: []))
   }
 
   /// NetGauze test_bgp_message_open1: AS 100, hold 180, 5.5.5.5, ipv4 unicast and VPNv4

@@ -280,11 +280,12 @@ final class DynamicPeerTests: XCTestCase {
     // A dropped B's routes at once (no stale time, though B announced graceful restart).
     XCTAssertEqual(remoteMACs(a, from: "10.0.0.2"), [:])
     XCTAssertEqual(floodVNIs(a, with: "10.0.0.2"), [])
-    // B got Cease/Peer De-configured and dropped A's routes at once.
+    // B got Cease/Peer De-configured, as a Hard Reset (both announce the RFC 8538 N bit),
+    // and dropped A's routes at once.
     try await eventually("A's routes gone at B") {
       self.remoteMACs(b, from: "10.0.0.1") == [:] && self.floodVNIs(b, with: "10.0.0.1") == []
     }
-    XCTAssertEqual(notifications.withLock { $0 }.first, .peerDeconfigured)
+    XCTAssertEqual(notifications.withLock { $0 }.first, NotificationMessage.peerDeconfigured.asHardReset)
     XCTAssertEqual(peerStatus(b, "site1")?.routesStale, 0)
     // The other session is untouched, both ways.
     try await settle(a, c)
