@@ -155,10 +155,7 @@ extension TxRing {
         state.pointee.nextIdentification =
           segment.isIPv6 ? 0 : frame.be16(segment.networkOffset &+ IPv4Layout.identificationOffset) &+ 1
         state.pointee.limit = limit
-        // Claimed, not yet handed over: the slot's status is set when the run ends.
-        next += slotSize
-        if next == end { next = base }
-        pending &+= 1
+        claimSlot()
         return
       }
     }

@@ -139,10 +139,7 @@ extension TxRing {
         state.pointee.isIPv6 = datagram.isIPv6
         state.pointee.segmentSize = datagram.payloadLength
         state.pointee.limit = limit
-        // Claimed, not yet handed over: the slot's status is set when the run ends.
-        next += slotSize
-        if next == end { next = base }
-        pending &+= 1
+        claimSlot()
         return
       }
     }

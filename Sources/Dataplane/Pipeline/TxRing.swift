@@ -90,6 +90,15 @@ public struct TxRing {
     commitUncoalesced(length: length)
   }
 
+  /// Moves past the reserved slot without handing it over: a coalescer or segmenter
+  /// builds a run in it and sets its status when the run ends.
+  @inline(__always)
+  mutating func claimSlot() {
+    next += slotSize
+    if next == end { next = base }
+    pending &+= 1
+  }
+
   /// `commit` for a ring that has neither a coalescer nor a segmenter: no check.
   @inline(__always)
   public mutating func commitUncoalesced(length: Int) {
