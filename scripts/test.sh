@@ -17,14 +17,20 @@ echo "== release build under AddressSanitizer (products and tests, testable), th
 mkdir -p .build
 VXSWITCH_ASAN=1 swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 \
   | grep -Ev '^\[[0-9]+/[0-9]+\] |Cannot export local symbol' | tail -20
-VXSWITCH_ASAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} \
+# Every process of the run (the test binary, the daemons and tools the tests start)
+# writes a sanitizer report to its own file in .build/asan: a daemon's report would
+# otherwise reach us only as far as the test quotes its log, often just the tail.
+rm -rf .build/asan && mkdir -p .build/asan
+VXSWITCH_ASAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}:log_path=$PWD/.build/asan/report \
   swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/test-output.txt \
   | grep -Ev '^Test Case .* (started|passed)'
 status=${PIPESTATUS[0]}
-if grep -q 'ERROR: AddressSanitizer' .build/test-output.txt; then
-  grep -A20 'ERROR: AddressSanitizer' .build/test-output.txt | head -40
-  status=1
-fi
+for report in .build/asan/report.*; do
+  [[ -e $report ]] || continue
+  echo "== sanitizer report $report"
+  head -60 "$report"
+  if grep -q 'ERROR: AddressSanitizer' "$report"; then status=1; fi
+done
 [[ $status -eq 0 ]] || exit "$status"
 
 # Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,

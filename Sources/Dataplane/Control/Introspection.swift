@@ -154,8 +154,10 @@ extension SwitchCore {
     var cursor: Int? = 0
     while let from = cursor {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
-        guard fdbEntryIsListed(key, entry, state: state, domain: domain, origin: nil) else { return }
-        found.append((state.vni(ofDomain: key.bridgeDomain), key.mac.rawValue, read, key, entry))
+        guard fdbEntryIsListed(key, entry, state: state, domain: domain, origin: nil),
+          let vni = state.vni(ofDomain: key.bridgeDomain)
+        else { return }
+        found.append((vni, key.mac.rawValue, read, key, entry))
         read += 1
       }
     }
@@ -168,7 +170,9 @@ extension SwitchCore {
         let next = found[position + 1]
         if next.vni == item.vni && next.mac == item.mac { continue }
       }
-      rows.append(fdbRow(item.key, item.entry, state: state, now: now, annotator: annotator))
+      if let row = fdbRow(item.key, item.entry, state: state, now: now, annotator: annotator) {
+        rows.append(row)
+      }
     }
     return rows
   }
@@ -209,8 +213,10 @@ extension SwitchCore {
       for index in domains where Int(index) < state.domainCount {
         let key = FDBKey(bridgeDomain: index, mac: mac.rawValue)
         let entry = fdb.lookup(key)
-        if entry.isPresent, fdbEntryIsListed(key, entry, state: state, domain: index, origin: origin) {
-          rows.append(fdbRow(key, entry, state: state, now: now, annotator: annotator))
+        if entry.isPresent, fdbEntryIsListed(key, entry, state: state, domain: index, origin: origin),
+          let row = fdbRow(key, entry, state: state, now: now, annotator: annotator)
+        {
+          rows.append(row)
         }
       }
       return (rows, nil)
@@ -225,7 +231,7 @@ extension SwitchCore {
         }
       }
     }
-    return (found.map { fdbRow($0.0, $0.1, state: state, now: now, annotator: annotator) }, next)
+    return (found.compactMap { fdbRow($0.0, $0.1, state: state, now: now, annotator: annotator) }, next)
   }
 
   /// Current entries per VNI and origin (flushed ones are not counted), sorted by VNI
@@ -245,10 +251,11 @@ extension SwitchCore {
     }
     var result: [FDBCount] = []
     for domain in 1..<max(1, state.domainCount) {
+      guard let vni = state.vni(ofDomain: UInt16(domain)) else { continue }
       for origin in FDBOrigin.allCases where counts[domain * origins + Int(origin.rawValue)] > 0 {
         result.append(
           FDBCount(
-            vni: state.vni(ofDomain: UInt16(domain)), origin: origin.name,
+            vni: vni, origin: origin.name,
             entries: counts[domain * origins + Int(origin.rawValue)]))
       }
     }
@@ -261,7 +268,7 @@ extension SwitchCore {
     _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, domain: UInt16?, origin: FDBOrigin?
   ) -> Bool {
     let entryDomain = key.bridgeDomain
-    guard Int(entryDomain) < state.domainCount, fdb.isCurrent(entry, bridgeDomain: entryDomain) else {
+    guard state.vni(ofDomain: entryDomain) != nil, fdb.isCurrent(entry, bridgeDomain: entryDomain) else {
       return false
     }
     if let domain, domain != entryDomain { return false }
@@ -269,11 +276,12 @@ extension SwitchCore {
     return true
   }
 
-  /// The `show fdb` row of an entry. (`package`: `Bench control --reader`.)
+  /// The `show fdb` row of an entry; nil when its bridge domain is gone (a reload
+  /// removed it since the entry was read). (`package`: `Bench control --reader`.)
   package func fdbRow(
     _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, now: UInt32, annotator: FDBAnnotator?
-  ) -> FDBRow {
-    let entryVNI = state.vni(ofDomain: key.bridgeDomain)
+  ) -> FDBRow? {
+    guard let entryVNI = state.vni(ofDomain: key.bridgeDomain) else { return nil }
     var row = FDBRow(
       mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward",
       origin: entry.origin.name, ageSeconds: nil)
@@ -302,8 +310,7 @@ extension SwitchCore {
     arp.forEach { domain, ip, value in
       let mac = MACAddress(rawValue: value & ARPTable.macMask)
       let control = value & ARPTable.controlBit != 0
-      guard Int(domain) < state.domainCount else { return }
-      let entryVNI = state.vni(ofDomain: domain)
+      guard let entryVNI = state.vni(ofDomain: domain) else { return }
       if let vni, vni != entryVNI { return }
       var row = ARPRow(
         vni: entryVNI, ip: ip.description, mac: mac.description, origin: control ? "evpn" : "local",

@@ -36,8 +36,9 @@ extension SwitchCore {
     var cursor: Int? = 0
     while let from = cursor {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
-        guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: .local) else { return }
-        let vni = state.vni(ofDomain: key.bridgeDomain)
+        guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: .local),
+          let vni = state.vni(ofDomain: key.bridgeDomain)
+        else { return }
         if vnis.contains(vni) {
           found.insert(LocalMAC(vni: vni, mac: key.mac, port: state.memberName(entry.index)))
         }
@@ -52,9 +53,8 @@ extension SwitchCore {
     let state = self.state
     var found: [LocalBinding] = []
     arp.forEach { domain, ip, value in
-      guard value & ARPTable.controlBit == 0, Int(domain) < state.domainCount else { return }
-      let vni = state.vni(ofDomain: domain)
-      guard vnis.contains(vni) else { return }
+      guard value & ARPTable.controlBit == 0, let vni = state.vni(ofDomain: domain), vnis.contains(vni)
+      else { return }
       found.append(LocalBinding(vni: vni, ip: ip, mac: MACAddress(rawValue: value & ARPTable.macMask)))
     }
     return found.sorted { $0.vni != $1.vni ? $0.vni < $1.vni : $0.ip < $1.ip }

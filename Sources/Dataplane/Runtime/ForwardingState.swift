@@ -118,7 +118,8 @@ public final class ForwardingState: @unchecked Sendable {
     var vniSize = 16
     while vniSize < b.domains.count * 2 { vniSize <<= 1 }
     var vniTable = [UInt64](repeating: 0, count: vniSize)
-    for (index, domain) in b.domains.enumerated() where index > 0 {
+    for (index, domain) in b.domains.enumerated()
+    where index > 0 && domain.vni != ForwardingStateBuilder.Domain.unassignedVNI {
       var slot = Self.hashVNI(domain.vni) & (vniSize - 1)
       while vniTable[slot] != 0 { slot = (slot + 1) & (vniSize - 1) }
       vniTable[slot] = UInt64(domain.vni) << 16 | UInt64(index)
@@ -254,7 +255,14 @@ public final class ForwardingState: @unchecked Sendable {
 
   // MARK: Control-side views
 
-  public func vni(ofDomain domain: UInt16) -> UInt32 { domainVNI[Int(domain)] }
+  /// The VNI of a bridge-domain index; nil for an index no domain holds now. FDB and ARP
+  /// entries, learn events and claims carry indices that can outlive their domain (a
+  /// reload frees it, or shrinks the table past it), so every caller must expect nil.
+  public func vni(ofDomain domain: UInt16) -> UInt32? {
+    guard Int(domain) < domainCount else { return nil }
+    let vni = domainVNI[Int(domain)]
+    return vni == ForwardingStateBuilder.Domain.unassignedVNI ? nil : vni
+  }
   public func domainIndex(vni: UInt32) -> UInt16? {
     let index = domain(vni: vni)
     return index == 0 ? nil : index

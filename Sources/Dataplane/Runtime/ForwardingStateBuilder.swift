@@ -14,6 +14,12 @@ public struct ForwardingStateBuilder {
     public var floodVTEPs: [UInt16]
     /// Answer ARP requests for IPs bound in the ARP table locally (`arp_suppression`).
     public var arpSuppression: Bool = false
+
+    /// The VNI of an index no bridge domain holds (freed by a reload, below the highest
+    /// index in use): outside the 24-bit VNI space, so no frame and no lookup finds it.
+    public static let unassignedVNI = UInt32.max
+    /// What an unused index holds.
+    public static let unassigned = Domain(vni: unassignedVNI, learnFlags: 0, members: [], floodVTEPs: [])
   }
   public struct VTEP {
     public var address: IPAddress
@@ -26,7 +32,7 @@ public struct ForwardingStateBuilder {
   /// Index 0 is a placeholder ("no member").
   public var members: [Member] = [Member(interface: 0, vlan: 0, domain: 0)]
   /// Index 0 is a placeholder ("no bridge domain").
-  public var domains: [Domain] = [Domain(vni: 0, learnFlags: 0, members: [], floodVTEPs: [])]
+  public var domains: [Domain] = [.unassigned]
   public var vteps: [VTEP] = []
 
   public var localVTEP: IPAddress

@@ -181,9 +181,7 @@ public final class SwitchCore: @unchecked Sendable {
       usedDomains.insert(state.domainByVNI[domain.vni]!)
     }
     let highest = Int(usedDomains.max() ?? 0)
-    builder.domains += Array(
-      repeating: ForwardingStateBuilder.Domain(vni: 0, learnFlags: 0, members: [], floodVTEPs: []),
-      count: highest)
+    builder.domains += Array(repeating: ForwardingStateBuilder.Domain.unassigned, count: highest)
     var highestMember = 0
     for domain in config.bridgeDomains {
       for port in domain.ports {
@@ -596,12 +594,11 @@ public final class SwitchCore: @unchecked Sendable {
         case .removed:
           break
         }
-        if kind == .port, case .inserted = outcome {
-          events.append(
-            .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
-        } else if kind == .port, move || replacedStale {
-          events.append(
-            .learned(vni: state.vni(ofDomain: domain), mac: key.mac, member: state.memberName(index)))
+        guard kind == .port, let vni = state.vni(ofDomain: domain) else { continue }
+        if case .inserted = outcome {
+          events.append(.learned(vni: vni, mac: key.mac, member: state.memberName(index)))
+        } else if move || replacedStale {
+          events.append(.learned(vni: vni, mac: key.mac, member: state.memberName(index)))
         }
       }
     }
@@ -623,8 +620,7 @@ public final class SwitchCore: @unchecked Sendable {
         mac = MACAddress(rawValue: event.key & ARPTable.macMask)
       }
       let (stored, previous) = arp.exchange(domain: domain, ip: ip, mac: mac, control: false)
-      guard Int(domain) < state.domainCount else { continue }
-      let vni = state.vni(ofDomain: domain)
+      guard let vni = state.vni(ofDomain: domain) else { continue }
       if !stored {
         // A local host claims an IP a control-plane binding gives another MAC: reported
         // (not stored), so the control plane sees both claims (an address conflict).
@@ -669,7 +665,9 @@ public final class SwitchCore: @unchecked Sendable {
       let learned = entry.origin == .local || entry.origin == .decap
       let expired = learned && (now &- entry.stamp) & UInt32(FDBEntry.stampMask) > agingTime
       if (stale || expired) && entry.origin == .local {
-        events.append(.removed(vni: state.vni(ofDomain: key.bridgeDomain), mac: key.mac))
+        // An entry can outlive its bridge domain (a reload removed it): that VNI's
+        // addresses went with it, nothing to report.
+        if let vni = state.vni(ofDomain: key.bridgeDomain) { events.append(.removed(vni: vni, mac: key.mac)) }
         removedLocal.insert(key.rawValue)
       }
       return stale || expired
@@ -680,9 +678,7 @@ public final class SwitchCore: @unchecked Sendable {
       arp.removeAll { domain, ip, mac, control in
         guard !control && removedLocal.contains(FDBKey(bridgeDomain: domain, mac: mac.rawValue).rawValue)
         else { return false }
-        if Int(domain) < state.domainCount {
-          arpEvents.append(.unbound(vni: state.vni(ofDomain: domain), ip: ip, mac: mac))
-        }
+        if let vni = state.vni(ofDomain: domain) { arpEvents.append(.unbound(vni: vni, ip: ip, mac: mac)) }
         return true
       }
     }
@@ -694,11 +690,8 @@ public final class SwitchCore: @unchecked Sendable {
       }
       for (raw, ips) in gone {
         let key = FDBKey(rawValue: raw)
-        guard Int(key.bridgeDomain) < state.domainCount else { continue }
-        for ip in ips.sorted() {
-          arpEvents.append(
-            .unbound(vni: state.vni(ofDomain: key.bridgeDomain), ip: ip, mac: key.mac))
-        }
+        guard let vni = state.vni(ofDomain: key.bridgeDomain) else { continue }
+        for ip in ips.sorted() { arpEvents.append(.unbound(vni: vni, ip: ip, mac: key.mac)) }
       }
     }
     return (removed, events, arpEvents)
