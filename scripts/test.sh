@@ -17,6 +17,16 @@ echo "== release build under AddressSanitizer (products and tests, testable), th
 mkdir -p .build
 VXSWITCH_ASAN=1 swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 \
   | grep -Ev '^\[[0-9]+/[0-9]+\] |Cannot export local symbol' | tail -20
+echo "   (built at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
+
+# The ThreadSanitizer build (a debug build of its own, from scratch) runs meanwhile, at
+# the lowest priority: the tests wait on the network and on timers much of the time, and
+# take the CPU back whenever they want it. Its own session, so that an early exit ends it
+# whole.
+setsid nice -n 19 swift build --sanitize=thread --build-tests --scratch-path .build-tsan \
+  >.build/tsan-build.log 2>&1 &
+tsan_build=$!
+trap 'kill -- -$tsan_build 2>/dev/null || true' EXIT
 # Every process of the run (the test binary, the daemons and tools the tests start)
 # writes a sanitizer report to its own file in .build/asan: a daemon's report would
 # otherwise reach us only as far as the test quotes its log, often just the tail.
@@ -31,6 +41,7 @@ for report in .build/asan/report.*; do
   head -60 "$report"
   if grep -q 'ERROR: AddressSanitizer' "$report"; then status=1; fi
 done
+echo "   (tests done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [[ $status -eq 0 ]] || exit "$status"
 
 # Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,
@@ -48,7 +59,13 @@ for target in pipeline bgp config api peering; do
 done
 
 echo "== FDB, snapshot, reload and pipeline-worker concurrency tests under ThreadSanitizer"
-swift build --sanitize=thread --build-tests --scratch-path .build-tsan >/dev/null
+echo "   (fuzz runs done at $((SECONDS / 60)) min $((SECONDS % 60)) s; waiting for the ThreadSanitizer build)"
+if ! wait "$tsan_build"; then
+  grep -Ev '^\[[0-9]+/[0-9]+\] ' .build/tsan-build.log | tail -30
+  echo "the ThreadSanitizer build failed" >&2
+  exit 1
+fi
+trap - EXIT
 swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
   --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
@@ -58,4 +75,4 @@ summary=$(grep -E "^\s+Executed [0-9]+ tests?, with " .build/test-output.txt | t
 total=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
 failed=$(grep -oE "[0-9]+ failures?" <<<"$summary" | head -1 | cut -d' ' -f1)
 skipped=$(grep -cE "Test Case .* skipped" .build/test-output.txt || true)
-echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped ($((SECONDS / 60)) min $((SECONDS % 60)) s in all)"
