@@ -77,7 +77,8 @@ struct LiveCommand: ParsableCommand {
       (A), the bridge (B) and the baseline forwarder (C: `Bench baseline-forward`, RX ring
       to TX ring, prepends/strips a fixed 50-byte header) alternate A B C A B C; the table
       shows medians. The generator runs on --generator-cpu; the measured system's process
-      and the threaded NAPI kthreads of the veths it receives on (GRO on) on --measured-cpu.
+      and the threaded NAPI kthreads of the veths it receives on (GRO on, or with
+      --receive-napi xdp an XDP program passing every frame and GRO off) on --measured-cpu.
       CPU per frame, for every system: the busy time of the measured CPU (wall clock minus
       idle, /proc/stat), plus the process's time elsewhere if it left that CPU.
       --search: per system, direction and size,
@@ -125,6 +126,9 @@ struct LiveCommand: ParsableCommand {
   var generatorCPU: Int?
   @Option(help: "The measured system's CPU (default: the last this process may use).")
   var measuredCPU: Int?
+  @Option(
+    help: "What gives the receiving veths their NAPI: gro (GRO on) or xdp (a passing XDP program, GRO off).")
+  var receiveNAPI = "gro"
 
   func run() throws {
     var options = LiveBench.Options()
@@ -160,6 +164,10 @@ struct LiveCommand: ParsableCommand {
     options.generator = generator
     if let generatorCPU { options.generatorCPU = generatorCPU }
     if let measuredCPU { options.measuredCPU = measuredCPU }
+    guard let mode = ThreadedNAPI.Mode(rawValue: receiveNAPI) else {
+      throw ValidationError("--receive-napi: gro or xdp")
+    }
+    options.receiveNAPI = mode
     Shell.trace = verbose
     LiveBench.installSignalHandlers()
     let report = try LiveBench(options: options).run()

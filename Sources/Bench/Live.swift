@@ -51,6 +51,8 @@ final class LiveBench {
     var search = false
     var searchSteps = 6
     var searchDuration = 2.0
+    /// What gives the receiving veths their NAPI instance (`ThreadedNAPI.Mode`).
+    var receiveNAPI = ThreadedNAPI.Mode.gro
   }
 
   enum System: String, Codable {
@@ -197,8 +199,11 @@ final class LiveBench {
     for ns in [vmNS, switchNS, remoteNS] {
       Shell.run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
     }
+    let xdpObject = options.receiveNAPI == .xdp ? try XDPPassProgram.compile(into: directory) : nil
     napi = try [TrafficPlan.accessPort, TrafficPlan.underlayPort].map {
-      try ThreadedNAPI.enable(namespace: switchNS, interface: $0, cpu: options.measuredCPU)
+      try ThreadedNAPI.enable(
+        namespace: switchNS, interface: $0, cpu: options.measuredCPU, mode: options.receiveNAPI,
+        xdpObject: xdpObject)
     }
     // A veth hands a frame to its peer's NAPI only if the sending end has TSO off (or the
     // receiving end GRO_FRAGLIST / UDP forwarding GRO); otherwise the peer's receive work
@@ -209,7 +214,8 @@ final class LiveBench {
     try Shell.check(["ip", "netns", "exec", remoteNS, "ethtool", "-K", "r0", "tso", "off"])
     notes.append(
       "generator on CPU \(options.generatorCPU); measured system, its process and the threaded NAPI of "
-        + "\(TrafficPlan.accessPort) and \(TrafficPlan.underlayPort) on CPU \(options.measuredCPU)")
+        + "\(TrafficPlan.accessPort) and \(TrafficPlan.underlayPort) (\(options.receiveNAPI.rawValue)) on CPU "
+        + "\(options.measuredCPU)")
   }
 
   /// Throws when the receive set-up no longer holds (checked around every measurement).
