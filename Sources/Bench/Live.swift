@@ -160,6 +160,10 @@ final class LiveBench {
     plan.frames = 4096
   }
 
+  /// The veths' MTU: 9000 for jumbo frames, but a veth takes an XDP program only while
+  /// its peer's MTU fits a page (`XDPPassProgram.largestMTU`).
+  var linkMTU: Int { options.receiveNAPI == .xdp ? XDPPassProgram.largestMTU : 9000 }
+
   // MARK: Topology
 
   func setUp() throws {
@@ -172,6 +176,11 @@ final class LiveBench {
         "Bench live needs two CPUs: the generator's and the measured system's (both are \(options.measuredCPU))"
       )
     }
+    if let largest = options.sizes.map(\.largestFrame).max(), largest + plan.encapOverhead > linkMTU + 14 {
+      throw BenchError.failed(
+        "--receive-napi \(options.receiveNAPI.rawValue): frames of \(largest) bytes do not fit the veths' MTU \(linkMTU) "
+          + "once encapsulated")
+    }
     LiveBench.activePrefix = prefix
     try Generator.makeDirectory(directory)
     for ns in [vmNS, switchNS, remoteNS] { try Shell.check(["ip", "netns", "add", ns]) }
@@ -182,15 +191,16 @@ final class LiveBench {
     try Shell.check(["ip", "link", "add", "xc\(p)", "type", "veth", "peer", "name", "xd\(p)"])
     try Shell.check(["ip", "link", "set", "xc\(p)", "netns", switchNS, "name", TrafficPlan.underlayPort])
     try Shell.check(["ip", "link", "set", "xd\(p)", "netns", remoteNS, "name", "r0"])
-    try ip(switchNS, "link set \(TrafficPlan.underlayPort) address \(TrafficPlan.underlayMAC) mtu 9000 up")
-    try ip(switchNS, "link set \(TrafficPlan.accessPort) mtu 9000 up")
+    try ip(
+      switchNS, "link set \(TrafficPlan.underlayPort) address \(TrafficPlan.underlayMAC) mtu \(linkMTU) up")
+    try ip(switchNS, "link set \(TrafficPlan.accessPort) mtu \(linkMTU) up")
     // The sinks only count: frames reach them addressed to another MAC (r0 is not the
     // remote underlay MAC the switches send to; g0 is none of the VM MACs), so the kernel
     // drops them at ip_rcv as PACKET_OTHERHOST after rx_packets and tcpdump's tap, instead
     // of running IP, UDP and ICMP port-unreachable for every frame. That work would
     // otherwise be charged to whichever system's transmit context it ran in.
-    try ip(remoteNS, "link set r0 address \(TrafficPlan.sinkMAC) mtu 9000 up")
-    try ip(vmNS, "link set g0 mtu 9000 up")
+    try ip(remoteNS, "link set r0 address \(TrafficPlan.sinkMAC) mtu \(linkMTU) up")
+    try ip(vmNS, "link set g0 mtu \(linkMTU) up")
     for ns in [vmNS, switchNS, remoteNS] { try ip(ns, "link set lo up") }
     try ip(remoteNS, "addr add \(plan.remoteVTEP)/24 dev r0")
     try ip(remoteNS, "addr add 10.201.0.1/16 dev lo")
@@ -269,12 +279,12 @@ final class LiveBench {
       "neigh replace \(plan.remoteVTEP) lladdr \(TrafficPlan.remoteUnderlayMAC) dev \(TrafficPlan.underlayPort) nud permanent"
     )
     try ip(switchNS, "link add br0 type bridge")
-    try ip(switchNS, "link set br0 mtu 8950")
+    try ip(switchNS, "link set br0 mtu \(linkMTU - 50)")
     try ip(
       switchNS,
       "link add vxlan0 type vxlan id \(plan.vni) local \(plan.localVTEP) dstport 4789 nolearning dev \(TrafficPlan.underlayPort)"
     )
-    try ip(switchNS, "link set vxlan0 mtu 8950 master br0 up")
+    try ip(switchNS, "link set vxlan0 mtu \(linkMTU - 50) master br0 up")
     try ip(switchNS, "link set \(TrafficPlan.accessPort) master br0")
     try ip(switchNS, "link set br0 up")
     var batch = "fdb append 00:00:00:00:00:00 dev vxlan0 dst \(plan.remoteVTEP) self permanent\n"

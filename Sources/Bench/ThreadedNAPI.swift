@@ -108,9 +108,13 @@ struct ThreadedNAPI {
 enum XDPPassProgram {
   static let source = """
     __attribute__((section("xdp"), used)) int xdp_pass(void *context) { return 2; /* XDP_PASS */ }
-    char license[] __attribute__((section("license"), used)) = "GPL";
+    char program_license[] __attribute__((section("license"), used)) = "GPL";
 
     """
+
+  /// The largest MTU a veth's peer may have while the veth carries an XDP program
+  /// (a frame must fit one page with XDP's headroom: about 3500 bytes with 4 KiB pages).
+  static let largestMTU = 3000
 
   /// Compiles the program into `directory` and returns the object's path.
   static func compile(into directory: String) throws -> String {
