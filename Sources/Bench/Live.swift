@@ -628,8 +628,9 @@ final class LiveBench {
       notes.append(unavailable)
     }
     let systems = options.systems.filter { unavailable == nil || $0 != .vxswitch }
-    try setUp()
+    // Torn down whatever step of the set-up failed: namespaces first exist half-built.
     defer { tearDown() }
+    try setUp()
     progress("namespaces \(vmNS), \(switchNS), \(remoteNS); files in \(directory)")
 
     var measurements: [Measurement] = []

@@ -42,6 +42,8 @@ enum LabTransfer {
     server.wait()
     let got = (try? Data(contentsOf: URL(fileURLWithPath: received))) ?? Data()
     let matches = got == payload
+    // The files live in /run, in memory: kept only when they differ, to see where.
+    if matches { for path in [sent, received] { try? FileManager.default.removeItem(atPath: path) } }
     return Result(
       matches: matches,
       summary: matches ? "" : "sent \(payload.count) bytes, received \(got.count), content differs")
