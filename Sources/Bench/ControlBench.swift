@@ -483,10 +483,8 @@ final class FDBReader: @unchecked Sendable {
     var listing: [FDBRow] = []
     fdb.forEach { key, entry in
       announce()
-      guard core.fdbEntryIsListed(key, entry, state: state, domain: nil, origin: nil),
-        let row = core.fdbRow(key, entry, state: state, now: 1, annotator: annotator)
-      else { return }
-      listing.append(row)
+      guard let vni = core.listedVNI(key, entry, state: state, domain: nil, origin: nil) else { return }
+      listing.append(core.fdbRow(key, entry, vni: vni, state: state, now: 1, annotator: annotator))
     }
     listing.sort { ($0.vni, $0.mac) < ($1.vni, $1.mac) }
     if listing.isEmpty { countPage(rows: 0) }

@@ -154,9 +154,7 @@ extension SwitchCore {
     var cursor: Int? = 0
     while let from = cursor {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
-        guard fdbEntryIsListed(key, entry, state: state, domain: domain, origin: nil),
-          let vni = state.vni(ofDomain: key.bridgeDomain)
-        else { return }
+        guard let vni = listedVNI(key, entry, state: state, domain: domain, origin: nil) else { return }
         found.append((vni, key.mac.rawValue, read, key, entry))
         read += 1
       }
@@ -170,9 +168,7 @@ extension SwitchCore {
         let next = found[position + 1]
         if next.vni == item.vni && next.mac == item.mac { continue }
       }
-      if let row = fdbRow(item.key, item.entry, state: state, now: now, annotator: annotator) {
-        rows.append(row)
-      }
+      rows.append(fdbRow(item.key, item.entry, vni: item.vni, state: state, now: now, annotator: annotator))
     }
     return rows
   }
@@ -213,25 +209,25 @@ extension SwitchCore {
       for index in domains where Int(index) < state.domainCount {
         let key = FDBKey(bridgeDomain: index, mac: mac.rawValue)
         let entry = fdb.lookup(key)
-        if entry.isPresent, fdbEntryIsListed(key, entry, state: state, domain: index, origin: origin),
-          let row = fdbRow(key, entry, state: state, now: now, annotator: annotator)
-        {
-          rows.append(row)
+        if entry.isPresent, let vni = listedVNI(key, entry, state: state, domain: index, origin: origin) {
+          rows.append(fdbRow(key, entry, vni: vni, state: state, now: now, annotator: annotator))
         }
       }
       return (rows, nil)
     }
     let limit = max(1, limit)
-    var found: [(FDBKey, FDBEntry)] = []
+    var found: [(key: FDBKey, entry: FDBEntry, vni: UInt32)] = []
     var next: Int? = max(0, cursor)
     while let from = next, found.count < limit {
       next = fdb.scan(from: from, maxEntries: min(limit - found.count, Self.fdbPageScan)) { key, entry in
-        if fdbEntryIsListed(key, entry, state: state, domain: domain, origin: origin) {
-          found.append((key, entry))
+        if let vni = listedVNI(key, entry, state: state, domain: domain, origin: origin) {
+          found.append((key, entry, vni))
         }
       }
     }
-    return (found.compactMap { fdbRow($0.0, $0.1, state: state, now: now, annotator: annotator) }, next)
+    return (
+      found.map { fdbRow($0.key, $0.entry, vni: $0.vni, state: state, now: now, annotator: annotator) }, next
+    )
   }
 
   /// Current entries per VNI and origin (flushed ones are not counted), sorted by VNI
@@ -245,7 +241,7 @@ extension SwitchCore {
     var cursor: Int? = 0
     while let from = cursor {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
-        guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: nil) else { return }
+        guard listedVNI(key, entry, state: state, domain: nil, origin: nil) != nil else { return }
         counts[Int(key.bridgeDomain) * origins + Int(entry.origin.rawValue)] += 1
       }
     }
@@ -262,26 +258,27 @@ extension SwitchCore {
     return result.sorted { ($0.vni, $0.origin) < ($1.vni, $1.origin) }
   }
 
-  /// Whether `show fdb` lists the entry: its bridge domain exists, it is current (not
-  /// flushed), and it matches the filters given. (`package`: `Bench control --reader`.)
-  package func fdbEntryIsListed(
+  /// The VNI under which `show fdb` lists the entry, or nil when it does not: its bridge
+  /// domain must hold a VNI in `state`, the entry be current (not flushed), and match the
+  /// filters given. (`package`: `Bench control --reader`.)
+  package func listedVNI(
     _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, domain: UInt16?, origin: FDBOrigin?
-  ) -> Bool {
+  ) -> UInt32? {
     let entryDomain = key.bridgeDomain
-    guard state.vni(ofDomain: entryDomain) != nil, fdb.isCurrent(entry, bridgeDomain: entryDomain) else {
-      return false
+    guard let vni = state.vni(ofDomain: entryDomain), fdb.isCurrent(entry, bridgeDomain: entryDomain) else {
+      return nil
     }
-    if let domain, domain != entryDomain { return false }
-    if let origin, origin != entry.origin { return false }
-    return true
+    if let domain, domain != entryDomain { return nil }
+    if let origin, origin != entry.origin { return nil }
+    return vni
   }
 
-  /// The `show fdb` row of an entry; nil when its bridge domain is gone (a reload
-  /// removed it since the entry was read). (`package`: `Bench control --reader`.)
+  /// The `show fdb` row of an entry listed under `vni` (`listedVNI`, same `state`).
+  /// (`package`: `Bench control --reader`.)
   package func fdbRow(
-    _ key: FDBKey, _ entry: FDBEntry, state: ForwardingState, now: UInt32, annotator: FDBAnnotator?
-  ) -> FDBRow? {
-    guard let entryVNI = state.vni(ofDomain: key.bridgeDomain) else { return nil }
+    _ key: FDBKey, _ entry: FDBEntry, vni entryVNI: UInt32, state: ForwardingState, now: UInt32,
+    annotator: FDBAnnotator?
+  ) -> FDBRow {
     var row = FDBRow(
       mac: key.mac.description, vni: entryVNI, port: nil, vtep: nil, action: "forward",
       origin: entry.origin.name, ageSeconds: nil)

@@ -36,9 +36,7 @@ extension SwitchCore {
     var cursor: Int? = 0
     while let from = cursor {
       cursor = fdb.scan(from: from, maxEntries: Self.fdbPageScan) { key, entry in
-        guard fdbEntryIsListed(key, entry, state: state, domain: nil, origin: .local),
-          let vni = state.vni(ofDomain: key.bridgeDomain)
-        else { return }
+        guard let vni = listedVNI(key, entry, state: state, domain: nil, origin: .local) else { return }
         if vnis.contains(vni) {
           found.insert(LocalMAC(vni: vni, mac: key.mac, port: state.memberName(entry.index)))
         }

@@ -595,11 +595,10 @@ public final class SwitchCore: @unchecked Sendable {
           break
         }
         guard kind == .port, let vni = state.vni(ofDomain: domain) else { continue }
-        if case .inserted = outcome {
-          events.append(.learned(vni: vni, mac: key.mac, member: state.memberName(index)))
-        } else if move || replacedStale {
-          events.append(.learned(vni: vni, mac: key.mac, member: state.memberName(index)))
-        }
+        // New here (inserted, or over a flushed entry) or moved to this port.
+        var isNews = move || replacedStale
+        if case .inserted = outcome { isNews = true }
+        if isNews { events.append(.learned(vni: vni, mac: key.mac, member: state.memberName(index))) }
       }
     }
   }
