@@ -72,7 +72,11 @@ let package = Package(
     .target(
       name: "CPacket",
       dependencies: ["CNetlink"],
-      linkerSettings: [.linkedLibrary("pcap"), .linkedLibrary("nl-route-3"), .linkedLibrary("nl-3")]
+      linkerSettings: [
+        .linkedLibrary("pcap"), .linkedLibrary("nl-route-3"), .linkedLibrary("nl-3"),
+        // AF_XDP ports: libxdp (UMEM and sockets) and libbpf (program, map, attach).
+        .linkedLibrary("xdp"), .linkedLibrary("bpf"),
+      ]
     ),
     .target(
       name: "Dataplane",

@@ -3,7 +3,7 @@
 # missing: the C libraries it binds, the peers and tools its tests and lab use.
 set -euo pipefail
 
-packages=(libpcap-dev libnl-3-dev libnl-route-3-dev iproute2 iputils-ping ethtool tcpdump tshark gobgpd frr valgrind bridge-utils prometheus curl)
+packages=(libpcap-dev libnl-3-dev libnl-route-3-dev libxdp-dev libbpf-dev iproute2 iputils-ping ethtool tcpdump tshark gobgpd frr valgrind bridge-utils prometheus curl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -44,6 +44,8 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// The kernel's operstate ("up", "down", "lowerlayerdown", ...); nil where it cannot be read.
   public var operState: String?
   public var mtu: Int?
+  /// The port type the live switch opened ("af_packet", "af_xdp"); nil without live ports.
+  public var io: String? = nil
   /// Access ports: the largest MTU a VM behind this port may use, the underlay IP MTU
   /// less 50 (IPv4 underlay) or 70 (IPv6) bytes of encapsulation; nil on the underlay.
   public var vmMTU: Int?
@@ -57,7 +59,7 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// The wire names are snake case (`vm_mtu`): spelled here so that an acronym in a
   /// property name survives the coders' case conversion both ways.
   enum CodingKeys: String, CodingKey {
-    case role, name, members, operState, mtu, rxFrames, rxBytes, txFrames, txBytes, ring
+    case role, name, members, operState, mtu, io, rxFrames, rxBytes, txFrames, txBytes, ring
     case vmMTU = "vmMtu"
   }
 }

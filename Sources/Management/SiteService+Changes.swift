@@ -198,9 +198,11 @@ extension SiteService {
     if SwitchCore.interfaceNames(of: loaded).sorted() != core.interfaces.sorted()
       || loaded.site.underlay != current.site.underlay || loaded.site.vtep != current.site.vtep
       || loaded.site.udpPort != current.site.udpPort
+      || core.interfaces.contains(where: { loaded.io(of: $0) != current.io(of: $0) })
     {
       let message =
-        "interfaces, VTEP or UDP port changed: restart vxswitch to apply; running configuration kept"
+        "interfaces, their port types, VTEP or UDP port changed: restart vxswitch to apply; "
+        + "running configuration kept"
       logger.warning("configuration not reloaded: \(message)")
       throw .restartRequired(message)
     }

@@ -130,6 +130,7 @@ public final class SiteService: Sendable {
     let statistics = core.statistics
     let live = self.live
     let perWorker = live?.portStatistics ?? []
+    let portTypes = live?.portTypes ?? []
     return core.interfaces.enumerated().map { index, name in
       var members: [String] = []
       for domain in config.bridgeDomains {
@@ -158,7 +159,7 @@ public final class SiteService: Sendable {
       }
       let isUnderlay = name == config.site.underlay
       let overhead = config.site.vtep.isIPv4 ? 50 : 70
-      return PortRow(
+      var row = PortRow(
         role: isUnderlay ? "underlay" : "access", name: name, members: members,
         operState: live == nil ? nil : Self.sysfs(name, "operstate"),
         mtu: live == nil ? nil : Self.sysfs(name, "mtu").flatMap(Int.init),
@@ -166,6 +167,8 @@ public final class SiteService: Sendable {
         rxFrames: statistics[Counter.rxFrames(index)], rxBytes: statistics[Counter.rxBytes(index)],
         txFrames: statistics[Counter.txFrames(index)], txBytes: statistics[Counter.txBytes(index)],
         ring: ring)
+      row.io = portTypes.indices.contains(index) ? portTypes[index].rawValue : nil
+      return row
     }
   }
 

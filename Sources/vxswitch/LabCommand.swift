@@ -60,6 +60,12 @@ struct LabCommand: ParsableCommand {
     help: "Size of the TCP transfers (one each way) the checks compare byte for byte, in MiB.")
   var transferMiB = 4
   @Option(
+    help: """
+      Port type of every interface of the vxswitch sites: af_packet, or af_xdp (an XDP program \
+      and AF_XDP sockets; the VMs' TSO/GSO go off, which XDP on a veth does to its peer).
+      """)
+  var io: String = PortIO.afPacket.rawValue
+  @Option(
     name: .customLong("aging-time"),
     help: "The sites' MAC aging time in seconds (default 300, or 30 with --partition).")
   var agingTime: Int?
@@ -80,6 +86,7 @@ struct LabCommand: ParsableCommand {
     if let agingTime, !(1...1_000_000).contains(agingTime) {
       throw ValidationError("--aging-time must be 1 to 1000000 seconds")
     }
+    guard PortIO(rawValue: io) != nil else { throw ValidationError("--io must be af_packet or af_xdp") }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -91,6 +98,7 @@ struct LabCommand: ParsableCommand {
     if kernelOnly { topology.kernelSites = Set(1...sites) }
     topology.bgp = bgp
     topology.transferMiB = transferMiB
+    topology.io = PortIO(rawValue: io) ?? .afPacket
     topology.taggedVM = taggedVM
     topology.partition = partition
     topology.agingTime = agingTime

@@ -5,10 +5,11 @@ import Management
 
 struct ShowPorts: ParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "ports", abstract: "Ports: link state, MTU, counters, AF_PACKET ring statistics.")
+    commandName: "ports", abstract: "Ports: link state, MTU, port type, counters, ring statistics.")
   @OptionGroup var location: DaemonLocation
   @Flag(
-    help: "JSON: {\"ports\":[{name,role,members,oper_state,mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}."
+    help:
+      "JSON: {\"ports\":[{name,role,members,oper_state,mtu,io,vm_mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}."
   )
   var json = false
 
@@ -18,14 +19,14 @@ struct ShowPorts: ParsableCommand {
     let ports = try APICoding.decoder.decode(PortList.self, from: reply).ports
     var table = [
       [
-        "port", "role", "state", "mtu", "vm mtu", "members", "rx frames", "tx frames", "super-frames",
+        "port", "role", "state", "mtu", "vm mtu", "io", "members", "rx frames", "tx frames", "super-frames",
         "ring drops", "truncated",
       ]
     ]
     for port in ports {
       table.append([
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
-        port.vmMTU.map { "\($0)" } ?? "-",
+        port.vmMTU.map { "\($0)" } ?? "-", port.io ?? "-",
         port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
         port.ring.map { "\($0.superFrames)" } ?? "-",
         port.ring.map { "\($0.kernelDrops)" } ?? "-", port.ring.map { "\($0.truncatedDrops)" } ?? "-",

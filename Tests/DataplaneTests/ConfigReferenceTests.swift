@@ -140,7 +140,7 @@ final class ConfigReferenceTests: XCTestCase {
   func testSchemaTablesAndNesting() {
     XCTAssertEqual(
       ConfigSchema.allowedKeys(in: ""),
-      ["site", "api", "neighbor", "bridge_domain", "static_mac", "bgp", "peering", "site_peer"])
+      ["site", "api", "neighbor", "interface", "bridge_domain", "static_mac", "bgp", "peering", "site_peer"])
     XCTAssertEqual(ConfigSchema.allowedKeys(in: "bgp"), ConfigSchema.keys["bgp"]!.union(["peer"]))
     XCTAssertEqual(ConfigSchema.allowedKeys(in: "bgp.peer"), ConfigSchema.keys["bgp.peer"])
     XCTAssertTrue(ConfigSchema.arrayTables.isSubset(of: Set(ConfigSchema.keys.keys)))
@@ -153,7 +153,8 @@ final class ConfigReferenceTests: XCTestCase {
   func testDecoderAcceptsEverySchemaKey() {
     let site = "[site]\nname = \"a\"\nvtep = \"10.0.0.1\"\nunderlay = \"eth1\"\n"
     let tables: [String: String] = [
-      "site": "", "api": "[api]\n", "neighbor": "[[neighbor]]\n", "bridge_domain": "[[bridge_domain]]\n",
+      "site": "", "api": "[api]\n", "neighbor": "[[neighbor]]\n", "interface": "[[interface]]\n",
+      "bridge_domain": "[[bridge_domain]]\n",
       "static_mac": "[[static_mac]]\n", "bgp": "[bgp]\n", "bgp.peer": "[bgp]\n[[bgp.peer]]\n",
       "peering": "[peering]\n", "site_peer": "[[site_peer]]\n",
     ]

@@ -348,6 +348,39 @@ final class ConfigTests: XCTestCase {
     }
   }
 
+  func testInterfaceSettings() throws {
+    let text =
+      site
+      + "[[interface]]\nname = \"eth1\"\nio = \"af_xdp\"\n[[interface]]\nname = \"vm1\"\nio = \"af_packet\"\n"
+    let config = try XCTUnwrap(decode(text))
+    XCTAssertEqual(config.io(of: "eth1"), .afXDP)
+    XCTAssertEqual(config.io(of: "vm1"), .afPacket)
+    XCTAssertEqual(config.io(of: "vm2"), .afPacket, "an interface without a table keeps the default")
+  }
+
+  func testInterfaceErrors() {
+    let cases: [(text: String, errors: [String])] = [
+      (site + "[[interface]]\nio = \"af_xdp\"\n", ["5: missing required key 'name' in [[interface]]"]),
+      (
+        site + "[[interface]]\nname = \"eth1\"\nio = \"dpdk\"\n",
+        ["7: io must be af_packet or af_xdp (got 'dpdk')"]
+      ),
+      (site + "[[interface]]\nname = \"eth1\"\nio = 1\n", ["7: io must be af_packet or af_xdp"]),
+      (
+        site + "[[interface]]\nname = \"eth1\"\n[[interface]]\nname = \"eth1\"\n",
+        ["8: interface eth1 is already configured on line 6"]
+      ),
+      (
+        site + "[[interface]]\nname = \"a/b\"\n",
+        ["6: interface name must be a Linux interface name, \(ConfigSyntax.interfaceNameRule) (got 'a/b')"]
+      ),
+      (site + "[[interface]]\nname = \"eth1\"\nmode = \"x\"\n", ["7: unknown key 'mode' in [[interface]]"]),
+    ]
+    for (text, expected) in cases {
+      XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
+    }
+  }
+
   func testNeighborErrors() {
     let cases: [(text: String, errors: [String])] = [
       (site + "[[neighbor]]\nip = \"10.0.0.2\"\n", ["5: missing required key 'mac' in [[neighbor]]"]),

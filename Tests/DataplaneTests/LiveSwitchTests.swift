@@ -45,9 +45,10 @@ final class LiveSwitchTests: XCTestCase {
     lab = nil
   }
 
-  static func config(workers: Int = 1) -> SiteConfig {
+  static func config(workers: Int = 1, io: PortIO = .afPacket) -> SiteConfig {
     var config = SiteConfig(site: .init(name: "e2e", vtep: IPAddress("10.80.0.1")!, underlay: "und0"))
     config.site.workers = workers
+    config.interfaces = ["und0", "acc0"].map { SiteConfig.InterfaceSettings(name: $0, io: io) }
     var domain = SiteConfig.BridgeDomain(vni: 100)
     domain.ports = [SiteConfig.PortMember(interface: "acc0")]
     domain.flood = [IPAddress("10.80.0.2")!]
@@ -55,19 +56,24 @@ final class LiveSwitchTests: XCTestCase {
     return config
   }
 
-  func pingThroughSwitch(workers: Int) throws {
-    let core = SwitchCore(config: Self.config(workers: workers))
+  @discardableResult
+  func pingThroughSwitch(workers: Int, io: PortIO = .afPacket, expected: PortIO = .afPacket) throws
+    -> LiveSwitch
+  {
+    let core = SwitchCore(config: Self.config(workers: workers, io: io))
     let live = LiveSwitch(core: core)
     try NetworkNamespace.run(sw) { try live.start() }
     defer { live.stop() }
     XCTAssertTrue(live.isRunning)
+    XCTAssertEqual(live.portTypes, [expected, expected], "\(live.warnings)")
 
     let pinged = eventually(timeout: 15, interval: 0.2) {
       (try? lab.sh(vm, "ping -c 1 -W 1 192.168.80.2 >/dev/null")) != nil
     }
     XCTAssertTrue(
       pinged,
-      "ping through vxswitch to the kernel vxlan side; stats: \(live.portStatistics) \(core.statistics)")
+      "ping through vxswitch to the kernel vxlan side; stats: \(live.portStatistics) \(core.statisticsReport())"
+    )
     // ARP learned both ways, across the tunnel.
     let vmMAC = try lab.mac(vm, "vm0")
     let bridgeMAC = try lab.mac(kern, "br0")
@@ -83,11 +89,38 @@ final class LiveSwitchTests: XCTestCase {
     live.stop()
     live.stop()  // idempotent
     XCTAssertFalse(live.isRunning)
+    return live
   }
 
   func testPingKernelVXLANThroughSwitch() throws { try pingThroughSwitch(workers: 1) }
 
   func testPingWithTwoFanoutWorkers() throws { try pingThroughSwitch(workers: 2) }
+
+  /// The same through AF_XDP ports on both interfaces; stopping removes the XDP programs.
+  func testPingThroughAFXDPPorts() throws {
+    let live = try pingThroughSwitch(workers: 1, io: .afXDP, expected: .afXDP)
+    XCTAssertEqual(live.warnings, [])
+    try NetworkNamespace.run(sw) {
+      for name in ["und0", "acc0"] {
+        XCTAssertEqual(XDPAttachment.attachedProgramID(interface: name), 0, "\(name) keeps an XDP program")
+      }
+    }
+  }
+
+  /// Two workers need two queues; a veth has one, so AF_XDP cannot attach for worker 1:
+  /// the switch opens AF_PACKET instead, says why, and leaves no XDP program behind.
+  func testAFXDPFallsBackToAFPacketWithTheReason() throws {
+    let live = try pingThroughSwitch(workers: 2, io: .afXDP, expected: .afPacket)
+    XCTAssertEqual(
+      live.warnings.filter { $0.contains("AF_XDP unavailable, using AF_PACKET") }.count, 2, "\(live.warnings)"
+    )
+    XCTAssertTrue(live.warnings.contains { $0.contains("queue 1") }, "\(live.warnings)")
+    try NetworkNamespace.run(sw) {
+      for name in ["und0", "acc0"] {
+        XCTAssertEqual(XDPAttachment.attachedProgramID(interface: name), 0, "\(name) keeps an XDP program")
+      }
+    }
+  }
 
   func testStartErrorsAreTyped() throws {
     try NetworkNamespace.run(sw) {

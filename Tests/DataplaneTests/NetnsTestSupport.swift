@@ -140,8 +140,8 @@ final class RawSender: Sendable {
   }
 }
 
-/// Collects what an AFPacketPort receives, as (bytes, vlanTag, flags).
-func drain(_ port: AFPacketPort, into frames: inout [(bytes: [UInt8], tag: UInt32, flags: UInt8)]) {
+/// Collects what a port receives, as (bytes, vlanTag, flags).
+func drain(_ port: some PacketPort, into frames: inout [(bytes: [UInt8], tag: UInt32, flags: UInt8)]) {
   var vector = FrameVector()
   while true {
     vector.count = 0

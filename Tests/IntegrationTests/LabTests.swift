@@ -187,6 +187,41 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
   }
 
+  /// AF_XDP ports on every interface of the vxswitch site (the XDP program passes the
+  /// host's own traffic to the kernel), against a kernel vxlan site: the kernel's frames
+  /// arrive with unfinished checksums, which the port recognises and finishes.
+  func testAFXDPPortsInteroperateWithTheKernelVXLANDevice() throws {
+    let output = try lab(["--io", "af_xdp", "--kernel-peer", "--sites", "2", "--transfer-mib", "16"])
+    XCTAssertTrue(output.contains("12/12 VM pairs"), output)
+    XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 16 MiB"), output)
+    XCTAssertTrue(output.contains("ok   kernel site 2"), output)
+  }
+
+  func testAFXDPPortsOverAnIPv6UnderlayWithAKernelPeer() throws {
+    let output = try lab(
+      ["--io", "af_xdp", "--kernel-peer", "--ipv6-underlay", "--sites", "2", "--transfer-mib", "16"])
+    XCTAssertTrue(output.contains("12/12 VM pairs"), output)
+    XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 16 MiB"), output)
+  }
+
+  /// Two AF_XDP vxswitch sites whose remote state comes from BGP EVPN through gobgpd.
+  func testAFXDPPortsOverAGoBGPRouteReflector() throws {
+    guard
+      ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
+    else { throw XCTSkip("gobgpd not installed") }
+    let output = try lab(["--io", "af_xdp", "--bgp", "--sites", "2", "--transfer-mib", "16"])
+    XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
+    XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
+    XCTAssertTrue(output.contains("ok   site 2 ports are af_xdp (no fallback)"), output)
+    XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)
+    XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
+  }
+
   func testInteroperatesWithTheKernelOnUDPPort8472() throws {
     let output = try lab(["--kernel-peer", "--udp-port", "8472", "--sites", "2"])
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)

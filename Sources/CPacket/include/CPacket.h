@@ -170,6 +170,8 @@ void cp_set_thread_name(const char *name);
 /// setns(fd, CLONE_NEWNET) for the calling thread. 0 or -errno.
 int cp_setns_net(int fd);
 
+#include "CPacketXDP.h"
+
 // MARK: - libnl (route/neighbour/link), all calls on the thread that owns the handle
 
 typedef struct cp_nl cp_nl;

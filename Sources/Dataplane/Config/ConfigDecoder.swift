@@ -83,6 +83,7 @@ final class ConfigDecoder {
     }
     let api = subTable(of: document, "api").flatMap(decodeAPI)
     let neighbors = decodeNeighbors(arrayOfTables(of: document, "neighbor"))
+    let interfaces = decodeInterfaces(arrayOfTables(of: document, "interface"))
     let bridgeDomains = decodeBridgeDomains(arrayOfTables(of: document, "bridge_domain"))
     let staticMACs = decodeStaticMACs(arrayOfTables(of: document, "static_mac"))
     let bgp = subTable(of: document, "bgp").flatMap(decodeBGP)
@@ -96,6 +97,7 @@ final class ConfigDecoder {
     var config = SiteConfig(site: site)
     config.api = api
     config.neighbors = neighbors
+    config.interfaces = interfaces
     config.bridgeDomains = bridgeDomains
     config.staticMACs = staticMACs
     config.bgp = bgp

@@ -14,6 +14,7 @@ public enum ConfigSchema {
     ],
     "api": ["listen", "token_file", "rate_limit"],
     "neighbor": ["ip", "mac"],
+    "interface": ["name", "io"],
     "bridge_domain": [
       "vni", "name", "ports", "flood", "learning", "learn_limit", "arp_suppression", "rd", "import_rt",
       "export_rt",
@@ -33,7 +34,7 @@ public enum ConfigSchema {
 
   /// The tables written `[[name]]`, any number of times; the others are written `[name]`, once.
   public static let arrayTables: Set<String> = [
-    "neighbor", "bridge_domain", "static_mac", "bgp.peer", "site_peer",
+    "neighbor", "interface", "bridge_domain", "static_mac", "bgp.peer", "site_peer",
   ]
 
   /// How a table is named in messages and in the README: `[site]`, `[[bgp.peer]]`.

@@ -7,6 +7,8 @@ public struct SiteConfig: Sendable, Equatable {
   /// `[api]`; nil (the default) when the file has none.
   public var api: API? = nil
   public var neighbors: [Neighbor] = []
+  /// `[[interface]]`: per-interface settings; interfaces not listed keep the defaults.
+  public var interfaces: [InterfaceSettings] = []
   public var bridgeDomains: [BridgeDomain] = []
   public var staticMACs: [StaticMAC] = []
   public var bgp: BGP? = nil
@@ -184,6 +186,21 @@ public struct SiteConfig: Sendable, Equatable {
   }
 
   /// `[[neighbor]]`: a static underlay next hop.
+  public struct InterfaceSettings: Sendable, Equatable {
+    public var name: String
+    /// The port type the switch opens on this interface.
+    public var io: PortIO = .afPacket
+    public init(name: String, io: PortIO = .afPacket) {
+      self.name = name
+      self.io = io
+    }
+  }
+
+  /// The port type configured for `interface` (`af_packet` unless `[[interface]]` says).
+  public func io(of interface: String) -> PortIO {
+    interfaces.first { $0.name == interface }?.io ?? .afPacket
+  }
+
   public struct Neighbor: Sendable, Equatable {
     public var ip: IPAddress
     public var mac: MACAddress

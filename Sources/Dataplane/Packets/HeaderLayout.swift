@@ -71,6 +71,11 @@ enum TCPLayout {
 
 enum UDPLayout {
   static let headerLength = 8
+  static let destinationPortOffset = 2
   static let lengthOffset = 4
   static let checksumOffset = 6
+}
+
+enum VXLANLayout {
+  static let headerLength = 8
 }

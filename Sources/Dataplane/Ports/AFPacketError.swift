@@ -27,6 +27,9 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
   case invalidConfiguration(String)
   /// Netlink (libnl) failed.
   case netlink(operation: String, errno: Int32)
+  /// An AF_XDP port could not be set up (no native XDP in the driver, a verifier refusal,
+  /// a queue the device does not have); the switch falls back to AF_PACKET.
+  case afXDP(interface: String, reason: String)
 
   public var errno: Int32? {
     switch self {
@@ -38,7 +41,7 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
 
   public var interface: String? {
     switch self {
-    case .noSuchInterface(let name), .interfaceClaimedTwice(let name): return name
+    case .noSuchInterface(let name), .interfaceClaimedTwice(let name), .afXDP(let name, _): return name
     case .permissionDenied(_, let name, _), .system(_, let name, _), .filter(let name, _, _): return name
     default: return nil
     }
@@ -54,6 +57,8 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
       return "interface \(name) is claimed twice (used by two ports or by another running switch)"
     case .system(let operation, let name, let e):
       return "\(operation) on \(name) failed: \(Self.text(e)) (errno \(e))"
+    case .afXDP(let name, let reason):
+      return "AF_XDP on \(name): \(reason)"
     case .filter(let name, let expression, let message):
       return "BPF filter for \(name) does not compile: \(message) [\(expression)]"
     case .vxlanPort(let address, let port, let e):

@@ -26,7 +26,7 @@ import Synchronization
 /// The underlay asks for the header too (`Options.underlaySegmentation`): runs of VXLAN
 /// datagrams to one VTEP leave as one UDP GSO frame (`UnderlaySegmenter`), and a
 /// received frame whose unfinished checksum is the outer UDP one is taken as verified.
-public final class AFPacketPort: PacketPort {
+public final class AFPacketPort: LivePort {
   /// Which transmit ring layout to use. Measured with LiveMeasure on a veth pair, 64-byte
   /// frames, 2-core VM, 8 alternating runs of 3 s: V2 (own send-only socket) 160k-328k,
   /// mean 236k frames/s; V3 (same socket as RX) 220k-369k, mean 273k frames/s. V3 is
@@ -88,36 +88,13 @@ public final class AFPacketPort: PacketPort {
     public init() {}
   }
 
-  /// Counters of one port, cumulative since it opened.
-  public struct Statistics: Sendable, Equatable {
-    public var receivedFrames: UInt64 = 0
-    public var receivedBlocks: UInt64 = 0
-    /// Frames the kernel copied only partly into the ring (dropped here).
-    public var truncatedDrops: UInt64 = 0
-    /// Frames whose L4 checksum was finished in software (TP_STATUS_CSUMNOTREADY).
-    public var checksumsCompleted: UInt64 = 0
-    /// TX kicks that returned (some frames handed to the driver).
-    public var transmitKicks: UInt64 = 0
-    /// Kicks answered EAGAIN/ENOBUFS (device queue or peer backlog full; retried).
-    public var transmitBusy: UInt64 = 0
-    /// Kicks that failed otherwise (e.g. ENETDOWN).
-    public var transmitErrors: UInt64 = 0
-    /// PACKET_STATISTICS: frames the kernel dropped because the ring was full, and how
-    /// often the V3 queue froze.
-    public var kernelDrops: UInt64 = 0
-    public var kernelFreezes: UInt64 = 0
-    /// Socket errors cleared from poll() POLLERR (e.g. ENETDOWN when the link went down).
-    public var socketErrors: UInt64 = 0
-    /// TSO/USO super-frames cut into wire-sized frames, and the frames they made.
-    public var superFrames: UInt64 = 0
-    public var segments: UInt64 = 0
-    /// Super-frames refused (a malformed or unsupported `virtio_net_hdr`).
-    public var offloadDrops: UInt64 = 0
-  }
+  public typealias Statistics = PortStatistics
 
   public let name: String
   public let interfaceIndex: Int32
   public let role: Role
+  public var io: PortIO { .afPacket }
+  public var isUnderlay: Bool { role != .access }
   /// Access ports finish unfinished L4 checksums themselves; the underlay leaves them to
   /// the pipeline, which knows where the inner frame starts.
   private let completesChecksums: Bool

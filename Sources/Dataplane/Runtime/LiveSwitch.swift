@@ -25,13 +25,18 @@ public struct SwitchClock: Sendable {
   }
 }
 
-/// The live data plane of one `SwitchCore`: AF_PACKET ports on the real interfaces,
-/// packet worker threads, a learner thread, and the next-hop resolver.
+/// The live data plane of one `SwitchCore`: ports on the real interfaces (AF_PACKET, or
+/// AF_XDP where `[[interface]] io` asks for it and the interface takes it), packet worker
+/// threads, a learner thread, and the next-hop resolver.
 ///
 /// - Workers: `config.site.workers` threads, each pinned to `config.site.cpus[i]` when
 ///   given, each with its own `Pipeline` and its own port (sockets and rings) per
-///   interface; with more than one worker the ports of one interface form a
-///   PACKET_FANOUT_HASH group, so a flow stays on one worker.
+///   interface; with more than one worker the AF_PACKET ports of one interface form a
+///   PACKET_FANOUT_HASH group, so a flow stays on one worker, and worker `i`'s AF_XDP
+///   port takes queue `i` (the device's RSS keeps a flow on one queue).
+/// - AF_XDP fallback: an interface whose AF_XDP set-up fails (no native XDP, too few
+///   queues, no privileges, a kernel without AF_XDP) gets AF_PACKET ports instead, with a
+///   warning saying why; `portTypes` tells what each interface got.
 /// - Worker loop: receive a batch from each readable port, `pipeline.process`, flush
 ///   every ring with pending frames, release the batch; when idle, `pipeline.idle()` and
 ///   poll() on the sockets and the stop eventfd.
@@ -50,8 +55,10 @@ public struct SwitchClock: Sendable {
 // @unchecked: workers own their ports and pipelines; shared state is atomics and mutexes.
 public final class LiveSwitch: @unchecked Sendable {
   public struct Options: Sendable {
-    /// Ring geometry and transmit version of every port.
+    /// Ring geometry and transmit version of every AF_PACKET port.
     public var port = AFPacketPort.Options()
+    /// UMEM and ring sizes of every AF_XDP port.
+    public var xdpPort = AFXDPPort.Options()
     /// Turn LRO off on access interfaces (merged frames would lose what the VM sent), and
     /// GSO and TSO too unless TCP is coalesced: with them off the kernel would cut every
     /// coalesced super-frame up again before the veth. GRO stays as it is: what it merges
@@ -96,7 +103,11 @@ public final class LiveSwitch: @unchecked Sendable {
   private enum Phase { case idle, running, stopped }
 
   /// ports[worker][interface index in core.interfaces]
-  public private(set) var ports: [[AFPacketPort]] = []
+  public private(set) var ports: [[any LivePort]] = []
+  /// The port type each interface got, in `core.interfaces` order (after any fallback).
+  public private(set) var portTypes: [PortIO] = []
+  /// The XDP programs attached for AF_XDP ports, detached on stop.
+  private var attachments: [XDPAttachment] = []
   public private(set) var resolver: NextHopResolver? = nil
   private var holder: VXLANPortHolder? = nil
   private var threads: [NativeThread] = []
@@ -123,7 +134,7 @@ public final class LiveSwitch: @unchecked Sendable {
   public var isRunning: Bool { lifecycle.withLock { $0 == .running } }
 
   /// Counters of every port, per worker, in `core.interfaces` order.
-  public var portStatistics: [[AFPacketPort.Statistics]] { ports.map { $0.map(\.statistics) } }
+  public var portStatistics: [[PortStatistics]] { ports.map { $0.map(\.statistics) } }
 
   // MARK: Start
 
@@ -226,24 +237,40 @@ public final class LiveSwitch: @unchecked Sendable {
       core.statistics.add(Counter.underlayGSOFallbacks, 1)
       portOptions.underlaySegmentation = false
     }
-    for _ in 0..<workers {
-      var row: [AFPacketPort] = []
-      for (index, name) in interfaces.enumerated() {
-        let role: AFPacketPort.Role =
-          name == underlay ? .underlay(vtep: config.site.vtep, udpPort: config.site.udpPort) : .access
-        var fanout: AFPacketPort.Fanout? = nil
-        if workers > 1 { fanout = groups[index].map { .join($0) } ?? .create }
-        let port = try AFPacketPort(interface: name, role: role, options: portOptions, fanout: fanout)
-        port.switchInterface = UInt16(index)
-        if let refusal = port.segmentationRefusal {
-          warnings.append("\(name): no UDP GSO on the underlay, one datagram per frame: \(refusal)")
-          core.statistics.add(Counter.underlayGSOFallbacks, 1)
+    var columns: [[any LivePort]] = []
+    for (index, name) in interfaces.enumerated() {
+      let isUnderlay = name == underlay
+      var column: [any LivePort] = []
+      var io = config.io(of: name)
+      if io == .afXDP {
+        do {
+          column = try openXDPPorts(interface: name, isUnderlay: isUnderlay, workers: workers)
+        } catch {
+          warnings.append("\(name): AF_XDP unavailable, using AF_PACKET: \(error)")
+          io = .afPacket
         }
-        if let group = port.fanoutGroup { groups[index] = group }
-        row.append(port)
       }
-      ports.append(row)
+      if io == .afPacket {
+        let role: AFPacketPort.Role =
+          isUnderlay ? .underlay(vtep: config.site.vtep, udpPort: config.site.udpPort) : .access
+        var group: UInt16? = nil
+        for _ in 0..<workers {
+          var fanout: AFPacketPort.Fanout? = nil
+          if workers > 1 { fanout = group.map { .join($0) } ?? .create }
+          let port = try AFPacketPort(interface: name, role: role, options: portOptions, fanout: fanout)
+          if let refusal = port.segmentationRefusal {
+            warnings.append("\(name): no UDP GSO on the underlay, one datagram per frame: \(refusal)")
+            core.statistics.add(Counter.underlayGSOFallbacks, 1)
+          }
+          group = group ?? port.fanoutGroup
+          column.append(port)
+        }
+      }
+      for worker in column.indices { column[worker].switchInterface = UInt16(index) }
+      portTypes.append(io)
+      columns.append(column)
     }
+    ports = (0..<workers).map { worker in columns.map { $0[worker] } }
     if options.resolveNextHops {
       let resolver = try NextHopResolver(core: core, interface: underlay, options: options.resolver)
       resolver.refresh()
@@ -255,6 +282,31 @@ public final class LiveSwitch: @unchecked Sendable {
       pipeline.segmentsUnderlay = portOptions.underlaySegmentation
       pipelines.append(pipeline)
     }
+  }
+
+  /// One AF_XDP port per worker on `interface` (worker `i` on queue `i`), behind the
+  /// switch's steering program; everything opened so far is closed again on failure.
+  private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int) throws -> [any LivePort] {
+    let config = core.config
+    let match: XDPSteeringProgram.Match =
+      isUnderlay ? .vxlan(vtep: config.site.vtep, udpPort: config.site.udpPort) : .everything
+    let attachment = try XDPAttachment(
+      interface: interface, program: XDPSteeringProgram(match: match), queues: workers)
+    var opened: [AFXDPPort] = []
+    do {
+      for worker in 0..<workers {
+        opened.append(
+          try AFXDPPort(
+            interface: interface, queue: UInt32(worker), isUnderlay: isUnderlay, attachment: attachment,
+            options: options.xdpPort))
+      }
+    } catch {
+      for port in opened { port.close() }
+      attachment.detach()
+      throw error
+    }
+    attachments.append(attachment)
+    return opened
   }
 
   private func spawnThreads() {
@@ -297,6 +349,8 @@ public final class LiveSwitch: @unchecked Sendable {
     for pipeline in pipelines { core.retire(pipeline) }
     pipelines.removeAll()
     for row in ports { for port in row { port.close() } }
+    for attachment in attachments { attachment.detach() }
+    attachments.removeAll()
     resolver?.close()
     holder?.close()
     holder = nil
@@ -307,7 +361,7 @@ public final class LiveSwitch: @unchecked Sendable {
 
   // MARK: Loops
 
-  private func workerLoop(pipeline: Pipeline, ports row: [AFPacketPort]) {
+  private func workerLoop(pipeline: Pipeline, ports row: [any LivePort]) {
     let count = row.count
     let descriptors = UnsafeMutablePointer<pollfd>.allocate(capacity: count + 1)
     defer { descriptors.deallocate() }
@@ -320,7 +374,7 @@ public final class LiveSwitch: @unchecked Sendable {
     for (index, port) in row.enumerated() {
       rings[index] = port.transmitRing
       pipeline.attach(
-        interface: port.switchInterface, ring: port.transmitRing, underlay: port.role != .access)
+        interface: port.switchInterface, ring: port.transmitRing, underlay: port.isUnderlay)
     }
     var vector = FrameVector()
     let clock = self.clock

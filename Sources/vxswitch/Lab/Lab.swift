@@ -324,8 +324,13 @@ final class Lab {
     }
     results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
     if t.vmMTU > t.usableVMMTU { results.append(pathMTUCheck(server: (t.sites, t.vmsPerSite))) }
-    if t.runsVXSwitch(1) && ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] != "off" {
+    if t.io == .afPacket && t.runsVXSwitch(1)
+      && ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] != "off"
+    {
       results.append(underlayGSOCheck())
+    }
+    for site in t.allSites where t.io != .afPacket && t.runsVXSwitch(site) {
+      results.append(portTypeCheck(site))
     }
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
@@ -391,6 +396,19 @@ final class Lab {
     )
   }
 
+  /// `--io af_xdp`: every port of the site opened as asked (`show ports`), none fell back.
+  private func portTypeCheck(_ site: Int) -> CheckResult {
+    let t = topology
+    let ports =
+      api(site, "/v1/ports").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?[
+        "ports"] as? [[String: Any]] ?? []
+    let types = ports.map { "\($0["name"] as? String ?? "?")=\($0["io"] as? String ?? "-")" }
+    return CheckResult(
+      name: "site \(site) ports are \(t.io.rawValue) (no fallback)",
+      passed: !ports.isEmpty && ports.allSatisfy { $0["io"] as? String == t.io.rawValue },
+      detail: types.joined(separator: " "))
+  }
+
   /// With VMs whose MTU is larger than the underlay allows, the transfers above only
   /// complete through path MTU discovery: site 1 answered its VM's too-big frames with
   /// ICMP Fragmentation Needed (counted), and the VM's kernel holds the usable MTU for the
@@ -438,6 +456,7 @@ final class Lab {
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
     results.append(contentsOf: transferChecks(server: (t.members.last!, t.vmsPerSite)))
+    for site in t.allSites where t.io != .afPacket { results.append(portTypeCheck(site)) }
     for site in t.members {
       var result = extendedFDBCheck(site)
       let deadline = Date().addingTimeInterval(15)

@@ -29,6 +29,8 @@ struct LabTopology {
   var agingTime: Int?
   /// Size of each lab TCP transfer.
   var transferMiB = 4
+  /// The port type of every interface of every vxswitch site (`--io`).
+  var io: PortIO = .afPacket
   /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
   /// (`"vmN.10"` in the configuration, `eth0.10` in the VM).
   var taggedVM = false
@@ -157,7 +159,15 @@ struct LabTopology {
     aging_time = \(agingTime ?? (partition ? 30 : 300))
     control_socket = "\(socketPath(site))"
 
-    """
+    """ + interfaceSection
+  }
+
+  /// `[[interface]]` tables giving every interface of a site the lab's port type.
+  var interfaceSection: String {
+    guard io != .afPacket else { return "" }
+    return (["ul"] + (1...vmsPerSite).map { "vm\($0)" }).map {
+      "[[interface]]\nname = \"\($0)\"\nio = \"\(io.rawValue)\"\n\n"
+    }.joined()
   }
 
   /// `--partition`: the cut outlasts the hold time and the graceful-restart time, so the

@@ -1,0 +1,75 @@
+// AF_XDP bindings, apart from CPacket.h: xdp.c includes libbpf's <linux/bpf.h>, whose
+// struct bpf_insn (eBPF) clashes with libpcap's (classic BPF) that CPacket.h brings in.
+#ifndef CPACKET_XDP_H
+#define CPACKET_XDP_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+// MARK: - AF_XDP (libxdp for the UMEM and socket, libbpf for the program and map)
+
+/// One AF_XDP socket with its UMEM (libxdp handles), opaque to Swift.
+typedef struct cp_xsk cp_xsk;
+
+/// A ring shared with the kernel, as Swift walks it (mirrors libxdp's xsk_ring_prod/cons):
+/// `producer` and `consumer` are the kernel-shared indices, `ring` the entries (64-bit UMEM
+/// addresses for fill and completion, `cp_xdp_desc` for RX and TX), `flags` holds
+/// XDP_RING_NEED_WAKEUP.
+typedef struct {
+  uint32_t *producer;
+  uint32_t *consumer;
+  void *ring;
+  uint32_t *flags;
+  uint32_t mask;
+  uint32_t size;
+} cp_xsk_ring;
+
+/// struct xdp_desc (linux/if_xdp.h).
+typedef struct {
+  uint64_t addr;
+  uint32_t len;
+  uint32_t options;
+} cp_xdp_desc;
+
+/// struct xdp_statistics (linux/if_xdp.h).
+typedef struct {
+  uint64_t rx_dropped;
+  uint64_t rx_invalid_descs;
+  uint64_t tx_invalid_descs;
+  uint64_t rx_ring_full;
+  uint64_t rx_fill_ring_empty_descs;
+  uint64_t tx_ring_empty_descs;
+} cp_xdp_statistics;
+
+enum { CP_XDP_RING_NEED_WAKEUP = 1 };
+
+/// Registers `area` (`size` bytes, page-aligned, chunks of `frame_size`) as a UMEM and binds
+/// an AF_XDP socket to queue `queue` of `ifname` without loading any XDP program (the caller
+/// attaches its own and puts the socket in its map). Every ring has `ring_size` entries.
+/// Returns the socket's fd, or -errno; `*zero_copy` says which mode the kernel chose.
+int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, uint32_t frame_size,
+                uint32_t ring_size, cp_xsk **out, cp_xsk_ring *fill, cp_xsk_ring *completion,
+                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy);
+void cp_xsk_close(cp_xsk *xsk);
+int cp_xsk_statistics(int fd, cp_xdp_statistics *statistics);
+/// Asks the kernel to process the TX ring (copy mode transmits in this call).
+long cp_xsk_kick(int fd);
+
+/// Creates an XSKMAP of `entries` queues and loads the XDP program `instructions` (`count`
+/// 8-byte BPF instructions) after writing the map's fd into every instruction at the
+/// indices `map_slots` (BPF_LD_IMM64 with BPF_PSEUDO_MAP_FD). Returns the program's fd and
+/// sets `*map_fd`, or -errno with the verifier's log in `log`.
+int cp_xdp_load(uint64_t *instructions, size_t count, const size_t *map_slots, size_t map_slot_count,
+                uint32_t entries, int *map_fd, char *log, size_t log_size);
+/// Attaches `prog_fd` to `ifindex` in native (driver) mode through a BPF link, after
+/// removing a program attached there the old way. Returns the link's fd (closing it, or
+/// the process ending, detaches the program, whatever namespace the closer is in), or
+/// -errno.
+int cp_xdp_attach(int ifindex, int prog_fd);
+/// Detaches whatever XDP program `ifindex` has in native mode (none is not an error).
+int cp_xdp_detach(int ifindex);
+/// The id of the native-mode XDP program on `ifindex`, 0 for none.
+int cp_xdp_attached_id(int ifindex, uint32_t *id);
+int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd);
+
+#endif

@@ -1,0 +1,155 @@
+// AF_XDP and XDP helpers: libxdp creates the UMEM and the socket (its rings' layout is
+// handed to Swift, which walks them itself), libbpf loads the steering program and its
+// XSKMAP and attaches them. Each returns -errno on failure and does not retry.
+#define _GNU_SOURCE
+#include "CPacketXDP.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <xdp/xsk.h>
+
+_Static_assert(sizeof(cp_xdp_desc) == sizeof(struct xdp_desc), "xdp_desc");
+_Static_assert(offsetof(cp_xdp_desc, len) == offsetof(struct xdp_desc, len), "xdp_desc.len");
+_Static_assert(sizeof(cp_xdp_statistics) == sizeof(struct xdp_statistics), "xdp_statistics");
+_Static_assert(CP_XDP_RING_NEED_WAKEUP == XDP_RING_NEED_WAKEUP, "XDP_RING_NEED_WAKEUP");
+_Static_assert(sizeof(struct bpf_insn) == 8, "bpf_insn");
+
+/// linux/if_xdp.h from kernel 6.17 on; the installed headers may be older.
+#define CP_XDP_MAX_TX_SKB_BUDGET 9
+
+struct cp_xsk {
+  struct xsk_umem *umem;
+  struct xsk_socket *socket;
+  struct xsk_ring_prod fill;
+  struct xsk_ring_cons completion;
+  struct xsk_ring_cons rx;
+  struct xsk_ring_prod tx;
+};
+
+#define CP_EXPORT_RING(out, r)                                                                   \
+  do {                                                                                           \
+    (out)->producer = (r).producer;                                                              \
+    (out)->consumer = (r).consumer;                                                              \
+    (out)->ring = (r).ring;                                                                      \
+    (out)->flags = (r).flags;                                                                    \
+    (out)->mask = (r).mask;                                                                      \
+    (out)->size = (r).size;                                                                      \
+  } while (0)
+
+int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, uint32_t frame_size,
+                uint32_t ring_size, cp_xsk **out, cp_xsk_ring *fill, cp_xsk_ring *completion,
+                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy) {
+  cp_xsk *xsk = calloc(1, sizeof(*xsk));
+  if (xsk == NULL) return -ENOMEM;
+  struct xsk_umem_config umem_config = {
+      .fill_size = ring_size,
+      .comp_size = ring_size,
+      .frame_size = frame_size,
+      .frame_headroom = 0,
+      .flags = 0,
+  };
+  int result = xsk_umem__create(&xsk->umem, area, size, &xsk->fill, &xsk->completion, &umem_config);
+  if (result != 0) {
+    free(xsk);
+    return result < 0 ? result : -result;
+  }
+  struct xsk_socket_config socket_config = {
+      .rx_size = ring_size,
+      .tx_size = ring_size,
+      .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+      .xdp_flags = XDP_FLAGS_DRV_MODE,
+      .bind_flags = XDP_USE_NEED_WAKEUP,
+  };
+  result = xsk_socket__create(&xsk->socket, ifname, queue, xsk->umem, &xsk->rx, &xsk->tx, &socket_config);
+  if (result != 0) {
+    xsk_umem__delete(xsk->umem);
+    free(xsk);
+    return result < 0 ? result : -result;
+  }
+  int fd = xsk_socket__fd(xsk->socket);
+  // Copy mode builds at most 32 skbs per sendto() unless told otherwise (kernel 6.17+;
+  // older kernels answer ENOPROTOOPT and keep 32).
+  unsigned budget = ring_size;
+  (void)setsockopt(fd, SOL_XDP, CP_XDP_MAX_TX_SKB_BUDGET, &budget, sizeof(budget));
+  struct xdp_options options = {0};
+  socklen_t length = sizeof(options);
+  *zero_copy = getsockopt(fd, SOL_XDP, XDP_OPTIONS, &options, &length) == 0 &&
+               (options.flags & XDP_OPTIONS_ZEROCOPY) != 0;
+  CP_EXPORT_RING(fill, xsk->fill);
+  CP_EXPORT_RING(completion, xsk->completion);
+  CP_EXPORT_RING(rx, xsk->rx);
+  CP_EXPORT_RING(tx, xsk->tx);
+  *out = xsk;
+  return fd;
+}
+
+void cp_xsk_close(cp_xsk *xsk) {
+  if (xsk == NULL) return;
+  xsk_socket__delete(xsk->socket);
+  xsk_umem__delete(xsk->umem);
+  free(xsk);
+}
+
+int cp_xsk_statistics(int fd, cp_xdp_statistics *statistics) {
+  struct xdp_statistics kernel = {0};
+  socklen_t length = sizeof(kernel);
+  if (getsockopt(fd, SOL_XDP, XDP_STATISTICS, &kernel, &length) != 0) return -errno;
+  memcpy(statistics, &kernel, sizeof(kernel));
+  return 0;
+}
+
+long cp_xsk_kick(int fd) {
+  ssize_t sent = sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+  return sent < 0 ? -errno : (long)sent;
+}
+
+int cp_xdp_load(uint64_t *instructions, size_t count, const size_t *map_slots, size_t map_slot_count,
+                uint32_t entries, int *map_fd, char *log, size_t log_size) {
+  int map = bpf_map_create(BPF_MAP_TYPE_XSKMAP, "vxs_xsks", sizeof(uint32_t), sizeof(int), entries, NULL);
+  if (map < 0) return map;
+  struct bpf_insn *program = (struct bpf_insn *)instructions;
+  for (size_t i = 0; i < map_slot_count; i++) {
+    program[map_slots[i]].src_reg = BPF_PSEUDO_MAP_FD;
+    program[map_slots[i]].imm = map;
+  }
+  if (log_size > 0) log[0] = 0;
+  LIBBPF_OPTS(bpf_prog_load_opts, options, .log_buf = log, .log_size = (uint32_t)log_size,
+              .log_level = log_size > 0 ? 1 : 0);
+  int fd = bpf_prog_load(BPF_PROG_TYPE_XDP, "vxs_steer", "GPL", program, count, &options);
+  if (fd < 0) {
+    int error = fd;
+    close(map);
+    return error;
+  }
+  *map_fd = map;
+  return fd;
+}
+
+int cp_xdp_attach(int ifindex, int prog_fd) {
+  // A program attached the old way (netlink) would make the link fail with EBUSY: one
+  // left by a daemon killed before the links existed, or by another tool.
+  (void)bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, NULL);
+  LIBBPF_OPTS(bpf_link_create_opts, options, .flags = XDP_FLAGS_DRV_MODE);
+  int link = bpf_link_create(prog_fd, ifindex, BPF_XDP, &options);
+  return link;
+}
+
+int cp_xdp_attached_id(int ifindex, uint32_t *id) {
+  LIBBPF_OPTS(bpf_xdp_query_opts, query);
+  int result = bpf_xdp_query(ifindex, XDP_FLAGS_DRV_MODE, &query);
+  if (result < 0) return result;
+  *id = query.drv_prog_id;
+  return 0;
+}
+
+int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd) {
+  int result = bpf_map_update_elem(map_fd, &queue, &socket_fd, 0);
+  return result < 0 ? -errno : 0;
+}

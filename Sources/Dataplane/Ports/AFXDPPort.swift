@@ -1,0 +1,312 @@
+import CPacket
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#endif
+
+/// A `LivePort` on one queue of a Linux interface through an AF_XDP socket (libxdp, copy
+/// mode, or zero-copy where the driver offers it). Frames reach it through the interface's
+/// `XDPAttachment`, which redirects what the switch owns and passes the rest to the kernel.
+///
+/// Memory: one UMEM per port, `receiveFrames` chunks the kernel fills with received frames
+/// (handed to the pipeline in place, given back to the fill ring on `releaseReceived`),
+/// then `transmitSlots` chunks laid out as a `TxRing` (status, length, frame at
+/// `dataOffset`) that the pipeline fills as it fills an AF_PACKET ring. `flushTransmit`
+/// posts every committed slot as a TX descriptor and kicks the kernel; a slot stays
+/// `sending` until its address comes back on the completion ring.
+///
+/// No offload metadata crosses AF_XDP: frames arrive as the wire would carry them, so on
+/// a veth the attachment has turned the peer's TSO/GSO off and capped its MTU (the kernel
+/// does that when XDP is attached); frames leave with no `virtio_net_hdr`, so the pipeline
+/// neither coalesces toward nor segments onto an AF_XDP port.
+///
+/// One port per (worker, interface), owned by that worker's thread; `statistics` may be
+/// read from any thread.
+public final class AFXDPPort: LivePort {
+  public struct Options: Sendable, Equatable {
+    /// UMEM chunk size: the largest frame either way, with `TxRing`'s slot header.
+    public var frameSize = 4096
+    /// Entries in each of the four rings, and chunks for receiving and for transmitting.
+    public var ringSize = 1024
+    public init() {}
+  }
+
+  /// Where a frame starts in a transmit slot: the `TxRing` status and length words come
+  /// first, the frame on its own cache line.
+  static let transmitDataOffset = 64
+
+  public let name: String
+  public let queue: UInt32
+  public let isUnderlay: Bool
+  public var io: PortIO { .afXDP }
+  /// The kernel bound the socket in zero-copy mode (the driver supports it).
+  public let zeroCopy: Bool
+  public var switchInterface: UInt16 = 0
+  public let fd: Int32
+  public let transmitRing: UnsafeMutablePointer<TxRing>
+  public private(set) var transmitLinkDown = false
+
+  private let socket: OpaquePointer
+  private let area: UnsafeMutableRawPointer
+  private let areaSize: Int
+  private let frameSize: Int
+  private let chunkMask: UInt64
+  /// UMEM offset of the first transmit slot.
+  private let transmitBase: Int
+  private var fill: XSKRing
+  private var completion: XSKRing
+  private var rx: XSKRing
+  private var tx: XSKRing
+  /// The next transmit slot to post to the kernel (slots are committed in order).
+  private var postCursor = 0
+  /// UMEM addresses of the frames handed out by the last `receive`.
+  private let held: UnsafeMutablePointer<UInt64>
+  private var heldCount = 0
+  private let counters = AFPacketPort.Counters()
+  private let kernelCounters = Mutex<cp_xdp_statistics>(cp_xdp_statistics())
+  private var closed = false
+
+  /// Opens the socket on `queue` of `interface` (in the current network namespace) and
+  /// puts it into `attachment`'s map.
+  public init(
+    interface: String, queue: UInt32 = 0, isUnderlay: Bool, attachment: XDPAttachment,
+    options: Options = Options()
+  ) throws {
+    precondition(options.ringSize > 0 && options.ringSize & (options.ringSize - 1) == 0)
+    precondition(options.frameSize >= 2048 && options.frameSize & (options.frameSize - 1) == 0)
+    name = interface
+    self.queue = queue
+    self.isUnderlay = isUnderlay
+    frameSize = options.frameSize
+    chunkMask = ~UInt64(options.frameSize - 1)
+    let chunks = 2 * options.ringSize
+    areaSize = chunks * options.frameSize
+    guard
+      let memory = mmap(nil, areaSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      memory != MAP_FAILED
+    else { throw AFPacketError.system(operation: "mmap(UMEM)", interface: interface, errno: Glibc.errno) }
+    area = memory
+    transmitBase = options.ringSize * options.frameSize
+
+    var handle: OpaquePointer? = nil
+    var rings = (cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring())
+    var zeroCopy: Int32 = 0
+    let result = cp_xsk_open(
+      interface, queue, memory, UInt64(areaSize), UInt32(options.frameSize), UInt32(options.ringSize),
+      &handle, &rings.0, &rings.1, &rings.2, &rings.3, &zeroCopy)
+    guard result >= 0, let handle else {
+      munmap(memory, areaSize)
+      throw AFPacketError.from(
+        errno: -result, operation: "AF_XDP socket (queue \(queue))", interface: interface)
+    }
+    socket = handle
+    fd = result
+    self.zeroCopy = zeroCopy != 0
+    fill = XSKRing(rings.0, side: .producer)
+    completion = XSKRing(rings.1, side: .consumer)
+    rx = XSKRing(rings.2, side: .consumer)
+    tx = XSKRing(rings.3, side: .producer)
+    held = .allocate(capacity: FrameVector.capacity)
+    transmitRing = .allocate(capacity: 1)
+    transmitRing.initialize(
+      to: TxRing(
+        base: memory + transmitBase, slotSize: options.frameSize, slotCount: options.ringSize,
+        statusOffset: 0,
+        lengthOffset: 4, dataOffset: Self.transmitDataOffset))
+    // Every receive chunk to the kernel.
+    for chunk in 0..<options.ringSize { fill.address(chunk).pointee = UInt64(chunk * options.frameSize) }
+    fill.submit(options.ringSize)
+    do {
+      try attachment.insert(socket: fd, queue: queue)
+    } catch {
+      close()
+      throw error
+    }
+  }
+
+  deinit {
+    close()
+    transmitRing.deinitialize(count: 1)
+    transmitRing.deallocate()
+    held.deallocate()
+  }
+
+  public func close() {
+    if closed { return }
+    closed = true
+    cp_xsk_close(socket)
+    munmap(area, areaSize)
+  }
+
+  // MARK: Receive
+
+  public func receive(into vector: inout FrameVector) -> Int {
+    reapCompletions()
+    let count = rx.available(
+      limit: min(FrameVector.capacity &- vector.count, FrameVector.capacity &- heldCount))
+    if count <= 0 { return 0 }
+    var completed = 0
+    for offset in 0..<count {
+      let descriptor = rx.descriptor(offset).pointee
+      held[heldCount &+ offset] = descriptor.addr
+      let frame = area + Int(truncatingIfNeeded: descriptor.addr)
+      let length = Int(descriptor.len)
+      var flags: UInt8 = 0
+      if isUnderlay {
+        flags = Self.underlayChecksumFlags(frame, length: length)
+      } else if ChecksumCompletion.completeIfPartial(frame: frame, length: length) {
+        completed &+= 1
+      }
+      vector.append(frame, length: length, flags: flags)
+    }
+    rx.release(count)
+    heldCount &+= count
+    AFPacketPort.Counters.bump(counters.receivedFrames, count)
+    if completed != 0 { AFPacketPort.Counters.bump(counters.checksumsCompleted, completed) }
+    return count
+  }
+
+  /// AF_XDP says nothing about checksums, and a frame built by the local kernel (a vxlan
+  /// device in a namespace behind a veth) arrives as the kernel left it for a NIC: the outer
+  /// UDP checksum holding only its pseudo-header sum, or (RFC 7348 local checksum offload)
+  /// a complete outer checksum over an inner TCP/UDP checksum still to finish. Both are
+  /// what `checksumNotReady` tells the pipeline for AF_PACKET: trust the outer checksum,
+  /// finish the inner one. Anything else is left to the pipeline's own verification.
+  static func underlayChecksumFlags(_ frame: UnsafeMutableRawPointer, length: Int) -> UInt8 {
+    let bytes = UnsafeRawPointer(frame)
+    // The steering program passed only untagged IPv4 without options or IPv6 + UDP.
+    let udp: Int
+    switch bytes.be16(EthernetLayout.etherTypeOffset) {
+    case EtherType.ipv4: udp = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
+    case EtherType.ipv6: udp = EthernetLayout.headerLength &+ IPv6Layout.headerLength
+    default: return 0
+    }
+    let inner = udp &+ UDPLayout.headerLength &+ VXLANLayout.headerLength
+    guard inner &+ EthernetLayout.headerLength <= length else { return 0 }
+    if bytes.be16(udp &+ UDPLayout.checksumOffset) != 0 {
+      switch ChecksumCompletion.state(frame: bytes, length: length) {
+      case .valid: return 0
+      case .partial: return FrameFlags.checksumNotReady
+      case .absent, .invalid: break
+      }
+    }
+    let innerState = ChecksumCompletion.state(frame: bytes + inner, length: length &- inner)
+    return innerState == .partial ? FrameFlags.checksumNotReady : 0
+  }
+
+  /// Gives the chunks of the last batch back to the kernel's fill ring. The fill ring has
+  /// room for every receive chunk, so it cannot be full while chunks are held here.
+  public func releaseReceived() {
+    if heldCount == 0 { return }
+    let count = min(heldCount, fill.free())
+    for offset in 0..<count { fill.address(offset).pointee = held[offset] & chunkMask }
+    fill.submit(count)
+    if count < heldCount {
+      // Cannot happen (see above); keep the rest rather than lose the chunks.
+      memmove(held, held + count, (heldCount &- count) &* 8)
+    }
+    heldCount &-= count
+    // In copy mode the kernel fills in softirq and needs no wakeup; a zero-copy driver
+    // may wait for one after the fill ring ran dry.
+    if zeroCopy && fill.needsWakeup { _ = cp_xsk_kick(fd) }
+  }
+
+  // MARK: Transmit
+
+  /// Posts every committed slot to the TX ring and kicks the kernel. Copy mode transmits
+  /// in the kick (up to the socket's budget per call, hence the loop); EAGAIN/EBUSY/ENOBUFS
+  /// leave the rest for the next turn, counted as busy.
+  public func flushTransmit() {
+    reapCompletions()
+    let ring = transmitRing.pointee
+    let posting = min(ring.pending, tx.free())
+    if posting > 0 {
+      for offset in 0..<posting {
+        let slot = ring.base + postCursor &* ring.slotSize
+        let length = (slot + ring.lengthOffset).load(as: UInt32.self)
+        ring.status(slot).pointee.store(TxRing.sending, ordering: .relaxed)
+        let descriptor = tx.descriptor(offset)
+        descriptor.pointee.addr = UInt64(transmitBase &+ postCursor &* ring.slotSize &+ ring.dataOffset)
+        descriptor.pointee.len = length
+        descriptor.pointee.options = 0
+        postCursor = postCursor &+ 1 == ring.slotCount ? 0 : postCursor &+ 1
+      }
+      tx.submit(posting)
+      transmitRing.pointee.pending &-= posting
+    }
+    kick()
+    reapCompletions()
+  }
+
+  private func kick() {
+    var rounds = 0
+    while tx.outstanding() > 0 && rounds < 8 {
+      if !zeroCopy || tx.needsWakeup {
+        let result = cp_xsk_kick(fd)
+        if result < 0 {
+          let e = Int32(-result)
+          if e == EINTR { continue }
+          if e == EAGAIN || e == EBUSY || e == ENOBUFS {
+            AFPacketPort.Counters.bump(counters.transmitBusy)
+            transmitLinkDown = false
+            rounds &+= 1
+            continue
+          }
+          transmitLinkDown = e == ENETDOWN || e == ENXIO
+          AFPacketPort.Counters.bump(counters.transmitErrors)
+          return
+        }
+        AFPacketPort.Counters.bump(counters.transmitKicks)
+        transmitLinkDown = false
+      } else {
+        return
+      }
+      rounds &+= 1
+    }
+  }
+
+  /// Frees the transmit slots whose frames the kernel has sent.
+  @inline(__always)
+  private func reapCompletions() {
+    let count = completion.available(limit: Int.max)
+    if count <= 0 { return }
+    let ring = transmitRing.pointee
+    for offset in 0..<count {
+      let address = Int(truncatingIfNeeded: completion.address(offset).pointee)
+      let slot = area + (address &- ring.dataOffset)
+      ring.status(slot).pointee.store(TxRing.available, ordering: .releasing)
+    }
+    completion.release(count)
+  }
+
+  @discardableResult
+  public func clearSocketError() -> Int32 {
+    var value: Int32 = 0
+    var length = socklen_t(MemoryLayout<Int32>.size)
+    _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
+    AFPacketPort.Counters.bump(counters.socketErrors)
+    return value
+  }
+
+  // MARK: Statistics
+
+  public var statistics: PortStatistics {
+    let kernel = kernelCounters.withLock { last in
+      var now = cp_xdp_statistics()
+      if !closed, cp_xsk_statistics(fd, &now) == 0 { last = now }
+      return last
+    }
+    var statistics = PortStatistics()
+    statistics.receivedFrames = counters.receivedFrames.load(ordering: .relaxed)
+    statistics.checksumsCompleted = counters.checksumsCompleted.load(ordering: .relaxed)
+    statistics.transmitKicks = counters.transmitKicks.load(ordering: .relaxed)
+    statistics.transmitBusy = counters.transmitBusy.load(ordering: .relaxed)
+    statistics.transmitErrors = counters.transmitErrors.load(ordering: .relaxed)
+    statistics.socketErrors = counters.socketErrors.load(ordering: .relaxed)
+    statistics.kernelDrops = kernel.rx_dropped &+ kernel.rx_ring_full &+ kernel.rx_fill_ring_empty_descs
+    return statistics
+  }
+}

@@ -1,0 +1,157 @@
+import CPacket
+import Foundation
+import XCTest
+
+@testable import Dataplane
+
+/// AF_XDP ports on veth pairs inside throw-away network namespaces: what the steering
+/// program takes and what it leaves to the kernel, byte-exact receive and transmit, and
+/// the program removed on detach.
+final class AFXDPPortTests: XCTestCase {
+  var lab: NetnsLab!
+  /// The switch's side (p0) and the wire's far end (p1), in namespaces of their own so
+  /// that traffic between their addresses crosses the veth.
+  var ns = ""
+  var peer = ""
+
+  override func setUpWithError() throws {
+    lab = try NetnsLab.make(self)
+    ns = try lab.namespace("x")
+    peer = try lab.namespace("y")
+    try lab.sh(ns, "ip link add p0 type veth peer name p1 netns \(peer)")
+    try lab.sh(ns, "ip link set p0 up && ip addr add 10.9.0.1/24 dev p0")
+    try lab.sh(peer, "ip link set p1 up && ip addr add 10.9.0.2/24 dev p1")
+  }
+
+  /// A frame injector on p1, opened in the peer namespace (a socket keeps its namespace).
+  func peerSender() throws -> RawSender { try NetworkNamespace.run(peer) { try RawSender(interface: "p1") } }
+  func peerCapture() throws -> AFPacketPort {
+    try NetworkNamespace.run(peer) { try AFPacketPort(interface: "p1", role: .access) }
+  }
+
+  override func tearDown() {
+    lab?.destroy()
+    lab = nil
+  }
+
+  let hostA = MACAddress("02:00:00:00:00:0a")!
+  let hostB = MACAddress("02:00:00:00:00:0b")!
+
+  func testTheVerifierAcceptsEveryProgramShape() throws {
+    try NetworkNamespace.run(ns) {
+      for match in [
+        XDPSteeringProgram.Match.everything, .vxlan(vtep: IPAddress("10.9.0.1")!, udpPort: 4789),
+        .vxlan(vtep: IPAddress("fd00::1")!, udpPort: 8472),
+      ] {
+        let attachment = try XDPAttachment(
+          interface: "p0", program: XDPSteeringProgram(match: match), queues: 1)
+        XCTAssertNotEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match)")
+        attachment.detach()
+        XCTAssertEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match) still attached")
+      }
+    }
+  }
+
+  func testAccessPortReceivesAndTransmitsByteExact() throws {
+    try NetworkNamespace.run(ns) {
+      let attachment = try XDPAttachment(
+        interface: "p0", program: XDPSteeringProgram(match: .everything), queues: 1)
+      let port = try AFXDPPort(interface: "p0", isUnderlay: false, attachment: attachment)
+      defer { port.close() }
+      let sender = try peerSender()
+      var sent: [[UInt8]] = []
+      var received: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+      // In rounds of 100: a veth holds at most 256 frames for its XDP program.
+      for index in 0..<1500 {
+        let frame = Frames.ethernet(
+          destination: hostA, source: hostB, etherType: 0x88B5,
+          payload: [UInt8(index & 0xFF), UInt8(index >> 8)]
+            + (0..<(44 + index % 1400)).map { UInt8($0 & 0xFF) })
+        sender.send(frame)
+        sent.append(frame)
+        if index % 100 == 99 {
+          XCTAssertTrue(
+            eventually {
+              drain(port, into: &received); return received.count >= sent.count
+            })
+        }
+      }
+      XCTAssertEqual(received.map(\.bytes), sent)
+      XCTAssertEqual(port.statistics.receivedFrames, UInt64(sent.count))
+
+      // Transmit: three times more frames than the ring has slots, so slots come back
+      // through the completion ring and are reused.
+      let capture = try peerCapture()
+      var transmitted: [[UInt8]] = []
+      var captured: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+      var index = 0
+      while index < 3000 {
+        let frame = Frames.ethernet(
+          destination: hostB, source: hostA, etherType: 0x88B5,
+          payload: [UInt8(index & 0xFF), UInt8(index >> 8)]
+            + (0..<(60 + index % 900)).map { UInt8($0 & 0xFF) })
+        guard let slot = port.transmitRing.pointee.reserve() else {
+          port.flushTransmit()
+          drain(capture, into: &captured)
+          continue
+        }
+        frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+        port.transmitRing.pointee.commit(length: frame.count)
+        transmitted.append(frame)
+        index += 1
+        if index % 128 == 0 {
+          port.flushTransmit()
+          drain(capture, into: &captured)
+        }
+      }
+      XCTAssertTrue(
+        eventually {
+          port.flushTransmit()
+          drain(capture, into: &captured)
+          return captured.filter { $0.bytes[12] == 0x88 }.count >= transmitted.count
+        })
+      XCTAssertEqual(captured.map(\.bytes).filter { $0[12] == 0x88 }, transmitted)
+      XCTAssertEqual(port.statistics.transmitErrors, 0)
+    }
+  }
+
+  func testUnderlayProgramTakesOnlyVXLANToTheVTEP() throws {
+    try NetworkNamespace.run(ns) {
+      let vtep = IPAddress("10.9.0.1")!
+      let attachment = try XDPAttachment(
+        interface: "p0", program: XDPSteeringProgram(match: .vxlan(vtep: vtep, udpPort: 4789)), queues: 1)
+      let port = try AFXDPPort(interface: "p0", isUnderlay: true, attachment: attachment)
+      defer { port.close() }
+      let p0 = try lab.mac(ns, "p0")
+      let p1 = try lab.mac(peer, "p1")
+      let sender = try peerSender()
+      let inner = Frames.ethernet(
+        destination: hostA, source: hostB, etherType: 0x88B5, payload: [1, 2, 3, 4])
+      let other = IPAddress("10.9.0.2")!
+      func udp(to destination: IPAddress, port: UInt16) -> [UInt8] {
+        Frames.ethernet(
+          destination: p0, source: p1, etherType: 0x0800,
+          payload: Frames.ipv4UDP(
+            source: other, destination: destination, sourcePort: 50000, destinationPort: port,
+            payload: Frames.vxlan(vni: 100, inner: inner)))
+      }
+      let vxlan = udp(to: vtep, port: 4789)
+      sender.send(udp(to: vtep, port: 4790))  // another UDP port: the kernel's
+      sender.send(udp(to: IPAddress("10.9.0.77")!, port: 4789))  // another address
+      sender.send(vxlan)
+      var received: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+      XCTAssertTrue(
+        eventually {
+          drain(port, into: &received); return !received.isEmpty
+        })
+      XCTAssertEqual(received.map(\.bytes), [vxlan])
+      // The host keeps working through the same interface: ARP and ICMP reach the kernel.
+      let ping = try NetnsLab.run(
+        ["ip", "netns", "exec", peer, "ping", "-c", "3", "-i", "0.05", "-W", "1", "10.9.0.1"],
+        allowFailure: true)
+      XCTAssertTrue(ping.contains(" 0% packet loss"), ping)
+      drain(port, into: &received)
+      XCTAssertEqual(received.count, 1, "the port took traffic that is not VXLAN to its VTEP")
+    }
+  }
+}
