@@ -42,7 +42,7 @@ final class LiveBench {
     var keepDirectory = false
     /// "builtin" (`Bench send`: AF_PACKET sendmmsg) or "tcpreplay".
     var generator = "builtin"
-    var systems: [System] = [.vxswitch, .bridge, .baseline]
+    var systems: [System] = [.vxswitch, .vxswitchXDP, .bridge, .baseline]
     /// The generator's CPU and the measured system's: by default the first and the last
     /// CPU this process may use.
     var generatorCPU = CoreBusyTime.allowedCPUs().first ?? 0
@@ -57,6 +57,10 @@ final class LiveBench {
 
   enum System: String, Codable {
     case vxswitch, bridge, baseline
+    /// vxswitch with AF_XDP ports (`[[interface]] io = "af_xdp"` on both interfaces).
+    case vxswitchXDP = "vxswitch-xdp"
+
+    var isVXSwitch: Bool { self == .vxswitch || self == .vxswitchXDP }
   }
 
   struct Measurement: Codable {
@@ -120,6 +124,11 @@ final class LiveBench {
     var baselineCPUNsPerFrame: Double? = nil
     /// vxswitch / baseline delivered frames/s (the issue's target: >= 0.95).
     var baselineRatio: Double? = nil
+    var xdpFramesPerSecond: Double? = nil
+    var xdpLossPercent: Double? = nil
+    var xdpCPUNsPerFrame: Double? = nil
+    /// vxswitch on AF_XDP / bridge delivered frames/s.
+    var xdpRatio: Double? = nil
     /// `--search`: largest offered frames/s with < 0.1% loss.
     var vxswitchLossFreeRate: Int? = nil
     var bridgeLossFreeRate: Int? = nil
@@ -160,9 +169,12 @@ final class LiveBench {
     plan.frames = 4096
   }
 
-  /// The veths' MTU: 9000 for jumbo frames, but a veth takes an XDP program only while
-  /// its peer's MTU fits a page (`XDPPassProgram.largestMTU`).
-  var linkMTU: Int { options.receiveNAPI == .xdp ? XDPPassProgram.largestMTU : 9000 }
+  /// The veths' MTU: 9000 for jumbo frames, but a veth takes an XDP program (ours with
+  /// `--receive-napi xdp`, vxswitch's for AF_XDP ports) only while its peer's MTU fits a
+  /// page (`XDPPassProgram.largestMTU`). Every system gets the same MTU.
+  var linkMTU: Int {
+    options.receiveNAPI == .xdp || options.systems.contains(.vxswitchXDP) ? XDPPassProgram.largestMTU : 9000
+  }
 
   // MARK: Topology
 
@@ -178,8 +190,8 @@ final class LiveBench {
     }
     if let largest = options.sizes.map(\.largestFrame).max(), largest + plan.encapOverhead > linkMTU + 14 {
       throw BenchError.failed(
-        "--receive-napi \(options.receiveNAPI.rawValue): frames of \(largest) bytes do not fit the veths' MTU \(linkMTU) "
-          + "once encapsulated")
+        "--receive-napi \(options.receiveNAPI.rawValue) or vxswitch-xdp: frames of \(largest) bytes do not fit the "
+          + "veths' MTU \(linkMTU) once encapsulated")
     }
     LiveBench.activePrefix = prefix
     try Generator.makeDirectory(directory)
@@ -320,6 +332,22 @@ final class LiveBench {
     return nil
   }
 
+  /// The same site with both interfaces on AF_XDP, next to `configPath`.
+  static func writeXDPConfig(from configPath: String) throws -> String {
+    let text = try String(contentsOfFile: configPath, encoding: .utf8)
+    let interfaces = [TrafficPlan.underlayPort, TrafficPlan.accessPort].map {
+      "[[interface]]\nname = \"\($0)\"\nio = \"af_xdp\"\n\n"
+    }.joined()
+    guard let neighbor = text.range(of: "[[neighbor]]") else {
+      throw BenchError.failed("\(configPath) has no [[neighbor]] table to put [[interface]] before")
+    }
+    let path = configPath.replacingOccurrences(of: ".toml", with: "") + "-xdp.toml"
+    var xdp = text
+    xdp.insert(contentsOf: interfaces, at: neighbor.lowerBound)
+    try xdp.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
   func startVxswitch(configPath: String) throws -> SystemCommand.Child {
     let log = directory + "/vxswitch"
     let process = try Shell.spawn(
@@ -359,6 +387,20 @@ final class LiveBench {
       throw BenchError.failed("baseline-forward exited (\(process.exitStatus)): \(message)")
     }
     return process
+  }
+
+  /// Fails unless every port of the running vxswitch has the expected type: a switch that
+  /// fell back to AF_PACKET must not be reported as AF_XDP.
+  func checkPortTypes(configPath: String, expected: String) throws {
+    let answer = Shell.run(
+      ["ip", "netns", "exec", switchNS, options.vxswitch, "show", "ports", "--json", "--config", configPath])
+    let types = answer.output.matches(of: #/"io"\s*:\s*"([a-z_]+)"/#).map { String($0.output.1) }
+    guard !types.isEmpty, types.allSatisfy({ $0 == expected }) else {
+      let log = (try? String(contentsOfFile: directory + "/vxswitch.err", encoding: .utf8)) ?? ""
+      throw BenchError.failed(
+        "vxswitch's ports are \(types) (\(expected) expected): \(log.split(separator: "\n").suffix(3).joined(separator: " | "))"
+      )
+    }
   }
 
   // MARK: Counters
@@ -523,7 +565,7 @@ final class LiveBench {
     let offered0 = counter(senderNS, sender, "tx_packets") &+ counter(senderNS, sender, "tx_dropped")
     let delivered0 = counter(sinkNS, sink, "rx_packets")
     let drops0 = counter(senderNS, sender, "tx_dropped") &+ counter(switchNS, receiver, "rx_dropped")
-    let ring0 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
+    let ring0 = system.isVXSwitch ? vxswitchRingDrops(configPath: configPath) : nil
     let cpu0 = Self.cpuTimes()
     let process0 = pid.map(Self.processCPU) ?? 0
     let napiTime0 = napi.map { $0.runTime() }
@@ -544,7 +586,7 @@ final class LiveBench {
     let process1 = pid.map(Self.processCPU) ?? 0
     let drops =
       (counter(senderNS, sender, "tx_dropped") &+ counter(switchNS, receiver, "rx_dropped")) &- drops0
-    let ring1 = system == .vxswitch ? vxswitchRingDrops(configPath: configPath) : nil
+    let ring1 = system.isVXSwitch ? vxswitchRingDrops(configPath: configPath) : nil
     let softirq = cpu1.softirq - cpu0.softirq
     let systemTime = cpu1.system - cpu0.system
     let processTime = process1 - process0
@@ -627,7 +669,7 @@ final class LiveBench {
       progress(unavailable + ": measuring the Linux bridge only")
       notes.append(unavailable)
     }
-    let systems = options.systems.filter { unavailable == nil || $0 != .vxswitch }
+    let systems = options.systems.filter { unavailable == nil || !$0.isVXSwitch }
     // Torn down whatever step of the set-up failed: namespaces first exist half-built.
     defer { tearDown() }
     try setUp()
@@ -639,6 +681,7 @@ final class LiveBench {
       var sized = plan
       sized.size = size
       let files = try Generator.write(sized, directory: directory + "/\(size)")
+      let xdpConfigPath = try Self.writeXDPConfig(from: files.configPath)
       for direction in options.directions {
         let pcap = direction == .encap ? files.accessPath : files.underlayPath
         var checked: [System: Bool] = [:]
@@ -650,6 +693,10 @@ final class LiveBench {
             case .vxswitch:
               process = try startVxswitch(configPath: files.configPath)
               pid = process?.pid
+            case .vxswitchXDP:
+              process = try startVxswitch(configPath: xdpConfigPath)
+              pid = process?.pid
+              try checkPortTypes(configPath: xdpConfigPath, expected: "af_xdp")
             case .baseline:
               process = try startBaseline(direction)
               pid = process?.pid
@@ -669,7 +716,8 @@ final class LiveBench {
             }
             let m = try measure(
               system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid,
-              checked: checked[system]!, configPath: files.configPath)
+              checked: checked[system]!, configPath: system == .vxswitchXDP ? xdpConfigPath : files.configPath
+            )
             progress(
               String(
                 format: "  %@ %@ %@ #%d: %.0f frames/s delivered, loss %.2f%%, cpu %.0f ns/frame%@",
@@ -732,6 +780,7 @@ final class LiveBench {
       let a = pick(.vxswitch, \.deliveredPerSecond)
       let b = pick(.bridge, \.deliveredPerSecond)
       let c = pick(.baseline, \.deliveredPerSecond)
+      let x = pick(.vxswitchXDP, \.deliveredPerSecond)
       return Summary(
         direction: direction, frameSize: size, vxswitchFramesPerSecond: a, bridgeFramesPerSecond: b,
         vxswitchLossPercent: pick(.vxswitch, \.lossPercent), bridgeLossPercent: pick(.bridge, \.lossPercent),
@@ -739,6 +788,8 @@ final class LiveBench {
         bridgeCPUNsPerFrame: pick(.bridge, \.cpuNsPerFrame),
         ratio: divide(a, b), baselineFramesPerSecond: c, baselineLossPercent: pick(.baseline, \.lossPercent),
         baselineCPUNsPerFrame: pick(.baseline, \.cpuNsPerFrame), baselineRatio: divide(a, c),
+        xdpFramesPerSecond: x, xdpLossPercent: pick(.vxswitchXDP, \.lossPercent),
+        xdpCPUNsPerFrame: pick(.vxswitchXDP, \.cpuNsPerFrame), xdpRatio: divide(x, b),
         vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
         baselineLossFreeRate: lossFree(.baseline),
         lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)

@@ -73,7 +73,7 @@ enum Output {
   static func liveTable(_ report: LiveBench.Report) -> String {
     var text = "generator: \(report.generator); vxswitch: \(report.vxswitch)\n"
     for note in report.notes { text += "note: \(note)\n" }
-    for system in [LiveBench.System.vxswitch, .bridge, .baseline] {
+    for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline] {
       if let method = report.measurements.first(where: { $0.system == system })?.cpuMethod {
         text += "\(system) CPU: \(method)\n"
       }
@@ -87,17 +87,20 @@ enum Output {
         s.direction.rawValue, s.frameSize,
         s.vxswitchFramesPerSecond.map(rate) ?? "-", cell(s.vxswitchLossPercent, "%.2f%%"),
         cell(s.vxswitchCPUNsPerFrame, "%.0f"),
+        s.xdpFramesPerSecond.map(rate) ?? "-", cell(s.xdpLossPercent, "%.2f%%"),
+        cell(s.xdpCPUNsPerFrame, "%.0f"),
         s.bridgeFramesPerSecond.map(rate) ?? "-", cell(s.bridgeLossPercent, "%.2f%%"),
         cell(s.bridgeCPUNsPerFrame, "%.0f"),
         s.baselineFramesPerSecond.map(rate) ?? "-", cell(s.baselineLossPercent, "%.2f%%"),
         cell(s.baselineCPUNsPerFrame, "%.0f"),
-        cell(s.ratio, "%.2f"), cell(s.baselineRatio, "%.2f"),
+        cell(s.ratio, "%.2f"), cell(s.xdpRatio, "%.2f"), cell(s.baselineRatio, "%.2f"),
       ]
     }
     text += table(
       [
-        "direction", "size", "vxswitch f/s", "loss", "cpu ns/f", "bridge f/s", "loss", "cpu ns/f",
-        "baseline f/s", "loss", "cpu ns/f", "vxs/bridge", "vxs/baseline",
+        "direction", "size", "vxswitch f/s", "loss", "cpu ns/f", "vxs-xdp f/s", "loss", "cpu ns/f",
+        "bridge f/s", "loss", "cpu ns/f", "baseline f/s", "loss", "cpu ns/f", "vxs/bridge", "xdp/bridge",
+        "vxs/baseline",
       ], rows)
     text +=
       "\n(\(report.rate); medians over repetitions, A B C A B C; only figures whose sampled output decoded correctly)"
@@ -105,7 +108,7 @@ enum Output {
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
     var dropRows: [[String]] = []
     for s in report.summary {
-      for system in [LiveBench.System.vxswitch, .bridge, .baseline] {
+      for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline] {
         let runs = report.measurements.filter {
           $0.system == system && $0.direction == s.direction && $0.frameSize == s.frameSize
             && $0.repetition >= 0

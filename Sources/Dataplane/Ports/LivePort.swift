@@ -51,8 +51,8 @@ public struct PortStatistics: Sendable, Equatable {
   /// Kicks that failed otherwise (e.g. ENETDOWN).
   public var transmitErrors: UInt64 = 0
   /// Frames the kernel dropped before the switch saw them: the receive ring was full
-  /// (PACKET_STATISTICS; for AF_XDP, XDP_STATISTICS' drops, full RX ring and empty fill
-  /// ring), and how often the V3 queue froze.
+  /// (PACKET_STATISTICS; for AF_XDP, XDP_STATISTICS' drops, an empty fill ring among them,
+  /// and full RX ring), and how often the V3 queue froze.
   public var kernelDrops: UInt64 = 0
   public var kernelFreezes: UInt64 = 0
   /// Socket errors cleared from poll() POLLERR (e.g. ENETDOWN when the link went down).

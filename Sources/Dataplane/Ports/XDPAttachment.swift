@@ -56,7 +56,9 @@ public final class XDPAttachment {
       throw AFPacketError.afXDP(
         interface: interface,
         reason: "attaching XDP in native mode failed: \(AFPacketError.text(-result))"
-          + (-result == EOPNOTSUPP ? " (the driver has no native XDP)" : ""))
+          + (-result == EOPNOTSUPP ? " (the driver has no native XDP)" : "")
+          + (-result == ERANGE
+            ? " (a veth takes XDP only while its peer's MTU fits a page, about 3.5 KB)" : ""))
     }
     linkFD = result
   }
