@@ -103,7 +103,7 @@ enum Output {
         "vxs/baseline",
       ], rows)
     text +=
-      "\n(\(report.rate); medians over repetitions, A B C A B C; only figures whose sampled output decoded correctly)"
+      "\n(\(report.rate); medians over repetitions, the systems alternating in each; only figures whose sampled output decoded correctly)"
     // Where frames were lost, per system: in the kernel before the system (the veth's NAPI
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
     var dropRows: [[String]] = []
