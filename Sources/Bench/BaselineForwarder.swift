@@ -6,9 +6,11 @@ import Foundation
   import Glibc
 #endif
 
-/// The issue's reference system for `Bench live` (system C): "a minimal forwarder that
-/// only moves frames from one TPACKET_V3 RX ring to a TX ring and prepends a fixed
-/// 50-byte header". No learning, no lookups, no checks: encap copies a precomputed outer
+/// The issue's reference system for `Bench live`: "a minimal forwarder that only moves
+/// frames from one RX ring to a TX ring and prepends a fixed 50-byte header", on either
+/// port type vxswitch has (`--io af_packet`: TPACKET_V3 rings; `--io af_xdp`: AF_XDP
+/// sockets behind vxswitch's own steering program), as the ceiling of a switch on that
+/// port type. No learning, no lookups, no checks: encap copies a precomputed outer
 /// Ethernet+IPv4+UDP+VXLAN header (lengths and IPv4 checksum patched per frame) and the
 /// frame into the TX ring; decap copies the frame minus its first 50 bytes.
 struct BaselineForwardCommand: ParsableCommand {
@@ -27,6 +29,10 @@ struct BaselineForwardCommand: ParsableCommand {
   var decap = false
   @Option(help: "Receive filter on --in (libpcap expression; default: every frame).")
   var filter: String?
+  @Option(help: "Port type: af_packet or af_xdp.")
+  var io = PortIO.afPacket.rawValue
+  @Option(help: "With --io af_xdp: take only VXLAN to this VTEP address on --in (default: every frame).")
+  var vtep: String?
 
   func run() throws {
     let template: BaselineHeader?
@@ -43,6 +49,31 @@ struct BaselineForwardCommand: ParsableCommand {
         throw ValidationError("--header is not an Ethernet+IPv4+UDP+VXLAN header")
       }
       template = built
+    }
+    guard let portIO = PortIO(rawValue: io) else { throw ValidationError("--io: af_packet or af_xdp") }
+    if portIO == .afXDP {
+      let match: XDPSteeringProgram.Match
+      if let vtep {
+        guard let address = IPAddress(vtep) else { throw ValidationError("--vtep: an IP address") }
+        match = .vxlan(vtep: address, udpPort: 4789)
+      } else {
+        match = .everything
+      }
+      let inAttachment = try XDPAttachment(
+        interface: input, program: XDPSteeringProgram(match: match), queues: 1)
+      let outAttachment = try XDPAttachment(
+        interface: output, program: XDPSteeringProgram(match: .everything), queues: 1)
+      var options = AFXDPPort.Options()
+      options.finishesChecksums = false
+      let inPort = try AFXDPPort(
+        interface: input, isUnderlay: false, attachment: inAttachment, options: options)
+      let outPort = try AFXDPPort(
+        interface: output, isUnderlay: false, attachment: outAttachment, options: options)
+      // Unreachable (the loop runs until the process is killed; the links go with it).
+      withExtendedLifetime((inAttachment, outAttachment)) {
+        BaselineForwarder(input: inPort, output: outPort, header: template).run()
+      }
+      return
     }
     var inOptions = AFPacketPort.Options()
     inOptions.filter = filter
@@ -137,11 +168,11 @@ struct BaselineHeader {
 }
 
 final class BaselineForwarder {
-  let input: AFPacketPort
-  let output: AFPacketPort
+  let input: any LivePort
+  let output: any LivePort
   let header: BaselineHeader?
 
-  init(input: AFPacketPort, output: AFPacketPort, header: BaselineHeader?) {
+  init(input: any LivePort, output: any LivePort, header: BaselineHeader?) {
     self.input = input
     self.output = output
     self.header = header

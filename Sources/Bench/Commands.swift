@@ -102,8 +102,9 @@ struct LiveCommand: ParsableCommand {
   var searchSteps = 6
   @Option(help: "Seconds per --search probe.")
   var searchDuration = 2.0
-  @Option(help: "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline.")
-  var system: [String] = ["vxswitch", "vxswitch-xdp", "bridge", "baseline"]
+  @Option(
+    help: "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline, baseline-xdp.")
+  var system: [String] = ["vxswitch", "vxswitch-xdp", "bridge", "baseline", "baseline-xdp"]
   @Option(help: "Source MACs.")
   var sources = 16
   @Option(help: "Destination MACs.")

@@ -42,7 +42,7 @@ final class LiveBench {
     var keepDirectory = false
     /// "builtin" (`Bench send`: AF_PACKET sendmmsg) or "tcpreplay".
     var generator = "builtin"
-    var systems: [System] = [.vxswitch, .vxswitchXDP, .bridge, .baseline]
+    var systems: [System] = [.vxswitch, .vxswitchXDP, .bridge, .baseline, .baselineXDP]
     /// The generator's CPU and the measured system's: by default the first and the last
     /// CPU this process may use.
     var generatorCPU = CoreBusyTime.allowedCPUs().first ?? 0
@@ -59,6 +59,8 @@ final class LiveBench {
     case vxswitch, bridge, baseline
     /// vxswitch with AF_XDP ports (`[[interface]] io = "af_xdp"` on both interfaces).
     case vxswitchXDP = "vxswitch-xdp"
+    /// The minimal forwarder on AF_XDP ports: that port type's ceiling.
+    case baselineXDP = "baseline-xdp"
 
     var isVXSwitch: Bool { self == .vxswitch || self == .vxswitchXDP }
   }
@@ -129,6 +131,11 @@ final class LiveBench {
     var xdpCPUNsPerFrame: Double? = nil
     /// vxswitch on AF_XDP / bridge delivered frames/s.
     var xdpRatio: Double? = nil
+    var baselineXDPFramesPerSecond: Double? = nil
+    var baselineXDPLossPercent: Double? = nil
+    var baselineXDPCPUNsPerFrame: Double? = nil
+    /// vxswitch on AF_XDP / the minimal AF_XDP forwarder.
+    var xdpBaselineRatio: Double? = nil
     /// `--search`: largest offered frames/s with < 0.1% loss.
     var vxswitchLossFreeRate: Int? = nil
     var bridgeLossFreeRate: Int? = nil
@@ -173,7 +180,9 @@ final class LiveBench {
   /// `--receive-napi xdp`, vxswitch's for AF_XDP ports) only while its peer's MTU fits a
   /// page (`XDPPassProgram.largestMTU`). Every system gets the same MTU.
   var linkMTU: Int {
-    options.receiveNAPI == .xdp || options.systems.contains(.vxswitchXDP) ? XDPPassProgram.largestMTU : 9000
+    options.receiveNAPI == .xdp
+      || options.systems.contains(where: { $0 == .vxswitchXDP || $0 == .baselineXDP })
+      ? XDPPassProgram.largestMTU : 9000
   }
 
   // MARK: Topology
@@ -364,9 +373,11 @@ final class LiveBench {
 
   // MARK: System C: baseline forwarder
 
-  func startBaseline(_ direction: Direction) throws -> SystemCommand.Child {
-    let log = directory + "/baseline-\(direction)"
-    var argv = pinned(switchNS, cpu: options.measuredCPU, [Self.selfPath, "baseline-forward"])
+  func startBaseline(_ direction: Direction, io: PortIO = .afPacket) throws -> SystemCommand.Child {
+    let log = directory + "/baseline-\(io.rawValue)-\(direction)"
+    var argv = pinned(
+      switchNS, cpu: options.measuredCPU, [Self.selfPath, "baseline-forward", "--io", io.rawValue])
+    if io == .afXDP && direction == .decap { argv += ["--vtep", plan.localVTEP.description] }
     switch direction {
     case .encap:
       argv += [
@@ -700,6 +711,9 @@ final class LiveBench {
             case .baseline:
               process = try startBaseline(direction)
               pid = process?.pid
+            case .baselineXDP:
+              process = try startBaseline(direction, io: .afXDP)
+              pid = process?.pid
             case .bridge:
               try startBridge()
             }
@@ -781,6 +795,7 @@ final class LiveBench {
       let b = pick(.bridge, \.deliveredPerSecond)
       let c = pick(.baseline, \.deliveredPerSecond)
       let x = pick(.vxswitchXDP, \.deliveredPerSecond)
+      let y = pick(.baselineXDP, \.deliveredPerSecond)
       return Summary(
         direction: direction, frameSize: size, vxswitchFramesPerSecond: a, bridgeFramesPerSecond: b,
         vxswitchLossPercent: pick(.vxswitch, \.lossPercent), bridgeLossPercent: pick(.bridge, \.lossPercent),
@@ -790,6 +805,8 @@ final class LiveBench {
         baselineCPUNsPerFrame: pick(.baseline, \.cpuNsPerFrame), baselineRatio: divide(a, c),
         xdpFramesPerSecond: x, xdpLossPercent: pick(.vxswitchXDP, \.lossPercent),
         xdpCPUNsPerFrame: pick(.vxswitchXDP, \.cpuNsPerFrame), xdpRatio: divide(x, b),
+        baselineXDPFramesPerSecond: y, baselineXDPLossPercent: pick(.baselineXDP, \.lossPercent),
+        baselineXDPCPUNsPerFrame: pick(.baselineXDP, \.cpuNsPerFrame), xdpBaselineRatio: divide(x, y),
         vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
         baselineLossFreeRate: lossFree(.baseline),
         lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)

@@ -73,7 +73,7 @@ enum Output {
   static func liveTable(_ report: LiveBench.Report) -> String {
     var text = "generator: \(report.generator); vxswitch: \(report.vxswitch)\n"
     for note in report.notes { text += "note: \(note)\n" }
-    for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline] {
+    for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline, .baselineXDP] {
       if let method = report.measurements.first(where: { $0.system == system })?.cpuMethod {
         text += "\(system) CPU: \(method)\n"
       }
@@ -93,14 +93,18 @@ enum Output {
         cell(s.bridgeCPUNsPerFrame, "%.0f"),
         s.baselineFramesPerSecond.map(rate) ?? "-", cell(s.baselineLossPercent, "%.2f%%"),
         cell(s.baselineCPUNsPerFrame, "%.0f"),
+        s.baselineXDPFramesPerSecond.map(rate) ?? "-", cell(s.baselineXDPLossPercent, "%.2f%%"),
+        cell(s.baselineXDPCPUNsPerFrame, "%.0f"),
         cell(s.ratio, "%.2f"), cell(s.xdpRatio, "%.2f"), cell(s.baselineRatio, "%.2f"),
+        cell(s.xdpBaselineRatio, "%.2f"),
       ]
     }
     text += table(
       [
         "direction", "size", "vxswitch f/s", "loss", "cpu ns/f", "vxs-xdp f/s", "loss", "cpu ns/f",
-        "bridge f/s", "loss", "cpu ns/f", "baseline f/s", "loss", "cpu ns/f", "vxs/bridge", "xdp/bridge",
-        "vxs/baseline",
+        "bridge f/s", "loss", "cpu ns/f", "baseline f/s", "loss", "cpu ns/f", "base-xdp f/s", "loss",
+        "cpu ns/f",
+        "vxs/bridge", "xdp/bridge", "vxs/baseline", "xdp/base-xdp",
       ], rows)
     text +=
       "\n(\(report.rate); medians over repetitions, the systems alternating in each; only figures whose sampled output decoded correctly)"
@@ -108,7 +112,7 @@ enum Output {
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
     var dropRows: [[String]] = []
     for s in report.summary {
-      for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline] {
+      for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline, .baselineXDP] {
         let runs = report.measurements.filter {
           $0.system == system && $0.direction == s.direction && $0.frameSize == s.frameSize
             && $0.repetition >= 0

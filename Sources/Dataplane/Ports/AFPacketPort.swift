@@ -127,7 +127,7 @@ public final class AFPacketPort: LivePort {
   private let segmentArena: UnsafeMutableRawPointer
   private let segmentArenaBytes: Int
   public let transmitRing: UnsafeMutablePointer<TxRing>
-  private let counters = Counters()
+  private let counters = PortCounters()
   private let kernelCounters = Mutex<(drops: UInt64, freezes: UInt64)>((0, 0))
   private var closed = false
 
@@ -139,27 +139,6 @@ public final class AFPacketPort: LivePort {
     var next: UnsafeMutableRawPointer? = nil
     var releaseFrom = 0
     var consumed = 0
-  }
-
-  /// Single-writer counters (the worker); readers load them relaxed.
-  final class Counters: Sendable {
-    let receivedFrames = Atomic<UInt64>(0)
-    let receivedBlocks = Atomic<UInt64>(0)
-    let truncatedDrops = Atomic<UInt64>(0)
-    let checksumsCompleted = Atomic<UInt64>(0)
-    let transmitKicks = Atomic<UInt64>(0)
-    let transmitBusy = Atomic<UInt64>(0)
-    let transmitErrors = Atomic<UInt64>(0)
-    let socketErrors = Atomic<UInt64>(0)
-    let superFrames = Atomic<UInt64>(0)
-    let segments = Atomic<UInt64>(0)
-    let offloadDrops = Atomic<UInt64>(0)
-
-    /// A plain load and store: one writer, so no locked read-modify-write is needed.
-    @inline(__always) static func bump(_ counter: borrowing Atomic<UInt64>, _ amount: Int = 1) {
-      counter.store(
-        counter.load(ordering: .relaxed) &+ UInt64(truncatingIfNeeded: amount), ordering: .relaxed)
-    }
   }
 
   /// Opens the port on `interface`. Must run in the network namespace of the interface
@@ -369,7 +348,7 @@ public final class AFPacketPort: LivePort {
       let finished = emitSegments(into: &vector, arenaUsed: &arenaUsed, vlanTag: pendingVLANTag)
       added = vector.count &- before
       if !finished {
-        Counters.bump(counters.receivedFrames, added)
+        PortCounters.bump(counters.receivedFrames, added)
         return added
       }
       heldBlock = -1
@@ -474,11 +453,11 @@ public final class AFPacketPort: LivePort {
       added &+= 1
     }
     cursor.pointee = c
-    if added != 0 { Counters.bump(counters.receivedFrames, added) }
-    if blocks != 0 { Counters.bump(counters.receivedBlocks, blocks) }
-    if truncated != 0 { Counters.bump(counters.truncatedDrops, truncated) }
-    if completed != 0 { Counters.bump(counters.checksumsCompleted, completed) }
-    if refused != 0 { Counters.bump(counters.offloadDrops, refused) }
+    if added != 0 { PortCounters.bump(counters.receivedFrames, added) }
+    if blocks != 0 { PortCounters.bump(counters.receivedBlocks, blocks) }
+    if truncated != 0 { PortCounters.bump(counters.truncatedDrops, truncated) }
+    if completed != 0 { PortCounters.bump(counters.checksumsCompleted, completed) }
+    if refused != 0 { PortCounters.bump(counters.offloadDrops, refused) }
     return added
   }
 
@@ -531,10 +510,10 @@ public final class AFPacketPort: LivePort {
         break
       }
     }
-    if written != 0 { Counters.bump(counters.segments, written) }
+    if written != 0 { PortCounters.bump(counters.segments, written) }
     if finished {
       pendingSuperFrame.pointee = nil
-      Counters.bump(counters.superFrames)
+      PortCounters.bump(counters.superFrames)
     }
     return finished
   }
@@ -574,7 +553,7 @@ public final class AFPacketPort: LivePort {
       if result >= 0 {
         transmitRing.pointee.pending = 0
         transmitLinkDown = false
-        Counters.bump(counters.transmitKicks)
+        PortCounters.bump(counters.transmitKicks)
         return
       }
       let e = Int32(-result)
@@ -582,10 +561,10 @@ public final class AFPacketPort: LivePort {
       if e == EAGAIN || e == ENOBUFS {
         // Busy is not down: the link is back, retry at the usual pace.
         transmitLinkDown = false
-        Counters.bump(counters.transmitBusy)
+        PortCounters.bump(counters.transmitBusy)
       } else {
         transmitLinkDown = e == ENETDOWN || e == ENXIO
-        Counters.bump(counters.transmitErrors)
+        PortCounters.bump(counters.transmitErrors)
       }
       return
     }
@@ -599,7 +578,7 @@ public final class AFPacketPort: LivePort {
     var length = socklen_t(MemoryLayout<Int32>.size)
     _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
     if transmitFD != fd { _ = getsockopt(transmitFD, SOL_SOCKET, SO_ERROR, &value, &length) }
-    Counters.bump(counters.socketErrors)
+    PortCounters.bump(counters.socketErrors)
     return value
   }
 

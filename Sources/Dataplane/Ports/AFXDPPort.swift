@@ -31,6 +31,9 @@ public final class AFXDPPort: LivePort {
     public var frameSize = 4096
     /// Entries in each of the four rings, and chunks for receiving and for transmitting.
     public var ringSize = 1024
+    /// Recognise and finish checksums a local stack left unfinished (see `receive`); off
+    /// only for `Bench baseline-forward`, which does no per-frame work by design.
+    public var finishesChecksums = true
     public init() {}
   }
 
@@ -42,6 +45,7 @@ public final class AFXDPPort: LivePort {
   public let queue: UInt32
   public let isUnderlay: Bool
   public var io: PortIO { .afXDP }
+  private let finishesChecksums: Bool
   /// The kernel bound the socket in zero-copy mode (the driver supports it).
   public let zeroCopy: Bool
   public var switchInterface: UInt16 = 0
@@ -65,7 +69,7 @@ public final class AFXDPPort: LivePort {
   /// UMEM addresses of the frames handed out by the last `receive`.
   private let held: UnsafeMutablePointer<UInt64>
   private var heldCount = 0
-  private let counters = AFPacketPort.Counters()
+  private let counters = PortCounters()
   private let kernelCounters = Mutex<cp_xdp_statistics>(cp_xdp_statistics())
   private var closed = false
 
@@ -80,6 +84,7 @@ public final class AFXDPPort: LivePort {
     name = interface
     self.queue = queue
     self.isUnderlay = isUnderlay
+    finishesChecksums = options.finishesChecksums
     frameSize = options.frameSize
     chunkMask = ~UInt64(options.frameSize - 1)
     let chunks = 2 * options.ringSize
@@ -155,17 +160,19 @@ public final class AFXDPPort: LivePort {
       let frame = area + Int(truncatingIfNeeded: descriptor.addr)
       let length = Int(descriptor.len)
       var flags: UInt8 = 0
-      if isUnderlay {
-        flags = Self.underlayChecksumFlags(frame, length: length)
-      } else if ChecksumCompletion.completeIfPartial(frame: frame, length: length) {
-        completed &+= 1
+      if finishesChecksums {
+        if isUnderlay {
+          flags = Self.underlayChecksumFlags(frame, length: length)
+        } else if ChecksumCompletion.completeIfPartial(frame: frame, length: length) {
+          completed &+= 1
+        }
       }
       vector.append(frame, length: length, flags: flags)
     }
     rx.release(count)
     heldCount &+= count
-    AFPacketPort.Counters.bump(counters.receivedFrames, count)
-    if completed != 0 { AFPacketPort.Counters.bump(counters.checksumsCompleted, completed) }
+    PortCounters.bump(counters.receivedFrames, count)
+    if completed != 0 { PortCounters.bump(counters.checksumsCompleted, completed) }
     return count
   }
 
@@ -250,16 +257,16 @@ public final class AFXDPPort: LivePort {
           let e = Int32(-result)
           if e == EINTR { continue }
           if e == EAGAIN || e == EBUSY || e == ENOBUFS {
-            AFPacketPort.Counters.bump(counters.transmitBusy)
+            PortCounters.bump(counters.transmitBusy)
             transmitLinkDown = false
             rounds &+= 1
             continue
           }
           transmitLinkDown = e == ENETDOWN || e == ENXIO
-          AFPacketPort.Counters.bump(counters.transmitErrors)
+          PortCounters.bump(counters.transmitErrors)
           return
         }
-        AFPacketPort.Counters.bump(counters.transmitKicks)
+        PortCounters.bump(counters.transmitKicks)
         transmitLinkDown = false
       } else {
         return
@@ -287,7 +294,7 @@ public final class AFXDPPort: LivePort {
     var value: Int32 = 0
     var length = socklen_t(MemoryLayout<Int32>.size)
     _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &length)
-    AFPacketPort.Counters.bump(counters.socketErrors)
+    PortCounters.bump(counters.socketErrors)
     return value
   }
 

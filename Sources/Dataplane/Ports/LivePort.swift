@@ -1,4 +1,5 @@
 import CPacket
+import Synchronization
 
 /// Which kernel interface a live port uses; chosen per interface in the configuration
 /// (`[[interface]] io`).
@@ -62,4 +63,25 @@ public struct PortStatistics: Sendable, Equatable {
   public var segments: UInt64 = 0
   /// Super-frames refused (a malformed or unsupported `virtio_net_hdr`).
   public var offloadDrops: UInt64 = 0
+}
+
+/// A live port's single-writer counters (its worker writes); readers load them relaxed.
+final class PortCounters: Sendable {
+  let receivedFrames = Atomic<UInt64>(0)
+  let receivedBlocks = Atomic<UInt64>(0)
+  let truncatedDrops = Atomic<UInt64>(0)
+  let checksumsCompleted = Atomic<UInt64>(0)
+  let transmitKicks = Atomic<UInt64>(0)
+  let transmitBusy = Atomic<UInt64>(0)
+  let transmitErrors = Atomic<UInt64>(0)
+  let socketErrors = Atomic<UInt64>(0)
+  let superFrames = Atomic<UInt64>(0)
+  let segments = Atomic<UInt64>(0)
+  let offloadDrops = Atomic<UInt64>(0)
+
+  /// A plain load and store: one writer, so no locked read-modify-write is needed.
+  @inline(__always) static func bump(_ counter: borrowing Atomic<UInt64>, _ amount: Int = 1) {
+    counter.store(
+      counter.load(ordering: .relaxed) &+ UInt64(truncatingIfNeeded: amount), ordering: .relaxed)
+  }
 }
