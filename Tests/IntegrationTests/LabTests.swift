@@ -77,6 +77,14 @@ final class LabTests: XCTestCase {
   /// member: its VMs reach none of them and it holds nothing of the extension. Then site 3
   /// is added (its VMs reach the others), removed (cleaned up), and the extension deleted
   /// (every site back on its own VNI).
+  private func skipUnlessGoBGPIsInstalled() throws {
+    guard
+      ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: {
+        FileManager.default.isExecutableFile(atPath: $0)
+      })
+    else { throw XCTSkip("gobgpd not installed") }
+  }
+
   func testExtendsANetworkToItsMembersOnly() throws {
     let output = try lab([])
     XCTAssertTrue(
@@ -209,11 +217,7 @@ final class LabTests: XCTestCase {
 
   /// Two AF_XDP vxswitch sites whose remote state comes from BGP EVPN through gobgpd.
   func testAFXDPPortsOverAGoBGPRouteReflector() throws {
-    guard
-      ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: {
-        FileManager.default.isExecutableFile(atPath: $0)
-      })
-    else { throw XCTSkip("gobgpd not installed") }
+    try skipUnlessGoBGPIsInstalled()
     let output = try lab(["--io", "af_xdp", "--bgp", "--sites", "2", "--transfer-mib", "16"])
     XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
     XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
@@ -234,11 +238,7 @@ final class LabTests: XCTestCase {
   /// that flood lists are built from type-3 routes, that VMs ping across sites and that
   /// every remote MAC is an FDB entry of origin control from the route reflector.
   func testTwoSitesOverAGoBGPRouteReflector() throws {
-    guard
-      ["/usr/bin/gobgpd", "/usr/local/bin/gobgpd"].contains(where: {
-        FileManager.default.isExecutableFile(atPath: $0)
-      })
-    else { throw XCTSkip("gobgpd not installed") }
+    try skipUnlessGoBGPIsInstalled()
     let output = try lab(["--bgp", "--sites", "2"])
     XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
     XCTAssertTrue(
