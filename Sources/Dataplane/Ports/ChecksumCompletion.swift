@@ -45,6 +45,10 @@ public enum ChecksumCompletion {
   /// Classifies the frame's L4 checksum (one pass over the segment).
   public static func state(frame: UnsafeRawPointer, length: Int) -> State {
     guard let location = locate(frame, length: length) else { return .absent }
+    return state(frame, location)
+  }
+
+  private static func state(_ frame: UnsafeRawPointer, _ location: Location) -> State {
     let field = frame.be16(location.field)
     if location.proto == 17 && field == 0 { return .absent }
     let header = location.pseudo &+ UInt64(location.proto) &+ UInt64(location.segmentLength)
@@ -56,8 +60,11 @@ public enum ChecksumCompletion {
   /// Finishes a partial checksum in place; true when it did (see `State.partial`).
   @inline(__always)
   public static func completeIfPartial(frame: UnsafeMutableRawPointer, length: Int) -> Bool {
-    guard state(frame: frame, length: length) == .partial else { return false }
-    return complete(frame: frame, length: length)
+    guard let location = locate(UnsafeRawPointer(frame), length: length),
+      state(UnsafeRawPointer(frame), location) == .partial
+    else { return false }
+    write(frame, location)
+    return true
   }
 
   private static func write(_ frame: UnsafeMutableRawPointer, _ location: Location) {

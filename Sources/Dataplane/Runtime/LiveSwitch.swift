@@ -227,7 +227,6 @@ public final class LiveSwitch: @unchecked Sendable {
       holder = try VXLANPortHolder(
         address: config.site.vtep, port: config.site.udpPort, receiveOffload: options.underlayReceiveOffload)
     }
-    var groups: [Int: UInt16] = [:]
     var portOptions = options.port
     if !options.coalesceTCP { portOptions.superFrameTransmit = false }
     portOptions.underlaySegmentation = options.underlaySegmentation
