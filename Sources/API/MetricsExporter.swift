@@ -58,6 +58,14 @@ public final class MetricsExporter: Sendable {
       "vxswitch_underlay_gso_datagrams_total", "counter",
       "VXLAN datagrams sent inside UDP GSO frames (also in vxswitch_encapsulated_frames_total)."
     ),
+    (
+      "vxswitch_tcp_coalesced_super_frames_total", "counter",
+      "TCP super-frames coalesced toward access ports (runs of two or more segments of one flow)."
+    ),
+    (
+      "vxswitch_tcp_coalesced_segments_total", "counter",
+      "TCP segments sent inside coalesced super-frames (also in the ports' transmitted frames)."
+    ),
     ("vxswitch_fdb_entries", "gauge", "Current FDB entries, by VNI and origin."),
     ("vxswitch_ring_received_frames_total", "counter", "Frames read from the port's AF_PACKET RX ring."),
     (
@@ -125,6 +133,8 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_path_mtu_replies_total", statistics.pathMTUReplies ?? 0)
     counter("vxswitch_underlay_gso_frames_total", statistics.underlayGSOFrames ?? 0)
     counter("vxswitch_underlay_gso_datagrams_total", statistics.underlayGSODatagrams ?? 0)
+    counter("vxswitch_tcp_coalesced_super_frames_total", statistics.tcpCoalescedSuperFrames ?? 0)
+    counter("vxswitch_tcp_coalesced_segments_total", statistics.tcpCoalescedSegments ?? 0)
     for count in service.fdbCounts() {
       gauge(
         "vxswitch_fdb_entries", [("vni", "\(count.vni)"), ("origin", count.origin)], Double(count.entries))

@@ -4,8 +4,9 @@ import Foundation
   import Glibc
 #endif
 
-/// The busy time of one CPU over an interval: wall clock minus the CPU's idle and iowait
-/// time. Idle time is what the scheduler measured (the tickless kernel accounts it
+/// The busy time of one CPU over an interval: wall clock minus the CPU's idle, iowait and
+/// steal time (steal: the hypervisor ran another guest on this virtual CPU, which is no
+/// system's work here; on a shared host it reached 40% of the wall clock under load). Idle time is what the scheduler measured (the tickless kernel accounts it
 /// exactly), where the user, system and softirq fields of /proc/stat are sampled at each
 /// tick and miss work that starts and ends between ticks: below saturation they
 /// undercount a switch's receive work. Everything that ran on the CPU counts, whoever
@@ -31,15 +32,15 @@ struct CoreBusyTime {
 
   static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
 
-  /// idle + iowait of `cpu` in seconds, from its `cpuN` line of /proc/stat.
+  /// idle + iowait + steal of `cpu` in seconds, from its `cpuN` line of /proc/stat.
   static func idleSeconds(cpu: Int, stat: String? = nil) -> Double? {
     guard let text = stat ?? (try? String(contentsOfFile: "/proc/stat", encoding: .utf8)) else { return nil }
     let label = "cpu\(cpu) "
     guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(label) }) else { return nil }
-    // cpuN user nice system idle iowait irq softirq ...
+    // cpuN user nice system idle iowait irq softirq steal ...
     let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
-    guard fields.count >= 5 else { return nil }
-    return (fields[3] + fields[4]) / ticksPerSecond
+    guard fields.count >= 8 else { return nil }
+    return (fields[3] + fields[4] + fields[7]) / ticksPerSecond
   }
 
   static func monotonicSeconds() -> Double {

@@ -181,8 +181,9 @@ struct TCPBenchCommand: ParsableCommand {
     else { return 0 }
     let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     guard fields.count >= 8 else { return 0 }
-    // user nice system idle iowait irq softirq steal
-    let busy = fields[0] + (excludingNice ? 0 : fields[1]) + fields[2] + fields[5] + fields[6] + fields[7]
+    // user nice system idle iowait irq softirq steal: steal is the hypervisor running
+    // another guest, no system's work here.
+    let busy = fields[0] + (excludingNice ? 0 : fields[1]) + fields[2] + fields[5] + fields[6]
     return busy / Double(sysconf(Int32(_SC_CLK_TCK)))
   }
 

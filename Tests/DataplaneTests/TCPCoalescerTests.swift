@@ -182,6 +182,8 @@ final class TCPCoalescerTests: XCTestCase {
       sw.core.statistics[Counter.txBytes(vm1)], UInt64(segments.reduce(0) { $0 + Self.frame($1).count }))
     XCTAssertEqual(sw.pipeline.coalescer(interface: UInt16(vm1)).superFrames, 1)
     XCTAssertEqual(sw.pipeline.coalescer(interface: UInt16(vm1)).mergedSegments, 10)
+    XCTAssertEqual(sw.core.statistics[Counter.coalescedSuperFrames], 1, "exported with the batch")
+    XCTAssertEqual(sw.core.statistics[Counter.coalescedSegments], 10)
     // The IPv4 header checksum verifies by the book.
     XCTAssertEqual(Self.sum(Array(output[0][24..<44])), 0xFFFF)
   }
@@ -239,10 +241,65 @@ final class TCPCoalescerTests: XCTestCase {
     check([s[0], s[1], s[3], s[2]], runs: [[0, 1], [2], [3]])
   }
 
-  func testAnotherFlowEndsTheRun() {
+  func testInterleavedFlowsKeepTheirOwnRuns() {
     let a = Self.stream(Segment(), count: 3)
     let b = Self.stream(Segment(sourcePort: 40001), count: 2)
-    check([a[0], a[1], b[0], b[1], a[2]], runs: [[0, 1], [2, 3], [4]])
+    // Each super-frame leaves from the slot of its first segment.
+    check([a[0], a[1], b[0], b[1], a[2]], runs: [[0, 1, 4], [2, 3]])
+    // A flow whose address differs but whose ports match is another flow.
+    var c = Self.stream(Segment(), count: 2)
+    c[0].ipv6 = true
+    c[1].ipv6 = true
+    check([a[0], c[0], a[1], c[1]], runs: [[0, 2], [1, 3]])
+  }
+
+  func testEightFlowsAtOnce() {
+    let flows = (0..<TCPCoalescer.runCapacity).map {
+      Self.stream(Segment(sourcePort: 41000 + UInt16($0)), count: 3)
+    }
+    let segments = (0..<3).flatMap { round in flows.map { $0[round] } }
+    let n = flows.count
+    check(segments, runs: (0..<n).map { [$0, $0 + n, $0 + 2 * n] })
+  }
+
+  /// With every run taken, a new flow hands over the run opened first; nothing is lost
+  /// and each flow keeps its order.
+  func testOneFlowTooManyHandsOverTheOldestRun() {
+    let flows = (0...TCPCoalescer.runCapacity).map {
+      Self.stream(Segment(sourcePort: 42000 + UInt16($0)), count: 2)
+    }
+    let n = flows.count
+    // Flow 0's second segment comes after the ninth flow took its run.
+    let segments = flows.map { $0[0] } + [flows[0][1], flows[n - 1][1]]
+    var runs = (0..<n).map { [$0] }
+    runs[n - 1] = [n - 1, n + 1]
+    runs.append([n])
+    // Flow 0 reopened a run and so took flow 1's: flow 1 was handed over as it came.
+    check(segments, runs: runs)
+    XCTAssertEqual(makeSwitchAndDeliverCounts(segments), 1)
+  }
+
+  func makeSwitchAndDeliverCounts(_ segments: [Segment]) -> UInt64 {
+    let sw = makeSwitch()
+    _ = deliver(sw, segments)
+    return sw.pipeline.coalescer(interface: UInt16(sw.interfaceIndex("vm1")!)).superFrames
+  }
+
+  /// A gap in one flow ends that flow's run only.
+  func testOutOfOrderSegmentEndsOnlyItsFlowsRun() {
+    let a = Self.stream(Segment(), count: 3)
+    let b = Self.stream(Segment(sourcePort: 40001), count: 2)
+    check([a[0], b[0], a[2], b[1]], runs: [[0], [1, 3], [2]])
+  }
+
+  /// A frame the coalescer does not take may belong to any open run: every run is handed
+  /// over before it.
+  func testOtherFramesHandOverEveryRunFirst() {
+    let a = Self.stream(Segment(), count: 3)
+    let b = Self.stream(Segment(sourcePort: 40001), count: 3)
+    var fin = b[2]
+    fin.flags = 0x11
+    check([a[0], b[0], a[1], b[1], fin, a[2]], runs: [[0, 2], [1, 3], [4], [5]])
   }
 
   func testPushEndsTheRunAndFinIsNotMerged() {

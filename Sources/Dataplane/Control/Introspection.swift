@@ -35,6 +35,10 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   public var underlayGSOFrames: UInt64? = nil
   public var underlayGSODatagrams: UInt64? = nil
   public var underlayGSOFallbacks: UInt64? = nil
+  /// TCP super-frames coalesced toward access ports and the segments they held (each
+  /// also counted in its port's `txFrames`).
+  public var tcpCoalescedSuperFrames: UInt64? = nil
+  public var tcpCoalescedSegments: UInt64? = nil
 }
 
 /// One row of `vxswitch show fdb --json`. Stable: keys are only ever added.
@@ -131,7 +135,9 @@ extension SwitchCore {
       pathMTURateLimited: statistics[Counter.pathMTURateLimited],
       underlayGSOFrames: statistics[Counter.underlayGSOFrames],
       underlayGSODatagrams: statistics[Counter.underlayGSODatagrams],
-      underlayGSOFallbacks: statistics[Counter.underlayGSOFallbacks])
+      underlayGSOFallbacks: statistics[Counter.underlayGSOFallbacks],
+      tcpCoalescedSuperFrames: statistics[Counter.coalescedSuperFrames],
+      tcpCoalescedSegments: statistics[Counter.coalescedSegments])
   }
 
   /// Current entries (flushed ones are skipped), sorted by VNI then MAC. `annotator`

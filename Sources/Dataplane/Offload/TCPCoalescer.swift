@@ -4,33 +4,64 @@
   import Musl
 #endif
 
-/// Merges consecutive TCP segments of one flow, on their way to a port that takes
-/// super-frames (a packet socket with `PACKET_VNET_HDR`), into one TSO super-frame, so
-/// that the VM's stack receives one skb per run of segments instead of one per segment,
-/// as it would from a NIC with GRO/LRO.
+/// Merges the TCP segments of a flow, on their way to a port that takes super-frames (a
+/// packet socket with `PACKET_VNET_HDR`), into one TSO super-frame, so that the VM's stack
+/// receives one skb per run of segments instead of one per segment, as it would from a NIC
+/// with GRO/LRO.
 ///
 /// The rules are the Linux `tcp_gro_receive` ones, stricter where in doubt: segments
-/// merge only when they follow each other in the ring (same port, so same member and
-/// bridge domain), carry the same Ethernet, VLAN, IP and TCP headers but for lengths,
-/// checksums, the IPv4 identification (which must count up by one) and the sequence
-/// number (which must continue exactly), IPv4 without options or fragmentation, IPv6
-/// without extension headers, flags ACK only (PSH allowed on the last segment), identical
-/// TCP options (timestamps included, as GRO does), no payload longer than the first
-/// segment's, and checksums (IPv4 header and TCP) that verify. A shorter segment or PSH
-/// ends the super-frame. It never grows past 64 KiB of IP length nor past the ring slot.
-/// Anything else leaves the ring exactly as it would without coalescing.
+/// merge only within one batch toward one ring (same port, so same member and bridge
+/// domain), carry the same Ethernet, VLAN, IP and TCP headers but for lengths, checksums,
+/// the IPv4 identification (which must count up by one) and the sequence number (which
+/// must continue exactly), IPv4 without options or fragmentation, IPv6 without extension
+/// headers, flags ACK only (PSH allowed on the last segment), identical TCP options
+/// (timestamps included, as GRO does), no payload longer than the first segment's, and
+/// checksums (IPv4 header and TCP) that verify. A shorter segment or PSH ends the
+/// super-frame. It never grows past 64 KiB of IP length nor past the ring slot.
 ///
-/// The super-frame is built in place in the ring slot of its first segment, which is
+/// Up to `runCapacity` flows are merged at once, as GRO holds several flows per NAPI
+/// poll: the segments of streams that share a port arrive interleaved (several senders,
+/// or one sender's GSO frames cut and queued on different CPUs), and one run per ring
+/// would let every flow end the others' runs. Frames of one flow keep their order: a
+/// segment of a flow whose run it cannot continue hands that run over first, and a frame
+/// that is not a segment the coalescer takes (FIN, SYN, a pure ACK, not TCP) hands every
+/// run over before it, since it may belong to any of them. Frames of different flows may
+/// leave in another order than they came, as with GRO. With every run taken, a new flow
+/// hands over the run opened first.
+///
+/// A super-frame is built in place in the ring slot of its first segment, which is
 /// claimed but not handed to the consumer until the run ends: at the latest when the
 /// pipeline finishes the batch (`Pipeline.flushCoalescers`), so nothing waits for a
 /// later batch. It leaves with `NEEDS_CSUM` (the TCP checksum field holds the
 /// pseudo-header sum, the receiving stack trusts it as verified, as it would a NIC's),
 /// gso type TCPV4/TCPV6 and gso size the first segment's payload length. A run of one
-/// segment leaves as it came, behind a zeroed header.
+/// segment leaves as it came, behind a zeroed header. Anything else leaves the ring
+/// exactly as it would without coalescing.
 ///
 /// One value per (worker, ring), owned by the worker's pipeline; not thread-safe.
 public struct TCPCoalescer {
-  /// The slot of the super-frame being built, nil when none is.
+  /// Flows merged at once (GRO's `MAX_GRO_SKBS`).
+  static let runCapacity = 8
+
+  var runs = InlineArray<8, CoalescingRun>(repeating: CoalescingRun())
+  /// Runs in `runs` that are open (their slots are the first `openRuns` entries).
+  var openRuns = 0
+
+  /// Super-frames handed out (runs of two or more segments) and the segments they held.
+  public internal(set) var superFrames: UInt64 = 0
+  public internal(set) var mergedSegments: UInt64 = 0
+  /// The part of both not yet added to the switch's counters (`Pipeline.flushCoalescers`).
+  var unreportedSuperFrames: UInt64 = 0
+  var unreportedSegments: UInt64 = 0
+
+  public init() {}
+
+  var isOpen: Bool { openRuns != 0 }
+}
+
+/// One super-frame being built: where, how far, and what the next segment must carry.
+struct CoalescingRun {
+  /// The ring slot of the super-frame (nil in a closed entry).
   var slot: UnsafeMutableRawPointer? = nil
   /// Its frame length so far, segment count, header offsets and family.
   var length = 0
@@ -45,14 +76,17 @@ public struct TCPCoalescer {
   var nextIdentification: UInt16 = 0
   /// Largest frame the super-frame may become.
   var limit = 0
+  /// The TCP ports as stored in the frame: finds a flow's run with one compare.
+  var ports: UInt32 = 0
+}
 
-  /// Super-frames handed out (runs of two or more segments) and the segments they held.
-  public internal(set) var superFrames: UInt64 = 0
-  public internal(set) var mergedSegments: UInt64 = 0
-
-  public init() {}
-
-  var isOpen: Bool { slot != nil }
+extension UnsafeMutablePointer where Pointee == TCPCoalescer {
+  /// Entry `index` of the coalescer's runs, in place.
+  @inline(__always)
+  func run(_ index: Int) -> UnsafeMutablePointer<CoalescingRun> {
+    (UnsafeMutableRawPointer(self) + MemoryLayout<TCPCoalescer>.offset(of: \TCPCoalescer.runs)!)
+      .assumingMemoryBound(to: CoalescingRun.self) + index
+  }
 }
 
 /// Where a frame's IP and TCP headers and payload are, once it is known to be a TCP
@@ -123,59 +157,92 @@ struct CoalescibleSegment {
 
 extension TxRing {
   /// `commit` for a ring with a coalescer: the frame written at the reserved slot
-  /// (`length` bytes) joins the super-frame being built, starts one, or is handed over
-  /// behind a zeroed `virtio_net_hdr` (after the super-frame, if one was being built).
+  /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
+  /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake).
   @inline(never)
   mutating func commitCoalescing(length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>) {
     let frame = UnsafeRawPointer(next + dataOffset)
-    let segment = CoalescibleSegment(frame: frame, length: length)
-    if let open = state.pointee.slot {
-      if let segment, Self.continues(state.pointee, open + dataOffset, segment, frame, length) {
-        append(state, open + dataOffset, segment, frame, length)
+    guard let segment = CoalescibleSegment(frame: frame, length: length) else {
+      publishAllCoalesced(state)
+      commitBehindZeroedHeader(length: length)
+      return
+    }
+    let ports = frame.loadUnaligned(fromByteOffset: segment.transportOffset, as: UInt32.self)
+    for index in 0..<state.pointee.openRuns {
+      let run = state.run(index)
+      guard run.pointee.ports == ports, let open = run.pointee.slot,
+        Self.sameFlow(run.pointee, UnsafeRawPointer(open + dataOffset), segment, frame)
+      else { continue }
+      if Self.continues(run.pointee, open + dataOffset, segment, frame, length) {
+        append(state, index, segment, frame, length)
         return
       }
-      publishCoalesced(state)
+      publishCoalesced(state, index)
+      break
     }
-    if let segment, segment.flags == CoalescibleSegment.ack {
+    if segment.flags == CoalescibleSegment.ack {
       let payload = length &- segment.payloadOffset
       let ipLimit = segment.networkOffset &+ Int(UInt16.max) &+ (segment.isIPv6 ? IPv6Layout.headerLength : 0)
       let limit = min(maxFrameLength, ipLimit)
       if length &+ payload <= limit {
-        state.pointee.slot = next
-        state.pointee.length = length
-        state.pointee.segments = 1
-        state.pointee.networkOffset = segment.networkOffset
-        state.pointee.transportOffset = segment.transportOffset
-        state.pointee.payloadOffset = segment.payloadOffset
-        state.pointee.isIPv6 = segment.isIPv6
-        state.pointee.segmentSize = payload
-        state.pointee.nextSequence =
-          frame.be32(segment.transportOffset &+ TCPLayout.sequenceOffset)
-          &+ UInt32(truncatingIfNeeded: payload)
-        state.pointee.nextIdentification =
-          segment.isIPv6 ? 0 : frame.be16(segment.networkOffset &+ IPv4Layout.identificationOffset) &+ 1
-        state.pointee.limit = limit
+        // The run opened first is entry 0 (entries stay in opening order).
+        if state.pointee.openRuns == TCPCoalescer.runCapacity { publishCoalesced(state, 0) }
+        let run = state.run(state.pointee.openRuns)
+        state.pointee.openRuns &+= 1
+        run.pointee = CoalescingRun(
+          slot: next, length: length, segments: 1, networkOffset: segment.networkOffset,
+          transportOffset: segment.transportOffset, payloadOffset: segment.payloadOffset,
+          isIPv6: segment.isIPv6, segmentSize: payload,
+          nextSequence: frame.be32(segment.transportOffset &+ TCPLayout.sequenceOffset)
+            &+ UInt32(truncatingIfNeeded: payload),
+          nextIdentification: segment.isIPv6
+            ? 0 : frame.be16(segment.networkOffset &+ IPv4Layout.identificationOffset) &+ 1,
+          limit: limit, ports: ports)
         claimSlot()
         return
       }
     }
+    commitBehindZeroedHeader(length: length)
+  }
+
+  @inline(__always)
+  mutating func commitBehindZeroedHeader(length: Int) {
     VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
     commitUncoalesced(length: length)
   }
 
-  /// Hands over the super-frame being built, if any: lengths, IPv4 header checksum,
-  /// the TCP checksum's pseudo-header part and the `virtio_net_hdr` for a run of two
-  /// or more segments; a run of one as it came.
-  mutating func publishCoalesced(_ state: UnsafeMutablePointer<TCPCoalescer>) {
-    guard let slot = state.pointee.slot else { return }
-    state.pointee.slot = nil
+  /// Hands over every super-frame being built, in the order their runs opened.
+  mutating func publishAllCoalesced(_ state: UnsafeMutablePointer<TCPCoalescer>) {
+    let open = state.pointee.openRuns
+    if open == 0 { return }
+    for index in 0..<open { publish(state, state.run(index).pointee) }
+    state.pointee.openRuns = 0
+  }
+
+  /// Hands over the super-frame of run `index` and closes the run (later entries move
+  /// up, keeping the opening order).
+  mutating func publishCoalesced(_ state: UnsafeMutablePointer<TCPCoalescer>, _ index: Int) {
+    publish(state, state.run(index).pointee)
+    let last = state.pointee.openRuns &- 1
+    var position = index
+    while position < last {
+      state.run(position).pointee = state.run(position &+ 1).pointee
+      position &+= 1
+    }
+    state.pointee.openRuns = last
+  }
+
+  /// Hands over a run's super-frame: lengths, IPv4 header checksum, the TCP checksum's
+  /// pseudo-header part and the `virtio_net_hdr` for a run of two or more segments; a run
+  /// of one as it came.
+  private mutating func publish(_ state: UnsafeMutablePointer<TCPCoalescer>, _ coalesced: CoalescingRun) {
+    guard let slot = coalesced.slot else { return }
     let frame = slot + dataOffset
-    let length = state.pointee.length
+    let length = coalesced.length
     let header = slot + (dataOffset &- framePrefix)
-    if state.pointee.segments < 2 {
+    if coalesced.segments < 2 {
       VirtioNetHeader.zero(at: header)
     } else {
-      let coalesced = state.pointee
       let ip = frame + coalesced.networkOffset
       let l4Length = length &- coalesced.transportOffset
       let pseudo: UInt64
@@ -207,16 +274,30 @@ extension TxRing {
       ).store(to: header)
       state.pointee.superFrames &+= 1
       state.pointee.mergedSegments &+= UInt64(truncatingIfNeeded: coalesced.segments)
+      state.pointee.unreportedSuperFrames &+= 1
+      state.pointee.unreportedSegments &+= UInt64(truncatingIfNeeded: coalesced.segments)
     }
     (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
     status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
+  }
+
+  /// Whether `segment` (at `frame`, its ports already found equal) belongs to the flow of
+  /// the run whose first frame is at `first`: same family, offsets and addresses.
+  static func sameFlow(
+    _ run: CoalescingRun, _ first: UnsafeRawPointer, _ segment: CoalescibleSegment, _ frame: UnsafeRawPointer
+  ) -> Bool {
+    guard segment.isIPv6 == run.isIPv6, segment.networkOffset == run.networkOffset,
+      segment.transportOffset == run.transportOffset
+    else { return false }
+    let addresses = run.networkOffset &+ (run.isIPv6 ? IPv6Layout.sourceOffset : IPv4Layout.sourceOffset)
+    return same(first, frame, addresses, run.transportOffset)
   }
 
   /// Whether `segment` (at `frame`) continues the super-frame at `open`: same offsets,
   /// the next sequence number and IPv4 identification, a payload no longer than the
   /// first's that fits, and the same headers but for the fields segmentation changes.
   static func continues(
-    _ state: TCPCoalescer, _ open: UnsafeMutableRawPointer, _ segment: CoalescibleSegment,
+    _ state: CoalescingRun, _ open: UnsafeMutableRawPointer, _ segment: CoalescibleSegment,
     _ frame: UnsafeRawPointer,
     _ length: Int
   ) -> Bool {
@@ -251,28 +332,29 @@ extension TxRing {
       && Self.same(first, frame, transport &+ TCPLayout.urgentPointerOffset, segment.payloadOffset)
   }
 
-  /// Appends the segment's payload to the super-frame; hands it over when the segment
-  /// ends the run (PSH, a short payload) or no further full segment would fit.
+  /// Appends the segment's payload to run `index`'s super-frame; hands it over when the
+  /// segment ends the run (PSH, a short payload) or no further full segment would fit.
   mutating func append(
-    _ state: UnsafeMutablePointer<TCPCoalescer>, _ open: UnsafeMutableRawPointer,
-    _ segment: CoalescibleSegment,
+    _ state: UnsafeMutablePointer<TCPCoalescer>, _ index: Int, _ segment: CoalescibleSegment,
     _ frame: UnsafeRawPointer, _ length: Int
   ) {
+    let run = state.run(index)
+    let open = run.pointee.slot.unsafelyUnwrapped + dataOffset
     let payload = length &- segment.payloadOffset
-    (open + state.pointee.length).copyMemory(from: frame + segment.payloadOffset, byteCount: payload)
-    state.pointee.length &+= payload
-    state.pointee.segments &+= 1
-    state.pointee.nextSequence &+= UInt32(truncatingIfNeeded: payload)
-    state.pointee.nextIdentification &+= 1
+    (open + run.pointee.length).copyMemory(from: frame + segment.payloadOffset, byteCount: payload)
+    run.pointee.length &+= payload
+    run.pointee.segments &+= 1
+    run.pointee.nextSequence &+= UInt32(truncatingIfNeeded: payload)
+    run.pointee.nextIdentification &+= 1
     let pushed = segment.flags & TCPLayout.psh != 0
     if pushed {
-      let flags = open + (state.pointee.transportOffset &+ TCPLayout.flagsOffset)
+      let flags = open + (run.pointee.transportOffset &+ TCPLayout.flagsOffset)
       flags.setU8(0, UnsafeRawPointer(flags).u8(0) | TCPLayout.psh)
     }
-    if pushed || payload < state.pointee.segmentSize
-      || state.pointee.length &+ state.pointee.segmentSize > state.pointee.limit
+    if pushed || payload < run.pointee.segmentSize
+      || run.pointee.length &+ run.pointee.segmentSize > run.pointee.limit
     {
-      publishCoalesced(state)
+      publishCoalesced(state, index)
     }
   }
 

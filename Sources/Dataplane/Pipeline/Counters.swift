@@ -34,7 +34,12 @@ public enum Counter {
   /// Underlay ports opened without UDP GSO because the kernel refused it (the
   /// per-datagram path is used instead).
   public static let underlayGSOFallbacks = misc + 12
-  public static let count = misc + 13
+  /// TCP super-frames coalesced toward access ports (`TCPCoalescer`: runs of two or more
+  /// segments) and the segments they held; every segment is also in the port's
+  /// `txFrames`, as the VM's stack sees them once it cuts them up again.
+  public static let coalescedSuperFrames = misc + 13
+  public static let coalescedSegments = misc + 14
+  public static let count = misc + 15
 }
 
 /// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic

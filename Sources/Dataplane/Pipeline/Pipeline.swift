@@ -186,7 +186,14 @@ public final class Pipeline {
     for position in 0..<coalescingCount {
       let interface = Int(coalescingInterfaces[position])
       guard let ring = rings[interface], let state = ring.pointee.coalescer else { continue }
-      ring.pointee.publishCoalesced(state)
+      ring.pointee.publishAllCoalesced(state)
+      if state.pointee.unreportedSuperFrames != 0 {
+        count(Counter.coalescedSuperFrames, Int(truncatingIfNeeded: state.pointee.unreportedSuperFrames))
+        count(Counter.coalescedSegments, Int(truncatingIfNeeded: state.pointee.unreportedSegments))
+        state.pointee.unreportedSuperFrames = 0
+        state.pointee.unreportedSegments = 0
+        countersTouched = true
+      }
     }
   }
 

@@ -329,6 +329,11 @@ final class Lab {
     {
       results.append(underlayGSOCheck())
     }
+    if t.io == .afPacket && t.runsVXSwitch(t.sites)
+      && ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] != "off"
+    {
+      results.append(coalescingCheck(site: t.sites))
+    }
     for site in t.allSites where t.io != .afPacket && t.runsVXSwitch(site) {
       results.append(portTypeCheck(site))
     }
@@ -368,6 +373,19 @@ final class Lab {
         return CheckResult(name: name, passed: false, detail: "\(error)")
       }
     }
+  }
+
+  /// The transfers' receiving site handed their segments to the VM as TCP super-frames.
+  private func coalescingCheck(site: Int) -> CheckResult {
+    let statistics =
+      api(site, "/v1/statistics").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }
+      ?? [:]
+    let superFrames = statistics["tcp_coalesced_super_frames"] as? Int ?? 0
+    let segments = statistics["tcp_coalesced_segments"] as? Int ?? 0
+    return CheckResult(
+      name: "TCP coalescing: site \(site) handed the transfers to its VM as super-frames",
+      passed: superFrames > 0 && segments >= 2 * superFrames,
+      detail: "\(segments) segments in \(superFrames) super-frames")
   }
 
   /// Site 1 sent the transfer's segments as UDP GSO frames, and the link to the backbone
