@@ -24,7 +24,10 @@ struct TCPBenchCommand: ParsableCommand {
 
   @Option(help: "Seconds per iperf3 run.") var duration = 10
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
-  @Option(help: "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-nogso.")
+  @Option(
+    help:
+      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso."
+  )
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
   @Option(help: "vxswitch binary.") var vxswitch = ".build/release/vxswitch"
@@ -40,11 +43,14 @@ struct TCPBenchCommand: ParsableCommand {
     case vxswitch, kernel, mixed
     /// vxswitch at both sites with TCP coalescing off (`VXSWITCH_TCP_COALESCING=off`).
     case uncoalesced = "vxswitch-uncoalesced"
+    /// vxswitch at both sites coalescing one flow at a time per port
+    /// (`VXSWITCH_TCP_COALESCING=single-flow`).
+    case singleFlow = "vxswitch-single-flow"
     /// vxswitch at both sites without UDP GSO on the underlay (`VXSWITCH_UNDERLAY_GSO=off`).
     case noGSO = "vxswitch-nogso"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced, .noGSO: return ["--static"]
+      case .vxswitch, .uncoalesced, .singleFlow, .noGSO: return ["--static"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -55,6 +61,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .kernel: return "Linux bridge + kernel vxlan at both"
       case .mixed: return "vxswitch (site 1) to kernel (site 2)"
       case .uncoalesced: return "vxswitch at both, TCP coalescing off"
+      case .singleFlow: return "vxswitch at both, coalescing one flow at a time"
       case .noGSO: return "vxswitch at both, underlay UDP GSO off"
       }
     }
@@ -62,6 +69,7 @@ struct TCPBenchCommand: ParsableCommand {
     var environment: [String] {
       switch self {
       case .uncoalesced: return ["env", "VXSWITCH_TCP_COALESCING=off"]
+      case .singleFlow: return ["env", "VXSWITCH_TCP_COALESCING=single-flow"]
       case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
       default: return []
       }

@@ -102,8 +102,11 @@ struct RunCommand: AsyncParsableCommand {
     var liveOptions = LiveSwitch.Options()
     // A diagnostic switch (Bench tcp compares with and without): no TCP coalescing, and
     // the transmit rings and offload settings as before it.
-    if ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] == "off" {
-      liveOptions.coalesceTCP = false
+    switch ProcessInfo.processInfo.environment["VXSWITCH_TCP_COALESCING"] {
+    case "off": liveOptions.coalesceTCP = false
+    // One flow at a time, as before several were (`Bench tcp --system vxswitch-single-flow`).
+    case "single-flow": liveOptions.coalescedFlows = 1
+    default: break
     }
     // Likewise (`Bench tcp --system vxswitch-nogso`): one datagram per underlay frame.
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] == "off" {

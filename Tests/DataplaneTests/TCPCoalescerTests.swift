@@ -285,6 +285,30 @@ final class TCPCoalescerTests: XCTestCase {
     return sw.pipeline.coalescer(interface: UInt16(sw.interfaceIndex("vm1")!)).superFrames
   }
 
+  /// Limited to one flow (the measuring switch `VXSWITCH_TCP_COALESCING=single-flow`),
+  /// each flow ends the other's run; straight on a ring, without the pipeline.
+  func testFlowLimitOfOne() {
+    let a = Self.stream(Segment(), count: 3)
+    let b = Self.stream(Segment(sourcePort: 40001), count: 2)
+    let segments = [a[0], a[1], b[0], b[1], a[2]]
+    let storage = TxRingStorage(slotCount: 16, maxFrameLength: 65536, framePrefix: VirtioNetHeader.length)
+    let state = UnsafeMutablePointer<TCPCoalescer>.allocate(capacity: 1)
+    state.initialize(to: TCPCoalescer(flowLimit: 1))
+    defer { state.deallocate() }
+    storage.ring.pointee.coalescer = state
+    for segment in segments {
+      let bytes = Self.frame(segment)
+      let output = storage.ring.pointee.reserve()!
+      bytes.withUnsafeBytes { output.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+      storage.ring.pointee.commit(length: bytes.count)
+    }
+    storage.ring.pointee.publishAllCoalesced(state)
+    var output: [[UInt8]] = []
+    storage.drain { output.append(Array($0)) }
+    XCTAssertEqual(output, [[0, 1], [2, 3], [4]].map { Self.expected($0.map { segments[$0] }) })
+    XCTAssertEqual(state.pointee.superFrames, 2)
+  }
+
   /// A gap in one flow ends that flow's run only.
   func testOutOfOrderSegmentEndsOnlyItsFlowsRun() {
     let a = Self.stream(Segment(), count: 3)

@@ -41,7 +41,7 @@
 /// One value per (worker, ring), owned by the worker's pipeline; not thread-safe.
 public struct TCPCoalescer {
   /// Flows merged at once (GRO's `MAX_GRO_SKBS`).
-  static let runCapacity = 8
+  public static let runCapacity = 8
 
   var runs = InlineArray<8, CoalescingRun>(repeating: CoalescingRun())
   /// Runs in `runs` that are open (their slots are the first `openRuns` entries).
@@ -54,7 +54,12 @@ public struct TCPCoalescer {
   var unreportedSuperFrames: UInt64 = 0
   var unreportedSegments: UInt64 = 0
 
-  public init() {}
+  /// Runs open at most (1 to `runCapacity`): fewer only to measure what several bring.
+  let flowLimit: Int
+
+  public init(flowLimit: Int = TCPCoalescer.runCapacity) {
+    self.flowLimit = min(max(flowLimit, 1), Self.runCapacity)
+  }
 
   var isOpen: Bool { openRuns != 0 }
 }
@@ -186,7 +191,7 @@ extension TxRing {
       let limit = min(maxFrameLength, ipLimit)
       if length &+ payload <= limit {
         // The run opened first is entry 0 (entries stay in opening order).
-        if state.pointee.openRuns == TCPCoalescer.runCapacity { publishCoalesced(state, 0) }
+        if state.pointee.openRuns == state.pointee.flowLimit { publishCoalesced(state, 0) }
         let run = state.run(state.pointee.openRuns)
         state.pointee.openRuns &+= 1
         run.pointee = CoalescingRun(

@@ -55,6 +55,8 @@ public final class Pipeline {
   /// Whether rings toward ports that take super-frames (a `virtio_net_hdr` prefix) get a
   /// coalescer when attached.
   public var coalescesTCP = true
+  /// Flows each coalescer merges at once (see `TCPCoalescer.flowLimit`).
+  public var coalescedFlows = TCPCoalescer.runCapacity
 
   /// The underlay ring's UDP GSO segmenter (`UnderlaySegmenter`) and the ring it is
   /// attached to, if any: its run is handed over at the end of every batch, and its
@@ -169,7 +171,7 @@ public final class Pipeline {
     }
     guard coalescesTCP && ring.pointee.framePrefix == VirtioNetHeader.length else { return }
     let state = coalescers + Int(interface)
-    state.pointee = TCPCoalescer()
+    state.pointee = TCPCoalescer(flowLimit: coalescedFlows)
     ring.pointee.coalescer = state
     if !(0..<coalescingCount).contains(where: { coalescingInterfaces[$0] == interface }) {
       coalescingInterfaces[coalescingCount] = interface

@@ -70,6 +70,9 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Coalesce TCP segments toward access ports into super-frames (`TCPCoalescer`),
     /// with transmit slots sized for them.
     public var coalesceTCP = true
+    /// Flows a coalescer merges at once (1 to `TCPCoalescer.runCapacity`); fewer only to
+    /// measure what several bring (`Bench tcp --system vxswitch-single-flow`).
+    public var coalescedFlows = TCPCoalescer.runCapacity
     /// Send runs of VXLAN datagrams to one VTEP as one UDP GSO frame on the underlay
     /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
     public var underlaySegmentation = true
@@ -278,6 +281,7 @@ public final class LiveSwitch: @unchecked Sendable {
     for _ in 0..<workers {
       let pipeline = core.makePipeline()
       pipeline.coalescesTCP = options.coalesceTCP
+      pipeline.coalescedFlows = options.coalescedFlows
       pipeline.segmentsUnderlay = portOptions.underlaySegmentation
       pipelines.append(pipeline)
     }
