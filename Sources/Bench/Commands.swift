@@ -80,7 +80,7 @@ struct LiveCommand: ParsableCommand {
       and the threaded NAPI kthreads of the veths it receives on (GRO on, or with
       --receive-napi xdp an XDP program passing every frame and GRO off) on --measured-cpu.
       CPU per frame, for every system: the busy time of the measured CPU (wall clock minus
-      idle, /proc/stat), plus the process's time elsewhere if it left that CPU.
+      idle, iowait and steal, /proc/stat), plus the process's time elsewhere if it left that CPU.
       --search: per system, direction and size,
       bisects the offered rate (--search-steps probes of --search-duration s) for the
       largest rate with < 0.1% loss.

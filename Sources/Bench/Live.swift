@@ -24,7 +24,7 @@ import SystemCommand
 /// pinned there, checked before and after every measurement; without NAPI the receive
 /// work would run on the generator's CPU) and the softirq work of its transmissions
 /// (which runs where it transmits). CPU per frame is the busy time of the measured CPU
-/// (`CoreBusyTime`: wall clock minus idle), plus the system's process time spent elsewhere
+/// (`CoreBusyTime`: wall clock minus idle, iowait and steal), plus the system's process time spent elsewhere
 /// (none while it is pinned), for every system alike.
 ///
 /// Every address used (inner 10.200/16 and 10.201/16, VTEPs 10.202.0.1/.2) is assigned

@@ -16,8 +16,8 @@ struct TCPBenchCommand: ParsableCommand {
       lab per system (`vxswitch lab --static` / `--kernel-only` / `--kernel-peer`, prefix btcp),
       runs iperf3 from s1-vm1 to s2-vm1 for --duration seconds with 1 then 4 streams, and
       removes the lab; systems alternate within each round. Gbit/s is iperf3's received rate.
-      CPU per Gbit is the busy time of the whole machine (all CPUs: wall clock minus idle and
-      iowait, from /proc/stat) during the iperf3 run divided by the gigabits received: it
+      CPU per Gbit is the busy time of the whole machine (all CPUs: user, nice, system, irq
+      and softirq time, not steal, from /proc/stat) during the iperf3 run divided by the gigabits received: it
       charges each system for its softirq, NAPI and process work, and iperf3's own work
       alike. The table shows medians over --repetitions rounds.
       """)

@@ -101,6 +101,51 @@ final class ChecksumStateTests: XCTestCase {
     }
   }
 
+  /// `isPartial` (no pass over the segment unless the field holds the pseudo-header sum)
+  /// says what `state` says, including for a valid checksum that equals the pseudo-header
+  /// sum, which only the pass tells apart from a partial one.
+  func testIsPartialAgreesWithState() {
+    func isPartial(_ bytes: [UInt8]) -> Bool {
+      bytes.withUnsafeBytes { ChecksumCompletion.isPartial(frame: $0.baseAddress!, length: bytes.count) }
+    }
+    for ipv6 in [false, true] {
+      for udp in [false, true] {
+        let label = "\(ipv6 ? "IPv6" : "IPv4") \(udp ? "UDP" : "TCP")"
+        let payload = (0..<257).map { UInt8($0 * 5 & 0xFF) }
+        let cases: [(UInt16, UInt16) -> UInt16] = [
+          { $1 }, { pseudo, _ in pseudo }, { $1 ^ 0x0100 }, { _, _ in 0 },
+        ]
+        for checksum in cases {
+          let bytes = frame(ipv6: ipv6, udp: udp, payload: payload, checksum: checksum)
+          XCTAssertEqual(isPartial(bytes), state(bytes) == .partial, label)
+        }
+        // The payload's first word chosen so that the full checksum equals the
+        // pseudo-header sum: one more makes the checksum one less.
+        var pseudo: UInt16 = 0
+        var full: UInt16 = 0
+        _ = frame(ipv6: ipv6, udp: udp, payload: [0, 0] + payload) {
+          pseudo = $0; full = $1; return $1
+        }
+        let word = (UInt32(full) + 0xFFFF - UInt32(pseudo)) % 0xFFFF
+        var coincidence = [UInt8(word >> 8), UInt8(word & 0xFF)] + payload
+        var matched = false
+        coincidence = frame(ipv6: ipv6, udp: udp, payload: coincidence) { p, f in
+          matched = p == f
+          return f
+        }
+        XCTAssertTrue(matched, "\(label): the test's own arithmetic")
+        XCTAssertEqual(state(coincidence), .valid, label)
+        XCTAssertFalse(isPartial(coincidence), label)
+        let original = coincidence
+        let changed = coincidence.withUnsafeMutableBytes {
+          ChecksumCompletion.completeIfPartial(frame: $0.baseAddress!, length: $0.count)
+        }
+        XCTAssertFalse(changed, label)
+        XCTAssertEqual(coincidence, original, label)
+      }
+    }
+  }
+
   /// What the AF_XDP underlay port tells the pipeline about a received VXLAN frame.
   func testUnderlayFlagsForKernelBuiltVXLAN() {
     let inner = frame(payload: Array(repeating: 0x5A, count: 100)) { pseudo, _ in pseudo }

@@ -61,10 +61,28 @@ public enum ChecksumCompletion {
   @inline(__always)
   public static func completeIfPartial(frame: UnsafeMutableRawPointer, length: Int) -> Bool {
     guard let location = locate(UnsafeRawPointer(frame), length: length),
-      state(UnsafeRawPointer(frame), location) == .partial
+      isPartial(UnsafeRawPointer(frame), location)
     else { return false }
     write(frame, location)
     return true
+  }
+
+  /// Whether the frame's L4 checksum is `partial`: what `state` says, without its pass
+  /// over the segment for the frames that matter, every frame a port receives.
+  public static func isPartial(frame: UnsafeRawPointer, length: Int) -> Bool {
+    guard let location = locate(frame, length: length) else { return false }
+    return isPartial(frame, location)
+  }
+
+  /// A partial checksum field holds the folded pseudo-header sum, so a field that does
+  /// not cannot be partial: no pass over the segment. One that does is partial unless the
+  /// full checksum happens to verify as well (1 in 65536 of valid checksums), which only
+  /// the pass can tell.
+  @inline(__always)
+  private static func isPartial(_ frame: UnsafeRawPointer, _ location: Location) -> Bool {
+    let header = location.pseudo &+ UInt64(location.proto) &+ UInt64(location.segmentLength)
+    guard UInt64(frame.be16(location.field)) == OnesComplement.fold16(header) else { return false }
+    return state(frame, location) == .partial
   }
 
   private static func write(_ frame: UnsafeMutableRawPointer, _ location: Location) {
