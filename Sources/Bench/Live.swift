@@ -616,7 +616,7 @@ final class LiveBench {
     let busy = core1?.busySeconds(since: core0) ?? 0
     let cpu = busy + (isPinned ? 0 : processTime)
     let method =
-      "busy time of CPU \(options.measuredCPU) (wall clock - idle, /proc/stat)"
+      "busy time of CPU \(options.measuredCPU) (wall clock - idle - iowait - steal, /proc/stat)"
       + (isPinned ? "" : " + the process's utime+stime (it was not pinned)")
     let seconds = min(elapsed, duration)
     return Measurement(
