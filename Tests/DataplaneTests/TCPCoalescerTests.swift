@@ -309,6 +309,30 @@ final class TCPCoalescerTests: XCTestCase {
     XCTAssertEqual(state.pointee.superFrames, 2)
   }
 
+  /// A batch that comes round the ring finds it full rather than writing over a run's
+  /// claimed slot.
+  func testRunsAreHandedOverBeforeTheRingComesRound() {
+    let a = Self.stream(Segment(), count: 2)
+    let others = (1...3).map { Segment(sourcePort: 40000 + UInt16($0)) }
+    let segments = [a[0], others[0], a[1], others[1], others[2]]
+    let storage = TxRingStorage(slotCount: 4, maxFrameLength: 65536, framePrefix: VirtioNetHeader.length)
+    let state = UnsafeMutablePointer<TCPCoalescer>.allocate(capacity: 1)
+    state.initialize(to: TCPCoalescer())
+    defer { state.deallocate() }
+    storage.ring.pointee.coalescer = state
+    for segment in segments {
+      let bytes = Self.frame(segment)
+      let output = storage.ring.pointee.reserve()!
+      bytes.withUnsafeBytes { output.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+      storage.ring.pointee.commit(length: bytes.count)
+    }
+    XCTAssertNil(storage.ring.pointee.reserve(), "four slots, all handed over")
+    storage.ring.pointee.publishAllCoalesced(state)
+    var output: [[UInt8]] = []
+    storage.drain { output.append(Array($0)) }
+    XCTAssertEqual(output, [[0, 2], [1], [3], [4]].map { Self.expected($0.map { segments[$0] }) })
+  }
+
   /// A gap in one flow ends that flow's run only.
   func testOutOfOrderSegmentEndsOnlyItsFlowsRun() {
     let a = Self.stream(Segment(), count: 3)

@@ -166,6 +166,10 @@ extension TxRing {
   /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake).
   @inline(never)
   mutating func commitCoalescing(length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>) {
+    // A run's slot is claimed but still free to `reserve`: a batch that comes round the
+    // ring (more outputs to one port than slots, as flooding to several members of one
+    // port can make) would write over it. Handed over before that, the ring is found full.
+    defer { if pending &+ 1 >= slotCount && state.pointee.openRuns != 0 { publishAllCoalesced(state) } }
     let frame = UnsafeRawPointer(next + dataOffset)
     guard let segment = CoalescibleSegment(frame: frame, length: length) else {
       publishAllCoalesced(state)
