@@ -20,9 +20,9 @@
 /// super-frame. It never grows past 64 KiB of IP length nor past the ring slot.
 ///
 /// Up to `runCapacity` flows are merged at once, as GRO holds several flows per NAPI
-/// poll: the segments of streams that share a port arrive interleaved (several senders,
-/// or one sender's GSO frames cut and queued on different CPUs), and one run per ring
-/// would let every flow end the others' runs. Frames of one flow keep their order: a
+/// poll: the segments of streams that share a port can arrive interleaved (several
+/// remote senders; not one vxswitch sender's streams, whose UDP GSO frames each carry one
+/// flow, as measured), and one run per ring would let every flow end the others' runs. Frames of one flow keep their order: a
 /// segment of a flow whose run it cannot continue hands that run over first, and a frame
 /// that is not a segment the coalescer takes (FIN, SYN, a pure ACK, not TCP) hands every
 /// run over before it, since it may belong to any of them. Frames of different flows may
@@ -43,6 +43,7 @@ public struct TCPCoalescer {
   /// Flows merged at once (GRO's `MAX_GRO_SKBS`).
   public static let runCapacity = 8
 
+  /// `runCapacity` entries (a generic argument must be a literal).
   var runs = InlineArray<8, CoalescingRun>(repeating: CoalescingRun())
   /// Runs in `runs` that are open (their slots are the first `openRuns` entries).
   var openRuns = 0
