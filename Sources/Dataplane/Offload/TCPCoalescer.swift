@@ -60,6 +60,7 @@ public struct TCPCoalescer {
 
   public init(flowLimit: Int = TCPCoalescer.runCapacity) {
     self.flowLimit = min(max(flowLimit, 1), Self.runCapacity)
+    assert(runs.count == Self.runCapacity)
   }
 
   var isOpen: Bool { openRuns != 0 }
