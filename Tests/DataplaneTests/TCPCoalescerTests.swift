@@ -285,28 +285,43 @@ final class TCPCoalescerTests: XCTestCase {
     return sw.pipeline.coalescer(interface: UInt16(sw.interfaceIndex("vm1")!)).superFrames
   }
 
-  /// Limited to one flow (the measuring switch `VXSWITCH_TCP_COALESCING=single-flow`),
-  /// each flow ends the other's run; straight on a ring, without the pipeline.
-  func testFlowLimitOfOne() {
-    let a = Self.stream(Segment(), count: 3)
-    let b = Self.stream(Segment(sourcePort: 40001), count: 2)
-    let segments = [a[0], a[1], b[0], b[1], a[2]]
-    let storage = TxRingStorage(slotCount: 16, maxFrameLength: 65536, framePrefix: VirtioNetHeader.length)
+  /// What a ring of `slotCount` slots with its own coalescer sends for `segments`
+  /// committed straight to it, without the pipeline; whether the ring was full after
+  /// them, and the super-frames counted.
+  func commitStraight(_ segments: [Segment], slotCount: Int, flowLimit: Int = TCPCoalescer.runCapacity)
+    -> (frames: [[UInt8]], wasFull: Bool, superFrames: UInt64)
+  {
+    let storage = TxRingStorage(
+      slotCount: slotCount, maxFrameLength: 65536, framePrefix: VirtioNetHeader.length)
     let state = UnsafeMutablePointer<TCPCoalescer>.allocate(capacity: 1)
-    state.initialize(to: TCPCoalescer(flowLimit: 1))
+    state.initialize(to: TCPCoalescer(flowLimit: flowLimit))
     defer { state.deallocate() }
     storage.ring.pointee.coalescer = state
     for segment in segments {
       let bytes = Self.frame(segment)
-      let output = storage.ring.pointee.reserve()!
+      guard let output = storage.ring.pointee.reserve() else {
+        XCTFail("the ring is full before the last segment")
+        break
+      }
       bytes.withUnsafeBytes { output.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
       storage.ring.pointee.commit(length: bytes.count)
     }
+    let wasFull = storage.ring.pointee.reserve() == nil
     storage.ring.pointee.publishAllCoalesced(state)
-    var output: [[UInt8]] = []
-    storage.drain { output.append(Array($0)) }
-    XCTAssertEqual(output, [[0, 1], [2, 3], [4]].map { Self.expected($0.map { segments[$0] }) })
-    XCTAssertEqual(state.pointee.superFrames, 2)
+    var frames: [[UInt8]] = []
+    storage.drain { frames.append(Array($0)) }
+    return (frames, wasFull, state.pointee.superFrames)
+  }
+
+  /// Limited to one flow (the measuring switch `VXSWITCH_TCP_COALESCING=single-flow`),
+  /// each flow ends the other's run.
+  func testFlowLimitOfOne() {
+    let a = Self.stream(Segment(), count: 3)
+    let b = Self.stream(Segment(sourcePort: 40001), count: 2)
+    let segments = [a[0], a[1], b[0], b[1], a[2]]
+    let sent = commitStraight(segments, slotCount: 16, flowLimit: 1)
+    XCTAssertEqual(sent.frames, [[0, 1], [2, 3], [4]].map { Self.expected($0.map { segments[$0] }) })
+    XCTAssertEqual(sent.superFrames, 2)
   }
 
   /// A batch that comes round the ring finds it full rather than writing over a run's
@@ -315,22 +330,9 @@ final class TCPCoalescerTests: XCTestCase {
     let a = Self.stream(Segment(), count: 2)
     let others = (1...3).map { Segment(sourcePort: 40000 + UInt16($0)) }
     let segments = [a[0], others[0], a[1], others[1], others[2]]
-    let storage = TxRingStorage(slotCount: 4, maxFrameLength: 65536, framePrefix: VirtioNetHeader.length)
-    let state = UnsafeMutablePointer<TCPCoalescer>.allocate(capacity: 1)
-    state.initialize(to: TCPCoalescer())
-    defer { state.deallocate() }
-    storage.ring.pointee.coalescer = state
-    for segment in segments {
-      let bytes = Self.frame(segment)
-      let output = storage.ring.pointee.reserve()!
-      bytes.withUnsafeBytes { output.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-      storage.ring.pointee.commit(length: bytes.count)
-    }
-    XCTAssertNil(storage.ring.pointee.reserve(), "four slots, all handed over")
-    storage.ring.pointee.publishAllCoalesced(state)
-    var output: [[UInt8]] = []
-    storage.drain { output.append(Array($0)) }
-    XCTAssertEqual(output, [[0, 2], [1], [3], [4]].map { Self.expected($0.map { segments[$0] }) })
+    let sent = commitStraight(segments, slotCount: 4)
+    XCTAssertTrue(sent.wasFull, "four slots, all handed over")
+    XCTAssertEqual(sent.frames, [[0, 2], [1], [3], [4]].map { Self.expected($0.map { segments[$0] }) })
   }
 
   /// A gap in one flow ends that flow's run only.
