@@ -112,8 +112,8 @@ struct CoalescibleSegment {
   /// band allowed), or nil when it is not one the coalescer takes: not TCP over IPv4
   /// without options or IPv6 without extension headers, a fragment, lengths that do not
   /// match the frame exactly (Ethernet padding), no payload, flags other than ACK and
-  /// PSH, or a checksum that does not verify.
-  init?(frame: UnsafeRawPointer, length: Int) {
+  /// PSH, or a checksum that does not verify (the TCP one only when `verifyingChecksum`).
+  init?(frame: UnsafeRawPointer, length: Int, verifyingChecksum: Bool = true) {
     var network = EthernetLayout.headerLength
     var etherType = frame.be16(EthernetLayout.etherTypeOffset)
     if etherType == EtherType.vlan {
@@ -152,10 +152,12 @@ struct CoalescibleSegment {
     guard payload >= transport &+ TCPLayout.minimumHeaderLength, payload < length,
       flags & ~TCPLayout.psh == Self.ack
     else { return nil }
-    let l4Length = length &- transport
-    let sum = OnesComplement.sum(
-      tcp, count: l4Length, initial: pseudo &+ UInt64(IPProtocol.tcp) &+ UInt64(l4Length))
-    guard OnesComplement.fold16(sum) == 0xFFFF else { return nil }
+    if verifyingChecksum {
+      let l4Length = length &- transport
+      let sum = OnesComplement.sum(
+        tcp, count: l4Length, initial: pseudo &+ UInt64(IPProtocol.tcp) &+ UInt64(l4Length))
+      guard OnesComplement.fold16(sum) == 0xFFFF else { return nil }
+    }
     networkOffset = network
     transportOffset = transport
     payloadOffset = payload
@@ -167,13 +169,16 @@ extension TxRing {
   /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
   /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake).
   @inline(never)
-  mutating func commitCoalescing(length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>) {
+  mutating func commitCoalescing(
+    length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, checksumTrusted: Bool = false
+  ) {
     // A run's slot is claimed but still free to `reserve`: a batch that comes round the
     // ring (more outputs to one port than slots, as flooding to several members of one
     // port can make) would write over it. Handed over before that, the ring is found full.
     defer { if pending &+ 1 >= slotCount && state.pointee.openRuns != 0 { publishAllCoalesced(state) } }
     let frame = UnsafeRawPointer(next + dataOffset)
-    guard let segment = CoalescibleSegment(frame: frame, length: length) else {
+    guard let segment = CoalescibleSegment(frame: frame, length: length, verifyingChecksum: !checksumTrusted)
+    else {
       publishAllCoalesced(state)
       commitBehindZeroedHeader(length: length)
       return

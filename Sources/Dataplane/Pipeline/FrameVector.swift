@@ -83,4 +83,9 @@ public enum FrameFlags {
   public static let checksumValid: UInt8 = 2
   /// The capture was shorter than the frame on the wire (`TP_STATUS_COPY`, pcap caplen).
   public static let truncated: UInt8 = 4
+  /// A VXLAN datagram that never left this host: its one unfinished checksum was the
+  /// outer UDP one (`virtio_net_hdr`), so the sender finished the inner frame's, which
+  /// the kernel would trust as it trusts every CHECKSUM_PARTIAL packet (and so does the
+  /// TCP coalescer: no pass over the segment to verify it).
+  public static let builtOnThisHost: UInt8 = 8
 }

@@ -125,7 +125,8 @@ extension Pipeline {
           continue
         }
         output.copyFrameBytes(from: inner, count: innerLength)
-        ring.pointee.commit(length: innerLength)
+        ring.pointee.commit(
+          length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue

@@ -80,11 +80,12 @@ public struct TxRing {
   }
 
   /// Hands the frame written at the reserved slot to the consumer (through the ring's
-  /// coalescer, if it has one).
+  /// coalescer, if it has one; `checksumTrusted`: the frame's TCP checksum need not be
+  /// verified before it is merged, see `FrameFlags.builtOnThisHost`).
   @inline(__always)
-  public mutating func commit(length: Int) {
+  public mutating func commit(length: Int, checksumTrusted: Bool = false) {
     if let coalescer {
-      commitCoalescing(length: length, coalescer)
+      commitCoalescing(length: length, coalescer, checksumTrusted: checksumTrusted)
       return
     }
     commitUncoalesced(length: length)

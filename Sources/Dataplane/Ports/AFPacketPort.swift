@@ -442,7 +442,7 @@ public final class AFPacketPort: LivePort {
           if UnsafeRawPointer(frame).be16(EthernetLayout.etherTypeOffset) == EtherType.ipv4 {
             frame.setBE16(udp &+ UDPLayout.checksumOffset, 0)
           }
-          flags = FrameFlags.checksumValid
+          flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost
         } else {
           flags = FrameFlags.checksumNotReady
         }

@@ -40,7 +40,8 @@ public final class OfflineSwitch {
   /// batches of at most `FrameVector.capacity`; afterwards applies learning and flushes
   /// every port.
   public func forward(
-    interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32
+    interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32,
+    flags: UInt8 = 0
   ) {
     if now != lastAged {
       core.age(now: now)
@@ -52,7 +53,7 @@ public final class OfflineSwitch {
       vector.count = 0
       vector.ingress = UInt16(interface)
       vector.now = now
-      for index in start..<end { vector.append(frames[index].0, length: frames[index].1) }
+      for index in start..<end { vector.append(frames[index].0, length: frames[index].1, flags: flags) }
       pipeline.process(&vector)
       core.drainLearnQueues()
       flush()
@@ -61,7 +62,8 @@ public final class OfflineSwitch {
   }
 
   /// Forwards copies of byte arrays (tests).
-  public func forward(interface name: String, frames: [[UInt8]], now: UInt32 = 1) {
+  /// `flags` (`FrameFlags`) as a port would set them on every frame.
+  public func forward(interface name: String, frames: [[UInt8]], now: UInt32 = 1, flags: UInt8 = 0) {
     guard let interface = interfaceIndex(name) else { preconditionFailure("no interface \(name)") }
     var buffers = frames.map { frame -> (UnsafeMutableRawPointer, Int) in
       let memory = UnsafeMutableRawPointer.allocate(byteCount: max(1, frame.count), alignment: 64)
@@ -72,7 +74,7 @@ public final class OfflineSwitch {
     }
     defer { for buffer in buffers { buffer.0.deallocate() } }
     buffers.withUnsafeMutableBufferPointer {
-      forward(interface: interface, frames: UnsafeBufferPointer($0), now: now)
+      forward(interface: interface, frames: UnsafeBufferPointer($0), now: now, flags: flags)
     }
   }
 
