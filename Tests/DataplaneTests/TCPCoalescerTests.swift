@@ -350,6 +350,19 @@ final class TCPCoalescerTests: XCTestCase {
     let verified = makeSwitch()
     verified.forward(interface: "eth1", frames: frames, flags: FrameFlags.checksumValid)
     XCTAssertEqual(verified.takeOutput("vm1"), [[0], [1], [2]].map { Self.expected($0.map { s[$0] }) })
+    // Toward a tagged member (the general path) alike.
+    var t = Self.stream(Segment(destination: Self.trunkMAC), count: 3)
+    t[1].badChecksum = true
+    let tagged = t.map { segment -> Segment in
+      var copy = segment
+      copy.vlan = 10
+      return copy
+    }
+    let general = makeSwitch()
+    general.forward(
+      interface: "eth1", frames: t.map { S.vxlan(Self.frame($0)) },
+      flags: FrameFlags.checksumValid | FrameFlags.builtOnThisHost)
+    XCTAssertEqual(general.takeOutput("trunk0"), [Self.expected(tagged)])
   }
 
   /// A gap in one flow ends that flow's run only.

@@ -1,9 +1,11 @@
 extension Pipeline {
   /// Writes a frame to a local port member: its two MACs, the member's VLAN tag if it
-  /// has one, then everything after the MACs (EtherType onwards).
+  /// has one, then everything after the MACs (EtherType onwards). `checksumTrusted` as
+  /// `TxRing.commit` takes it.
   @inline(__always)
   func emitLocal(
-    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int
+    _ state: ForwardingState, member: UInt16, macs: UnsafeRawPointer, rest: UnsafeRawPointer, restLength: Int,
+    checksumTrusted: Bool = false
   ) {
     let interface = Int(state.memberInterface[Int(member)])
     let vlan = state.memberVLAN[Int(member)]
@@ -29,7 +31,7 @@ extension Pipeline {
       }
       (output + (12 &+ tagLength)).copyFrameBytes(from: rest, count: restLength)
     }
-    ring.pointee.commit(length: length)
+    ring.pointee.commit(length: length, checksumTrusted: checksumTrusted)
     count(Counter.txFrames(interface))
     count(Counter.txBytes(interface), length)
   }

@@ -401,7 +401,10 @@ extension Pipeline {
       if entry.isPresent && fdb.isCurrent(entry, bridgeDomain: domain) {
         switch entry.kindBits {
         case FDBTargetKind.port.rawValue:
-          emitLocal(state, member: entry.index, macs: inner, rest: rest, restLength: restLength)
+          // As the fast path does (the two must agree).
+          emitLocal(
+            state, member: entry.index, macs: inner, rest: rest, restLength: restLength,
+            checksumTrusted: flags & FrameFlags.builtOnThisHost != 0)
         case FDBTargetKind.vtep.rawValue:
           drop(.splitHorizon)
         default:
