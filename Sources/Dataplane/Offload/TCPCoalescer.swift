@@ -62,8 +62,6 @@ public struct TCPCoalescer {
     self.flowLimit = min(max(flowLimit, 1), Self.runCapacity)
     assert(runs.count == Self.runCapacity)
   }
-
-  var isOpen: Bool { openRuns != 0 }
 }
 
 /// One super-frame being built: where, how far, and what the next segment must carry.
