@@ -11,7 +11,10 @@ let uncheckedFlags: [SwiftSetting] =
 
 // `VXSWITCH_FUZZ=1 swift build --product vxswitch-fuzz` (scripts/fuzz.sh) instruments this
 // package's modules for libFuzzer and AddressSanitizer and adds the fuzz targets. Without it
-// neither the flags nor the target exist, so the default build is unchanged.
+// neither the flags nor the target exist, so the default build is unchanged. With
+// `VXSWITCH_ASAN=1` as well (scripts/test.sh), one build makes both the fuzz binary and the
+// suite under AddressSanitizer: the other products link the sanitizer without libFuzzer,
+// whose coverage hooks the sanitizer's runtime then answers with empty functions.
 let fuzzing = ProcessInfo.processInfo.environment["VXSWITCH_FUZZ"] == "1"
 let fuzzInstrumented: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
 let fuzzTargets: [Target] =
@@ -34,9 +37,14 @@ let fuzzTargets: [Target] =
 
 // `VXSWITCH_ASAN=1 swift build` instruments this package's modules (Swift and C, tests
 // included) for AddressSanitizer: what scripts/test.sh runs the whole suite under. Only
-// this package's modules, so that its dependencies stay those of the fuzz build and of a
-// plain release build; the sanitizer's allocator and interceptors still cover them.
-let addressSanitized = ProcessInfo.processInfo.environment["VXSWITCH_ASAN"] == "1" && !fuzzing
+// this package's modules, so that its dependencies stay those of a plain release build;
+// the sanitizer's allocator and interceptors still cover them.
+let addressSanitized = ProcessInfo.processInfo.environment["VXSWITCH_ASAN"] == "1"
+
+// `VXSWITCH_DATAPLANE_ONLY=1` leaves only the dataplane, its C bindings and its tests, with
+// no package dependency: what scripts/test.sh builds under ThreadSanitizer (a debug build
+// of its own) for the concurrency tests, which are all in DataplaneTests.
+let dataplaneOnly = ProcessInfo.processInfo.environment["VXSWITCH_DATAPLANE_ONLY"] == "1"
 
 let package = Package(
   name: "vxswitch",
@@ -202,6 +210,15 @@ let package = Package(
   ] + fuzzTargets,
   swiftLanguageModes: [.v5]
 )
+
+if dataplaneOnly {
+  let kept: Set = [
+    "CNetlink", "CPacket", "Dataplane", "SystemCommand", "AllocationCounter", "DataplaneTests",
+  ]
+  package.targets.removeAll { !kept.contains($0.name) }
+  package.products = [.library(name: "Dataplane", targets: ["Dataplane"])]
+  package.dependencies = []
+}
 
 if addressSanitized {
   for target in package.targets where target.type != .system {

@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
 # one release build reused by every test, with this package's modules (and so the
-# daemons, Bench and the tests themselves) under AddressSanitizer; a short run of every
-# fuzz target; then the concurrency tests under ThreadSanitizer.
+# daemons, Bench and the tests themselves) under AddressSanitizer and instrumented for
+# libFuzzer, so that the same build makes the fuzz binary; a short run of every fuzz
+# target; then the concurrency tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 # VXSWITCH_ASAN=1 (Package.swift) instruments only this package's modules: the
-# dependencies stay those of a plain release build, which the fuzz build below reuses.
+# dependencies stay those of a plain release build. VXSWITCH_FUZZ=1 adds libFuzzer's
+# coverage instrumentation to the modules the fuzz targets reach, and the fuzz binary;
+# the daemons, Bench and the tests link the sanitizer only, whose runtime answers the
+# coverage hooks with empty functions (one build instead of two).
 # Leak detection is off: at exit LeakSanitizer reports NIO's global thread pool,
 # Foundation.Process internals and a few hundred bytes allocated by the BGP speaker's sessions (connect, OPEN capabilities; not yet analysed) (README, "Open
 # work"), which would fail every test whose daemon must exit 0; growth under churn is
 # what the soak test measures.
-echo "== release build under AddressSanitizer (products and tests, testable), then every test"
+export VXSWITCH_ASAN=1 VXSWITCH_FUZZ=1
+echo "== release build under AddressSanitizer (products, tests and the fuzz binary, testable), then every test"
 mkdir -p .build
-VXSWITCH_ASAN=1 swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 \
+swift build -c release --build-tests -Xswiftc -enable-testing 2>&1 \
   | grep -Ev '^\[[0-9]+/[0-9]+\] |Cannot export local symbol' | tail -20
 echo "   (built at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 
-# The ThreadSanitizer build (a debug build of its own, from scratch) runs meanwhile, at
-# the lowest priority: the tests wait on the network and on timers much of the time, and
-# take the CPU back whenever they want it. Its own session, so that an early exit ends it
-# whole.
-setsid nice -n 19 swift build --sanitize=thread --build-tests --scratch-path .build-tsan \
+# The ThreadSanitizer build (a debug build of its own, from scratch, of the dataplane and
+# its tests alone: no package dependency) runs meanwhile, at the lowest priority: the tests
+# wait on the network and on timers much of the time, and take the CPU back whenever they
+# want it. Its own session, so that an early exit ends it whole.
+VXSWITCH_ASAN=0 VXSWITCH_FUZZ=0 VXSWITCH_DATAPLANE_ONLY=1 \
+  setsid nice -n 19 swift build --sanitize=thread --build-tests --scratch-path .build-tsan \
   >.build/tsan-build.log 2>&1 &
 tsan_build=$!
 trap 'kill -- -$tsan_build 2>/dev/null || true' EXIT
@@ -31,7 +37,7 @@ trap 'kill -- -$tsan_build 2>/dev/null || true' EXIT
 # writes a sanitizer report to its own file in .build/asan: a daemon's report would
 # otherwise reach us only as far as the test quotes its log, often just the tail.
 rm -rf .build/asan && mkdir -p .build/asan
-VXSWITCH_ASAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}:log_path=$PWD/.build/asan/report \
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}:log_path=$PWD/.build/asan/report \
   swift test -c release -Xswiftc -enable-testing --skip-build 2>&1 | tee .build/test-output.txt \
   | grep -Ev '^Test Case .* (started|passed)'
 status=${PIPESTATUS[0]}
@@ -45,18 +51,21 @@ echo "   (tests done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [[ $status -eq 0 ]] || exit "$status"
 
 # Each fuzz target for a short run (scripts/fuzz.sh; the long runs are in README,
-# "Fuzzing"). Built in .build: only this package's modules are compiled again
-# (instrumented), the dependencies of the release build above are reused.
-# The first run builds the binary; the others run it without a (no-op) build each.
-echo "== fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each"
-for target in pipeline bgp config api peering; do
-  if [[ $target == pipeline ]]; then
-    VXSWITCH_FUZZ_SCRATCH=.build scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS"
-  else
+# "Fuzzing"), with the fuzz binary of the build above: two at a time, one a core.
+echo "== fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each, two at a time"
+fuzz_targets=(pipeline bgp config api peering)
+fuzz_status=0
+for ((first = 0; first < ${#fuzz_targets[@]}; first += 2)); do
+  runs=()
+  for target in "${fuzz_targets[@]:first:2}"; do
     VXSWITCH_FUZZ_SCRATCH=.build VXSWITCH_FUZZ_BINARY=.build/release/vxswitch-fuzz \
-      scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS"
-  fi
+      scripts/fuzz.sh "$target" "$VXSWITCH_FUZZ_SECONDS" >".build/fuzz-$target.out" 2>&1 &
+    runs+=($!)
+  done
+  for run in "${runs[@]}"; do wait "$run" || fuzz_status=1; done
 done
+for target in "${fuzz_targets[@]}"; do cat ".build/fuzz-$target.out"; done
+[[ $fuzz_status -eq 0 ]] || exit 1
 
 echo "== FDB, snapshot, reload and pipeline-worker concurrency tests under ThreadSanitizer"
 echo "   (fuzz runs done at $((SECONDS / 60)) min $((SECONDS % 60)) s; waiting for the ThreadSanitizer build)"
@@ -66,7 +75,8 @@ if ! wait "$tsan_build"; then
   exit 1
 fi
 trap - EXIT
-swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
+VXSWITCH_ASAN=0 VXSWITCH_FUZZ=0 VXSWITCH_DATAPLANE_ONLY=1 \
+  swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
   --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
 # One closing line for the whole run, from the main run's XCTest summary.

@@ -137,6 +137,7 @@ struct LabCommand: ParsableCommand {
     lab.showFDBs()
     print("\n\(results.count - failed.count) passed, \(failed.count) failed")
     if teardown {
+      if !failed.isEmpty { lab.showLogTails() }
       lab.down()
     } else {
       print(

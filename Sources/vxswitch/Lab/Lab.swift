@@ -287,11 +287,10 @@ final class Lab {
     for namespace in existing where namespace == t.backbone || namespace.hasPrefix("\(t.prefix)-s") {
       _ = Shell.succeeds(["ip", "netns", "delete", namespace])
     }
-    // The daemons' state files (networks, extensions): the next lab starts afresh.
-    let files = (try? FileManager.default.contentsOfDirectory(atPath: t.stateDirectory)) ?? []
-    for file in files where file.hasSuffix(".state.json") {
-      try? FileManager.default.removeItem(atPath: t.stateDirectory + "/" + file)
-    }
+    // Configurations, logs, certificates and the daemons' state and restart records: the
+    // next lab starts afresh (a restart record left behind would make its daemons restore
+    // this lab's MACs as a graceful restart).
+    try? FileManager.default.removeItem(atPath: t.stateDirectory)
     if !quiet { log("lab \(t.prefix): removed") }
   }
 
@@ -725,6 +724,17 @@ final class Lab {
           ?? ""
         log(output.trimmingCharacters(in: .newlines))
       }
+    }
+  }
+
+  /// The last lines of every vxswitch site's log: what a failed `--check --teardown` leaves
+  /// to read once `down()` has removed the state directory.
+  func showLogTails(lines: Int = 40) {
+    let t = topology
+    for site in t.allSites where t.runsVXSwitch(site) {
+      let text = (try? String(contentsOfFile: t.logPath(site), encoding: .utf8)) ?? "(no log)"
+      log("\n== site \(site) log (last \(lines) lines of \(t.logPath(site)))")
+      log(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"))
     }
   }
 }
