@@ -16,7 +16,11 @@ let uncheckedFlags: [SwiftSetting] =
 // suite under AddressSanitizer: the other products link the sanitizer without libFuzzer,
 // whose coverage hooks the sanitizer's runtime then answers with empty functions.
 let fuzzing = ProcessInfo.processInfo.environment["VXSWITCH_FUZZ"] == "1"
-let fuzzInstrumented: [SwiftSetting] = fuzzing ? [.unsafeFlags(["-sanitize=fuzzer,address"])] : []
+/// The modules the fuzz targets reach, instrumented for libFuzzer's coverage (the flags are
+/// set below, once per target: of two `-sanitize=` options the compiler keeps the last).
+let fuzzInstrumentedModules: Set = [
+  "Dataplane", "ControlShim", "Management", "API", "Peering", "vxswitch-fuzz",
+]
 let fuzzTargets: [Target] =
   fuzzing
   ? [
@@ -30,7 +34,7 @@ let fuzzTargets: [Target] =
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Sources/Fuzz",
-      swiftSettings: [.unsafeFlags(["-parse-as-library", "-sanitize=fuzzer,address"])],
+      swiftSettings: [.unsafeFlags(["-parse-as-library"])],
       linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address"])]
     )
   ] : []
@@ -89,7 +93,7 @@ let package = Package(
     .target(
       name: "Dataplane",
       dependencies: ["CPacket"],
-      swiftSettings: uncheckedFlags + fuzzInstrumented
+      swiftSettings: uncheckedFlags
     ),
     .target(
       name: "ControlShim",
@@ -98,7 +102,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
+      swiftSettings: [.swiftLanguageMode(.v6)]
     ),
     // One typed service over a running site: queries and changes, no transport, no JSON.
     .target(
@@ -107,7 +111,7 @@ let package = Package(
         "Dataplane", "ControlShim",
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
+      swiftSettings: [.swiftLanguageMode(.v6)]
     ),
     // The HTTP API over Management (Unix socket and TCP with a bearer token), /metrics,
     // and the client the CLI uses.
@@ -120,7 +124,7 @@ let package = Package(
         .product(name: "Prometheus", package: "swift-prometheus"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
+      swiftSettings: [.swiftLanguageMode(.v6)]
     ),
     // The site-to-site channel: HTTPS with mutual TLS between sites, identity from the
     // certificate's subject alternative name; SiteCA for the lab and tests.
@@ -140,7 +144,7 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      swiftSettings: [.swiftLanguageMode(.v6)] + fuzzInstrumented
+      swiftSettings: [.swiftLanguageMode(.v6)]
     ),
     // Runs external programs for the lab, Bench and the tests.
     .target(name: "SystemCommand", swiftSettings: [.swiftLanguageMode(.v6)]),
@@ -220,10 +224,17 @@ if dataplaneOnly {
   package.dependencies = []
 }
 
-if addressSanitized {
-  for target in package.targets where target.type != .system {
+for target in package.targets where target.type != .system {
+  let coverage = fuzzing && fuzzInstrumentedModules.contains(target.name)
+  if coverage {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"])]
+  } else if addressSanitized {
     target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=address"])]
+  }
+  if addressSanitized {
     target.cSettings = (target.cSettings ?? []) + [.unsafeFlags(["-fsanitize=address"])]
-    target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=address"])]
+    if target.name != "vxswitch-fuzz" {  // it links with libFuzzer and the sanitizer already
+      target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=address"])]
+    }
   }
 }

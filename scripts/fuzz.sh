@@ -55,6 +55,12 @@ VXSWITCH_FUZZ_TARGET=$target ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0} "$bina
   -print_final_stats=1 -artifact_prefix="$artifacts/$target-" "$@" \
   "$corpus" "Tests/Fixtures/fuzz/$target" >"$log" 2>&1 || status=$?
 
+# Without coverage counters libFuzzer still runs, blindly: a build that lost the
+# instrumentation (one -sanitize= option overriding another) must not pass for a fuzz run.
+if ((status == 0)) && ! grep -qE 'Loaded [0-9]+ modules +\([1-9][0-9]* inline 8-bit counters\)' "$log"; then
+  echo "fuzz $target: $binary has no coverage instrumentation (no inline 8-bit counters loaded)" >&2
+  exit 1
+fi
 executions=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
 rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || true)
 if ((status != 0)); then
