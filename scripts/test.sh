@@ -2,9 +2,8 @@
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
 # one release build reused by every test, with this package's modules (and so the
 # daemons, Bench and the tests themselves) under AddressSanitizer and instrumented for
-# libFuzzer, so that the same build makes the fuzz binary; every test but the soak; then,
-# at once, the soak test, the concurrency tests under ThreadSanitizer and a short run of
-# every fuzz target.
+# libFuzzer, so that the same build makes the fuzz binary; a short run of every fuzz
+# target; then the concurrency tests under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -58,30 +57,13 @@ sanitizer_reports
 echo "   (tests done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [[ $status -eq 0 ]] || exit "$status"
 
-# The ThreadSanitizer build is done by now as a rule (about a minute of CPU).
-echo "   (waiting for the ThreadSanitizer build)"
-if ! wait "$tsan_build"; then
-  grep -Ev '^\[[0-9]+/[0-9]+\] ' .build/tsan-build.log | tail -30
-  echo "the ThreadSanitizer build failed" >&2
-  exit 1
-fi
-trap - EXIT
-
-# Three things at once, for the time they mostly spend waiting: the 60-second soak test
-# (two lab sites at a fixed rate, MAC and route churn); the FDB, snapshot, reload and
-# pipeline-worker concurrency tests under ThreadSanitizer; and each fuzz target for a
-# short run (scripts/fuzz.sh; the long runs are in README, "Fuzzing") with the fuzz binary
-# of the build above, two at a time at the lowest priority, so that the tests get the CPU
-# whenever they want it.
-echo "== the soak test and the concurrency tests under ThreadSanitizer;" \
-  "meanwhile the fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each, two at a time"
+# The 60-second soak test (two lab sites at a fixed rate, MAC and route churn: it waits
+# most of the time) and meanwhile each fuzz target for a short run (scripts/fuzz.sh; the
+# long runs are in README, "Fuzzing") with the fuzz binary of the build above, two at a
+# time at the lowest priority, so that the soak's daemons get the CPU whenever they want it.
+echo "== the soak test; meanwhile the fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each, two at a time"
 run_tests --filter SoakTests >.build/soak-output.txt 2>&1 &
 soak=$!
-VXSWITCH_ASAN=0 VXSWITCH_FUZZ=0 VXSWITCH_DATAPLANE_ONLY=1 \
-  swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
-  --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' \
-  >.build/tsan-output.txt 2>&1 &
-tsan_tests=$!
 fuzz_targets=(pipeline bgp config api peering)
 fuzz_status=0
 for ((first = 0; first < ${#fuzz_targets[@]}; first += 2)); do
@@ -95,22 +77,24 @@ for ((first = 0; first < ${#fuzz_targets[@]}; first += 2)); do
 done
 for target in "${fuzz_targets[@]}"; do cat ".build/fuzz-$target.out"; done
 echo "   (fuzz runs done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
-tsan_status=0
-wait "$tsan_tests" || tsan_status=$?
-echo "== ThreadSanitizer"
-if [[ $tsan_status -eq 0 ]]; then
-  grep -E 'Executed|ThreadSanitizer|error' .build/tsan-output.txt | tail -5
-else
-  grep -Ev '^Test Case .* (started|passed)' .build/tsan-output.txt | tail -80
-fi
 wait "$soak" || status=$?
-echo "== the soak test"
 grep -Ev '^Test Case .* (started|passed)' .build/soak-output.txt
 sanitizer_reports
 echo "   (soak test done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 [[ $status -eq 0 ]] || exit "$status"
-[[ $tsan_status -eq 0 ]] || exit "$tsan_status"
 [[ $fuzz_status -eq 0 ]] || exit 1
+
+echo "== FDB, snapshot, reload and pipeline-worker concurrency tests under ThreadSanitizer"
+echo "   (waiting for the ThreadSanitizer build)"
+if ! wait "$tsan_build"; then
+  grep -Ev '^\[[0-9]+/[0-9]+\] ' .build/tsan-build.log | tail -30
+  echo "the ThreadSanitizer build failed" >&2
+  exit 1
+fi
+trap - EXIT
+VXSWITCH_ASAN=0 VXSWITCH_FUZZ=0 VXSWITCH_DATAPLANE_ONLY=1 \
+  swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
+  --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
 # One closing line for the whole run, from the XCTest summaries of the two runs above:
 # "Executed N tests, with [K tests skipped and] M failures".
