@@ -16,8 +16,9 @@ let uncheckedFlags: [SwiftSetting] =
 // suite under AddressSanitizer: the other products link the sanitizer without libFuzzer,
 // whose coverage hooks the sanitizer's runtime then answers with empty functions.
 let fuzzing = ProcessInfo.processInfo.environment["VXSWITCH_FUZZ"] == "1"
-/// The modules the fuzz targets reach, instrumented for libFuzzer's coverage (the flags are
-/// set below, once per target: of two `-sanitize=` options the compiler keeps the last).
+/// The modules the fuzz targets reach, instrumented for libFuzzer's coverage (set below, as
+/// one `-sanitize=` option per target: given `-sanitize=fuzzer,address` and then
+/// `-sanitize=address`, the compiler left the coverage out).
 let fuzzInstrumentedModules: Set = [
   "Dataplane", "ControlShim", "Management", "API", "Peering", "vxswitch-fuzz",
 ]
