@@ -61,7 +61,7 @@ echo "   (tests done at $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 # most of the time) and meanwhile each fuzz target for a short run (scripts/fuzz.sh; the
 # long runs are in README, "Fuzzing") with the fuzz binary of the build above, two at a
 # time at the lowest priority, so that the soak's daemons get the CPU whenever they want it.
-echo "== the soak test; meanwhile the fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=15} s each, two at a time"
+echo "== the soak test; meanwhile the fuzz targets, ${VXSWITCH_FUZZ_SECONDS:=20} s each, two at a time"
 run_tests --filter SoakTests >.build/soak-output.txt 2>&1 &
 soak=$!
 fuzz_targets=(pipeline bgp config api peering)
