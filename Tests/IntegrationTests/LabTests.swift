@@ -56,6 +56,11 @@ final class LabTests: XCTestCase {
     XCTAssertFalse(
       namespaces.contains { $0.hasPrefix(prefix + "-") }, "namespaces left: \(namespaces)", file: file,
       line: line)
+    // Nor its state directory: restart records left there would make the next lab's
+    // daemons restore this lab's MACs as a graceful restart.
+    XCTAssertFalse(
+      FileManager.default.fileExists(atPath: "/run/vxswitch-lab/\(prefix)"),
+      "lab --down left /run/vxswitch-lab/\(prefix)", file: file, line: line)
     return output
   }
 
