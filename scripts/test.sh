@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (as root on a fresh Debian machine):
 # one release build reused by every test, with this package's modules (and so the
 # daemons, Bench and the tests themselves) under AddressSanitizer and instrumented for
-# libFuzzer, so that the same build makes the fuzz binary; a short run of every fuzz
-# target; then the concurrency tests under ThreadSanitizer.
+# libFuzzer, so that the same build makes the fuzz binary; every test but the soak; the
+# soak test while every fuzz target runs briefly; then the concurrency tests under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
