@@ -25,6 +25,43 @@ final class FlowCachePolicyTests: XCTestCase {
     XCTAssertFalse(policy.cachesNextBatch)
   }
 
+  /// Each retry that finds the traffic still missing doubles the wait, up to 256 batches;
+  /// a retry that keeps the cache starts over at 32.
+  func testFailedRetriesDoubleTheWaitUpTo256AndASuccessfulOneResetsIt() {
+    var policy = FlowCachePolicy()
+    /// Bypassed batches until the policy retries (bounded, so a policy that never
+    /// retries fails the test instead of hanging it).
+    func batchesUntilRetry() -> Int {
+      var batches = 0
+      while !policy.cachesNextBatch && batches < 10_000 {
+        policy.record(cached: false, misses: 256, frames: 256)
+        batches += 1
+      }
+      return batches
+    }
+    func retryFails() {
+      policy.record(cached: true, misses: 256, frames: 256)
+      policy.record(cached: true, misses: 256, frames: 256)
+    }
+    policy.record(cached: true, misses: 256, frames: 256)
+    XCTAssertFalse(policy.cachesNextBatch)
+    var waits: [Int] = []
+    for _ in 0..<6 {
+      waits.append(batchesUntilRetry())
+      retryFails()
+    }
+    XCTAssertEqual(waits, [32, 64, 128, 256, 256, 256])
+    // A retry that finds few flows keeps the cache; when traffic later misses again, the
+    // first wait is 32 again.
+    XCTAssertEqual(batchesUntilRetry(), 256)
+    policy.record(cached: true, misses: 256, frames: 256)
+    policy.record(cached: true, misses: 10, frames: 256)
+    XCTAssertTrue(policy.cachesNextBatch)
+    policy.record(cached: true, misses: 250, frames: 256)
+    XCTAssertFalse(policy.cachesNextBatch)
+    XCTAssertEqual(batchesUntilRetry(), 32)
+  }
+
   func testForcedChoiceWins() {
     var policy = FlowCachePolicy()
     policy.forced = false
@@ -53,8 +90,9 @@ final class FlowCachePolicyTests: XCTestCase {
     let many = frames(sources: 251, destinations: 256, count: 4096)
     for _ in 0..<3 { sw.forward(interface: "vm1", frames: many) }
     XCTAssertFalse(sw.pipeline.accessCaching.cachesNextBatch, "many flows: the cache is bypassed")
+    // One batch per call: back within the longest retry wait, and two batches to judge.
     let few = frames(sources: 4, destinations: 4, count: 256)
-    for _ in 0..<40 { sw.forward(interface: "vm1", frames: few) }
+    for _ in 0..<(FlowCachePolicy.longestRetryWait + 2) { sw.forward(interface: "vm1", frames: few) }
     XCTAssertTrue(sw.pipeline.accessCaching.cachesNextBatch, "few flows: the cache is used again")
     XCTAssertEqual(sw.drops(.noNextHop), 0)
     XCTAssertEqual(sw.core.statistics[Counter.floodCopies], 0)

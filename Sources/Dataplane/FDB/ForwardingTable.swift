@@ -66,7 +66,7 @@ public final class ForwardingTable: @unchecked Sendable {
   /// Capacity in entries the table was sized for (at 75% bucket-slot load).
   public let capacity: Int
   @usableFromInline let bucketMask: Int
-  @usableFromInline let bucketShift: UInt64
+  @usableFromInline let bucketScale: UInt64
   @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
   @usableFromInline let domainGenerations: UnsafeMutablePointer<Atomic<UInt8>>
   @usableFromInline let portGenerations: UnsafeMutablePointer<Atomic<UInt8>>
@@ -93,7 +93,8 @@ public final class ForwardingTable: @unchecked Sendable {
     while buckets < wanted { buckets <<= 1 }
     self.capacity = capacity
     bucketMask = buckets - 1
-    bucketShift = UInt64(64 - buckets.trailingZeroBitCount)
+    precondition(buckets <= 1 << 32, "an FDB of more than 2^32 buckets")
+    bucketScale = UInt64(buckets)
     let raw = UnsafeMutableRawPointer.allocate(byteCount: buckets * 64, alignment: 64)
     words = raw.bindMemory(to: Atomic<UInt64>.self, capacity: buckets * 8)
     for index in 0..<(buckets * 8) { (words + index).initialize(to: Atomic(0)) }
@@ -101,7 +102,7 @@ public final class ForwardingTable: @unchecked Sendable {
     portGenerations = Self.allocateGenerations(Self.maxPorts)
     vtepGenerations = Self.allocateGenerations(Self.maxVTEPs)
     reader = Reader(
-      words: words, bucketMask: bucketMask, bucketShift: bucketShift, domainGenerations: domainGenerations,
+      words: words, bucketMask: bucketMask, bucketScale: bucketScale, domainGenerations: domainGenerations,
       portGenerations: portGenerations, vtepGenerations: vtepGenerations)
     writer = WriterLock(WriterState(learnedPerDomain: Array(repeating: 0, count: Self.maxBridgeDomains)))
   }

@@ -16,29 +16,34 @@ extension ForwardingTable {
   public struct Reader: @unchecked Sendable {
     @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
     @usableFromInline let bucketMask: Int
-    @usableFromInline let bucketShift: UInt64
+    /// The bucket count (a power of two, at most 2^32): see `homeBucket`.
+    @usableFromInline let bucketScale: UInt64
     @usableFromInline let domainGenerations: UnsafeMutablePointer<Atomic<UInt8>>
     @usableFromInline let portGenerations: UnsafeMutablePointer<Atomic<UInt8>>
     @usableFromInline let vtepGenerations: UnsafeMutablePointer<Atomic<UInt8>>
 
     @usableFromInline
     init(
-      words: UnsafeMutablePointer<Atomic<UInt64>>, bucketMask: Int, bucketShift: UInt64,
+      words: UnsafeMutablePointer<Atomic<UInt64>>, bucketMask: Int, bucketScale: UInt64,
       domainGenerations: UnsafeMutablePointer<Atomic<UInt8>>,
       portGenerations: UnsafeMutablePointer<Atomic<UInt8>>,
       vtepGenerations: UnsafeMutablePointer<Atomic<UInt8>>
     ) {
       self.words = words
       self.bucketMask = bucketMask
-      self.bucketShift = bucketShift
+      self.bucketScale = bucketScale
       self.domainGenerations = domainGenerations
       self.portGenerations = portGenerations
       self.vtepGenerations = vtepGenerations
     }
 
+    /// The top log2(bucket count) bits of the key's multiplicative hash, taken as
+    /// `(hash >> 32) * buckets >> 32` (the same bits for a power of two up to 2^32):
+    /// constant shifts, because a shift by a variable count must have it in `cl`, and the
+    /// packet loops then shuffle their registers around every lookup to free `rcx`.
     @inlinable @inline(__always)
     func homeBucket(_ key: UInt64) -> Int {
-      Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) &>> bucketShift)
+      Int(truncatingIfNeeded: ((key &* 0x9E37_79B9_7F4A_7C15) &>> 32 &* bucketScale) &>> 32)
     }
 
     /// Starts pulling the key's home bucket into cache; call a few frames ahead of `lookup`.

@@ -105,11 +105,21 @@ enum BypassingFlowCache: FlowCacheUse {
 /// Chooses, batch by batch, whether a direction's loop uses the flow cache: it stops
 /// after a batch of 32 frames or more in which three quarters missed, and tries again
 /// after 32 batches without (two batches then: the first fills the cache, the second
-/// judges it). Per pipeline and direction; not shared.
+/// judges it). Each retry that finds the traffic still missing doubles the wait, up to
+/// 256 batches; one that keeps the cache resets it. (A retry batch costs about 1.3 times a
+/// bypassing one: retrying every 32 batches put about 4 instructions on every frame of
+/// traffic that always misses.)
+/// Per pipeline and direction; not shared.
 struct FlowCachePolicy {
+  static let firstRetryWait = 32
+  static let longestRetryWait = 256
+
   private var bypassedBatches = 0
   private var caching = true
   private var grace = 0
+  private var retryWait = Self.firstRetryWait
+  /// Whether the batches since the last retry are the retry's own (filled, then judged).
+  private var retrying = false
   /// Tests pin the choice, to compare each loop with the general path.
   var forced: Bool? = nil
 
@@ -122,12 +132,17 @@ struct FlowCachePolicy {
       } else if frames >= 32 && misses &* 4 >= frames &* 3 {
         caching = false
         bypassedBatches = 0
+        retryWait = retrying ? min(retryWait &* 2, Self.longestRetryWait) : Self.firstRetryWait
+        retrying = false
+      } else {
+        retrying = false
       }
     } else {
       bypassedBatches += 1
-      if bypassedBatches >= 32 {
+      if bypassedBatches >= retryWait {
         caching = true
         grace = 1
+        retrying = true
       }
     }
   }

@@ -36,8 +36,9 @@ extension Pipeline {
     return switchAccessBatch(&vector, state, ConfiguredEncapsulation.self, ProbingFlowCache.self, commit)
   }
 
-  /// One batch from an access port; returns how many frames missed the flow cache (all
-  /// that reached the lookup when `Caching` bypasses it).
+  /// One batch from an access port; returns how many frames missed the flow cache (the
+  /// whole batch when `Caching` bypasses it: not counted per frame, the policy needs no
+  /// more).
   @inline(never)
   func switchAccessBatch<Flavor: EncapsulationFlavor, Caching: FlowCacheUse, Commit: UnderlayCommit>(
     _ vector: inout FrameVector, _ state: ForwardingState, _ flavor: Flavor.Type, _ caching: Caching.Type,
@@ -69,8 +70,8 @@ extension Pipeline {
     for index in 0..<frameCount {
       let frame = UnsafeRawPointer(frames[index])
       let length = FrameVector.length(frames, index)
-      let tag = FrameVector.vlanTag(frames, index)
       receivedBytes &+= length
+      let tag = FrameVector.vlanTag(frames, index)
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
         if ahead < frameCount && FrameVector.length(frames, ahead) >= 14 {
@@ -101,7 +102,6 @@ extension Pipeline {
             if decision == 0 { break fast }
           }
         } else {
-          misses &+= 1
           decision =
             decideAccessFlow(
               frame, lane: lane, table: table, vtepCount: out.vtepCount, resolved: out.resolved,
@@ -139,7 +139,7 @@ extension Pipeline {
     if Caching.probes { accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount) }
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
     flush(out)
-    return misses
+    return Caching.probes ? misses : frameCount
   }
 
   /// A flow cache miss on access ingress, out of line: `decideAccessFlow`, then the flow
@@ -176,11 +176,15 @@ extension Pipeline {
   ) -> (decision: UInt64, cacheable: Bool) {
     if frame.be16(12) == 0x8100 { return (0, false) }
     if lane.pointee.watchesARP && frame.be16(12) == 0x0806 { return (0, false) }
-    // Bytes 6-13 loaded and shifted: the source MAC, in one load and no mask.
-    let source = frame.be64(6) &>> 16
-    if source == 0 || source & 0x0100_0000_0000 != 0 { return (0, false) }
-    let destination = frame.be64(0) &>> 16
-    if destination & 0x0100_0000_0000 != 0 { return (0, false) }
+    // Bytes 6-13 and 0-7 loaded and shifted: the source and destination MACs, in one load
+    // each and no mask. Their group bits (bit 56 of either load) tested at once.
+    let sourceField = frame.be64(6)
+    let destinationField = frame.be64(0)
+    if (sourceField | destinationField) & Self.groupBitOfLoadedMAC != 0 || sourceField < 0x1_0000 {
+      return (0, false)
+    }
+    let source = sourceField &>> 16
+    let destination = destinationField &>> 16
     let value = table.homeValue(lane.pointee.domainBits | destination)
     let pattern = value & FDBValuePattern.mask
     if pattern == lane.pointee.vtepPattern {

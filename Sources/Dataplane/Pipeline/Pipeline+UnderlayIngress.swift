@@ -22,8 +22,9 @@ extension Pipeline {
     decapCaching.record(cached: caching, misses: misses, frames: vector.count)
   }
 
-  /// One batch from the underlay; returns how many frames missed the flow cache (all
-  /// that reached the lookup when `Caching` bypasses it).
+  /// One batch from the underlay; returns how many frames missed the flow cache (the
+  /// whole batch when `Caching` bypasses it: not counted per frame, the policy needs no
+  /// more).
   @inline(never)
   func decapsulateBatch<Family: UnderlayFamily, Caching: FlowCacheUse>(
     _ vector: inout FrameVector, _ state: ForwardingState, _ family: Family.Type, _ caching: Caching.Type
@@ -51,16 +52,19 @@ extension Pipeline {
     var lastSource: (UInt64, UInt64) = (0, 0)
     var lastVTEP = state.vtep(high: 0, low: 0)
     // Frames from an unknown VTEP, when only known ones are accepted, take the general
-    // path, which counts the drop.
+    // path, which counts the drop: decided when `lastVTEP` changes, not per frame.
     let onlyKnownVTEPs = state.acceptsOnlyKnownVTEPs
-    var decapsulated = 0
-    var receivedBytes = 0
+    var lastVTEPRefused = lastVTEP < 0 && onlyKnownVTEPs
+    // The flow cache tag of the lane's frames from `lastVTEP`, kept with both.
+    var sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+    // Every frame the fast path takes is decapsulated: counted as the batch less the
+    // frames left to the general path (which counts its own), not once per frame.
+    var generalFrames = 0
     var misses = 0
     for index in 0..<frameCount {
       let frame = UnsafeRawPointer(frames[index])
       let length = FrameVector.length(frames, index)
       let flags = FrameVector.flags(frames, index)
-      receivedBytes &+= length
       if prefetching {
         let ahead = index &+ Self.prefetchDistance
         if ahead < frameCount && FrameVector.length(frames, ahead) >= outerLength &+ 14 {
@@ -79,21 +83,24 @@ extension Pipeline {
         if _slowPath(vniField != lane.vniField) {
           lane = Self.decapLane(state: state, table: table, vniField: vniField, flowGeneration: generation)
           laneSlot.pointee = lane
+          sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
         }
         let outerSource = Family.sourceAsLoaded(frame)
         if outerSource != lastSource {
           lastSource = outerSource
           let address = Family.address(asLoaded: outerSource)
           lastVTEP = state.vtep(high: address.high, low: address.low)
+          lastVTEPRefused = lastVTEP < 0 && onlyKnownVTEPs
+          sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
         }
-        if lastVTEP < 0 && onlyKnownVTEPs { break fast }
+        if lastVTEPRefused { break fast }
         let inner = frame + outerLength
         var decision: UInt64
         if Caching.probes {
           let head = inner.raw64(0)
           let tail = inner.raw64(6)
           let entry = flows.entry(head: head, tail: tail)
-          let flowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+          let flowTag = sourceFlowTag
           decision = entry.pointee.decision
           if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != flowTag {
             misses &+= 1
@@ -103,7 +110,6 @@ extension Pipeline {
             if decision == 0 { break fast }
           }
         } else {
-          misses &+= 1
           decision =
             decideDecapFlow(
               inner, lane: lane, vtep: lastVTEP, vtepAddress: Family.address(asLoaded: outerSource),
@@ -113,7 +119,6 @@ extension Pipeline {
           if decision == 0 { break fast }
         }
         // What `emitLocal` does for an untagged member, its drops included.
-        decapsulated &+= 1
         let interface = Int(truncatingIfNeeded: decision &>> 32)
         let innerLength = length &- outerLength
         guard let ring = rings[interface], let output = ring.pointee.reserve() else {
@@ -132,12 +137,14 @@ extension Pipeline {
         continue
       }
 
+      generalFrames &+= 1
       decapsulateFrame(frames[index], length: length, flags: flags, now: now, state)
     }
     if Caching.probes { decapPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount) }
-    countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
-    count(Counter.decapsulated, decapsulated)
-    return misses
+    countReceived(
+      interface: ingress, frames: frameCount, bytes: FrameVector.totalLength(frames, count: frameCount))
+    count(Counter.decapsulated, frameCount &- generalFrames)
+    return Caching.probes ? misses : frameCount
   }
 
   /// A flow cache miss on underlay ingress, out of line: `decideDecapFlow`, then the
@@ -172,12 +179,16 @@ extension Pipeline {
     cacheTagBase: UInt64, now: UInt32
   ) -> (decision: UInt64, cacheable: Bool) {
     if inner.be16(12) == 0x8100 { return (0, false) }
-    let source = inner.be64(6) &>> 16
-    if source == 0 || source & 0x0100_0000_0000 != 0 { return (0, false) }
+    // See `decideAccessFlow`: both MACs' group bits at once, and a source that is not zero.
+    let sourceField = inner.be64(6)
+    let destinationField = inner.be64(0)
+    if (sourceField | destinationField) & Self.groupBitOfLoadedMAC != 0 || sourceField < 0x1_0000 {
+      return (0, false)
+    }
     // An unknown VTEP is learnt by the general path.
     if lane.learns && vtep < 0 { return (0, false) }
-    let destination = inner.be64(0) &>> 16
-    if destination & 0x0100_0000_0000 != 0 { return (0, false) }
+    let source = sourceField &>> 16
+    let destination = destinationField &>> 16
     let value = table.homeValue(lane.domainBits | destination)
     if value & FDBValuePattern.mask != lane.portPattern || !table.portIsCurrent(value) { return (0, false) }
     let member = Int(truncatingIfNeeded: value & 0xFFFF)

@@ -43,6 +43,9 @@ public final class Pipeline {
   /// Frames ahead of the current one whose FDB bucket the batch loops prefetch: far
   /// enough for a memory access to complete behind the work on the frames in between.
   static let prefetchDistance = 4
+  /// The group (multicast) bit of a MAC address loaded as the top six bytes of a
+  /// big-endian 64-bit word (`be64` at the address's offset).
+  static let groupBitOfLoadedMAC: UInt64 = 1 &<< 56
 
   /// Off only in tests, which compare the general path's output with the fast paths'.
   var fastPathsEnabled = true
