@@ -66,6 +66,11 @@ extension Pipeline {
       state: state, table: table, interface: ingress, tag: 0, sourceCacheTagBase: cacheTagBase,
       flowGeneration: generation, maxRestLength: out.maxRestLength, enabled: enabled)
     var receivedBytes = 0
+    // The frames the fast path does not encapsulate (local, dropped, general path), and
+    // their bytes: the batch's encapsulations are the rest, counted without a per-frame
+    // add on the common path.
+    var otherFrames = 0
+    var otherBytes = 0
     var misses = 0
     for index in 0..<frameCount {
       let frame = UnsafeRawPointer(frames[index])
@@ -114,6 +119,8 @@ extension Pipeline {
         if decision & FlowDecision.kindMask == FlowDecision.vtep {
           guard let output = out.tx.reserve() else {
             drop(.txRingFull)
+            otherFrames &+= 1
+            otherBytes &+= length
             continue
           }
           _ = Self.writeEncapsulation(
@@ -122,22 +129,26 @@ extension Pipeline {
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
           Commit.commit(&out.tx, length: length &+ Flavor.headerLength(out))
-          out.frames &+= 1
-          out.innerBytes &+= length
           continue
         }
+        otherFrames &+= 1
+        otherBytes &+= length
         emitLocalCopy(
           state, member: UInt16(truncatingIfNeeded: decision), macs: frame, rest: frame + 12,
           restLength: restLength)
         continue
       }
 
+      otherFrames &+= 1
+      otherBytes &+= length
       out.finish()
       switchAccessFrame(frame, length: length, vlanTag: tag, ingress: ingress, now: now, state)
       out.resume()
     }
     if Caching.probes { accessPrefetch = Self.prefetchWanted(misses: misses, frames: frameCount) }
     countReceived(interface: ingress, frames: frameCount, bytes: receivedBytes)
+    out.frames &+= frameCount &- otherFrames
+    out.innerBytes &+= receivedBytes &- otherBytes
     flush(out)
     return Caching.probes ? misses : frameCount
   }
