@@ -15,8 +15,12 @@ struct DecapLane {
   /// port; `UInt64.max` (matching no value) when the VNI maps to no domain.
   let portPattern: UInt64
   /// `FlowCache.tag` of this domain's entries in the current generation, but for the
-  /// source VTEP (bits 16-31), which each frame adds.
+  /// source VTEP (bits 16-31): see `flowTag(fromVTEP:)`.
   let flowTag: UInt64
+
+  /// The flow cache tag of this lane's frames from `vtep` (index, or -1 when unknown).
+  @inline(__always)
+  func flowTag(fromVTEP vtep: Int) -> UInt64 { flowTag | UInt64(UInt16(truncatingIfNeeded: vtep)) &<< 16 }
 
   static let none = DecapLane(vniField: .max, domain: 0, learns: false, portPattern: .max, flowTag: 0)
 

@@ -56,7 +56,7 @@ extension Pipeline {
     let onlyKnownVTEPs = state.acceptsOnlyKnownVTEPs
     var lastVTEPRefused = lastVTEP < 0 && onlyKnownVTEPs
     // The flow cache tag of the lane's frames from `lastVTEP`, kept with both.
-    var sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+    var sourceFlowTag = lane.flowTag(fromVTEP: lastVTEP)
     // Every frame the fast path takes is decapsulated: counted as the batch less the
     // frames left to the general path (which counts its own), not once per frame.
     var generalFrames = 0
@@ -83,7 +83,7 @@ extension Pipeline {
         if _slowPath(vniField != lane.vniField) {
           lane = Self.decapLane(state: state, table: table, vniField: vniField, flowGeneration: generation)
           laneSlot.pointee = lane
-          sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+          sourceFlowTag = lane.flowTag(fromVTEP: lastVTEP)
         }
         let outerSource = Family.sourceAsLoaded(frame)
         if outerSource != lastSource {
@@ -91,7 +91,7 @@ extension Pipeline {
           let address = Family.address(asLoaded: outerSource)
           lastVTEP = state.vtep(high: address.high, low: address.low)
           lastVTEPRefused = lastVTEP < 0 && onlyKnownVTEPs
-          sourceFlowTag = lane.flowTag | UInt64(UInt16(truncatingIfNeeded: lastVTEP)) &<< 16
+          sourceFlowTag = lane.flowTag(fromVTEP: lastVTEP)
         }
         if lastVTEPRefused { break fast }
         let inner = frame + outerLength
