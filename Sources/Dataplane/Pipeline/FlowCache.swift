@@ -129,12 +129,12 @@ struct FlowCachePolicy {
     if cached {
       if grace > 0 {
         grace -= 1
-      } else if frames >= 32 && misses &* 4 >= frames &* 3 {
-        caching = false
-        bypassedBatches = 0
-        retryWait = retrying ? min(retryWait &* 2, Self.longestRetryWait) : Self.firstRetryWait
-        retrying = false
       } else {
+        if frames >= 32 && misses &* 4 >= frames &* 3 {
+          caching = false
+          bypassedBatches = 0
+          retryWait = retrying ? min(retryWait &* 2, Self.longestRetryWait) : Self.firstRetryWait
+        }
         retrying = false
       }
     } else {

@@ -100,12 +100,11 @@ extension Pipeline {
           let head = inner.raw64(0)
           let tail = inner.raw64(6)
           let entry = flows.entry(head: head, tail: tail)
-          let flowTag = sourceFlowTag
           decision = entry.pointee.decision
-          if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != flowTag {
+          if entry.pointee.head != head || entry.pointee.tail != tail || entry.pointee.tag != sourceFlowTag {
             misses &+= 1
             decision = resolveDecapFlow(
-              inner, head: head, tail: tail, entry: entry, flowTag: flowTag, vtep: lastVTEP,
+              inner, head: head, tail: tail, entry: entry, flowTag: sourceFlowTag, vtep: lastVTEP,
               vtepAddress: Family.address(asLoaded: outerSource), state: state, now: now)
             if decision == 0 { break fast }
           }
