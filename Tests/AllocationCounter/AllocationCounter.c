@@ -18,21 +18,26 @@ extern void __libc_free(void *);
 #define AC_SANITIZED 1
 #endif
 
-static volatile int counting;
-static uint64_t allocations;
+// Per thread: what a test measures is the code it drives on its own thread. Threads
+// left behind by earlier tests in the same process (a logger, an event loop winding
+// down) allocate whenever the scheduler lets them, and counted them once in CI.
+// initial-exec: the test executable's own TLS block, reached without calling into the
+// dynamic linker (which may allocate) from inside malloc.
+static __thread int counting __attribute__((tls_model("initial-exec")));
+static __thread uint64_t allocations __attribute__((tls_model("initial-exec")));
 
 static inline void note(void) {
-  if (counting) __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+  if (counting) allocations += 1;
 }
 
 void ac_start_counting(void) {
-  __atomic_store_n(&allocations, 0, __ATOMIC_RELAXED);
+  allocations = 0;
   counting = 1;
 }
 
 uint64_t ac_stop_counting(void) {
   counting = 0;
-  return __atomic_load_n(&allocations, __ATOMIC_RELAXED);
+  return allocations;
 }
 
 // Sanitizers bring their own allocator: interposing over it would bypass their

@@ -1,4 +1,5 @@
 import AllocationCounter
+import Foundation
 import XCTest
 
 @testable import Dataplane
@@ -70,6 +71,35 @@ final class AllocationTests: XCTestCase {
     XCTAssertGreaterThan(sw.core.statistics[Counter.decapsulated], 2000 * 256 - 1)
     XCTAssertGreaterThan(sw.core.statistics[Counter.arpSuppressed], 2000 * 256 / 8 - 1)
     // The interposer itself works: an allocation is seen.
+    ac_start_counting()
+    let array = [Int](repeating: 1, count: Int.random(in: 100...200))
+    XCTAssertGreaterThan(ac_stop_counting(), 0)
+    XCTAssertFalse(array.isEmpty)
+  }
+
+  /// What the test above measures is the thread it forwards on: threads that earlier
+  /// tests left in the process allocate when the scheduler lets them, which once made the
+  /// count 8 in CI. An allocation made by another thread while this one counts is not
+  /// counted; this thread's own is.
+  func testOnlyTheCountingThreadIsCounted() {
+    let go = DispatchSemaphore(value: 0)
+    let done = DispatchSemaphore(value: 0)
+    let other = Thread {
+      go.wait()
+      var arrays: [[Int]] = []
+      for count in 1...100 { arrays.append([Int](repeating: count, count: count)) }
+      precondition(arrays.count == 100)
+      done.signal()
+    }
+    other.start()
+    // Warm the semaphores' paths on this thread before counting.
+    done.signal()
+    done.wait()
+    ac_start_counting()
+    go.signal()
+    done.wait()
+    let whileTheOtherAllocated = ac_stop_counting()
+    XCTAssertEqual(whileTheOtherAllocated, 0, "another thread's allocations were counted")
     ac_start_counting()
     let array = [Int](repeating: 1, count: Int.random(in: 100...200))
     XCTAssertGreaterThan(ac_stop_counting(), 0)
