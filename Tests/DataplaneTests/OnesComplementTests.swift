@@ -40,4 +40,29 @@ final class OnesComplementTests: XCTestCase {
       XCTAssertEqual(UInt16(OnesComplement.fold16(sum)), InternetChecksum.sum(raw, initial: 1))
     }
   }
+
+  /// The two-step fold against folding 16 bits at a time, at the edges (sums of all ones,
+  /// carries out of bit 31 and bit 15, 2^32 and 2^48) and over random values.
+  func testFoldMatchesFoldingSixteenBitsAtATime() {
+    func stepwise(_ value: UInt64) -> UInt64 {
+      var sum = value
+      while sum > 0xFFFF { sum = (sum & 0xFFFF) &+ (sum &>> 16) }
+      return sum
+    }
+    var values: [UInt64] = [
+      0, 1, 0xFFFF, 0x1_0000, 0x1_FFFE, 0xFFFF_FFFF, 0x1_0000_0000, 0xFFFF_0001, 0x0001_FFFF,
+      0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_0000_0001, 0x0000_FFFF_FFFF_0000, 0x8000_0000_8000_0000,
+      0x1_0000_0000_0000, 0xFFFE_0001_FFFF_0000,
+    ]
+    for shift in 0..<64 { values += [1 << UInt64(shift), (1 << UInt64(shift)) &- 1] }
+    var generator = SplitMix64(seed: 0xF01D)
+    for _ in 0..<100_000 {
+      let value = UInt64.random(in: 0...UInt64.max, using: &generator)
+      // Random values, and sums the size a frame gives (at most about 2^29).
+      values += [value, value & 0x1FFF_FFFF, value & 0xFFFF_FFFF]
+    }
+    for value in values {
+      XCTAssertEqual(OnesComplement.fold16(value), stepwise(value), "fold of \(String(value, radix: 16))")
+    }
+  }
 }

@@ -133,11 +133,11 @@ extension Pipeline {
       output.setBE16(54, sourcePort)
       output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
       output.setRaw32(66, vniField)
-      output.setBE16(
-        60,
-        udpChecksum(
-          output + 54, count: payloadLength,
-          pseudoHeader: UInt64(out.checksumBase[vtep]) &+ UInt64(payloadLength)))
+      let pseudoHeader =
+        OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: out.checksumBase[vtep]))
+        &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: payloadLength))
+      output.setRaw16(
+        60, udpChecksumField(output + 54, count: payloadLength, nativePseudoHeader: pseudoHeader))
       return headerLength &+ innerLength
     }
     let ipLength = innerLength &+ 36
@@ -155,18 +155,28 @@ extension Pipeline {
     output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
     output.setRaw32(46, vniField)
     if Flavor.checksumsIPv4UDP(out) {
-      let pseudo = OnesComplement.sum(output + 26, count: 8) &+ 17 &+ UInt64(ipLength &- 20)
-      output.setBE16(40, udpChecksum(output + 34, count: ipLength &- 20, pseudoHeader: pseudo))
+      // The pseudo-header's addresses lie just before the UDP header: one pass over both.
+      let udpLength = ipLength &- 20
+      let pseudoHeader =
+        OnesComplement.nativeOrder(UInt16(IPProtocol.udp))
+        &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: udpLength))
+      output.setRaw16(
+        40, udpChecksumField(output + 26, count: 8 &+ udpLength, nativePseudoHeader: pseudoHeader))
     }
     return headerLength &+ innerLength
   }
 
-  /// The UDP checksum field for `count` bytes of UDP header and payload, given the
-  /// pseudo-header's sum (0 is sent as 0xFFFF). Out of line: a loop over the payload.
+  /// The UDP checksum field as stored (`setRaw16`: native order) for `count` bytes at
+  /// `bytes` (the UDP header and payload, with the checksum field zero, possibly preceded by
+  /// the pseudo-header's addresses) and the rest of the pseudo-header's sum in native order
+  /// (`OnesComplement.nativeSum`); a checksum of 0 is sent as 0xFFFF (RFC 768). Out of
+  /// line: a loop over the payload.
   @inline(never)
-  static func udpChecksum(_ udp: UnsafeRawPointer, count: Int, pseudoHeader: UInt64) -> UInt16 {
-    let checksum = OnesComplement.finish(OnesComplement.sum(udp, count: count, initial: pseudoHeader))
-    return checksum == 0 ? 0xFFFF : checksum
+  static func udpChecksumField(_ bytes: UnsafeRawPointer, count: Int, nativePseudoHeader: UInt64) -> UInt16 {
+    let folded = UInt16(
+      truncatingIfNeeded: OnesComplement.fold16(
+        OnesComplement.nativeSum(bytes, count: count, initial: nativePseudoHeader)))
+    return folded == 0xFFFF ? 0xFFFF : ~folded
   }
 
   /// Hands the underlay ring position back and adds a batch's underlay transmissions to

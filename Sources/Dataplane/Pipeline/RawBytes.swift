@@ -56,10 +56,23 @@ public enum OnesComplement {
   /// of host-order 16-bit words); an odd last byte is padded with zero.
   @inline(__always)
   public static func sum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt64 = 0) -> UInt64 {
-    // Native-order 64-bit words added with end-around carry (`add` then `adc $0`: two
-    // instructions per 8 bytes), four words a round; then fold and byte-swap once: the
-    // one's-complement sum is byte-order independent up to that final swap.
-    var accumulator: UInt64 = 0
+    var folded = fold16(nativeSum(bytes, count: count))
+    #if _endian(little)
+      folded = UInt64(UInt16(truncatingIfNeeded: folded).byteSwapped)
+    #endif
+    return initial &+ folded
+  }
+
+  /// The accumulator `sum` folds: native-order 64-bit words added with end-around carry
+  /// (`add` then `adc $0`: two instructions per 8 bytes), four words a round, to `initial`,
+  /// which must be in the same order (`nativeOrder`). The one's-complement sum is
+  /// byte-order independent up to a final swap of the folded 16 bits, and a swap leaves
+  /// 0xFFFF as it is: a caller that verifies compares the fold with 0xFFFF, one that writes
+  /// a checksum field stores the complemented fold as it is (`setRaw16`), and neither
+  /// folds or swaps more than once.
+  @inline(__always)
+  public static func nativeSum(_ bytes: UnsafeRawPointer, count: Int, initial: UInt64 = 0) -> UInt64 {
+    var accumulator = initial
     var offset = 0
     while offset &+ 32 <= count {
       accumulator = addWithCarry(accumulator, bytes.raw64(offset))
@@ -83,11 +96,18 @@ public enum OnesComplement {
     if offset < count {
       accumulator = addWithCarry(accumulator, UInt64(bytes.u8(offset)))  // little-endian: low byte first
     }
-    var folded = fold16(accumulator)
+    return accumulator
+  }
+
+  /// A host-order 16-bit value (a length, a protocol number, a folded sum) as `nativeSum`
+  /// adds it: byte-swapped on a little-endian machine.
+  @inline(__always)
+  public static func nativeOrder(_ value: UInt16) -> UInt64 {
     #if _endian(little)
-      folded = UInt64(UInt16(truncatingIfNeeded: folded).byteSwapped)
+      return UInt64(value.byteSwapped)
+    #else
+      return UInt64(value)
     #endif
-    return initial &+ folded
   }
 
   /// `a + b` with the carry out of bit 63 added back in (2^64 is 1 modulo 0xFFFF).
@@ -97,14 +117,17 @@ public enum OnesComplement {
     return sum &+ (carried ? 1 : 0)
   }
 
-  /// Folds a wide sum to 16 bits with end-around carry.
+  /// Folds a wide sum to 16 bits with end-around carry: 0 only for 0, otherwise the
+  /// value in 1...0xFFFF congruent to `value` modulo 0xFFFF (what folding 16 bits at a
+  /// time gives). Two steps instead of four: the halves added with the carry out of bit 31
+  /// added back, then the upper 16 bits of the word plus itself rotated by 16 (Linux's
+  /// `csum_fold`), whose carry out of bit 15 is the end-around carry of the last add.
   @inline(__always)
   public static func fold16(_ value: UInt64) -> UInt64 {
-    var sum = (value & 0xFFFF_FFFF) &+ (value &>> 32)
-    sum = (sum & 0xFFFF) &+ (sum &>> 16)
-    sum = (sum & 0xFFFF) &+ (sum &>> 16)
-    sum = (sum & 0xFFFF) &+ (sum &>> 16)
-    return sum
+    let (halves, carried) = UInt32(truncatingIfNeeded: value).addingReportingOverflow(
+      UInt32(truncatingIfNeeded: value &>> 32))
+    let word = halves &+ (carried ? 1 : 0)  // cannot wrap: a carry leaves halves < 2^32 - 1
+    return UInt64((word &+ (word &<< 16 | word &>> 16)) &>> 16)
   }
 
   /// The checksum field value for a sum: complement of the folded sum.

@@ -83,11 +83,14 @@ enum IPv6Underlay: UnderlayFamily {
   }
 
   /// The UDP checksum over the pseudo-header (both addresses, length, next header) and
-  /// the datagram; out of line, a loop over the payload.
+  /// the datagram, in one pass: the addresses lie just before the UDP header. Out of
+  /// line, a loop over the payload. `udpLength` is at most 0xFFFF (`fastPathTakes`).
   @inline(never)
   static func udpChecksumVerifies(_ frame: UnsafeRawPointer, udpLength: Int) -> Bool {
-    let pseudoHeader = OnesComplement.sum(frame + 22, count: 32, initial: 17 &+ UInt64(udpLength))
-    return OnesComplement.fold16(OnesComplement.sum(frame + 54, count: udpLength, initial: pseudoHeader))
+    let rest =
+      OnesComplement.nativeOrder(UInt16(IPProtocol.udp))
+      &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: udpLength))
+    return OnesComplement.fold16(OnesComplement.nativeSum(frame + 22, count: 32 &+ udpLength, initial: rest))
       == 0xFFFF
   }
 
