@@ -20,7 +20,7 @@ extern void __libc_free(void *);
 
 // Per thread: what a test measures is the code it drives on its own thread. Threads
 // left behind by earlier tests in the same process (a logger, an event loop winding
-// down) allocate whenever the scheduler lets them, and counted them once in CI.
+// down) allocate whenever the scheduler lets them: most likely what counted 8 once in CI.
 // initial-exec: the test executable's own TLS block, reached without calling into the
 // dynamic linker (which may allocate) from inside malloc.
 static __thread int counting __attribute__((tls_model("initial-exec")));

@@ -78,9 +78,9 @@ final class AllocationTests: XCTestCase {
   }
 
   /// What the test above measures is the thread it forwards on: threads that earlier
-  /// tests left in the process allocate when the scheduler lets them, which once made the
-  /// count 8 in CI. An allocation made by another thread while this one counts is not
-  /// counted; this thread's own is.
+  /// tests left in the process allocate when the scheduler lets them (most likely what
+  /// once made the count 8 in CI). An allocation made by another thread while this one
+  /// counts is not counted; this thread's own is.
   func testOnlyTheCountingThreadIsCounted() {
     let go = DispatchSemaphore(value: 0)
     let done = DispatchSemaphore(value: 0)

@@ -157,13 +157,20 @@ extension Pipeline {
     if Flavor.checksumsIPv4UDP(out) {
       // The pseudo-header's addresses lie just before the UDP header: one pass over both.
       let udpLength = ipLength &- 20
-      let pseudoHeader =
-        OnesComplement.nativeOrder(UInt16(IPProtocol.udp))
-        &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: udpLength))
       output.setRaw16(
-        40, udpChecksumField(output + 26, count: 8 &+ udpLength, nativePseudoHeader: pseudoHeader))
+        40,
+        udpChecksumField(
+          output + 26, count: 8 &+ udpLength, nativePseudoHeader: udpPseudoHeaderRest(udpLength: udpLength)))
     }
     return headerLength &+ innerLength
+  }
+
+  /// What is left of the UDP pseudo-header once its addresses are summed with the
+  /// datagram: the next header and the UDP length, in `OnesComplement.nativeSum`'s order.
+  @inline(__always)
+  static func udpPseudoHeaderRest(udpLength: Int) -> UInt64 {
+    OnesComplement.nativeOrder(UInt16(IPProtocol.udp))
+      &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: udpLength))
   }
 
   /// The UDP checksum field as stored (`setRaw16`: native order) for `count` bytes at

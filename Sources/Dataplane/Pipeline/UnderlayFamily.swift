@@ -87,9 +87,7 @@ enum IPv6Underlay: UnderlayFamily {
   /// line, a loop over the payload. `udpLength` is at most 0xFFFF (`fastPathTakes`).
   @inline(never)
   static func udpChecksumVerifies(_ frame: UnsafeRawPointer, udpLength: Int) -> Bool {
-    let rest =
-      OnesComplement.nativeOrder(UInt16(IPProtocol.udp))
-      &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: udpLength))
+    let rest = Pipeline.udpPseudoHeaderRest(udpLength: udpLength)
     return OnesComplement.fold16(OnesComplement.nativeSum(frame + 22, count: 32 &+ udpLength, initial: rest))
       == 0xFFFF
   }
