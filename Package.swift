@@ -225,7 +225,16 @@ if dataplaneOnly {
   package.dependencies = []
 }
 
+// `VXSWITCH_TESTABLE=1` compiles this package's modules for `@testable import` in any
+// configuration: what scripts/test.sh's release build needs, without
+// `-Xswiftc -enable-testing`, which would compile every dependency for testing too: more
+// code kept and compiled for nothing.
+let testable = ProcessInfo.processInfo.environment["VXSWITCH_TESTABLE"] == "1"
+
 for target in package.targets where target.type != .system {
+  if testable {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-enable-testing"])]
+  }
   let coverage = fuzzing && fuzzInstrumentedModules.contains(target.name)
   if coverage {
     target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer,address"])]
