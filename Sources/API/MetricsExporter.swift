@@ -47,6 +47,10 @@ public final class MetricsExporter: Sendable {
       "ARP requests and IPv6 neighbour solicitations answered locally (suppression)."
     ),
     (
+      "vxswitch_arp_binding_collisions_total", "counter",
+      "IPv6 bindings not kept for suppression: another address of the bridge domain owns their folded key."
+    ),
+    (
       "vxswitch_path_mtu_replies_total", "counter",
       "ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the underlay."
     ),
@@ -130,6 +134,7 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_fdb_aged_total", statistics.aged)
     counter("vxswitch_fdb_learn_limit_drops_total", statistics.learnLimitDrops ?? 0)
     counter("vxswitch_arp_suppressed_total", statistics.arpSuppressed ?? 0)
+    counter("vxswitch_arp_binding_collisions_total", statistics.arpBindingCollisions ?? 0)
     counter("vxswitch_path_mtu_replies_total", statistics.pathMTUReplies ?? 0)
     counter("vxswitch_underlay_gso_frames_total", statistics.underlayGSOFrames ?? 0)
     counter("vxswitch_underlay_gso_datagrams_total", statistics.underlayGSODatagrams ?? 0)

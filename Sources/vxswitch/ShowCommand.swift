@@ -326,6 +326,9 @@ enum TextTable {
     text += "  flood copies \(report.floodCopies)  learned \(report.learned)  moves \(report.moves)"
     text += "  aged \(report.aged)  FDB entries \(report.fdbEntries)"
     if let suppressed = report.arpSuppressed { text += "  ARP suppressed \(suppressed)" }
+    if let collisions = report.arpBindingCollisions, collisions > 0 {
+      text += "  IPv6 bindings refused (folded-key collision) \(collisions)"
+    }
     if report.drops.isEmpty {
       text += "\ndrops: none"
     } else {

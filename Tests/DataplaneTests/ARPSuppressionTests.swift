@@ -355,6 +355,33 @@ final class ARPSuppressionTests: XCTestCase {
     XCTAssertTrue(events.withLock { $0 }.contains(.unbound(vni: 100, ip: bound, mac: S.hostB)))
   }
 
+  /// Two IPv6 addresses whose keys fold alike (the second's low half chosen so that the
+  /// mix's first step, high x constant ^ low, is equal): the first keeps the key, the second
+  /// is refused, counted, reported and forwarded rather than answered with the first's MAC
+  /// (which the packet path did before IPv6 values carried check bits of their address).
+  func testIPv6AddressesThatFoldAlikeAreNotBothSuppressedAndTheCollisionIsReported() {
+    let sw = makeSwitch()
+    let requester = IPAddress("2001:db8::1")!
+    let first = IPAddress.v6(0x2001_0db8_0000_0000, 0x20)
+    let otherHigh: UInt64 = 0x2001_0db8_0000_0001
+    let foldingAlike = IPAddress.v6(
+      otherHigh, 0x2001_0db8_0000_0000 &* 0x9E37_79B9_7F4A_7C15 ^ 0x20 ^ otherHigh &* 0x9E37_79B9_7F4A_7C15)
+    XCTAssertEqual(ARPTable.key(domain: 1, ip: first), ARPTable.key(domain: 1, ip: foldingAlike))
+    XCTAssertNotEqual(ARPTable.check(first), ARPTable.check(foldingAlike))
+    XCTAssertTrue(sw.core.installARP(vni: 100, ip: first, mac: Self.boundMAC))
+    XCTAssertEqual(sw.core.statisticsReport().arpBindingCollisions, 0)
+    XCTAssertFalse(sw.core.installARP(vni: 100, ip: foldingAlike, mac: S.hostB))
+    XCTAssertEqual(sw.core.statisticsReport().arpBindingCollisions, 1)
+    XCTAssertEqual(sw.core.arpBinding(vni: 100, ip: first), Self.boundMAC)
+    XCTAssertNil(sw.core.arpBinding(vni: 100, ip: foldingAlike))
+
+    let solicitation = FrameBuilder.neighborSolicitationFrame(
+      senderMAC: S.hostA, senderIP: requester, targetIP: foldingAlike)
+    sw.forward(interface: "vm1", frames: [solicitation])
+    assertFlooded(sw, solicitation)
+    XCTAssertEqual(sw.core.statistics[Counter.arpSuppressed], 0)
+  }
+
   // MARK: Events for the control plane
 
   func testLocalBindingEventsReportNewChangedReplacedAndAgedBindings() {

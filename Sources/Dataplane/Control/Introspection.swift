@@ -25,6 +25,10 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   public var learnLimitDrops: UInt64? = nil
   /// ARP requests answered locally (ARP suppression).
   public var arpSuppressed: UInt64? = nil
+  /// IPv6 bindings not stored because another address of the bridge domain owns their
+  /// folded key in the ARP table: those addresses are not suppressed (their solicitations
+  /// are forwarded).
+  public var arpBindingCollisions: UInt64? = nil
   /// ICMP Fragmentation Needed / Packet Too Big sent to VMs whose frames did not fit the
   /// underlay, and those held back by the rate limit.
   public var pathMTUReplies: UInt64? = nil
@@ -131,7 +135,8 @@ extension SwitchCore {
       learned: learn.learned, moves: learn.moves, aged: learn.aged, fdbEntries: fdb.count,
       learnQueueOverflow: statistics[Counter.learnQueueOverflow],
       staticMACViolations: statistics[Counter.staticMACViolations], learnLimitDrops: learn.limitDrops,
-      arpSuppressed: statistics[Counter.arpSuppressed], pathMTUReplies: statistics[Counter.pathMTUReplies],
+      arpSuppressed: statistics[Counter.arpSuppressed], arpBindingCollisions: UInt64(arp.collisions),
+      pathMTUReplies: statistics[Counter.pathMTUReplies],
       pathMTURateLimited: statistics[Counter.pathMTURateLimited],
       underlayGSOFrames: statistics[Counter.underlayGSOFrames],
       underlayGSODatagrams: statistics[Counter.underlayGSODatagrams],

@@ -11,15 +11,19 @@ import Synchronization
 ///   indices start at 1, so a key is never 0 (the table's empty-slot marker). Two IPv6
 ///   addresses may fold to the same key: the writers remember which address owns each
 ///   IPv6 key and refuse a binding of another address for it (`collisions` counts them);
-///   that address is then simply not suppressed (its requests are forwarded), so a
-///   lookup never answers for the wrong address.
+///   that address is then simply not suppressed (its requests are forwarded). The packet
+///   path cannot read the owner (it is behind the writers' lock), so an IPv6 value also
+///   carries 13 check bits, mixed from the address another way (`check`): a lookup for
+///   another address folding to the key finds them different and reads nothing, unless
+///   the 13 bits agree as well (one chance in 8192 for two addresses that fold alike,
+///   themselves one chance in 2^47 unless made to).
 /// - **Value** (stored as the raw word of an `FDBEntry`, whose field accessors do not
 ///   apply here):
 ///
 /// | bits  | field                                                     |
 /// |-------|-----------------------------------------------------------|
 /// | 0-47  | MAC address the IP is bound to                            |
-/// | 48-60 | zero                                                      |
+/// | 48-60 | IPv6: the address's check bits (`check`); IPv4: zero       |
 /// | 61    | conflict: the IP is claimed by several MACs (see below)   |
 /// | 62    | origin: 1 = control plane (EVPN MAC/IP route), 0 = other  |
 /// | 63    | present (always 1 for a stored binding; an absent key reads 0) |
@@ -40,6 +44,8 @@ public final class ARPTable: @unchecked Sendable {
   public static let macMask: UInt64 = 0xFFFF_FFFF_FFFF
   /// Set in the keys of IPv6 bindings.
   public static let ipv6KeyBit: UInt64 = 1 << 47
+  /// The check bits of an IPv6 binding's value.
+  public static let checkMask: UInt64 = 0x1FFF << 48
 
   @usableFromInline let table: ForwardingTable
   /// The address owning each IPv6 key (writers only; see "Encoding").
@@ -72,6 +78,20 @@ public final class ARPTable: @unchecked Sendable {
     return UInt64(truncatingIfNeeded: domain) &<< 48 | ipv6KeyBit | mixed & (ipv6KeyBit &- 1)
   }
 
+  /// 13 bits of the IPv6 address mixed unlike the key (the halves' roles swapped, other
+  /// constants), in place for a value (bits 48-60).
+  @inlinable @inline(__always)
+  public static func check(ipv6High: UInt64, ipv6Low: UInt64) -> UInt64 {
+    var mixed = ipv6Low &* 0xD6E8_FEB8_6659_FD93 ^ ipv6High
+    mixed = (mixed ^ mixed &>> 32) &* 0x94D0_49BB_1331_11EB
+    return (mixed &>> 51) &<< 48
+  }
+
+  static func check(_ ip: IPAddress) -> UInt64 {
+    guard case .v6(let high, let low) = ip else { return 0 }
+    return check(ipv6High: high, ipv6Low: low)
+  }
+
   static func key(domain: UInt16, ip: IPAddress) -> UInt64 {
     switch ip {
     case .v4(let address): return key(domain: domain, ipv4: address)
@@ -95,7 +115,9 @@ public final class ARPTable: @unchecked Sendable {
   @inlinable @inline(__always)
   public func lookup(domain: UInt16, ipv6High: UInt64, ipv6Low: UInt64) -> UInt64 {
     var slot = 0
-    return table.lookup(Self.key(domain: domain, ipv6High: ipv6High, ipv6Low: ipv6Low), slot: &slot).rawValue
+    let value = table.lookup(Self.key(domain: domain, ipv6High: ipv6High, ipv6Low: ipv6Low), slot: &slot)
+      .rawValue
+    return value & Self.checkMask == Self.check(ipv6High: ipv6High, ipv6Low: ipv6Low) ? value : 0
   }
 
   /// The raw value for (domain, ip), 0 when unknown (or another IPv6 address owns the key).
@@ -163,7 +185,8 @@ public final class ARPTable: @unchecked Sendable {
     stored: Bool, previous: UInt64
   ) {
     guard let key = claimKey(domain: domain, ip: ip) else { return (false, 0) }
-    let value = Self.presentBit | (control ? Self.controlBit : 0) | (mac.rawValue & Self.macMask)
+    let value =
+      Self.presentBit | (control ? Self.controlBit : 0) | Self.check(ip) | (mac.rawValue & Self.macMask)
     var stored = false
     var previous: UInt64 = 0
     table.update(FDBKey(rawValue: key)) { existing in
@@ -205,7 +228,8 @@ public final class ARPTable: @unchecked Sendable {
       }
       return .set(
         FDBEntry(
-          rawValue: Self.presentBit | Self.controlBit | Self.conflictBit | (mac.rawValue & Self.macMask)))
+          rawValue: Self.presentBit | Self.controlBit | Self.conflictBit | Self.check(ip)
+            | (mac.rawValue & Self.macMask)))
     }
   }
 
@@ -217,7 +241,8 @@ public final class ARPTable: @unchecked Sendable {
       guard let binding else { return existing == nil ? .keep : .remove }
       return .set(
         FDBEntry(
-          rawValue: Self.presentBit | (control ? Self.controlBit : 0) | (binding.rawValue & Self.macMask)))
+          rawValue: Self.presentBit | (control ? Self.controlBit : 0) | Self.check(ip)
+            | (binding.rawValue & Self.macMask)))
     }
   }
 
