@@ -50,14 +50,17 @@ run_tests() {
 # Every test but the soak (it runs after them, next to the fuzz runs, below), in two
 # processes side by side: the lab, daemon and site-channel tests, which wait on daemons,
 # peers and timers much of the time, and the others, which mostly compute (3.5 and 3
-# minutes of the 7 they took one after the other). Namespaces, lab state directories and ports are named or chosen
-# per process, so the two never collide. The waiting ones run from the test binary itself,
-# given their names: `swift test` holds SwiftPM's build database for its whole run, even
-# with --skip-build, and a second one beside it finds no tests.
+# minutes of the 7 they took one after the other). Namespaces, lab state directories and
+# ports are named or chosen per process, so the two never collide. The waiting ones run
+# from the test binary itself, given their names: `swift test` holds SwiftPM's build
+# database for its whole run, even with --skip-build, and a second one beside it finds no
+# tests.
 waiting='^(IntegrationTests|PeeringTests)\.'
 tests_binary=.build/release/vxswitchPackageTests.xctest
 waiting_tests=$(ASAN_OPTIONS=$sanitizer_options "$tests_binary" --list-tests \
   | grep -E "$waiting" | grep -v '^IntegrationTests\.SoakTests/' | paste -sd,)
+# Given no name, the binary would run every test.
+[[ -n $waiting_tests ]] || { echo "no lab, daemon or site-channel test listed by $tests_binary" >&2; exit 1; }
 ASAN_OPTIONS=$sanitizer_options "$tests_binary" "$waiting_tests" >.build/waiting-output.txt 2>&1 &
 waiting_run=$!
 trap 'kill -- -$tsan_build $waiting_run 2>/dev/null || true' EXIT
@@ -119,7 +122,7 @@ VXSWITCH_ASAN=0 VXSWITCH_FUZZ=0 VXSWITCH_DATAPLANE_ONLY=1 \
   swift test --sanitize=thread --skip-build --scratch-path .build-tsan \
   --filter 'ForwardingTableTests/testConcurrentReadersNeverSeeTornEntries|SnapshotCellTests|ReloadIndexReuseTests|PipelineWorkerConcurrencyTests|LiveSwitchTests/testPingWithTwoFanoutWorkers' 2>&1 | grep -E 'Executed|ThreadSanitizer|error' | tail -5
 
-# One closing line for the whole run, from the XCTest summaries of the two runs above:
+# One closing line for the whole run, from the XCTest summaries of the three runs above:
 # "Executed N tests, with [K tests skipped and] M failures".
 total=0 failed=0 skipped=0
 for output in .build/test-output.txt .build/waiting-output.txt .build/soak-output.txt; do

@@ -92,6 +92,13 @@ public final class ARPTable: @unchecked Sendable {
     return check(ipv6High: high, ipv6Low: low)
   }
 
+  /// A stored binding's value: present, the flags, the address's check bits, the MAC.
+  /// Every writer builds its value here, so that none leaves the check bits out.
+  static func value(ip: IPAddress, mac: MACAddress, control: Bool, conflict: Bool = false) -> UInt64 {
+    presentBit | (control ? controlBit : 0) | (conflict ? conflictBit : 0) | check(ip)
+      | (mac.rawValue & macMask)
+  }
+
   static func key(domain: UInt16, ip: IPAddress) -> UInt64 {
     switch ip {
     case .v4(let address): return key(domain: domain, ipv4: address)
@@ -185,8 +192,7 @@ public final class ARPTable: @unchecked Sendable {
     stored: Bool, previous: UInt64
   ) {
     guard let key = claimKey(domain: domain, ip: ip) else { return (false, 0) }
-    let value =
-      Self.presentBit | (control ? Self.controlBit : 0) | Self.check(ip) | (mac.rawValue & Self.macMask)
+    let value = Self.value(ip: ip, mac: mac, control: control)
     var stored = false
     var previous: UInt64 = 0
     table.update(FDBKey(rawValue: key)) { existing in
@@ -226,10 +232,7 @@ public final class ARPTable: @unchecked Sendable {
       if let existing {
         return .set(FDBEntry(rawValue: existing.rawValue | Self.conflictBit))
       }
-      return .set(
-        FDBEntry(
-          rawValue: Self.presentBit | Self.controlBit | Self.conflictBit | Self.check(ip)
-            | (mac.rawValue & Self.macMask)))
+      return .set(FDBEntry(rawValue: Self.value(ip: ip, mac: mac, control: true, conflict: true)))
     }
   }
 
@@ -239,10 +242,7 @@ public final class ARPTable: @unchecked Sendable {
     guard let key = claimKey(domain: domain, ip: ip) else { return }
     table.update(FDBKey(rawValue: key)) { existing in
       guard let binding else { return existing == nil ? .keep : .remove }
-      return .set(
-        FDBEntry(
-          rawValue: Self.presentBit | (control ? Self.controlBit : 0) | Self.check(ip)
-            | (binding.rawValue & Self.macMask)))
+      return .set(FDBEntry(rawValue: Self.value(ip: ip, mac: binding, control: control)))
     }
   }
 
