@@ -26,7 +26,7 @@ struct TCPBenchCommand: ParsableCommand {
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
   @Option(
     help:
-      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso."
+      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-stack."
   )
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
@@ -48,9 +48,12 @@ struct TCPBenchCommand: ParsableCommand {
     case singleFlow = "vxswitch-single-flow"
     /// vxswitch at both sites without UDP GSO on the underlay (`VXSWITCH_UNDERLAY_GSO=off`).
     case noGSO = "vxswitch-nogso"
+    /// vxswitch at both sites with the underlay's VXLAN datagrams climbing the host's
+    /// stack to the port holder (`VXSWITCH_UNDERLAY_STACK_BYPASS=off`).
+    case stack = "vxswitch-stack"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced, .singleFlow, .noGSO: return ["--static"]
+      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .stack: return ["--static"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -63,6 +66,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .uncoalesced: return "vxswitch at both, TCP coalescing off"
       case .singleFlow: return "vxswitch at both, coalescing one flow at a time"
       case .noGSO: return "vxswitch at both, underlay UDP GSO off"
+      case .stack: return "vxswitch at both, datagrams also up the host stack"
       }
     }
     /// The environment the lab (and so each site's daemon) starts with.
@@ -71,6 +75,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .uncoalesced: return ["env", "VXSWITCH_TCP_COALESCING=off"]
       case .singleFlow: return ["env", "VXSWITCH_TCP_COALESCING=single-flow"]
       case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
+      case .stack: return ["env", "VXSWITCH_UNDERLAY_STACK_BYPASS=off"]
       default: return []
       }
     }

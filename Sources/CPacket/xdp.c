@@ -21,6 +21,10 @@ _Static_assert(sizeof(cp_xdp_statistics) == sizeof(struct xdp_statistics), "xdp_
 _Static_assert(CP_XDP_RING_NEED_WAKEUP == XDP_RING_NEED_WAKEUP, "XDP_RING_NEED_WAKEUP");
 _Static_assert(sizeof(struct bpf_insn) == 8, "bpf_insn");
 
+/// linux/bpf.h from kernel 6.6 on (`enum bpf_attach_type`); the installed headers may be
+/// older, and the value is part of the kernel's ABI.
+#define CP_BPF_TCX_INGRESS 46
+
 /// linux/if_xdp.h from kernel 6.17 on; the installed headers may be older.
 #define CP_XDP_MAX_TX_SKB_BUDGET 9
 
@@ -153,3 +157,18 @@ int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd) {
   int result = bpf_map_update_elem(map_fd, &queue, &socket_fd, 0);
   return result < 0 ? -errno : 0;
 }
+
+int cp_tc_program_load(uint64_t *instructions, size_t count, char *log, size_t log_size) {
+  if (log_size > 0) log[0] = 0;
+  LIBBPF_OPTS(bpf_prog_load_opts, options, .log_buf = log, .log_size = (uint32_t)log_size,
+              .log_level = log_size > 0 ? 1 : 0);
+  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "vxs_ul_ingress", "GPL", (struct bpf_insn *)instructions,
+                         count, &options);
+  return fd < 0 ? -errno : fd;
+}
+
+int cp_tcx_attach_ingress(int ifindex, int prog_fd) {
+  int link = bpf_link_create(prog_fd, ifindex, (enum bpf_attach_type)CP_BPF_TCX_INGRESS, NULL);
+  return link < 0 ? -errno : link;
+}
+

@@ -46,6 +46,11 @@ public struct PortRow: Sendable, Equatable, Codable {
   public var mtu: Int?
   /// The port type the live switch opened ("af_packet", "af_xdp"); nil without live ports.
   public var io: String? = nil
+  /// The underlay on AF_PACKET: whether its VXLAN datagrams end at tc ingress after the
+  /// switch's copy (`UnderlayStackBypass`), or also climb the host's stack to the port
+  /// holder (no tcx in the kernel, or turned off); nil on access ports and without a
+  /// live port.
+  public var stackBypass: Bool? = nil
   /// Access ports: the largest MTU a VM behind this port may use, the underlay IP MTU
   /// less 50 (IPv4 underlay) or 70 (IPv6) bytes of encapsulation; nil on the underlay.
   public var vmMTU: Int?
@@ -59,7 +64,7 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// The wire names are snake case (`vm_mtu`): spelled here so that an acronym in a
   /// property name survives the coders' case conversion both ways.
   enum CodingKeys: String, CodingKey {
-    case role, name, members, operState, mtu, io, rxFrames, rxBytes, txFrames, txBytes, ring
+    case role, name, members, operState, mtu, io, stackBypass, rxFrames, rxBytes, txFrames, txBytes, ring
     case vmMTU = "vmMtu"
   }
 }

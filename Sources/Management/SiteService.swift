@@ -168,6 +168,7 @@ public final class SiteService: Sendable {
         txFrames: statistics[Counter.txFrames(index)], txBytes: statistics[Counter.txBytes(index)],
         ring: ring)
       row.io = portTypes.indices.contains(index) ? portTypes[index].rawValue : nil
+      if isUnderlay && row.io == PortIO.afPacket.rawValue { row.stackBypass = live?.bypassesStackForVXLAN }
       return row
     }
   }

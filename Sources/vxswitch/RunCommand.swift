@@ -112,6 +112,11 @@ struct RunCommand: AsyncParsableCommand {
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] == "off" {
       liveOptions.underlaySegmentation = false
     }
+    // Likewise (`Bench tcp --system vxswitch-stack`): VXLAN datagrams climb the host's
+    // stack to the port holder as well, as before `UnderlayStackBypass`.
+    if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_STACK_BYPASS"] == "off" {
+      liveOptions.bypassStackForVXLAN = false
+    }
     // Experimental: UDP GRO on the VXLAN port (needs GRO on the underlay device).
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GRO"] == "on" {
       liveOptions.underlayReceiveOffload = true
@@ -132,6 +137,10 @@ struct RunCommand: AsyncParsableCommand {
       throw ExitCode(1)
     }
     for warning in live.warnings { logger.warning("\(warning)") }
+    if live.bypassesStackForVXLAN {
+      logger.info(
+        "underlay \(site.site.underlay): VXLAN datagrams end at tc ingress once the switch has them (tcx)")
+    }
     var services: [any Service] = [
       SwitchService(
         live: live, controlPlane: controlPlane, restartRecord: controlPlane == nil ? nil : restartFile,

@@ -66,6 +66,10 @@ final class LiveSwitchTests: XCTestCase {
     defer { live.stop() }
     XCTAssertTrue(live.isRunning)
     XCTAssertEqual(live.portTypes, [expected, expected], "\(live.warnings)")
+    // On AF_PACKET the underlay's datagrams end at tc ingress (`UnderlayStackBypass`).
+    XCTAssertEqual(live.bypassesStackForVXLAN, expected == .afPacket, "\(live.warnings)")
+    // Counted from here: the kernel's side may have flooded before the switch was up.
+    let udpBefore = try Self.udpStatistics(lab, sw)
 
     let pinged = eventually(timeout: 15, interval: 0.2) {
       (try? lab.sh(vm, "ping -c 1 -W 1 192.168.80.2 >/dev/null")) != nil
@@ -86,10 +90,24 @@ final class LiveSwitchTests: XCTestCase {
     XCTAssertEqual(
       try lab.sh(vm, "ping -c 5 -i 0.05 -W 1 192.168.80.2 | grep -o '[0-9]* received'").trimmingCharacters(
         in: .whitespacesAndNewlines), "5 received")
+    // Every datagram from the kernel's VTEP reached the switch and none the host's UDP
+    // (where the port holder would have discarded it, counted in InErrors).
+    XCTAssertEqual(try Self.udpStatistics(lab, sw), udpBefore)
     live.stop()
     live.stop()  // idempotent
     XCTAssertFalse(live.isRunning)
+    XCTAssertFalse(live.bypassesStackForVXLAN)
     return live
+  }
+
+  /// The namespace's UDP counters that a datagram reaching the host's UDP moves.
+  static func udpStatistics(_ lab: NetnsLab, _ ns: String) throws -> [String: Int] {
+    let lines = try lab.sh(ns, "grep '^Udp:' /proc/net/snmp").split(separator: "\n").map {
+      $0.split(separator: " ").dropFirst().map(String.init)
+    }
+    guard lines.count == 2 else { return [:] }
+    let values = Dictionary(zip(lines[0], lines[1].map { Int($0) ?? -1 }), uniquingKeysWith: { a, _ in a })
+    return values.filter { ["InDatagrams", "InErrors", "NoPorts"].contains($0.key) }
   }
 
   func testPingKernelVXLANThroughSwitch() throws { try pingThroughSwitch(workers: 1) }

@@ -72,4 +72,13 @@ int cp_xdp_detach(int ifindex);
 int cp_xdp_attached_id(int ifindex, uint32_t *id);
 int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd);
 
+/// Loads the tc program `instructions` (`count` 8-byte BPF instructions, type
+/// BPF_PROG_TYPE_SCHED_CLS, no maps). Returns the program's fd, or -errno with the
+/// verifier's log in `log`.
+int cp_tc_program_load(uint64_t *instructions, size_t count, char *log, size_t log_size);
+/// Attaches `prog_fd` to the ingress of `ifindex` through a tcx BPF link (Linux 6.6 on; no
+/// qdisc, no netlink). Returns the link's fd (closing it, or the process ending, detaches
+/// the program), or -errno (EINVAL or EOPNOTSUPP from a kernel without tcx).
+int cp_tcx_attach_ingress(int ifindex, int prog_fd);
+
 #endif

@@ -30,6 +30,9 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
   /// An AF_XDP port could not be set up (no native XDP in the driver, a verifier refusal,
   /// a queue the device does not have); the switch falls back to AF_PACKET.
   case afXDP(interface: String, reason: String)
+  /// The underlay's tc ingress program could not be attached (`UnderlayStackBypass`); the
+  /// switch runs without it.
+  case underlayBypass(interface: String, reason: String)
 
   public var errno: Int32? {
     switch self {
@@ -41,7 +44,9 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
 
   public var interface: String? {
     switch self {
-    case .noSuchInterface(let name), .interfaceClaimedTwice(let name), .afXDP(let name, _): return name
+    case .noSuchInterface(let name), .interfaceClaimedTwice(let name), .afXDP(let name, _),
+      .underlayBypass(let name, _):
+      return name
     case .permissionDenied(_, let name, _), .system(_, let name, _), .filter(let name, _, _): return name
     default: return nil
     }
@@ -59,6 +64,8 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
       return "\(operation) on \(name) failed: \(Self.text(e)) (errno \(e))"
     case .afXDP(let name, let reason):
       return "AF_XDP on \(name): \(reason)"
+    case .underlayBypass(let name, let reason):
+      return "underlay stack bypass on \(name): \(reason)"
     case .filter(let name, let expression, let message):
       return "BPF filter for \(name) does not compile: \(message) [\(expression)]"
     case .vxlanPort(let address, let port, let e):

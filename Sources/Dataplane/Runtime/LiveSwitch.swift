@@ -81,6 +81,10 @@ public final class LiveSwitch: @unchecked Sendable {
     public var underlayReceiveOffload = false
     /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
     public var holdVXLANPort = true
+    /// End the VXLAN datagrams an AF_PACKET underlay receives at tc ingress, after the
+    /// switch's copy, instead of letting them climb the host's stack to the holder
+    /// (`UnderlayStackBypass`); off only to measure what it saves.
+    public var bypassStackForVXLAN = true
     /// Follow underlay next hops through netlink (`NextHopResolver`).
     public var resolveNextHops = true
     public var resolver = NextHopResolver.Options()
@@ -113,6 +117,9 @@ public final class LiveSwitch: @unchecked Sendable {
   private var attachments: [XDPAttachment] = []
   public private(set) var resolver: NextHopResolver? = nil
   private var holder: VXLANPortHolder? = nil
+  private var stackBypass: UnderlayStackBypass? = nil
+  /// Whether the underlay's VXLAN datagrams end at tc ingress (`UnderlayStackBypass`).
+  public var bypassesStackForVXLAN: Bool { stackBypass?.isAttached ?? false }
   private var threads: [NativeThread] = []
   private var pipelines: [Pipeline] = []
   private var claims: [String] = []
@@ -267,6 +274,14 @@ public final class LiveSwitch: @unchecked Sendable {
           group = group ?? port.fanoutGroup
           column.append(port)
         }
+        if isUnderlay && options.bypassStackForVXLAN {
+          do {
+            stackBypass = try UnderlayStackBypass(
+              interface: name, vtep: config.site.vtep, udpPort: config.site.udpPort)
+          } catch {
+            warnings.append("\(error); VXLAN datagrams also climb the host's stack to the port holder")
+          }
+        }
       }
       for worker in column.indices { column[worker].switchInterface = UInt16(index) }
       portTypes.append(io)
@@ -355,6 +370,8 @@ public final class LiveSwitch: @unchecked Sendable {
     for attachment in attachments { attachment.detach() }
     attachments.removeAll()
     resolver?.close()
+    stackBypass?.detach()
+    stackBypass = nil
     holder?.close()
     holder = nil
     let keys = claims
