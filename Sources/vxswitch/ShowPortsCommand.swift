@@ -38,7 +38,9 @@ struct ShowPorts: ParsableCommand {
     )
     print("larger frames get ICMP Fragmentation Needed / Packet Too Big (IPv4 with DF, IPv6) or are dropped.")
     if ports.contains(where: { $0.stackBypass == true }) {
-      print("+tcx: the underlay's VXLAN datagrams end at tc ingress once the switch has them (not up the host's stack).")
+      print(
+        "+tcx: the underlay's VXLAN datagrams end at tc ingress once the switch has them (not up the host's stack)."
+      )
     }
   }
 }
