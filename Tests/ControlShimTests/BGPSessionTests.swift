@@ -361,6 +361,99 @@ final class BGPSessionTests: XCTestCase {
     XCTAssertEqual(status.peers.first?.routesReceived, 1)
   }
 
+  /// RFC 4684: a peer that withdraws a membership is sent withdrawals of our routes it no
+  /// longer asks for (type 2 and 3 of that VNI, nothing of the VNIs it still asks for), and
+  /// they go out again when it asks again.
+  func testAWithdrawnMembershipWithdrawsTheRoutesItCovered() async throws {
+    let port = freeTCPPort()
+    var rawPeer = PeerConfiguration(
+      name: "raw", address: "127.0.0.1", port: 9, remoteAS: 65000, passive: true)
+    rawPeer.routeTargetConstraint = true
+    let node = makeNode(
+      asn: 65000, routerID: 0x0101_0101, vtep: "10.0.0.1", port: port, peers: [rawPeer], vnis: [100, 200])
+    try await start(node)
+    node.speaker.advertiseMAC(vni: 100, mac: m1)
+    node.speaker.advertiseMAC(vni: 200, mac: m2)
+    node.speaker.advertiseInclusiveMulticast(vni: 200)
+    await node.speaker.sync()
+    let raw = try XCTUnwrap(RawBGPPeer(port: port))
+    XCTAssertNotNil(
+      raw.handshake(
+        asn: 65000, routerID: 0x0909_0909, holdTime: 30,
+        capabilities: [.multiprotocol(.l2vpnEVPN), .multiprotocol(.routeTargetConstraint)]))
+    let memberships = [100, 200].map {
+      RouteTargetMembership(originAS: 65000, routeTarget: .twoOctetAS(65000, UInt32($0)))
+    }
+    func membershipUpdate(reach: [RouteTargetMembership], unreach: [RouteTargetMembership]) -> BGPMessage {
+      var attributes = PathAttributes()
+      if !unreach.isEmpty { attributes.mpUnreach = .routeTargetMembership(unreach) }
+      if !reach.isEmpty {
+        attributes.origin = .igp
+        attributes.asPath = []
+        attributes.localPreference = 100
+        attributes.mpReach = MultiprotocolReach(
+          nextHop: ip("192.0.2.9").bytes, nlri: .routeTargetMembership(reach))
+      }
+      return .update(UpdateMessage(attributes: attributes))
+    }
+    raw.send(membershipUpdate(reach: memberships, unreach: []))
+    raw.send(.update(.endOfRIB(.routeTargetConstraint)))
+    /// What the speaker sends, read until `done` holds of it (or 10 s pass): MAC routes
+    /// announced and withdrawn, type-3 routes announced and withdrawn. The speaker sends
+    /// in the order it acts, so what it would have sent before an awaited message has
+    /// come in by then.
+    struct Seen: Equatable {
+      var announced: Set<MACAddress> = []
+      var withdrawn: Set<MACAddress> = []
+      var multicastAnnounced = 0
+      var multicastWithdrawn = 0
+    }
+    func read(until done: (Seen) -> Bool) -> Seen {
+      var seen = Seen()
+      let deadline = Date().addingTimeInterval(10)
+      while !done(seen), let message = raw.receive(timeout: max(0, deadline.timeIntervalSinceNow)) {
+        guard case .update(let update) = message else { continue }
+        if case .evpn(let routes)? = update.attributes.mpReach?.nlri {
+          for route in routes {
+            if case .macIP(let route) = route { seen.announced.insert(route.mac) }
+            if case .inclusiveMulticast = route { seen.multicastAnnounced += 1 }
+          }
+        }
+        if case .evpn(let routes)? = update.attributes.mpUnreach {
+          for route in routes {
+            if case .macIP(let route) = route { seen.withdrawn.insert(route.mac) }
+            if case .inclusiveMulticast = route { seen.multicastWithdrawn += 1 }
+          }
+        }
+      }
+      return seen
+    }
+    let m3 = mac("02:00:00:00:00:03")
+    let initial = read { $0.announced == [self.m1, self.m2] && $0.multicastAnnounced == 1 }
+    XCTAssertEqual(initial.announced, [m1, m2], "both VNIs asked for")
+    XCTAssertEqual(initial.multicastAnnounced, 1)
+
+    raw.send(membershipUpdate(reach: [], unreach: [memberships[1]]))
+    let afterWithdrawal = read { $0.withdrawn.contains(self.m2) && $0.multicastWithdrawn == 1 }
+    XCTAssertEqual(afterWithdrawal.withdrawn, [m2], "VNI 200's route withdrawn, VNI 100's kept")
+    XCTAssertEqual(afterWithdrawal.multicastWithdrawn, 1, "VNI 200's type-3 route withdrawn")
+    XCTAssertEqual(afterWithdrawal.announced, [])
+
+    // Not a member now: a MAC of VNI 200 that goes is not even withdrawn from it (m3,
+    // advertised after, is the marker)...
+    node.speaker.withdrawMAC(vni: 200, mac: m2)
+    node.speaker.advertiseMAC(vni: 100, mac: m3)
+    let meanwhile = read { $0.announced.contains(m3) }
+    XCTAssertEqual(meanwhile, Seen(announced: [m3]))
+    // ...and asking again brings back what there is (the type-3 route comes last), not
+    // what there was.
+    raw.send(membershipUpdate(reach: [memberships[1]], unreach: []))
+    let again = read { $0.multicastAnnounced == 1 }
+    XCTAssertEqual(again.multicastAnnounced, 1, "\(again)")
+    XCTAssertFalse(again.announced.contains(m2), "\(again)")
+    XCTAssertEqual(again.withdrawn, [])
+  }
+
   func testWithoutRouteTargetConstraintForeignRoutesAreCountedNotInstalled() async throws {
     let (a, b) = pair(vnisA: [100, 200], vnisB: [100])
     try await start(a, b)

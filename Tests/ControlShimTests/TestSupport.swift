@@ -193,11 +193,11 @@ final class RawBGPPeer {
   }
 
   /// OPEN + KEEPALIVE exchange; returns the speaker's OPEN.
-  func handshake(asn: UInt32, routerID: UInt32, holdTime: UInt16) -> OpenMessage? {
+  func handshake(
+    asn: UInt32, routerID: UInt32, holdTime: UInt16, capabilities: [BGPCapability] = [.multiprotocol(.l2vpnEVPN)]
+  ) -> OpenMessage? {
     send(
-      .open(
-        OpenMessage(
-          asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: [.multiprotocol(.l2vpnEVPN)])))
+      .open(OpenMessage(asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: capabilities)))
     guard case .open(let open)? = receive() else { return nil }
     send(.keepalive)
     guard case .keepalive? = receive() else { return nil }

@@ -20,7 +20,7 @@ extension EVPNSpeaker {
       for route in routes { withdraw(route, from: peer) }
     }
     if case .routeTargetMembership(let memberships)? = attributes.mpUnreach {
-      peer.routeTargetMemberships.subtract(memberships)
+      withdrawMemberships(memberships, of: peer)
     }
     if let reach = attributes.mpReach {
       switch reach.nlri {

@@ -29,6 +29,43 @@ extension EVPNSpeaker {
     sendMemberships(added, withdrawn: removed, to: peer)
   }
 
+  /// A peer withdrew memberships (RFC 4684): our routes (type 2 and 3) of the VNIs none of
+  /// whose export route targets its remaining memberships match are withdrawn from it,
+  /// before the memberships go (`canSend` filters withdrawals as it filters
+  /// announcements). A speaker that keeps what it was sent beside its VNIs' tables (FRR
+  /// and GoBGP keep one EVPN table) would otherwise hold them, and bring them back as
+  /// they were, gone MACs included, when it asks for the route target again.
+  func withdrawMemberships(_ memberships: [RouteTargetMembership], of peer: BGPPeer) {
+    let remaining = peer.routeTargetMemberships.subtracting(memberships)
+    guard remaining != peer.routeTargetMemberships else { return }
+    if !peer.configuration.importOnlyExported {
+      let lost = Set(
+        vniSettings.compactMap { vni, settings -> UInt32? in
+          guard canSend(to: peer, vni: vni, targets: settings.exportRouteTargets) else { return nil }
+          let matched = settings.exportRouteTargets.contains { target in
+            remaining.contains { $0.matches(target) }
+          }
+          return matched ? nil : vni
+        })
+      if !lost.isEmpty { withdrawLocalRoutes(of: lost, from: peer) }
+    }
+    peer.routeTargetMemberships = remaining
+  }
+
+  /// Withdraws from `peer` our routes of `vnis` (type 2, but a frozen MAC's, already
+  /// withdrawn, and type 3), through its filters as they stand: called before the change
+  /// that takes those VNIs from it.
+  func withdrawLocalRoutes(of vnis: Set<UInt32>, from peer: BGPPeer) {
+    var keys: [MACRouteKey] = []
+    for (key, set) in rib.macRoutes where vnis.contains(key.vni) && set.localIndex != nil {
+      if !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) { keys.append(key) }
+    }
+    sendWithdrawals(keys, to: peer)
+    for vni in vnis.sorted() where advertisedMulticastVNIs.contains(vni) {
+      sendInclusiveMulticastWithdrawal(vni: vni, to: peer)
+    }
+  }
+
   /// One UPDATE withdrawing `withdrawn`, one announcing `targets` (as memberships of our AS).
   func sendMemberships(_ targets: [RouteTarget], withdrawn: [RouteTarget], to peer: BGPPeer) {
     guard let connection = peer.established else { return }

@@ -174,17 +174,7 @@ extension EVPNSpeaker {
     let before = configured.filter { peer.exports($0) }
     let after = configured.filter { vnis?.contains($0) ?? configuration.exportWithoutFilter }
     let dropped = before.subtracting(after)
-    if !dropped.isEmpty {
-      var keys: [MACRouteKey] = []
-      for (key, set) in rib.macRoutes where dropped.contains(key.vni) && set.localIndex != nil {
-        // A frozen MAC's routes were withdrawn already.
-        if !rib.detector.isFrozen(.init(vni: key.vni, mac: key.mac)) { keys.append(key) }
-      }
-      sendWithdrawals(keys, to: peer)
-      for vni in dropped.sorted() where advertisedMulticastVNIs.contains(vni) {
-        sendInclusiveMulticastWithdrawal(vni: vni, to: peer)
-      }
-    }
+    if !dropped.isEmpty { withdrawLocalRoutes(of: dropped, from: peer) }
     peer.setExportVNIs(vnis)
     let added = after.subtracting(before)
     if !added.isEmpty { sendAllRoutes(to: peer, vnis: added) }
