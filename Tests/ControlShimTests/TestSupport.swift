@@ -194,7 +194,8 @@ final class RawBGPPeer {
 
   /// OPEN + KEEPALIVE exchange; returns the speaker's OPEN.
   func handshake(
-    asn: UInt32, routerID: UInt32, holdTime: UInt16, capabilities: [BGPCapability] = [.multiprotocol(.l2vpnEVPN)]
+    asn: UInt32, routerID: UInt32, holdTime: UInt16,
+    capabilities: [BGPCapability] = [.multiprotocol(.l2vpnEVPN)]
   ) -> OpenMessage? {
     send(
       .open(OpenMessage(asn: asn, holdTime: holdTime, bgpIdentifier: routerID, capabilities: capabilities)))

@@ -16,11 +16,7 @@ final class AFXDPPortTests: XCTestCase {
 
   override func setUpWithError() throws {
     lab = try NetnsLab.make(self)
-    ns = try lab.namespace("x")
-    peer = try lab.namespace("y")
-    try lab.sh(ns, "ip link add p0 type veth peer name p1 netns \(peer)")
-    try lab.sh(ns, "ip link set p0 up && ip addr add 10.9.0.1/24 dev p0")
-    try lab.sh(peer, "ip link set p1 up && ip addr add 10.9.0.2/24 dev p1")
+    (ns, peer) = try lab.vethPair()
   }
 
   /// A frame injector on p1, opened in the peer namespace (a socket keeps its namespace).

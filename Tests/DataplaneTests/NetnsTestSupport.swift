@@ -66,6 +66,25 @@ final class NetnsLab {
     return name
   }
 
+  /// Two namespaces joined by a veth pair, so that traffic between the two ends'
+  /// addresses crosses it: p0 (10.9.0.1/24) in the first, p1 (10.9.0.2/24) in the
+  /// second; with `ipv6`, fd09::1/64 and fd09::2/64 as well (IPv6 turned back on for
+  /// these two links, no duplicate address detection).
+  func vethPair(ipv6: Bool = false) throws -> (ns: String, peer: String) {
+    let ends = (ns: try namespace("x"), peer: try namespace("y"))
+    try sh(ends.ns, "ip link add p0 type veth peer name p1 netns \(ends.peer)")
+    for (namespace, link, host) in [(ends.ns, "p0", 1), (ends.peer, "p1", 2)] {
+      var command = "ip link set \(link) up && ip addr add 10.9.0.\(host)/24 dev \(link)"
+      if ipv6 {
+        command =
+          "sysctl -qw net.ipv6.conf.\(link).disable_ipv6=0 && \(command)"
+          + " && ip addr add fd09::\(host)/64 dev \(link) nodad"
+      }
+      try sh(namespace, command)
+    }
+    return ends
+  }
+
   /// Runs `command` inside namespace `ns`.
   @discardableResult
   func sh(_ ns: String, _ command: String) throws -> String {

@@ -16,16 +16,7 @@ final class UnderlayStackBypassTests: XCTestCase {
 
   override func setUpWithError() throws {
     lab = try NetnsLab.make(self)
-    ns = try lab.namespace("x")
-    peer = try lab.namespace("y")
-    try lab.sh(ns, "ip link add p0 type veth peer name p1 netns \(peer)")
-    // `NetnsLab` turns IPv6 off in its namespaces; these two links need it.
-    for (namespace, link, host) in [(ns, "p0", 1), (peer, "p1", 2)] {
-      try lab.sh(
-        namespace,
-        "sysctl -qw net.ipv6.conf.\(link).disable_ipv6=0 && ip link set \(link) up"
-          + " && ip addr add 10.9.0.\(host)/24 dev \(link) && ip addr add fd09::\(host)/64 dev \(link) nodad")
-    }
+    (ns, peer) = try lab.vethPair(ipv6: true)
   }
 
   override func tearDown() {
@@ -116,29 +107,25 @@ final class UDPTestSocket {
     return count < 0 ? nil : Array(buffer[0..<count])
   }
 
+  /// `address` and `port` as a `sockaddr_in` or `sockaddr_in6`, in storage for either.
   private static func withAddress<T>(
     _ address: IPAddress, _ port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T
   ) -> T {
-    let bytes = address.bytes
-    if address.isIPv4 {
-      var sin = sockaddr_in()
-      sin.sin_family = sa_family_t(AF_INET)
-      sin.sin_port = port.bigEndian
-      withUnsafeMutableBytes(of: &sin.sin_addr) { raw in for index in 0..<4 { raw[index] = bytes[index] } }
-      return withUnsafePointer(to: &sin) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-      }
+    var storage = sockaddr_storage()
+    let length = withUnsafeMutableBytes(of: &storage) { raw -> Int in
+      let bytes = address.bytes
+      // sin_family and sin6_family, then the port, sit at the same offsets.
+      raw.storeBytes(of: sa_family_t(address.isIPv4 ? AF_INET : AF_INET6), as: sa_family_t.self)
+      raw.storeBytes(of: port.bigEndian, toByteOffset: 2, as: UInt16.self)
+      let offset =
+        address.isIPv4
+        ? MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!
+        : MemoryLayout<sockaddr_in6>.offset(of: \.sin6_addr)!
+      for index in bytes.indices { raw[offset + index] = bytes[index] }
+      return address.isIPv4 ? MemoryLayout<sockaddr_in>.size : MemoryLayout<sockaddr_in6>.size
     }
-    var sin6 = sockaddr_in6()
-    sin6.sin6_family = sa_family_t(AF_INET6)
-    sin6.sin6_port = port.bigEndian
-    withUnsafeMutableBytes(of: &sin6.sin6_addr) { raw in for index in 0..<16 { raw[index] = bytes[index] } }
-    return withUnsafePointer(to: &sin6) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-      }
+    return withUnsafePointer(to: &storage) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(length)) }
     }
   }
 }

@@ -117,6 +117,15 @@ struct BPFAssembler {
 }
 
 extension BPFAssembler {
+  /// Why loading a `kind` program failed: the kernel's error and the end of the
+  /// verifier's log (`verifierLog`, NUL-terminated), where it wrote one.
+  static func loadFailure(_ kind: String, errno: Int32, verifierLog: [CChar]) -> String {
+    let verifier = String(
+      decoding: verifierLog.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return "loading the \(kind) program failed: \(AFPacketError.text(errno))"
+      + (verifier.isEmpty ? "" : " [verifier: \(verifier.suffix(400))]")
+  }
+
   /// Jumps to `label` unless the frame (r2 = data, r3 = data_end) is a datagram the
   /// switch owns on the underlay: untagged, unfragmented UDP to `vtep` and `udpPort`
   /// (IPv4 without options, or IPv6 with UDP as the first next header). Uses r4 and r5.

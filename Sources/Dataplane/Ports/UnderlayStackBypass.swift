@@ -72,11 +72,8 @@ public final class UnderlayStackBypass {
       cp_tc_program_load(code.baseAddress, code.count, &log, log.count)
     }
     guard programFD >= 0 else {
-      let verifier = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
       throw AFPacketError.underlayBypass(
-        interface: interface,
-        reason: "loading the tc program failed: \(AFPacketError.text(-programFD))"
-          + (verifier.isEmpty ? "" : " [verifier: \(verifier.suffix(400))]"))
+        interface: interface, reason: BPFAssembler.loadFailure("tc", errno: -programFD, verifierLog: log))
     }
     // The link holds the program; the program's own fd is not needed after attaching.
     defer { Glibc.close(programFD) }

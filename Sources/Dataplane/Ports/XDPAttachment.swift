@@ -41,11 +41,8 @@ public final class XDPAttachment {
       }
     }
     guard fd >= 0 else {
-      let verifier = String(decoding: log.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
       throw AFPacketError.afXDP(
-        interface: interface,
-        reason: "loading the XDP program failed: \(AFPacketError.text(-fd))"
-          + (verifier.isEmpty ? "" : " [verifier: \(verifier.suffix(400))]"))
+        interface: interface, reason: BPFAssembler.loadFailure("XDP", errno: -fd, verifierLog: log))
     }
     programFD = fd
     self.mapFD = mapFD
