@@ -116,9 +116,9 @@ public final class ARPTable: @unchecked Sendable {
     return table.lookup(Self.key(domain: domain, ipv4: ipv4), slot: &slot).rawValue
   }
 
-  /// The raw value for (domain, IPv6), as `lookup(domain:ipv4:)`. The value belongs to
-  /// the address only if the writers let it own the key, which they check on every
-  /// store: a value present here is this address's.
+  /// The raw value for (domain, IPv6), as `lookup(domain:ipv4:)`. A value stored for
+  /// another address whose key folds alike reads 0 here, unless its check bits agree too
+  /// (see "Encoding").
   @inlinable @inline(__always)
   public func lookup(domain: UInt16, ipv6High: UInt64, ipv6Low: UInt64) -> UInt64 {
     var slot = 0

@@ -1,24 +1,7 @@
-extension IPAddress {
-  /// The IPv4 address as the 32-bit word a little-endian load from the packet gives.
-  fileprivate var ipv4Word: UInt32 {
-    let bytes = self.bytes
-    return UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
-  }
-
-  /// The IPv6 address as four 32-bit words, as little-endian loads from the packet give.
-  fileprivate var ipv6Words: [UInt32] {
-    let bytes = self.bytes
-    return (0..<4).map { word in
-      (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[word * 4 + $1]) << (8 * $1) }
-    }
-  }
-}
-
 /// A minimal eBPF assembler: the instructions `XDPSteeringProgram` and
-/// `UnderlayStackBypass` need, with forward
-/// jumps to labels resolved at the end. Each instruction is the kernel's 8-byte
-/// `struct bpf_insn` (opcode, dst/src registers, 16-bit offset, 32-bit immediate), built as
-/// a little-endian `UInt64`.
+/// `UnderlayStackBypass` need, with forward jumps to labels resolved at the end. Each
+/// instruction is the kernel's 8-byte `struct bpf_insn` (opcode, dst/src registers, 16-bit
+/// offset, 32-bit immediate), built as a little-endian `UInt64`.
 struct BPFAssembler {
   enum Register: UInt8 { case r0, r1, r2, r3, r4, r5, r6 }
   enum Size: UInt8 {
@@ -161,6 +144,22 @@ extension BPFAssembler {
       }
       load(.half, .r5, from: .r2, offset: ip + IPv6Layout.headerLength + UDPLayout.destinationPortOffset)
       jumpIfNotEqual(.r5, port, to: label)
+    }
+  }
+}
+
+extension IPAddress {
+  /// The IPv4 address as the 32-bit word a little-endian load from the packet gives.
+  fileprivate var ipv4Word: UInt32 {
+    let bytes = self.bytes
+    return UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24
+  }
+
+  /// The IPv6 address as four 32-bit words, as little-endian loads from the packet give.
+  fileprivate var ipv6Words: [UInt32] {
+    let bytes = self.bytes
+    return (0..<4).map { word in
+      (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[word * 4 + $1]) << (8 * $1) }
     }
   }
 }
