@@ -5,14 +5,19 @@
 #include "CPacketXDP.h"
 
 #include <errno.h>
+#include <net/if.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/if_xdp.h>
+#include <linux/sockios.h>
 #include <xdp/xsk.h>
 
 _Static_assert(sizeof(cp_xdp_desc) == sizeof(struct xdp_desc), "xdp_desc");
@@ -28,11 +33,14 @@ _Static_assert(sizeof(struct bpf_insn) == 8, "bpf_insn");
 /// linux/if_xdp.h from kernel 6.17 on; the installed headers may be older.
 #define CP_XDP_MAX_TX_SKB_BUDGET 9
 
-struct cp_xsk {
+struct cp_xsk_umem {
   struct xsk_umem *umem;
-  struct xsk_socket *socket;
   struct xsk_ring_prod fill;
   struct xsk_ring_cons completion;
+};
+
+struct cp_xsk {
+  struct xsk_socket *socket;
   struct xsk_ring_cons rx;
   struct xsk_ring_prod tx;
 };
@@ -47,23 +55,41 @@ struct cp_xsk {
     (out)->size = (r).size;                                                                      \
   } while (0)
 
-int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, uint32_t frame_size,
-                uint32_t ring_size, cp_xsk **out, cp_xsk_ring *fill, cp_xsk_ring *completion,
-                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy) {
-  cp_xsk *xsk = calloc(1, sizeof(*xsk));
-  if (xsk == NULL) return -ENOMEM;
-  struct xsk_umem_config umem_config = {
-      .fill_size = ring_size,
-      .comp_size = ring_size,
+int cp_xsk_umem_create(void *area, uint64_t size, uint32_t frame_size, uint32_t fill_size,
+                       uint32_t completion_size, cp_xsk_umem **out, cp_xsk_ring *fill,
+                       cp_xsk_ring *completion) {
+  cp_xsk_umem *umem = calloc(1, sizeof(*umem));
+  if (umem == NULL) return -ENOMEM;
+  struct xsk_umem_config config = {
+      .fill_size = fill_size,
+      .comp_size = completion_size,
       .frame_size = frame_size,
       .frame_headroom = 0,
       .flags = 0,
   };
-  int result = xsk_umem__create(&xsk->umem, area, size, &xsk->fill, &xsk->completion, &umem_config);
+  int result = xsk_umem__create(&umem->umem, area, size, &umem->fill, &umem->completion, &config);
   if (result != 0) {
-    free(xsk);
+    free(umem);
     return result < 0 ? result : -result;
   }
+  CP_EXPORT_RING(fill, umem->fill);
+  CP_EXPORT_RING(completion, umem->completion);
+  *out = umem;
+  return 0;
+}
+
+int cp_xsk_umem_delete(cp_xsk_umem *umem) {
+  if (umem == NULL) return 0;
+  int result = xsk_umem__delete(umem->umem);
+  if (result != 0) return result < 0 ? result : -result;
+  free(umem);
+  return 0;
+}
+
+int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t ring_size, cp_xsk **out,
+                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy) {
+  cp_xsk *xsk = calloc(1, sizeof(*xsk));
+  if (xsk == NULL) return -ENOMEM;
   struct xsk_socket_config socket_config = {
       .rx_size = ring_size,
       .tx_size = ring_size,
@@ -71,9 +97,11 @@ int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, u
       .xdp_flags = XDP_FLAGS_DRV_MODE,
       .bind_flags = XDP_USE_NEED_WAKEUP,
   };
-  result = xsk_socket__create(&xsk->socket, ifname, queue, xsk->umem, &xsk->rx, &xsk->tx, &socket_config);
+  // The first socket on (ifname, queue) gets the UMEM's fill and completion rings; libxdp
+  // binds every later one there with XDP_SHARED_UMEM, sharing those two rings.
+  int result = xsk_socket__create_shared(&xsk->socket, ifname, queue, umem->umem, &xsk->rx, &xsk->tx,
+                                         &umem->fill, &umem->completion, &socket_config);
   if (result != 0) {
-    xsk_umem__delete(xsk->umem);
     free(xsk);
     return result < 0 ? result : -result;
   }
@@ -86,8 +114,6 @@ int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, u
   socklen_t length = sizeof(options);
   *zero_copy = getsockopt(fd, SOL_XDP, XDP_OPTIONS, &options, &length) == 0 &&
                (options.flags & XDP_OPTIONS_ZEROCOPY) != 0;
-  CP_EXPORT_RING(fill, xsk->fill);
-  CP_EXPORT_RING(completion, xsk->completion);
   CP_EXPORT_RING(rx, xsk->rx);
   CP_EXPORT_RING(tx, xsk->tx);
   *out = xsk;
@@ -97,8 +123,25 @@ int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, u
 void cp_xsk_close(cp_xsk *xsk) {
   if (xsk == NULL) return;
   xsk_socket__delete(xsk->socket);
-  xsk_umem__delete(xsk->umem);
   free(xsk);
+}
+
+int cp_interface_rx_queues(const char *ifname) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  struct ethtool_channels channels = {.cmd = ETHTOOL_GCHANNELS};
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  snprintf(request.ifr_name, sizeof request.ifr_name, "%s", ifname);
+  request.ifr_data = (void *)&channels;
+  int result = ioctl(fd, SIOCETHTOOL, &request);
+  int error = errno;
+  close(fd);
+  if (result < 0) return -error;
+  // Drivers count their queues either as combined channels or as RX channels (a veth
+  // reports both, combined being the smaller of its RX and TX counts).
+  uint32_t queues = channels.combined_count > channels.rx_count ? channels.combined_count : channels.rx_count;
+  return queues > 0 ? (int)queues : -EOPNOTSUPP;
 }
 
 int cp_xsk_statistics(int fd, cp_xdp_statistics *statistics) {
@@ -153,8 +196,8 @@ int cp_xdp_attached_id(int ifindex, uint32_t *id) {
   return 0;
 }
 
-int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd) {
-  int result = bpf_map_update_elem(map_fd, &queue, &socket_fd, 0);
+int cp_xdp_map_set(int map_fd, uint32_t key, int socket_fd) {
+  int result = bpf_map_update_elem(map_fd, &key, &socket_fd, 0);
   return result < 0 ? -errno : 0;
 }
 

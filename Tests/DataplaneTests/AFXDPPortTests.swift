@@ -39,11 +39,13 @@ final class AFXDPPortTests: XCTestCase {
         XDPSteeringProgram.Match.everything, .vxlan(vtep: IPAddress("10.9.0.1")!, udpPort: 4789),
         .vxlan(vtep: IPAddress("fd00::1")!, udpPort: 8472),
       ] {
-        let attachment = try XDPAttachment(
-          interface: "p0", program: XDPSteeringProgram(match: match), queues: 1)
-        XCTAssertNotEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match)")
-        attachment.detach()
-        XCTAssertEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match) still attached")
+        for sockets in [1, 2, 3] {
+          let attachment = try XDPAttachment(
+            interface: "p0", program: XDPSteeringProgram(match: match, socketsPerQueue: sockets), queues: 1)
+          XCTAssertNotEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match) \(sockets)")
+          attachment.detach()
+          XCTAssertEqual(XDPAttachment.attachedProgramID(interface: "p0"), 0, "\(match) still attached")
+        }
       }
     }
   }
@@ -148,6 +150,98 @@ final class AFXDPPortTests: XCTestCase {
       XCTAssertTrue(ping.contains(" 0% packet loss"), ping)
       drain(port, into: &received)
       XCTAssertEqual(received.count, 1, "the port took traffic that is not VXLAN to its VTEP")
+    }
+  }
+
+  /// Two sockets on the veth's one queue, sharing its UMEM: every frame reaches exactly
+  /// one of them, byte-exact, all frames of a flow (a pair of Ethernet addresses on an
+  /// access interface, a UDP source port on the underlay) the same one, and both get
+  /// flows. Then both transmit three rings' worth each, so slots come back through the
+  /// shared completion ring to whichever port reaps them.
+  func testTwoSocketsShareOneQueue() throws {
+    let vtep = IPAddress("10.9.0.1")!
+    for match in [XDPSteeringProgram.Match.everything, .vxlan(vtep: vtep, udpPort: 4789)] {
+      try NetworkNamespace.run(ns) {
+        let attachment = try XDPAttachment(
+          interface: "p0", program: XDPSteeringProgram(match: match, socketsPerQueue: 2), queues: 1)
+        defer { attachment.detach() }
+        var options = AFXDPPort.Options()
+        options.ringSize = 256
+        let ports = try AFXDPPort.open(
+          interface: "p0", queue: 0, sockets: 2, isUnderlay: match != .everything, attachment: attachment,
+          options: options)
+        defer { ports.forEach { $0.close() } }
+        let p0 = try lab.mac(ns, "p0")
+        let p1 = try lab.mac(peer, "p1")
+        let sender = try peerSender()
+        // 32 flows of 3 frames, in rounds that fit the veth's XDP queue.
+        var sent: [[UInt8]] = []
+        var flowOfFrame: [[UInt8]: Int] = [:]
+        for flow in 0..<32 {
+          for copy in 0..<3 {
+            let inner = Frames.ethernet(
+              destination: hostA, source: MACAddress((2, 0, 0, 0, UInt8(flow), 0x1b)), etherType: 0x88B5,
+              payload: [UInt8(flow), UInt8(copy)] + (0..<60).map { UInt8($0) })
+            let frame =
+              match == .everything
+              ? inner
+              : Frames.ethernet(
+                destination: p0, source: p1, etherType: 0x0800,
+                payload: Frames.ipv4UDP(
+                  source: IPAddress("10.9.0.2")!, destination: vtep, sourcePort: 49152 + UInt16(flow) * 257,
+                  destinationPort: 4789, payload: Frames.vxlan(vni: 100, inner: inner)))
+            sender.send(frame)
+            sent.append(frame)
+            flowOfFrame[frame] = flow
+          }
+        }
+        var received: [[(bytes: [UInt8], tag: UInt32, flags: UInt8)]] = [[], []]
+        XCTAssertTrue(
+          eventually {
+            for index in 0..<2 { drain(ports[index], into: &received[index]) }
+            return received[0].count + received[1].count >= sent.count
+          }, "\(match): \(received[0].count) + \(received[1].count) of \(sent.count)")
+        XCTAssertEqual(Set(received.joined().map(\.bytes)), Set(sent), "\(match)")
+        XCTAssertEqual(received[0].count + received[1].count, sent.count, "\(match)")
+        let flows = received.map { Set($0.compactMap { flowOfFrame[$0.bytes] }) }
+        XCTAssertEqual(flows[0].intersection(flows[1]), [], "\(match): a flow on both sockets")
+        XCTAssertFalse(flows[0].isEmpty || flows[1].isEmpty, "\(match): flows per socket \(flows)")
+
+        let capture = try peerCapture()
+        var captured: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+        var transmitted: [[UInt8]] = []
+        var next = [0, 0]
+        let perPort = 3 * options.ringSize
+        while next[0] < perPort || next[1] < perPort {
+          for (index, port) in ports.enumerated() where next[index] < perPort {
+            let frame = Frames.ethernet(
+              destination: hostB, source: hostA, etherType: 0x88B5,
+              payload: [UInt8(index), UInt8(next[index] & 0xFF), UInt8(next[index] >> 8)]
+                + (0..<60).map { UInt8($0) })
+            guard let slot = port.transmitRing.pointee.reserve() else {
+              port.flushTransmit()
+              drain(capture, into: &captured)
+              continue
+            }
+            frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+            port.transmitRing.pointee.commit(length: frame.count)
+            transmitted.append(frame)
+            next[index] += 1
+            if next[index] % 64 == 0 { port.flushTransmit() }
+          }
+          drain(capture, into: &captured)
+        }
+        XCTAssertTrue(
+          eventually {
+            ports.forEach { $0.flushTransmit() }
+            drain(capture, into: &captured)
+            return captured.filter { $0.bytes[12] == 0x88 }.count >= transmitted.count
+          }, "\(match)")
+        XCTAssertEqual(
+          captured.map(\.bytes).filter { $0[12] == 0x88 }.sorted { $0.lexicographicallyPrecedes($1) },
+          transmitted.sorted { $0.lexicographicallyPrecedes($1) }, "\(match)")
+        XCTAssertEqual(ports.map(\.statistics.transmitErrors), [0, 0])
+      }
     }
   }
 }

@@ -56,18 +56,22 @@ final class LiveSwitchTests: XCTestCase {
     return config
   }
 
+  /// `expected`: the port types the underlay and the access interface get (both `io`
+  /// when nil).
   @discardableResult
-  func pingThroughSwitch(workers: Int, io: PortIO = .afPacket, expected: PortIO = .afPacket) throws
-    -> LiveSwitch
-  {
+  func pingThroughSwitch(
+    workers: Int, io: PortIO = .afPacket, expected: (underlay: PortIO, access: PortIO)? = nil,
+    whileRunning: (LiveSwitch) throws -> Void = { _ in }
+  ) throws -> LiveSwitch {
+    let expected = expected ?? (io, io)
     let core = SwitchCore(config: Self.config(workers: workers, io: io))
     let live = LiveSwitch(core: core)
     try NetworkNamespace.run(sw) { try live.start() }
     defer { live.stop() }
     XCTAssertTrue(live.isRunning)
-    XCTAssertEqual(live.portTypes, [expected, expected], "\(live.warnings)")
+    XCTAssertEqual(live.portTypes, [expected.underlay, expected.access], "\(live.warnings)")
     // On AF_PACKET the underlay's datagrams end at tc ingress (`UnderlayStackBypass`).
-    XCTAssertEqual(live.bypassesStackForVXLAN, expected == .afPacket, "\(live.warnings)")
+    XCTAssertEqual(live.bypassesStackForVXLAN, expected.underlay == .afPacket, "\(live.warnings)")
     // Counted from here: the kernel's side may have flooded before the switch was up.
     let udpBefore = try Self.udpStatistics(lab, sw)
 
@@ -93,6 +97,7 @@ final class LiveSwitchTests: XCTestCase {
     // Every datagram from the kernel's VTEP reached the switch and none the host's UDP
     // (where the port holder would have discarded it, counted in InErrors).
     XCTAssertEqual(try Self.udpStatistics(lab, sw), udpBefore)
+    try whileRunning(live)
     live.stop()
     live.stop()  // idempotent
     XCTAssertFalse(live.isRunning)
@@ -116,23 +121,44 @@ final class LiveSwitchTests: XCTestCase {
 
   /// The same through AF_XDP ports on both interfaces; stopping removes the XDP programs.
   func testPingThroughAFXDPPorts() throws {
-    let live = try pingThroughSwitch(workers: 1, io: .afXDP, expected: .afXDP)
+    let live = try pingThroughSwitch(workers: 1, io: .afXDP)
     XCTAssertEqual(live.warnings, [])
-    try NetworkNamespace.run(sw) {
-      for name in ["und0", "acc0"] {
-        XCTAssertEqual(XDPAttachment.attachedProgramID(interface: name), 0, "\(name) keeps an XDP program")
-      }
-    }
+    try assertNoXDPProgramLeft()
   }
 
-  /// Two workers need two queues; a veth has one, so AF_XDP cannot attach for worker 1:
-  /// the switch opens AF_PACKET instead, says why, and leaves no XDP program behind.
+  /// Two workers on veths, which have one queue each: both workers' sockets share the
+  /// queue's UMEM and the steering program spreads the flows over them. Sixteen flows
+  /// from the kernel's side (one per source address, so sixteen UDP source ports from
+  /// its vxlan device) reach the VM, and both workers' underlay sockets receive some.
+  func testTwoAFXDPWorkersShareASingleQueue() throws {
+    try lab.sh(kern, (10..<26).map { "ip addr add 192.168.80.\($0)/24 dev br0" }.joined(separator: " && "))
+    let live = try pingThroughSwitch(workers: 2, io: .afXDP) { live in
+      for host in 10..<26 {
+        XCTAssertNoThrow(
+          try self.lab.sh(self.kern, "ping -c 2 -i 0.05 -W 2 -I 192.168.80.\(host) 192.168.80.1 >/dev/null"),
+          "flow from 192.168.80.\(host)")
+      }
+      let underlayFrames = live.portStatistics.map { $0[0].receivedFrames }
+      XCTAssertEqual(underlayFrames.count, 2)
+      XCTAssertTrue(underlayFrames.allSatisfy { $0 > 0 }, "received per worker: \(underlayFrames)")
+    }
+    XCTAssertEqual(live.warnings, [])
+    try assertNoXDPProgramLeft()
+  }
+
+  /// A veth takes no XDP program while its peer's MTU is over a page: that interface gets
+  /// AF_PACKET instead, the switch says why, and the other keeps AF_XDP.
   func testAFXDPFallsBackToAFPacketWithTheReason() throws {
-    let live = try pingThroughSwitch(workers: 2, io: .afXDP, expected: .afPacket)
+    try lab.sh(kern, "ip link set und1 mtu 9000")
+    let live = try pingThroughSwitch(workers: 2, io: .afXDP, expected: (.afPacket, .afXDP))
     XCTAssertEqual(
-      live.warnings.filter { $0.contains("AF_XDP unavailable, using AF_PACKET") }.count, 2, "\(live.warnings)"
-    )
-    XCTAssertTrue(live.warnings.contains { $0.contains("queue 1") }, "\(live.warnings)")
+      live.warnings.filter { $0.contains("und0: AF_XDP unavailable, using AF_PACKET") }.count, 1,
+      "\(live.warnings)")
+    XCTAssertTrue(live.warnings.contains { $0.contains("peer's MTU") }, "\(live.warnings)")
+    try assertNoXDPProgramLeft()
+  }
+
+  func assertNoXDPProgramLeft() throws {
     try NetworkNamespace.run(sw) {
       for name in ["und0", "acc0"] {
         XCTAssertEqual(XDPAttachment.attachedProgramID(interface: name), 0, "\(name) keeps an XDP program")

@@ -8,7 +8,9 @@
 
 // MARK: - AF_XDP (libxdp for the UMEM and socket, libbpf for the program and map)
 
-/// One AF_XDP socket with its UMEM (libxdp handles), opaque to Swift.
+/// A UMEM with its fill and completion rings (libxdp handle), opaque to Swift.
+typedef struct cp_xsk_umem cp_xsk_umem;
+/// One AF_XDP socket (libxdp handle), opaque to Swift.
 typedef struct cp_xsk cp_xsk;
 
 /// A ring shared with the kernel, as Swift walks it (mirrors libxdp's xsk_ring_prod/cons):
@@ -43,19 +45,31 @@ typedef struct {
 
 enum { CP_XDP_RING_NEED_WAKEUP = 1 };
 
-/// Registers `area` (`size` bytes, page-aligned, chunks of `frame_size`) as a UMEM and binds
-/// an AF_XDP socket to queue `queue` of `ifname` without loading any XDP program (the caller
-/// attaches its own and puts the socket in its map). Every ring has `ring_size` entries.
-/// Returns the socket's fd, or -errno; `*zero_copy` says which mode the kernel chose.
-int cp_xsk_open(const char *ifname, uint32_t queue, void *area, uint64_t size, uint32_t frame_size,
-                uint32_t ring_size, cp_xsk **out, cp_xsk_ring *fill, cp_xsk_ring *completion,
+/// Registers `area` (`size` bytes, page-aligned, chunks of `frame_size`) as a UMEM with a
+/// fill ring of `fill_size` and a completion ring of `completion_size` entries (powers of
+/// two). Returns 0 or -errno.
+int cp_xsk_umem_create(void *area, uint64_t size, uint32_t frame_size, uint32_t fill_size,
+                       uint32_t completion_size, cp_xsk_umem **out, cp_xsk_ring *fill,
+                       cp_xsk_ring *completion);
+/// Releases the UMEM: -EBUSY while a socket still uses it (close those first).
+int cp_xsk_umem_delete(cp_xsk_umem *umem);
+/// Binds an AF_XDP socket to queue `queue` of `ifname` on `umem`, without loading any XDP
+/// program (the caller attaches its own and puts the socket in its map). The first socket
+/// of a UMEM owns its fill and completion rings; later sockets on the same interface and
+/// queue share them (XDP_SHARED_UMEM), and the kernel fills their RX rings from the one
+/// fill ring. RX and TX have `ring_size` entries. Returns the socket's fd, or -errno;
+/// `*zero_copy` says which mode the kernel chose.
+int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t ring_size, cp_xsk **out,
                 cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy);
 void cp_xsk_close(cp_xsk *xsk);
+/// How many receive queues `ifname` has (ethtool channels), or -errno (-EOPNOTSUPP from a
+/// driver that does not say).
+int cp_interface_rx_queues(const char *ifname);
 int cp_xsk_statistics(int fd, cp_xdp_statistics *statistics);
 /// Asks the kernel to process the TX ring (copy mode transmits in this call).
 long cp_xsk_kick(int fd);
 
-/// Creates an XSKMAP of `entries` queues and loads the XDP program `instructions` (`count`
+/// Creates an XSKMAP of `entries` sockets and loads the XDP program `instructions` (`count`
 /// 8-byte BPF instructions) after writing the map's fd into every instruction at the
 /// indices `map_slots` (BPF_LD_IMM64 with BPF_PSEUDO_MAP_FD). Returns the program's fd and
 /// sets `*map_fd`, or -errno with the verifier's log in `log`.
@@ -70,7 +84,7 @@ int cp_xdp_attach(int ifindex, int prog_fd);
 int cp_xdp_detach(int ifindex);
 /// The id of the native-mode XDP program on `ifindex`, 0 for none.
 int cp_xdp_attached_id(int ifindex, uint32_t *id);
-int cp_xdp_map_set(int map_fd, uint32_t queue, int socket_fd);
+int cp_xdp_map_set(int map_fd, uint32_t key, int socket_fd);
 
 /// Loads the tc program `instructions` (`count` 8-byte BPF instructions, type
 /// BPF_PROG_TYPE_SCHED_CLS, no maps). Returns the program's fd, or -errno with the

@@ -2,6 +2,8 @@
 /// so that no offset appears as a bare number there.
 enum EthernetLayout {
   static let headerLength = 14
+  static let destinationOffset = 0
+  static let sourceOffset = 6
   static let etherTypeOffset = 12
 }
 
@@ -71,6 +73,7 @@ enum TCPLayout {
 
 enum UDPLayout {
   static let headerLength = 8
+  static let sourcePortOffset = 0
   static let destinationPortOffset = 2
   static let lengthOffset = 4
   static let checksumOffset = 6

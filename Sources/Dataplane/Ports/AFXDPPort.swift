@@ -11,12 +11,14 @@ import Synchronization
 /// mode, or zero-copy where the driver offers it). Frames reach it through the interface's
 /// `XDPAttachment`, which redirects what the switch owns and passes the rest to the kernel.
 ///
-/// Memory: one UMEM per port, `receiveFrames` chunks the kernel fills with received frames
-/// (handed to the pipeline in place, given back to the fill ring on `releaseReceived`),
-/// then `transmitSlots` chunks laid out as a `TxRing` (status, length, frame at
-/// `dataOffset`) that the pipeline fills as it fills an AF_PACKET ring. `flushTransmit`
-/// posts every committed slot as a TX descriptor and kicks the kernel; a slot stays
-/// `sending` until its address comes back on the completion ring.
+/// Memory: the queue's `SharedUMEM`, whose receive chunks the kernel fills with received
+/// frames (handed to the pipeline in place, given back to the fill ring on
+/// `releaseReceived`), and this socket's `transmitSlots` chunks there, laid out as a
+/// `TxRing` (status, length, frame at `dataOffset`) that the pipeline fills as it fills an
+/// AF_PACKET ring. `flushTransmit` posts every committed slot as a TX descriptor and kicks
+/// the kernel; a slot stays `sending` until its address comes back on the completion ring.
+/// Several ports may share a queue (`open(interface:queue:sockets:...)`, one per worker):
+/// each has its own RX and TX rings, and they share the UMEM's fill and completion rings.
 ///
 /// No offload metadata crosses AF_XDP: frames arrive as the wire would carry them, so on
 /// a veth the attachment has turned the peer's TSO/GSO off and capped its MTU (the kernel
@@ -54,14 +56,10 @@ public final class AFXDPPort: LivePort {
   public private(set) var transmitLinkDown = false
 
   private let socket: OpaquePointer
+  private let memory: SharedUMEM
   private let area: UnsafeMutableRawPointer
-  private let areaSize: Int
-  private let frameSize: Int
-  private let chunkMask: UInt64
-  /// UMEM offset of the first transmit slot.
+  /// UMEM offset of this socket's first transmit slot.
   private let transmitBase: Int
-  private var fill: XSKRing
-  private var completion: XSKRing
   private var rx: XSKRing
   private var tx: XSKRing
   /// The next transmit slot to post to the kernel (slots are committed in order).
@@ -73,63 +71,85 @@ public final class AFXDPPort: LivePort {
   private let kernelCounters = Mutex<cp_xdp_statistics>(cp_xdp_statistics())
   private var closed = false
 
-  /// Opens the socket on `queue` of `interface` (in the current network namespace) and
-  /// puts it into `attachment`'s map.
-  public init(
+  /// Opens the only socket on `queue` of `interface` (in the current network namespace)
+  /// and puts it into `attachment`'s map.
+  public convenience init(
     interface: String, queue: UInt32 = 0, isUnderlay: Bool, attachment: XDPAttachment,
     options: Options = Options()
   ) throws {
-    precondition(options.ringSize > 0 && options.ringSize & (options.ringSize - 1) == 0)
-    precondition(options.frameSize >= 2048 && options.frameSize & (options.frameSize - 1) == 0)
-    name = interface
-    self.queue = queue
-    self.isUnderlay = isUnderlay
-    finishesChecksums = options.finishesChecksums
-    frameSize = options.frameSize
-    chunkMask = ~UInt64(options.frameSize - 1)
-    let chunks = 2 * options.ringSize
-    areaSize = chunks * options.frameSize
-    guard
-      let memory = mmap(nil, areaSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      memory != MAP_FAILED
-    else { throw AFPacketError.system(operation: "mmap(UMEM)", interface: interface, errno: Glibc.errno) }
-    area = memory
-    transmitBase = options.ringSize * options.frameSize
-
-    var handle: OpaquePointer? = nil
-    var rings = (cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring())
-    var zeroCopy: Int32 = 0
-    let result = cp_xsk_open(
-      interface, queue, memory, UInt64(areaSize), UInt32(options.frameSize), UInt32(options.ringSize),
-      &handle, &rings.0, &rings.1, &rings.2, &rings.3, &zeroCopy)
-    guard result >= 0, let handle else {
-      munmap(memory, areaSize)
-      throw AFPacketError.from(
-        errno: -result, operation: "AF_XDP socket (queue \(queue))", interface: interface)
-    }
-    socket = handle
-    fd = result
-    self.zeroCopy = zeroCopy != 0
-    fill = XSKRing(rings.0, side: .producer)
-    completion = XSKRing(rings.1, side: .consumer)
-    rx = XSKRing(rings.2, side: .consumer)
-    tx = XSKRing(rings.3, side: .producer)
-    held = .allocate(capacity: FrameVector.capacity)
-    transmitRing = .allocate(capacity: 1)
-    transmitRing.initialize(
-      to: TxRing(
-        base: memory + transmitBase, slotSize: options.frameSize, slotCount: options.ringSize,
-        statusOffset: 0,
-        lengthOffset: 4, dataOffset: Self.transmitDataOffset))
-    // Every receive chunk to the kernel.
-    for chunk in 0..<options.ringSize { fill.address(chunk).pointee = UInt64(chunk * options.frameSize) }
-    fill.submit(options.ringSize)
+    let memory = try SharedUMEM(
+      interface: interface, sockets: 1, frameSize: options.frameSize, ringSize: options.ringSize)
+    try self.init(
+      interface: interface, queue: queue, socket: 0, memory: memory, isUnderlay: isUnderlay, options: options)
     do {
       try attachment.insert(socket: fd, queue: queue)
     } catch {
       close()
       throw error
     }
+  }
+
+  /// Opens `sockets` sockets on `queue` of `interface` sharing one UMEM, and steers the
+  /// queue's flows over them (`attachment`'s program spreads each queue over
+  /// `socketsPerQueue` map slots; slot `i` goes to socket `i % sockets`). Everything opened
+  /// is closed again on failure.
+  public static func open(
+    interface: String, queue: UInt32, sockets: Int, isUnderlay: Bool, attachment: XDPAttachment,
+    options: Options = Options()
+  ) throws -> [AFXDPPort] {
+    let memory = try SharedUMEM(
+      interface: interface, sockets: sockets, frameSize: options.frameSize, ringSize: options.ringSize)
+    var ports: [AFXDPPort] = []
+    do {
+      for index in 0..<sockets {
+        ports.append(
+          try AFXDPPort(
+            interface: interface, queue: queue, socket: index, memory: memory, isUnderlay: isUnderlay,
+            options: options))
+      }
+      for slot in 0..<attachment.program.socketsPerQueue {
+        try attachment.insert(socket: ports[slot % sockets].fd, queue: queue, slot: slot)
+      }
+    } catch {
+      for port in ports { port.close() }
+      throw error
+    }
+    return ports
+  }
+
+  private init(
+    interface: String, queue: UInt32, socket index: Int, memory: SharedUMEM, isUnderlay: Bool,
+    options: Options
+  ) throws {
+    name = interface
+    self.queue = queue
+    self.isUnderlay = isUnderlay
+    self.memory = memory
+    finishesChecksums = options.finishesChecksums
+    area = memory.area
+    transmitBase = memory.transmitBase(socket: index)
+
+    var handle: OpaquePointer? = nil
+    var rings = (cp_xsk_ring(), cp_xsk_ring())
+    var zeroCopy: Int32 = 0
+    let result = cp_xsk_open(
+      interface, queue, memory.handle, UInt32(memory.slotsPerSocket), &handle, &rings.0, &rings.1, &zeroCopy)
+    guard result >= 0, let handle else {
+      throw AFPacketError.from(
+        errno: -result, operation: "AF_XDP socket (queue \(queue))", interface: interface)
+    }
+    memory.socketOpened()
+    socket = handle
+    fd = result
+    self.zeroCopy = zeroCopy != 0
+    rx = XSKRing(rings.0, side: .consumer)
+    tx = XSKRing(rings.1, side: .producer)
+    held = .allocate(capacity: FrameVector.capacity)
+    transmitRing = .allocate(capacity: 1)
+    transmitRing.initialize(
+      to: TxRing(
+        base: area + transmitBase, slotSize: memory.frameSize, slotCount: memory.slotsPerSocket,
+        statusOffset: 0, lengthOffset: 4, dataOffset: Self.transmitDataOffset))
   }
 
   deinit {
@@ -143,7 +163,7 @@ public final class AFXDPPort: LivePort {
     if closed { return }
     closed = true
     cp_xsk_close(socket)
-    munmap(area, areaSize)
+    memory.socketClosed()
   }
 
   // MARK: Receive
@@ -207,13 +227,11 @@ public final class AFXDPPort: LivePort {
       ? FrameFlags.checksumNotReady : 0
   }
 
-  /// Gives the chunks of the last batch back to the kernel's fill ring. The fill ring has
+  /// Gives the chunks of the last batch back to the queue's fill ring. The fill ring has
   /// room for every receive chunk, so it cannot be full while chunks are held here.
   public func releaseReceived() {
     if heldCount == 0 { return }
-    let count = min(heldCount, fill.free())
-    for offset in 0..<count { fill.address(offset).pointee = held[offset] & chunkMask }
-    fill.submit(count)
+    let count = memory.refill(held, count: heldCount)
     if count < heldCount {
       // Cannot happen (see above); keep the rest rather than lose the chunks.
       memmove(held, held + count, (heldCount &- count) &* 8)
@@ -221,7 +239,7 @@ public final class AFXDPPort: LivePort {
     heldCount &-= count
     // In copy mode the kernel fills in softirq and needs no wakeup; a zero-copy driver
     // may wait for one after the fill ring ran dry.
-    if zeroCopy && fill.needsWakeup { _ = cp_xsk_kick(fd) }
+    if zeroCopy && memory.fillNeedsWakeup { _ = cp_xsk_kick(fd) }
   }
 
   // MARK: Transmit
@@ -278,19 +296,10 @@ public final class AFXDPPort: LivePort {
     }
   }
 
-  /// Frees the transmit slots whose frames the kernel has sent.
+  /// Frees the transmit slots whose frames the kernel has sent (this port's, and those
+  /// of the other ports on its queue).
   @inline(__always)
-  private func reapCompletions() {
-    let count = completion.available(limit: Int.max)
-    if count <= 0 { return }
-    let ring = transmitRing.pointee
-    for offset in 0..<count {
-      let address = Int(truncatingIfNeeded: completion.address(offset).pointee)
-      let slot = area + (address &- ring.dataOffset)
-      ring.status(slot).pointee.store(TxRing.available, ordering: .releasing)
-    }
-    completion.release(count)
-  }
+  private func reapCompletions() { memory.reapCompletions(layout: transmitRing.pointee) }
 
   @discardableResult
   public func clearSocketError() -> Int32 {

@@ -21,6 +21,11 @@ struct BPFAssembler {
   private static let moveImmediate64: UInt8 = 0xB7  // BPF_ALU64 | BPF_MOV | BPF_K
   private static let addImmediate64: UInt8 = 0x07  // BPF_ALU64 | BPF_ADD | BPF_K
   private static let andImmediate64: UInt8 = 0x57  // BPF_ALU64 | BPF_AND | BPF_K
+  private static let add64: UInt8 = 0x0F  // BPF_ALU64 | BPF_ADD | BPF_X
+  private static let xor64: UInt8 = 0xAF  // BPF_ALU64 | BPF_XOR | BPF_X
+  private static let multiplyImmediate64: UInt8 = 0x27  // BPF_ALU64 | BPF_MUL | BPF_K
+  private static let moduloImmediate64: UInt8 = 0x97  // BPF_ALU64 | BPF_MOD | BPF_K (unsigned)
+  private static let shiftRightImmediate64: UInt8 = 0x77  // BPF_ALU64 | BPF_RSH | BPF_K
   private static let jumpGreater: UInt8 = 0x2D  // BPF_JMP | BPF_JGT | BPF_X
   private static let jumpNotEqual32: UInt8 = 0x56  // BPF_JMP32 | BPF_JNE | BPF_K
   private static let loadImmediate64: UInt8 = 0x18  // BPF_LD | BPF_IMM | BPF_DW (two slots)
@@ -41,6 +46,18 @@ struct BPFAssembler {
   }
   mutating func and(_ dst: Register, _ value: UInt32) {
     emit(Self.andImmediate64, dst: dst, immediate: value)
+  }
+  mutating func add(_ dst: Register, _ src: Register) { emit(Self.add64, dst: dst, src: src) }
+  mutating func xor(_ dst: Register, _ src: Register) { emit(Self.xor64, dst: dst, src: src) }
+  mutating func multiply(_ dst: Register, _ value: UInt32) {
+    emit(Self.multiplyImmediate64, dst: dst, immediate: value)
+  }
+  mutating func modulo(_ dst: Register, _ value: UInt32) {
+    precondition(value != 0)
+    emit(Self.moduloImmediate64, dst: dst, immediate: value)
+  }
+  mutating func shiftRight(_ dst: Register, _ bits: UInt32) {
+    emit(Self.shiftRightImmediate64, dst: dst, immediate: bits)
   }
 
   /// A 32-bit field of the program's context (`struct xdp_md`, `struct __sk_buff`).

@@ -8,7 +8,7 @@ import Synchronization
 #endif
 
 /// The switch's XDP program attached to one interface, with the XSKMAP its AF_XDP sockets
-/// are put in (one entry per queue). The program hangs on a BPF link owned by this
+/// are put in (`program.socketsPerQueue` entries per queue). The program hangs on a BPF link owned by this
 /// object: `detach()` (also on deinit) closes it, and so does the kernel when the process
 /// ends, even by SIGKILL, so no program outlives the daemon and the interface's traffic
 /// goes to the kernel as before. Closing a link needs no netlink call, so it works from
@@ -24,8 +24,8 @@ public final class XDPAttachment {
   private let mapFD: Int32
   private var linkFD: Int32 = -1
 
-  /// Loads `program` and attaches it to `interface` (native mode) with room for `queues`
-  /// sockets. Throws `AFPacketError.afXDP` with the verifier's or the kernel's reason.
+  /// Loads `program` and attaches it to `interface` (native mode) with map slots for
+  /// `queues` queues. Throws `AFPacketError.afXDP` with the verifier's or the kernel's reason.
   public init(interface: String, program: XDPSteeringProgram, queues: Int) throws {
     self.interface = interface
     self.program = program
@@ -36,7 +36,8 @@ public final class XDPAttachment {
     let fd = instructions.withUnsafeMutableBufferPointer { code in
       mapSlots.withUnsafeMutableBufferPointer { slots in
         cp_xdp_load(
-          code.baseAddress, code.count, slots.baseAddress, slots.count, UInt32(max(queues, 1)), &mapFD, &log,
+          code.baseAddress, code.count, slots.baseAddress, slots.count,
+          UInt32(max(queues, 1) * program.socketsPerQueue), &mapFD, &log,
           log.count)
       }
     }
@@ -66,9 +67,12 @@ public final class XDPAttachment {
     Glibc.close(mapFD)
   }
 
-  /// Steers `queue`'s frames to the AF_XDP socket `socket`.
-  func insert(socket: Int32, queue: UInt32) throws {
-    let result = cp_xdp_map_set(mapFD, queue, socket)
+  /// Steers the frames of `queue` (of its map slot `slot`, when the program spreads each
+  /// queue over several) to the AF_XDP socket `socket`.
+  func insert(socket: Int32, queue: UInt32, slot: Int = 0) throws {
+    precondition(slot < program.socketsPerQueue)
+    let key = queue * UInt32(program.socketsPerQueue) + UInt32(slot)
+    let result = cp_xdp_map_set(mapFD, key, socket)
     guard result == 0 else {
       throw AFPacketError.afXDP(
         interface: interface,

@@ -4,6 +4,13 @@ import CPacket
 /// switch takes it (redirect into the port's AF_XDP socket for that queue) or the kernel
 /// does (XDP_PASS).
 ///
+/// With `socketsPerQueue` above 1 (more workers than the device has queues, a veth's one
+/// queue among them), the frames of one queue are spread over that many map slots by a
+/// hash that keeps a flow on one slot: the UDP source port on the underlay (the sending
+/// VTEP's hash of the inner flow, RFC 7348 section 5), the Ethernet addresses (both
+/// orders hash alike) on an access interface. Slot `s` of queue `q` is map key
+/// `q * socketsPerQueue + s`.
+///
 /// - Access interface: every frame is the switch's.
 /// - Underlay: only untagged, unfragmented UDP to the local VTEP address and VXLAN port
 ///   (IPv4 without options, or IPv6 with UDP as the first next header). Everything else,
@@ -21,8 +28,13 @@ public struct XDPSteeringProgram: Sendable, Equatable {
   }
 
   public let match: Match
+  public let socketsPerQueue: Int
 
-  public init(match: Match) { self.match = match }
+  public init(match: Match, socketsPerQueue: Int = 1) {
+    precondition(socketsPerQueue >= 1)
+    self.match = match
+    self.socketsPerQueue = socketsPerQueue
+  }
 
   /// The program's instructions, and the indices of the map loads whose immediate is the
   /// XSKMAP's fd (filled in by the loader).
@@ -32,14 +44,38 @@ public struct XDPSteeringProgram: Sendable, Equatable {
     program.move(.r6, .r1)
     program.loadContext(.r2, from: .r6, offset: XDPContext.data)
     program.loadContext(.r3, from: .r6, offset: XDPContext.dataEnd)
+    let spreads = socketsPerQueue > 1
     switch match {
     case .everything:
-      break
+      if spreads {
+        // r5 = the last four bytes of the destination address ^ those of the source.
+        program.requireBytes(EthernetLayout.headerLength, pass: .pass)
+        program.load(.word, .r5, from: .r2, offset: EthernetLayout.destinationOffset + 2)
+        program.load(.word, .r4, from: .r2, offset: EthernetLayout.sourceOffset + 2)
+        program.xor(.r5, .r4)
+      }
     case .vxlan(let vtep, let udpPort):
       program.requireVXLAN(to: vtep, udpPort: udpPort, otherwise: .pass)
+      if spreads {
+        let udp =
+          EthernetLayout.headerLength
+          + (vtep.isIPv4 ? IPv4Layout.minimumHeaderLength : IPv6Layout.headerLength)
+        program.load(.half, .r5, from: .r2, offset: udp + UDPLayout.sourcePortOffset)
+      }
     }
-    // return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS)
+    // return bpf_redirect_map(&xsks, key, XDP_PASS), key = ctx->rx_queue_index, or with
+    // several slots per queue rx_queue_index * socketsPerQueue + hash(r5) % socketsPerQueue.
     program.loadContext(.r2, from: .r6, offset: XDPContext.rxQueueIndex)
+    if spreads {
+      // Fibonacci hashing: bits 16 to 31 of the product depend on every bit of the
+      // 32-bit input, so flows whose fields differ in any byte spread.
+      program.multiply(.r5, 0x9E37_79B1)
+      program.shiftRight(.r5, 16)
+      program.and(.r5, 0xFFFF)
+      program.modulo(.r5, UInt32(socketsPerQueue))
+      program.multiply(.r2, UInt32(socketsPerQueue))
+      program.add(.r2, .r5)
+    }
     let mapSlot = program.loadMap(.r1)
     program.moveImmediate(.r3, XDPAction.pass)
     program.call(BPFHelper.redirectMap)

@@ -33,9 +33,11 @@ public struct SwitchClock: Sendable {
 ///   given, each with its own `Pipeline` and its own port (sockets and rings) per
 ///   interface; with more than one worker the AF_PACKET ports of one interface form a
 ///   PACKET_FANOUT_HASH group, so a flow stays on one worker, and worker `i`'s AF_XDP
-///   port takes queue `i` (the device's RSS keeps a flow on one queue).
-/// - AF_XDP fallback: an interface whose AF_XDP set-up fails (no native XDP, too few
-///   queues, no privileges, a kernel without AF_XDP) gets AF_PACKET ports instead, with a
+///   port takes queue `i` (the device's RSS keeps a flow on one queue); with more workers
+///   than queues (a veth has one) the workers on a queue share its UMEM and the XDP
+///   program spreads its flows over them (`XDPSteeringProgram.socketsPerQueue`).
+/// - AF_XDP fallback: an interface whose AF_XDP set-up fails (no native XDP, a veth whose
+///   peer's MTU is over a page, no privileges, a kernel without AF_XDP) gets AF_PACKET ports instead, with a
 ///   warning saying why; `portTypes` tells what each interface got.
 /// - Worker loop: receive a batch from each readable port, `pipeline.process`, flush
 ///   every ring with pending frames, release the batch; when idle, `pipeline.idle()` and
@@ -302,29 +304,37 @@ public final class LiveSwitch: @unchecked Sendable {
     }
   }
 
-  /// One AF_XDP port per worker on `interface` (worker `i` on queue `i`), behind the
-  /// switch's steering program; everything opened so far is closed again on failure.
+  /// One AF_XDP port per worker on `interface`, behind the switch's steering program:
+  /// worker `i` on queue `i % queues`, where `queues` is the smaller of the worker count
+  /// and the device's receive queues (ethtool; one per worker when the driver does not
+  /// say). Workers that share a queue share its UMEM, and the program spreads the queue's
+  /// flows over them. Everything opened so far is closed again on failure.
   private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int) throws -> [any LivePort] {
     let config = core.config
     let match: XDPSteeringProgram.Match =
       isUnderlay ? .vxlan(vtep: config.site.vtep, udpPort: config.site.udpPort) : .everything
+    let deviceQueues = Int(cp_interface_rx_queues(interface))
+    let queues = deviceQueues > 0 ? min(deviceQueues, workers) : workers
+    let perQueue = (workers + queues - 1) / queues
     let attachment = try XDPAttachment(
-      interface: interface, program: XDPSteeringProgram(match: match), queues: workers)
-    var opened: [AFXDPPort] = []
+      interface: interface, program: XDPSteeringProgram(match: match, socketsPerQueue: perQueue),
+      queues: queues)
+    var byQueue: [[AFXDPPort]] = []
     do {
-      for worker in 0..<workers {
-        opened.append(
-          try AFXDPPort(
-            interface: interface, queue: UInt32(worker), isUnderlay: isUnderlay, attachment: attachment,
-            options: options.xdpPort))
+      for queue in 0..<queues {
+        let sockets = (workers - queue + queues - 1) / queues
+        byQueue.append(
+          try AFXDPPort.open(
+            interface: interface, queue: UInt32(queue), sockets: sockets, isUnderlay: isUnderlay,
+            attachment: attachment, options: options.xdpPort))
       }
     } catch {
-      for port in opened { port.close() }
+      for port in byQueue.joined() { port.close() }
       attachment.detach()
       throw error
     }
     attachments.append(attachment)
-    return opened
+    return (0..<workers).map { worker in byQueue[worker % queues][worker / queues] }
   }
 
   private func spawnThreads() {
