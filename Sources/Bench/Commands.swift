@@ -103,7 +103,9 @@ struct LiveCommand: ParsableCommand {
   @Option(help: "Seconds per --search probe.")
   var searchDuration = 2.0
   @Option(
-    help: "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline, baseline-xdp.")
+    help:
+      "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline, baseline-xdp, vxswitch-xdp-2w (AF_XDP, two workers sharing each queue)."
+  )
   var system: [String] = ["vxswitch", "vxswitch-xdp", "bridge", "baseline", "baseline-xdp"]
   @Option(help: "Source MACs.")
   var sources = 16

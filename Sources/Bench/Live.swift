@@ -55,14 +55,18 @@ final class LiveBench {
     var receiveNAPI = ThreadedNAPI.Mode.gro
   }
 
-  enum System: String, Codable {
+  enum System: String, Codable, CaseIterable {
     case vxswitch, bridge, baseline
     /// vxswitch with AF_XDP ports (`[[interface]] io = "af_xdp"` on both interfaces).
     case vxswitchXDP = "vxswitch-xdp"
     /// The minimal forwarder on AF_XDP ports: that port type's ceiling.
     case baselineXDP = "baseline-xdp"
+    /// vxswitch-xdp with two workers sharing each veth's one queue (`SharedUMEM`), both on
+    /// the measured CPU: what sharing a queue costs next to one worker.
+    case vxswitchXDPTwoWorkers = "vxswitch-xdp-2w"
 
-    var isVXSwitch: Bool { self == .vxswitch || self == .vxswitchXDP }
+    var isVXSwitch: Bool { self == .vxswitch || self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers }
+    var usesAFXDP: Bool { self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers || self == .baselineXDP }
   }
 
   struct Measurement: Codable {
@@ -136,6 +140,10 @@ final class LiveBench {
     var baselineXDPCPUNsPerFrame: Double? = nil
     /// vxswitch on AF_XDP / the minimal AF_XDP forwarder.
     var xdpBaselineRatio: Double? = nil
+    var xdpTwoWorkersFramesPerSecond: Double? = nil
+    var xdpTwoWorkersCPUNsPerFrame: Double? = nil
+    /// vxswitch on AF_XDP, two workers sharing the queue / one worker.
+    var xdpTwoWorkersRatio: Double? = nil
     /// `--search`: largest offered frames/s with < 0.1% loss.
     var vxswitchLossFreeRate: Int? = nil
     var bridgeLossFreeRate: Int? = nil
@@ -181,7 +189,7 @@ final class LiveBench {
   /// page (`XDPPassProgram.largestMTU`). Every system gets the same MTU.
   var linkMTU: Int {
     options.receiveNAPI == .xdp
-      || options.systems.contains(where: { $0 == .vxswitchXDP || $0 == .baselineXDP })
+      || options.systems.contains(where: \.usesAFXDP)
       ? XDPPassProgram.largestMTU : 9000
   }
 
@@ -341,16 +349,25 @@ final class LiveBench {
     return nil
   }
 
-  /// The same site with both interfaces on AF_XDP, next to `configPath`.
-  static func writeXDPConfig(from configPath: String) throws -> String {
-    let text = try String(contentsOfFile: configPath, encoding: .utf8)
+  /// The same site with both interfaces on AF_XDP, next to `configPath`; with `workers`
+  /// packet workers.
+  static func writeXDPConfig(from configPath: String, workers: Int = 1) throws -> String {
+    var text = try String(contentsOfFile: configPath, encoding: .utf8)
+    if workers != 1 {
+      guard let site = text.range(of: "[site]\n") else {
+        throw BenchError.failed("\(configPath) has no [site] table to put workers in")
+      }
+      text.insert(contentsOf: "workers = \(workers)\n", at: site.upperBound)
+    }
     let interfaces = [TrafficPlan.underlayPort, TrafficPlan.accessPort].map {
       "[[interface]]\nname = \"\($0)\"\nio = \"af_xdp\"\n\n"
     }.joined()
     guard let neighbor = text.range(of: "[[neighbor]]") else {
       throw BenchError.failed("\(configPath) has no [[neighbor]] table to put [[interface]] before")
     }
-    let path = configPath.replacingOccurrences(of: ".toml", with: "") + "-xdp.toml"
+    let path =
+      configPath.replacingOccurrences(of: ".toml", with: "")
+      + (workers == 1 ? "-xdp.toml" : "-xdp-\(workers)w.toml")
     var xdp = text
     xdp.insert(contentsOf: interfaces, at: neighbor.lowerBound)
     try xdp.write(toFile: path, atomically: true, encoding: .utf8)
@@ -693,6 +710,14 @@ final class LiveBench {
       sized.size = size
       let files = try Generator.write(sized, directory: directory + "/\(size)")
       let xdpConfigPath = try Self.writeXDPConfig(from: files.configPath)
+      let twoWorkersConfigPath = try Self.writeXDPConfig(from: files.configPath, workers: 2)
+      func configPath(_ system: System) -> String {
+        switch system {
+        case .vxswitchXDP: xdpConfigPath
+        case .vxswitchXDPTwoWorkers: twoWorkersConfigPath
+        default: files.configPath
+        }
+      }
       for direction in options.directions {
         let pcap = direction == .encap ? files.accessPath : files.underlayPath
         var checked: [System: Bool] = [:]
@@ -704,10 +729,10 @@ final class LiveBench {
             case .vxswitch:
               process = try startVxswitch(configPath: files.configPath)
               pid = process?.pid
-            case .vxswitchXDP:
-              process = try startVxswitch(configPath: xdpConfigPath)
+            case .vxswitchXDP, .vxswitchXDPTwoWorkers:
+              process = try startVxswitch(configPath: configPath(system))
               pid = process?.pid
-              try checkPortTypes(configPath: xdpConfigPath, expected: "af_xdp")
+              try checkPortTypes(configPath: configPath(system), expected: "af_xdp")
             case .baseline:
               process = try startBaseline(direction)
               pid = process?.pid
@@ -730,7 +755,7 @@ final class LiveBench {
             }
             let m = try measure(
               system, direction, size: size, pcap: pcap, repetition: repetition, pid: pid,
-              checked: checked[system]!, configPath: system == .vxswitchXDP ? xdpConfigPath : files.configPath
+              checked: checked[system]!, configPath: configPath(system)
             )
             progress(
               String(
@@ -807,6 +832,9 @@ final class LiveBench {
         xdpCPUNsPerFrame: pick(.vxswitchXDP, \.cpuNsPerFrame), xdpRatio: divide(x, b),
         baselineXDPFramesPerSecond: y, baselineXDPLossPercent: pick(.baselineXDP, \.lossPercent),
         baselineXDPCPUNsPerFrame: pick(.baselineXDP, \.cpuNsPerFrame), xdpBaselineRatio: divide(x, y),
+        xdpTwoWorkersFramesPerSecond: pick(.vxswitchXDPTwoWorkers, \.deliveredPerSecond),
+        xdpTwoWorkersCPUNsPerFrame: pick(.vxswitchXDPTwoWorkers, \.cpuNsPerFrame),
+        xdpTwoWorkersRatio: divide(pick(.vxswitchXDPTwoWorkers, \.deliveredPerSecond), x),
         vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
         baselineLossFreeRate: lossFree(.baseline),
         lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)

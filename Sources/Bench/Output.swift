@@ -73,7 +73,7 @@ enum Output {
   static func liveTable(_ report: LiveBench.Report) -> String {
     var text = "generator: \(report.generator); vxswitch: \(report.vxswitch)\n"
     for note in report.notes { text += "note: \(note)\n" }
-    for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline, .baselineXDP] {
+    for system in LiveBench.System.allCases {
       if let method = report.measurements.first(where: { $0.system == system })?.cpuMethod {
         text += "\(system) CPU: \(method)\n"
       }
@@ -108,11 +108,24 @@ enum Output {
       ], rows)
     text +=
       "\n(\(report.rate); medians over repetitions, the systems alternating in each; only figures whose sampled output decoded correctly)"
+    let twoWorkers = report.summary.filter { $0.xdpTwoWorkersFramesPerSecond != nil }
+    if !twoWorkers.isEmpty {
+      text += "\n\nvxswitch on AF_XDP, two workers sharing each veth's queue, both on the measured CPU:\n"
+      text += table(
+        ["direction", "size", "2 workers f/s", "cpu ns/f", "1 worker f/s", "cpu ns/f", "2w/1w"],
+        twoWorkers.map { s in
+          [
+            s.direction.rawValue, s.frameSize, s.xdpTwoWorkersFramesPerSecond.map(rate) ?? "-",
+            cell(s.xdpTwoWorkersCPUNsPerFrame, "%.0f"), s.xdpFramesPerSecond.map(rate) ?? "-",
+            cell(s.xdpCPUNsPerFrame, "%.0f"), cell(s.xdpTwoWorkersRatio, "%.2f"),
+          ]
+        })
+    }
     // Where frames were lost, per system: in the kernel before the system (the veth's NAPI
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
     var dropRows: [[String]] = []
     for s in report.summary {
-      for system in [LiveBench.System.vxswitch, .vxswitchXDP, .bridge, .baseline, .baselineXDP] {
+      for system in LiveBench.System.allCases {
         let runs = report.measurements.filter {
           $0.system == system && $0.direction == s.direction && $0.frameSize == s.frameSize
             && $0.repetition >= 0
