@@ -104,17 +104,23 @@ public final class MetricsExporter: Sendable {
 
   static let help = Dictionary(uniqueKeysWithValues: catalogue.map { ($0.name, $0.help) })
 
+  /// The catalogue's full name as the registry wants it (no unit suffix of its own: the
+  /// names carry theirs), with its help text.
+  static func descriptor(_ name: String) -> MetricNameDescriptor {
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name]!)
+  }
+
   /// The exposition text of the current values.
   public func exposition() async -> [UInt8] {
     let registry = PrometheusCollectorRegistry()
     func counter(_ name: String, _ value: UInt64) { counter(name, [], value) }
     func gauge(_ name: String, _ value: Double) { gauge(name, [], value) }
     func counter(_ name: String, _ labels: [(String, String)], _ value: UInt64) {
-      registry.makeCounter(name: name, labels: labels, help: Self.help[name]!).increment(
+      registry.makeCounter(descriptor: Self.descriptor(name), labels: labels).increment(
         by: Int64(clamping: value))
     }
     func gauge(_ name: String, _ labels: [(String, String)], _ value: Double) {
-      registry.makeGauge(name: name, labels: labels, help: Self.help[name]!).set(value)
+      registry.makeGauge(descriptor: Self.descriptor(name), labels: labels).set(value)
     }
     let statistics = service.statistics()
     for port in statistics.ports {

@@ -51,9 +51,13 @@ struct TCPBenchCommand: ParsableCommand {
     /// vxswitch at both sites with the underlay's VXLAN datagrams climbing the host's
     /// stack to the port holder (`VXSWITCH_UNDERLAY_STACK_BYPASS=off`).
     case stack = "vxswitch-stack"
+    /// vxswitch at both sites with an AF_XDP underlay (`vxswitch lab --underlay-io
+    /// af_xdp`), the VMs' ports on AF_PACKET.
+    case xdpUnderlay = "vxswitch-xdp-underlay"
     var labArguments: [String] {
       switch self {
       case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .stack: return ["--static"]
+      case .xdpUnderlay: return ["--static", "--underlay-io", "af_xdp"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
       }
@@ -67,6 +71,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .singleFlow: return "vxswitch at both, coalescing one flow at a time"
       case .noGSO: return "vxswitch at both, underlay UDP GSO off"
       case .stack: return "vxswitch at both, datagrams also up the host stack"
+      case .xdpUnderlay: return "vxswitch at both, AF_XDP underlay"
       }
     }
     /// The environment the lab (and so each site's daemon) starts with.

@@ -120,7 +120,7 @@ public enum SystemCommand {
     process.standardInput = FileHandle.nullDevice
     var handles: [FileHandle] = []
     func file(_ path: String) throws -> FileHandle {
-      FileManager.default.createFile(atPath: path, contents: nil)
+      _ = FileManager.default.createFile(atPath: path, contents: nil)
       let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
       handles.append(handle)
       return handle

@@ -66,6 +66,13 @@ struct LabCommand: ParsableCommand {
       """)
   var io: String = PortIO.afPacket.rawValue
   @Option(
+    name: .customLong("underlay-io"),
+    help: """
+      Port type of the vxswitch sites' underlay only (default: --io's): af_xdp on the \
+      underlay with af_packet VM ports keeps the VMs' offloads.
+      """)
+  var underlayIO: String?
+  @Option(
     name: .customLong("aging-time"),
     help: "The sites' MAC aging time in seconds (default 300, or 30 with --partition).")
   var agingTime: Int?
@@ -87,6 +94,9 @@ struct LabCommand: ParsableCommand {
       throw ValidationError("--aging-time must be 1 to 1000000 seconds")
     }
     guard PortIO(rawValue: io) != nil else { throw ValidationError("--io must be af_packet or af_xdp") }
+    if let underlayIO, PortIO(rawValue: underlayIO) == nil {
+      throw ValidationError("--underlay-io must be af_packet or af_xdp")
+    }
     guard getuid() == 0 else { throw ValidationError("the lab needs root (network namespaces, AF_PACKET)") }
   }
 
@@ -99,6 +109,7 @@ struct LabCommand: ParsableCommand {
     topology.bgp = bgp
     topology.transferMiB = transferMiB
     topology.io = PortIO(rawValue: io) ?? .afPacket
+    topology.underlayIO = underlayIO.flatMap(PortIO.init(rawValue:))
     topology.taggedVM = taggedVM
     topology.partition = partition
     topology.agingTime = agingTime

@@ -27,6 +27,7 @@ struct DaemonLocation: ParsableArguments {
   }
 
   /// Runs `body` with a client; API and connection errors are printed and exit 1.
+  @discardableResult
   func call<T>(_ body: (APIClient) throws -> T) throws -> T {
     let client = try client()
     do {

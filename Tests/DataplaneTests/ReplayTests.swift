@@ -93,7 +93,7 @@ final class ReplayTests: XCTestCase {
       XCTAssertTrue("\(error)".contains("port 'nope' is not in the configuration"), "\(error)")
     }
     let garbage = directory + "/garbage.pcap"
-    FileManager.default.createFile(atPath: garbage, contents: Data("not a capture".utf8))
+    _ = FileManager.default.createFile(atPath: garbage, contents: Data("not a capture".utf8))
     XCTAssertThrowsError(
       try Replay(config: S.config(), inputs: [.init(port: "vm1", path: garbage)], outputDirectory: directory)
         .run()

@@ -697,7 +697,7 @@ public actor ExtensionManager {
     guard let controlPlane = service.controlPlane else { return }
     sessionsDirty = false
     let desired = desiredSessions()
-    for (peer, planned) in sessions where desired[peer] == nil {
+    for peer in sessions.keys where desired[peer] == nil {
       try? await controlPlane.removePeer(name: peer)
       sessions[peer] = nil
       logger.info("bgp session to member removed", metadata: ["peer": "\(peer)"])

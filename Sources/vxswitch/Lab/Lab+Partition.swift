@@ -265,7 +265,7 @@ extension Lab {
     in namespace: String, interface: String, filter: [String], packets: Int, while body: () -> Void
   ) -> Bool {
     let log = NSTemporaryDirectory() + "vxswitch-lab-capture-\(getpid()).log"
-    FileManager.default.createFile(atPath: log, contents: nil)
+    _ = FileManager.default.createFile(atPath: log, contents: nil)
     defer { try? FileManager.default.removeItem(atPath: log) }
     guard let handle = try? FileHandle(forWritingTo: URL(fileURLWithPath: log)) else { return false }
     let process = Process()

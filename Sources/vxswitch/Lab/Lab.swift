@@ -323,7 +323,7 @@ final class Lab {
     }
     results.append(contentsOf: transferChecks(server: (t.sites, t.vmsPerSite)))
     if t.vmMTU > t.usableVMMTU { results.append(pathMTUCheck(server: (t.sites, t.vmsPerSite))) }
-    if t.io == .afPacket && t.runsVXSwitch(1)
+    if t.underlayPortIO == .afPacket && t.runsVXSwitch(1)
       && ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] != "off"
     {
       results.append(underlayGSOCheck())
@@ -333,7 +333,7 @@ final class Lab {
     {
       results.append(coalescingCheck(site: t.sites))
     }
-    for site in t.allSites where t.io != .afPacket && t.runsVXSwitch(site) {
+    for site in t.allSites where t.choosesPortTypes && t.runsVXSwitch(site) {
       results.append(portTypeCheck(site))
     }
     for site in t.allSites where t.runsVXSwitch(site) {
@@ -413,16 +413,19 @@ final class Lab {
     )
   }
 
-  /// `--io af_xdp`: every port of the site opened as asked (`show ports`), none fell back.
+  /// `--io af_xdp`, `--underlay-io af_xdp`: every port of the site opened as asked (`show
+  /// ports`), none fell back.
   private func portTypeCheck(_ site: Int) -> CheckResult {
     let t = topology
     let ports =
       api(site, "/v1/ports").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?[
         "ports"] as? [[String: Any]] ?? []
     let types = ports.map { "\($0["name"] as? String ?? "?")=\($0["io"] as? String ?? "-")" }
+    let expected = t.underlayIO.map { "\(t.io.rawValue), underlay \($0.rawValue)" } ?? t.io.rawValue
     return CheckResult(
-      name: "site \(site) ports are \(t.io.rawValue) (no fallback)",
-      passed: !ports.isEmpty && ports.allSatisfy { $0["io"] as? String == t.io.rawValue },
+      name: "site \(site) ports are \(expected) (no fallback)",
+      passed: !ports.isEmpty
+        && ports.allSatisfy { $0["io"] as? String == t.portIO(of: $0["name"] as? String ?? "").rawValue },
       detail: types.joined(separator: " "))
   }
 
@@ -473,7 +476,7 @@ final class Lab {
       results.append(CheckResult(name: name, passed: ok, detail: ok ? "" : "no reply"))
     }
     results.append(contentsOf: transferChecks(server: (t.members.last!, t.vmsPerSite)))
-    for site in t.allSites where t.io != .afPacket { results.append(portTypeCheck(site)) }
+    for site in t.allSites where t.choosesPortTypes { results.append(portTypeCheck(site)) }
     for site in t.members {
       var result = extendedFDBCheck(site)
       let deadline = Date().addingTimeInterval(15)

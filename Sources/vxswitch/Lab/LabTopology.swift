@@ -31,6 +31,15 @@ struct LabTopology {
   var transferMiB = 4
   /// The port type of every interface of every vxswitch site (`--io`).
   var io: PortIO = .afPacket
+  /// The port type of the underlay of every vxswitch site when it differs from `io`
+  /// (`--underlay-io`).
+  var underlayIO: PortIO? = nil
+  var underlayPortIO: PortIO { underlayIO ?? io }
+  /// A port type other than the default somewhere (`[[interface]]` tables, checked after
+  /// the start).
+  var choosesPortTypes: Bool { io != .afPacket || underlayPortIO != .afPacket }
+  /// The port type the lab gives `interface` (`ul` or `vmN`).
+  func portIO(of interface: String) -> PortIO { interface == "ul" ? underlayPortIO : io }
   /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
   /// (`"vmN.10"` in the configuration, `eth0.10` in the VM).
   var taggedVM = false
@@ -164,9 +173,9 @@ struct LabTopology {
 
   /// `[[interface]]` tables giving every interface of a site the lab's port type.
   var interfaceSection: String {
-    guard io != .afPacket else { return "" }
+    guard choosesPortTypes else { return "" }
     return (["ul"] + (1...vmsPerSite).map { "vm\($0)" }).map {
-      "[[interface]]\nname = \"\($0)\"\nio = \"\(io.rawValue)\"\n\n"
+      "[[interface]]\nname = \"\($0)\"\nio = \"\(portIO(of: $0).rawValue)\"\n\n"
     }.joined()
   }
 
