@@ -30,6 +30,18 @@ final class AFXDPPortTests: XCTestCase {
     lab = nil
   }
 
+  /// Commits `frame` to the port's transmit ring, as the pipeline does; when the ring is
+  /// full, kicks the port instead and returns false (try again).
+  static func write(_ frame: [UInt8], to port: AFXDPPort) -> Bool {
+    guard let slot = port.transmitRing.pointee.reserve() else {
+      port.flushTransmit()
+      return false
+    }
+    frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
+    port.transmitRing.pointee.commit(length: frame.count)
+    return true
+  }
+
   let hostA = MACAddress("02:00:00:00:00:0a")!
   let hostB = MACAddress("02:00:00:00:00:0b")!
 
@@ -88,13 +100,10 @@ final class AFXDPPortTests: XCTestCase {
           destination: hostB, source: hostA, etherType: 0x88B5,
           payload: [UInt8(index & 0xFF), UInt8(index >> 8)]
             + (0..<(60 + index % 900)).map { UInt8($0 & 0xFF) })
-        guard let slot = port.transmitRing.pointee.reserve() else {
-          port.flushTransmit()
+        guard Self.write(frame, to: port) else {
           drain(capture, into: &captured)
           continue
         }
-        frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
-        port.transmitRing.pointee.commit(length: frame.count)
         transmitted.append(frame)
         index += 1
         if index % 128 == 0 {
@@ -218,13 +227,10 @@ final class AFXDPPortTests: XCTestCase {
               destination: hostB, source: hostA, etherType: 0x88B5,
               payload: [UInt8(index), UInt8(next[index] & 0xFF), UInt8(next[index] >> 8)]
                 + (0..<60).map { UInt8($0) })
-            guard let slot = port.transmitRing.pointee.reserve() else {
-              port.flushTransmit()
+            guard Self.write(frame, to: port) else {
               drain(capture, into: &captured)
               continue
             }
-            frame.withUnsafeBytes { slot.copyMemory(from: $0.baseAddress!, byteCount: frame.count) }
-            port.transmitRing.pointee.commit(length: frame.count)
             transmitted.append(frame)
             next[index] += 1
             if next[index] % 64 == 0 { port.flushTransmit() }
