@@ -72,6 +72,7 @@ struct LabCommand: ParsableCommand {
       underlay with af_packet VM ports keeps the VMs' offloads.
       """)
   var underlayIO: String?
+  @Option(help: "Packet workers per vxswitch site (1-8).") var workers = 1
   @Option(
     name: .customLong("aging-time"),
     help: "The sites' MAC aging time in seconds (default 300, or 30 with --partition).")
@@ -94,6 +95,7 @@ struct LabCommand: ParsableCommand {
       throw ValidationError("--aging-time must be 1 to 1000000 seconds")
     }
     guard PortIO(rawValue: io) != nil else { throw ValidationError("--io must be af_packet or af_xdp") }
+    guard (1...8).contains(workers) else { throw ValidationError("--workers must be 1 to 8") }
     if let underlayIO, PortIO(rawValue: underlayIO) == nil {
       throw ValidationError("--underlay-io must be af_packet or af_xdp")
     }
@@ -110,6 +112,7 @@ struct LabCommand: ParsableCommand {
     topology.transferMiB = transferMiB
     topology.io = PortIO(rawValue: io) ?? .afPacket
     topology.underlayIO = underlayIO.flatMap(PortIO.init(rawValue:))
+    topology.workers = workers
     topology.taggedVM = taggedVM
     topology.partition = partition
     topology.agingTime = agingTime

@@ -202,9 +202,11 @@ final class LabTests: XCTestCase {
 
   /// AF_XDP ports on every interface of the vxswitch site (the XDP program passes the
   /// host's own traffic to the kernel), against a kernel vxlan site: the kernel's frames
-  /// arrive with unfinished checksums, which the port recognises and finishes.
+  /// arrive with unfinished checksums, which the port recognises and finishes. Two
+  /// workers: each veth has one queue, so their sockets share its UMEM.
   func testAFXDPPortsInteroperateWithTheKernelVXLANDevice() throws {
-    let output = try lab(["--io", "af_xdp", "--kernel-peer", "--sites", "2", "--transfer-mib", "16"])
+    let output = try lab(
+      ["--io", "af_xdp", "--workers", "2", "--kernel-peer", "--sites", "2", "--transfer-mib", "16"])
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)

@@ -40,6 +40,9 @@ struct LabTopology {
   var choosesPortTypes: Bool { io != .afPacket || underlayPortIO != .afPacket }
   /// The port type the lab gives `interface` (`ul` or `vmN`).
   func portIO(of interface: String) -> PortIO { interface == "ul" ? underlayPortIO : io }
+  /// Packet workers per vxswitch site (`--workers`); on the lab's single-queue veths,
+  /// more than one shares each AF_XDP queue, or forms a fanout group on AF_PACKET.
+  var workers = 1
   /// The last VM of every vxswitch site reaches its port through VLAN `taggedVLAN`
   /// (`"vmN.10"` in the configuration, `eth0.10` in the VM).
   var taggedVM = false
@@ -167,7 +170,7 @@ struct LabTopology {
     mtu = 1500
     aging_time = \(agingTime ?? (partition ? 30 : 300))
     control_socket = "\(socketPath(site))"
-
+    \(workers == 1 ? "" : "workers = \(workers)\n")
     """ + interfaceSection
   }
 
