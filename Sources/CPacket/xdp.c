@@ -201,11 +201,11 @@ int cp_xdp_map_set(int map_fd, uint32_t key, int socket_fd) {
   return result < 0 ? -errno : 0;
 }
 
-int cp_tc_program_load(uint64_t *instructions, size_t count, char *log, size_t log_size) {
+int cp_tc_program_load(uint64_t *instructions, size_t count, const char *name, char *log, size_t log_size) {
   if (log_size > 0) log[0] = 0;
   LIBBPF_OPTS(bpf_prog_load_opts, options, .log_buf = log, .log_size = (uint32_t)log_size,
               .log_level = log_size > 0 ? 1 : 0);
-  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "vxs_ul_ingress", "GPL", (struct bpf_insn *)instructions,
+  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, name, "GPL", (struct bpf_insn *)instructions,
                          count, &options);
   return fd < 0 ? -errno : fd;
 }
@@ -215,3 +215,18 @@ int cp_tcx_attach_ingress(int ifindex, int prog_fd) {
   return link < 0 ? -errno : link;
 }
 
+int cp_tc_attach_clsact(int ifindex, int egress_fd, int ingress_fd) {
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+  int result = bpf_tc_hook_create(&hook);
+  if (result < 0 && result != -EEXIST) return result;
+  int fds[2] = {egress_fd, ingress_fd};
+  enum bpf_tc_attach_point points[2] = {BPF_TC_EGRESS, BPF_TC_INGRESS};
+  for (int i = 0; i < 2; i++) {
+    if (fds[i] < 0) continue;
+    hook.attach_point = points[i];
+    LIBBPF_OPTS(bpf_tc_opts, options, .prog_fd = fds[i]);
+    result = bpf_tc_attach(&hook, &options);
+    if (result < 0) return result;
+  }
+  return 0;
+}

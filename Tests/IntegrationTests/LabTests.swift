@@ -47,7 +47,8 @@ final class LabTests: XCTestCase {
     down.waitUntilExit()
     if allowSkip && output.contains("this kernel has no 802.1Q VLAN devices") {
       throw XCTSkip(
-        "this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q): no VM can send tagged frames")
+        "this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q), and the tc programs that stand in for"
+          + " them could not be attached: no VM can send tagged frames")
     }
     XCTAssertEqual(
       process.terminationStatus, 0, "vxswitch lab \(arguments) failed:\n\(output)", file: file, line: line)

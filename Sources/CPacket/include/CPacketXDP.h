@@ -87,12 +87,17 @@ int cp_xdp_attached_id(int ifindex, uint32_t *id);
 int cp_xdp_map_set(int map_fd, uint32_t key, int socket_fd);
 
 /// Loads the tc program `instructions` (`count` 8-byte BPF instructions, type
-/// BPF_PROG_TYPE_SCHED_CLS, no maps). Returns the program's fd, or -errno with the
-/// verifier's log in `log`.
-int cp_tc_program_load(uint64_t *instructions, size_t count, char *log, size_t log_size);
+/// BPF_PROG_TYPE_SCHED_CLS, no maps) under `name` (at most 15 characters). Returns the
+/// program's fd, or -errno with the verifier's log in `log`.
+int cp_tc_program_load(uint64_t *instructions, size_t count, const char *name, char *log, size_t log_size);
 /// Attaches `prog_fd` to the ingress of `ifindex` through a tcx BPF link (Linux 6.6 on; no
 /// qdisc, no netlink). Returns the link's fd (closing it, or the process ending, detaches
 /// the program), or -errno (EINVAL or EOPNOTSUPP from a kernel without tcx).
 int cp_tcx_attach_ingress(int ifindex, int prog_fd);
+/// Attaches `egress_fd` and `ingress_fd` (direct action; -1 for none) to the clsact qdisc
+/// of `ifindex` (created when missing) through netlink: unlike a BPF link, a tc filter
+/// holds its program and stays with the interface after the process ends. Returns 0 or
+/// -errno.
+int cp_tc_attach_clsact(int ifindex, int egress_fd, int ingress_fd);
 
 #endif

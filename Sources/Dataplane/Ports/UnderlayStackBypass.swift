@@ -69,7 +69,7 @@ public final class UnderlayStackBypass {
     var instructions = Self.assemble(vtep: vtep, udpPort: udpPort)
     var log = [CChar](repeating: 0, count: 16384)
     let programFD = instructions.withUnsafeMutableBufferPointer { code in
-      cp_tc_program_load(code.baseAddress, code.count, &log, log.count)
+      cp_tc_program_load(code.baseAddress, code.count, "vxs_ul_ingress", &log, log.count)
     }
     guard programFD >= 0 else {
       throw AFPacketError.underlayBypass(

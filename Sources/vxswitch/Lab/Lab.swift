@@ -27,7 +27,8 @@ final class Lab {
 
   // MARK: Up
 
-  /// The start of the error `--tagged-vm` reports on a kernel built without 802.1Q.
+  /// The start of the error `--tagged-vm` reports on a kernel built without 802.1Q where
+  /// the tc programs that stand in for a VLAN device cannot be attached either.
   static let noVLANDevices = "this kernel has no 802.1Q VLAN devices (CONFIG_VLAN_8021Q)"
 
   func up() throws {
@@ -85,17 +86,24 @@ final class Lab {
         try Shell.inNamespace(vmNS, ["ip", "link", "set", "eth0", "up"])
         var device = "eth0"
         if let vlan = t.vlan(site, vm) {
-          // A VM on a trunk: its frames (super-frames included) carry an 802.1Q tag.
-          device = "eth0.\(vlan)"
-          do {
+          // A VM on a trunk: its frames (super-frames included) carry an 802.1Q tag, from
+          // a VLAN device or, on a kernel without them, from tc programs on eth0.
+          if (try? Shell.inNamespace(
+            vmNS,
+            ["ip", "link", "add", "link", "eth0", "name", "eth0.\(vlan)", "type", "vlan", "id", "\(vlan)"]))
+            != nil
+          {
+            device = "eth0.\(vlan)"
             try Shell.inNamespace(
-              vmNS, ["ip", "link", "add", "link", "eth0", "name", device, "type", "vlan", "id", "\(vlan)"])
-          } catch {
-            throw LabError(
-              "\(Self.noVLANDevices): a tagged VM needs them (`ip link add ... type vlan` failed: \(error))")
+              vmNS, ["ip", "link", "set", device, "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)", "up"])
+          } else {
+            do {
+              try NetworkNamespace.run(vmNS) { try VLANTagging.attach(interface: "eth0", vlan: UInt16(vlan)) }
+            } catch {
+              throw LabError(
+                "\(Self.noVLANDevices), and tagging eth0 with tc programs failed too: \(error)")
+            }
           }
-          try Shell.inNamespace(
-            vmNS, ["ip", "link", "set", device, "address", t.vmMAC(site, vm), "mtu", "\(t.vmMTU)", "up"])
         }
         try Shell.inNamespace(vmNS, ["ip", "addr", "add", "\(t.vmAddress(site, vm))/24", "dev", device])
       }
