@@ -146,6 +146,38 @@ final class LiveSwitchTests: XCTestCase {
     try assertNoXDPProgramLeft()
   }
 
+  /// An underlay with four receive queues and one worker: the worker takes a socket on
+  /// every queue (a frame can only go to a socket of the queue it arrived on), so the
+  /// kernel's sixteen flows, spread over the queues by its transmit hash, all reach the VM.
+  func testOneAFXDPWorkerTakesEveryQueueOfTheDevice() throws {
+    try lab.sh(sw, "ip link del und0")
+    try lab.sh(
+      sw,
+      """
+      ip link add und0 numtxqueues 4 numrxqueues 4 type veth peer name und1 numtxqueues 4 numrxqueues 4 \
+        netns \(kern) && ip addr add 10.80.0.1/24 dev und0 && ip link set und0 up
+      """)
+    try lab.sh(
+      kern,
+      """
+      (ip link del vx100 2>/dev/null || true) && \
+      ip addr add 10.80.0.2/24 dev und1 && ip link set und1 up && \
+      ip link add vx100 type vxlan id 100 local 10.80.0.2 remote 10.80.0.1 dstport 4789 dev und1 && \
+      ip link set vx100 master br0 && ip link set vx100 up && \
+      \((10..<26).map { "ip addr add 192.168.80.\($0)/24 dev br0" }.joined(separator: " && "))
+      """)
+    XCTAssertEqual(try NetworkNamespace.run(sw) { cp_interface_rx_queues("und0") }, 4)
+    let live = try pingThroughSwitch(workers: 1, io: .afXDP) { live in
+      for host in 10..<26 {
+        XCTAssertNoThrow(
+          try self.lab.sh(self.kern, "ping -c 2 -i 0.05 -W 2 -I 192.168.80.\(host) 192.168.80.1 >/dev/null"),
+          "flow from 192.168.80.\(host)")
+      }
+    }
+    XCTAssertEqual(live.warnings, [])
+    try assertNoXDPProgramLeft()
+  }
+
   /// A veth takes no XDP program while its peer's MTU is over a page: that interface gets
   /// AF_PACKET instead, the switch says why, and the other keeps AF_XDP.
   func testAFXDPFallsBackToAFPacketWithTheReason() throws {

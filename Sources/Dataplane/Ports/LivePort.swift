@@ -63,6 +63,23 @@ public struct PortStatistics: Sendable, Equatable {
   public var segments: UInt64 = 0
   /// Super-frames refused (a malformed or unsupported `virtio_net_hdr`).
   public var offloadDrops: UInt64 = 0
+
+  /// Adds another port's counters (several ports of one worker on one interface).
+  public mutating func add(_ other: PortStatistics) {
+    receivedFrames &+= other.receivedFrames
+    receivedBlocks &+= other.receivedBlocks
+    truncatedDrops &+= other.truncatedDrops
+    checksumsCompleted &+= other.checksumsCompleted
+    transmitKicks &+= other.transmitKicks
+    transmitBusy &+= other.transmitBusy
+    transmitErrors &+= other.transmitErrors
+    kernelDrops &+= other.kernelDrops
+    kernelFreezes &+= other.kernelFreezes
+    socketErrors &+= other.socketErrors
+    superFrames &+= other.superFrames
+    segments &+= other.segments
+    offloadDrops &+= other.offloadDrops
+  }
 }
 
 /// A live port's single-writer counters (its worker writes); readers load them relaxed.

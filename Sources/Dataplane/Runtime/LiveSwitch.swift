@@ -32,13 +32,15 @@ public struct SwitchClock: Sendable {
 /// - Workers: `config.site.workers` threads, each pinned to `config.site.cpus[i]` when
 ///   given, each with its own `Pipeline` and its own port (sockets and rings) per
 ///   interface; with more than one worker the AF_PACKET ports of one interface form a
-///   PACKET_FANOUT_HASH group, so a flow stays on one worker, and worker `i`'s AF_XDP
-///   port takes queue `i` (the device's RSS keeps a flow on one queue); with more workers
-///   than queues (a veth has one) the workers on a queue share its UMEM and the XDP
-///   program spreads its flows over them (`XDPSteeringProgram.socketsPerQueue`).
+///   PACKET_FANOUT_HASH group, so a flow stays on one worker. AF_XDP: every receive
+///   queue of the device gets a socket (the device's RSS keeps a flow on one queue);
+///   worker `i` takes queue `i`, and with more queues than workers also queues
+///   `i + workers`, ... (receive-only ports: one transmit ring per interface per worker);
+///   with more workers than queues (a veth has one) the workers on a queue share its UMEM
+///   and the XDP program spreads its flows over them (`XDPSteeringProgram.socketsPerQueue`).
 /// - AF_XDP fallback: an interface whose AF_XDP set-up fails (no native XDP, a veth whose
-///   peer's MTU is over a page, no privileges, a kernel without AF_XDP) gets AF_PACKET ports instead, with a
-///   warning saying why; `portTypes` tells what each interface got.
+///   peer's MTU is over a page, no privileges, a kernel without AF_XDP) gets AF_PACKET
+///   ports instead, with a warning saying why; `portTypes` tells what each interface got.
 /// - Worker loop: receive a batch from each readable port, `pipeline.process`, flush
 ///   every ring with pending frames, release the batch; when idle, `pipeline.idle()` and
 ///   poll() on the sockets and the stop eventfd.
@@ -111,8 +113,13 @@ public final class LiveSwitch: @unchecked Sendable {
   private let lifecycle = Mutex<Phase>(.idle)
   private enum Phase { case idle, running, stopped }
 
-  /// ports[worker][interface index in core.interfaces]
+  /// ports[worker][interface index in core.interfaces]: the port each worker receives on
+  /// and transmits through, per interface.
   public private(set) var ports: [[any LivePort]] = []
+  /// More ports each worker receives on: the AF_XDP sockets on the queues of a device
+  /// with more receive queues than there are workers (worker `i` takes queue `i` in
+  /// `ports`, and queues `i + workers`, `i + 2 x workers`, ... here).
+  private var receiveOnlyPorts: [[any LivePort]] = []
   /// The port type each interface got, in `core.interfaces` order (after any fallback).
   public private(set) var portTypes: [PortIO] = []
   /// The XDP programs attached for AF_XDP ports, detached on stop.
@@ -146,7 +153,13 @@ public final class LiveSwitch: @unchecked Sendable {
   public var isRunning: Bool { lifecycle.withLock { $0 == .running } }
 
   /// Counters of every port, per worker, in `core.interfaces` order.
-  public var portStatistics: [[PortStatistics]] { ports.map { $0.map(\.statistics) } }
+  public var portStatistics: [[PortStatistics]] {
+    ports.indices.map { worker in
+      var statistics = ports[worker].map(\.statistics)
+      for port in receiveOnlyPorts[worker] { statistics[Int(port.switchInterface)].add(port.statistics) }
+      return statistics
+    }
+  }
 
   // MARK: Start
 
@@ -158,6 +171,7 @@ public final class LiveSwitch: @unchecked Sendable {
       } catch {
         closeEverything()
         ports.removeAll()
+        receiveOnlyPorts.removeAll()
         resolver = nil
         throw error
       }
@@ -249,13 +263,19 @@ public final class LiveSwitch: @unchecked Sendable {
       portOptions.underlaySegmentation = false
     }
     var columns: [[any LivePort]] = []
+    var receiveOnly = [[any LivePort]](repeating: [], count: workers)
     for (index, name) in interfaces.enumerated() {
       let isUnderlay = name == underlay
       var column: [any LivePort] = []
       var io = config.io(of: name)
       if io == .afXDP {
         do {
-          column = try openXDPPorts(interface: name, isUnderlay: isUnderlay, workers: workers)
+          let opened = try openXDPPorts(interface: name, isUnderlay: isUnderlay, workers: workers)
+          column = opened.map(\.port)
+          for (worker, ports) in opened.map(\.receiveOnly).enumerated() {
+            for port in ports { port.switchInterface = UInt16(index) }
+            receiveOnly[worker] += ports
+          }
         } catch {
           warnings.append("\(name): AF_XDP unavailable, using AF_PACKET: \(error)")
           io = .afPacket
@@ -290,6 +310,7 @@ public final class LiveSwitch: @unchecked Sendable {
       columns.append(column)
     }
     ports = (0..<workers).map { worker in columns.map { $0[worker] } }
+    receiveOnlyPorts = receiveOnly
     if options.resolveNextHops {
       let resolver = try NextHopResolver(core: core, interface: underlay, options: options.resolver)
       resolver.refresh()
@@ -304,29 +325,36 @@ public final class LiveSwitch: @unchecked Sendable {
     }
   }
 
-  /// One AF_XDP port per worker on `interface`, behind the switch's steering program:
-  /// worker `i` on queue `i % queues`, where `queues` is the smaller of the worker count
-  /// and the device's receive queues (ethtool; one per worker when the driver does not
-  /// say). Workers that share a queue share its UMEM, and the program spreads the queue's
-  /// flows over them. Everything opened so far is closed again on failure.
-  private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int) throws -> [any LivePort] {
+  /// The AF_XDP ports on `interface`, behind the switch's steering program: per worker,
+  /// the port it transmits through and any more it only receives on. Every receive queue
+  /// of the device gets a socket (ethtool's channel count; one per worker when the driver
+  /// does not say), since a frame can only be redirected to a socket bound to the queue
+  /// it arrived on: with fewer queues than workers, worker `i` binds queue
+  /// `i % queues`, and the workers of a queue share its UMEM while the program spreads
+  /// the queue's flows over their sockets; with more queues than workers, worker `i`
+  /// takes queues `i`, `i + workers`, and so on. Everything opened so far is closed again
+  /// on failure.
+  private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int) throws
+    -> [(port: any LivePort, receiveOnly: [any LivePort])]
+  {
     let config = core.config
     let match: XDPSteeringProgram.Match =
       isUnderlay ? .vxlan(vtep: config.site.vtep, udpPort: config.site.udpPort) : .everything
     let deviceQueues = Int(cp_interface_rx_queues(interface))
-    let queues = deviceQueues > 0 ? min(deviceQueues, workers) : workers
-    let perQueue = (workers + queues - 1) / queues
+    let queues = deviceQueues > 0 ? deviceQueues : workers
+    let sharing = queues < workers
+    let perQueue = sharing ? (workers + queues - 1) / queues : 1
     let attachment = try XDPAttachment(
       interface: interface, program: XDPSteeringProgram(match: match, socketsPerQueue: perQueue),
       queues: queues)
     var byQueue: [[AFXDPPort]] = []
     do {
       for queue in 0..<queues {
-        let sockets = (workers - queue + queues - 1) / queues
         byQueue.append(
           try AFXDPPort.open(
-            interface: interface, queue: UInt32(queue), sockets: sockets, isUnderlay: isUnderlay,
-            attachment: attachment, options: options.xdpPort))
+            interface: interface, queue: UInt32(queue),
+            sockets: sharing ? (workers - queue + queues - 1) / queues : 1,
+            isUnderlay: isUnderlay, attachment: attachment, options: options.xdpPort))
       }
     } catch {
       for port in byQueue.joined() { port.close() }
@@ -334,7 +362,12 @@ public final class LiveSwitch: @unchecked Sendable {
       throw error
     }
     attachments.append(attachment)
-    return (0..<workers).map { worker in byQueue[worker % queues][worker / queues] }
+    return (0..<workers).map { worker in
+      if sharing { return (byQueue[worker % queues][worker / queues], []) }
+      return (
+        byQueue[worker][0], stride(from: worker + workers, to: queues, by: workers).map { byQueue[$0][0] }
+      )
+    }
   }
 
   private func spawnThreads() {
@@ -345,7 +378,7 @@ public final class LiveSwitch: @unchecked Sendable {
       threads.append(
         NativeThread(name: "vxs-worker-\(worker)") { [self] in
           if let cpu { _ = cp_pin_current_thread(Int32(cpu)) }
-          workerLoop(pipeline: pipeline, ports: row)
+          workerLoop(pipeline: pipeline, ports: row, receiveOnly: receiveOnlyPorts[worker])
         })
     }
     threads.append(NativeThread(name: "vxs-learner") { [self] in learnerLoop() })
@@ -376,7 +409,7 @@ public final class LiveSwitch: @unchecked Sendable {
   private func closeEverything() {
     for pipeline in pipelines { core.retire(pipeline) }
     pipelines.removeAll()
-    for row in ports { for port in row { port.close() } }
+    for row in ports + receiveOnlyPorts { for port in row { port.close() } }
     for attachment in attachments { attachment.detach() }
     attachments.removeAll()
     resolver?.close()
@@ -391,7 +424,9 @@ public final class LiveSwitch: @unchecked Sendable {
 
   // MARK: Loops
 
-  private func workerLoop(pipeline: Pipeline, ports row: [any LivePort]) {
+  private func workerLoop(pipeline: Pipeline, ports transmitting: [any LivePort], receiveOnly: [any LivePort])
+  {
+    let row = transmitting + receiveOnly
     let count = row.count
     let descriptors = UnsafeMutablePointer<pollfd>.allocate(capacity: count + 1)
     defer { descriptors.deallocate() }
@@ -403,8 +438,10 @@ public final class LiveSwitch: @unchecked Sendable {
     defer { rings.deallocate() }
     for (index, port) in row.enumerated() {
       rings[index] = port.transmitRing
-      pipeline.attach(
-        interface: port.switchInterface, ring: port.transmitRing, underlay: port.isUnderlay)
+      // One transmit ring per interface: a receive-only port's ring stays empty.
+      if index < transmitting.count {
+        pipeline.attach(interface: port.switchInterface, ring: port.transmitRing, underlay: port.isUnderlay)
+      }
     }
     var vector = FrameVector()
     let clock = self.clock
