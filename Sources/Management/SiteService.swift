@@ -137,25 +137,15 @@ public final class SiteService: Sendable {
         for port in domain.ports where port.interface == name { members.append(port.description) }
       }
       var ring: RingStatistics?
-      if !perWorker.isEmpty {
-        var sum = RingStatistics(
-          receivedFrames: 0, receivedBlocks: 0, truncatedDrops: 0, kernelDrops: 0, checksumsCompleted: 0,
-          transmitKicks: 0, transmitBusy: 0, transmitErrors: 0)
-        for worker in perWorker where index < worker.count {
-          let port = worker[index]
-          sum.receivedFrames += port.receivedFrames
-          sum.receivedBlocks += port.receivedBlocks
-          sum.truncatedDrops += port.truncatedDrops
-          sum.kernelDrops += port.kernelDrops
-          sum.checksumsCompleted += port.checksumsCompleted
-          sum.transmitKicks += port.transmitKicks
-          sum.transmitBusy += port.transmitBusy
-          sum.transmitErrors += port.transmitErrors
-          sum.superFrames += port.superFrames
-          sum.segments += port.segments
-          sum.offloadDrops += port.offloadDrops
-        }
-        ring = sum
+      let workers = perWorker.filter { index < $0.count }.map { $0[index] }
+      if var sum = workers.first {
+        for port in workers.dropFirst() { sum.add(port) }
+        ring = RingStatistics(
+          receivedFrames: sum.receivedFrames, receivedBlocks: sum.receivedBlocks,
+          truncatedDrops: sum.truncatedDrops, kernelDrops: sum.kernelDrops,
+          checksumsCompleted: sum.checksumsCompleted, transmitKicks: sum.transmitKicks,
+          transmitBusy: sum.transmitBusy, transmitErrors: sum.transmitErrors, superFrames: sum.superFrames,
+          segments: sum.segments, offloadDrops: sum.offloadDrops)
       }
       let isUnderlay = name == config.site.underlay
       let overhead = config.site.vtep.isIPv4 ? 50 : 70

@@ -64,7 +64,8 @@ public struct PortStatistics: Sendable, Equatable {
   /// Super-frames refused (a malformed or unsupported `virtio_net_hdr`).
   public var offloadDrops: UInt64 = 0
 
-  /// Adds another port's counters (several ports of one worker on one interface).
+  /// Adds another port's counters (several ports on one interface: a worker's, or the
+  /// workers').
   public mutating func add(_ other: PortStatistics) {
     receivedFrames &+= other.receivedFrames
     receivedBlocks &+= other.receivedBlocks
