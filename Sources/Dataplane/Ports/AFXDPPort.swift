@@ -42,6 +42,10 @@ public final class AFXDPPort: LivePort {
   /// Where a frame starts in a transmit slot: the `TxRing` status and length words come
   /// first, the frame on its own cache line.
   static let transmitDataOffset = 64
+  /// How long binding waits, at most, for a queue that a socket closed a moment ago still
+  /// holds: 200 x 10 ms.
+  static let busyRetries = 200
+  static let busyRetryMicroseconds: UInt32 = 10_000
 
   public let name: String
   public let queue: UInt32
@@ -132,8 +136,18 @@ public final class AFXDPPort: LivePort {
     var handle: OpaquePointer? = nil
     var rings = (cp_xsk_ring(), cp_xsk_ring())
     var zeroCopy: Int32 = 0
-    let result = cp_xsk_open(
-      interface, queue, memory.handle, UInt32(memory.slotsPerSocket), &handle, &rings.0, &rings.1, &zeroCopy)
+    var result: Int32
+    var retries = 0
+    repeat {
+      result = cp_xsk_open(
+        interface, queue, memory.handle, UInt32(memory.slotsPerSocket), &handle, &rings.0, &rings.1, &zeroCopy
+      )
+      // A socket closed on this queue a moment ago (a restart) keeps the queue until the
+      // kernel's deferred release of its buffer pool has run: EBUSY meanwhile.
+      guard result == -EBUSY, retries < Self.busyRetries else { break }
+      retries += 1
+      usleep(Self.busyRetryMicroseconds)
+    } while true
     guard result >= 0, let handle else {
       throw AFPacketError.from(
         errno: -result, operation: "AF_XDP socket (queue \(queue))", interface: interface)
