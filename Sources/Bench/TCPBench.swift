@@ -26,7 +26,7 @@ struct TCPBenchCommand: ParsableCommand {
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
   @Option(
     help:
-      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-stack."
+      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-gso-copy, vxswitch-stack."
   )
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
@@ -48,6 +48,10 @@ struct TCPBenchCommand: ParsableCommand {
     case singleFlow = "vxswitch-single-flow"
     /// vxswitch at both sites without UDP GSO on the underlay (`VXSWITCH_UNDERLAY_GSO=off`).
     case noGSO = "vxswitch-nogso"
+    /// vxswitch at both sites joining datagrams into UDP GSO frames by copying each
+    /// one's payload, as before it was encapsulated in the frame itself
+    /// (`VXSWITCH_UNDERLAY_GSO=copy`).
+    case gsoCopy = "vxswitch-gso-copy"
     /// vxswitch at both sites with the underlay's VXLAN datagrams climbing the host's
     /// stack to the port holder (`VXSWITCH_UNDERLAY_STACK_BYPASS=off`).
     case stack = "vxswitch-stack"
@@ -56,7 +60,7 @@ struct TCPBenchCommand: ParsableCommand {
     case xdpUnderlay = "vxswitch-xdp-underlay"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .stack: return ["--static"]
+      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .gsoCopy, .stack: return ["--static"]
       case .xdpUnderlay: return ["--static", "--underlay-io", "af_xdp"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
@@ -70,6 +74,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .uncoalesced: return "vxswitch at both, TCP coalescing off"
       case .singleFlow: return "vxswitch at both, coalescing one flow at a time"
       case .noGSO: return "vxswitch at both, underlay UDP GSO off"
+      case .gsoCopy: return "vxswitch at both, GSO frames joined by copy"
       case .stack: return "vxswitch at both, datagrams also up the host stack"
       case .xdpUnderlay: return "vxswitch at both, AF_XDP underlay"
       }
@@ -80,6 +85,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .uncoalesced: return ["env", "VXSWITCH_TCP_COALESCING=off"]
       case .singleFlow: return ["env", "VXSWITCH_TCP_COALESCING=single-flow"]
       case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
+      case .gsoCopy: return ["env", "VXSWITCH_UNDERLAY_GSO=copy"]
       case .stack: return ["env", "VXSWITCH_UNDERLAY_STACK_BYPASS=off"]
       default: return []
       }

@@ -109,8 +109,11 @@ struct RunCommand: AsyncParsableCommand {
     default: break
     }
     // Likewise (`Bench tcp --system vxswitch-nogso`): one datagram per underlay frame.
-    if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] == "off" {
-      liveOptions.underlaySegmentation = false
+    switch ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GSO"] {
+    case "off": liveOptions.underlaySegmentation = false
+    // Datagrams joined by copy (`Bench tcp --system vxswitch-gso-copy`).
+    case "copy": liveOptions.underlayJoinsInPlace = false
+    default: break
     }
     // Likewise (`Bench tcp --system vxswitch-stack`): VXLAN datagrams climb the host's
     // stack to the port holder as well, as before `UnderlayStackBypass`.

@@ -42,17 +42,31 @@ public struct UnderlaySegmenter {
   var isIPv6 = false
   var segmentSize = 0
   var limit = 0
+  /// Where `TxRing.reserveSegmenting` had the datagram being encapsulated written: in
+  /// the run itself, its payload right after the run's end and its outer header over the
+  /// run's last bytes (saved in `covered`); nil when it went to the reserved slot.
+  var staged: UnsafeMutableRawPointer? = nil
+  /// The run's bytes a staged datagram's outer header covers (at most 62: IPv6).
+  var covered: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
 
   /// GSO frames handed to the kernel (runs of two or more datagrams) and the datagrams
   /// they carried, since the pipeline last took them into its counters.
   var frames = 0
   var datagrams = 0
+  /// Datagrams joined where they were written, without a copy (`reserveSegmenting`).
+  var joinedInPlace = 0
 
   /// Datagrams per GSO frame at most: the kernel refuses a UDP GSO frame from a packet
   /// socket with more than `UDP_MAX_SEGMENTS` (64 before Linux 6.10, 128 since).
   public static let maxSegments = 64
 
-  public init(merging: Bool = true) { self.merging = merging }
+  /// Whether datagrams are encapsulated in the run itself (`TxRing.reserveSegmenting`).
+  public var inPlace = true
+
+  public init(merging: Bool = true, inPlace: Bool = true) {
+    self.merging = merging
+    self.inPlace = inPlace
+  }
 
   var isOpen: Bool { slot != nil }
 }
@@ -116,12 +130,60 @@ extension TxRing {
     commitUncoalesced(length: length)
   }
 
+  /// `reserve` for an encapsulated datagram of `length` bytes on a ring whose segmenter
+  /// may join it to its run: when a run is open and the datagram's payload would fit
+  /// after it, the datagram is to be written in the run itself, so that joining it costs
+  /// no copy of its payload (`commitSegmenting` then puts back the run bytes its outer
+  /// header covered, or moves it to the reserved slot if it does not continue the run).
+  /// The reserved slot must be free either way.
+  @inline(__always)
+  mutating func reserveSegmenting(length: Int) -> UnsafeMutableRawPointer? {
+    guard let output = reserve() else { return nil }
+    let state = segmenter.unsafelyUnwrapped
+    guard state.pointee.inPlace, let open = state.pointee.slot else { return output }
+    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
+    let runLength = state.pointee.length
+    // The header may cover only payload bytes of the run, never its own outer header.
+    guard runLength &+ (length &- start) <= state.pointee.limit, runLength >= start &* 2 else {
+      return output
+    }
+    let position = open + dataOffset + (runLength &- start)
+    withUnsafeMutableBytes(of: &state.pointee.covered) {
+      $0.baseAddress.unsafelyUnwrapped.copyMemory(from: position, byteCount: start)
+    }
+    state.pointee.staged = position
+    return position
+  }
+
+  /// Puts back the run bytes a staged datagram's outer header covered.
+  @inline(__always)
+  func uncover(_ state: UnsafeMutablePointer<UnderlaySegmenter>, at position: UnsafeMutableRawPointer) {
+    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
+    withUnsafeBytes(of: &state.pointee.covered) {
+      position.copyMemory(from: $0.baseAddress.unsafelyUnwrapped, byteCount: start)
+    }
+  }
+
   /// The frame written at the reserved slot (`length` bytes) joins the run being built,
   /// starts one, or is handed over behind a zeroed `virtio_net_hdr` (after the run, if
-  /// one was being built).
+  /// one was being built). A frame staged in the run (`reserveSegmenting`) that
+  /// continues it is joined where it is; one that does not is first moved to the
+  /// reserved slot.
   @inline(never)
   mutating func commitSegmenting(length: Int, _ state: UnsafeMutablePointer<UnderlaySegmenter>) {
     let frame = UnsafeRawPointer(next + dataOffset)
+    if let staged = state.pointee.staged {
+      state.pointee.staged = nil
+      let open = state.pointee.slot.unsafelyUnwrapped + dataOffset
+      if Self.continuesRun(state.pointee, UnsafeRawPointer(open), UnsafeRawPointer(staged), length) {
+        uncover(state, at: staged)
+        state.pointee.joinedInPlace &+= 1
+        extendRun(state, payload: length &- state.pointee.transportOffset &- UDPLayout.headerLength)
+        return
+      }
+      (next + dataOffset).copyMemory(from: staged, byteCount: length)
+      uncover(state, at: staged)
+    }
     if let open = state.pointee.slot {
       if Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), frame, length) {
         appendDatagram(state, open + dataOffset, frame, length)
@@ -187,6 +249,14 @@ extension TxRing {
     let start = state.pointee.transportOffset &+ UDPLayout.headerLength
     let payload = length &- start
     (open + state.pointee.length).copyMemory(from: frame + start, byteCount: payload)
+    extendRun(state, payload: payload)
+  }
+
+  /// Counts a datagram's payload, now at the run's end, into the run; hands the run
+  /// over when the datagram ends it (shorter than the gso size) or no further full
+  /// datagram would fit.
+  @inline(__always)
+  mutating func extendRun(_ state: UnsafeMutablePointer<UnderlaySegmenter>, payload: Int) {
     state.pointee.length &+= payload
     state.pointee.segments &+= 1
     if payload < state.pointee.segmentSize

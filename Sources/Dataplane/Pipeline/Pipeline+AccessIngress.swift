@@ -117,7 +117,7 @@ extension Pipeline {
         }
         let restLength = length &- 12
         if decision & FlowDecision.kindMask == FlowDecision.vtep {
-          guard let output = out.tx.reserve() else {
+          guard let output = Commit.reserve(&out.tx, length: length &+ Flavor.headerLength(out)) else {
             drop(.txRingFull)
             otherFrames &+= 1
             otherBytes &+= length

@@ -69,6 +69,9 @@ public final class Pipeline {
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
   /// joined into UDP GSO frames (else only its headers zeroed).
   public var segmentsUnderlay = true
+  /// Whether datagrams joining a run are encapsulated in the run itself
+  /// (`TxRing.reserveSegmenting`) rather than copied there.
+  public var joinsUnderlayInPlace = true
   /// Whether the next access batch joins datagrams (see the policy).
   var underlayPolicy = UnderlaySegmentingPolicy()
 
@@ -167,7 +170,7 @@ public final class Pipeline {
     rings[Int(interface)] = ring
     if underlay {
       guard ring.pointee.framePrefix == VirtioNetHeader.length else { return }
-      segmenter.pointee = UnderlaySegmenter(merging: segmentsUnderlay)
+      segmenter.pointee = UnderlaySegmenter(merging: segmentsUnderlay, inPlace: joinsUnderlayInPlace)
       ring.pointee.segmenter = segmenter
       segmentingRing = ring
       return

@@ -3,7 +3,15 @@
 /// (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
 /// frame pays a test for it.
 protocol UnderlayCommit {
+  /// Where to write a datagram of `length` bytes (`TxRing.reserve`), nil when the ring
+  /// is full.
+  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer?
   static func commit(_ tx: inout TxRing, length: Int)
+}
+
+extension UnderlayCommit {
+  @inline(__always)
+  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer? { tx.reserve() }
 }
 
 /// An underlay ring without a segmenter (no `virtio_net_hdr` there).
@@ -26,6 +34,11 @@ enum ZeroingUnderlayCommit: UnderlayCommit {
 /// An underlay ring with a segmenter, in a batch that joins datagrams: every frame goes
 /// through it.
 enum SegmentingUnderlayCommit: UnderlayCommit {
+  @inline(__always)
+  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer? {
+    tx.reserveSegmenting(length: length)
+  }
+
   @inline(__always)
   static func commit(_ tx: inout TxRing, length: Int) {
     tx.commitSegmenting(length: length, tx.segmenter.unsafelyUnwrapped)

@@ -80,6 +80,9 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Send runs of VXLAN datagrams to one VTEP as one UDP GSO frame on the underlay
     /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
     public var underlaySegmentation = true
+    /// Whether the segmenter has datagrams encapsulated in its GSO frame itself
+    /// (`TxRing.reserveSegmenting`) rather than copied there; off only to measure it.
+    public var underlayJoinsInPlace = true
     /// Ask for UDP GRO on the VXLAN port (`VXLANPortHolder`), so that with GRO on the
     /// underlay device a flow's datagrams reach the underlay port merged (experimental).
     public var underlayReceiveOffload = false
@@ -321,6 +324,7 @@ public final class LiveSwitch: @unchecked Sendable {
       pipeline.coalescesTCP = options.coalesceTCP
       pipeline.coalescedFlows = options.coalescedFlows
       pipeline.segmentsUnderlay = portOptions.underlaySegmentation
+      pipeline.joinsUnderlayInPlace = options.underlayJoinsInPlace
       pipelines.append(pipeline)
     }
   }
