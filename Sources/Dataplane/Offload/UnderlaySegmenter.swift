@@ -42,25 +42,23 @@ public struct UnderlaySegmenter {
   var isIPv6 = false
   var segmentSize = 0
   var limit = 0
-  /// Where `TxRing.reserveSegmenting` had the datagram being encapsulated written: in
-  /// the run itself, its payload right after the run's end and its outer header over the
-  /// run's last bytes (saved in `covered`); nil when it went to the reserved slot.
+  /// Where `TxRing.stagePayload` had the UDP payload of the datagram being encapsulated
+  /// written: at the run's end (its headers in the reserved slot); nil when the datagram
+  /// is in one piece in the reserved slot.
   var staged: UnsafeMutableRawPointer? = nil
-  /// The run's bytes a staged datagram's outer header covers (at most 62: IPv6).
-  var covered: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
 
   /// GSO frames handed to the kernel (runs of two or more datagrams) and the datagrams
   /// they carried, since the pipeline last took them into its counters.
   var frames = 0
   var datagrams = 0
-  /// Datagrams joined where they were written, without a copy (`reserveSegmenting`).
+  /// Datagrams joined where their payload was written, without a copy (`stagePayload`).
   var joinedInPlace = 0
 
   /// Datagrams per GSO frame at most: the kernel refuses a UDP GSO frame from a packet
   /// socket with more than `UDP_MAX_SEGMENTS` (64 before Linux 6.10, 128 since).
   public static let maxSegments = 64
 
-  /// Whether datagrams are encapsulated in the run itself (`TxRing.reserveSegmenting`).
+  /// Whether datagrams' payloads are written in the run itself (`TxRing.stagePayload`).
   public var inPlace = true
 
   public init(merging: Bool = true, inPlace: Bool = true) {
@@ -130,59 +128,45 @@ extension TxRing {
     commitUncoalesced(length: length)
   }
 
-  /// `reserve` for an encapsulated datagram of `length` bytes on a ring whose segmenter
-  /// may join it to its run: when a run is open and the datagram's payload would fit
-  /// after it, the datagram is to be written in the run itself, so that joining it costs
-  /// no copy of its payload (`commitSegmenting` then puts back the run bytes its outer
-  /// header covered, or moves it to the reserved slot if it does not continue the run).
-  /// The reserved slot must be free either way.
+  /// Where an encapsulated datagram of `length` bytes, its headers at the reserved
+  /// slot `output`, has its UDP payload written: at the end of the open run when the
+  /// payload would fit there (and the headers are the run's kind: the payload at
+  /// `offset`), so that joining the run costs no copy of it; else `output + offset`, the
+  /// datagram in one piece. `commitSegmenting` moves a staged payload to the slot if the
+  /// datagram does not continue the run after all.
   @inline(__always)
-  mutating func reserveSegmenting(length: Int) -> UnsafeMutableRawPointer? {
-    guard let output = reserve() else { return nil }
+  mutating func stagePayload(output: UnsafeMutableRawPointer, offset: Int, length: Int)
+    -> UnsafeMutableRawPointer
+  {
     let state = segmenter.unsafelyUnwrapped
-    guard state.pointee.inPlace, let open = state.pointee.slot else { return output }
-    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
-    let runLength = state.pointee.length
-    // The header may cover only payload bytes of the run, never its own outer header.
-    guard runLength &+ (length &- start) <= state.pointee.limit, runLength >= start &* 2 else {
-      return output
-    }
-    let position = open + dataOffset + (runLength &- start)
-    withUnsafeMutableBytes(of: &state.pointee.covered) {
-      $0.baseAddress.unsafelyUnwrapped.copyMemory(from: position, byteCount: start)
-    }
+    guard state.pointee.inPlace, let open = state.pointee.slot,
+      offset == state.pointee.transportOffset &+ UDPLayout.headerLength,
+      state.pointee.length &+ (length &- offset) <= state.pointee.limit
+    else { return output + offset }
+    let position = open + dataOffset + state.pointee.length
     state.pointee.staged = position
     return position
   }
 
-  /// Puts back the run bytes a staged datagram's outer header covered.
-  @inline(__always)
-  func uncover(_ state: UnsafeMutablePointer<UnderlaySegmenter>, at position: UnsafeMutableRawPointer) {
-    let start = state.pointee.transportOffset &+ UDPLayout.headerLength
-    withUnsafeBytes(of: &state.pointee.covered) {
-      position.copyMemory(from: $0.baseAddress.unsafelyUnwrapped, byteCount: start)
-    }
-  }
-
   /// The frame written at the reserved slot (`length` bytes) joins the run being built,
   /// starts one, or is handed over behind a zeroed `virtio_net_hdr` (after the run, if
-  /// one was being built). A frame staged in the run (`reserveSegmenting`) that
-  /// continues it is joined where it is; one that does not is first moved to the
-  /// reserved slot.
+  /// one was being built). A frame whose payload was staged in the run (`stagePayload`) that
+  /// continues it is joined where it is; one that does not has its payload moved to the
+  /// reserved slot, after its headers.
   @inline(never)
   mutating func commitSegmenting(length: Int, _ state: UnsafeMutablePointer<UnderlaySegmenter>) {
     let frame = UnsafeRawPointer(next + dataOffset)
     if let staged = state.pointee.staged {
+      // The headers are at `frame`, the payload at the run's end.
       state.pointee.staged = nil
       let open = state.pointee.slot.unsafelyUnwrapped + dataOffset
-      if Self.continuesRun(state.pointee, UnsafeRawPointer(open), UnsafeRawPointer(staged), length) {
-        uncover(state, at: staged)
+      let offset = state.pointee.transportOffset &+ UDPLayout.headerLength
+      if Self.continuesRun(state.pointee, UnsafeRawPointer(open), frame, length) {
         state.pointee.joinedInPlace &+= 1
-        extendRun(state, payload: length &- state.pointee.transportOffset &- UDPLayout.headerLength)
+        extendRun(state, payload: length &- offset)
         return
       }
-      (next + dataOffset).copyMemory(from: staged, byteCount: length)
-      uncover(state, at: staged)
+      (next + dataOffset + offset).copyMemory(from: staged, byteCount: length &- offset)
     }
     if let open = state.pointee.slot {
       if Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), frame, length) {

@@ -117,14 +117,18 @@ extension Pipeline {
         }
         let restLength = length &- 12
         if decision & FlowDecision.kindMask == FlowDecision.vtep {
-          guard let output = Commit.reserve(&out.tx, length: length &+ Flavor.headerLength(out)) else {
+          guard let output = out.tx.reserve() else {
             drop(.txRingFull)
             otherFrames &+= 1
             otherBytes &+= length
             continue
           }
+          let payloadOffset = Flavor.headerLength(out) &- 8
           _ = Self.writeEncapsulation(
-            output, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.pointee.vniField,
+            output,
+            payload: Commit.payload(
+              &out.tx, output: output, offset: payloadOffset, length: length &+ Flavor.headerLength(out)),
+            out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.pointee.vniField,
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)

@@ -67,7 +67,8 @@ extension Pipeline {
       return
     }
     let length = Self.writeEncapsulation(
-      output, out, vtep: vtep, vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest,
+      output, payload: output + (out.headerLength &- 8), out, vtep: vtep,
+      vniField: VXLANField.vni(out.domainVNI[Int(domain)]), macs: macs, rest: rest,
       restLength: restLength,
       hash: hash, ConfiguredEncapsulation.self)
     out.tx.commitEncapsulated(length: length)
@@ -84,37 +85,42 @@ extension Pipeline {
     encapsulate(&out, vtep: vtep, domain: domain, macs: macs, rest: rest, restLength: restLength, hash: hash)
   }
 
-  /// Writes the VTEP's precomputed outer header and the (untagged) inner frame at
-  /// `output` and patches lengths, checksum, UDP source port, VNI and, when inherited,
-  /// DSCP; returns the frame's length. The caller has checked that the VTEP can be
-  /// reached and the frame fits.
+  /// Writes the VTEP's precomputed outer header and the (untagged) inner frame and
+  /// patches lengths, checksum, UDP source port, VNI and, when inherited, DSCP; returns
+  /// the frame's length. The outer Ethernet, IP and UDP headers go to `output`, the UDP
+  /// payload (VXLAN header and inner frame) to `payload`: `output` plus
+  /// `Flavor.headerLength(out) - 8` for a datagram in one piece, elsewhere when the
+  /// underlay's segmenter has the payload written straight into its GSO frame
+  /// (`UnderlayCommit.payload`). The caller has checked that the VTEP can be reached and
+  /// the frame fits.
   @inline(always)
   static func writeEncapsulation<Flavor: EncapsulationFlavor>(
-    _ output: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int, vniField: UInt32,
+    _ output: UnsafeMutableRawPointer, payload: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int,
+    vniField: UInt32,
     macs: UnsafeRawPointer,
     rest: UnsafeRawPointer, restLength: Int, hash: UInt64, _ flavor: Flavor.Type
   ) -> Int {
     let headerLength = Flavor.headerLength(out)
     let innerLength = 12 &+ restLength
     let header = UnsafeRawPointer(out.headers + vtep &* ForwardingState.headerSlot)
-    // 48 bytes as three 16-byte moves, then the tail (2 bytes over IPv4, 22 over IPv6).
+    // The headers up to the UDP payload in 16-byte moves, the last one overlapping the
+    // one before (42 bytes over IPv4, 62 over IPv6), then the VXLAN header's 8 bytes.
     output.setRaw128(0, header.raw128(0))
     output.setRaw128(16, header.raw128(16))
-    output.setRaw128(32, header.raw128(32))
     if Flavor.isIPv6(out) {
-      output.setRaw128(48, header.raw128(48))
-      output.setRaw32(64, header.raw32(64))
-      output.setRaw16(68, header.raw16(68))
+      output.setRaw128(32, header.raw128(32))
+      output.setRaw128(46, header.raw128(46))
     } else {
-      output.setRaw16(48, header.raw16(48))
+      output.setRaw128(26, header.raw128(26))
     }
+    payload.setRaw64(0, header.raw64(headerLength &- 8))
     if rest == macs + 12 {
       // Untagged inner frame: MACs and the rest are one run of bytes.
-      (output + headerLength).copyFrameBytes(from: macs, count: innerLength)
+      (payload + 8).copyFrameBytes(from: macs, count: innerLength)
     } else {
-      output.setRaw64(headerLength, macs.raw64(0))
-      output.setRaw32(headerLength &+ 8, macs.raw32(8))
-      (output + (headerLength &+ 12)).copyFrameBytes(from: rest, count: restLength)
+      payload.setRaw64(8, macs.raw64(0))
+      payload.setRaw32(16, macs.raw32(8))
+      (payload + 20).copyFrameBytes(from: rest, count: restLength)
     }
 
     // Lemire's multiply-shift maps the hash onto the port range without a division.
@@ -132,12 +138,15 @@ extension Pipeline {
       output.setBE16(18, UInt16(truncatingIfNeeded: payloadLength))
       output.setBE16(54, sourcePort)
       output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
-      output.setRaw32(66, vniField)
+      payload.setRaw32(4, vniField)
       let pseudoHeader =
         OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: out.checksumBase[vtep]))
         &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: payloadLength))
       output.setRaw16(
-        60, udpChecksumField(output + 54, count: payloadLength, nativePseudoHeader: pseudoHeader))
+        60,
+        udpChecksumField(
+          output + 54, count: 8, payload: payload, count: payloadLength &- 8, nativePseudoHeader: pseudoHeader
+        ))
       return headerLength &+ innerLength
     }
     let ipLength = innerLength &+ 36
@@ -153,14 +162,15 @@ extension Pipeline {
     output.setBE16(24, ~UInt16(truncatingIfNeeded: (sum & 0xFFFF) &+ (sum &>> 16)))
     output.setBE16(34, sourcePort)
     output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
-    output.setRaw32(46, vniField)
+    payload.setRaw32(4, vniField)
     if Flavor.checksumsIPv4UDP(out) {
       // The pseudo-header's addresses lie just before the UDP header: one pass over both.
       let udpLength = ipLength &- 20
       output.setRaw16(
         40,
         udpChecksumField(
-          output + 26, count: 8 &+ udpLength, nativePseudoHeader: udpPseudoHeaderRest(udpLength: udpLength)))
+          output + 26, count: 16, payload: payload, count: udpLength &- 8,
+          nativePseudoHeader: udpPseudoHeaderRest(udpLength: udpLength)))
     }
     return headerLength &+ innerLength
   }
@@ -183,6 +193,21 @@ extension Pipeline {
     let folded = UInt16(
       truncatingIfNeeded: OnesComplement.fold16(
         OnesComplement.nativeSum(bytes, count: count, initial: nativePseudoHeader)))
+    return folded == 0xFFFF ? 0xFFFF : ~folded
+  }
+
+  /// `udpChecksumField` over a datagram in two pieces: `headerCount` bytes at `bytes`
+  /// (a multiple of 8, so that the words of the second piece keep their positions in
+  /// the sum), then `payloadCount` at `payload`.
+  @inline(__always)
+  static func udpChecksumField(
+    _ bytes: UnsafeRawPointer, count headerCount: Int, payload: UnsafeRawPointer, count payloadCount: Int,
+    nativePseudoHeader: UInt64
+  ) -> UInt16 {
+    let headerSum = OnesComplement.nativeSum(bytes, count: headerCount, initial: nativePseudoHeader)
+    let folded = UInt16(
+      truncatingIfNeeded: OnesComplement.fold16(
+        OnesComplement.nativeSum(payload, count: payloadCount, initial: headerSum)))
     return folded == 0xFFFF ? 0xFFFF : ~folded
   }
 

@@ -70,7 +70,7 @@ public final class Pipeline {
   /// joined into UDP GSO frames (else only its headers zeroed).
   public var segmentsUnderlay = true
   /// Whether datagrams joining a run are encapsulated in the run itself
-  /// (`TxRing.reserveSegmenting`) rather than copied there.
+  /// (`TxRing.stagePayload`) rather than copied there.
   public var joinsUnderlayInPlace = true
   /// Whether the next access batch joins datagrams (see the policy).
   var underlayPolicy = UnderlaySegmentingPolicy()

@@ -3,15 +3,20 @@
 /// (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
 /// frame pays a test for it.
 protocol UnderlayCommit {
-  /// Where to write a datagram of `length` bytes (`TxRing.reserve`), nil when the ring
-  /// is full.
-  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer?
+  /// Where the UDP payload of a datagram of `length` bytes whose headers go to the
+  /// reserved slot at `output` is written: `output + offset` (the datagram in one piece),
+  /// or the end of the segmenter's open run (`TxRing.stagePayload`).
+  static func payload(
+    _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int
+  ) -> UnsafeMutableRawPointer
   static func commit(_ tx: inout TxRing, length: Int)
 }
 
 extension UnderlayCommit {
   @inline(__always)
-  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer? { tx.reserve() }
+  static func payload(
+    _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int
+  ) -> UnsafeMutableRawPointer { output + offset }
 }
 
 /// An underlay ring without a segmenter (no `virtio_net_hdr` there).
@@ -35,8 +40,10 @@ enum ZeroingUnderlayCommit: UnderlayCommit {
 /// through it.
 enum SegmentingUnderlayCommit: UnderlayCommit {
   @inline(__always)
-  static func reserve(_ tx: inout TxRing, length: Int) -> UnsafeMutableRawPointer? {
-    tx.reserveSegmenting(length: length)
+  static func payload(
+    _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int
+  ) -> UnsafeMutableRawPointer {
+    tx.stagePayload(output: output, offset: offset, length: length)
   }
 
   @inline(__always)

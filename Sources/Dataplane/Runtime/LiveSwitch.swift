@@ -81,7 +81,7 @@ public final class LiveSwitch: @unchecked Sendable {
     /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
     public var underlaySegmentation = true
     /// Whether the segmenter has datagrams encapsulated in its GSO frame itself
-    /// (`TxRing.reserveSegmenting`) rather than copied there; off only to measure it.
+    /// (`TxRing.stagePayload`) rather than copied there; off only to measure it.
     public var underlayJoinsInPlace = true
     /// Ask for UDP GRO on the VXLAN port (`VXLANPortHolder`), so that with GRO on the
     /// underlay device a flow's datagrams reach the underlay port merged (experimental).
