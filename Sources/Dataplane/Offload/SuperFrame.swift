@@ -142,53 +142,89 @@ public struct SuperFrame {
 
   /// Writes the next segment at `output` (room for `nextSegmentLength` bytes) and
   /// returns its length.
+  ///
+  /// Its checksums are summed over the super-frame's bytes, with the difference of every
+  /// field the segment changes added, not over the segment just written: a load of bytes
+  /// just stored in smaller pieces (the fields) or by a string copy waits until those
+  /// stores reach the cache (no store forwarding), and the sums over the segment stalled
+  /// that way on every header word (`perf`: most of the summing's samples).
   public mutating func writeNext(to output: UnsafeMutableRawPointer) -> Int {
     let payloadBytes = min(segmentSize, length &- payloadOffset &- offset)
     let segmentLength = payloadOffset &+ payloadBytes
     let last = payloadOffset &+ offset &+ payloadBytes >= length
+    let payload = frame + (payloadOffset &+ offset)
     output.copyMemory(from: frame, byteCount: payloadOffset)
-    (output + payloadOffset).copyMemory(from: frame + (payloadOffset &+ offset), byteCount: payloadBytes)
+    (output + payloadOffset).copyMemory(from: payload, byteCount: payloadBytes)
 
     let ip = output + networkOffset
+    let sourceIP = frame + networkOffset
     let l4Length = segmentLength &- transportOffset
-    let pseudo: UInt64
+    // The L4 checksum's sum, in `OnesComplement.nativeSum`'s order: pseudo-header first.
+    var sum: UInt64
     if isIPv6 {
       ip.setBE16(
         IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: segmentLength &- networkOffset &- 40))
-      pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
+      sum = OnesComplement.nativeSum(sourceIP + IPv6Layout.sourceOffset, count: 32)
     } else {
-      let headerLength = Int(UnsafeRawPointer(ip).u8(0) & 0x0F) &<< 2
-      ip.setBE16(IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: segmentLength &- networkOffset))
-      let identification = frame.be16(networkOffset &+ IPv4Layout.identificationOffset)
-      ip.setBE16(IPv4Layout.identificationOffset, identification &+ UInt16(truncatingIfNeeded: index))
-      ip.setBE16(IPv4Layout.checksumOffset, 0)
-      ip.setBE16(
-        IPv4Layout.checksumOffset, OnesComplement.finish(OnesComplement.sum(ip, count: headerLength)))
-      pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
+      let headerLength = Int(sourceIP.u8(0) & 0x0F) &<< 2
+      let totalLength = UInt16(truncatingIfNeeded: segmentLength &- networkOffset)
+      let identification = sourceIP.be16(IPv4Layout.identificationOffset) &+ UInt16(truncatingIfNeeded: index)
+      ip.setBE16(IPv4Layout.totalLengthOffset, totalLength)
+      ip.setBE16(IPv4Layout.identificationOffset, identification)
+      var header = OnesComplement.nativeSum(sourceIP, count: headerLength)
+      header &+= Self.replacing(sourceIP.raw16(IPv4Layout.totalLengthOffset), with: totalLength.bigEndian)
+      header &+= Self.replacing(
+        sourceIP.raw16(IPv4Layout.identificationOffset), with: identification.bigEndian)
+      header &+= Self.replacing(sourceIP.raw16(IPv4Layout.checksumOffset), with: 0)
+      ip.setRaw16(IPv4Layout.checksumOffset, ~UInt16(truncatingIfNeeded: OnesComplement.fold16(header)))
+      sum = OnesComplement.nativeSum(sourceIP + IPv4Layout.sourceOffset, count: 8)
     }
     let l4 = output + transportOffset
+    let sourceL4 = frame + transportOffset
+    let proto = isTCP ? IPProtocol.tcp : IPProtocol.udp
+    sum &+=
+      OnesComplement.nativeOrder(UInt16(proto))
+      &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: l4Length))
+    // The L4 header (an even length: the payload's words keep their places), the payload.
+    sum = OnesComplement.nativeSum(sourceL4, count: payloadOffset &- transportOffset, initial: sum)
+    sum = OnesComplement.nativeSum(payload, count: payloadBytes, initial: sum)
     let checksumField: Int
     if isTCP {
-      let sequence = frame.be32(transportOffset &+ TCPLayout.sequenceOffset)
-      l4.setBE32(TCPLayout.sequenceOffset, sequence &+ UInt32(truncatingIfNeeded: offset))
-      var flags = UnsafeRawPointer(l4).u8(TCPLayout.flagsOffset)
+      let sequence = sourceL4.be32(TCPLayout.sequenceOffset) &+ UInt32(truncatingIfNeeded: offset)
+      l4.setBE32(TCPLayout.sequenceOffset, sequence)
+      sum &+= UInt64(sequence.bigEndian) &+ (0xFFFF_FFFF &- UInt64(sourceL4.raw32(TCPLayout.sequenceOffset)))
+      var flags = sourceL4.u8(TCPLayout.flagsOffset)
       if !last { flags &= ~(TCPLayout.fin | TCPLayout.psh) }
       if index > 0 { flags &= ~TCPLayout.cwr }
       l4.setU8(TCPLayout.flagsOffset, flags)
+      // The flags' 16-bit word: the data offset byte before them, as it is.
+      let flagsWord = TCPLayout.flagsOffset & ~1
+      var word = sourceL4.raw16(flagsWord)
+      withUnsafeMutableBytes(of: &word) { $0[TCPLayout.flagsOffset &- flagsWord] = flags }
+      sum &+= Self.replacing(sourceL4.raw16(flagsWord), with: word)
       checksumField = TCPLayout.checksumOffset
     } else {
-      l4.setBE16(UDPLayout.lengthOffset, UInt16(truncatingIfNeeded: l4Length))
+      let datagramLength = UInt16(truncatingIfNeeded: l4Length)
+      l4.setBE16(UDPLayout.lengthOffset, datagramLength)
+      sum &+= Self.replacing(sourceL4.raw16(UDPLayout.lengthOffset), with: datagramLength.bigEndian)
       checksumField = UDPLayout.checksumOffset
     }
-    l4.setBE16(checksumField, 0)
-    let proto = UInt64(isTCP ? IPProtocol.tcp : IPProtocol.udp)
-    var checksum = OnesComplement.finish(
-      OnesComplement.sum(l4, count: l4Length, initial: pseudo &+ proto &+ UInt64(l4Length)))
+    // Whatever the super-frame's checksum field held (a partial sum) counts as 0.
+    sum &+= Self.replacing(sourceL4.raw16(checksumField), with: 0)
+    var checksum = ~UInt16(truncatingIfNeeded: OnesComplement.fold16(sum))
     // UDP sends 0 as "no checksum": a computed 0 goes out as all ones (RFC 768).
     if !isTCP && checksum == 0 { checksum = 0xFFFF }
-    l4.setBE16(checksumField, checksum)
+    l4.setRaw16(checksumField, checksum)
     offset &+= payloadBytes
     index &+= 1
     return segmentLength
+  }
+
+  /// What to add to a one's-complement sum (native order, as `OnesComplement.nativeSum`
+  /// keeps it) of words that included `old` for it to include `new` instead: `new` plus
+  /// the complement of `old` (`-old` modulo 0xFFFF).
+  @inline(__always)
+  static func replacing(_ old: UInt16, with new: UInt16) -> UInt64 {
+    UInt64(new) &+ UInt64(~old)
   }
 }
