@@ -145,8 +145,9 @@ extension Pipeline {
       output.setRaw16(
         60,
         udpChecksumField(
-          output + 54, count: 8, payload: payload, count: payloadLength &- 8, nativePseudoHeader: pseudoHeader
-        ))
+          output + 54, count: 8, payload: payload, count: payloadLength &- 8,
+          contiguous: payload == output + 62,
+          nativePseudoHeader: pseudoHeader))
       return headerLength &+ innerLength
     }
     let ipLength = innerLength &+ 36
@@ -169,7 +170,7 @@ extension Pipeline {
       output.setRaw16(
         40,
         udpChecksumField(
-          output + 26, count: 16, payload: payload, count: udpLength &- 8,
+          output + 26, count: 16, payload: payload, count: udpLength &- 8, contiguous: payload == output + 42,
           nativePseudoHeader: udpPseudoHeaderRest(udpLength: udpLength)))
     }
     return headerLength &+ innerLength
@@ -198,12 +199,17 @@ extension Pipeline {
 
   /// `udpChecksumField` over a datagram in two pieces: `headerCount` bytes at `bytes`
   /// (a multiple of 8, so that the words of the second piece keep their positions in
-  /// the sum), then `payloadCount` at `payload`.
+  /// the sum), then `payloadCount` at `payload`; in one pass when they are `contiguous`
+  /// (one loop tail and fold instead of two).
   @inline(__always)
   static func udpChecksumField(
     _ bytes: UnsafeRawPointer, count headerCount: Int, payload: UnsafeRawPointer, count payloadCount: Int,
-    nativePseudoHeader: UInt64
+    contiguous: Bool, nativePseudoHeader: UInt64
   ) -> UInt16 {
+    if contiguous {
+      return udpChecksumField(
+        bytes, count: headerCount &+ payloadCount, nativePseudoHeader: nativePseudoHeader)
+    }
     let headerSum = OnesComplement.nativeSum(bytes, count: headerCount, initial: nativePseudoHeader)
     let folded = UInt16(
       truncatingIfNeeded: OnesComplement.fold16(
