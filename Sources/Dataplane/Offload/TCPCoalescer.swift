@@ -165,19 +165,23 @@ struct CoalescibleSegment {
 extension TxRing {
   /// `commit` for a ring with a coalescer: the frame written at the reserved slot
   /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
-  /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake).
+  /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake). With a
+  /// `source`, the frame is not written yet: it is read there, and copied to the slot
+  /// only when it does not join a super-frame.
   @inline(never)
   mutating func commitCoalescing(
-    length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, checksumTrusted: Bool = false
+    length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, checksumTrusted: Bool = false,
+    source: UnsafeRawPointer? = nil
   ) {
     // A run's slot is claimed but still free to `reserve`: a batch that comes round the
     // ring (more outputs to one port than slots, as flooding to several members of one
     // port can make) would write over it. Handed over before that, the ring is found full.
     defer { if pending &+ 1 >= slotCount && state.pointee.openRuns != 0 { publishAllCoalesced(state) } }
-    let frame = UnsafeRawPointer(next + dataOffset)
+    let frame = source ?? UnsafeRawPointer(next + dataOffset)
     guard let segment = CoalescibleSegment(frame: frame, length: length, verifyingChecksum: !checksumTrusted)
     else {
       publishAllCoalesced(state)
+      if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
       commitBehindZeroedHeader(length: length)
       return
     }
@@ -194,6 +198,8 @@ extension TxRing {
       publishCoalesced(state, index)
       break
     }
+    // From here the frame goes to the reserved slot, as a run's first or alone.
+    if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
     if segment.flags == CoalescibleSegment.ack {
       let payload = length &- segment.payloadOffset
       let ipLimit = segment.networkOffset &+ Int(UInt16.max) &+ (segment.isIPv6 ? IPv6Layout.headerLength : 0)

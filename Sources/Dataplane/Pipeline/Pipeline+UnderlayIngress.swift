@@ -120,7 +120,7 @@ extension Pipeline {
         // What `emitLocal` does for an untagged member, its drops included.
         let interface = Int(truncatingIfNeeded: decision &>> 32)
         let innerLength = length &- outerLength
-        guard let ring = rings[interface], let output = ring.pointee.reserve() else {
+        guard let ring = rings[interface], ring.pointee.reserve() != nil else {
           drop(.txRingFull)
           continue
         }
@@ -128,9 +128,8 @@ extension Pipeline {
           drop(.oversize)
           continue
         }
-        output.copyFrameBytes(from: inner, count: innerLength)
         ring.pointee.commit(
-          length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0)
+          copying: inner, length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue

@@ -91,6 +91,20 @@ public struct TxRing {
     commitUncoalesced(length: length)
   }
 
+  /// `commit` of a frame not yet written: the `length` bytes at `source` are copied to
+  /// the reserved slot, except when the ring's coalescer appends them to a super-frame:
+  /// then only their payload is copied, there. (The coalescer reads `source`, not the
+  /// slot: reading a slot just written waits for the copy's stores.)
+  @inline(__always)
+  public mutating func commit(copying source: UnsafeRawPointer, length: Int, checksumTrusted: Bool = false) {
+    if let coalescer {
+      commitCoalescing(length: length, coalescer, checksumTrusted: checksumTrusted, source: source)
+      return
+    }
+    (next + dataOffset).copyFrameBytes(from: source, count: length)
+    commitUncoalesced(length: length)
+  }
+
   /// Moves past the reserved slot without handing it over: a coalescer or segmenter
   /// builds a run in it and sets its status when the run ends.
   @inline(__always)
