@@ -123,16 +123,16 @@ extension Pipeline {
             otherBytes &+= length
             continue
           }
-          let payloadOffset = Flavor.headerLength(out) &- 8
+          let headerLength = Flavor.headerLength(out)
           _ = Self.writeEncapsulation(
             output,
             payload: Commit.payload(
-              &out.tx, output: output, offset: payloadOffset, length: length &+ Flavor.headerLength(out)),
+              &out.tx, output: output, offset: headerLength &- 8, length: length &+ headerLength),
             out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.pointee.vniField,
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
-          Commit.commit(&out.tx, length: length &+ Flavor.headerLength(out))
+          Commit.commit(&out.tx, length: length &+ headerLength)
           continue
         }
         otherFrames &+= 1

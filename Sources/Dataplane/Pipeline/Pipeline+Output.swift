@@ -191,10 +191,7 @@ extension Pipeline {
   /// line: a loop over the payload.
   @inline(never)
   static func udpChecksumField(_ bytes: UnsafeRawPointer, count: Int, nativePseudoHeader: UInt64) -> UInt16 {
-    let folded = UInt16(
-      truncatingIfNeeded: OnesComplement.fold16(
-        OnesComplement.nativeSum(bytes, count: count, initial: nativePseudoHeader)))
-    return folded == 0xFFFF ? 0xFFFF : ~folded
+    udpChecksumField(nativeSum: OnesComplement.nativeSum(bytes, count: count, initial: nativePseudoHeader))
   }
 
   /// `udpChecksumField` over a datagram in two pieces: `headerCount` bytes at `bytes`
@@ -210,10 +207,27 @@ extension Pipeline {
       return udpChecksumField(
         bytes, count: headerCount &+ payloadCount, nativePseudoHeader: nativePseudoHeader)
     }
+    return udpChecksumField(
+      bytes, count: headerCount, payload: payload, count: payloadCount, nativePseudoHeader: nativePseudoHeader
+    )
+  }
+
+  /// The two-piece sum, out of line: only datagrams staged in a GSO frame take it.
+  @inline(never)
+  static func udpChecksumField(
+    _ bytes: UnsafeRawPointer, count headerCount: Int, payload: UnsafeRawPointer, count payloadCount: Int,
+    nativePseudoHeader: UInt64
+  ) -> UInt16 {
     let headerSum = OnesComplement.nativeSum(bytes, count: headerCount, initial: nativePseudoHeader)
-    let folded = UInt16(
-      truncatingIfNeeded: OnesComplement.fold16(
-        OnesComplement.nativeSum(payload, count: payloadCount, initial: headerSum)))
+    return udpChecksumField(
+      nativeSum: OnesComplement.nativeSum(payload, count: payloadCount, initial: headerSum))
+  }
+
+  /// The field for a sum in `OnesComplement.nativeSum`'s order: the complemented fold, 0
+  /// sent as 0xFFFF.
+  @inline(__always)
+  static func udpChecksumField(nativeSum sum: UInt64) -> UInt16 {
+    let folded = UInt16(truncatingIfNeeded: OnesComplement.fold16(sum))
     return folded == 0xFFFF ? 0xFFFF : ~folded
   }
 
