@@ -209,6 +209,55 @@ final class UnderlaySegmenterTests: XCTestCase {
     checkGolden(ipv6: true)
   }
 
+  /// `continuesRun` compares the outer header in pieces laid out after the encapsulation's
+  /// stores; every byte but the lengths and checksums must still count. Each byte of a
+  /// second datagram's outer header changed in turn: the datagram continues the run
+  /// only when the byte is one the kernel's segmentation sets per datagram.
+  func checkEveryOuterHeaderByteCounts(ipv6: Bool, file: StaticString = #filePath, line: UInt = #line) {
+    let mss = ipv6 ? Self.mss - 20 : Self.mss
+    let plain = Self.makeSwitch(ipv6: ipv6, gso: false, udpChecksum: true)
+    plain.forward(interface: "vm1", frames: Self.segments(payload: mss * 2, mss: mss))
+    let datagrams = plain.takeOutput("eth1")
+    XCTAssertEqual(datagrams.count, 2, file: file, line: line)
+    guard datagrams.count == 2 else { return }
+    let transport = ipv6 ? 54 : 34
+    let datagram = OuterDatagram(frame: datagrams[0], length: datagrams[0].count)
+    XCTAssertEqual(datagram?.transportOffset, transport, file: file, line: line)
+    var state = UnderlaySegmenter()
+    state.length = datagrams[0].count
+    state.segments = 1
+    state.transportOffset = transport
+    state.isIPv6 = ipv6
+    state.segmentSize = datagrams[0].count - transport - 8
+    state.limit = 65535
+    let perDatagram: Set<Int> = ipv6 ? [18, 19, 60, 61] : [16, 17, 24, 25, 40, 41]
+    for offset in 0..<(transport + 8) {
+      var second = datagrams[1]
+      second[offset] ^= 0x5A
+      let continues = datagrams[0].withUnsafeBytes { open in
+        second.withUnsafeBytes { frame in
+          TxRing.continuesRun(state, open.baseAddress!, frame.baseAddress!, second.count)
+        }
+      }
+      XCTAssertEqual(
+        continues, perDatagram.contains(offset), "outer header byte \(offset)", file: file, line: line)
+    }
+    let unchanged = datagrams[0].withUnsafeBytes { open in
+      datagrams[1].withUnsafeBytes { frame in
+        TxRing.continuesRun(state, open.baseAddress!, frame.baseAddress!, datagrams[1].count)
+      }
+    }
+    XCTAssertTrue(unchanged, "the flow's next datagram continues the run", file: file, line: line)
+  }
+
+  func testEveryIPv4OuterHeaderByteButLengthsAndChecksumsMustMatch() {
+    checkEveryOuterHeaderByteCounts(ipv6: false)
+  }
+
+  func testEveryIPv6OuterHeaderByteButLengthsAndChecksumsMustMatch() {
+    checkEveryOuterHeaderByteCounts(ipv6: true)
+  }
+
   // MARK: Runs
 
   /// Frames sent for `segments` (one batch each), and the per-datagram frames.
