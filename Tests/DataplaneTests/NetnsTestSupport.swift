@@ -165,10 +165,14 @@ func drain(_ port: some PacketPort, into frames: inout [(bytes: [UInt8], tag: UI
   while true {
     vector.count = 0
     let got = port.receive(into: &vector)
+    // The flags as received; then, as the pipeline does, segments whose payload is
+    // still in their super-frame (`FrameFlags.payloadDeferred`) completed.
+    let flags = (0..<vector.count).map { vector.flags[$0] }
+    if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
     for index in 0..<vector.count {
       let bytes = Array(
         UnsafeRawBufferPointer(start: vector.frames[index], count: Int(vector.lengths[index])))
-      frames.append((bytes, vector.vlanTags[index], vector.flags[index]))
+      frames.append((bytes, vector.vlanTags[index], flags[index]))
     }
     port.releaseReceived()
     if got == 0 { break }

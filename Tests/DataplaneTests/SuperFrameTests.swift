@@ -282,8 +282,20 @@ final class SuperFrameTests: XCTestCase {
 /// veth pair.)
 extension AFPacketPortTests {
   func testPortCutsASuperFrameIntoSegmentsWithTheirVLANTag() throws {
+    try checkPortCutsASuperFrame(deferringPayloads: false)
+  }
+
+  /// The same with the payloads left in the super-frame until the consumer (here
+  /// `drain`, as the pipeline would) copies them into place.
+  func testPortCutsASuperFrameIntoSegmentsWithDeferredPayloads() throws {
+    try checkPortCutsASuperFrame(deferringPayloads: true)
+  }
+
+  func checkPortCutsASuperFrame(deferringPayloads: Bool) throws {
     try NetworkNamespace.run(ns) {
-      let port = try AFPacketPort(interface: "p0", role: .access)
+      var options = AFPacketPort.Options()
+      options.deferSegmentPayloads = deferringPayloads
+      let port = try AFPacketPort(interface: "p0", role: .access, options: options)
       XCTAssertTrue(port.hasVirtioNetHeader)
       let sender = try RawSender(interface: "p1")
       XCTAssertEqual(cp_setsockopt_int(sender.fd, Int32(CP_SOL_PACKET), Int32(CP_PACKET_VNET_HDR), 1), 0)
@@ -317,6 +329,8 @@ extension AFPacketPortTests {
         let tags = Set(frames.map(\.tag))
         XCTAssertEqual(tags, [vlan.map { FrameVector.vlanTagPresent | UInt32($0) } ?? 0])
         XCTAssertTrue(frames.allSatisfy { $0.bytes.count <= 1448 + 54 })
+        XCTAssertEqual(
+          frames.filter { $0.flags & FrameFlags.payloadDeferred != 0 }.count, deferringPayloads ? 14 : 0)
         XCTAssertEqual(Array(frames.map { $0.bytes[54...] }.joined()), data)
         for frame in frames {
           XCTAssertTrue(InternetChecksum.isValid(Array(frame.bytes[14..<34])), "IPv4 header checksum")

@@ -32,12 +32,7 @@ final class UnderlaySegmenterTests: XCTestCase {
   static func segments(
     payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000
   ) -> [[UInt8]] {
-    var whole = C.Segment(sequence: sequence, payload: payload, identification: 40, destination: destination)
-    whole.flags = 0x18
-    let bytes = C.frame(whole, pseudoHeaderChecksum: true)
-    let header = VirtioNetHeader(
-      flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.SegmentationType.tcpIPv4.rawValue,
-      headerLength: 54, gsoSize: UInt16(mss), checksumStart: 34, checksumOffset: 16)
+    let (bytes, header) = superFrame(payload: payload, mss: mss, destination: destination, sequence: sequence)
     var output: [[UInt8]] = []
     bytes.withUnsafeBytes { raw in
       guard var frame = try? SuperFrame(frame: raw.baseAddress!, length: raw.count, header: header) else {
@@ -51,6 +46,18 @@ final class UnderlaySegmenterTests: XCTestCase {
       }
     }
     return output
+  }
+
+  /// The VM's TSO super-frame itself, and its `virtio_net_hdr`.
+  static func superFrame(
+    payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000
+  ) -> (bytes: [UInt8], header: VirtioNetHeader) {
+    var whole = C.Segment(sequence: sequence, payload: payload, identification: 40, destination: destination)
+    whole.flags = 0x18
+    let header = VirtioNetHeader(
+      flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.SegmentationType.tcpIPv4.rawValue,
+      headerLength: 54, gsoSize: UInt16(mss), checksumStart: 34, checksumOffset: 16)
+    return (C.frame(whole, pseudoHeaderChecksum: true), header)
   }
 
   static func be16(_ bytes: [UInt8], _ offset: Int) -> Int {
@@ -256,6 +263,83 @@ final class UnderlaySegmenterTests: XCTestCase {
 
   func testEveryIPv6OuterHeaderByteButLengthsAndChecksumsMustMatch() {
     checkEveryOuterHeaderByteCounts(ipv6: true)
+  }
+
+  // MARK: Deferred payloads
+
+  /// What every port sent, and the switch's counters, after `run`.
+  static func outcome(_ sw: OfflineSwitch, _ run: (OfflineSwitch) -> Void) -> ([String: [[UInt8]]], [UInt64])
+  {
+    run(sw)
+    var sent: [String: [[UInt8]]] = [:]
+    for name in sw.core.interfaces { sent[name] = sw.takeOutput(name) }
+    let counters = (0..<Counter.count).map { sw.core.statistics[$0] }
+    return (sent, counters)
+  }
+
+  /// A VM's super-frame cut with its segments' payloads left in it (`DeferredPayload`, as
+  /// an AF_PACKET access port cuts it) leaves exactly as when every segment is copied
+  /// whole: toward a VTEP through GSO frames (batches that join, whole or split over
+  /// batches, and batches that do not), without GSO, to a local VM, and flooded (the
+  /// general path), over IPv4 and IPv6 underlays.
+  func checkDeferredPayloads(
+    ipv6: Bool, gso: Bool, destination: MACAddress, batch: Int = FrameVector.capacity, joining: Bool = true,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
+    let mss = ipv6 ? Self.mss - 20 : Self.mss
+    let (bytes, header) = Self.superFrame(payload: mss * 20 + 333, mss: mss, destination: destination)
+    let localVM = MACAddress("02:aa:00:00:00:77")!
+    var outcomes: [([String: [[UInt8]]], [UInt64])] = []
+    for deferring in [true, false] {
+      let sw = Self.makeSwitch(ipv6: ipv6, gso: gso)
+      sw.pipeline.segmentsUnderlay = joining
+      sw.forward(interface: "vm2", frames: [S.ping(from: localVM, to: Self.remoteVM)])
+      _ = sw.takeOutput("eth1")
+      outcomes.append(
+        Self.outcome(sw) {
+          XCTAssertTrue(
+            $0.forward(
+              interface: "vm1", superFrame: bytes, header: header, deferring: deferring, batch: batch),
+            file: file, line: line)
+        })
+    }
+    let (deferred, copied) = (outcomes[0], outcomes[1])
+    XCTAssertEqual(deferred.0, copied.0, "frames sent", file: file, line: line)
+    XCTAssertEqual(deferred.1, copied.1, "counters", file: file, line: line)
+    XCTAssertGreaterThanOrEqual(
+      deferred.0.values.reduce(0) { $0 + $1.count }, 1, "something was sent", file: file, line: line)
+  }
+
+  func testDeferredPayloadsJoinTheGSOFrameAsCopiedSegmentsDo() {
+    for ipv6 in [false, true] {
+      checkDeferredPayloads(ipv6: ipv6, gso: true, destination: Self.remoteVM)
+      checkDeferredPayloads(ipv6: ipv6, gso: true, destination: Self.remoteVM, batch: 7)
+      checkDeferredPayloads(ipv6: ipv6, gso: true, destination: Self.remoteVM, joining: false)
+      checkDeferredPayloads(ipv6: ipv6, gso: false, destination: Self.remoteVM)
+    }
+  }
+
+  func testDeferredPayloadsReachALocalVMAndTheFloodAsCopiedSegmentsDo() {
+    for gso in [true, false] {
+      checkDeferredPayloads(ipv6: false, gso: gso, destination: MACAddress("02:aa:00:00:00:77")!)
+      checkDeferredPayloads(ipv6: false, gso: gso, destination: MACAddress("02:aa:00:00:00:99")!, batch: 5)
+    }
+  }
+
+  /// The GSO frames built from deferred segments are the golden ones: the whole payload,
+  /// joined in place.
+  func testDeferredSegmentsAreJoinedInPlace() {
+    let (bytes, header) = Self.superFrame(payload: Self.mss * 10 + 500)
+    let sw = Self.makeSwitch(gso: true)
+    XCTAssertTrue(sw.forward(interface: "vm1", superFrame: bytes, header: header))
+    let sent = sw.takeOutput("eth1")
+    XCTAssertEqual(Self.runLengths(sent), [11])
+    XCTAssertEqual(sw.pipeline.segmenter.pointee.joinedInPlace, 10)
+    let plain = Self.makeSwitch(gso: false)
+    plain.forward(interface: "vm1", frames: Self.segments(payload: Self.mss * 10 + 500))
+    let datagrams = plain.takeOutput("eth1")
+    XCTAssertEqual(
+      sent.first.map { Array($0[(VirtioNetHeader.length + 42)...]) }, datagrams.flatMap { $0[42...] })
   }
 
   // MARK: Runs

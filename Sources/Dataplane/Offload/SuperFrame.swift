@@ -135,6 +135,9 @@ public struct SuperFrame {
     return payload == 0 ? 1 : (payload &+ segmentSize &- 1) / segmentSize
   }
 
+  /// Where the payload of the next segment `writeNext` writes is, in the super-frame.
+  @inline(__always) public var nextPayload: UnsafeRawPointer { frame + (payloadOffset &+ offset) }
+
   /// The length of the next segment `writeNext` writes.
   @inline(__always) public var nextSegmentLength: Int {
     payloadOffset &+ min(segmentSize, length &- payloadOffset &- offset)
@@ -148,13 +151,17 @@ public struct SuperFrame {
   /// just stored in smaller pieces (the fields) or by a string copy waits until those
   /// stores reach the cache (no store forwarding), and the sums over the segment stalled
   /// that way on every header word (`perf`: most of the summing's samples).
-  public mutating func writeNext(to output: UnsafeMutableRawPointer) -> Int {
+  ///
+  /// Without `copyingPayload`, only the headers are written (checksums included): the
+  /// segment's payload stays at `nextPayload` (read before the call) for the caller to
+  /// copy where it goes (`DeferredPayload`).
+  public mutating func writeNext(to output: UnsafeMutableRawPointer, copyingPayload: Bool = true) -> Int {
     let payloadBytes = min(segmentSize, length &- payloadOffset &- offset)
     let segmentLength = payloadOffset &+ payloadBytes
     let last = payloadOffset &+ offset &+ payloadBytes >= length
     let payload = frame + (payloadOffset &+ offset)
     output.copyMemory(from: frame, byteCount: payloadOffset)
-    (output + payloadOffset).copyMemory(from: payload, byteCount: payloadBytes)
+    if copyingPayload { (output + payloadOffset).copyMemory(from: payload, byteCount: payloadBytes) }
 
     let ip = output + networkOffset
     let sourceIP = frame + networkOffset

@@ -19,6 +19,9 @@ public struct FrameVector: ~Copyable {
   public var ingress: UInt16 = 0
   /// Seconds on the switch's clock when the batch was received (FDB age stamps).
   public var now: UInt32 = 0
+  /// Whether a frame of the batch has its payload elsewhere (`FrameFlags.payloadDeferred`);
+  /// set by whoever appends such a frame, cleared by the pipeline once it has the batch.
+  public var hasDeferredPayloads = false
 
   public static let vlanTagPresent: UInt32 = 1 << 16
 
@@ -99,4 +102,8 @@ public enum FrameFlags {
   /// the kernel would trust as it trusts every CHECKSUM_PARTIAL packet (and so does the
   /// TCP coalescer: no pass over the segment to verify it).
   public static let builtOnThisHost: UInt8 = 8
+  /// A segment of a super-frame written without its payload, which is still in the
+  /// super-frame (`DeferredPayload`): only the encapsulation toward the underlay's GSO
+  /// frame reads it there; everything else has it copied into place first.
+  public static let payloadDeferred: UInt8 = 16
 }

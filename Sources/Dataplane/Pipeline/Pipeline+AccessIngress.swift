@@ -9,13 +9,17 @@ extension Pipeline {
       // zeroes headers, so that no datagram overtakes another of its flow.
       let joining = segmentsUnderlay && underlayPolicy.segmentsNextBatch
       segmenter.pointee.merging = joining
+      // Only a joining batch copies deferred payloads where they go (`DeferredPayload`).
+      if vector.hasDeferredPayloads && !joining { DeferredPayload.materializeAll(&vector) }
       misses =
         joining
         ? switchAccessBatch(&vector, state, caching: caching, SegmentingUnderlayCommit.self)
         : switchAccessBatch(&vector, state, caching: caching, ZeroingUnderlayCommit.self)
     } else {
+      if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
       misses = switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)
     }
+    vector.hasDeferredPayloads = false
     accessCaching.record(cached: caching, misses: misses, frames: vector.count)
   }
 
@@ -124,19 +128,26 @@ extension Pipeline {
             continue
           }
           let headerLength = Flavor.headerLength(out)
+          let payload = Commit.payload(
+            &out.tx, output: output, offset: headerLength &- 8, length: length &+ headerLength)
+          // A segment whose payload is still in its super-frame is copied from there.
+          let deferred =
+            Commit.takesDeferredPayloads
+            && FrameVector.flags(frames, index) & FrameFlags.payloadDeferred != 0
+          if deferred { DeferredPayload.copyInner(frame, length: length, to: payload + 8) }
           _ = Self.writeEncapsulation(
-            output,
-            payload: Commit.payload(
-              &out.tx, output: output, offset: headerLength &- 8, length: length &+ headerLength),
-            out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF), vniField: lane.pointee.vniField,
+            output, payload: payload, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF),
+            vniField: lane.pointee.vniField,
             macs: frame,
             rest: frame + 12, restLength: restLength,
-            hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength), Flavor.self)
+            hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength),
+            copiesInner: !deferred, Flavor.self)
           Commit.commit(&out.tx, length: length &+ headerLength)
           continue
         }
         otherFrames &+= 1
         otherBytes &+= length
+        if Commit.takesDeferredPayloads { DeferredPayload.materialize(frames, index) }
         emitLocalCopy(
           state, member: UInt16(truncatingIfNeeded: decision), macs: frame, rest: frame + 12,
           restLength: restLength)
@@ -145,6 +156,7 @@ extension Pipeline {
 
       otherFrames &+= 1
       otherBytes &+= length
+      if Commit.takesDeferredPayloads { DeferredPayload.materialize(frames, index) }
       out.finish()
       switchAccessFrame(frame, length: length, vlanTag: tag, ingress: ingress, now: now, state)
       out.resume()

@@ -91,14 +91,15 @@ extension Pipeline {
   /// payload (VXLAN header and inner frame) to `payload`: `output` plus
   /// `Flavor.headerLength(out) - 8` for a datagram in one piece, elsewhere when the
   /// underlay's segmenter has the payload written straight into its GSO frame
-  /// (`UnderlayCommit.payload`). The caller has checked that the VTEP can be reached and
-  /// the frame fits.
+  /// (`UnderlayCommit.payload`). Without `copiesInner` the caller has put the inner
+  /// frame at `payload + 8` already (`DeferredPayload.copyInner`). The caller has
+  /// checked that the VTEP can be reached and the frame fits.
   @inline(always)
   static func writeEncapsulation<Flavor: EncapsulationFlavor>(
     _ output: UnsafeMutableRawPointer, payload: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int,
     vniField: UInt32,
     macs: UnsafeRawPointer,
-    rest: UnsafeRawPointer, restLength: Int, hash: UInt64, _ flavor: Flavor.Type
+    rest: UnsafeRawPointer, restLength: Int, hash: UInt64, copiesInner: Bool = true, _ flavor: Flavor.Type
   ) -> Int {
     let headerLength = Flavor.headerLength(out)
     let innerLength = 12 &+ restLength
@@ -114,13 +115,15 @@ extension Pipeline {
       output.setRaw128(26, header.raw128(26))
     }
     payload.setRaw64(0, header.raw64(headerLength &- 8))
-    if rest == macs + 12 {
-      // Untagged inner frame: MACs and the rest are one run of bytes.
-      (payload + 8).copyFrameBytes(from: macs, count: innerLength)
-    } else {
-      payload.setRaw64(8, macs.raw64(0))
-      payload.setRaw32(16, macs.raw32(8))
-      (payload + 20).copyFrameBytes(from: rest, count: restLength)
+    if copiesInner {
+      if rest == macs + 12 {
+        // Untagged inner frame: MACs and the rest are one run of bytes.
+        (payload + 8).copyFrameBytes(from: macs, count: innerLength)
+      } else {
+        payload.setRaw64(8, macs.raw64(0))
+        payload.setRaw32(16, macs.raw32(8))
+        (payload + 20).copyFrameBytes(from: rest, count: restLength)
+      }
     }
 
     // Lemire's multiply-shift maps the hash onto the port range without a division.

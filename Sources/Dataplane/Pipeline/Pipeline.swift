@@ -246,6 +246,7 @@ public final class Pipeline {
         advanceFlowGeneration()
       }
       if vector.ingress == state.underlayInterface {
+        if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
         decapsulateBatch(&vector, state)
       } else {
         switchAccessBatch(&vector, state)

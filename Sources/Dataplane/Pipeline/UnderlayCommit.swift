@@ -10,9 +10,15 @@ protocol UnderlayCommit {
     _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int
   ) -> UnsafeMutableRawPointer
   static func commit(_ tx: inout TxRing, length: Int)
+  /// Whether the access loop copies a deferred segment's payload straight to where
+  /// `payload` says (`DeferredPayload`): only when that is a GSO frame under
+  /// construction is it worth a test per frame; other batches are made ordinary first.
+  static var takesDeferredPayloads: Bool { get }
 }
 
 extension UnderlayCommit {
+  @inline(__always) static var takesDeferredPayloads: Bool { false }
+
   @inline(__always)
   static func payload(
     _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int
@@ -39,6 +45,8 @@ enum ZeroingUnderlayCommit: UnderlayCommit {
 /// An underlay ring with a segmenter, in a batch that joins datagrams: every frame goes
 /// through it.
 enum SegmentingUnderlayCommit: UnderlayCommit {
+  @inline(__always) static var takesDeferredPayloads: Bool { true }
+
   @inline(__always)
   static func payload(
     _ tx: inout TxRing, output: UnsafeMutableRawPointer, offset: Int, length: Int

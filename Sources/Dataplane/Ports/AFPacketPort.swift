@@ -85,6 +85,10 @@ public final class AFPacketPort: LivePort {
     public var underlaySegmentation = true
     /// Bytes for the segments of super-frames, reused every batch.
     public var segmentArenaBytes = 1 << 20
+    /// On access ports: segments of super-frames without their payload, which stays in
+    /// the super-frame (`FrameFlags.payloadDeferred`, `DeferredPayload`). Only for a
+    /// consumer that handles such frames: the pipeline does (`LiveSwitch` turns it on).
+    public var deferSegmentPayloads = false
     public init() {}
   }
 
@@ -126,6 +130,7 @@ public final class AFPacketPort: LivePort {
   /// Segment memory, reused from the start at every `receive`.
   private let segmentArena: UnsafeMutableRawPointer
   private let segmentArenaBytes: Int
+  private let defersSegmentPayloads: Bool
   public let transmitRing: UnsafeMutablePointer<TxRing>
   private let counters = PortCounters()
   private let kernelCounters = Mutex<(drops: UInt64, freezes: UInt64)>((0, 0))
@@ -172,6 +177,7 @@ public final class AFPacketPort: LivePort {
     rxBlockSize = options.rxBlockSize
     rxBlockCount = options.rxBlockCount
     segmentArenaBytes = max(options.segmentArenaBytes, 1 << 17)
+    defersSegmentPayloads = options.deferSegmentPayloads && role == .access
 
     let socketFD = try Syscall.cp("socket(AF_PACKET)", interface) { cp_packet_socket() }
     var toClose: [Int32] = [socketFD]
@@ -495,21 +501,10 @@ public final class AFPacketPort: LivePort {
   /// `vector`, as many as both hold. Returns whether the super-frame is done (and no
   /// longer pending).
   private func emitSegments(into vector: inout FrameVector, arenaUsed: inout Int, vlanTag: UInt32) -> Bool {
-    var written = 0
-    var finished = false
-    while !vector.isFull {
-      let needed = pendingSuperFrame.pointee.unsafelyUnwrapped.nextSegmentLength
-      if arenaUsed &+ needed > segmentArenaBytes { break }
-      let output = segmentArena + arenaUsed
-      let length = pendingSuperFrame.pointee!.writeNext(to: output)
-      arenaUsed &+= (length &+ 63) & ~63
-      vector.append(output, length: length, vlanTag: vlanTag, flags: FrameFlags.checksumValid)
-      written &+= 1
-      if pendingSuperFrame.pointee.unsafelyUnwrapped.isFinished {
-        finished = true
-        break
-      }
-    }
+    let written = DeferredPayload.cut(
+      &pendingSuperFrame.pointee!, arena: segmentArena, capacity: segmentArenaBytes, used: &arenaUsed,
+      into: &vector, vlanTag: vlanTag, deferring: defersSegmentPayloads)
+    let finished = pendingSuperFrame.pointee.unsafelyUnwrapped.isFinished
     if written != 0 { PortCounters.bump(counters.segments, written) }
     if finished {
       pendingSuperFrame.pointee = nil

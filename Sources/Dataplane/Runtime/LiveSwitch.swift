@@ -80,6 +80,10 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Send runs of VXLAN datagrams to one VTEP as one UDP GSO frame on the underlay
     /// (`UnderlaySegmenter`; `PACKET_VNET_HDR` and 64 KiB transmit slots there).
     public var underlaySegmentation = true
+    /// Whether access ports leave the payloads of a super-frame's segments in the
+    /// super-frame for the pipeline to copy where they go (`DeferredPayload`: one copy
+    /// toward a GSO frame instead of two); off only to measure it.
+    public var deferSegmentPayloads = true
     /// Whether the segmenter has datagrams encapsulated in its GSO frame itself
     /// (`TxRing.stagePayload`) rather than copied there; off only to measure it.
     public var underlayJoinsInPlace = true
@@ -259,6 +263,7 @@ public final class LiveSwitch: @unchecked Sendable {
     var portOptions = options.port
     if !options.coalesceTCP { portOptions.superFrameTransmit = false }
     portOptions.underlaySegmentation = options.underlaySegmentation
+    portOptions.deferSegmentPayloads = options.deferSegmentPayloads
     // Refused frames would vanish silently from the ring (PACKET_LOSS): ask first.
     if options.underlaySegmentation, let refusal = UDPSegmentationProbe.refusal() {
       warnings.append("\(underlay): no UDP GSO on the underlay, one datagram per frame: \(refusal)")

@@ -78,6 +78,43 @@ public final class OfflineSwitch {
     }
   }
 
+  /// Forwards a VM's TSO/USO super-frame (`bytes`, described by `header`) received on
+  /// `interface`, cut into segments as an AF_PACKET access port cuts it: in batches of
+  /// at most `FrameVector.capacity` (or `batch`) segments, with their payloads deferred
+  /// (`DeferredPayload`) when `deferring`. Returns whether the super-frame was taken.
+  @discardableResult
+  public func forward(
+    interface name: String, superFrame bytes: [UInt8], header: VirtioNetHeader, vlanTag: UInt32 = 0,
+    deferring: Bool = true, batch: Int = FrameVector.capacity, now: UInt32 = 1
+  ) -> Bool {
+    guard let interface = interfaceIndex(name) else { preconditionFailure("no interface \(name)") }
+    if now != lastAged {
+      core.age(now: now)
+      lastAged = now
+    }
+    let arenaBytes = 1 << 20
+    let arena = UnsafeMutableRawPointer.allocate(byteCount: arenaBytes, alignment: 64)
+    defer { arena.deallocate() }
+    return bytes.withUnsafeBytes { raw -> Bool in
+      guard let base = raw.baseAddress,
+        var superFrame = try? SuperFrame(frame: base, length: raw.count, header: header)
+      else { return false }
+      while !superFrame.isFinished {
+        vector.count = 0
+        vector.ingress = UInt16(interface)
+        vector.now = now
+        var used = 0
+        _ = DeferredPayload.cut(
+          &superFrame, arena: arena, capacity: arenaBytes, used: &used, into: &vector, vlanTag: vlanTag,
+          deferring: deferring, limit: batch)
+        pipeline.process(&vector)
+        core.drainLearnQueues()
+        flush()
+      }
+      return true
+    }
+  }
+
   /// Runs one batch already in place (Bench): the vector filled by the caller.
   @inline(__always)
   public func process(_ vector: inout FrameVector) {
