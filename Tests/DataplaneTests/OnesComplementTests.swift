@@ -33,6 +33,40 @@ final class OnesComplementTests: XCTestCase {
     }
   }
 
+  /// The sum taken while copying (`DeferredPayload`) is the sum, and the copy is exact:
+  /// every count from 0 to 300 and around a segment's size, at eight alignments of
+  /// source and destination, with all-ones bytes (the most carries) and random ones.
+  func testSumWhileCopyingMatchesTheSumAndCopiesEveryByte() {
+    var generator = SplitMix64(seed: 0xC0B7)
+    let source = UnsafeMutableRawPointer.allocate(byteCount: 2048, alignment: 64)
+    let destination = UnsafeMutableRawPointer.allocate(byteCount: 2048 + 16, alignment: 64)
+    defer {
+      source.deallocate()
+      destination.deallocate()
+    }
+    for pattern in 0..<2 {
+      for index in 0..<2048 {
+        let byte = pattern == 0 ? UInt8.random(in: 0...255, using: &generator) : 0xFF
+        source.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
+      }
+      for alignment in 0..<8 {
+        for count in Array(0...300) + [1447, 1448, 1500, 2000] {
+          let from = UnsafeRawPointer(source + alignment)
+          let to = destination + (7 - alignment)
+          to.initializeMemory(as: UInt8.self, repeating: 0xA5, count: count + 8)
+          let copied = OnesComplement.nativeSum(copying: from, to: to, count: count, initial: 0x1234)
+          XCTAssertEqual(
+            OnesComplement.fold16(copied),
+            OnesComplement.fold16(OnesComplement.nativeSum(from, count: count, initial: 0x1234)),
+            "pattern \(pattern), alignment \(alignment), \(count) bytes")
+          XCTAssertTrue(
+            memcmp(from, to, count) == 0 && to.load(fromByteOffset: count, as: UInt8.self) == 0xA5,
+            "copy of \(count) bytes at alignment \(alignment)")
+        }
+      }
+    }
+  }
+
   func testInitialValueIsAddedInHostOrder() {
     let bytes: [UInt8] = [0x12, 0x34, 0x56, 0x78, 0x9A]
     bytes.withUnsafeBytes { raw in

@@ -1,53 +1,64 @@
 /// A segment of a VM's super-frame whose payload has not been copied yet. The access port
 /// cuts a super-frame into segments for the pipeline (`cut`), and a segment's payload,
 /// most of its bytes, is usually bound for the underlay's UDP GSO frame: copying it into
-/// the segment first, then from the segment into the GSO frame, moved every byte twice.
-/// A deferred segment is its headers alone (checksums final: `SuperFrame` sums the
-/// super-frame's bytes) in the port's segment arena, with a descriptor in the
-/// `descriptorLength` bytes before them saying where its payload is in the super-frame;
-/// the frame is flagged `FrameFlags.payloadDeferred` and its length is the whole
-/// segment's. The pipeline's encapsulation copies the headers and the payload straight
-/// to their place in the GSO frame (`copyInner`); any other consumer has the payload
-/// copied into the segment first (`materialize`), and then sees an ordinary frame.
+/// the segment first, then from the segment into the GSO frame, moved every byte twice,
+/// and summing it for the segment's checksum read it a third time. A deferred segment
+/// is its headers alone in the port's segment arena (`SuperFrame.writeNextHeaders`),
+/// with a descriptor in the `descriptorLength` bytes before them: where its payload is
+/// in the super-frame, and its L4 checksum's sum but for the payload; the frame is
+/// flagged `FrameFlags.payloadDeferred` and its length is the whole segment's. The
+/// pipeline's encapsulation copies the headers, then the payload straight to its place
+/// in the GSO frame, summing it as it goes, and sets the checksum there (`copyInner`);
+/// any other consumer has the payload copied into the segment, the same way, first
+/// (`materialize`), and then sees an ordinary frame.
 ///
 /// The super-frame's memory (the receive ring) stays the port's until the batch is
 /// processed, as every received frame's does. Plain functions over memory the caller
 /// owns: no state, thread-safe as far as that memory is.
 public enum DeferredPayload {
   /// Bytes before a deferred segment holding its descriptor: the payload's address (8
-  /// bytes), then the segment's header length (4).
+  /// bytes), the segment's header length (4), the folded partial sum (2), and the L4
+  /// checksum field's offset (2, its top bit set for UDP: a 0 is sent as all ones).
   public static let descriptorLength = 16
+  static let udpBit: UInt16 = 0x8000
 
   @inline(__always)
-  static func store(before frame: UnsafeMutableRawPointer, payload: UnsafeRawPointer, headerLength: Int) {
-    (frame - descriptorLength).storeBytes(of: UInt(bitPattern: payload), as: UInt.self)
-    (frame - 8).storeBytes(of: Int32(truncatingIfNeeded: headerLength), as: Int32.self)
+  static func store(
+    before frame: UnsafeMutableRawPointer, payload: UnsafeRawPointer, headerLength: Int, partialSum: UInt16,
+    checksumField: Int, isTCP: Bool
+  ) {
+    let descriptor = frame - descriptorLength
+    descriptor.storeBytes(of: UInt(bitPattern: payload), as: UInt.self)
+    descriptor.storeBytes(of: Int32(truncatingIfNeeded: headerLength), toByteOffset: 8, as: Int32.self)
+    descriptor.storeBytes(of: partialSum, toByteOffset: 12, as: UInt16.self)
+    descriptor.storeBytes(
+      of: UInt16(truncatingIfNeeded: checksumField) | (isTCP ? 0 : udpBit), toByteOffset: 14, as: UInt16.self)
   }
 
-  @inline(__always)
-  static func payload(of frame: UnsafeRawPointer) -> UnsafeRawPointer {
-    UnsafeRawPointer(bitPattern: (frame - descriptorLength).load(as: UInt.self)).unsafelyUnwrapped
-  }
-
-  @inline(__always)
-  static func headerLength(of frame: UnsafeRawPointer) -> Int {
-    Int((frame - 8).load(as: Int32.self))
-  }
-
-  /// Writes the deferred segment at `frame` (`length` bytes) to `destination`: its
-  /// headers from the arena, its payload from the super-frame.
+  /// Writes the deferred segment at `frame` (`length` bytes) to `destination` (which may
+  /// be `frame` itself): its headers from `frame`, its payload from the super-frame, and
+  /// its L4 checksum.
   @inline(__always)
   static func copyInner(_ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer) {
-    let headerLength = headerLength(of: frame)
-    destination.copyFrameBytes(from: frame, count: headerLength)
-    (destination + headerLength).copyFrameBytes(from: payload(of: frame), count: length &- headerLength)
+    let descriptor = frame - descriptorLength
+    let payload = UnsafeRawPointer(bitPattern: descriptor.load(as: UInt.self)).unsafelyUnwrapped
+    let headerLength = Int(descriptor.load(fromByteOffset: 8, as: Int32.self))
+    let partialSum = descriptor.load(fromByteOffset: 12, as: UInt16.self)
+    let field = descriptor.load(fromByteOffset: 14, as: UInt16.self)
+    if destination != UnsafeMutableRawPointer(mutating: frame) {
+      destination.copyFrameBytes(from: frame, count: headerLength)
+    }
+    let sum = OnesComplement.nativeSum(
+      copying: payload, to: destination + headerLength, count: length &- headerLength,
+      initial: UInt64(partialSum))
+    destination.setRaw16(
+      Int(field & ~udpBit), SuperFrame.checksumField(sum: sum, isTCP: field & udpBit == 0))
   }
 
   /// Copies a deferred segment's payload into place, after its headers.
   @inline(never)
   static func materialize(_ frame: UnsafeMutableRawPointer, length: Int) {
-    let headerLength = headerLength(of: frame)
-    (frame + headerLength).copyMemory(from: payload(of: frame), byteCount: length &- headerLength)
+    copyInner(frame, length: length, to: frame)
   }
 
   /// Frame `index` of a batch made ordinary if its payload was deferred.
@@ -90,10 +101,18 @@ public enum DeferredPayload {
       let needed = arenaBytes(segmentLength: superFrame.nextSegmentLength)
       if used &+ needed > capacity { break }
       let output = arena + (used &+ descriptorLength)
+      let length: Int
       if deferring {
-        store(before: output, payload: superFrame.nextPayload, headerLength: superFrame.payloadOffset)
+        let payload = superFrame.nextPayload
+        let written = superFrame.writeNextHeaders(to: output)
+        store(
+          before: output, payload: payload, headerLength: superFrame.payloadOffset,
+          partialSum: written.partialSum, checksumField: superFrame.checksumFieldOffset,
+          isTCP: superFrame.isTCP)
+        length = written.length
+      } else {
+        length = superFrame.writeNext(to: output)
       }
-      let length = superFrame.writeNext(to: output, copyingPayload: !deferring)
       used &+= needed
       vector.append(output, length: length, vlanTag: vlanTag, flags: flags)
       written &+= 1

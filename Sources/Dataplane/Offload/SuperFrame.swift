@@ -151,17 +151,36 @@ public struct SuperFrame {
   /// just stored in smaller pieces (the fields) or by a string copy waits until those
   /// stores reach the cache (no store forwarding), and the sums over the segment stalled
   /// that way on every header word (`perf`: most of the summing's samples).
-  ///
-  /// Without `copyingPayload`, only the headers are written (checksums included): the
-  /// segment's payload stays at `nextPayload` (read before the call) for the caller to
-  /// copy where it goes (`DeferredPayload`).
-  public mutating func writeNext(to output: UnsafeMutableRawPointer, copyingPayload: Bool = true) -> Int {
+  public mutating func writeNext(to output: UnsafeMutableRawPointer) -> Int {
+    writeNext(to: output, deferringPayload: false).length
+  }
+
+  /// `writeNext` without the payload: the segment's headers, its L4 checksum field left
+  /// for whoever copies the payload (`DeferredPayload`), from `nextPayload` (read
+  /// before the call). Returns the segment's length and the L4 checksum's sum without
+  /// the payload (folded, `OnesComplement.nativeSum`'s order).
+  public mutating func writeNextHeaders(to output: UnsafeMutableRawPointer) -> (
+    length: Int, partialSum: UInt16
+  ) {
+    let written = writeNext(to: output, deferringPayload: true)
+    return (written.length, UInt16(truncatingIfNeeded: OnesComplement.fold16(written.sum)))
+  }
+
+  /// Where the L4 checksum field of every segment is, from the frame's start.
+  public var checksumFieldOffset: Int {
+    transportOffset &+ (isTCP ? TCPLayout.checksumOffset : UDPLayout.checksumOffset)
+  }
+
+  @inline(__always)
+  private mutating func writeNext(to output: UnsafeMutableRawPointer, deferringPayload: Bool) -> (
+    length: Int, sum: UInt64
+  ) {
     let payloadBytes = min(segmentSize, length &- payloadOffset &- offset)
     let segmentLength = payloadOffset &+ payloadBytes
     let last = payloadOffset &+ offset &+ payloadBytes >= length
     let payload = frame + (payloadOffset &+ offset)
     output.copyMemory(from: frame, byteCount: payloadOffset)
-    if copyingPayload { (output + payloadOffset).copyMemory(from: payload, byteCount: payloadBytes) }
+    if !deferringPayload { (output + payloadOffset).copyMemory(from: payload, byteCount: payloadBytes) }
 
     let ip = output + networkOffset
     let sourceIP = frame + networkOffset
@@ -194,7 +213,7 @@ public struct SuperFrame {
       &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: l4Length))
     // The L4 header (an even length: the payload's words keep their places), the payload.
     sum = OnesComplement.nativeSum(sourceL4, count: payloadOffset &- transportOffset, initial: sum)
-    sum = OnesComplement.nativeSum(payload, count: payloadBytes, initial: sum)
+    if !deferringPayload { sum = OnesComplement.nativeSum(payload, count: payloadBytes, initial: sum) }
     let checksumField: Int
     if isTCP {
       let sequence = sourceL4.be32(TCPLayout.sequenceOffset) &+ UInt32(truncatingIfNeeded: offset)
@@ -218,13 +237,20 @@ public struct SuperFrame {
     }
     // Whatever the super-frame's checksum field held (a partial sum) counts as 0.
     sum &+= Self.replacing(sourceL4.raw16(checksumField), with: 0)
-    var checksum = ~UInt16(truncatingIfNeeded: OnesComplement.fold16(sum))
-    // UDP sends 0 as "no checksum": a computed 0 goes out as all ones (RFC 768).
-    if !isTCP && checksum == 0 { checksum = 0xFFFF }
-    l4.setRaw16(checksumField, checksum)
     offset &+= payloadBytes
     index &+= 1
-    return segmentLength
+    if deferringPayload { return (segmentLength, sum) }
+    l4.setRaw16(checksumField, Self.checksumField(sum: sum, isTCP: isTCP))
+    return (segmentLength, sum)
+  }
+
+  /// The L4 checksum field (native order, `setRaw16`) for the whole sum: its
+  /// complemented fold; UDP sends 0 as "no checksum", so a computed 0 goes out as all
+  /// ones (RFC 768).
+  @inline(__always)
+  public static func checksumField(sum: UInt64, isTCP: Bool) -> UInt16 {
+    let checksum = ~UInt16(truncatingIfNeeded: OnesComplement.fold16(sum))
+    return !isTCP && checksum == 0 ? 0xFFFF : checksum
   }
 
   /// What to add to a one's-complement sum (native order, as `OnesComplement.nativeSum`

@@ -114,6 +114,26 @@ public enum OnesComplement {
     return accumulator
   }
 
+  /// `nativeSum` of `count` bytes at `source` while copying them to `destination`
+  /// (which must not overlap them): one pass over bytes that are read once, where a sum
+  /// then a copy would read them twice (`DeferredPayload`).
+  @inline(__always)
+  public static func nativeSum(
+    copying source: UnsafeRawPointer, to destination: UnsafeMutableRawPointer, count: Int, initial: UInt64
+  ) -> UInt64 {
+    var lanes = SIMD8<UInt64>(repeating: 0)
+    var offset = 0
+    while offset &+ 32 <= count {
+      let words = source.loadUnaligned(fromByteOffset: offset, as: SIMD8<UInt32>.self)
+      destination.storeBytes(of: words, toByteOffset: offset, as: SIMD8<UInt32>.self)
+      lanes &+= SIMD8<UInt64>(truncatingIfNeeded: words)
+      offset &+= 32
+    }
+    let rest = count &- offset
+    (destination + offset).copyMemory(from: source + offset, byteCount: rest)
+    return nativeSum(source + offset, count: rest, initial: addWithCarry(initial, lanes.wrappedSum()))
+  }
+
   /// A host-order 16-bit value (a length, a protocol number, a folded sum) as `nativeSum`
   /// adds it: byte-swapped on a little-endian machine.
   @inline(__always)
