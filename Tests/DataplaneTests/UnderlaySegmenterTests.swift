@@ -30,9 +30,11 @@ final class UnderlaySegmenterTests: XCTestCase {
   /// A VM's TSO super-frame of `payload` bytes cut into segments of `mss` bytes, as the
   /// access port does before the pipeline sees them.
   static func segments(
-    payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000
+    payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000,
+    sourcePort: UInt16 = 40000
   ) -> [[UInt8]] {
-    let (bytes, header) = superFrame(payload: payload, mss: mss, destination: destination, sequence: sequence)
+    let (bytes, header) = superFrame(
+      payload: payload, mss: mss, destination: destination, sequence: sequence, sourcePort: sourcePort)
     var output: [[UInt8]] = []
     bytes.withUnsafeBytes { raw in
       guard var frame = try? SuperFrame(frame: raw.baseAddress!, length: raw.count, header: header) else {
@@ -50,10 +52,12 @@ final class UnderlaySegmenterTests: XCTestCase {
 
   /// The VM's TSO super-frame itself, and its `virtio_net_hdr`.
   static func superFrame(
-    payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000
+    payload: Int, mss: Int = mss, destination: MACAddress = remoteVM, sequence: UInt32 = 1000,
+    sourcePort: UInt16 = 40000
   ) -> (bytes: [UInt8], header: VirtioNetHeader) {
     var whole = C.Segment(sequence: sequence, payload: payload, identification: 40, destination: destination)
     whole.flags = 0x18
+    whole.sourcePort = sourcePort
     let header = VirtioNetHeader(
       flags: VirtioNetHeader.needsChecksum, gsoType: VirtioNetHeader.SegmentationType.tcpIPv4.rawValue,
       headerLength: 54, gsoSize: UInt16(mss), checksumStart: 34, checksumOffset: 16)
@@ -345,9 +349,11 @@ final class UnderlaySegmenterTests: XCTestCase {
   // MARK: Runs
 
   /// Frames sent for `segments` (one batch each), and the per-datagram frames.
-  func send(_ batches: [[[UInt8]]], udpChecksum: Bool = false) -> (gso: [[UInt8]], plain: [[UInt8]]) {
-    let sw = Self.makeSwitch(gso: true, udpChecksum: udpChecksum)
-    let plain = Self.makeSwitch(gso: false, udpChecksum: udpChecksum)
+  func send(_ batches: [[[UInt8]]], udpChecksum: Bool = false, ipv6: Bool = false) -> (
+    gso: [[UInt8]], plain: [[UInt8]]
+  ) {
+    let sw = Self.makeSwitch(ipv6: ipv6, gso: true, udpChecksum: udpChecksum)
+    let plain = Self.makeSwitch(ipv6: ipv6, gso: false, udpChecksum: udpChecksum)
     var gso: [[UInt8]] = []
     var datagrams: [[UInt8]] = []
     for batch in batches {
@@ -387,6 +393,29 @@ final class UnderlaySegmenterTests: XCTestCase {
     for (index, (got, want)) in zip(cut, plain).enumerated()
     where got != Self.numbered(want, positions[index]) {
       XCTFail("datagram \(index) differs")
+    }
+  }
+
+  /// Datagrams staged in a run are encapsulated without their UDP checksum; those that
+  /// turn out not to continue it (another flow, here) get it summed as they leave the run:
+  /// every datagram byte for byte as sent one by one, over IPv6 and over IPv4 with UDP
+  /// checksums on.
+  func testAnotherFlowLeavesTheRunWithItsChecksumSummed() {
+    for ipv6 in [false, true] {
+      let mss = ipv6 ? Self.mss - 20 : Self.mss
+      let a = Self.segments(payload: mss * 3, mss: mss)
+      // One datagram of B: it leaves alone, with the checksum summed for it.
+      let b = Self.segments(payload: mss, mss: mss, sourcePort: 40001)
+      let (gso, plain) = send([a + b + a], udpChecksum: true, ipv6: ipv6)
+      XCTAssertEqual(Self.runLengths(gso), [3, 1, 3], "ipv6: \(ipv6)")
+      // A run of one leaves as written, behind a zeroed header.
+      let cut = gso.flatMap { $0[1] == 0 ? [Array($0[VirtioNetHeader.length...])] : Self.kernelSegments($0) }
+      XCTAssertEqual(cut.count, plain.count)
+      let positions = [0, 1, 2, 0, 0, 1, 2]
+      for (index, (got, want)) in zip(cut, plain).enumerated()
+      where got != Self.numbered(want, positions[index]) {
+        XCTFail("datagram \(index) differs, ipv6: \(ipv6)")
+      }
     }
   }
 

@@ -60,6 +60,13 @@ public struct UnderlaySegmenter {
 
   /// Whether datagrams' payloads are written in the run itself (`TxRing.stagePayload`).
   public var inPlace = true
+  /// Whether the ring's datagrams carry a UDP checksum (IPv6, or IPv4 with
+  /// `udp_checksum`); set by the pipeline every batch. A datagram staged in the run is
+  /// encapsulated without it (a joined datagram's header is dropped, and the kernel
+  /// finishes the GSO frame's); `commitSegmenting` sums it for one that leaves the run.
+  var udpChecksums = false
+  /// Datagrams that left a run after being staged, and had their checksum summed then.
+  var checksummedAfterStaging = 0
 
   public init(merging: Bool = true, inPlace: Bool = true) {
     self.merging = merging
@@ -167,6 +174,10 @@ extension TxRing {
         return
       }
       (next + dataOffset + offset).copyMemory(from: staged, byteCount: length &- offset)
+      if state.pointee.udpChecksums {
+        Self.finishUDPChecksum(next + dataOffset, length: length, udp: state.pointee.transportOffset)
+        state.pointee.checksummedAfterStaging &+= 1
+      }
     }
     if let open = state.pointee.slot {
       if Self.continuesRun(state.pointee, UnsafeRawPointer(open + dataOffset), frame, length) {
@@ -191,6 +202,21 @@ extension TxRing {
     }
     VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
     commitUncoalesced(length: length)
+  }
+
+  /// Sums the UDP checksum of the datagram at `frame` (`length` bytes, UDP header at
+  /// `udp`: IPv6, or IPv4 without options), encapsulated without it.
+  @inline(never)
+  static func finishUDPChecksum(_ frame: UnsafeMutableRawPointer, length: Int, udp: Int) {
+    let udpLength = length &- udp
+    frame.setRaw16(udp &+ UDPLayout.checksumOffset, 0)
+    // The pseudo-header's addresses lie just before the UDP header, 32 or 8 bytes.
+    let addresses = udp == EthernetLayout.headerLength &+ IPv6Layout.headerLength ? 32 : 8
+    frame.setRaw16(
+      udp &+ UDPLayout.checksumOffset,
+      Pipeline.udpChecksumField(
+        frame + (udp &- addresses), count: addresses &+ udpLength,
+        nativePseudoHeader: Pipeline.udpPseudoHeaderRest(udpLength: udpLength)))
   }
 
   /// Whether the frame at `frame` (`length` bytes) continues the run whose first frame

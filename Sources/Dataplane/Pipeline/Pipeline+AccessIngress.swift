@@ -9,6 +9,7 @@ extension Pipeline {
       // zeroes headers, so that no datagram overtakes another of its flow.
       let joining = segmentsUnderlay && underlayPolicy.segmentsNextBatch
       segmenter.pointee.merging = joining
+      segmenter.pointee.udpChecksums = state.localIsIPv6 || state.ipv4UDPChecksum
       // Only a joining batch copies deferred payloads where they go (`DeferredPayload`).
       if vector.hasDeferredPayloads && !joining { DeferredPayload.materializeAll(&vector) }
       misses =
@@ -135,13 +136,15 @@ extension Pipeline {
             Commit.takesDeferredPayloads
             && FrameVector.flags(frames, index) & FrameFlags.payloadDeferred != 0
           if deferred { DeferredPayload.copyInner(frame, length: length, to: payload + 8) }
+          // Staged in a GSO run, whose header replaces its own unless it leaves the run.
+          let staged = Commit.takesDeferredPayloads && payload != output + (headerLength &- 8)
           _ = Self.writeEncapsulation(
             output, payload: payload, out, vtep: Int(truncatingIfNeeded: decision & 0xFFFF),
             vniField: lane.pointee.vniField,
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength),
-            copiesInner: !deferred, Flavor.self)
+            copiesInner: !deferred, summingUDP: !staged, Flavor.self)
           Commit.commit(&out.tx, length: length &+ headerLength)
           continue
         }

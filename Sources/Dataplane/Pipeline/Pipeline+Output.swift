@@ -92,14 +92,16 @@ extension Pipeline {
   /// `Flavor.headerLength(out) - 8` for a datagram in one piece, elsewhere when the
   /// underlay's segmenter has the payload written straight into its GSO frame
   /// (`UnderlayCommit.payload`). Without `copiesInner` the caller has put the inner
-  /// frame at `payload + 8` already (`DeferredPayload.copyInner`). The caller has
+  /// frame at `payload + 8` already (`DeferredPayload.copyInner`). Without `summingUDP`
+  /// the UDP checksum is left to the underlay's segmenter (`UnderlaySegmenter.udpChecksums`). The caller has
   /// checked that the VTEP can be reached and the frame fits.
   @inline(always)
   static func writeEncapsulation<Flavor: EncapsulationFlavor>(
     _ output: UnsafeMutableRawPointer, payload: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int,
     vniField: UInt32,
     macs: UnsafeRawPointer,
-    rest: UnsafeRawPointer, restLength: Int, hash: UInt64, copiesInner: Bool = true, _ flavor: Flavor.Type
+    rest: UnsafeRawPointer, restLength: Int, hash: UInt64, copiesInner: Bool = true,
+    summingUDP: Bool = true, _ flavor: Flavor.Type
   ) -> Int {
     let headerLength = Flavor.headerLength(out)
     let innerLength = 12 &+ restLength
@@ -142,6 +144,8 @@ extension Pipeline {
       output.setBE16(54, sourcePort)
       output.setBE16(58, UInt16(truncatingIfNeeded: payloadLength))
       payload.setRaw32(4, vniField)
+      // A datagram staged in a GSO run: the segmenter sums it if it leaves the run.
+      if !summingUDP { return headerLength &+ innerLength }
       let pseudoHeader =
         OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: out.checksumBase[vtep]))
         &+ OnesComplement.nativeOrder(UInt16(truncatingIfNeeded: payloadLength))
@@ -167,7 +171,7 @@ extension Pipeline {
     output.setBE16(34, sourcePort)
     output.setBE16(38, UInt16(truncatingIfNeeded: ipLength &- 20))
     payload.setRaw32(4, vniField)
-    if Flavor.checksumsIPv4UDP(out) {
+    if Flavor.checksumsIPv4UDP(out) && summingUDP {
       // The pseudo-header's addresses lie just before the UDP header: one pass over both.
       let udpLength = ipLength &- 20
       output.setRaw16(
