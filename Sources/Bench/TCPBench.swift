@@ -26,7 +26,7 @@ struct TCPBenchCommand: ParsableCommand {
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
   @Option(
     help:
-      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-gso-copy, vxswitch-segment-copy, vxswitch-stack."
+      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-gso-copy, vxswitch-deferred-payloads, vxswitch-stack."
   )
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
@@ -52,9 +52,9 @@ struct TCPBenchCommand: ParsableCommand {
     /// one's payload, as before it was encapsulated in the frame itself
     /// (`VXSWITCH_UNDERLAY_GSO=copy`).
     case gsoCopy = "vxswitch-gso-copy"
-    /// vxswitch at both sites copying every segment of a VM's super-frame whole before
-    /// the pipeline, as before payloads were deferred (`VXSWITCH_SEGMENT_PAYLOADS=copy`).
-    case segmentCopy = "vxswitch-segment-copy"
+    /// vxswitch at both sites leaving the payloads of a VM's super-frame's segments in
+    /// the super-frame until the pipeline copies them (`VXSWITCH_SEGMENT_PAYLOADS=defer`).
+    case deferredPayloads = "vxswitch-deferred-payloads"
     /// vxswitch at both sites with the underlay's VXLAN datagrams climbing the host's
     /// stack to the port holder (`VXSWITCH_UNDERLAY_STACK_BYPASS=off`).
     case stack = "vxswitch-stack"
@@ -63,7 +63,8 @@ struct TCPBenchCommand: ParsableCommand {
     case xdpUnderlay = "vxswitch-xdp-underlay"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .gsoCopy, .segmentCopy, .stack: return ["--static"]
+      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .gsoCopy, .deferredPayloads, .stack:
+        return ["--static"]
       case .xdpUnderlay: return ["--static", "--underlay-io", "af_xdp"]
       case .kernel: return ["--kernel-only"]
       case .mixed: return ["--kernel-peer"]
@@ -78,7 +79,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .singleFlow: return "vxswitch at both, coalescing one flow at a time"
       case .noGSO: return "vxswitch at both, underlay UDP GSO off"
       case .gsoCopy: return "vxswitch at both, GSO frames joined by copy"
-      case .segmentCopy: return "vxswitch at both, segments copied whole"
+      case .deferredPayloads: return "vxswitch at both, segment payloads deferred"
       case .stack: return "vxswitch at both, datagrams also up the host stack"
       case .xdpUnderlay: return "vxswitch at both, AF_XDP underlay"
       }
@@ -90,7 +91,7 @@ struct TCPBenchCommand: ParsableCommand {
       case .singleFlow: return ["env", "VXSWITCH_TCP_COALESCING=single-flow"]
       case .noGSO: return ["env", "VXSWITCH_UNDERLAY_GSO=off"]
       case .gsoCopy: return ["env", "VXSWITCH_UNDERLAY_GSO=copy"]
-      case .segmentCopy: return ["env", "VXSWITCH_SEGMENT_PAYLOADS=copy"]
+      case .deferredPayloads: return ["env", "VXSWITCH_SEGMENT_PAYLOADS=defer"]
       case .stack: return ["env", "VXSWITCH_UNDERLAY_STACK_BYPASS=off"]
       default: return []
       }

@@ -115,9 +115,10 @@ struct RunCommand: AsyncParsableCommand {
     case "copy": liveOptions.underlayJoinsInPlace = false
     default: break
     }
-    // Likewise (`Bench tcp --system vxswitch-segment-copy`): segments copied whole.
-    if ProcessInfo.processInfo.environment["VXSWITCH_SEGMENT_PAYLOADS"] == "copy" {
-      liveOptions.deferSegmentPayloads = false
+    // Likewise (`Bench tcp --system vxswitch-deferred-payloads`): segments' payloads
+    // left in the super-frame until the pipeline copies them.
+    if ProcessInfo.processInfo.environment["VXSWITCH_SEGMENT_PAYLOADS"] == "defer" {
+      liveOptions.deferSegmentPayloads = true
     }
     // Likewise (`Bench tcp --system vxswitch-stack`): VXLAN datagrams climb the host's
     // stack to the port holder as well, as before `UnderlayStackBypass`.

@@ -82,8 +82,10 @@ public final class LiveSwitch: @unchecked Sendable {
     public var underlaySegmentation = true
     /// Whether access ports leave the payloads of a super-frame's segments in the
     /// super-frame for the pipeline to copy where they go (`DeferredPayload`: one copy
-    /// toward a GSO frame instead of two); off only to measure it.
-    public var deferSegmentPayloads = true
+    /// toward a GSO frame instead of two). Off by default: it cuts the sending daemon's
+    /// own CPU time, but `Bench tcp` measured more CPU per Gbit for the whole machine
+    /// with it (README, "TCP between VMs").
+    public var deferSegmentPayloads = false
     /// Whether the segmenter has datagrams encapsulated in its GSO frame itself
     /// (`TxRing.stagePayload`) rather than copied there; off only to measure it.
     public var underlayJoinsInPlace = true
