@@ -65,8 +65,6 @@ public struct UnderlaySegmenter {
   /// encapsulated without it (a joined datagram's header is dropped, and the kernel
   /// finishes the GSO frame's); `commitSegmenting` sums it for one that leaves the run.
   var udpChecksums = false
-  /// Datagrams that left a run after being staged, and had their checksum summed then.
-  var checksummedAfterStaging = 0
 
   public init(merging: Bool = true, inPlace: Bool = true) {
     self.merging = merging
@@ -175,8 +173,8 @@ extension TxRing {
       }
       (next + dataOffset + offset).copyMemory(from: staged, byteCount: length &- offset)
       if state.pointee.udpChecksums {
-        Self.finishUDPChecksum(next + dataOffset, length: length, udp: state.pointee.transportOffset)
-        state.pointee.checksummedAfterStaging &+= 1
+        Self.finishUDPChecksum(
+          next + dataOffset, length: length, udp: state.pointee.transportOffset, isIPv6: state.pointee.isIPv6)
       }
     }
     if let open = state.pointee.slot {
@@ -207,11 +205,11 @@ extension TxRing {
   /// Sums the UDP checksum of the datagram at `frame` (`length` bytes, UDP header at
   /// `udp`: IPv6, or IPv4 without options), encapsulated without it.
   @inline(never)
-  static func finishUDPChecksum(_ frame: UnsafeMutableRawPointer, length: Int, udp: Int) {
+  static func finishUDPChecksum(_ frame: UnsafeMutableRawPointer, length: Int, udp: Int, isIPv6: Bool) {
     let udpLength = length &- udp
     frame.setRaw16(udp &+ UDPLayout.checksumOffset, 0)
     // The pseudo-header's addresses lie just before the UDP header, 32 or 8 bytes.
-    let addresses = udp == EthernetLayout.headerLength &+ IPv6Layout.headerLength ? 32 : 8
+    let addresses = isIPv6 ? 32 : 8
     frame.setRaw16(
       udp &+ UDPLayout.checksumOffset,
       Pipeline.udpChecksumField(

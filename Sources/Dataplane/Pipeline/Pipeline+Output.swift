@@ -93,8 +93,9 @@ extension Pipeline {
   /// underlay's segmenter has the payload written straight into its GSO frame
   /// (`UnderlayCommit.payload`). Without `copiesInner` the caller has put the inner
   /// frame at `payload + 8` already (`DeferredPayload.copyInner`). Without `summingUDP`
-  /// the UDP checksum is left to the underlay's segmenter (`UnderlaySegmenter.udpChecksums`). The caller has
-  /// checked that the VTEP can be reached and the frame fits.
+  /// the UDP checksum is left to the underlay's segmenter
+  /// (`UnderlaySegmenter.udpChecksums`). The caller has checked that the VTEP can be
+  /// reached and the frame fits.
   @inline(always)
   static func writeEncapsulation<Flavor: EncapsulationFlavor>(
     _ output: UnsafeMutableRawPointer, payload: UnsafeMutableRawPointer, _ out: UnderlayOutput, vtep: Int,

@@ -43,10 +43,7 @@ public final class OfflineSwitch {
     interface: Int, frames: UnsafeBufferPointer<(UnsafeMutableRawPointer, Int)>, now: UInt32,
     flags: UInt8 = 0
   ) {
-    if now != lastAged {
-      core.age(now: now)
-      lastAged = now
-    }
+    age(now: now)
     var start = 0
     while start < frames.count {
       let end = min(frames.count, start + FrameVector.capacity)
@@ -88,10 +85,7 @@ public final class OfflineSwitch {
     deferring: Bool = true, batch: Int = FrameVector.capacity, now: UInt32 = 1
   ) -> Bool {
     guard let interface = interfaceIndex(name) else { preconditionFailure("no interface \(name)") }
-    if now != lastAged {
-      core.age(now: now)
-      lastAged = now
-    }
+    age(now: now)
     let arenaBytes = 1 << 20
     let arena = UnsafeMutableRawPointer.allocate(byteCount: arenaBytes, alignment: 64)
     defer { arena.deallocate() }
@@ -112,6 +106,14 @@ public final class OfflineSwitch {
         flush()
       }
       return true
+    }
+  }
+
+  /// Runs the ager when the clock has moved since it last ran.
+  private func age(now: UInt32) {
+    if now != lastAged {
+      core.age(now: now)
+      lastAged = now
     }
   }
 
