@@ -4,6 +4,14 @@
 /// VNI 100 = vm1, vm2, trunk0 VLAN 10, flooding to 10.0.0.2 and 10.0.0.3;
 /// VNI 200 = vm3 and trunk0 VLAN 20, no remote VTEPs.
 enum TestSite {
+  /// The `virtio_net_hdr` in front of a frame of `length` bytes with nothing left to do,
+  /// as a port with the header sends it: all zero but the header length, which asks the
+  /// kernel to copy the frame (up to 256 bytes) into its socket buffer.
+  static func plainHeader(_ length: Int) -> [UInt8] {
+    let copied = min(length, 256)
+    return [0, 0, UInt8(copied & 0xFF), UInt8(copied >> 8), 0, 0, 0, 0, 0, 0]
+  }
+
   static let underlayMAC = MACAddress("02:00:00:00:00:01")!
   static let remoteA = IPAddress("10.0.0.2")!
   static let remoteB = IPAddress("10.0.0.3")!

@@ -365,7 +365,7 @@ final class UnderlaySegmenterTests: XCTestCase {
     return (gso, datagrams)
   }
 
-  /// Each GSO frame's datagram count (1 for a frame behind a zeroed header).
+  /// Each GSO frame's datagram count (1 for a frame behind a plain header).
   static func runLengths(_ frames: [[UInt8]]) -> [Int] {
     frames.map { frame in
       if frame[1] == 0 { return 1 }
@@ -374,10 +374,10 @@ final class UnderlaySegmenterTests: XCTestCase {
     }
   }
 
-  func testRunOfOneLeavesAsWrittenBehindAZeroedHeader() {
+  func testRunOfOneLeavesAsWrittenBehindAPlainHeader() {
     let segment = Self.segments(payload: 700)
     let (gso, plain) = send([segment])
-    XCTAssertEqual(gso, [Array(repeating: 0, count: 10) + plain[0]])
+    XCTAssertEqual(gso, [S.plainHeader(plain[0].count) + plain[0]])
   }
 
   func testAnotherVTEPEndsTheRun() {
@@ -408,7 +408,7 @@ final class UnderlaySegmenterTests: XCTestCase {
       let b = Self.segments(payload: mss, mss: mss, sourcePort: 40001)
       let (gso, plain) = send([a + b + a], udpChecksum: true, ipv6: ipv6)
       XCTAssertEqual(Self.runLengths(gso), [3, 1, 3], "ipv6: \(ipv6)")
-      // A run of one leaves as written, behind a zeroed header.
+      // A run of one leaves as written, behind a plain header.
       let cut = gso.flatMap { $0[1] == 0 ? [Array($0[VirtioNetHeader.length...])] : Self.kernelSegments($0) }
       XCTAssertEqual(cut.count, plain.count)
       let positions = [0, 1, 2, 0, 0, 1, 2]
@@ -423,7 +423,7 @@ final class UnderlaySegmenterTests: XCTestCase {
     let a = Self.segments(payload: Self.mss * 2)
     let b = Self.segments(payload: Self.mss * 2, destination: Self.otherRemoteVM)
     let (gso, plain) = send([[a[0], b[0], a[1], b[1]]])
-    XCTAssertEqual(gso, plain.map { Array(repeating: 0, count: 10) + $0 })
+    XCTAssertEqual(gso, plain.map { S.plainHeader($0.count) + $0 })
   }
 
   func testShorterDatagramClosesTheRunAndLongerOneStartsANewOne() {
@@ -495,12 +495,12 @@ final class UnderlaySegmenterTests: XCTestCase {
       XCTAssertEqual(sent.count, 1)
       XCTAssertEqual(sent.first?[1], round % 2 == 0 ? 5 : 0, "round \(round)")
       if round % 2 == 1 {
-        XCTAssertEqual(sent.first.map { Array($0[0..<10]) }, Array(repeating: 0, count: 10))
+        XCTAssertEqual(sent.first.map { Array($0[0..<10]) }, sent.first.map { S.plainHeader($0.count - 10) })
       }
     }
   }
 
-  func testMergingOffSendsEveryDatagramBehindAZeroedHeader() {
+  func testMergingOffSendsEveryDatagramBehindAPlainHeader() {
     var config = S.config()
     config.staticMACs = [.init(vni: 100, mac: Self.remoteVM, target: .remote(S.remoteA))]
     let core = SwitchCore(config: config)
@@ -528,7 +528,7 @@ final class UnderlaySegmenterTests: XCTestCase {
     for port in ports { port.flushTransmit() }
     let sent = ports[core.interfaces.firstIndex(of: "eth1")!].takeTransmitted()
     XCTAssertEqual(sent.count, 3)
-    XCTAssertTrue(sent.allSatisfy { Array($0[0..<10]) == Array(repeating: 0, count: 10) })
+    XCTAssertTrue(sent.allSatisfy { Array($0[0..<10]) == S.plainHeader($0.count - 10) })
   }
 
   /// Batches whose datagrams do not join (mixed flows) turn joining off, so that they
@@ -546,7 +546,7 @@ final class UnderlaySegmenterTests: XCTestCase {
     sw.forward(interface: "vm1", frames: Array(repeating: mixed, count: 8).flatMap { $0 })
     _ = sw.takeOutput("eth1")
     XCTAssertFalse(sw.pipeline.underlayPolicy.segmentsNextBatch, "32 frames, nothing joined: off")
-    // Runs are there, but joining is off: each datagram alone, behind a zeroed header.
+    // Runs are there, but joining is off: each datagram alone, behind a plain header.
     for _ in 0..<64 {
       sw.forward(interface: "vm1", frames: a)
       XCTAssertEqual(Self.runLengths(sw.takeOutput("eth1")), [1, 1])

@@ -35,7 +35,7 @@
 /// later batch. It leaves with `NEEDS_CSUM` (the TCP checksum field holds the
 /// pseudo-header sum, the receiving stack trusts it as verified, as it would a NIC's),
 /// gso type TCPV4/TCPV6 and gso size the first segment's payload length. A run of one
-/// segment leaves as it came, behind a zeroed header. Anything else leaves the ring
+/// segment leaves as it came, behind a plain header. Anything else leaves the ring
 /// exactly as it would without coalescing.
 ///
 /// One value per (worker, ring), owned by the worker's pipeline; not thread-safe.
@@ -165,7 +165,7 @@ struct CoalescibleSegment {
 extension TxRing {
   /// `commit` for a ring with a coalescer: the frame written at the reserved slot
   /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
-  /// zeroed `virtio_net_hdr` (after the super-frames it must not overtake). With a
+  /// plain `virtio_net_hdr` (after the super-frames it must not overtake). With a
   /// `source`, the frame is not written yet: it is read there, and copied to the slot
   /// only when it does not join a super-frame.
   @inline(never)
@@ -182,7 +182,7 @@ extension TxRing {
     else {
       publishAllCoalesced(state)
       if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
-      commitBehindZeroedHeader(length: length)
+      commitBehindPlainHeader(length: length)
       return
     }
     let ports = frame.loadUnaligned(fromByteOffset: segment.transportOffset, as: UInt32.self)
@@ -222,12 +222,12 @@ extension TxRing {
         return
       }
     }
-    commitBehindZeroedHeader(length: length)
+    commitBehindPlainHeader(length: length)
   }
 
   @inline(__always)
-  mutating func commitBehindZeroedHeader(length: Int) {
-    VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
+  mutating func commitBehindPlainHeader(length: Int) {
+    VirtioNetHeader.plain(at: next + (dataOffset &- framePrefix), frameLength: length)
     commitUncoalesced(length: length)
   }
 
@@ -261,7 +261,7 @@ extension TxRing {
     let length = coalesced.length
     let header = slot + (dataOffset &- framePrefix)
     if coalesced.segments < 2 {
-      VirtioNetHeader.zero(at: header)
+      VirtioNetHeader.plain(at: header, frameLength: length)
     } else {
       let ip = frame + coalesced.networkOffset
       let l4Length = length &- coalesced.transportOffset

@@ -18,7 +18,7 @@
 /// sets the IPv4 total length, an identification counting up from the first's and the
 /// header checksum, and the UDP checksum is finished by the device or in software.
 /// Inner checksums are complete already (the switch finished them). A run of one
-/// datagram leaves exactly as the pipeline wrote it, behind a zeroed header.
+/// datagram leaves exactly as the pipeline wrote it, behind a plain header.
 ///
 /// The run is built in the ring slot of its first datagram, which is claimed but not
 /// handed to the kernel until the run ends: at the latest when the pipeline finishes
@@ -29,7 +29,7 @@
 /// thread-safe.
 public struct UnderlaySegmenter {
   /// Whether runs are built at all; false when the daemon was told not to or the
-  /// kernel refused the `virtio_net_hdr`: every frame then leaves behind a zeroed header
+  /// kernel refused the `virtio_net_hdr`: every frame then leaves behind a plain header
   /// (a slot that held a GSO frame keeps its header until written again).
   public var merging = true
   /// The slot of the run being built, nil when none is.
@@ -154,7 +154,7 @@ extension TxRing {
   }
 
   /// The frame written at the reserved slot (`length` bytes) joins the run being built,
-  /// starts one, or is handed over behind a zeroed `virtio_net_hdr` (after the run, if
+  /// starts one, or is handed over behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`) (after the run, if
   /// one was being built). A frame whose payload was staged in the run (`stagePayload`) that
   /// continues it is joined where it is; one that does not has its payload moved to the
   /// reserved slot, after its headers.
@@ -198,7 +198,7 @@ extension TxRing {
         return
       }
     }
-    VirtioNetHeader.zero(at: next + (dataOffset &- framePrefix))
+    VirtioNetHeader.plain(at: next + (dataOffset &- framePrefix), frameLength: length)
     commitUncoalesced(length: length)
   }
 
@@ -303,7 +303,7 @@ extension TxRing {
     let length = state.pointee.length
     let header = slot + (dataOffset &- framePrefix)
     if state.pointee.segments < 2 {
-      VirtioNetHeader.zero(at: header)
+      VirtioNetHeader.plain(at: header, frameLength: length)
     } else {
       let run = state.pointee
       UDPSegmentationFrame.finish(

@@ -67,7 +67,7 @@ public final class Pipeline {
   let segmenter: UnsafeMutablePointer<UnderlaySegmenter>
   var segmentingRing: UnsafeMutablePointer<TxRing>? = nil
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
-  /// joined into UDP GSO frames (else only its headers zeroed).
+  /// joined into UDP GSO frames (else each behind a plain header).
   public var segmentsUnderlay = true
   /// Whether datagrams joining a run are encapsulated in the run itself
   /// (`TxRing.stagePayload`) rather than copied there.

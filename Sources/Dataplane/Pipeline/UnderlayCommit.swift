@@ -1,5 +1,5 @@
 /// How the access loop hands an encapsulated frame to the underlay ring: as it is, or
-/// behind a zeroed `virtio_net_hdr`, or through the ring's UDP GSO segmenter
+/// behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`), or through the ring's UDP GSO segmenter
 /// (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
 /// frame pays a test for it.
 protocol UnderlayCommit {
@@ -32,12 +32,12 @@ enum PlainUnderlayCommit: UnderlayCommit {
 }
 
 /// An underlay ring with a segmenter, in a batch that does not join datagrams
-/// (`UnderlaySegmentingPolicy`): each frame behind a zeroed `virtio_net_hdr` (its slot
+/// (`UnderlaySegmentingPolicy`): each frame behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`) (its slot
 /// may have held a GSO frame's header).
 enum ZeroingUnderlayCommit: UnderlayCommit {
   @inline(__always)
   static func commit(_ tx: inout TxRing, length: Int) {
-    VirtioNetHeader.zero(at: tx.next + (tx.dataOffset &- tx.framePrefix))
+    VirtioNetHeader.plain(at: tx.next + (tx.dataOffset &- tx.framePrefix), frameLength: length)
     tx.commitUncoalesced(length: length)
   }
 }

@@ -1,5 +1,5 @@
 /// Whether the next access batch joins datagrams into UDP GSO frames (`UnderlaySegmenter`)
-/// or sends each behind a zeroed header, chosen batch by batch like `FlowCachePolicy`:
+/// or sends each behind a plain header, chosen batch by batch like `FlowCachePolicy`:
 /// trying to join costs about 200 instructions per frame that no run takes (mixed flows
 /// of small frames), and saves a trip through the kernel's transmit path per datagram
 /// that one does (the segments of a TSO super-frame). A batch of 32 or more datagrams
