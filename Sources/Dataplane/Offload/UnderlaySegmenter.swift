@@ -154,8 +154,8 @@ extension TxRing {
   }
 
   /// The frame written at the reserved slot (`length` bytes) joins the run being built,
-  /// starts one, or is handed over behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`) (after the run, if
-  /// one was being built). A frame whose payload was staged in the run (`stagePayload`) that
+  /// starts one, or is handed over behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`;
+  /// after the run, if one was being built). A frame whose payload was staged in the run (`stagePayload`) that
   /// continues it is joined where it is; one that does not has its payload moved to the
   /// reserved slot, after its headers.
   @inline(never)

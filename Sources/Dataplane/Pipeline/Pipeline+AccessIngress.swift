@@ -6,7 +6,7 @@ extension Pipeline {
     let misses: Int
     if let segmenter = rings[Int(state.underlayInterface)]?.pointee.segmenter {
       // The general path commits through the segmenter too: told not to join, it only
-      // zeroes headers, so that no datagram overtakes another of its flow.
+      // writes plain headers, so that no datagram overtakes another of its flow.
       let joining = segmentsUnderlay && underlayPolicy.segmentsNextBatch
       segmenter.pointee.merging = joining
       segmenter.pointee.udpChecksums = state.localIsIPv6 || state.ipv4UDPChecksum
@@ -15,7 +15,7 @@ extension Pipeline {
       misses =
         joining
         ? switchAccessBatch(&vector, state, caching: caching, SegmentingUnderlayCommit.self)
-        : switchAccessBatch(&vector, state, caching: caching, ZeroingUnderlayCommit.self)
+        : switchAccessBatch(&vector, state, caching: caching, PlainHeaderUnderlayCommit.self)
     } else {
       if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
       misses = switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)

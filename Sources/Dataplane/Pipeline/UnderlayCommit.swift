@@ -1,6 +1,6 @@
 /// How the access loop hands an encapsulated frame to the underlay ring: as it is, or
-/// behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`), or through the ring's UDP GSO segmenter
-/// (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
+/// behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`), or through the ring's UDP
+/// GSO segmenter (`UnderlaySegmenter`). The loop is generic over it, chosen per batch, so that no
 /// frame pays a test for it.
 protocol UnderlayCommit {
   /// Where the UDP payload of a datagram of `length` bytes whose headers go to the
@@ -32,9 +32,9 @@ enum PlainUnderlayCommit: UnderlayCommit {
 }
 
 /// An underlay ring with a segmenter, in a batch that does not join datagrams
-/// (`UnderlaySegmentingPolicy`): each frame behind a plain `virtio_net_hdr` (`VirtioNetHeader.plain`) (its slot
-/// may have held a GSO frame's header).
-enum ZeroingUnderlayCommit: UnderlayCommit {
+/// (`UnderlaySegmentingPolicy`): each frame behind a plain `virtio_net_hdr`, written
+/// every time (its slot may have held a GSO frame's header).
+enum PlainHeaderUnderlayCommit: UnderlayCommit {
   @inline(__always)
   static func commit(_ tx: inout TxRing, length: Int) {
     VirtioNetHeader.plain(at: tx.next + (tx.dataOffset &- tx.framePrefix), frameLength: length)
