@@ -63,6 +63,18 @@ public final class MetricsExporter: Sendable {
       "VXLAN datagrams sent inside UDP GSO frames (also in vxswitch_encapsulated_frames_total)."
     ),
     (
+      "vxswitch_underlay_tunnel_frames_total", "counter",
+      "VM super-frames handed to the kernel encapsulated but whole, through the tunnel tap (cut by the kernel)."
+    ),
+    (
+      "vxswitch_underlay_tunnel_segments_total", "counter",
+      "VXLAN datagrams the kernel cut from them (also in vxswitch_encapsulated_frames_total)."
+    ),
+    (
+      "vxswitch_tap_refusals_total", "counter",
+      "Writes to the switch's taps (the underlay's tunnel tap, a VM's super-frame tap) the kernel refused; their frames are lost."
+    ),
+    (
       "vxswitch_tcp_coalesced_super_frames_total", "counter",
       "TCP super-frames coalesced toward access ports (runs of two or more segments of one flow)."
     ),
@@ -107,7 +119,7 @@ public final class MetricsExporter: Sendable {
   /// The catalogue's full name as the registry wants it (no unit suffix of its own: the
   /// names carry theirs), with its help text.
   static func descriptor(_ name: String) -> MetricNameDescriptor {
-    MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name]!)
+    MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
   }
 
   /// The exposition text of the current values.
@@ -144,6 +156,9 @@ public final class MetricsExporter: Sendable {
     counter("vxswitch_path_mtu_replies_total", statistics.pathMTUReplies ?? 0)
     counter("vxswitch_underlay_gso_frames_total", statistics.underlayGSOFrames ?? 0)
     counter("vxswitch_underlay_gso_datagrams_total", statistics.underlayGSODatagrams ?? 0)
+    counter("vxswitch_underlay_tunnel_frames_total", statistics.underlayTunnelFrames ?? 0)
+    counter("vxswitch_underlay_tunnel_segments_total", statistics.underlayTunnelSegments ?? 0)
+    counter("vxswitch_tap_refusals_total", statistics.tapRefusals ?? 0)
     counter("vxswitch_tcp_coalesced_super_frames_total", statistics.tcpCoalescedSuperFrames ?? 0)
     counter("vxswitch_tcp_coalesced_segments_total", statistics.tcpCoalescedSegments ?? 0)
     for count in service.fdbCounts() {

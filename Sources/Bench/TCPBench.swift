@@ -26,7 +26,7 @@ struct TCPBenchCommand: ParsableCommand {
   @Option(help: "Rounds (each runs every system once).") var repetitions = 1
   @Option(
     help:
-      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-gso-copy, vxswitch-deferred-payloads, vxswitch-stack."
+      "Systems (repeatable): vxswitch, kernel, mixed, vxswitch-uncoalesced, vxswitch-single-flow, vxswitch-nogso, vxswitch-gso-copy, vxswitch-deferred-payloads, vxswitch-stack, vxswitch-switch-cut, vxswitch-vm-ring, vxswitch-no-taps."
   )
   var system: [String] = ["vxswitch", "kernel", "mixed"]
   @Option(help: "Stream counts (repeatable).") var streams: [Int] = [1, 4]
@@ -58,12 +58,20 @@ struct TCPBenchCommand: ParsableCommand {
     /// vxswitch at both sites with the underlay's VXLAN datagrams climbing the host's
     /// stack to the port holder (`VXSWITCH_UNDERLAY_STACK_BYPASS=off`).
     case stack = "vxswitch-stack"
+    /// vxswitch at both sites cutting VM super-frames itself instead of handing them to
+    /// the kernel through the tunnel tap (`VXSWITCH_UNDERLAY_TUNNEL_GSO=off`); sending
+    /// coalesced super-frames to VMs through their ports' rings instead of their taps
+    /// (`VXSWITCH_VM_TAPS=off`); both, as before the taps.
+    case switchCut = "vxswitch-switch-cut"
+    case vmRing = "vxswitch-vm-ring"
+    case noTaps = "vxswitch-no-taps"
     /// vxswitch at both sites with an AF_XDP underlay (`vxswitch lab --underlay-io
     /// af_xdp`), the VMs' ports on AF_PACKET.
     case xdpUnderlay = "vxswitch-xdp-underlay"
     var labArguments: [String] {
       switch self {
-      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .gsoCopy, .deferredPayloads, .stack:
+      case .vxswitch, .uncoalesced, .singleFlow, .noGSO, .gsoCopy, .deferredPayloads, .stack, .switchCut,
+        .vmRing, .noTaps:
         return ["--static"]
       case .xdpUnderlay: return ["--static", "--underlay-io", "af_xdp"]
       case .kernel: return ["--kernel-only"]
@@ -82,6 +90,9 @@ struct TCPBenchCommand: ParsableCommand {
       case .deferredPayloads: return "vxswitch at both, segment payloads deferred"
       case .stack: return "vxswitch at both, datagrams also up the host stack"
       case .xdpUnderlay: return "vxswitch at both, AF_XDP underlay"
+      case .switchCut: return "vxswitch at both, super-frames cut by the switch"
+      case .vmRing: return "vxswitch at both, super-frames to VMs through the ring"
+      case .noTaps: return "vxswitch at both, no taps (cut by the switch, ring to VMs)"
       }
     }
     /// The environment the lab (and so each site's daemon) starts with.
@@ -93,6 +104,9 @@ struct TCPBenchCommand: ParsableCommand {
       case .gsoCopy: return ["env", "VXSWITCH_UNDERLAY_GSO=copy"]
       case .deferredPayloads: return ["env", "VXSWITCH_SEGMENT_PAYLOADS=defer"]
       case .stack: return ["env", "VXSWITCH_UNDERLAY_STACK_BYPASS=off"]
+      case .switchCut: return ["env", "VXSWITCH_UNDERLAY_TUNNEL_GSO=off"]
+      case .vmRing: return ["env", "VXSWITCH_VM_TAPS=off"]
+      case .noTaps: return ["env", "VXSWITCH_UNDERLAY_TUNNEL_GSO=off", "VXSWITCH_VM_TAPS=off"]
       default: return []
       }
     }

@@ -278,3 +278,34 @@ void cp_set_thread_name(const char *name) {
   snprintf(truncated, sizeof truncated, "%s", name);
   pthread_setname_np(pthread_self(), truncated);
 }
+
+/* tap devices (linux/if_tun.h); the tunnel offload bits are newer than some libc headers */
+#include <fcntl.h>
+#include <linux/if_tun.h>
+
+int cp_tap_open(const char *ifname, int vnet_header_size, unsigned offloads) {
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -errno;
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  snprintf(request.ifr_name, sizeof request.ifr_name, "%s", ifname);
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  int size = vnet_header_size;
+  if (ioctl(fd, TUNSETIFF, &request) < 0 || ioctl(fd, TUNSETVNETHDRSZ, &size) < 0 ||
+      ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) < 0) {
+    int saved = errno;
+    close(fd);
+    return -saved;
+  }
+  return fd;
+}
+
+int cp_interface_set_up(int fd, const char *ifname) {
+  struct ifreq request;
+  memset(&request, 0, sizeof request);
+  snprintf(request.ifr_name, sizeof request.ifr_name, "%s", ifname);
+  RETURN_ERRNO(ioctl(fd, SIOCGIFFLAGS, &request));
+  request.ifr_flags |= IFF_UP;
+  RETURN_ERRNO(ioctl(fd, SIOCSIFFLAGS, &request));
+  return 0;
+}

@@ -125,6 +125,14 @@ struct RunCommand: AsyncParsableCommand {
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_STACK_BYPASS"] == "off" {
       liveOptions.bypassStackForVXLAN = false
     }
+    // Super-frames to the underlay through a tap with UDP-tunnel GSO, cut by the kernel.
+    switch ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_TUNNEL_GSO"] {
+    case "on": liveOptions.underlayTunnelSegmentation = true
+    case "off": liveOptions.underlayTunnelSegmentation = false
+    default: break
+    }
+    // Super-frames toward VMs through a tap redirected to their ports.
+    if ProcessInfo.processInfo.environment["VXSWITCH_VM_TAPS"] == "off" { liveOptions.vmTaps = false }
     // Experimental: UDP GRO on the VXLAN port (needs GRO on the underlay device).
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GRO"] == "on" {
       liveOptions.underlayReceiveOffload = true

@@ -158,6 +158,13 @@ int cp_ethtool_set_feature(int fd, const char *ifname, int feature, int on);
 /// SIOCGIFMTU / SIOCGIFHWADDR helpers.
 int cp_interface_mtu(int fd, const char *ifname);
 int cp_interface_hwaddr(int fd, const char *ifname, uint8_t mac[6]);
+/// Sets IFF_UP on an interface (SIOCGIFFLAGS / SIOCSIFFLAGS). 0 or -errno.
+int cp_interface_set_up(int fd, const char *ifname);
+
+/// Creates (or attaches to) the tap device `ifname` with IFF_NO_PI and IFF_VNET_HDR, a
+/// `virtio_net_hdr` of `vnet_header_size` bytes, and TUNSETOFFLOAD `offloads`; opened
+/// non-blocking. The fd (the device lives as long as it is open) or -errno.
+int cp_tap_open(const char *ifname, int vnet_header_size, unsigned offloads);
 
 /// Pins the calling thread to one CPU (pthread_setaffinity_np).
 int cp_pin_current_thread(int cpu);

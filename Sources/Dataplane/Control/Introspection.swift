@@ -39,6 +39,12 @@ public struct StatisticsReport: Codable, Equatable, Sendable {
   public var underlayGSOFrames: UInt64? = nil
   public var underlayGSODatagrams: UInt64? = nil
   public var underlayGSOFallbacks: UInt64? = nil
+  /// UDP-tunnel GSO frames written to the underlay's tunnel tap and the segments they
+  /// carried (also counted in `encapsulated`); writes to any of the switch's taps the
+  /// kernel refused.
+  public var underlayTunnelFrames: UInt64? = nil
+  public var underlayTunnelSegments: UInt64? = nil
+  public var tapRefusals: UInt64? = nil
   /// TCP super-frames coalesced toward access ports and the segments they held (each
   /// also counted in its port's `txFrames`).
   public var tcpCoalescedSuperFrames: UInt64? = nil
@@ -141,6 +147,9 @@ extension SwitchCore {
       underlayGSOFrames: statistics[Counter.underlayGSOFrames],
       underlayGSODatagrams: statistics[Counter.underlayGSODatagrams],
       underlayGSOFallbacks: statistics[Counter.underlayGSOFallbacks],
+      underlayTunnelFrames: statistics[Counter.underlayTunnelFrames],
+      underlayTunnelSegments: statistics[Counter.underlayTunnelSegments],
+      tapRefusals: statistics[Counter.tapRefusals],
       tcpCoalescedSuperFrames: statistics[Counter.coalescedSuperFrames],
       tcpCoalescedSegments: statistics[Counter.coalescedSegments])
   }

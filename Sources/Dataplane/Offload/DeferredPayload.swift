@@ -55,6 +55,17 @@ public enum DeferredPayload {
       Int(field & ~udpBit), SuperFrame.checksumField(sum: sum, isTCP: field & udpBit == 0))
   }
 
+  /// A deferred TCP segment's payload and header length; nil for a UDP one.
+  @inline(__always)
+  static func tcpSegment(_ frame: UnsafeRawPointer) -> (payload: UnsafeRawPointer, headerLength: Int)? {
+    let descriptor = frame - descriptorLength
+    guard descriptor.load(fromByteOffset: 14, as: UInt16.self) & udpBit == 0 else { return nil }
+    return (
+      UnsafeRawPointer(bitPattern: descriptor.load(as: UInt.self)).unsafelyUnwrapped,
+      Int(descriptor.load(fromByteOffset: 8, as: Int32.self))
+    )
+  }
+
   /// Copies a deferred segment's payload into place, after its headers.
   @inline(never)
   static func materialize(_ frame: UnsafeMutableRawPointer, length: Int) {

@@ -1,3 +1,5 @@
+import CPacket
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Musl)
@@ -58,6 +60,30 @@ public struct TCPCoalescer {
   /// Runs open at most (1 to `runCapacity`): fewer only to measure what several bring.
   let flowLimit: Int
 
+  /// The port's tap (`RedirectingTap`, `Pipeline.useAccessTap`), -1 without one. With
+  /// it, a run whose first segment was read where the underlay port received it (a
+  /// `source`) is built outside the ring: its headers in one of `runCapacity` buffers
+  /// laid out as a ring slot (so that the run's code reads them where it reads a slot's),
+  /// its segments' payloads left where they are and listed; it goes to the tap in one
+  /// write, which the kernel copies once, where the ring's copy and the veth's copy of
+  /// the ring's zero-copy pages cost two. The port's packet socket is kicked first if
+  /// the ring holds frames, so that nothing overtakes them.
+  var tap: Int32 = -1
+  var ringSocket: Int32 = -1
+  var buffers: UnsafeMutableRawPointer? = nil
+  var pieceLists: UnsafeMutablePointer<iovec>? = nil
+  /// The buffers not taken by a run, one bit each.
+  var freeBuffers: UInt32 = (1 << UInt32(TCPCoalescer.runCapacity)) - 1
+  /// Writes to the tap the kernel refused, not yet added to the switch's counters.
+  var unreportedTapRefusals: UInt64 = 0
+  public internal(set) var tapWrites: UInt64 = 0
+  public internal(set) var lastTapRefusal: Int32 = 0
+
+  /// Bytes per run buffer, and payload pieces per run (a piece per segment, the headers
+  /// first: 64 segments of at least 1 KiB, or fewer, fill 64 KiB).
+  static let bufferBytes = 512
+  static let maxPieces = 64
+
   public init(flowLimit: Int = TCPCoalescer.runCapacity) {
     self.flowLimit = min(max(flowLimit, 1), Self.runCapacity)
     assert(runs.count == Self.runCapacity)
@@ -83,6 +109,13 @@ struct CoalescingRun {
   var limit = 0
   /// The TCP ports as stored in the frame: finds a flow's run with one compare.
   var ports: UInt32 = 0
+  /// Whether the first segment's TCP checksum was left unfinished by its sender (see
+  /// `commitCoalescing`): a run of one leaves with it unfinished.
+  var checksumPartial = false
+  /// The buffer of a run built for the tap (`TCPCoalescer.tap`), -1 for one built in a
+  /// ring slot; its payload pieces so far.
+  var buffer = -1
+  var pieces = 0
 }
 
 extension UnsafeMutablePointer where Pointee == TCPCoalescer {
@@ -91,6 +124,25 @@ extension UnsafeMutablePointer where Pointee == TCPCoalescer {
   func run(_ index: Int) -> UnsafeMutablePointer<CoalescingRun> {
     (UnsafeMutableRawPointer(self) + MemoryLayout<TCPCoalescer>.offset(of: \TCPCoalescer.runs)!)
       .assumingMemoryBound(to: CoalescingRun.self) + index
+  }
+
+  /// Takes a free tap buffer (one is free whenever a run may open: `runCapacity` of
+  /// them, one per open run).
+  @inline(__always)
+  func takeBuffer() -> Int {
+    let index = pointee.freeBuffers.trailingZeroBitCount
+    pointee.freeBuffers &= ~(1 &<< UInt32(index))
+    return index
+  }
+
+  /// Buffer `index`'s memory (laid out as a ring slot) and its list of pieces.
+  @inline(__always)
+  func buffer(_ index: Int) -> UnsafeMutableRawPointer {
+    pointee.buffers.unsafelyUnwrapped + index &* TCPCoalescer.bufferBytes
+  }
+  @inline(__always)
+  func pieces(_ index: Int) -> UnsafeMutablePointer<iovec> {
+    pointee.pieceLists.unsafelyUnwrapped + index &* (TCPCoalescer.maxPieces &+ 1)
   }
 }
 
@@ -167,11 +219,15 @@ extension TxRing {
   /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
   /// plain `virtio_net_hdr` (after the super-frames it must not overtake). With a
   /// `source`, the frame is not written yet: it is read there, and copied to the slot
-  /// only when it does not join a super-frame.
+  /// only when it does not join a super-frame. With `checksumPartial` the frame's L4
+  /// checksum was left unfinished by a sender on this host (`FrameFlags.innerChecksumPartial`,
+  /// trusted): a super-frame gets its own, a frame that leaves alone carries it
+  /// unfinished behind a `NEEDS_CSUM` header, or finished when its headers are not a TCP
+  /// segment's the coalescer knows.
   @inline(never)
   mutating func commitCoalescing(
     length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, checksumTrusted: Bool = false,
-    source: UnsafeRawPointer? = nil
+    source: UnsafeRawPointer? = nil, checksumPartial: Bool = false
   ) {
     // A run's slot is claimed but still free to `reserve`: a batch that comes round the
     // ring (more outputs to one port than slots, as flooding to several members of one
@@ -182,6 +238,7 @@ extension TxRing {
     else {
       publishAllCoalesced(state)
       if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
+      if checksumPartial { ChecksumCompletion.complete(frame: next + dataOffset, length: length) }
       commitBehindPlainHeader(length: length)
       return
     }
@@ -191,15 +248,19 @@ extension TxRing {
       guard run.pointee.ports == ports, let open = run.pointee.slot,
         Self.sameFlow(run.pointee, UnsafeRawPointer(open + dataOffset), segment, frame)
       else { continue }
-      if Self.continues(run.pointee, open + dataOffset, segment, frame, length) {
+      if Self.continues(run.pointee, open + dataOffset, segment, frame, length)
+        && (run.pointee.buffer < 0 || source != nil)
+      {
         append(state, index, segment, frame, length)
         return
       }
       publishCoalesced(state, index)
       break
     }
-    // From here the frame goes to the reserved slot, as a run's first or alone.
-    if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
+    // From here the frame goes to the reserved slot, as a run's first or alone; or, for
+    // the tap, to a buffer, its payload where it is.
+    let tapping = source != nil && state.pointee.tap >= 0
+    if !tapping, let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
     if segment.flags == CoalescibleSegment.ack {
       let payload = length &- segment.payloadOffset
       let ipLimit = segment.networkOffset &+ Int(UInt16.max) &+ (segment.isIPv6 ? IPv6Layout.headerLength : 0)
@@ -209,18 +270,36 @@ extension TxRing {
         if state.pointee.openRuns == state.pointee.flowLimit { publishCoalesced(state, 0) }
         let run = state.run(state.pointee.openRuns)
         state.pointee.openRuns &+= 1
+        var slot = next
+        var buffer = -1
+        if tapping {
+          buffer = state.takeBuffer()
+          slot = state.buffer(buffer)
+          (slot + dataOffset).copyMemory(from: frame, byteCount: segment.payloadOffset)
+          state.pieces(buffer)[1] = iovec(
+            iov_base: UnsafeMutableRawPointer(mutating: frame + segment.payloadOffset), iov_len: payload)
+        }
         run.pointee = CoalescingRun(
-          slot: next, length: length, segments: 1, networkOffset: segment.networkOffset,
+          slot: slot, length: length, segments: 1, networkOffset: segment.networkOffset,
           transportOffset: segment.transportOffset, payloadOffset: segment.payloadOffset,
           isIPv6: segment.isIPv6, segmentSize: payload,
           nextSequence: frame.be32(segment.transportOffset &+ TCPLayout.sequenceOffset)
             &+ UInt32(truncatingIfNeeded: payload),
           nextIdentification: segment.isIPv6
             ? 0 : frame.be16(segment.networkOffset &+ IPv4Layout.identificationOffset) &+ 1,
-          limit: limit, ports: ports)
-        claimSlot()
+          limit: limit, ports: ports, checksumPartial: checksumPartial, buffer: buffer,
+          pieces: tapping ? 1 : 0)
+        if !tapping { claimSlot() }
         return
       }
+    }
+    if tapping, let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
+    if checksumPartial {
+      VirtioNetHeader.partialChecksum(
+        at: next + (dataOffset &- framePrefix), frameLength: length, checksumStart: segment.transportOffset,
+        checksumOffset: TCPLayout.checksumOffset)
+      commitUncoalesced(length: length)
+      return
     }
     commitBehindPlainHeader(length: length)
   }
@@ -261,7 +340,13 @@ extension TxRing {
     let length = coalesced.length
     let header = slot + (dataOffset &- framePrefix)
     if coalesced.segments < 2 {
-      VirtioNetHeader.plain(at: header, frameLength: length)
+      if coalesced.checksumPartial {
+        VirtioNetHeader.partialChecksum(
+          at: header, frameLength: length, checksumStart: coalesced.transportOffset,
+          checksumOffset: TCPLayout.checksumOffset)
+      } else {
+        VirtioNetHeader.plain(at: header, frameLength: length)
+      }
     } else {
       let ip = frame + coalesced.networkOffset
       let l4Length = length &- coalesced.transportOffset
@@ -296,6 +381,10 @@ extension TxRing {
       state.pointee.mergedSegments &+= UInt64(truncatingIfNeeded: coalesced.segments)
       state.pointee.unreportedSuperFrames &+= 1
       state.pointee.unreportedSegments &+= UInt64(truncatingIfNeeded: coalesced.segments)
+    }
+    if coalesced.buffer >= 0 {
+      writeToTap(state, coalesced)
+      return
     }
     (slot + lengthOffset).storeBytes(of: UInt32(truncatingIfNeeded: length &+ framePrefix), as: UInt32.self)
     status(slot).pointee.store(Self.sendRequest, ordering: .releasing)
@@ -361,7 +450,13 @@ extension TxRing {
     let run = state.run(index)
     let open = run.pointee.slot.unsafelyUnwrapped + dataOffset
     let payload = length &- segment.payloadOffset
-    (open + run.pointee.length).copyMemory(from: frame + segment.payloadOffset, byteCount: payload)
+    if run.pointee.buffer >= 0 {
+      run.pointee.pieces &+= 1
+      state.pieces(run.pointee.buffer)[run.pointee.pieces] = iovec(
+        iov_base: UnsafeMutableRawPointer(mutating: frame + segment.payloadOffset), iov_len: payload)
+    } else {
+      (open + run.pointee.length).copyMemory(from: frame + segment.payloadOffset, byteCount: payload)
+    }
     run.pointee.length &+= payload
     run.pointee.segments &+= 1
     run.pointee.nextSequence &+= UInt32(truncatingIfNeeded: payload)
@@ -373,9 +468,28 @@ extension TxRing {
     }
     if pushed || payload < run.pointee.segmentSize
       || run.pointee.length &+ run.pointee.segmentSize > run.pointee.limit
+      || run.pointee.pieces == TCPCoalescer.maxPieces
     {
       publishCoalesced(state, index)
     }
+  }
+
+  /// Writes a run built for the tap (its headers and `virtio_net_hdr` finished in its
+  /// buffer) and frees the buffer: after the ring's frames, so that none is overtaken.
+  mutating func writeToTap(_ state: UnsafeMutablePointer<TCPCoalescer>, _ coalesced: CoalescingRun) {
+    let buffer = coalesced.buffer
+    if pending != 0 && cp_packet_tx_kick(state.pointee.ringSocket) >= 0 { pending = 0 }
+    let pieces = state.pieces(buffer)
+    pieces[0] = iovec(
+      iov_base: coalesced.slot.unsafelyUnwrapped + (dataOffset &- framePrefix),
+      iov_len: framePrefix &+ coalesced.payloadOffset)
+    if writev(state.pointee.tap, pieces, Int32(truncatingIfNeeded: coalesced.pieces &+ 1)) < 0 {
+      state.pointee.unreportedTapRefusals &+= 1
+      state.pointee.lastTapRefusal = errno
+    } else {
+      state.pointee.tapWrites &+= 1
+    }
+    state.pointee.freeBuffers |= 1 &<< UInt32(buffer)
   }
 
   /// Whether bytes `start..<end` of two frames are equal.

@@ -65,6 +65,9 @@ public struct UnderlaySegmenter {
   /// encapsulated without it (a joined datagram's header is dropped, and the kernel
   /// finishes the GSO frame's); `commitSegmenting` sums it for one that leaves the run.
   var udpChecksums = false
+  /// Segments of VM super-frames joined for the underlay's tunnel tap instead
+  /// (`TunnelRun`; inactive without a tap).
+  public var tunnel = TunnelRun()
 
   public init(merging: Bool = true, inPlace: Bool = true) {
     self.merging = merging

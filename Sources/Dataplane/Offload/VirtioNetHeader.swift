@@ -94,5 +94,23 @@ public struct VirtioNetHeader: Equatable, Sendable {
   }
 
   /// The segmentation asked for, or nil for a type this switch does not know.
+  /// Writes the header of a frame of `frameLength` bytes whose L4 checksum is left
+  /// unfinished (CHECKSUM_PARTIAL: the field at `checksumStart + checksumOffset` holds
+  /// the pseudo-header sum), for the receiving stack to trust as it trusts a local
+  /// sender's: `NEEDS_CSUM`, no segmentation, the linear part as `plain` has it (which
+  /// always holds the L4 header of a frame the switch forwards).
+  @inline(__always)
+  static func partialChecksum(
+    at pointer: UnsafeMutableRawPointer, frameLength: Int, checksumStart: Int, checksumOffset: Int
+  ) {
+    VirtioNetHeader(
+      flags: needsChecksum,
+      headerLength: UInt16(
+        truncatingIfNeeded: max(min(frameLength, linearCopyLimit), checksumStart &+ checksumOffset &+ 2)),
+      checksumStart: UInt16(truncatingIfNeeded: checksumStart),
+      checksumOffset: UInt16(truncatingIfNeeded: checksumOffset)
+    ).store(to: pointer)
+  }
+
   public var segmentation: SegmentationType? { SegmentationType(rawValue: gsoType & ~Self.ecnBit) }
 }

@@ -39,7 +39,15 @@ public enum Counter {
   /// `txFrames`, as the VM's stack sees them once it cuts them up again.
   public static let coalescedSuperFrames = misc + 13
   public static let coalescedSegments = misc + 14
-  public static let count = misc + 15
+  /// UDP-tunnel GSO frames written to the underlay's tunnel tap (`TunnelRun`: a VM
+  /// super-frame's segments to one VTEP, cut by the kernel), the segments they carried
+  /// (each also in `encapsulated` and the underlay's `txFrames`); writes to any of the
+  /// switch's taps (that one, or a VM's, `TCPCoalescer`) the kernel refused (their
+  /// frames lost).
+  public static let underlayTunnelFrames = misc + 15
+  public static let underlayTunnelSegments = misc + 16
+  public static let tapRefusals = misc + 17
+  public static let count = misc + 18
 }
 
 /// Switch-wide counters. Workers add their per-batch scratch counts with relaxed atomic

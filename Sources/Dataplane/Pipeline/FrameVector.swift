@@ -106,4 +106,10 @@ public enum FrameFlags {
   /// super-frame (`DeferredPayload`): only the encapsulation toward the underlay's GSO
   /// frame reads it there; everything else has it copied into place first.
   public static let payloadDeferred: UInt8 = 16
+  /// A VXLAN datagram built on this host whose one unfinished checksum is the inner
+  /// frame's L4 checksum (a sender that left segmentation to the kernel: a vxswitch
+  /// tunnel tap, the Linux vxlan device): trusted as the kernel trusts CHECKSUM_PARTIAL,
+  /// and passed on unfinished where the output takes that (the TCP coalescer), finished
+  /// everywhere else. Set with `checksumValid` and `builtOnThisHost`.
+  public static let innerChecksumPartial: UInt8 = 32
 }

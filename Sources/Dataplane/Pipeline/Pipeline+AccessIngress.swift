@@ -12,10 +12,15 @@ extension Pipeline {
       segmenter.pointee.udpChecksums = state.localIsIPv6 || state.ipv4UDPChecksum
       // Only a joining batch copies deferred payloads where they go (`DeferredPayload`).
       if vector.hasDeferredPayloads && !joining { DeferredPayload.materializeAll(&vector) }
-      misses =
-        joining
-        ? switchAccessBatch(&vector, state, caching: caching, SegmentingUnderlayCommit.self)
-        : switchAccessBatch(&vector, state, caching: caching, PlainHeaderUnderlayCommit.self)
+      if joining && segmenter.pointee.tunnel.isActive && !segmenter.pointee.udpChecksums && !state.localIsIPv6
+      {
+        misses = switchAccessBatch(&vector, state, caching: caching, TunnelTapUnderlayCommit.self)
+      } else {
+        misses =
+          joining
+          ? switchAccessBatch(&vector, state, caching: caching, SegmentingUnderlayCommit.self)
+          : switchAccessBatch(&vector, state, caching: caching, PlainHeaderUnderlayCommit.self)
+      }
     } else {
       if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
       misses = switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)
@@ -135,7 +140,7 @@ extension Pipeline {
           let deferred =
             Commit.takesDeferredPayloads
             && FrameVector.flags(frames, index) & FrameFlags.payloadDeferred != 0
-          if deferred { DeferredPayload.copyInner(frame, length: length, to: payload + 8) }
+          if deferred { Commit.writeDeferred(&out.tx, frame, length: length, to: payload + 8) }
           // Staged in a GSO run, whose header replaces its own unless it leaves the run.
           let staged = Commit.takesDeferredPayloads && payload != output + (headerLength &- 8)
           _ = Self.writeEncapsulation(

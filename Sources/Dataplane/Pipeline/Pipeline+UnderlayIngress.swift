@@ -129,7 +129,8 @@ extension Pipeline {
           continue
         }
         ring.pointee.commit(
-          copying: inner, length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0)
+          copying: inner, length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0,
+          checksumPartial: flags & FrameFlags.innerChecksumPartial != 0)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue
@@ -344,7 +345,7 @@ extension Pipeline {
       return
     }
     let checksum = udp.be16(6)
-    if flags & FrameFlags.checksumNotReady != 0 {
+    if flags & (FrameFlags.checksumNotReady | FrameFlags.innerChecksumPartial) != 0 {
       // Built by the local kernel (a vxlan device in this host): the outer checksum,
       // if any, was computed for the inner frame as completed below (RFC 7348 LCO).
     } else if checksum == 0 {
@@ -374,7 +375,7 @@ extension Pipeline {
       return
     }
     let innerOffset = udpOffset &+ 16
-    if flags & FrameFlags.checksumNotReady != 0 {
+    if flags & (FrameFlags.checksumNotReady | FrameFlags.innerChecksumPartial) != 0 {
       if ChecksumCompletion.complete(frame: mutableFrame + innerOffset, length: ipEnd &- innerOffset) {
         count(Counter.checksumsCompleted)
       }

@@ -66,6 +66,10 @@ public final class Pipeline {
   /// counts taken into the counters.
   let segmenter: UnsafeMutablePointer<UnderlaySegmenter>
   var segmentingRing: UnsafeMutablePointer<TxRing>? = nil
+  /// The segmenter's tunnel run's header scratch (`useTunnelTap`), owned here.
+  var tunnelScratch: UnsafeMutableRawPointer? = nil
+  /// The coalescers' tap buffers and piece lists (`useAccessTap`), owned here.
+  var tapAllocations: [(UnsafeMutableRawPointer, UnsafeMutablePointer<iovec>)] = []
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
   /// joined into UDP GSO frames (else each behind a plain header).
   public var segmentsUnderlay = true
@@ -161,6 +165,11 @@ public final class Pipeline {
     coalescers.deallocate()
     coalescingInterfaces.deallocate()
     segmenter.deallocate()
+    tunnelScratch?.deallocate()
+    for (buffers, pieces) in tapAllocations {
+      buffers.deallocate()
+      pieces.deallocate()
+    }
   }
 
   /// Connects an interface's transmit ring; frames for an unattached interface are
@@ -185,6 +194,27 @@ public final class Pipeline {
     }
   }
 
+  /// Sends the super-frames coalesced toward `interface` through `tap` (a
+  /// `RedirectingTap` to that interface, with a `virtio_net_hdr` as long as the ring's
+  /// prefix), `ringSocket` being the interface's packet socket (see `TCPCoalescer.tap`);
+  /// call after `attach`ing the interface's ring, before the first batch.
+  public func useAccessTap(interface: UInt16, _ tap: Int32, ringSocket: Int32) {
+    guard let ring = rings[Int(interface)], let state = ring.pointee.coalescer,
+      ring.pointee.dataOffset &+ 256 <= TCPCoalescer.bufferBytes
+    else { return }
+    if state.pointee.buffers == nil {
+      let buffers = UnsafeMutableRawPointer.allocate(
+        byteCount: TCPCoalescer.runCapacity * TCPCoalescer.bufferBytes, alignment: 64)
+      let pieces = UnsafeMutablePointer<iovec>.allocate(
+        capacity: TCPCoalescer.runCapacity * (TCPCoalescer.maxPieces + 1))
+      tapAllocations.append((buffers, pieces))
+      state.pointee.buffers = buffers
+      state.pointee.pieceLists = pieces
+    }
+    state.pointee.tap = tap
+    state.pointee.ringSocket = ringSocket
+  }
+
   /// The coalescer of an interface's ring (counts for tests and statistics).
   public func coalescer(interface: UInt16) -> TCPCoalescer { coalescers[Int(interface)] }
 
@@ -202,6 +232,11 @@ public final class Pipeline {
         state.pointee.unreportedSegments = 0
         countersTouched = true
       }
+      if state.pointee.unreportedTapRefusals != 0 {
+        count(Counter.tapRefusals, Int(truncatingIfNeeded: state.pointee.unreportedTapRefusals))
+        state.pointee.unreportedTapRefusals = 0
+        countersTouched = true
+      }
     }
   }
 
@@ -212,11 +247,12 @@ public final class Pipeline {
   /// tells the policy how the batch went.
   @inline(never)
   func flushSegmenter(_ ring: UnsafeMutablePointer<TxRing>) {
+    ring.pointee.publishTunnelRun(segmenter)
     ring.pointee.publishSegmented(segmenter)
     // The batch's encapsulations so far (the scratch counters are zeroed per batch).
     underlayPolicy.record(
       tried: segmenter.pointee.merging, committed: Int(truncatingIfNeeded: counters[Counter.encapsulated]),
-      joined: segmenter.pointee.datagrams)
+      joined: segmenter.pointee.datagrams &+ segmenter.pointee.tunnel.datagrams)
     if segmenter.pointee.frames != 0 {
       count(Counter.underlayGSOFrames, segmenter.pointee.frames)
       count(Counter.underlayGSODatagrams, segmenter.pointee.datagrams)
@@ -224,6 +260,26 @@ public final class Pipeline {
       segmenter.pointee.datagrams = 0
       countersTouched = true
     }
+    if segmenter.pointee.tunnel.frames | segmenter.pointee.tunnel.refusals != 0 {
+      count(Counter.underlayTunnelFrames, segmenter.pointee.tunnel.frames)
+      count(Counter.underlayTunnelSegments, segmenter.pointee.tunnel.datagrams)
+      count(Counter.tapRefusals, segmenter.pointee.tunnel.refusals)
+      segmenter.pointee.tunnel.frames = 0
+      segmenter.pointee.tunnel.datagrams = 0
+      segmenter.pointee.tunnel.refusals = 0
+      countersTouched = true
+    }
+  }
+
+  /// Sends the segments of VM super-frames bound for the underlay through `tap`
+  /// (`TunnelRun`), `ringSocket` being the underlay packet socket that sends the ring's
+  /// frames; call after `attach`ing the underlay ring, before the first batch.
+  public func useTunnelTap(_ tap: Int32, ringSocket: Int32) {
+    guard segmentingRing != nil else { return }
+    if tunnelScratch == nil { tunnelScratch = .allocate(byteCount: TunnelRun.scratchBytes, alignment: 64) }
+    segmenter.pointee.tunnel.scratch = tunnelScratch
+    segmenter.pointee.tunnel.tap = tap
+    segmenter.pointee.tunnel.ringSocket = ringSocket
   }
 
   /// Declares that this worker holds no snapshot while it blocks waiting for frames.

@@ -94,14 +94,22 @@ public struct TxRing {
   /// `commit` of a frame not yet written: the `length` bytes at `source` are copied to
   /// the reserved slot, except when the ring's coalescer appends them to a super-frame:
   /// then only their payload is copied, there. (The coalescer reads `source`, not the
-  /// slot: reading a slot just written waits for the copy's stores.)
+  /// slot: reading a slot just written waits for the copy's stores.) `checksumPartial`:
+  /// the frame's L4 checksum is unfinished (`FrameFlags.innerChecksumPartial`): the
+  /// coalescer deals with it, else it is finished in the slot.
   @inline(__always)
-  public mutating func commit(copying source: UnsafeRawPointer, length: Int, checksumTrusted: Bool = false) {
+  public mutating func commit(
+    copying source: UnsafeRawPointer, length: Int, checksumTrusted: Bool = false,
+    checksumPartial: Bool = false
+  ) {
     if let coalescer {
-      commitCoalescing(length: length, coalescer, checksumTrusted: checksumTrusted, source: source)
+      commitCoalescing(
+        length: length, coalescer, checksumTrusted: checksumTrusted, source: source,
+        checksumPartial: checksumPartial)
       return
     }
     (next + dataOffset).copyFrameBytes(from: source, count: length)
+    if _slowPath(checksumPartial) { ChecksumCompletion.complete(frame: next + dataOffset, length: length) }
     commitUncoalesced(length: length)
   }
 

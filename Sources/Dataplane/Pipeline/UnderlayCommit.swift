@@ -14,10 +14,23 @@ protocol UnderlayCommit {
   /// `payload` says (`DeferredPayload`): only when that is a GSO frame under
   /// construction is it worth a test per frame; other batches are made ordinary first.
   static var takesDeferredPayloads: Bool { get }
+  /// Puts a deferred segment (`frame`, `length` bytes) at `destination`, where the
+  /// encapsulation wants the inner frame: whole, its payload copied out of the
+  /// super-frame and its checksum finished (`DeferredPayload.copyInner`), or its headers
+  /// alone when the payload goes to the kernel where it is (`TunnelTapUnderlayCommit`).
+  static func writeDeferred(
+    _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer)
 }
 
 extension UnderlayCommit {
   @inline(__always) static var takesDeferredPayloads: Bool { false }
+
+  @inline(__always)
+  static func writeDeferred(
+    _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
+  ) {
+    DeferredPayload.copyInner(frame, length: length, to: destination)
+  }
 
   @inline(__always)
   static func payload(
@@ -57,5 +70,33 @@ enum SegmentingUnderlayCommit: UnderlayCommit {
   @inline(__always)
   static func commit(_ tx: inout TxRing, length: Int) {
     tx.commitSegmenting(length: length, tx.segmenter.unsafelyUnwrapped)
+  }
+}
+
+/// An underlay ring whose segmenter has a tunnel tap (`TunnelRun`), in a batch that joins
+/// datagrams: a deferred segment of a TCP super-frame is encapsulated as its headers
+/// alone, and its payload goes to the tap from where the access port received it; every
+/// other frame through the segmenter as usual (no datagram staged in a UDP GSO run, so
+/// that every frame's bytes are in its slot when the commit decides).
+enum TunnelTapUnderlayCommit: UnderlayCommit {
+  @inline(__always) static var takesDeferredPayloads: Bool { true }
+
+  @inline(__always)
+  static func writeDeferred(
+    _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
+  ) {
+    guard let segment = DeferredPayload.tcpSegment(frame) else {
+      DeferredPayload.copyInner(frame, length: length, to: destination)
+      return
+    }
+    destination.copyFrameBytes(from: frame, count: segment.headerLength)
+    let state = tx.segmenter.unsafelyUnwrapped
+    state.pointee.tunnel.pendingPayload = segment.payload
+    state.pointee.tunnel.pendingLength = length &- segment.headerLength
+  }
+
+  @inline(__always)
+  static func commit(_ tx: inout TxRing, length: Int) {
+    tx.commitTunnelling(length: length, tx.segmenter.unsafelyUnwrapped)
   }
 }

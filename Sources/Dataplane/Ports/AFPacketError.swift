@@ -33,6 +33,9 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
   /// The underlay's tc ingress program could not be attached (`UnderlayStackBypass`); the
   /// switch runs without it.
   case underlayBypass(interface: String, reason: String)
+  /// A tap redirected to an interface could not be set up (`RedirectingTap`); the switch
+  /// sends through that interface's packet socket alone.
+  case redirectingTap(name: String, reason: String)
 
   public var errno: Int32? {
     switch self {
@@ -45,7 +48,7 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
   public var interface: String? {
     switch self {
     case .noSuchInterface(let name), .interfaceClaimedTwice(let name), .afXDP(let name, _),
-      .underlayBypass(let name, _):
+      .underlayBypass(let name, _), .redirectingTap(let name, _):
       return name
     case .permissionDenied(_, let name, _), .system(_, let name, _), .filter(let name, _, _): return name
     default: return nil
@@ -66,6 +69,8 @@ public enum AFPacketError: Error, Equatable, CustomStringConvertible {
       return "AF_XDP on \(name): \(reason)"
     case .underlayBypass(let name, let reason):
       return "underlay stack bypass on \(name): \(reason)"
+    case .redirectingTap(let name, let reason):
+      return "tap \(name): \(reason)"
     case .filter(let name, let expression, let message):
       return "BPF filter for \(name) does not compile: \(message) [\(expression)]"
     case .vxlanPort(let address, let port, let e):

@@ -449,6 +449,13 @@ public final class AFPacketPort: LivePort {
             frame.setBE16(udp &+ UDPLayout.checksumOffset, 0)
           }
           flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost
+        } else if hasVirtioNetHeader,
+          Self.unfinishedInnerChecksum(
+            frame: frame, length: snapLength, header: UnsafeRawPointer(frame - VirtioNetHeader.length))
+        {
+          // The inner checksum is the unfinished one (a sender that left segmentation
+          // to the kernel): trusted, and left unfinished where the output allows.
+          flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost | FrameFlags.innerChecksumPartial
         } else {
           flags = FrameFlags.checksumNotReady
         }
@@ -495,6 +502,36 @@ public final class AFPacketPort: LivePort {
     }
     guard Int(virtio.checksumStart) == udp, udp &+ UDPLayout.headerLength <= length else { return nil }
     return udp
+  }
+
+  /// Whether the unfinished checksum of an underlay frame (`header` its `virtio_net_hdr`)
+  /// is the L4 checksum of the frame inside a VXLAN datagram: `NEEDS_CSUM` with the
+  /// checksum start past the outer UDP header, the VXLAN header, an inner Ethernet
+  /// header and a minimal inner IP header, and the field within the frame.
+  static func unfinishedInnerChecksum(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer) -> Bool
+  {
+    let virtio = VirtioNetHeader(at: header)
+    guard virtio.flags & VirtioNetHeader.needsChecksum != 0, length >= EthernetLayout.headerLength,
+      Int(virtio.checksumStart) &+ Int(virtio.checksumOffset) &+ 2 <= length
+    else { return false }
+    let ip = EthernetLayout.headerLength
+    let udp: Int
+    switch frame.be16(EthernetLayout.etherTypeOffset) {
+    case EtherType.ipv4:
+      guard length >= ip &+ IPv4Layout.minimumHeaderLength,
+        frame.u8(ip &+ IPv4Layout.protocolOffset) == IPProtocol.udp
+      else { return false }
+      udp = ip &+ Int(frame.u8(ip) & 0x0F) &<< 2
+    case EtherType.ipv6:
+      guard length >= ip &+ IPv6Layout.headerLength,
+        frame.u8(ip &+ IPv6Layout.nextHeaderOffset) == IPProtocol.udp
+      else { return false }
+      udp = ip &+ IPv6Layout.headerLength
+    default:
+      return false
+    }
+    let innerIP = udp &+ UDPLayout.headerLength &+ 8 &+ EthernetLayout.headerLength
+    return Int(virtio.checksumStart) >= innerIP &+ IPv4Layout.minimumHeaderLength
   }
 
   /// Cuts the pending super-frame into the segment arena and appends the segments to

@@ -92,6 +92,18 @@ public final class LiveSwitch: @unchecked Sendable {
     /// Ask for UDP GRO on the VXLAN port (`VXLANPortHolder`), so that with GRO on the
     /// underlay device a flow's datagrams reach the underlay port merged (experimental).
     public var underlayReceiveOffload = false
+    /// Hand VM super-frames bound for the underlay to the kernel encapsulated but whole,
+    /// through a tap with UDP-tunnel GSO redirected to the underlay
+    /// (`RedirectingTap`, `TunnelRun`; Linux 6.17 on, an AF_PACKET IPv4 underlay
+    /// without UDP checksums), instead of cutting them in the switch. Segment payloads
+    /// are then left in the super-frame (`deferSegmentPayloads`). Where the tap cannot be
+    /// made, a warning says why and the switch cuts super-frames itself.
+    public var underlayTunnelSegmentation = true
+    /// Send TCP super-frames coalesced toward a VM through a tap redirected to its port
+    /// (`RedirectingTap`, `TCPCoalescer.tap`), their payloads written straight from where
+    /// the underlay port received them, instead of through the port's ring. Where the tap
+    /// cannot be made, a warning says why and the ring takes them.
+    public var vmTaps = true
     /// Hold the VXLAN UDP port (see `VXLANPortHolder`).
     public var holdVXLANPort = true
     /// End the VXLAN datagrams an AF_PACKET underlay receives at tc ingress, after the
@@ -136,6 +148,11 @@ public final class LiveSwitch: @unchecked Sendable {
   public private(set) var resolver: NextHopResolver? = nil
   private var holder: VXLANPortHolder? = nil
   private var stackBypass: UnderlayStackBypass? = nil
+  private var tunnelTap: RedirectingTap? = nil
+  /// The taps of VM ports, by interface index in `core.interfaces` (`Options.vmTaps`).
+  private var vmTaps: [UInt16: RedirectingTap] = [:]
+  /// The tap VM super-frames leave through, when there is one (`Options.underlayTunnelSegmentation`).
+  public var tunnelTapName: String? { tunnelTap.map(\.name) }
   /// Whether the underlay's VXLAN datagrams end at tc ingress (`UnderlayStackBypass`).
   public var bypassesStackForVXLAN: Bool { stackBypass?.isAttached ?? false }
   private var threads: [NativeThread] = []
@@ -266,6 +283,22 @@ public final class LiveSwitch: @unchecked Sendable {
     if !options.coalesceTCP { portOptions.superFrameTransmit = false }
     portOptions.underlaySegmentation = options.underlaySegmentation
     portOptions.deferSegmentPayloads = options.deferSegmentPayloads
+    // The tap takes what an AF_PACKET IPv4 underlay without UDP checksums sends (the
+    // kernel would have to finish the outer checksum of every datagram otherwise); any
+    // other underlay has the switch cut super-frames, as it always did.
+    if options.underlayTunnelSegmentation && portOptions.underlaySegmentation
+      && config.io(of: underlay) == .afPacket && config.site.vtep.isIPv4 && !config.site.udpChecksumIPv4
+    {
+      do {
+        let index = try Syscall.interfaceIndex(underlay)
+        tunnelTap = try RedirectingTap(
+          name: "vxstnl\(index)", target: underlay, headerSize: TunnelSegmentationFrame.headerLength,
+          offloads: TunnelSegmentationFrame.tapOffloads)
+        portOptions.deferSegmentPayloads = true
+      } catch {
+        warnings.append("\(error); super-frames are cut by the switch")
+      }
+    }
     // Refused frames would vanish silently from the ring (PACKET_LOSS): ask first.
     if options.underlaySegmentation, let refusal = UDPSegmentationProbe.refusal() {
       warnings.append("\(underlay): no UDP GSO on the underlay, one datagram per frame: \(refusal)")
@@ -305,6 +338,16 @@ public final class LiveSwitch: @unchecked Sendable {
           }
           group = group ?? port.fanoutGroup
           column.append(port)
+        }
+        if !isUnderlay && options.vmTaps && portOptions.superFrameTransmit {
+          do {
+            let device = try Syscall.interfaceIndex(name)
+            vmTaps[UInt16(index)] = try RedirectingTap(
+              name: "vxsvm\(device)", target: name, headerSize: VirtioNetHeader.length,
+              offloads: RedirectingTap.segmentationOffloads)
+          } catch {
+            warnings.append("\(error); super-frames toward \(name) go through its ring")
+          }
         }
         if isUnderlay && options.bypassStackForVXLAN {
           do {
@@ -426,6 +469,10 @@ public final class LiveSwitch: @unchecked Sendable {
     resolver?.close()
     stackBypass?.detach()
     stackBypass = nil
+    tunnelTap?.close()
+    tunnelTap = nil
+    for tap in vmTaps.values { tap.close() }
+    vmTaps.removeAll()
     holder?.close()
     holder = nil
     let keys = claims
@@ -452,6 +499,12 @@ public final class LiveSwitch: @unchecked Sendable {
       // One transmit ring per interface: a receive-only port's ring stays empty.
       if index < transmitting.count {
         pipeline.attach(interface: port.switchInterface, ring: port.transmitRing, underlay: port.isUnderlay)
+        if port.isUnderlay, let tap = tunnelTap, let packetPort = port as? AFPacketPort {
+          pipeline.useTunnelTap(tap.fd, ringSocket: packetPort.transmitFD)
+        }
+        if !port.isUnderlay, let tap = vmTaps[port.switchInterface], let packetPort = port as? AFPacketPort {
+          pipeline.useAccessTap(interface: port.switchInterface, tap.fd, ringSocket: packetPort.transmitFD)
+        }
       }
     }
     var vector = FrameVector()
