@@ -250,8 +250,16 @@ final class TunnelSegmentationTests: XCTestCase {
   /// Segments whose inner TCP checksum the sender left unfinished (trusted, as the
   /// kernel trusts CHECKSUM_PARTIAL) merge into a super-frame as finished ones do; one
   /// left alone carries its checksum unfinished behind a NEEDS_CSUM header; toward a
-  /// tagged member (the general path) they are finished first.
+  /// tagged member (the general path) they are finished first. With an access port that
+  /// has no coalescer, every such frame takes the general path and is finished there.
   func testInnerChecksumsLeftUnfinishedAreTrustedAndPassedOn() {
+    checkInnerChecksumsLeftUnfinished(everyPortCoalesces: true)
+    checkInnerChecksumsLeftUnfinished(everyPortCoalesces: false)
+  }
+
+  func checkInnerChecksumsLeftUnfinished(
+    everyPortCoalesces: Bool, file: StaticString = #filePath, line: UInt = #line
+  ) {
     let flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost | FrameFlags.innerChecksumPartial
     let s = C.stream(C.Segment(), count: 3)
     var config = S.config(ipv6: false)
@@ -260,10 +268,14 @@ final class TunnelSegmentationTests: XCTestCase {
       .init(vni: 100, mac: C.trunkMAC, target: .port(.init(interface: "trunk0", vlan: 10))),
       .init(vni: 100, mac: C.plainMAC, target: .port(.init(interface: "vm2"))),
     ]
-    let sw = OfflineSwitch(config: config, virtioNetHeader: { $0 == "vm1" || $0 == "trunk0" })
+    let sw = OfflineSwitch(
+      config: config,
+      virtioNetHeader: {
+        $0 == "vm1" || $0 == "trunk0" || (everyPortCoalesces && ($0 == "vm2" || $0 == "vm3"))
+      })
     sw.forward(
       interface: "eth1", frames: s.map { S.vxlan(C.frame($0, pseudoHeaderChecksum: true)) }, flags: flags)
-    XCTAssertEqual(sw.takeOutput("vm1"), [C.expected(s)], "one super-frame")
+    XCTAssertEqual(sw.takeOutput("vm1"), [C.expected(s)], "one super-frame", file: file, line: line)
 
     let alone = C.frame(s[0], pseudoHeaderChecksum: true)
     sw.forward(interface: "eth1", frames: [S.vxlan(alone)], flags: flags)
@@ -272,7 +284,11 @@ final class TunnelSegmentationTests: XCTestCase {
       checksumOffset: 16)
     var headerBytes = [UInt8](repeating: 0, count: VirtioNetHeader.length)
     headerBytes.withUnsafeMutableBytes { header.store(to: $0.baseAddress!) }
-    XCTAssertEqual(sw.takeOutput("vm1"), [headerBytes + alone], "unfinished, behind NEEDS_CSUM")
+    XCTAssertEqual(
+      sw.takeOutput("vm1"),
+      everyPortCoalesces ? [headerBytes + alone] : [C.expected([s[0]])],
+      everyPortCoalesces ? "unfinished, behind NEEDS_CSUM" : "finished by the general path", file: file,
+      line: line)
 
     let tagged = C.stream(C.Segment(destination: C.trunkMAC), count: 2)
     sw.forward(
@@ -283,12 +299,15 @@ final class TunnelSegmentationTests: XCTestCase {
       copy.vlan = 10
       return copy
     }
-    XCTAssertEqual(sw.takeOutput("trunk0"), [C.expected(expectedTagged)], "finished, then merged")
-    // Toward a port that takes no super-frames: finished in its slot.
-    let plain = C.stream(C.Segment(destination: C.plainMAC), count: 1)
+    XCTAssertEqual(
+      sw.takeOutput("trunk0"), [C.expected(expectedTagged)], "finished, then merged", file: file, line: line)
+    // Toward vm2: merged when it coalesces; finished by the general path when it does not.
+    let plain = C.stream(C.Segment(destination: C.plainMAC), count: 2)
     sw.forward(
       interface: "eth1", frames: plain.map { S.vxlan(C.frame($0, pseudoHeaderChecksum: true)) }, flags: flags)
-    XCTAssertEqual(sw.takeOutput("vm2"), [C.frame(plain[0])])
+    XCTAssertEqual(
+      sw.takeOutput("vm2"), everyPortCoalesces ? [C.expected(plain)] : plain.map { C.frame($0) }, file: file,
+      line: line)
   }
 
   /// The underlay port tells the inner checksum left unfinished (the checksum start past
@@ -332,7 +351,8 @@ final class VMTapTests: XCTestCase {
       .init(vni: 100, mac: C.trunkMAC, target: .port(.init(interface: "trunk0", vlan: 10))),
       .init(vni: 100, mac: C.plainMAC, target: .port(.init(interface: "vm2"))),
     ]
-    let sw = OfflineSwitch(config: config, virtioNetHeader: { $0 == "vm1" || $0 == "trunk0" })
+    // Every access port coalesces, so that unfinished checksums take the fast path.
+    let sw = OfflineSwitch(config: config, virtioNetHeader: { $0 != "eth1" })
     sw.pipeline.useAccessTap(interface: UInt16(sw.interfaceIndex("vm1")!), tap.writer, ringSocket: -1)
     return sw
   }

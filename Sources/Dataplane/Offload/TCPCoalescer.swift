@@ -219,26 +219,30 @@ extension TxRing {
   /// (`length` bytes) joins its flow's super-frame, starts one, or is handed over behind a
   /// plain `virtio_net_hdr` (after the super-frames it must not overtake). With a
   /// `source`, the frame is not written yet: it is read there, and copied to the slot
-  /// only when it does not join a super-frame. With `checksumPartial` the frame's L4
-  /// checksum was left unfinished by a sender on this host (`FrameFlags.innerChecksumPartial`,
-  /// trusted): a super-frame gets its own, a frame that leaves alone carries it
-  /// unfinished behind a `NEEDS_CSUM` header, or finished when its headers are not a TCP
-  /// segment's the coalescer knows.
+  /// only when it does not join a super-frame. `frameFlags` (`FrameFlags`): with
+  /// `builtOnThisHost` the TCP checksum is trusted, not verified; with
+  /// `innerChecksumPartial` it was left unfinished by a sender on this host (trusted): a
+  /// super-frame gets its own, a frame that leaves alone carries it unfinished behind a
+  /// `NEEDS_CSUM` header, or finished when its headers are not a TCP segment's the
+  /// coalescer knows.
   @inline(never)
   mutating func commitCoalescing(
-    length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, checksumTrusted: Bool = false,
-    source: UnsafeRawPointer? = nil, checksumPartial: Bool = false
+    length: Int, _ state: UnsafeMutablePointer<TCPCoalescer>, frameFlags: UInt8 = 0,
+    source: UnsafeRawPointer? = nil
   ) {
     // A run's slot is claimed but still free to `reserve`: a batch that comes round the
     // ring (more outputs to one port than slots, as flooding to several members of one
     // port can make) would write over it. Handed over before that, the ring is found full.
     defer { if pending &+ 1 >= slotCount && state.pointee.openRuns != 0 { publishAllCoalesced(state) } }
     let frame = source ?? UnsafeRawPointer(next + dataOffset)
-    guard let segment = CoalescibleSegment(frame: frame, length: length, verifyingChecksum: !checksumTrusted)
+    let checksumPartial = frameFlags & FrameFlags.innerChecksumPartial != 0
+    guard
+      let segment = CoalescibleSegment(
+        frame: frame, length: length, verifyingChecksum: frameFlags & FrameFlags.builtOnThisHost == 0)
     else {
       publishAllCoalesced(state)
       if let source { (next + dataOffset).copyFrameBytes(from: source, count: length) }
-      if checksumPartial { ChecksumCompletion.complete(frame: next + dataOffset, length: length) }
+      if _slowPath(checksumPartial) { ChecksumCompletion.complete(frame: next + dataOffset, length: length) }
       commitBehindPlainHeader(length: length)
       return
     }

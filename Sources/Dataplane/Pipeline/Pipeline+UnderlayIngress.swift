@@ -44,6 +44,8 @@ extension Pipeline {
     let cacheTagBase = sourceCacheTagBase(kind: FDBTargetKind.vtep.rawValue, now: now)
     let outerLength = Family.outerLength
     let pattern = state.outerHeaderPattern
+    // Frames the fast path leaves to the general path by their flags alone.
+    let generalFlags = fastPathRefusedFlags
     var lane = DecapLane.none
     let laneSlot = currentDecapLane
     // Frames of one batch mostly come from few VTEPs: remember the last outer source
@@ -77,7 +79,7 @@ extension Pipeline {
       // decision is cached, or else known unicast for an untagged local member (whose
       // decision is then cached, once its source is known to be where it came from).
       fast: do {
-        if !Family.fastPathTakes(length: length) || flags & FrameFlags.checksumNotReady != 0 { break fast }
+        if !Family.fastPathTakes(length: length) || flags & generalFlags != 0 { break fast }
         if !Family.acceptsOuter(frame, length: length, flags: flags, pattern) { break fast }
         let vniField = Family.vniField(frame)
         if _slowPath(vniField != lane.vniField) {
@@ -128,9 +130,7 @@ extension Pipeline {
           drop(.oversize)
           continue
         }
-        ring.pointee.commit(
-          copying: inner, length: innerLength, checksumTrusted: flags & FrameFlags.builtOnThisHost != 0,
-          checksumPartial: flags & FrameFlags.innerChecksumPartial != 0)
+        ring.pointee.commit(copying: inner, length: innerLength, frameFlags: flags)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue

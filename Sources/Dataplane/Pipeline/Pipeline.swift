@@ -68,6 +68,12 @@ public final class Pipeline {
   var segmentingRing: UnsafeMutablePointer<TxRing>? = nil
   /// The segmenter's tunnel run's header scratch (`useTunnelTap`), owned here.
   var tunnelScratch: UnsafeMutableRawPointer? = nil
+  /// Frame flags that send a decapsulated frame to the general path: an unfinished
+  /// checksum the kernel left (`checksumNotReady`), and an inner one a sender left
+  /// (`innerChecksumPartial`) while some access ring has no coalescer to pass it on
+  /// (the general path finishes it; with coalescers everywhere the fast path takes
+  /// such frames and the coalescers deal with them, no test per frame in the rings).
+  var fastPathRefusedFlags = FrameFlags.checksumNotReady | FrameFlags.innerChecksumPartial
   /// The coalescers' tap buffers and piece lists (`useAccessTap`), owned here.
   var tapAllocations: [(UnsafeMutableRawPointer, UnsafeMutablePointer<iovec>)] = []
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
@@ -184,7 +190,13 @@ public final class Pipeline {
       segmentingRing = ring
       return
     }
-    guard coalescesTCP && ring.pointee.framePrefix == VirtioNetHeader.length else { return }
+    guard coalescesTCP && ring.pointee.framePrefix == VirtioNetHeader.length else {
+      uncoalescedRings.insert(interface)
+      updateFastPathFlags()
+      return
+    }
+    uncoalescedRings.remove(interface)
+    defer { updateFastPathFlags() }
     let state = coalescers + Int(interface)
     state.pointee = TCPCoalescer(flowLimit: coalescedFlows)
     ring.pointee.coalescer = state
@@ -213,6 +225,15 @@ public final class Pipeline {
     }
     state.pointee.tap = tap
     state.pointee.ringSocket = ringSocket
+  }
+
+  /// Access rings attached without a coalescer (see `fastPathRefusedFlags`).
+  var uncoalescedRings: Set<UInt16> = []
+
+  func updateFastPathFlags() {
+    fastPathRefusedFlags =
+      FrameFlags.checksumNotReady
+      | (uncoalescedRings.isEmpty && coalescingCount != 0 ? 0 : FrameFlags.innerChecksumPartial)
   }
 
   /// The coalescer of an interface's ring (counts for tests and statistics).

@@ -85,7 +85,8 @@ public struct TxRing {
   @inline(__always)
   public mutating func commit(length: Int, checksumTrusted: Bool = false) {
     if let coalescer {
-      commitCoalescing(length: length, coalescer, checksumTrusted: checksumTrusted)
+      commitCoalescing(
+        length: length, coalescer, frameFlags: checksumTrusted ? FrameFlags.builtOnThisHost : 0)
       return
     }
     commitUncoalesced(length: length)
@@ -94,22 +95,19 @@ public struct TxRing {
   /// `commit` of a frame not yet written: the `length` bytes at `source` are copied to
   /// the reserved slot, except when the ring's coalescer appends them to a super-frame:
   /// then only their payload is copied, there. (The coalescer reads `source`, not the
-  /// slot: reading a slot just written waits for the copy's stores.) `checksumPartial`:
-  /// the frame's L4 checksum is unfinished (`FrameFlags.innerChecksumPartial`): the
-  /// coalescer deals with it, else it is finished in the slot.
+  /// slot: reading a slot just written waits for the copy's stores.) `frameFlags` are the
+  /// received frame's (`FrameFlags`), for the coalescer: with `builtOnThisHost` it trusts
+  /// the TCP checksum; with `innerChecksumPartial` that checksum is unfinished, which it
+  /// deals with (a ring without one never gets such a frame).
   @inline(__always)
-  public mutating func commit(
-    copying source: UnsafeRawPointer, length: Int, checksumTrusted: Bool = false,
-    checksumPartial: Bool = false
-  ) {
+  public mutating func commit(copying source: UnsafeRawPointer, length: Int, frameFlags: UInt8 = 0) {
     if let coalescer {
-      commitCoalescing(
-        length: length, coalescer, checksumTrusted: checksumTrusted, source: source,
-        checksumPartial: checksumPartial)
+      commitCoalescing(length: length, coalescer, frameFlags: frameFlags, source: source)
       return
     }
+    // No `innerChecksumPartial` here: the pipeline's fast path leaves such frames to the
+    // general path unless every access ring has a coalescer (`fastPathRefusedFlags`).
     (next + dataOffset).copyFrameBytes(from: source, count: length)
-    if _slowPath(checksumPartial) { ChecksumCompletion.complete(frame: next + dataOffset, length: length) }
     commitUncoalesced(length: length)
   }
 
