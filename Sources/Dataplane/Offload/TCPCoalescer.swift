@@ -354,19 +354,10 @@ extension TxRing {
     } else {
       let ip = frame + coalesced.networkOffset
       let l4Length = length &- coalesced.transportOffset
-      let pseudo: UInt64
-      if coalesced.isIPv6 {
-        ip.setBE16(IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: l4Length))
-        pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
-      } else {
-        ip.setBE16(
-          IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: length &- coalesced.networkOffset))
-        ip.setBE16(IPv4Layout.checksumOffset, 0)
-        ip.setBE16(
-          IPv4Layout.checksumOffset,
-          OnesComplement.finish(OnesComplement.sum(ip, count: IPv4Layout.minimumHeaderLength)))
-        pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
-      }
+      let pseudo =
+        coalesced.isIPv6
+        ? IPLengthFixup.ipv6(ip, payloadLength: l4Length)
+        : IPLengthFixup.ipv4(ip, totalLength: length &- coalesced.networkOffset)
       // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum, not
       // complemented; whoever finishes the checksum adds the rest.
       (frame + coalesced.transportOffset).setBE16(

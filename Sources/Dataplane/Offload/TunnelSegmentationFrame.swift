@@ -61,31 +61,20 @@ public enum TunnelSegmentationFrame {
     finalFlags: UInt8, header: UnsafeMutableRawPointer
   ) {
     let total = layout.headerLength &+ payloadLength
-    let outerIP = headers + EthernetLayout.headerLength
-    outerIP.setBE16(
-      IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: total &- EthernetLayout.headerLength))
-    outerIP.setBE16(IPv4Layout.checksumOffset, 0)
-    outerIP.setBE16(
-      IPv4Layout.checksumOffset,
-      OnesComplement.finish(OnesComplement.sum(outerIP, count: IPv4Layout.minimumHeaderLength)))
+    IPLengthFixup.ipv4(
+      headers + EthernetLayout.headerLength, totalLength: total &- EthernetLayout.headerLength)
     let udp = headers + layout.outerTransport
     udp.setBE16(UDPLayout.lengthOffset, UInt16(truncatingIfNeeded: total &- layout.outerTransport))
     udp.setBE16(UDPLayout.checksumOffset, 0)
 
     let innerIP = headers + layout.innerNetwork
     let tcpLength = total &- layout.innerTransport
-    let pseudo: UInt64
-    if layout.innerIsIPv6 {
-      innerIP.setBE16(IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: tcpLength))
-      pseudo = OnesComplement.sum(innerIP + IPv6Layout.sourceOffset, count: 32)
-    } else {
-      innerIP.setBE16(IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: total &- layout.innerNetwork))
-      innerIP.setBE16(IPv4Layout.checksumOffset, 0)
-      let ipHeaderLength = layout.innerTransport &- layout.innerNetwork
-      innerIP.setBE16(
-        IPv4Layout.checksumOffset, OnesComplement.finish(OnesComplement.sum(innerIP, count: ipHeaderLength)))
-      pseudo = OnesComplement.sum(innerIP + IPv4Layout.sourceOffset, count: 8)
-    }
+    let pseudo =
+      layout.innerIsIPv6
+      ? IPLengthFixup.ipv6(innerIP, payloadLength: tcpLength)
+      : IPLengthFixup.ipv4(
+        innerIP, totalLength: total &- layout.innerNetwork,
+        headerLength: layout.innerTransport &- layout.innerNetwork)
     let tcp = headers + layout.innerTransport
     tcp.storeBytes(
       of: tcp.load(fromByteOffset: TCPLayout.flagsOffset, as: UInt8.self) | finalFlags,

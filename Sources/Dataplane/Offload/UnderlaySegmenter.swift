@@ -334,19 +334,10 @@ public enum UDPSegmentationFrame {
   ) -> VirtioNetHeader {
     let ip = frame + EthernetLayout.headerLength
     let udpLength = length &- transportOffset
-    let pseudo: UInt64
-    if isIPv6 {
-      ip.setBE16(IPv6Layout.payloadLengthOffset, UInt16(truncatingIfNeeded: udpLength))
-      pseudo = OnesComplement.sum(ip + IPv6Layout.sourceOffset, count: 32)
-    } else {
-      ip.setBE16(
-        IPv4Layout.totalLengthOffset, UInt16(truncatingIfNeeded: length &- EthernetLayout.headerLength))
-      ip.setBE16(IPv4Layout.checksumOffset, 0)
-      ip.setBE16(
-        IPv4Layout.checksumOffset,
-        OnesComplement.finish(OnesComplement.sum(ip, count: IPv4Layout.minimumHeaderLength)))
-      pseudo = OnesComplement.sum(ip + IPv4Layout.sourceOffset, count: 8)
-    }
+    let pseudo =
+      isIPv6
+      ? IPLengthFixup.ipv6(ip, payloadLength: udpLength)
+      : IPLengthFixup.ipv4(ip, totalLength: length &- EthernetLayout.headerLength)
     let udp = frame + transportOffset
     udp.setBE16(UDPLayout.lengthOffset, UInt16(truncatingIfNeeded: udpLength))
     // CHECKSUM_PARTIAL convention: the field holds the folded pseudo-header sum (with

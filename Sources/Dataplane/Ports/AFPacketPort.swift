@@ -482,25 +482,10 @@ public final class AFPacketPort: LivePort {
   static func unfinishedOuterUDP(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer) -> Int? {
     let virtio = VirtioNetHeader(at: header)
     guard virtio.flags & VirtioNetHeader.needsChecksum != 0,
-      Int(virtio.checksumOffset) == UDPLayout.checksumOffset, length >= EthernetLayout.headerLength
+      Int(virtio.checksumOffset) == UDPLayout.checksumOffset,
+      let udp = outerUDP(frame: frame, length: length),
+      Int(virtio.checksumStart) == udp, udp &+ UDPLayout.headerLength <= length
     else { return nil }
-    let ip = EthernetLayout.headerLength
-    let udp: Int
-    switch frame.be16(EthernetLayout.etherTypeOffset) {
-    case EtherType.ipv4:
-      guard length >= ip &+ IPv4Layout.minimumHeaderLength,
-        frame.u8(ip &+ IPv4Layout.protocolOffset) == IPProtocol.udp
-      else { return nil }
-      udp = ip &+ Int(frame.u8(ip) & 0x0F) &<< 2
-    case EtherType.ipv6:
-      guard length >= ip &+ IPv6Layout.headerLength,
-        frame.u8(ip &+ IPv6Layout.nextHeaderOffset) == IPProtocol.udp
-      else { return nil }
-      udp = ip &+ IPv6Layout.headerLength
-    default:
-      return nil
-    }
-    guard Int(virtio.checksumStart) == udp, udp &+ UDPLayout.headerLength <= length else { return nil }
     return udp
   }
 
@@ -511,27 +496,33 @@ public final class AFPacketPort: LivePort {
   static func unfinishedInnerChecksum(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer) -> Bool
   {
     let virtio = VirtioNetHeader(at: header)
-    guard virtio.flags & VirtioNetHeader.needsChecksum != 0, length >= EthernetLayout.headerLength,
-      Int(virtio.checksumStart) &+ Int(virtio.checksumOffset) &+ 2 <= length
+    guard virtio.flags & VirtioNetHeader.needsChecksum != 0,
+      Int(virtio.checksumStart) &+ Int(virtio.checksumOffset) &+ 2 <= length,
+      let udp = outerUDP(frame: frame, length: length)
     else { return false }
+    let innerIP = udp &+ UDPLayout.headerLength &+ 8 &+ EthernetLayout.headerLength
+    return Int(virtio.checksumStart) >= innerIP &+ IPv4Layout.minimumHeaderLength
+  }
+
+  /// Where the UDP header of an underlay frame is: after an untagged outer IPv4 (any
+  /// header length) or IPv6 header carrying UDP; nil for anything else.
+  static func outerUDP(frame: UnsafeRawPointer, length: Int) -> Int? {
+    guard length >= EthernetLayout.headerLength else { return nil }
     let ip = EthernetLayout.headerLength
-    let udp: Int
     switch frame.be16(EthernetLayout.etherTypeOffset) {
     case EtherType.ipv4:
       guard length >= ip &+ IPv4Layout.minimumHeaderLength,
         frame.u8(ip &+ IPv4Layout.protocolOffset) == IPProtocol.udp
-      else { return false }
-      udp = ip &+ Int(frame.u8(ip) & 0x0F) &<< 2
+      else { return nil }
+      return ip &+ Int(frame.u8(ip) & 0x0F) &<< 2
     case EtherType.ipv6:
       guard length >= ip &+ IPv6Layout.headerLength,
         frame.u8(ip &+ IPv6Layout.nextHeaderOffset) == IPProtocol.udp
-      else { return false }
-      udp = ip &+ IPv6Layout.headerLength
+      else { return nil }
+      return ip &+ IPv6Layout.headerLength
     default:
-      return false
+      return nil
     }
-    let innerIP = udp &+ UDPLayout.headerLength &+ 8 &+ EthernetLayout.headerLength
-    return Int(virtio.checksumStart) >= innerIP &+ IPv4Layout.minimumHeaderLength
   }
 
   /// Cuts the pending super-frame into the segment arena and appends the segments to

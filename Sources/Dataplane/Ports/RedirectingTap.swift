@@ -76,22 +76,12 @@ public final class RedirectingTap {
         fclose(file)
       }
       let tapIndex = try Syscall.interfaceIndex(name)
-      var instructions = Self.assemble(targetIndex: targetIndex)
-      var log = [CChar](repeating: 0, count: 4096)
-      let programFD = instructions.withUnsafeMutableBufferPointer { code in
-        cp_tc_program_load(code.baseAddress, code.count, "vxs_tnl_redir", &log, log.count)
+      do {
+        linkFD = try TCXIngress.attach(
+          Self.assemble(targetIndex: targetIndex), name: "vxs_tap_redir", interfaceIndex: tapIndex)
+      } catch {
+        throw AFPacketError.redirectingTap(name: name, reason: error.reason)
       }
-      guard programFD >= 0 else {
-        throw AFPacketError.redirectingTap(
-          name: name, reason: BPFAssembler.loadFailure("tc", errno: -programFD, verifierLog: log))
-      }
-      defer { Glibc.close(programFD) }
-      let link = cp_tcx_attach_ingress(tapIndex, programFD)
-      guard link >= 0 else {
-        throw AFPacketError.redirectingTap(
-          name: name, reason: "attaching the redirect at tcx ingress failed: \(AFPacketError.text(-link))")
-      }
-      linkFD = link
     } catch {
       close()
       throw error

@@ -66,25 +66,12 @@ public final class UnderlayStackBypass {
   public init(interface: String, vtep: IPAddress, udpPort: UInt16) throws {
     self.interface = interface
     let index = try Syscall.interfaceIndex(interface)
-    var instructions = Self.assemble(vtep: vtep, udpPort: udpPort)
-    var log = [CChar](repeating: 0, count: 16384)
-    let programFD = instructions.withUnsafeMutableBufferPointer { code in
-      cp_tc_program_load(code.baseAddress, code.count, "vxs_ul_ingress", &log, log.count)
+    do {
+      linkFD = try TCXIngress.attach(
+        Self.assemble(vtep: vtep, udpPort: udpPort), name: "vxs_ul_ingress", interfaceIndex: index)
+    } catch {
+      throw AFPacketError.underlayBypass(interface: interface, reason: error.reason)
     }
-    guard programFD >= 0 else {
-      throw AFPacketError.underlayBypass(
-        interface: interface, reason: BPFAssembler.loadFailure("tc", errno: -programFD, verifierLog: log))
-    }
-    // The link holds the program; the program's own fd is not needed after attaching.
-    defer { Glibc.close(programFD) }
-    let link = cp_tcx_attach_ingress(index, programFD)
-    guard link >= 0 else {
-      throw AFPacketError.underlayBypass(
-        interface: interface,
-        reason: "attaching at tcx ingress failed: \(AFPacketError.text(-link))"
-          + (-link == EINVAL || -link == EOPNOTSUPP ? " (tcx needs Linux 6.6 or later)" : ""))
-    }
-    linkFD = link
   }
 
   deinit { detach() }
