@@ -323,8 +323,8 @@ final class TunnelSegmentationTests: XCTestCase {
       }
       return datagram.withUnsafeBytes { frame in
         header.withUnsafeBytes {
-          AFPacketPort.unfinishedInnerChecksum(
-            frame: frame.baseAddress!, length: datagram.count, header: $0.baseAddress!)
+          AFPacketPort.unfinishedChecksum(
+            frame: frame.baseAddress!, length: datagram.count, header: $0.baseAddress!) == .inner
         }
       }
     }

@@ -573,8 +573,8 @@ final class UnderlaySegmenterTests: XCTestCase {
       }
       return header.withUnsafeBytes { h in
         frame.withUnsafeBytes {
-          AFPacketPort.unfinishedOuterUDP(frame: $0.baseAddress!, length: frame.count, header: h.baseAddress!)
-            != nil
+          AFPacketPort.unfinishedChecksum(frame: $0.baseAddress!, length: frame.count, header: h.baseAddress!)
+            == .outerUDP(34)
         }
       }
     }

@@ -122,7 +122,7 @@ extension TxRing {
   /// Nil for anything else.
   static func tunnelLayout(_ frame: UnsafeRawPointer, headerLength: Int) -> TunnelSegmentationFrame.Layout? {
     let outerTransport = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
-    let innerEthernet = outerTransport &+ UDPLayout.headerLength &+ 8
+    let innerEthernet = outerTransport &+ UDPLayout.headerLength &+ VXLANLayout.headerLength
     let innerNetwork = innerEthernet &+ EthernetLayout.headerLength
     guard headerLength >= innerNetwork &+ IPv4Layout.minimumHeaderLength &+ TCPLayout.minimumHeaderLength,
       frame.be16(EthernetLayout.etherTypeOffset) == EtherType.ipv4,
@@ -157,9 +157,9 @@ extension TxRing {
   }
 
   /// Whether the segment at `frame` continues the tunnel run (see `TunnelRun`). The
-  /// outer header is compared with the run's copy: MACs, EtherType, version, TOS (bytes
-  /// 0-15); identification, fragment field, TTL, protocol (18-23); addresses and UDP
-  /// ports (26-37); the VXLAN header (42-49). Not the lengths nor the checksums.
+  /// outer header is compared with the run's copy as the UDP GSO segmenter compares it
+  /// (`ipv4OuterHeaderDifference`), and the UDP ports (34-37) and the VXLAN header
+  /// (42-49) too. Not the lengths nor the checksums.
   @inline(__always)
   static func continuesTunnelRun(
     _ run: TunnelRun, _ frame: UnsafeRawPointer, _ headerLength: Int, _ payload: UnsafeRawPointer,
@@ -170,11 +170,11 @@ extension TxRing {
       headerLength &+ run.payloadLength &+ payloadLength <= TunnelRun.frameLimit
     else { return false }
     let open = UnsafeRawPointer(run.scratch.unsafelyUnwrapped + TunnelSegmentationFrame.headerLength)
+    let udp = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
+    let vxlan = udp &+ UDPLayout.headerLength
     let differs =
-      (frame.raw64(0) ^ open.raw64(0)) | (frame.raw64(8) ^ open.raw64(8))
-      | UInt64(frame.raw32(18) ^ open.raw32(18)) | UInt64(frame.raw16(22) ^ open.raw16(22))
-      | (frame.raw64(26) ^ open.raw64(26)) | UInt64(frame.raw32(34) ^ open.raw32(34))
-      | (frame.raw64(42) ^ open.raw64(42))
+      ipv4OuterHeaderDifference(frame, open) | UInt64(frame.raw32(udp) ^ open.raw32(udp))
+      | (frame.raw64(vxlan) ^ open.raw64(vxlan))
     return differs == 0
   }
 
@@ -184,7 +184,10 @@ extension TxRing {
     _ frame: UnsafeMutableRawPointer, headerLength: Int, _ payload: UnsafeRawPointer, _ payloadLength: Int
   ) {
     (frame + headerLength).copyMemory(from: payload, byteCount: payloadLength)
-    let inner = frame + (EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength &+ 16)
+    let inner =
+      frame
+      + (EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength &+ UDPLayout.headerLength
+        &+ VXLANLayout.headerLength)
     ChecksumCompletion.complete(frame: inner, length: headerLength &+ payloadLength &- (inner - frame))
   }
 

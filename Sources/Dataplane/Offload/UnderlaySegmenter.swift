@@ -258,14 +258,20 @@ extension TxRing {
         | (frame.raw64(46) ^ open.raw64(46))
       return differs == 0
     }
-    // MACs, EtherType, version, TOS (bytes 0-15); identification, fragment field, TTL,
-    // protocol (18-23); addresses (26-33). Not the total length nor the header checksum.
-    // (Words, not `SIMD16 ==`: the standard library compares vectors lane by lane.)
-    let differs =
-      (frame.raw64(0) ^ open.raw64(0)) | (frame.raw64(8) ^ open.raw64(8))
+    return ipv4OuterHeaderDifference(frame, open) == 0
+  }
+
+  /// Non-zero when two frames' outer Ethernet and IPv4 headers (without options) differ
+  /// but for what segmentation sets per datagram: compares MACs, EtherType, version, TOS
+  /// (bytes 0-15); identification, fragment field, TTL, protocol (18-23); addresses
+  /// (26-33); not the total length nor the header checksum. In words that each lie
+  /// within one of the encapsulation's stores (see `continuesRun`), not `SIMD16 ==`,
+  /// which the standard library compares lane by lane.
+  @inline(__always)
+  static func ipv4OuterHeaderDifference(_ frame: UnsafeRawPointer, _ open: UnsafeRawPointer) -> UInt64 {
+    (frame.raw64(0) ^ open.raw64(0)) | (frame.raw64(8) ^ open.raw64(8))
       | UInt64(frame.raw32(18) ^ open.raw32(18)) | UInt64(frame.raw16(22) ^ open.raw16(22))
       | (frame.raw64(26) ^ open.raw64(26))
-    return differs == 0
   }
 
   /// Appends the datagram's UDP payload to the run; hands the run over when the datagram

@@ -12,8 +12,8 @@ extension Pipeline {
       segmenter.pointee.udpChecksums = state.localIsIPv6 || state.ipv4UDPChecksum
       // Only a joining batch copies deferred payloads where they go (`DeferredPayload`).
       if vector.hasDeferredPayloads && !joining { DeferredPayload.materializeAll(&vector) }
-      if joining && segmenter.pointee.tunnel.isActive && !segmenter.pointee.udpChecksums && !state.localIsIPv6
-      {
+      // The tunnel tap takes an IPv4 underlay without UDP checksums (no `udpChecksums`).
+      if joining && segmenter.pointee.tunnel.isActive && !segmenter.pointee.udpChecksums {
         misses = switchAccessBatch(&vector, state, caching: caching, TunnelTapUnderlayCommit.self)
       } else {
         misses =

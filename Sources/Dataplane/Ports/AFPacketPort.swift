@@ -441,21 +441,22 @@ public final class AFPacketPort: LivePort {
         // outer header the decap fast path takes.
         if completesChecksums {
           if ChecksumCompletion.complete(frame: frame, length: snapLength) { completed &+= 1 }
-        } else if hasVirtioNetHeader,
-          let udp = Self.unfinishedOuterUDP(
+        } else if hasVirtioNetHeader {
+          switch Self.unfinishedChecksum(
             frame: frame, length: snapLength, header: UnsafeRawPointer(frame - VirtioNetHeader.length))
-        {
-          if UnsafeRawPointer(frame).be16(EthernetLayout.etherTypeOffset) == EtherType.ipv4 {
-            frame.setBE16(udp &+ UDPLayout.checksumOffset, 0)
+          {
+          case .outerUDP(let udp):
+            if UnsafeRawPointer(frame).be16(EthernetLayout.etherTypeOffset) == EtherType.ipv4 {
+              frame.setBE16(udp &+ UDPLayout.checksumOffset, 0)
+            }
+            flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost
+          case .inner:
+            // A sender that left segmentation to the kernel: trusted, and left
+            // unfinished where the output allows.
+            flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost | FrameFlags.innerChecksumPartial
+          case .unknown:
+            flags = FrameFlags.checksumNotReady
           }
-          flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost
-        } else if hasVirtioNetHeader,
-          Self.unfinishedInnerChecksum(
-            frame: frame, length: snapLength, header: UnsafeRawPointer(frame - VirtioNetHeader.length))
-        {
-          // The inner checksum is the unfinished one (a sender that left segmentation
-          // to the kernel): trusted, and left unfinished where the output allows.
-          flags = FrameFlags.checksumValid | FrameFlags.builtOnThisHost | FrameFlags.innerChecksumPartial
         } else {
           flags = FrameFlags.checksumNotReady
         }
@@ -474,34 +475,37 @@ public final class AFPacketPort: LivePort {
     return added
   }
 
-  /// Where the outer UDP header is, when the unfinished checksum of an underlay frame
-  /// (`header` its `virtio_net_hdr`) is the outer UDP checksum: `NEEDS_CSUM` with the
-  /// checksum start at the UDP header after an outer IPv4 or IPv6 header (offsets as the
+  /// Which checksum of an underlay frame the kernel left unfinished, as its
+  /// `virtio_net_hdr` says (`NEEDS_CSUM`, the checksum start and offset; offsets as the
   /// ring holds the frame: a VLAN tag the kernel stripped into the metadata is not
-  /// counted); nil otherwise.
-  static func unfinishedOuterUDP(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer) -> Int? {
-    let virtio = VirtioNetHeader(at: header)
-    guard virtio.flags & VirtioNetHeader.needsChecksum != 0,
-      Int(virtio.checksumOffset) == UDPLayout.checksumOffset,
-      let udp = outerUDP(frame: frame, length: length),
-      Int(virtio.checksumStart) == udp, udp &+ UDPLayout.headerLength <= length
-    else { return nil }
-    return udp
+  /// counted).
+  enum UnfinishedChecksum: Equatable {
+    /// The outer UDP checksum, its header at this offset (after an outer IPv4 or IPv6
+    /// header).
+    case outerUDP(Int)
+    /// The L4 checksum of the frame inside a VXLAN datagram: the checksum start past the
+    /// outer UDP header, the VXLAN header, an inner Ethernet header and a minimal inner
+    /// IP header, the field within the frame.
+    case inner
+    /// Neither, or no `NEEDS_CSUM`.
+    case unknown
   }
 
-  /// Whether the unfinished checksum of an underlay frame (`header` its `virtio_net_hdr`)
-  /// is the L4 checksum of the frame inside a VXLAN datagram: `NEEDS_CSUM` with the
-  /// checksum start past the outer UDP header, the VXLAN header, an inner Ethernet
-  /// header and a minimal inner IP header, and the field within the frame.
-  static func unfinishedInnerChecksum(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer) -> Bool
+  static func unfinishedChecksum(frame: UnsafeRawPointer, length: Int, header: UnsafeRawPointer)
+    -> UnfinishedChecksum
   {
     let virtio = VirtioNetHeader(at: header)
-    guard virtio.flags & VirtioNetHeader.needsChecksum != 0,
-      Int(virtio.checksumStart) &+ Int(virtio.checksumOffset) &+ 2 <= length,
-      let udp = outerUDP(frame: frame, length: length)
-    else { return false }
-    let innerIP = udp &+ UDPLayout.headerLength &+ 8 &+ EthernetLayout.headerLength
-    return Int(virtio.checksumStart) >= innerIP &+ IPv4Layout.minimumHeaderLength
+    let start = Int(virtio.checksumStart)
+    guard virtio.flags & VirtioNetHeader.needsChecksum != 0, let udp = outerUDP(frame: frame, length: length)
+    else { return .unknown }
+    if start == udp {
+      let isUDPField = Int(virtio.checksumOffset) == UDPLayout.checksumOffset
+      return isUDPField && udp &+ UDPLayout.headerLength <= length ? .outerUDP(udp) : .unknown
+    }
+    let innerIP = udp &+ UDPLayout.headerLength &+ VXLANLayout.headerLength &+ EthernetLayout.headerLength
+    return start >= innerIP &+ IPv4Layout.minimumHeaderLength
+      && start &+ Int(virtio.checksumOffset) &+ 2 <= length
+      ? .inner : .unknown
   }
 
   /// Where the UDP header of an underlay frame is: after an untagged outer IPv4 (any
