@@ -356,6 +356,11 @@ final class ConfigTests: XCTestCase {
     XCTAssertEqual(config.io(of: "eth1"), .afXDP)
     XCTAssertEqual(config.io(of: "vm1"), .afPacket)
     XCTAssertEqual(config.io(of: "vm2"), .afPacket, "an interface without a table keeps the default")
+    XCTAssertTrue(config.offloadTap(of: "eth1"), "offload taps are on unless a table turns them off")
+    XCTAssertTrue(config.offloadTap(of: "vm2"))
+    let off = try XCTUnwrap(decode(site + "[[interface]]\nname = \"vm1\"\noffload_tap = false\n"))
+    XCTAssertFalse(off.offloadTap(of: "vm1"))
+    XCTAssertEqual(off.io(of: "vm1"), .afPacket)
   }
 
   func testInterfaceErrors() {
@@ -375,6 +380,7 @@ final class ConfigTests: XCTestCase {
         ["6: interface name must be a Linux interface name, \(ConfigSyntax.interfaceNameRule) (got 'a/b')"]
       ),
       (site + "[[interface]]\nname = \"eth1\"\nmode = \"x\"\n", ["7: unknown key 'mode' in [[interface]]"]),
+      (site + "[[interface]]\nname = \"eth1\"\noffload_tap = \"no\"\n", ["7: offload_tap must be true or false"]),
     ]
     for (text, expected) in cases {
       XCTAssertEqual(errors(text), expected, "for input:\n\(text)")

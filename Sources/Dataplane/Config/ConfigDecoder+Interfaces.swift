@@ -1,7 +1,7 @@
 extension ConfigDecoder {
   static let interfaceKeys = ConfigSchema.allowedKeys(in: "interface")
 
-  /// `[[interface]]`: per-interface settings (the port type), one table per interface name.
+  /// `[[interface]]`: per-interface settings (the port type, the offload tap), one table per interface name.
   /// An interface without a table keeps the defaults; a table for an interface no bridge
   /// domain uses yet is kept, for ports added later through the API.
   func decodeInterfaces(_ tables: [ConfigTableReader]) -> [SiteConfig.InterfaceSettings] {
@@ -31,6 +31,7 @@ extension ConfigDecoder {
           report("io must be \(words)\(got)", line: value.line)
         }
       }
+      if let offloadTap = table.boolean("offload_tap") { entry.offloadTap = offloadTap.value }
       settings.append(entry)
     }
     return settings

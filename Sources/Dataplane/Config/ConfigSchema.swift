@@ -14,7 +14,7 @@ public enum ConfigSchema {
     ],
     "api": ["listen", "token_file", "rate_limit"],
     "neighbor": ["ip", "mac"],
-    "interface": ["name", "io"],
+    "interface": ["name", "io", "offload_tap"],
     "bridge_domain": [
       "vni", "name", "ports", "flood", "learning", "learn_limit", "arp_suppression", "rd", "import_rt",
       "export_rt",

@@ -190,15 +190,25 @@ public struct SiteConfig: Sendable, Equatable {
     public var name: String
     /// The port type the switch opens on this interface.
     public var io: PortIO = .afPacket
-    public init(name: String, io: PortIO = .afPacket) {
+    /// `offload_tap`: whether an AF_PACKET port on this interface hands super-frames to
+    /// the kernel through a tap (the underlay's UDP-tunnel cut, a VM's coalesced TCP);
+    /// without it the switch sends them through the port's ring.
+    public var offloadTap = true
+    public init(name: String, io: PortIO = .afPacket, offloadTap: Bool = true) {
       self.name = name
       self.io = io
+      self.offloadTap = offloadTap
     }
   }
 
   /// The port type configured for `interface` (`af_packet` unless `[[interface]]` says).
   public func io(of interface: String) -> PortIO {
     interfaces.first { $0.name == interface }?.io ?? .afPacket
+  }
+
+  /// Whether `interface` may have an offload tap (yes unless `[[interface]]` says not).
+  public func offloadTap(of interface: String) -> Bool {
+    interfaces.first { $0.name == interface }?.offloadTap ?? true
   }
 
   public struct Neighbor: Sendable, Equatable {

@@ -287,7 +287,8 @@ public final class LiveSwitch: @unchecked Sendable {
     // kernel would have to finish the outer checksum of every datagram otherwise); any
     // other underlay has the switch cut super-frames, as it always did.
     if options.underlayTunnelSegmentation && portOptions.underlaySegmentation
-      && config.io(of: underlay) == .afPacket && config.site.vtep.isIPv4 && !config.site.udpChecksumIPv4
+      && config.io(of: underlay) == .afPacket && config.offloadTap(of: underlay) && config.site.vtep.isIPv4
+      && !config.site.udpChecksumIPv4
     {
       do {
         let index = try Syscall.interfaceIndex(underlay)
@@ -339,7 +340,7 @@ public final class LiveSwitch: @unchecked Sendable {
           group = group ?? port.fanoutGroup
           column.append(port)
         }
-        if !isUnderlay && options.vmTaps && portOptions.superFrameTransmit {
+        if !isUnderlay && options.vmTaps && config.offloadTap(of: name) && portOptions.superFrameTransmit {
           do {
             let device = try Syscall.interfaceIndex(name)
             vmTaps[UInt16(index)] = try RedirectingTap(
