@@ -380,7 +380,10 @@ final class ConfigTests: XCTestCase {
         ["6: interface name must be a Linux interface name, \(ConfigSyntax.interfaceNameRule) (got 'a/b')"]
       ),
       (site + "[[interface]]\nname = \"eth1\"\nmode = \"x\"\n", ["7: unknown key 'mode' in [[interface]]"]),
-      (site + "[[interface]]\nname = \"eth1\"\noffload_tap = \"no\"\n", ["7: offload_tap must be true or false"]),
+      (
+        site + "[[interface]]\nname = \"eth1\"\noffload_tap = \"no\"\n",
+        ["7: offload_tap must be true or false"]
+      ),
     ]
     for (text, expected) in cases {
       XCTAssertEqual(errors(text), expected, "for input:\n\(text)")
