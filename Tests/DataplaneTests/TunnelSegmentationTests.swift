@@ -54,27 +54,34 @@ final class TunnelSegmentationTests: XCTestCase {
     }
   }
 
-  static func makeSwitch(tap: MessageTap?, ipv6: Bool = false) -> OfflineSwitch {
-    let sw = U.makeSwitch(ipv6: ipv6, gso: tap != nil)
+  static func makeSwitch(tap: MessageTap?, ipv6: Bool = false, udpChecksum: Bool = false) -> OfflineSwitch {
+    let sw = U.makeSwitch(ipv6: ipv6, gso: tap != nil, udpChecksum: udpChecksum)
     if let tap { sw.pipeline.useTunnelTap(tap.writer, ringSocket: -1) }
     return sw
   }
 
   /// The tap's frame (its 24-byte header first) cut as the kernel does: per `gso_size`
   /// bytes of payload the headers copied; outer IPv4 total length, identification
-  /// counted up and header checksum, UDP length (checksum 0 stays 0); inner IP length
+  /// counted up and header checksum, or IPv6 payload length; UDP length; inner IP length
   /// and IPv4 identification counted up, its header checksum; the TCP sequence number
   /// advanced, CWR on the first segment only, PSH and FIN on the last only; then the TCP
   /// checksum finished over the segment as a device would (the field holds the segment's
-  /// pseudo-header sum before). A frame that is not a GSO frame only gets its checksum.
+  /// pseudo-header sum before), and the outer UDP checksum over the datagram when the
+  /// header asks for it (`VIRTIO_NET_HDR_F_UDP_TUNNEL_CSUM`; else a 0 stays 0). A frame
+  /// that is not a GSO frame only gets its inner checksum, or nothing when the header
+  /// leaves nothing to do.
   static func kernelSegments(_ message: [UInt8]) -> [[UInt8]] {
     let header = Array(message[0..<TunnelSegmentationFrame.headerLength])
     let frame = Array(message[TunnelSegmentationFrame.headerLength...])
+    let flags = header[0]
     let gsoType = Int(header[1])
+    if gsoType == 0 && flags & VirtioNetHeader.needsChecksum == 0 { return [frame] }
+    let outerIPv6 = U.be16(frame, 12) == 0x86DD
     let headerLength = U.le16(header, 2)
     let gsoSize = gsoType == 0 ? frame.count : U.le16(header, 4)
     let transport = U.le16(header, 6)
-    let network = gsoType == 0 ? 64 : U.le16(header, 22)
+    let udp = gsoType == 0 ? (outerIPv6 ? 54 : 34) : U.le16(header, 20)
+    let network = gsoType == 0 ? udp + 30 : U.le16(header, 22)
     let ipv6 = U.be16(frame, network - 2) == 0x86DD
     let outerIdentification = U.be16(frame, 18)
     let innerIdentification = ipv6 ? 0 : U.be16(frame, network + 4)
@@ -86,11 +93,15 @@ final class TunnelSegmentationTests: XCTestCase {
       let payload = min(gsoSize, frame.count - offset)
       let last = offset + payload >= frame.count
       var segment = Array(frame[0..<headerLength]) + Array(frame[offset..<(offset + payload)])
-      U.setBE16(&segment, 16, segment.count - 14)
-      if gsoType != 0 { U.setBE16(&segment, 18, (outerIdentification + index) & 0xFFFF) }
-      U.setBE16(&segment, 24, 0)
-      U.setBE16(&segment, 24, Int(~C.sum(Array(segment[14..<34]))))
-      U.setBE16(&segment, 38, segment.count - 34)
+      if outerIPv6 {
+        U.setBE16(&segment, 18, segment.count - 54)
+      } else {
+        U.setBE16(&segment, 16, segment.count - 14)
+        if gsoType != 0 { U.setBE16(&segment, 18, (outerIdentification + index) & 0xFFFF) }
+        U.setBE16(&segment, 24, 0)
+        U.setBE16(&segment, 24, Int(~C.sum(Array(segment[14..<34]))))
+      }
+      U.setBE16(&segment, udp + 4, segment.count - udp)
       if ipv6 {
         U.setBE16(&segment, network + 4, segment.count - network - 40)
       } else {
@@ -114,6 +125,14 @@ final class TunnelSegmentationTests: XCTestCase {
       let pseudo = addresses + [0, 6] + C.be16(tcpLength)
       U.setBE16(
         &segment, transport + 16, Int(~C.sum(Array(segment[transport...]), initial: UInt32(C.sum(pseudo)))))
+      if flags & TunnelSegmentationFrame.outerChecksumFlag != 0 {
+        let outerAddresses = outerIPv6 ? Array(segment[22..<54]) : Array(segment[26..<34])
+        let udpLength = segment.count - udp
+        U.setBE16(&segment, udp + 6, 0)
+        let checksum = ~C.sum(
+          Array(segment[udp...]), initial: UInt32(C.sum(outerAddresses + [0, 17] + C.be16(udpLength))))
+        U.setBE16(&segment, udp + 6, Int(checksum == 0 ? 0xFFFF : checksum))
+      }
       output.append(segment)
       offset += payload
       index += 1
@@ -124,39 +143,70 @@ final class TunnelSegmentationTests: XCTestCase {
   // MARK: Sending
 
   func checkSuperFrameThroughTheTap(
-    payload: Int, frames expectedFrames: Int, file: StaticString = #filePath, line: UInt = #line
+    payload: Int, frames expectedFrames: Int, ipv6: Bool = false, udpChecksum: Bool = false,
+    file: StaticString = #filePath, line: UInt = #line
   ) {
-    let (bytes, header) = U.superFrame(payload: payload)
-    let cut = Self.makeSwitch(tap: nil)
+    let mss = ipv6 ? U.mss - 20 : U.mss
+    let (bytes, header) = U.superFrame(payload: payload, mss: mss)
+    let cut = Self.makeSwitch(tap: nil, ipv6: ipv6, udpChecksum: udpChecksum)
     XCTAssertTrue(cut.forward(interface: "vm1", superFrame: bytes, header: header), file: file, line: line)
     let datagrams = cut.takeOutput("eth1")
-    XCTAssertEqual(datagrams.count, (payload + U.mss - 1) / U.mss, file: file, line: line)
+    XCTAssertEqual(datagrams.count, (payload + mss - 1) / mss, file: file, line: line)
 
     let tap = MessageTap()
-    let sw = Self.makeSwitch(tap: tap)
+    let sw = Self.makeSwitch(tap: tap, ipv6: ipv6, udpChecksum: udpChecksum)
     XCTAssertTrue(sw.forward(interface: "vm1", superFrame: bytes, header: header), file: file, line: line)
     XCTAssertEqual(sw.takeOutput("eth1"), [], "nothing through the ring", file: file, line: line)
     let messages = tap.messages()
     XCTAssertEqual(messages.count, expectedFrames, file: file, line: line)
     guard let first = messages.first else { return }
 
-    // The tap's header: NEEDS_CSUM at the inner TCP checksum, TCPV4 over an IPv4 UDP
-    // tunnel, all headers, the segment size, the outer UDP and inner IP offsets.
-    let innerTransport = 50 + 14 + 20
+    // The tap's header: NEEDS_CSUM at the inner TCP checksum (and the outer UDP
+    // checksum's flag where there is one), TCPV4 over an IPv4 or IPv6 UDP tunnel, all
+    // headers, the segment size, the outer UDP and inner IP offsets. One segment with
+    // an outer checksum leaves nothing unfinished: a plain frame.
+    let udp = ipv6 ? 54 : 34
+    let outerChecksum = ipv6 || udpChecksum
+    let innerNetwork = udp + 16 + 14
+    let innerTransport = innerNetwork + 20
     let isGSO = datagrams.count > 1
-    XCTAssertEqual(
-      Array(first[0..<24]),
-      [1, isGSO ? 0x21 : 0] + C.le16(innerTransport + 20) + C.le16(isGSO ? U.mss : 0) + C.le16(innerTransport)
-        + C.le16(16) + [UInt8](repeating: 0, count: 10) + (isGSO ? C.le16(34) + C.le16(64) : [0, 0, 0, 0]),
-      file: file, line: line)
     let frame = Array(first[24...])
-    XCTAssertEqual(C.sum(Array(frame[14..<34])), 0xFFFF, "outer IPv4 header checksum", file: file, line: line)
-    XCTAssertEqual(U.be16(frame, 16), frame.count - 14, file: file, line: line)
-    XCTAssertEqual(U.be16(frame, 38), frame.count - 34, file: file, line: line)
-    XCTAssertEqual(U.be16(frame, 40), 0, "no outer UDP checksum", file: file, line: line)
-    let pseudo = Array(frame[76..<84]) + [0, 6] + C.be16(frame.count - innerTransport)
-    XCTAssertEqual(
-      U.be16(frame, innerTransport + 16), Int(C.sum(pseudo)), "partial TCP checksum", file: file, line: line)
+    if !isGSO && outerChecksum {
+      XCTAssertEqual(Array(first[0..<24]), [UInt8](repeating: 0, count: 24), file: file, line: line)
+    } else {
+      XCTAssertEqual(
+        Array(first[0..<24]),
+        [isGSO && outerChecksum ? 9 : 1, isGSO ? (ipv6 ? 0x41 : 0x21) : 0] + C.le16(innerTransport + 20)
+          + C.le16(isGSO ? mss : 0) + C.le16(innerTransport) + C.le16(16) + [UInt8](repeating: 0, count: 10)
+          + (isGSO ? C.le16(udp) + C.le16(innerNetwork) : [0, 0, 0, 0]),
+        file: file, line: line)
+      let pseudo =
+        Array(frame[(innerNetwork + 12)..<(innerNetwork + 20)]) + [0, 6]
+        + C.be16(frame.count - innerTransport)
+      XCTAssertEqual(
+        U.be16(frame, innerTransport + 16), Int(C.sum(pseudo)), "partial TCP checksum", file: file, line: line
+      )
+    }
+    if ipv6 {
+      XCTAssertEqual(U.be16(frame, 18), frame.count - 54, file: file, line: line)
+    } else {
+      XCTAssertEqual(
+        C.sum(Array(frame[14..<34])), 0xFFFF, "outer IPv4 header checksum", file: file, line: line)
+      XCTAssertEqual(U.be16(frame, 16), frame.count - 14, file: file, line: line)
+    }
+    XCTAssertEqual(U.be16(frame, udp + 4), frame.count - udp, file: file, line: line)
+    let outerAddresses = ipv6 ? Array(frame[22..<54]) : Array(frame[26..<34])
+    if isGSO {
+      XCTAssertEqual(
+        U.be16(frame, udp + 6),
+        outerChecksum ? Int(C.sum(outerAddresses + [0, 17] + C.be16(frame.count - udp))) : 0,
+        "outer UDP checksum: the pseudo-header sum, or none", file: file, line: line)
+    } else if outerChecksum {
+      XCTAssertEqual(
+        C.sum(
+          Array(frame[udp...]), initial: UInt32(C.sum(outerAddresses + [0, 17] + C.be16(frame.count - udp)))),
+        0xFFFF, "outer UDP checksum summed", file: file, line: line)
+    }
 
     // Cut up as the kernel does: what the switch sends when it cuts, byte for byte but
     // for the outer IPv4 identification (counted up per tap frame, constant per switch
@@ -165,12 +215,14 @@ final class TunnelSegmentationTests: XCTestCase {
     XCTAssertEqual(segments.count, datagrams.count, file: file, line: line)
     func masked(_ frame: [UInt8]) -> [UInt8] {
       var copy = frame
-      for offset in [18, 19, 24, 25] { copy[offset] = 0 }
+      if !ipv6 {
+        for offset in [18, 19, 24, 25] { copy[offset] = 0 }
+      }
       return copy
     }
     for (index, (got, want)) in zip(segments, datagrams).enumerated() {
       XCTAssertEqual(masked(got), masked(want), "datagram \(index)", file: file, line: line)
-      XCTAssertEqual(C.sum(Array(got[14..<34])), 0xFFFF, file: file, line: line)
+      if !ipv6 { XCTAssertEqual(C.sum(Array(got[14..<34])), 0xFFFF, file: file, line: line) }
     }
 
     // Counters as the wire sees it: every segment encapsulated and sent either way.
@@ -206,15 +258,15 @@ final class TunnelSegmentationTests: XCTestCase {
     checkSuperFrameThroughTheTap(payload: 700, frames: 1)
   }
 
-  /// Without the tap (an IPv6 underlay, which needs UDP checksums), the switch cuts.
-  func testIPv6UnderlayCutsInTheSwitch() {
+  /// Outer UDP checksums (always over IPv6, configured over IPv4): the kernel sums them
+  /// per datagram from the pseudo-header sum; a frame of one segment has both summed.
+  func testOuterUDPChecksumsAreLeftToTheKernel() {
     let mss = U.mss - 20
-    let (bytes, header) = U.superFrame(payload: mss * 4, mss: mss)
-    let tap = MessageTap()
-    let sw = Self.makeSwitch(tap: tap, ipv6: true)
-    XCTAssertTrue(sw.forward(interface: "vm1", superFrame: bytes, header: header))
-    XCTAssertEqual(sw.takeOutput("eth1").count, 1, "one UDP GSO frame through the ring")
-    XCTAssertEqual(tap.messages(), [])
+    checkSuperFrameThroughTheTap(payload: mss * 4 + 100, frames: 1, ipv6: true)
+    checkSuperFrameThroughTheTap(payload: 65535 - 60, frames: 2, ipv6: true)
+    checkSuperFrameThroughTheTap(payload: 700, frames: 1, ipv6: true)
+    checkSuperFrameThroughTheTap(payload: U.mss * 3, frames: 1, udpChecksum: true)
+    checkSuperFrameThroughTheTap(payload: 701, frames: 1, udpChecksum: true)
   }
 
   /// A write the kernel refuses (here a closed tap) is counted; the switch goes on.

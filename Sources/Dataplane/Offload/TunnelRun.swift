@@ -18,7 +18,7 @@ import CPacket
 /// VXLAN headers are the run's but for lengths and checksums, its payload starts where
 /// the run's ends (so it is the next segment of the same super-frame: same inner flow),
 /// the run's segments so far were all full (the gso size), and the frame stays within
-/// the outer IPv4 length. The run goes to the tap when a segment does not join it, before
+/// the outer IP length. The run goes to the tap when a segment does not join it, before
 /// any frame that goes through the ring (after what the ring holds has been sent, so
 /// nothing overtakes), and at the end of the batch (`Pipeline.flushSegmenter`), while the
 /// payload's receive block is still the port's.
@@ -98,11 +98,15 @@ extension TxRing {
     }
     // A new run: the headers are copied out of the slot, which stays free.
     let scratch = state.pointee.tunnel.scratch.unsafelyUnwrapped
-    guard let layout = Self.tunnelLayout(frame, headerLength: headerLength),
+    guard
+      let layout = Self.tunnelLayout(
+        frame, headerLength: headerLength, outerChecksum: state.pointee.udpChecksums),
       headerLength &+ TunnelSegmentationFrame.headerLength <= TunnelRun.scratchBytes
     else {
       // Not a frame the tap takes after all: its payload joins its headers in the slot.
-      Self.placeTunnelPayload(next + dataOffset, headerLength: headerLength, payload, payloadLength)
+      Self.placeTunnelPayload(
+        next + dataOffset, headerLength: headerLength, payload, payloadLength,
+        udpChecksum: state.pointee.udpChecksums)
       commitSegmenting(length: length, state)
       return
     }
@@ -117,17 +121,31 @@ extension TxRing {
   }
 
   /// Where the headers of an encapsulated segment are (`headerLength` bytes at `frame`):
-  /// an untagged outer IPv4 header without options around UDP, the VXLAN header, an
-  /// untagged inner Ethernet header and IPv4 (any header length) or IPv6 carrying TCP.
-  /// Nil for anything else.
-  static func tunnelLayout(_ frame: UnsafeRawPointer, headerLength: Int) -> TunnelSegmentationFrame.Layout? {
-    let outerTransport = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
+  /// an untagged outer IPv4 header without options or IPv6 header around UDP, the VXLAN
+  /// header, an untagged inner Ethernet header and IPv4 (any header length) or IPv6
+  /// carrying TCP. Nil for anything else.
+  static func tunnelLayout(_ frame: UnsafeRawPointer, headerLength: Int, outerChecksum: Bool)
+    -> TunnelSegmentationFrame.Layout?
+  {
+    let outerIP = EthernetLayout.headerLength
+    let outerIsIPv6: Bool
+    switch frame.be16(EthernetLayout.etherTypeOffset) {
+    case EtherType.ipv4:
+      guard frame.u8(outerIP) == IPv4Layout.versionWithoutOptions,
+        frame.u8(outerIP &+ IPv4Layout.protocolOffset) == IPProtocol.udp
+      else { return nil }
+      outerIsIPv6 = false
+    case EtherType.ipv6:
+      guard frame.u8(outerIP) &>> 4 == 6, frame.u8(outerIP &+ IPv6Layout.nextHeaderOffset) == IPProtocol.udp
+      else { return nil }
+      outerIsIPv6 = true
+    default:
+      return nil
+    }
+    let outerTransport = outerIP &+ (outerIsIPv6 ? IPv6Layout.headerLength : IPv4Layout.minimumHeaderLength)
     let innerEthernet = outerTransport &+ UDPLayout.headerLength &+ VXLANLayout.headerLength
     let innerNetwork = innerEthernet &+ EthernetLayout.headerLength
-    guard headerLength >= innerNetwork &+ IPv4Layout.minimumHeaderLength &+ TCPLayout.minimumHeaderLength,
-      frame.be16(EthernetLayout.etherTypeOffset) == EtherType.ipv4,
-      frame.u8(EthernetLayout.headerLength) == IPv4Layout.versionWithoutOptions,
-      frame.u8(EthernetLayout.headerLength &+ IPv4Layout.protocolOffset) == IPProtocol.udp
+    guard headerLength >= innerNetwork &+ IPv4Layout.minimumHeaderLength &+ TCPLayout.minimumHeaderLength
     else { return nil }
     let innerTransport: Int
     let innerIsIPv6: Bool
@@ -152,14 +170,15 @@ extension TxRing {
       innerTransport &+ Int(frame.u8(innerTransport &+ TCPLayout.dataOffsetOffset) &>> 4) &* 4 == headerLength
     else { return nil }
     return TunnelSegmentationFrame.Layout(
-      outerTransport: outerTransport, innerNetwork: innerNetwork, innerTransport: innerTransport,
-      innerIsIPv6: innerIsIPv6, headerLength: headerLength)
+      outerTransport: outerTransport, outerIsIPv6: outerIsIPv6, outerChecksum: outerChecksum || outerIsIPv6,
+      innerNetwork: innerNetwork, innerTransport: innerTransport, innerIsIPv6: innerIsIPv6,
+      headerLength: headerLength)
   }
 
   /// Whether the segment at `frame` continues the tunnel run (see `TunnelRun`). The
   /// outer header is compared with the run's copy as the UDP GSO segmenter compares it
-  /// (`ipv4OuterHeaderDifference`), and the UDP ports (34-37) and the VXLAN header
-  /// (42-49) too. Not the lengths nor the checksums.
+  /// (`ipv4OuterHeaderDifference`, `ipv6OuterHeaderDifference`), and the UDP ports and
+  /// the VXLAN header too. Not the lengths nor the checksums.
   @inline(__always)
   static func continuesTunnelRun(
     _ run: TunnelRun, _ frame: UnsafeRawPointer, _ headerLength: Int, _ payload: UnsafeRawPointer,
@@ -170,25 +189,31 @@ extension TxRing {
       headerLength &+ run.payloadLength &+ payloadLength <= TunnelRun.frameLimit
     else { return false }
     let open = UnsafeRawPointer(run.scratch.unsafelyUnwrapped + TunnelSegmentationFrame.headerLength)
-    let udp = EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength
+    let udp = run.layout.outerTransport
     let vxlan = udp &+ UDPLayout.headerLength
+    let outer =
+      run.layout.outerIsIPv6 ? ipv6OuterHeaderDifference(frame, open) : ipv4OuterHeaderDifference(frame, open)
     let differs =
-      ipv4OuterHeaderDifference(frame, open) | UInt64(frame.raw32(udp) ^ open.raw32(udp))
-      | (frame.raw64(vxlan) ^ open.raw64(vxlan))
+      outer | UInt64(frame.raw32(udp) ^ open.raw32(udp)) | (frame.raw64(vxlan) ^ open.raw64(vxlan))
     return differs == 0
   }
 
   /// Copies a segment's payload after its headers in the slot and finishes its TCP
-  /// checksum there, for a segment that leaves through the ring after all.
+  /// checksum there, then its outer UDP checksum when `udpChecksum`, for a segment that
+  /// leaves through the ring after all (its encapsulation left both: the payload was
+  /// not there).
   static func placeTunnelPayload(
-    _ frame: UnsafeMutableRawPointer, headerLength: Int, _ payload: UnsafeRawPointer, _ payloadLength: Int
+    _ frame: UnsafeMutableRawPointer, headerLength: Int, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+    udpChecksum: Bool
   ) {
     (frame + headerLength).copyMemory(from: payload, byteCount: payloadLength)
-    let inner =
-      frame
-      + (EthernetLayout.headerLength &+ IPv4Layout.minimumHeaderLength &+ UDPLayout.headerLength
-        &+ VXLANLayout.headerLength)
-    ChecksumCompletion.complete(frame: inner, length: headerLength &+ payloadLength &- (inner - frame))
+    let isIPv6 = UnsafeRawPointer(frame).be16(EthernetLayout.etherTypeOffset) == EtherType.ipv6
+    let udp =
+      EthernetLayout.headerLength &+ (isIPv6 ? IPv6Layout.headerLength : IPv4Layout.minimumHeaderLength)
+    let inner = frame + (udp &+ UDPLayout.headerLength &+ VXLANLayout.headerLength)
+    let length = headerLength &+ payloadLength
+    ChecksumCompletion.complete(frame: inner, length: length &- (inner - frame))
+    if udpChecksum { finishUDPChecksum(frame, length: length, udp: udp, isIPv6: isIPv6) }
   }
 
   /// Writes the tunnel run, if one is open, to the tap: after the segmenter's open UDP
@@ -205,7 +230,7 @@ extension TxRing {
     let run = state.pointee.tunnel
     let scratch = run.scratch.unsafelyUnwrapped
     TunnelSegmentationFrame.finish(
-      headers: scratch + TunnelSegmentationFrame.headerLength, layout: run.layout,
+      headers: scratch + TunnelSegmentationFrame.headerLength, layout: run.layout, payload: payload,
       payloadLength: run.payloadLength, segmentSize: run.segmentSize, segments: run.segments,
       finalFlags: run.finalFlags, header: scratch)
     var vectors = (

@@ -246,19 +246,22 @@ extension TxRing {
         == open.raw16(udp &+ UDPLayout.destinationPortOffset),
       Int(frame.be16(udp &+ UDPLayout.lengthOffset)) == length &- udp
     else { return false }
-    if state.isIPv6 {
-      // MACs, EtherType (bytes 0-13); version, traffic class, flow label (14-17); next
-      // header, hop limit and addresses (20-53). Not the payload length (18-19).
-      let differs =
-        (frame.raw64(0) ^ open.raw64(0)) | UInt64(frame.raw32(8) ^ open.raw32(8))
-        | UInt64(frame.raw16(12) ^ open.raw16(12)) | UInt64(frame.raw32(14) ^ open.raw32(14))
-        | UInt64(frame.raw16(20) ^ open.raw16(20)) | (frame.raw64(22) ^ open.raw64(22))
-        | UInt64(frame.raw16(30) ^ open.raw16(30)) | (frame.raw64(32) ^ open.raw64(32))
-        | UInt64(frame.raw32(40) ^ open.raw32(40)) | UInt64(frame.raw16(44) ^ open.raw16(44))
-        | (frame.raw64(46) ^ open.raw64(46))
-      return differs == 0
-    }
+    if state.isIPv6 { return ipv6OuterHeaderDifference(frame, open) == 0 }
     return ipv4OuterHeaderDifference(frame, open) == 0
+  }
+
+  /// Non-zero when two frames' outer Ethernet and IPv6 headers differ but for the
+  /// payload length: compares MACs, EtherType (bytes 0-13); version, traffic class, flow
+  /// label (14-17); next header, hop limit and addresses (20-53). In words that each lie
+  /// within one of the encapsulation's stores (see `continuesRun`).
+  @inline(__always)
+  static func ipv6OuterHeaderDifference(_ frame: UnsafeRawPointer, _ open: UnsafeRawPointer) -> UInt64 {
+    (frame.raw64(0) ^ open.raw64(0)) | UInt64(frame.raw32(8) ^ open.raw32(8))
+      | UInt64(frame.raw16(12) ^ open.raw16(12)) | UInt64(frame.raw32(14) ^ open.raw32(14))
+      | UInt64(frame.raw16(20) ^ open.raw16(20)) | (frame.raw64(22) ^ open.raw64(22))
+      | UInt64(frame.raw16(30) ^ open.raw16(30)) | (frame.raw64(32) ^ open.raw64(32))
+      | UInt64(frame.raw32(40) ^ open.raw32(40)) | UInt64(frame.raw16(44) ^ open.raw16(44))
+      | (frame.raw64(46) ^ open.raw64(46))
   }
 
   /// Non-zero when two frames' outer Ethernet and IPv4 headers (without options) differ

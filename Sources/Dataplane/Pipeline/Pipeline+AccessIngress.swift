@@ -12,8 +12,7 @@ extension Pipeline {
       segmenter.pointee.udpChecksums = state.localIsIPv6 || state.ipv4UDPChecksum
       // Only a joining batch copies deferred payloads where they go (`DeferredPayload`).
       if vector.hasDeferredPayloads && !joining { DeferredPayload.materializeAll(&vector) }
-      // The tunnel tap takes an IPv4 underlay without UDP checksums (no `udpChecksums`).
-      if joining && segmenter.pointee.tunnel.isActive && !segmenter.pointee.udpChecksums {
+      if joining && segmenter.pointee.tunnel.isActive {
         misses = switchAccessBatch(&vector, state, caching: caching, TunnelTapUnderlayCommit.self)
       } else {
         misses =
@@ -140,7 +139,7 @@ extension Pipeline {
           let deferred =
             Commit.takesDeferredPayloads
             && FrameVector.flags(frames, index) & FrameFlags.payloadDeferred != 0
-          if deferred { Commit.writeDeferred(&out.tx, frame, length: length, to: payload + 8) }
+          let whole = deferred ? Commit.writeDeferred(&out.tx, frame, length: length, to: payload + 8) : true
           // Staged in a GSO run, whose header replaces its own unless it leaves the run.
           let staged = Commit.takesDeferredPayloads && payload != output + (headerLength &- 8)
           _ = Self.writeEncapsulation(
@@ -149,7 +148,7 @@ extension Pipeline {
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength),
-            copiesInner: !deferred, summingUDP: !staged, Flavor.self)
+            copiesInner: !deferred, summingUDP: !staged && whole, Flavor.self)
           Commit.commit(&out.tx, length: length &+ headerLength)
           continue
         }

@@ -18,8 +18,11 @@ protocol UnderlayCommit {
   /// encapsulation wants the inner frame: whole, its payload copied out of the
   /// super-frame and its checksum finished (`DeferredPayload.copyInner`), or its headers
   /// alone when the payload goes to the kernel where it is (`TunnelTapUnderlayCommit`).
+  /// Returns whether the inner frame is whole there (else nothing sums the outer UDP
+  /// checksum over it: the commit does, if the segment leaves through the ring).
   static func writeDeferred(
-    _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer)
+    _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
+  ) -> Bool
 }
 
 extension UnderlayCommit {
@@ -28,8 +31,9 @@ extension UnderlayCommit {
   @inline(__always)
   static func writeDeferred(
     _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
-  ) {
+  ) -> Bool {
     DeferredPayload.copyInner(frame, length: length, to: destination)
+    return true
   }
 
   @inline(__always)
@@ -84,15 +88,16 @@ enum TunnelTapUnderlayCommit: UnderlayCommit {
   @inline(__always)
   static func writeDeferred(
     _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
-  ) {
+  ) -> Bool {
     guard let segment = DeferredPayload.tcpSegment(frame) else {
       DeferredPayload.copyInner(frame, length: length, to: destination)
-      return
+      return true
     }
     destination.copyFrameBytes(from: frame, count: segment.headerLength)
     let state = tx.segmenter.unsafelyUnwrapped
     state.pointee.tunnel.pendingPayload = segment.payload
     state.pointee.tunnel.pendingLength = length &- segment.headerLength
+    return false
   }
 
   @inline(__always)

@@ -283,12 +283,11 @@ public final class LiveSwitch: @unchecked Sendable {
     if !options.coalesceTCP { portOptions.superFrameTransmit = false }
     portOptions.underlaySegmentation = options.underlaySegmentation
     portOptions.deferSegmentPayloads = options.deferSegmentPayloads
-    // The tap takes what an AF_PACKET IPv4 underlay without UDP checksums sends (the
-    // kernel would have to finish the outer checksum of every datagram otherwise); any
-    // other underlay has the switch cut super-frames, as it always did.
+    // The tap takes what an AF_PACKET underlay sends (with outer UDP checksums, over
+    // IPv6 always, the kernel sums them per datagram); an AF_XDP underlay has the
+    // switch cut super-frames, as it always did.
     if options.underlayTunnelSegmentation && portOptions.underlaySegmentation
-      && config.io(of: underlay) == .afPacket && config.offloadTap(of: underlay) && config.site.vtep.isIPv4
-      && !config.site.udpChecksumIPv4
+      && config.io(of: underlay) == .afPacket && config.offloadTap(of: underlay)
     {
       do {
         let index = try Syscall.interfaceIndex(underlay)
