@@ -45,10 +45,12 @@ final class LiveSwitchTests: XCTestCase {
     lab = nil
   }
 
-  static func config(workers: Int = 1, io: PortIO = .afPacket) -> SiteConfig {
+  static func config(workers: Int = 1, io: PortIO = .afPacket, offloadTaps: Bool = true) -> SiteConfig {
     var config = SiteConfig(site: .init(name: "e2e", vtep: IPAddress("10.80.0.1")!, underlay: "und0"))
     config.site.workers = workers
-    config.interfaces = ["und0", "acc0"].map { SiteConfig.InterfaceSettings(name: $0, io: io) }
+    config.interfaces = ["und0", "acc0"].map {
+      SiteConfig.InterfaceSettings(name: $0, io: io, offloadTap: offloadTaps)
+    }
     var domain = SiteConfig.BridgeDomain(vni: 100)
     domain.ports = [SiteConfig.PortMember(interface: "acc0")]
     domain.flood = [IPAddress("10.80.0.2")!]
@@ -61,10 +63,10 @@ final class LiveSwitchTests: XCTestCase {
   @discardableResult
   func pingThroughSwitch(
     workers: Int, io: PortIO = .afPacket, expected: (underlay: PortIO, access: PortIO)? = nil,
-    whileRunning: (LiveSwitch) throws -> Void = { _ in }
+    offloadTaps: Bool = true, whileRunning: (LiveSwitch) throws -> Void = { _ in }
   ) throws -> LiveSwitch {
     let expected = expected ?? (io, io)
-    let core = SwitchCore(config: Self.config(workers: workers, io: io))
+    let core = SwitchCore(config: Self.config(workers: workers, io: io, offloadTaps: offloadTaps))
     let live = LiveSwitch(core: core)
     try NetworkNamespace.run(sw) { try live.start() }
     defer { live.stop() }
@@ -118,6 +120,27 @@ final class LiveSwitchTests: XCTestCase {
   func testPingKernelVXLANThroughSwitch() throws { try pingThroughSwitch(workers: 1) }
 
   func testPingWithTwoFanoutWorkers() throws { try pingThroughSwitch(workers: 2) }
+
+  /// `offload_tap`: on (the default), the underlay's tunnel tap and the access port's VM
+  /// tap are made beside their interfaces while the switch runs (or a warning says why
+  /// not) and removed when it stops; off on both interfaces, neither is made, and frames
+  /// pass all the same.
+  func testOffloadTapsFollowTheConfiguration() throws {
+    for taps in [true, false] {
+      try pingThroughSwitch(workers: 1, offloadTaps: taps) { live in
+        let links = try lab.sh(sw, "ip -o link show")
+        for (prefix, interface) in [("vxstnl", "und0"), ("vxsvm", "acc0")] {
+          let name =
+            "\(prefix)\(try lab.sh(sw, "cat /sys/class/net/\(interface)/ifindex").trimmingCharacters(in: .whitespacesAndNewlines))"
+          let refused = live.warnings.contains { $0.contains(name) }
+          XCTAssertEqual(links.contains(" \(name):"), taps && !refused, "\(name): \(live.warnings) \(links)")
+          if !taps { XCTAssertFalse(refused, "\(live.warnings)") }
+        }
+      }
+      let after = try lab.sh(sw, "ip -o link show")
+      XCTAssertFalse(after.contains("vxstnl") || after.contains("vxsvm"), "taps left behind: \(after)")
+    }
+  }
 
   /// The same through AF_XDP ports on both interfaces; stopping removes the XDP programs.
   func testPingThroughAFXDPPorts() throws {
