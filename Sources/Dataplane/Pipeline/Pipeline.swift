@@ -77,7 +77,8 @@ public final class Pipeline {
   /// (`innerChecksumPartial`) while some access ring has no coalescer to pass it on
   /// (the general path finishes it; with coalescers everywhere the fast path takes
   /// such frames and the coalescers deal with them, no test per frame in the rings).
-  @exclusivity(unchecked) var fastPathRefusedFlags = FrameFlags.checksumNotReady | FrameFlags.innerChecksumPartial
+  @exclusivity(unchecked) var fastPathRefusedFlags =
+    FrameFlags.checksumNotReady | FrameFlags.innerChecksumPartial
   /// The coalescers' tap buffers and piece lists (`useAccessTap`), owned here.
   var tapAllocations: [(UnsafeMutableRawPointer, UnsafeMutablePointer<iovec>)] = []
   /// Whether an underlay ring with a `virtio_net_hdr` prefix gets runs of datagrams
