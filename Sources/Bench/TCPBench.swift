@@ -37,6 +37,11 @@ struct TCPBenchCommand: ParsableCommand {
       "Leave niced user time out of the busy time (a shared machine whose other tenants run niced, e.g. fuzzers, which would otherwise fill every idle cycle)."
   )
   var excludeNice = false
+  @Flag(
+    name: .customLong("ipv6-underlay"),
+    help: "An IPv6 underlay (`vxswitch lab --ipv6-underlay`: VM MTU 1430, outer UDP checksums)."
+  )
+  var ipv6Underlay = false
   @Flag(help: "JSON output.") var json = false
 
   enum System: String, CaseIterable {
@@ -138,7 +143,8 @@ struct TCPBenchCommand: ParsableCommand {
       for system in systems {
         progress("round \(round)/\(repetitions): \(system.label)")
         try Shell.check(
-          system.environment + [vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments)
+          system.environment + [vxswitch, "lab", "--sites", "2", "--prefix", "btcp"] + system.labArguments
+            + (ipv6Underlay ? ["--ipv6-underlay"] : []))
         defer { Shell.run([vxswitch, "lab", "--down", "--prefix", "btcp"]) }
         // One server for the lab's lifetime (a one-off server would exit after a failed try).
         let serverCommand = ["ip", "netns", "exec", "btcp-s2-vm1", "iperf3", "-s", "-p", "5201"]
