@@ -51,6 +51,10 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// holder (no tcx in the kernel, or turned off); nil on access ports and without a
   /// live port.
   public var stackBypass: Bool? = nil
+  /// The tap the port's super-frames go through (`[[interface]] offload_tap`): `vxstnlN`
+  /// on the underlay (the kernel cuts a VM's super-frame), `vxsvmN` on an access port
+  /// (coalesced TCP toward the VM); nil where there is none and without a live port.
+  public var offloadTap: String? = nil
   /// Access ports: the largest MTU a VM behind this port may use, the underlay IP MTU
   /// less 50 (IPv4 underlay) or 70 (IPv6) bytes of encapsulation; nil on the underlay.
   public var vmMTU: Int?
@@ -64,7 +68,9 @@ public struct PortRow: Sendable, Equatable, Codable {
   /// The wire names are snake case (`vm_mtu`): spelled here so that an acronym in a
   /// property name survives the coders' case conversion both ways.
   enum CodingKeys: String, CodingKey {
-    case role, name, members, operState, mtu, io, stackBypass, rxFrames, rxBytes, txFrames, txBytes, ring
+    case role, name, members, operState, mtu, io, stackBypass, offloadTap, rxFrames, rxBytes, txFrames,
+      txBytes
+    case ring
     case vmMTU = "vmMtu"
   }
 }

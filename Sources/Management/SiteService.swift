@@ -159,6 +159,7 @@ public final class SiteService: Sendable {
         ring: ring)
       row.io = portTypes.indices.contains(index) ? portTypes[index].rawValue : nil
       if isUnderlay && row.io == PortIO.afPacket.rawValue { row.stackBypass = live?.bypassesStackForVXLAN }
+      row.offloadTap = live?.offloadTap(interface: index)
       return row
     }
   }

@@ -9,7 +9,7 @@ struct ShowPorts: ParsableCommand {
   @OptionGroup var location: DaemonLocation
   @Flag(
     help:
-      "JSON: {\"ports\":[{name,role,members,oper_state,mtu,io,stack_bypass,vm_mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}."
+      "JSON: {\"ports\":[{name,role,members,oper_state,mtu,io,stack_bypass,offload_tap,vm_mtu,rx_frames,rx_bytes,tx_frames,tx_bytes,ring}]}."
   )
   var json = false
 
@@ -19,15 +19,15 @@ struct ShowPorts: ParsableCommand {
     let ports = try APICoding.decoder.decode(PortList.self, from: reply).ports
     var table = [
       [
-        "port", "role", "state", "mtu", "vm mtu", "io", "members", "rx frames", "tx frames", "super-frames",
-        "ring drops", "truncated",
+        "port", "role", "state", "mtu", "vm mtu", "io", "tap", "members", "rx frames", "tx frames",
+        "super-frames", "ring drops", "truncated",
       ]
     ]
     for port in ports {
       table.append([
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
         port.vmMTU.map { "\($0)" } ?? "-", (port.io ?? "-") + (port.stackBypass == true ? "+tcx" : ""),
-        port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
+        port.offloadTap ?? "-", port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
         port.ring.map { "\($0.superFrames)" } ?? "-",
         port.ring.map { "\($0.kernelDrops)" } ?? "-", port.ring.map { "\($0.truncatedDrops)" } ?? "-",
       ])
@@ -37,6 +37,11 @@ struct ShowPorts: ParsableCommand {
       "vm mtu: the largest MTU a VM may use behind the port (underlay MTU less 50 bytes over IPv4, 70 over IPv6);"
     )
     print("larger frames get ICMP Fragmentation Needed / Packet Too Big (IPv4 with DF, IPv6) or are dropped.")
+    if ports.contains(where: { $0.offloadTap != nil }) {
+      print(
+        "tap: super-frames go through this tap (offload_tap): the kernel cuts them toward the underlay, or takes coalesced TCP toward a VM."
+      )
+    }
     if ports.contains(where: { $0.stackBypass == true }) {
       print(
         "+tcx: the underlay's VXLAN datagrams end at tc ingress once the switch has them (not up the host's stack)."

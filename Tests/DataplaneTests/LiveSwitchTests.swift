@@ -134,6 +134,8 @@ final class LiveSwitchTests: XCTestCase {
             "\(prefix)\(try lab.sh(sw, "cat /sys/class/net/\(interface)/ifindex").trimmingCharacters(in: .whitespacesAndNewlines))"
           let refused = live.warnings.contains { $0.contains(name) }
           XCTAssertEqual(links.contains(" \(name):"), taps && !refused, "\(name): \(live.warnings) \(links)")
+          let index = try XCTUnwrap(live.core.interfaces.firstIndex(of: interface))
+          XCTAssertEqual(live.offloadTap(interface: index), taps && !refused ? name : nil)
           if !taps { XCTAssertFalse(refused, "\(live.warnings)") }
         }
       }

@@ -153,6 +153,15 @@ public final class LiveSwitch: @unchecked Sendable {
   private var vmTaps: [UInt16: RedirectingTap] = [:]
   /// The tap VM super-frames leave through, when there is one (`Options.underlayTunnelSegmentation`).
   public var tunnelTapName: String? { tunnelTap.map(\.name) }
+  /// The tap an interface's super-frames go through (`offload_tap`), by index in
+  /// `core.interfaces`: the underlay's tunnel tap, an access port's VM tap; nil where
+  /// there is none. Made by `start`, gone after `stop`.
+  public func offloadTap(interface index: Int) -> String? {
+    if core.interfaces.indices.contains(index) && core.interfaces[index] == core.config.site.underlay {
+      return tunnelTap?.name
+    }
+    return vmTaps[UInt16(truncatingIfNeeded: index)]?.name
+  }
   /// Whether the underlay's VXLAN datagrams end at tc ingress (`UnderlayStackBypass`).
   public var bypassesStackForVXLAN: Bool { stackBypass?.isAttached ?? false }
   private var threads: [NativeThread] = []
