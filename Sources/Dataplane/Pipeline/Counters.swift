@@ -86,9 +86,21 @@ public final class SwitchStatistics: @unchecked Sendable {
         scratch[index] = 0
       }
     }
-    for index in (4 &* Counter.interfaces)..<Counter.count where scratch[index] != 0 {
-      values[index].add(scratch[index], ordering: .relaxed)
-      scratch[index] = 0
+    // The switch-wide counters, four words tested at once: a batch moves one or two of
+    // some fifty (a word at a time, the scan was most of a batch's flush).
+    var index = 4 &* Counter.interfaces
+    while index &+ 4 <= Counter.count {
+      if scratch[index] | scratch[index &+ 1] | scratch[index &+ 2] | scratch[index &+ 3] != 0 {
+        for word in index..<(index &+ 4) where scratch[word] != 0 {
+          values[word].add(scratch[word], ordering: .relaxed)
+          scratch[word] = 0
+        }
+      }
+      index &+= 4
+    }
+    for word in index..<Counter.count where scratch[word] != 0 {
+      values[word].add(scratch[word], ordering: .relaxed)
+      scratch[word] = 0
     }
     touched = false
   }
