@@ -121,21 +121,27 @@ final class MemoryBench {
   /// Most unmeasured rounds `warmUp` runs before it gives up on learning converging.
   static let warmUpRoundLimit = 32
 
-  /// Unmeasured rounds run so far, and whether the last `warmUp` saw learning converge.
+  /// Unmeasured rounds run so far, and whether the last `warmUp` saw learning converge
+  /// and the flow cache policies settle.
   private(set) var warmUpRounds = 0
   private(set) var learningConverged = false
+  private(set) var flowCachePoliciesSettled = false
 
   /// Unmeasured rounds of every input until a whole round queues no learn event, the
   /// learn queues drained after every vector as the daemon's learner drains them while
-  /// traffic flows. One round is not enough when the traffic has more new sources than
-  /// a learn queue holds: the rest overflow and would be learnt during the measured
-  /// rounds, which would then time the learning path instead of the steady state.
+  /// traffic flows, and the flow cache policies have settled. One round is not enough
+  /// when the traffic has more new sources than a learn queue holds: the rest overflow
+  /// and would be learnt during the measured rounds, which would then time the learning
+  /// path instead of the steady state. Nor for traffic that misses the flow cache: the
+  /// policy's retries start close together and back off to one every 256 batches, the
+  /// steady state (`FlowCachePolicy`).
   func warmUp() {
     let statistics = offline.core.statistics
     var vector = FrameVector()
     learningConverged = false
+    flowCachePoliciesSettled = false
     var rounds = 0
-    while rounds < Self.warmUpRoundLimit && !learningConverged {
+    while rounds < Self.warmUpRoundLimit && !(learningConverged && flowCachePoliciesSettled) {
       let queuedBefore = statistics[Counter.learnEventsQueued]
       let overflowBefore = statistics[Counter.learnQueueOverflow]
       for (position, input) in inputs.enumerated() {
@@ -147,6 +153,7 @@ final class MemoryBench {
       learningConverged =
         statistics[Counter.learnEventsQueued] == queuedBefore
         && statistics[Counter.learnQueueOverflow] == overflowBefore
+      flowCachePoliciesSettled = offline.pipeline.flowCachePoliciesSettled
     }
   }
 
@@ -290,6 +297,11 @@ final class MemoryBench {
       if !learningConverged {
         result.warnings.append(
           "learning had not converged after \(Self.warmUpRoundLimit) warm-up rounds: the measured rounds include learning"
+        )
+      }
+      if !flowCachePoliciesSettled {
+        result.warnings.append(
+          "the flow cache policy had not settled after \(Self.warmUpRoundLimit) warm-up rounds: the measured rounds include its first retries"
         )
       }
       result.flagged = !result.warnings.isEmpty

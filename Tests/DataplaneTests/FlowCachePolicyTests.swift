@@ -43,14 +43,21 @@ final class FlowCachePolicyTests: XCTestCase {
       policy.record(cached: true, misses: 256, frames: 256)
       policy.record(cached: true, misses: 256, frames: 256)
     }
+    XCTAssertTrue(policy.isSettled, "caching from the start")
     policy.record(cached: true, misses: 256, frames: 256)
     XCTAssertFalse(policy.cachesNextBatch)
+    XCTAssertFalse(policy.isSettled, "bypassing, retries still close together")
     var waits: [Int] = []
+    var settled: [Bool] = []
     for _ in 0..<6 {
       waits.append(batchesUntilRetry())
+      XCTAssertFalse(policy.isSettled, "retrying")
       retryFails()
+      settled.append(policy.isSettled)
     }
     XCTAssertEqual(waits, [32, 64, 128, 256, 256, 256])
+    XCTAssertEqual(
+      settled, [false, false, true, true, true, true], "settled once retries are 256 batches apart")
     // A retry that finds few flows keeps the cache; when traffic later misses again, the
     // first wait is 32 again.
     XCTAssertEqual(batchesUntilRetry(), 256)

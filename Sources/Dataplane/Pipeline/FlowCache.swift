@@ -125,6 +125,14 @@ struct FlowCachePolicy {
 
   var cachesNextBatch: Bool { forced ?? caching }
 
+  /// Whether the choice has settled for the traffic seen: caching, or bypassing with
+  /// retries as far apart as they get (a benchmark warms up until it has, so that it
+  /// measures the steady state, not the back-off's first, closer retries).
+  var isSettled: Bool {
+    if forced != nil { return true }
+    return caching ? grace == 0 && !retrying : retryWait == Self.longestRetryWait
+  }
+
   mutating func record(cached: Bool, misses: Int, frames: Int) {
     if cached {
       if grace > 0 {

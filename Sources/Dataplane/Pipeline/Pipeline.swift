@@ -339,6 +339,9 @@ public final class Pipeline {
     statistics.absorb(counters, touched: &countersTouched, interfaces: interfaces)
   }
 
+  /// Whether both directions' flow cache policies have settled (`FlowCachePolicy.isSettled`).
+  public var flowCachePoliciesSettled: Bool { accessCaching.isSettled && decapCaching.isSettled }
+
   /// Starts a new flow cache generation: every cached decision misses from now on.
   func advanceFlowGeneration() {
     flowGeneration &+= 1
