@@ -100,12 +100,12 @@ extension TxRing {
     let scratch = state.pointee.tunnel.scratch.unsafelyUnwrapped
     guard
       let layout = Self.tunnelLayout(
-        frame, headerLength: headerLength, outerChecksum: state.pointee.udpChecksums),
+        frame, headerLength: headerLength, length: length, outerChecksum: state.pointee.udpChecksums),
       headerLength &+ TunnelSegmentationFrame.headerLength <= TunnelRun.scratchBytes
     else {
       // Not a frame the tap takes after all: its payload joins its headers in the slot.
       Self.placeTunnelPayload(
-        next + dataOffset, headerLength: headerLength, payload, payloadLength,
+        next + dataOffset, length: length, headerLength: headerLength, payload,
         udpChecksum: state.pointee.udpChecksums)
       commitSegmenting(length: length, state)
       return
@@ -120,29 +120,17 @@ extension TxRing {
     state.pointee.tunnel.finalFlags = 0
   }
 
-  /// Where the headers of an encapsulated segment are (`headerLength` bytes at `frame`):
-  /// an untagged outer IPv4 header without options or IPv6 header around UDP, the VXLAN
+  /// Where the headers of an encapsulated segment are (`headerLength` bytes at `frame`,
+  /// of a segment `length` bytes long whose payload is elsewhere): an outer header as
+  /// `OuterDatagram` reads it (untagged, IPv4 without options or IPv6, UDP), the VXLAN
   /// header, an untagged inner Ethernet header and IPv4 (any header length) or IPv6
   /// carrying TCP. Nil for anything else.
-  static func tunnelLayout(_ frame: UnsafeRawPointer, headerLength: Int, outerChecksum: Bool)
+  static func tunnelLayout(_ frame: UnsafeRawPointer, headerLength: Int, length: Int, outerChecksum: Bool)
     -> TunnelSegmentationFrame.Layout?
   {
-    let outerIP = EthernetLayout.headerLength
-    let outerIsIPv6: Bool
-    switch frame.be16(EthernetLayout.etherTypeOffset) {
-    case EtherType.ipv4:
-      guard frame.u8(outerIP) == IPv4Layout.versionWithoutOptions,
-        frame.u8(outerIP &+ IPv4Layout.protocolOffset) == IPProtocol.udp
-      else { return nil }
-      outerIsIPv6 = false
-    case EtherType.ipv6:
-      guard frame.u8(outerIP) &>> 4 == 6, frame.u8(outerIP &+ IPv6Layout.nextHeaderOffset) == IPProtocol.udp
-      else { return nil }
-      outerIsIPv6 = true
-    default:
-      return nil
-    }
-    let outerTransport = outerIP &+ (outerIsIPv6 ? IPv6Layout.headerLength : IPv4Layout.minimumHeaderLength)
+    guard let outer = OuterDatagram(frame: frame, length: length) else { return nil }
+    let outerTransport = outer.transportOffset
+    let outerIsIPv6 = outer.isIPv6
     let innerEthernet = outerTransport &+ UDPLayout.headerLength &+ VXLANLayout.headerLength
     let innerNetwork = innerEthernet &+ EthernetLayout.headerLength
     guard headerLength >= innerNetwork &+ IPv4Layout.minimumHeaderLength &+ TCPLayout.minimumHeaderLength
@@ -203,17 +191,17 @@ extension TxRing {
   /// leaves through the ring after all (its encapsulation left both: the payload was
   /// not there).
   static func placeTunnelPayload(
-    _ frame: UnsafeMutableRawPointer, headerLength: Int, _ payload: UnsafeRawPointer, _ payloadLength: Int,
+    _ frame: UnsafeMutableRawPointer, length: Int, headerLength: Int, _ payload: UnsafeRawPointer,
     udpChecksum: Bool
   ) {
-    (frame + headerLength).copyMemory(from: payload, byteCount: payloadLength)
-    let isIPv6 = UnsafeRawPointer(frame).be16(EthernetLayout.etherTypeOffset) == EtherType.ipv6
-    let udp =
-      EthernetLayout.headerLength &+ (isIPv6 ? IPv6Layout.headerLength : IPv4Layout.minimumHeaderLength)
-    let inner = frame + (udp &+ UDPLayout.headerLength &+ VXLANLayout.headerLength)
-    let length = headerLength &+ payloadLength
+    (frame + headerLength).copyMemory(from: payload, byteCount: length &- headerLength)
+    // The switch encapsulated it: its outer header always reads.
+    guard let outer = OuterDatagram(frame: frame, length: length) else { return }
+    let inner = frame + (outer.transportOffset &+ UDPLayout.headerLength &+ VXLANLayout.headerLength)
     ChecksumCompletion.complete(frame: inner, length: length &- (inner - frame))
-    if udpChecksum { finishUDPChecksum(frame, length: length, udp: udp, isIPv6: isIPv6) }
+    if udpChecksum {
+      finishUDPChecksum(frame, length: length, udp: outer.transportOffset, isIPv6: outer.isIPv6)
+    }
   }
 
   /// Writes the tunnel run, if one is open, to the tap: after the segmenter's open UDP
