@@ -33,10 +33,17 @@ _Static_assert(sizeof(struct bpf_insn) == 8, "bpf_insn");
 /// linux/if_xdp.h from kernel 6.17 on; the installed headers may be older.
 #define CP_XDP_MAX_TX_SKB_BUDGET 9
 
-struct cp_xsk_umem {
-  struct xsk_umem *umem;
+/// The fill and completion rings of one (interface, queue) the UMEM is bound to. libxdp
+/// keeps pointers to them until the context's last socket is deleted, so they live as long
+/// as the UMEM.
+struct cp_xsk_context_rings {
   struct xsk_ring_prod fill;
   struct xsk_ring_cons completion;
+};
+
+struct cp_xsk_umem {
+  struct xsk_umem *umem;
+  struct cp_xsk_context_rings contexts[CP_XSK_MAX_CONTEXTS];
 };
 
 struct cp_xsk {
@@ -67,13 +74,14 @@ int cp_xsk_umem_create(void *area, uint64_t size, uint32_t frame_size, uint32_t 
       .frame_headroom = 0,
       .flags = 0,
   };
-  int result = xsk_umem__create(&umem->umem, area, size, &umem->fill, &umem->completion, &config);
+  int result = xsk_umem__create(&umem->umem, area, size, &umem->contexts[0].fill,
+                                &umem->contexts[0].completion, &config);
   if (result != 0) {
     free(umem);
     return result < 0 ? result : -result;
   }
-  CP_EXPORT_RING(fill, umem->fill);
-  CP_EXPORT_RING(completion, umem->completion);
+  CP_EXPORT_RING(fill, umem->contexts[0].fill);
+  CP_EXPORT_RING(completion, umem->contexts[0].completion);
   *out = umem;
   return 0;
 }
@@ -86,8 +94,10 @@ int cp_xsk_umem_delete(cp_xsk_umem *umem) {
   return 0;
 }
 
-int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t ring_size, cp_xsk **out,
-                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy) {
+int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t context, uint32_t ring_size,
+                cp_xsk **out, cp_xsk_ring *rx, cp_xsk_ring *tx, cp_xsk_ring *fill, cp_xsk_ring *completion,
+                int *zero_copy) {
+  if (context >= CP_XSK_MAX_CONTEXTS) return -EINVAL;
   cp_xsk *xsk = calloc(1, sizeof(*xsk));
   if (xsk == NULL) return -ENOMEM;
   struct xsk_socket_config socket_config = {
@@ -97,10 +107,12 @@ int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t 
       .xdp_flags = XDP_FLAGS_DRV_MODE,
       .bind_flags = XDP_USE_NEED_WAKEUP,
   };
-  // The first socket on (ifname, queue) gets the UMEM's fill and completion rings; libxdp
-  // binds every later one there with XDP_SHARED_UMEM, sharing those two rings.
+  // libxdp creates a context's rings on the first socket bound to its (ifname, queue)
+  // (context 0's were made with the UMEM) and binds every socket after the UMEM's first
+  // with XDP_SHARED_UMEM.
+  struct cp_xsk_context_rings *rings = &umem->contexts[context];
   int result = xsk_socket__create_shared(&xsk->socket, ifname, queue, umem->umem, &xsk->rx, &xsk->tx,
-                                         &umem->fill, &umem->completion, &socket_config);
+                                         &rings->fill, &rings->completion, &socket_config);
   if (result != 0) {
     free(xsk);
     return result < 0 ? result : -result;
@@ -116,6 +128,8 @@ int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t 
                (options.flags & XDP_OPTIONS_ZEROCOPY) != 0;
   CP_EXPORT_RING(rx, xsk->rx);
   CP_EXPORT_RING(tx, xsk->tx);
+  CP_EXPORT_RING(fill, rings->fill);
+  CP_EXPORT_RING(completion, rings->completion);
   *out = xsk;
   return fd;
 }

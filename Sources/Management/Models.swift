@@ -91,6 +91,8 @@ public struct RingStatistics: Sendable, Equatable, Codable {
   public var segments: UInt64 = 0
   /// Super-frames refused for a malformed or unsupported `virtio_net_hdr`.
   public var offloadDrops: UInt64 = 0
+  /// AF_XDP: frames sent from the chunk another port received them in, not copied.
+  public var sentInPlace: UInt64 = 0
 }
 
 /// How a remote VTEP's underlay next hop is known.

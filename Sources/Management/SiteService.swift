@@ -145,7 +145,7 @@ public final class SiteService: Sendable {
           truncatedDrops: sum.truncatedDrops, kernelDrops: sum.kernelDrops,
           checksumsCompleted: sum.checksumsCompleted, transmitKicks: sum.transmitKicks,
           transmitBusy: sum.transmitBusy, transmitErrors: sum.transmitErrors, superFrames: sum.superFrames,
-          segments: sum.segments, offloadDrops: sum.offloadDrops)
+          segments: sum.segments, offloadDrops: sum.offloadDrops, sentInPlace: sum.sentInPlace)
       }
       let isUnderlay = name == config.site.underlay
       let overhead = config.site.vtep.isIPv4 ? 50 : 70

@@ -133,6 +133,10 @@ struct RunCommand: AsyncParsableCommand {
     }
     // Super-frames toward VMs through a tap redirected to their ports.
     if ProcessInfo.processInfo.environment["VXSWITCH_VM_TAPS"] == "off" { liveOptions.vmTaps = false }
+    // AF_XDP ports copy every frame into a transmit slot instead of sending it in place.
+    if ProcessInfo.processInfo.environment["VXSWITCH_XDP_IN_PLACE"] == "off" {
+      liveOptions.xdpSendsInPlace = false
+    }
     // Experimental: UDP GRO on the VXLAN port (needs GRO on the underlay device).
     if ProcessInfo.processInfo.environment["VXSWITCH_UNDERLAY_GRO"] == "on" {
       liveOptions.underlayReceiveOffload = true

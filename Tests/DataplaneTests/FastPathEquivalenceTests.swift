@@ -54,26 +54,43 @@ final class FastPathEquivalenceTests: XCTestCase {
       underlayGSO: true)
   }
 
+  /// Frames received into a UMEM that every port's ring shares (`InPlaceTransmit`, as
+  /// AF_XDP ports of one worker have it): the fast paths send them from where they are,
+  /// encapsulated in their chunk's headroom or decapsulated by sending from the inner
+  /// frame, and the output is byte for byte what the general path copies. IPv4 and IPv6.
+  func testFramesSentInPlaceForwardAsTheGeneralPath() {
+    run(config: S.config(agingTime: 4), ipv6: false, seed: 8, inPlace: true)
+    run(config: S.config(ipv6: true, agingTime: 4), ipv6: true, seed: 9, inPlace: true)
+    XCTAssertGreaterThan(sentInPlace, 5_000, "frames left in place")
+  }
+
   // MARK: Driver
 
   /// Each configuration three times: the flow cache chosen batch by batch, always
   /// probed, and always bypassed (the loop variant for traffic with many flows).
   private func run(
-    config: SiteConfig, ipv6: Bool, seed: UInt64, virtioNetHeader: Bool = false, underlayGSO: Bool = false
+    config: SiteConfig, ipv6: Bool, seed: UInt64, virtioNetHeader: Bool = false, underlayGSO: Bool = false,
+    inPlace: Bool = false
   ) {
     for caching in [nil, true, false] as [Bool?] {
       run(
         config: config, ipv6: ipv6, seed: seed, caching: caching, virtioNetHeader: virtioNetHeader,
-        underlayGSO: underlayGSO)
+        underlayGSO: underlayGSO, inPlace: inPlace)
     }
   }
 
   private func run(
     config: SiteConfig, ipv6: Bool, seed: UInt64, caching: Bool?, virtioNetHeader: Bool, underlayGSO: Bool,
-    batches: Int = 400
+    inPlace: Bool, batches: Int = 400
   ) {
     let header: (String) -> Bool = { $0 == config.site.underlay ? underlayGSO : virtioNetHeader }
     let fast = OfflineSwitch(config: config, virtioNetHeader: header)
+    let umem = inPlace ? ReceiveArea() : nil
+    if let umem {
+      for index in fast.core.interfaces.indices { fast.ports[index].transmitRing.pointee.inPlace = umem.view }
+      receiveAreas[ObjectIdentifier(fast)] = umem
+    }
+    defer { receiveAreas[ObjectIdentifier(fast)] = nil }
     fast.pipeline.accessCaching.forced = caching
     fast.pipeline.decapCaching.forced = caching
     let general = OfflineSwitch(config: config, virtioNetHeader: header)
@@ -120,6 +137,7 @@ final class FastPathEquivalenceTests: XCTestCase {
       }
     }
     XCTAssertEqual(fdbContents(fast), fdbContents(general))
+    if let umem { sentInPlace += umem.claimed }
     if virtioNetHeader {
       let merged = fast.core.interfaces.indices.reduce(UInt64(0)) {
         $0 + fast.pipeline.coalescer(interface: UInt16($1)).mergedSegments
@@ -152,7 +170,12 @@ final class FastPathEquivalenceTests: XCTestCase {
       var buffers: [UnsafeMutableRawPointer] = []
       vector.ingress = UInt16(index)
       vector.now = now
-      for frame in frames[start..<end] {
+      let umem = receiveAreas[ObjectIdentifier(sw)]
+      for (slot, frame) in frames[start..<end].enumerated() {
+        if let umem, let chunk = umem.place(frame.bytes, chunk: slot) {
+          vector.append(chunk, length: frame.bytes.count, vlanTag: frame.vlanTag, flags: frame.flags)
+          continue
+        }
         // Rounded up like ring and arena slots, so that a frame is readable to its slot end.
         let memory = UnsafeMutableRawPointer.allocate(
           byteCount: (frame.bytes.count + 64) & ~63, alignment: 64)
@@ -164,12 +187,64 @@ final class FastPathEquivalenceTests: XCTestCase {
       sw.process(&vector)
       _ = sw.core.drainLearnQueues()
       sw.flush()
+      // The batch released and every frame sent: the chunks go back to the kernel.
+      umem?.releaseBatch()
       for buffer in buffers { buffer.deallocate() }
       start = end
     }
   }
 
   private var lastAged: [ObjectIdentifier: UInt32] = [:]
+  private var receiveAreas: [ObjectIdentifier: ReceiveArea] = [:]
+  private var sentInPlace = 0
+
+  /// A UMEM's receive area as an AF_XDP port leaves it: a frame per chunk, past 256 bytes
+  /// of headroom (XDP_PACKET_HEADROOM), the rest of the chunk filled with a pattern.
+  private final class ReceiveArea {
+    static let chunkShift = 14
+    static let chunks = FrameVector.capacity
+    static let headroom = 256
+    let area: UnsafeMutableRawPointer
+    let keep: UnsafeMutablePointer<UInt8>
+    let view: UnsafeMutablePointer<InPlaceTransmit>
+    /// Frames the pipeline claimed for sending in place.
+    private(set) var claimed = 0
+
+    init() {
+      let bytes = Self.chunks << Self.chunkShift
+      area = .allocate(byteCount: bytes, alignment: 4096)
+      area.initializeMemory(as: UInt8.self, repeating: 0xA5, count: bytes)
+      keep = .allocate(capacity: Self.chunks)
+      keep.initialize(repeating: 0, count: Self.chunks)
+      view = .allocate(capacity: 1)
+      view.initialize(
+        to: InPlaceTransmit(area: area, receiveBytes: bytes, chunkShift: Self.chunkShift, keep: keep))
+    }
+
+    deinit {
+      area.deallocate()
+      keep.deallocate()
+      view.deallocate()
+    }
+
+    /// The frame's copy in chunk `chunk`, or nil when it does not fit one.
+    func place(_ bytes: [UInt8], chunk: Int) -> UnsafeMutableRawPointer? {
+      let size = 1 << Self.chunkShift
+      guard Self.headroom + bytes.count <= size else { return nil }
+      let start = area + (chunk << Self.chunkShift)
+      start.initializeMemory(as: UInt8.self, repeating: 0xA5, count: size)
+      let frame = start + Self.headroom
+      bytes.withUnsafeBytes { frame.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+      return frame
+    }
+
+    func releaseBatch() {
+      for chunk in 0..<Self.chunks where keep[chunk] != 0 {
+        claimed += 1
+        keep[chunk] = 0
+      }
+    }
+  }
 
   private func fdbContents(_ sw: OfflineSwitch) -> [String] {
     var rows: [String] = []

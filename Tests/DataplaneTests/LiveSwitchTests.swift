@@ -63,11 +63,12 @@ final class LiveSwitchTests: XCTestCase {
   @discardableResult
   func pingThroughSwitch(
     workers: Int, io: PortIO = .afPacket, expected: (underlay: PortIO, access: PortIO)? = nil,
-    offloadTaps: Bool = true, whileRunning: (LiveSwitch) throws -> Void = { _ in }
+    offloadTaps: Bool = true, options: LiveSwitch.Options = LiveSwitch.Options(),
+    whileRunning: (LiveSwitch) throws -> Void = { _ in }
   ) throws -> LiveSwitch {
     let expected = expected ?? (io, io)
     let core = SwitchCore(config: Self.config(workers: workers, io: io, offloadTaps: offloadTaps))
-    let live = LiveSwitch(core: core)
+    let live = LiveSwitch(core: core, options: options)
     try NetworkNamespace.run(sw) { try live.start() }
     defer { live.stop() }
     XCTAssertTrue(live.isRunning)
@@ -145,10 +146,26 @@ final class LiveSwitchTests: XCTestCase {
   }
 
   /// The same through AF_XDP ports on both interfaces; stopping removes the XDP programs.
+  /// One worker's AF_XDP ports share a UMEM: the pings leave both ways from the chunk they
+  /// were received in (encapsulated in its headroom, decapsulated by sending from the inner
+  /// frame), and the kernel's side gets them intact (the pings pass); with
+  /// `xdpSendsInPlace` off every frame is copied.
   func testPingThroughAFXDPPorts() throws {
-    let live = try pingThroughSwitch(workers: 1, io: .afXDP)
+    let live = try pingThroughSwitch(workers: 1, io: .afXDP) { live in
+      let sent = live.portStatistics[0].map(\.sentInPlace)
+      XCTAssertTrue(sent.allSatisfy { $0 >= 5 }, "frames sent in place (underlay, access): \(sent)")
+    }
     XCTAssertEqual(live.warnings, [])
     try assertNoXDPProgramLeft()
+  }
+
+  func testAFXDPPortsCopyWhenNotSendingInPlace() throws {
+    var options = LiveSwitch.Options()
+    options.xdpSendsInPlace = false
+    let live = try pingThroughSwitch(workers: 1, io: .afXDP, options: options) { live in
+      XCTAssertEqual(live.portStatistics[0].map(\.sentInPlace), [0, 0])
+    }
+    XCTAssertEqual(live.warnings, [])
   }
 
   /// Two workers on veths, which have one queue each: both workers' sockets share the
@@ -166,6 +183,8 @@ final class LiveSwitchTests: XCTestCase {
       let underlayFrames = live.portStatistics.map { $0[0].receivedFrames }
       XCTAssertEqual(underlayFrames.count, 2)
       XCTAssertTrue(underlayFrames.allSatisfy { $0 > 0 }, "received per worker: \(underlayFrames)")
+      // Workers sharing a queue share its UMEM, not one across interfaces: copies.
+      XCTAssertEqual(live.portStatistics.joined().map(\.sentInPlace).reduce(0, +), 0)
     }
     XCTAssertEqual(live.warnings, [])
     try assertNoXDPProgramLeft()
@@ -198,6 +217,9 @@ final class LiveSwitchTests: XCTestCase {
           try self.lab.sh(self.kern, "ping -c 2 -i 0.05 -W 2 -I 192.168.80.\(host) 192.168.80.1 >/dev/null"),
           "flow from 192.168.80.\(host)")
       }
+      // The worker's UMEM has a context per queue (five): replies leave in place too.
+      let sent = live.portStatistics[0].map(\.sentInPlace)
+      XCTAssertTrue(sent.allSatisfy { $0 >= 32 }, "frames sent in place (underlay, access): \(sent)")
     }
     XCTAssertEqual(live.warnings, [])
     try assertNoXDPProgramLeft()

@@ -53,14 +53,22 @@ int cp_xsk_umem_create(void *area, uint64_t size, uint32_t frame_size, uint32_t 
                        cp_xsk_ring *completion);
 /// Releases the UMEM: -EBUSY while a socket still uses it (close those first).
 int cp_xsk_umem_delete(cp_xsk_umem *umem);
+/// Most (interface, queue) pairs one UMEM is bound to (`context` of `cp_xsk_open`).
+enum { CP_XSK_MAX_CONTEXTS = 64 };
+
 /// Binds an AF_XDP socket to queue `queue` of `ifname` on `umem`, without loading any XDP
-/// program (the caller attaches its own and puts the socket in its map). The first socket
-/// of a UMEM owns its fill and completion rings; later sockets on the same interface and
-/// queue share them (XDP_SHARED_UMEM), and the kernel fills their RX rings from the one
-/// fill ring. RX and TX have `ring_size` entries. Returns the socket's fd, or -errno;
-/// `*zero_copy` says which mode the kernel chose.
-int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t ring_size, cp_xsk **out,
-                cp_xsk_ring *rx, cp_xsk_ring *tx, int *zero_copy);
+/// program (the caller attaches its own and puts the socket in its map). The kernel keeps
+/// one fill and one completion ring per (interface, queue) a UMEM is bound to: `context`
+/// (0 ..< CP_XSK_MAX_CONTEXTS) names that pair on our side, 0 being the UMEM's own rings.
+/// The first socket of a context creates the context's rings (except context 0's, made
+/// with the UMEM); later sockets on the same interface and queue share them, and every
+/// socket after the UMEM's first binds with XDP_SHARED_UMEM, so that all of them may send
+/// from any chunk of the UMEM. `*fill` and `*completion` receive the context's rings. RX
+/// and TX have `ring_size` entries. Returns the socket's fd, or -errno; `*zero_copy` says
+/// which mode the kernel chose.
+int cp_xsk_open(const char *ifname, uint32_t queue, cp_xsk_umem *umem, uint32_t context, uint32_t ring_size,
+                cp_xsk **out, cp_xsk_ring *rx, cp_xsk_ring *tx, cp_xsk_ring *fill, cp_xsk_ring *completion,
+                int *zero_copy);
 void cp_xsk_close(cp_xsk *xsk);
 /// How many receive queues `ifname` has (ethtool channels), or -errno (-EOPNOTSUPP from a
 /// driver that does not say).

@@ -22,7 +22,10 @@ extension Pipeline {
       }
     } else {
       if vector.hasDeferredPayloads { DeferredPayload.materializeAll(&vector) }
-      misses = switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)
+      misses =
+        rings[Int(state.underlayInterface)]?.pointee.inPlace != nil
+        ? switchAccessBatch(&vector, state, caching: caching, InPlaceUnderlayCommit.self)
+        : switchAccessBatch(&vector, state, caching: caching, PlainUnderlayCommit.self)
     }
     vector.hasDeferredPayloads = false
     accessCaching.record(cached: caching, misses: misses, frames: vector.count)
@@ -126,13 +129,22 @@ extension Pipeline {
         }
         let restLength = length &- 12
         if decision & FlowDecision.kindMask == FlowDecision.vtep {
-          guard let output = out.tx.reserve() else {
+          guard var output = out.tx.reserve() else {
             drop(.txRingFull)
             otherFrames &+= 1
             otherBytes &+= length
             continue
           }
           let headerLength = Flavor.headerLength(out)
+          // Received into the underlay port's UMEM: the outer header goes in front of the
+          // frame where it is, and the slot only says where that is.
+          var inPlace = -1
+          if Commit.sendsInPlace,
+            let offset = out.tx.inPlace.unsafelyUnwrapped.pointee.claim(frame, headroom: headerLength)
+          {
+            inPlace = offset
+            output = UnsafeMutableRawPointer(mutating: frame) - headerLength
+          }
           let payload = Commit.payload(
             &out.tx, output: output, offset: headerLength &- 8, length: length &+ headerLength)
           // A segment whose payload is still in its super-frame is copied from there.
@@ -148,8 +160,13 @@ extension Pipeline {
             macs: frame,
             rest: frame + 12, restLength: restLength,
             hash: InnerFrame.flowHash(macs: frame, rest: frame + 12, restLength: restLength),
-            copiesInner: !deferred, summingUDP: !staged && whole, Flavor.self)
-          Commit.commit(&out.tx, length: length &+ headerLength)
+            copiesInner: !deferred && (!Commit.sendsInPlace || inPlace < 0), summingUDP: !staged && whole,
+            Flavor.self)
+          if Commit.sendsInPlace && inPlace >= 0 {
+            out.tx.commitInPlace(offset: inPlace, length: length &+ headerLength)
+          } else {
+            Commit.commit(&out.tx, length: length &+ headerLength)
+          }
           continue
         }
         otherFrames &+= 1

@@ -20,7 +20,15 @@ extension Pipeline {
       return
     }
     if vlan == 0 && rest == macs + 12 {
-      // Untagged in, untagged out: the frame is one run of bytes.
+      // Untagged in, untagged out: the frame is one run of bytes, sent from where it was
+      // received when the ring's port shares that memory (the first copy of a flooded
+      // frame; `claim` refuses the others).
+      if let inPlace = ring.pointee.inPlace, let offset = inPlace.pointee.claim(macs, headroom: 0) {
+        ring.pointee.commitInPlace(offset: offset, length: length)
+        count(Counter.txFrames(interface))
+        count(Counter.txBytes(interface), length)
+        return
+      }
       output.copyFrameBytes(from: macs, count: length)
     } else {
       output.setRaw64(0, macs.raw64(0))

@@ -126,11 +126,16 @@ extension Pipeline {
           drop(.txRingFull)
           continue
         }
-        if innerLength > ring.pointee.maxFrameLength {
-          drop(.oversize)
-          continue
+        // Received into the access port's UMEM: the inner frame leaves where it is.
+        if let inPlace = ring.pointee.inPlace, let offset = inPlace.pointee.claim(inner, headroom: 0) {
+          ring.pointee.commitInPlace(offset: offset, length: innerLength)
+        } else {
+          if innerLength > ring.pointee.maxFrameLength {
+            drop(.oversize)
+            continue
+          }
+          ring.pointee.commit(copying: inner, length: innerLength, frameFlags: flags)
         }
-        ring.pointee.commit(copying: inner, length: innerLength, frameFlags: flags)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue

@@ -44,6 +44,9 @@ public struct TxRing {
   /// The UDP GSO segmenter of the underlay ring toward a packet socket with
   /// `PACKET_VNET_HDR` (set by `Pipeline.attach`), nil elsewhere; see `commitEncapsulated`.
   public var segmenter: UnsafeMutablePointer<UnderlaySegmenter>? = nil
+  /// The shared UMEM of an AF_XDP port that sends received frames where they are (set by
+  /// the port), nil elsewhere; see `commitInPlace`.
+  public var inPlace: UnsafeMutablePointer<InPlaceTransmit>? = nil
 
   public init(
     base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
@@ -118,6 +121,15 @@ public struct TxRing {
     next += slotSize
     if next == end { next = base }
     pending &+= 1
+  }
+
+  /// Hands over the reserved slot as standing for the `length`-byte frame at UMEM offset
+  /// `offset` (`InPlaceTransmit.claim`), which the port sends from where it is. Only for
+  /// a ring with `inPlace`, which has neither a coalescer nor a segmenter.
+  @inline(__always)
+  public mutating func commitInPlace(offset: Int, length: Int) {
+    (next + InPlaceTransmit.markerOffset).storeBytes(of: UInt64(truncatingIfNeeded: offset), as: UInt64.self)
+    commitUncoalesced(length: length)
   }
 
   /// `commit` for a ring that has neither a coalescer nor a segmenter: no check.
@@ -202,8 +214,17 @@ public final class TxRingStorage {
       let slot = r.base + tail * r.slotSize
       guard r.status(slot).pointee.load(ordering: .acquiring) == TxRing.sendRequest else { break }
       let length = Int((slot + r.lengthOffset).load(as: UInt32.self))
-      // The frame prefix (a `virtio_net_hdr`) is part of what the consumer gets.
-      body(UnsafeRawBufferPointer(start: slot + (r.dataOffset - r.framePrefix), count: length))
+      // A slot standing for a frame sent where it was received (`commitInPlace`).
+      let marker = slot + InPlaceTransmit.markerOffset
+      if let inPlace = r.inPlace, marker.load(as: UInt64.self) != 0 {
+        body(
+          UnsafeRawBufferPointer(
+            start: inPlace.pointee.area + Int(marker.load(as: UInt64.self)), count: length))
+        marker.storeBytes(of: 0, as: UInt64.self)
+      } else {
+        // The frame prefix (a `virtio_net_hdr`) is part of what the consumer gets.
+        body(UnsafeRawBufferPointer(start: slot + (r.dataOffset - r.framePrefix), count: length))
+      }
       r.status(slot).pointee.store(TxRing.available, ordering: .releasing)
       tail = (tail + 1) & r.slotMask
     }

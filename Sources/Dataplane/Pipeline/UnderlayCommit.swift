@@ -23,10 +23,14 @@ protocol UnderlayCommit {
   static func writeDeferred(
     _ tx: inout TxRing, _ frame: UnsafeRawPointer, length: Int, to destination: UnsafeMutableRawPointer
   ) -> Bool
+  /// Whether the access loop encapsulates a frame where it was received when the ring's
+  /// AF_XDP port shares the receiving port's UMEM (`InPlaceTransmit`).
+  static var sendsInPlace: Bool { get }
 }
 
 extension UnderlayCommit {
   @inline(__always) static var takesDeferredPayloads: Bool { false }
+  @inline(__always) static var sendsInPlace: Bool { false }
 
   @inline(__always)
   static func writeDeferred(
@@ -44,6 +48,16 @@ extension UnderlayCommit {
 
 /// An underlay ring without a segmenter (no `virtio_net_hdr` there).
 enum PlainUnderlayCommit: UnderlayCommit {
+  @inline(__always)
+  static func commit(_ tx: inout TxRing, length: Int) { tx.commitUncoalesced(length: length) }
+}
+
+/// An underlay ring of an AF_XDP port that sends received frames where they are
+/// (`TxRing.inPlace`; no segmenter there): a frame received into the same UMEM gets its
+/// outer header written in front of it and leaves from its chunk; any other is copied.
+enum InPlaceUnderlayCommit: UnderlayCommit {
+  @inline(__always) static var sendsInPlace: Bool { true }
+
   @inline(__always)
   static func commit(_ tx: inout TxRing, length: Int) { tx.commitUncoalesced(length: length) }
 }

@@ -19,6 +19,10 @@ import Synchronization
 /// the kernel; a slot stays `sending` until its address comes back on the completion ring.
 /// Several ports may share a queue (`open(interface:queue:sockets:...)`, one per worker):
 /// each has its own RX and TX rings, and they share the UMEM's fill and completion rings.
+/// Or one worker's ports on several interfaces share a UMEM (`open(interface:queue:sharing:...)`),
+/// and a frame received on one leaves through another without a copy: the pipeline
+/// commits it to the egress ring as a slot that only holds its address
+/// (`TxRing.commitInPlace`), and the port posts that address.
 ///
 /// No offload metadata crosses AF_XDP: frames arrive as the wire would carry them, so on
 /// a veth the attachment has turned the peer's TSO/GSO off and capped its MTU (the kernel
@@ -68,9 +72,17 @@ public final class AFXDPPort: LivePort {
   private var tx: XSKRing
   /// The next transmit slot to post to the kernel (slots are committed in order).
   private var postCursor = 0
+  /// The UMEM's context (interface and queue) this socket is bound to: its fill and
+  /// completion rings.
+  private let context: Int
   /// UMEM addresses of the frames handed out by the last `receive`.
   private let held: UnsafeMutablePointer<UInt64>
   private var heldCount = 0
+  /// Completed receive chunks (sent in place), between the completion ring and their
+  /// fill ring.
+  private let completed: UnsafeMutablePointer<UInt64>
+  /// Completions reaped at most at once.
+  private static let reapBatch = 1024
   private let counters = PortCounters()
   private let kernelCounters = Mutex<cp_xdp_statistics>(cp_xdp_statistics())
   private var closed = false
@@ -84,7 +96,7 @@ public final class AFXDPPort: LivePort {
     let memory = try SharedUMEM(
       interface: interface, sockets: 1, frameSize: options.frameSize, ringSize: options.ringSize)
     try self.init(
-      interface: interface, queue: queue, socket: 0, memory: memory, isUnderlay: isUnderlay, options: options)
+      interface: interface, queue: queue, memory: memory, isUnderlay: isUnderlay, options: options)
     do {
       try attachment.insert(socket: fd, queue: queue)
     } catch {
@@ -105,11 +117,10 @@ public final class AFXDPPort: LivePort {
       interface: interface, sockets: sockets, frameSize: options.frameSize, ringSize: options.ringSize)
     var ports: [AFXDPPort] = []
     do {
-      for index in 0..<sockets {
+      for _ in 0..<sockets {
         ports.append(
           try AFXDPPort(
-            interface: interface, queue: queue, socket: index, memory: memory, isUnderlay: isUnderlay,
-            options: options))
+            interface: interface, queue: queue, memory: memory, isUnderlay: isUnderlay, options: options))
       }
       for slot in 0..<attachment.program.socketsPerQueue {
         try attachment.insert(socket: ports[slot % sockets].fd, queue: queue, slot: slot)
@@ -121,9 +132,29 @@ public final class AFXDPPort: LivePort {
     return ports
   }
 
+  /// Opens the one socket on `queue` of `interface` in `memory`, a UMEM the worker's other
+  /// AF_XDP ports share (`SharedUMEM.sendsInPlace`), and puts it into `attachment`'s map:
+  /// frames received on any of them may leave through this one from where they were
+  /// received.
+  static func open(
+    interface: String, queue: UInt32, sharing memory: SharedUMEM, isUnderlay: Bool, attachment: XDPAttachment,
+    options: Options = Options()
+  ) throws -> AFXDPPort {
+    let port = try AFXDPPort(
+      interface: interface, queue: queue, memory: memory, isUnderlay: isUnderlay, options: options)
+    do {
+      for slot in 0..<attachment.program.socketsPerQueue {
+        try attachment.insert(socket: port.fd, queue: queue, slot: slot)
+      }
+    } catch {
+      port.close()
+      throw error
+    }
+    return port
+  }
+
   private init(
-    interface: String, queue: UInt32, socket index: Int, memory: SharedUMEM, isUnderlay: Bool,
-    options: Options
+    interface: String, queue: UInt32, memory: SharedUMEM, isUnderlay: Bool, options: Options
   ) throws {
     name = interface
     self.queue = queue
@@ -131,17 +162,24 @@ public final class AFXDPPort: LivePort {
     self.memory = memory
     finishesChecksums = options.finishesChecksums
     area = memory.area
+    guard let context = memory.context(interface: interface, queue: queue),
+      let index = memory.allocateSocket()
+    else {
+      throw AFPacketError.from(
+        errno: ENOSPC, operation: "AF_XDP socket (queue \(queue))", interface: interface)
+    }
+    self.context = context
     transmitBase = memory.transmitBase(socket: index)
 
     var handle: OpaquePointer? = nil
-    var rings = (cp_xsk_ring(), cp_xsk_ring())
+    var rings = (cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring(), cp_xsk_ring())
     var zeroCopy: Int32 = 0
     var result: Int32
     var retries = 0
     repeat {
       result = cp_xsk_open(
-        interface, queue, memory.handle, UInt32(memory.slotsPerSocket), &handle, &rings.0, &rings.1, &zeroCopy
-      )
+        interface, queue, memory.handle, UInt32(context), UInt32(memory.slotsPerSocket), &handle, &rings.0,
+        &rings.1, &rings.2, &rings.3, &zeroCopy)
       // A socket closed on this queue a moment ago (a restart) keeps the queue until the
       // kernel's deferred release of its buffer pool has run: EBUSY meanwhile.
       guard result == -EBUSY, retries < Self.busyRetries else { break }
@@ -149,21 +187,24 @@ public final class AFXDPPort: LivePort {
       usleep(Self.busyRetryMicroseconds)
     } while true
     guard result >= 0, let handle else {
+      memory.contextFailed(interface: interface, queue: queue, context: context)
       throw AFPacketError.from(
         errno: -result, operation: "AF_XDP socket (queue \(queue))", interface: interface)
     }
-    memory.socketOpened()
+    memory.socketOpened(context: context, fill: rings.2, completion: rings.3)
     socket = handle
     fd = result
     self.zeroCopy = zeroCopy != 0
     rx = XSKRing(rings.0, side: .consumer)
     tx = XSKRing(rings.1, side: .producer)
     held = .allocate(capacity: FrameVector.capacity)
+    completed = .allocate(capacity: Self.reapBatch)
     transmitRing = .allocate(capacity: 1)
     transmitRing.initialize(
       to: TxRing(
         base: area + transmitBase, slotSize: memory.frameSize, slotCount: memory.slotsPerSocket,
         statusOffset: 0, lengthOffset: 4, dataOffset: Self.transmitDataOffset))
+    transmitRing.pointee.inPlace = memory.inPlace
   }
 
   deinit {
@@ -171,6 +212,7 @@ public final class AFXDPPort: LivePort {
     transmitRing.deinitialize(count: 1)
     transmitRing.deallocate()
     held.deallocate()
+    completed.deallocate()
   }
 
   public func close() {
@@ -245,7 +287,7 @@ public final class AFXDPPort: LivePort {
   /// room for every receive chunk, so it cannot be full while chunks are held here.
   public func releaseReceived() {
     if heldCount == 0 { return }
-    let count = memory.refill(held, count: heldCount)
+    let count = memory.refill(context: context, held, count: heldCount)
     if count < heldCount {
       // Cannot happen (see above); keep the rest rather than lose the chunks.
       memmove(held, held + count, (heldCount &- count) &* 8)
@@ -253,7 +295,7 @@ public final class AFXDPPort: LivePort {
     heldCount &-= count
     // In copy mode the kernel fills in softirq and needs no wakeup; a zero-copy driver
     // may wait for one after the fill ring ran dry.
-    if zeroCopy && memory.fillNeedsWakeup { _ = cp_xsk_kick(fd) }
+    if zeroCopy && memory.fillNeedsWakeup(context: context) { _ = cp_xsk_kick(fd) }
   }
 
   // MARK: Transmit
@@ -266,18 +308,31 @@ public final class AFXDPPort: LivePort {
     let ring = transmitRing.pointee
     let posting = min(ring.pending, tx.free())
     if posting > 0 {
+      var sentInPlace = 0
       for offset in 0..<posting {
         let slot = ring.base + postCursor &* ring.slotSize
         let length = (slot + ring.lengthOffset).load(as: UInt32.self)
-        ring.status(slot).pointee.store(TxRing.sending, ordering: .relaxed)
         let descriptor = tx.descriptor(offset)
-        descriptor.pointee.addr = UInt64(transmitBase &+ postCursor &* ring.slotSize &+ ring.dataOffset)
+        // A slot standing for a frame sent where it was received (`commitInPlace`) is
+        // free as soon as that frame's address is posted.
+        let marker = slot + InPlaceTransmit.markerOffset
+        let inPlace = marker.load(as: UInt64.self)
+        if inPlace != 0 {
+          marker.storeBytes(of: 0, as: UInt64.self)
+          ring.status(slot).pointee.store(TxRing.available, ordering: .releasing)
+          descriptor.pointee.addr = inPlace
+          sentInPlace &+= 1
+        } else {
+          ring.status(slot).pointee.store(TxRing.sending, ordering: .relaxed)
+          descriptor.pointee.addr = UInt64(transmitBase &+ postCursor &* ring.slotSize &+ ring.dataOffset)
+        }
         descriptor.pointee.len = length
         descriptor.pointee.options = 0
         postCursor = postCursor &+ 1 == ring.slotCount ? 0 : postCursor &+ 1
       }
       tx.submit(posting)
       transmitRing.pointee.pending &-= posting
+      if sentInPlace != 0 { PortCounters.bump(counters.sentInPlace, sentInPlace) }
     }
     kick()
     reapCompletions()
@@ -313,7 +368,10 @@ public final class AFXDPPort: LivePort {
   /// Frees the transmit slots whose frames the kernel has sent (this port's, and those
   /// of the other ports on its queue).
   @inline(__always)
-  private func reapCompletions() { memory.reapCompletions(layout: transmitRing.pointee) }
+  private func reapCompletions() {
+    memory.reapCompletions(
+      context: context, layout: transmitRing.pointee, scratch: completed, capacity: Self.reapBatch)
+  }
 
   @discardableResult
   public func clearSocketError() -> Int32 {
@@ -339,6 +397,7 @@ public final class AFXDPPort: LivePort {
     statistics.transmitBusy = counters.transmitBusy.load(ordering: .relaxed)
     statistics.transmitErrors = counters.transmitErrors.load(ordering: .relaxed)
     statistics.socketErrors = counters.socketErrors.load(ordering: .relaxed)
+    statistics.sentInPlace = counters.sentInPlace.load(ordering: .relaxed)
     // A frame dropped for want of a fill-ring chunk counts in rx_dropped too.
     statistics.kernelDrops = kernel.rx_dropped &+ kernel.rx_ring_full
     return statistics

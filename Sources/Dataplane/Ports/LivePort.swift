@@ -63,6 +63,9 @@ public struct PortStatistics: Sendable, Equatable {
   public var segments: UInt64 = 0
   /// Super-frames refused (a malformed or unsupported `virtio_net_hdr`).
   public var offloadDrops: UInt64 = 0
+  /// Frames sent from where another port of the worker received them (AF_XDP ports
+  /// sharing a UMEM, `InPlaceTransmit`), not copied into a transmit slot.
+  public var sentInPlace: UInt64 = 0
 
   /// Adds another port's counters (several ports on one interface: a worker's, or the
   /// workers').
@@ -80,6 +83,7 @@ public struct PortStatistics: Sendable, Equatable {
     superFrames &+= other.superFrames
     segments &+= other.segments
     offloadDrops &+= other.offloadDrops
+    sentInPlace &+= other.sentInPlace
   }
 }
 
@@ -96,6 +100,7 @@ final class PortCounters: Sendable {
   let superFrames = Atomic<UInt64>(0)
   let segments = Atomic<UInt64>(0)
   let offloadDrops = Atomic<UInt64>(0)
+  let sentInPlace = Atomic<UInt64>(0)
 
   /// A plain load and store: one writer, so no locked read-modify-write is needed.
   @inline(__always) static func bump(_ counter: borrowing Atomic<UInt64>, _ amount: Int = 1) {

@@ -63,6 +63,11 @@ public final class LiveSwitch: @unchecked Sendable {
     public var port = AFPacketPort.Options()
     /// UMEM and ring sizes of every AF_XDP port.
     public var xdpPort = AFXDPPort.Options()
+    /// Let a worker's AF_XDP ports share one UMEM, so that a frame received on one leaves
+    /// through another from where it was received (`SharedUMEM.sendsInPlace`) instead of
+    /// being copied into a transmit slot; off only to measure the copy
+    /// (`VXSWITCH_XDP_IN_PLACE=off`).
+    public var xdpSendsInPlace = true
     /// Turn LRO off on access interfaces (merged frames would lose what the VM sent), and
     /// GSO and TSO too unless TCP is coalesced: with them off the kernel would cut every
     /// coalesced super-frame up again before the veth. GRO stays as it is: what it merges
@@ -316,13 +321,17 @@ public final class LiveSwitch: @unchecked Sendable {
     }
     var columns: [[any LivePort]] = []
     var receiveOnly = [[any LivePort]](repeating: [], count: workers)
+    let sending = inPlaceMemories(interfaces: interfaces, workers: workers, warnings: &warnings)
+    for memory in sending ?? [] { memory.holdWhileOpening() }
+    defer { for memory in sending ?? [] { memory.openingDone() } }
     for (index, name) in interfaces.enumerated() {
       let isUnderlay = name == underlay
       var column: [any LivePort] = []
       var io = config.io(of: name)
       if io == .afXDP {
         do {
-          let opened = try openXDPPorts(interface: name, isUnderlay: isUnderlay, workers: workers)
+          let opened = try openXDPPorts(
+            interface: name, isUnderlay: isUnderlay, workers: workers, sharing: sending)
           column = opened.map(\.port)
           for (worker, ports) in opened.map(\.receiveOnly).enumerated() {
             for port in ports { port.switchInterface = UInt16(index) }
@@ -397,7 +406,9 @@ public final class LiveSwitch: @unchecked Sendable {
   /// the queue's flows over their sockets; with more queues than workers, worker `i`
   /// takes queues `i`, `i + workers`, and so on. Everything opened so far is closed again
   /// on failure.
-  private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int) throws
+  /// With `sharing` (one UMEM per worker, `inPlaceMemories`), each queue's socket goes
+  /// into the UMEM of the worker that takes the queue.
+  private func openXDPPorts(interface: String, isUnderlay: Bool, workers: Int, sharing: [SharedUMEM]?) throws
     -> [(port: any LivePort, receiveOnly: [any LivePort])]
   {
     let config = core.config
@@ -405,18 +416,26 @@ public final class LiveSwitch: @unchecked Sendable {
       isUnderlay ? .vxlan(vtep: config.site.vtep, udpPort: config.site.udpPort) : .everything
     let deviceQueues = Int(cp_interface_rx_queues(interface))
     let queues = deviceQueues > 0 ? deviceQueues : workers
-    let sharing = queues < workers
-    let perQueue = sharing ? (workers + queues - 1) / queues : 1
+    let sharingQueues = queues < workers
+    let perQueue = sharingQueues ? (workers + queues - 1) / queues : 1
     let attachment = try XDPAttachment(
       interface: interface, program: XDPSteeringProgram(match: match, socketsPerQueue: perQueue),
       queues: queues)
     var byQueue: [[AFXDPPort]] = []
     do {
       for queue in 0..<queues {
+        if let memories = sharing, !sharingQueues {
+          byQueue.append([
+            try AFXDPPort.open(
+              interface: interface, queue: UInt32(queue), sharing: memories[queue % workers],
+              isUnderlay: isUnderlay, attachment: attachment, options: options.xdpPort)
+          ])
+          continue
+        }
         byQueue.append(
           try AFXDPPort.open(
             interface: interface, queue: UInt32(queue),
-            sockets: sharing ? (workers - queue + queues - 1) / queues : 1,
+            sockets: sharingQueues ? (workers - queue + queues - 1) / queues : 1,
             isUnderlay: isUnderlay, attachment: attachment, options: options.xdpPort))
       }
     } catch {
@@ -426,10 +445,40 @@ public final class LiveSwitch: @unchecked Sendable {
     }
     attachments.append(attachment)
     return (0..<workers).map { worker in
-      if sharing { return (byQueue[worker % queues][worker / queues], []) }
+      if sharingQueues { return (byQueue[worker % queues][worker / queues], []) }
       return (
         byQueue[worker][0], stride(from: worker + workers, to: queues, by: workers).map { byQueue[$0][0] }
       )
+    }
+  }
+
+  /// Per worker, one UMEM for all its AF_XDP sockets (a context per queue it takes on each
+  /// AF_XDP interface), so that a frame leaves from where it was received
+  /// (`SharedUMEM.sendsInPlace`); nil where that cannot be: fewer than two AF_XDP
+  /// interfaces, a device with fewer receive queues than workers (its workers share each
+  /// queue's UMEM instead), more queues than a UMEM has contexts, or the option off.
+  private func inPlaceMemories(interfaces: [String], workers: Int, warnings: inout [String]) -> [SharedUMEM]?
+  {
+    guard options.xdpSendsInPlace else { return nil }
+    let xdp = interfaces.filter { core.config.io(of: $0) == .afXDP }
+    guard xdp.count >= 2 else { return nil }
+    var contexts = [Int](repeating: 0, count: workers)
+    for name in xdp {
+      let deviceQueues = Int(cp_interface_rx_queues(name))
+      let queues = deviceQueues > 0 ? deviceQueues : workers
+      if queues < workers { return nil }
+      for queue in 0..<queues { contexts[queue % workers] += 1 }
+    }
+    guard contexts.allSatisfy({ $0 <= Int(CP_XSK_MAX_CONTEXTS) }) else { return nil }
+    do {
+      return try contexts.map { count in
+        try SharedUMEM(
+          interface: xdp.joined(separator: ","), contexts: count, sockets: count, socketsPerContext: 1,
+          frameSize: options.xdpPort.frameSize, ringSize: options.xdpPort.ringSize, sendsInPlace: true)
+      }
+    } catch {
+      warnings.append("AF_XDP: no shared UMEM, frames are copied between ports: \(error)")
+      return nil
     }
   }
 
