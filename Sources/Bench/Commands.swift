@@ -104,7 +104,7 @@ struct LiveCommand: ParsableCommand {
   var searchDuration = 2.0
   @Option(
     help:
-      "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline, baseline-xdp, vxswitch-xdp-2w (AF_XDP, two workers sharing each queue)."
+      "Systems (repeatable): vxswitch, vxswitch-xdp (AF_XDP ports), bridge, baseline, baseline-xdp, vxswitch-xdp-2w (AF_XDP, two workers sharing each queue), vxswitch-xdp-copy (AF_XDP, every frame copied into a transmit slot)."
   )
   var system: [String] = ["vxswitch", "vxswitch-xdp", "bridge", "baseline", "baseline-xdp"]
   @Option(help: "Source MACs.")

@@ -64,9 +64,17 @@ final class LiveBench {
     /// vxswitch-xdp with two workers sharing each veth's one queue (`SharedUMEM`), both on
     /// the measured CPU: what sharing a queue costs next to one worker.
     case vxswitchXDPTwoWorkers = "vxswitch-xdp-2w"
+    /// vxswitch-xdp copying every frame into a transmit slot (`VXSWITCH_XDP_IN_PLACE=off`)
+    /// instead of sending it from the chunk it was received in.
+    case vxswitchXDPCopy = "vxswitch-xdp-copy"
 
-    var isVXSwitch: Bool { self == .vxswitch || self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers }
-    var usesAFXDP: Bool { self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers || self == .baselineXDP }
+    var isVXSwitch: Bool {
+      self == .vxswitch || self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers || self == .vxswitchXDPCopy
+    }
+    var usesAFXDP: Bool {
+      self == .vxswitchXDP || self == .vxswitchXDPTwoWorkers || self == .vxswitchXDPCopy
+        || self == .baselineXDP
+    }
   }
 
   struct Measurement: Codable {
@@ -144,6 +152,10 @@ final class LiveBench {
     var xdpTwoWorkersCPUNsPerFrame: Double? = nil
     /// vxswitch on AF_XDP, two workers sharing the queue / one worker.
     var xdpTwoWorkersRatio: Double? = nil
+    var xdpCopyFramesPerSecond: Double? = nil
+    var xdpCopyCPUNsPerFrame: Double? = nil
+    /// vxswitch on AF_XDP sending in place / copying.
+    var xdpInPlaceOverCopyRatio: Double? = nil
     /// `--search`: largest offered frames/s with < 0.1% loss.
     var vxswitchLossFreeRate: Int? = nil
     var bridgeLossFreeRate: Int? = nil
@@ -374,10 +386,13 @@ final class LiveBench {
     return path
   }
 
-  func startVxswitch(configPath: String) throws -> SystemCommand.Child {
+  /// `environment`: `NAME=value` settings for the daemon (`env`).
+  func startVxswitch(configPath: String, environment: [String] = []) throws -> SystemCommand.Child {
     let log = directory + "/vxswitch"
+    let command = [options.vxswitch, "run", "--config", configPath]
     let process = try Shell.spawn(
-      pinned(switchNS, cpu: options.measuredCPU, [options.vxswitch, "run", "--config", configPath]),
+      pinned(
+        switchNS, cpu: options.measuredCPU, environment.isEmpty ? command : ["env"] + environment + command),
       stdout: log + ".out", stderr: log + ".err")
     LiveBench.children.append(process)
     usleep(1_000_000)
@@ -713,7 +728,7 @@ final class LiveBench {
       let twoWorkersConfigPath = try Self.writeXDPConfig(from: files.configPath, workers: 2)
       func configPath(_ system: System) -> String {
         switch system {
-        case .vxswitchXDP: xdpConfigPath
+        case .vxswitchXDP, .vxswitchXDPCopy: xdpConfigPath
         case .vxswitchXDPTwoWorkers: twoWorkersConfigPath
         default: files.configPath
         }
@@ -729,8 +744,10 @@ final class LiveBench {
             case .vxswitch:
               process = try startVxswitch(configPath: files.configPath)
               pid = process?.pid
-            case .vxswitchXDP, .vxswitchXDPTwoWorkers:
-              process = try startVxswitch(configPath: configPath(system))
+            case .vxswitchXDP, .vxswitchXDPTwoWorkers, .vxswitchXDPCopy:
+              process = try startVxswitch(
+                configPath: configPath(system),
+                environment: system == .vxswitchXDPCopy ? ["VXSWITCH_XDP_IN_PLACE=off"] : [])
               pid = process?.pid
               try checkPortTypes(configPath: configPath(system), expected: "af_xdp")
             case .baseline:
@@ -835,6 +852,9 @@ final class LiveBench {
         xdpTwoWorkersFramesPerSecond: pick(.vxswitchXDPTwoWorkers, \.deliveredPerSecond),
         xdpTwoWorkersCPUNsPerFrame: pick(.vxswitchXDPTwoWorkers, \.cpuNsPerFrame),
         xdpTwoWorkersRatio: divide(pick(.vxswitchXDPTwoWorkers, \.deliveredPerSecond), x),
+        xdpCopyFramesPerSecond: pick(.vxswitchXDPCopy, \.deliveredPerSecond),
+        xdpCopyCPUNsPerFrame: pick(.vxswitchXDPCopy, \.cpuNsPerFrame),
+        xdpInPlaceOverCopyRatio: divide(x, pick(.vxswitchXDPCopy, \.deliveredPerSecond)),
         vxswitchLossFreeRate: lossFree(.vxswitch), bridgeLossFreeRate: lossFree(.bridge),
         baselineLossFreeRate: lossFree(.baseline),
         lossFreeBaselineRatio: bound(.vxswitch) || bound(.baseline)

@@ -121,6 +121,20 @@ enum Output {
           ]
         })
     }
+    let copying = report.summary.filter { $0.xdpCopyFramesPerSecond != nil }
+    if !copying.isEmpty {
+      text +=
+        "\n\nvxswitch on AF_XDP, frames sent from where they were received against copied into a slot:\n"
+      text += table(
+        ["direction", "size", "in place f/s", "cpu ns/f", "copied f/s", "cpu ns/f", "in place/copied"],
+        copying.map { s in
+          [
+            s.direction.rawValue, s.frameSize, s.xdpFramesPerSecond.map(rate) ?? "-",
+            cell(s.xdpCPUNsPerFrame, "%.0f"), s.xdpCopyFramesPerSecond.map(rate) ?? "-",
+            cell(s.xdpCopyCPUNsPerFrame, "%.0f"), cell(s.xdpInPlaceOverCopyRatio, "%.2f"),
+          ]
+        })
+    }
     // Where frames were lost, per system: in the kernel before the system (the veth's NAPI
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
     var dropRows: [[String]] = []

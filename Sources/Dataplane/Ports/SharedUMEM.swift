@@ -52,7 +52,9 @@ final class SharedUMEM {
   private let chunkMask: UInt64
   /// Bytes of receive chunks, all contexts': addresses below are receive chunks.
   private let receiveBytes: UInt64
-  private let contextBytes: UInt64
+  /// log2 of a chunk's and of a context's receive chunks' bytes (both powers of two).
+  private let chunkShift: UInt64
+  private let contextShift: UInt64
   private let keep: UnsafeMutablePointer<UInt8>
   let handle: OpaquePointer
   private let contexts: [ContextRings]
@@ -102,8 +104,9 @@ final class SharedUMEM {
     receiveChunks = sendsInPlace ? 2 * ringSize : ringSize
     slotsPerSocket = ringSize
     chunkMask = ~UInt64(frameSize - 1)
-    contextBytes = UInt64(receiveChunks * frameSize)
-    receiveBytes = UInt64(contexts) * contextBytes
+    chunkShift = UInt64(frameSize.trailingZeroBitCount)
+    contextShift = UInt64((receiveChunks * frameSize).trailingZeroBitCount)
+    receiveBytes = UInt64(contexts * receiveChunks * frameSize)
     areaSize = (contexts * receiveChunks + sockets * ringSize) * frameSize
     guard
       let memory = mmap(nil, areaSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
@@ -229,7 +232,7 @@ final class SharedUMEM {
       while offset < count {
         let address = addresses[offset]
         if sendsInPlace {
-          let chunk = Int(truncatingIfNeeded: address / UInt64(frameSize))
+          let chunk = Int(truncatingIfNeeded: address &>> chunkShift)
           if keep[chunk] != 0 {
             keep[chunk] = 0
             offset &+= 1
@@ -277,10 +280,10 @@ final class SharedUMEM {
     // at a time, outside the completion ring's lock.
     var start = 0
     while start < chunks {
-      let owner = Int(truncatingIfNeeded: scratch[start] / contextBytes)
+      let owner = scratch[start] &>> contextShift
       var end = start &+ 1
-      while end < chunks && Int(truncatingIfNeeded: scratch[end] / contextBytes) == owner { end &+= 1 }
-      _ = refillSent(context: owner, scratch + start, count: end &- start)
+      while end < chunks && scratch[end] &>> contextShift == owner { end &+= 1 }
+      _ = refillSent(context: Int(truncatingIfNeeded: owner), scratch + start, count: end &- start)
       start = end
     }
   }
