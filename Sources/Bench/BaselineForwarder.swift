@@ -12,7 +12,10 @@ import Foundation
 /// sockets behind vxswitch's own steering program), as the ceiling of a switch on that
 /// port type. No learning, no lookups, no checks: encap copies a precomputed outer
 /// Ethernet+IPv4+UDP+VXLAN header (lengths and IPv4 checksum patched per frame) and the
-/// frame into the TX ring; decap copies the frame minus its first 50 bytes.
+/// frame into the TX ring; decap copies the frame minus its first 50 bytes. On AF_XDP both
+/// ports share one UMEM and frames leave from where they were received (the header
+/// written in the chunk's headroom, or the first 50 bytes skipped), as vxswitch's AF_XDP
+/// ports send them; `--copy` copies into transmit slots instead.
 struct BaselineForwardCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "baseline-forward",
@@ -33,6 +36,8 @@ struct BaselineForwardCommand: ParsableCommand {
   var io = PortIO.afPacket.rawValue
   @Option(help: "With --io af_xdp: take only VXLAN to this VTEP address on --in (default: every frame).")
   var vtep: String?
+  @Flag(help: "With --io af_xdp: copy every frame into a transmit slot instead of sending it in place.")
+  var copy = false
 
   func run() throws {
     let template: BaselineHeader?
@@ -65,10 +70,19 @@ struct BaselineForwardCommand: ParsableCommand {
         interface: output, program: XDPSteeringProgram(match: .everything), queues: 1)
       var options = AFXDPPort.Options()
       options.finishesChecksums = false
-      let inPort = try AFXDPPort(
-        interface: input, isUnderlay: false, attachment: inAttachment, options: options)
-      let outPort = try AFXDPPort(
-        interface: output, isUnderlay: false, attachment: outAttachment, options: options)
+      let inPort: AFXDPPort
+      let outPort: AFXDPPort
+      if copy {
+        inPort = try AFXDPPort(
+          interface: input, isUnderlay: false, attachment: inAttachment, options: options)
+        outPort = try AFXDPPort(
+          interface: output, isUnderlay: false, attachment: outAttachment, options: options)
+      } else {
+        let ports = try AFXDPPort.openSharingMemory(
+          [(input, false, inAttachment), (output, false, outAttachment)], options: options)
+        inPort = ports[0]
+        outPort = ports[1]
+      }
       // Unreachable (the loop runs until the process is killed; the links go with it).
       withExtendedLifetime((inAttachment, outAttachment)) {
         BaselineForwarder(input: inPort, output: outPort, header: template).run()
@@ -215,6 +229,20 @@ final class BaselineForwarder {
           slot = ring.pointee.reserve()
         }
         guard let slot else { continue }  // ring full: drop
+        if let inPlace = ring.pointee.inPlace, length > strip,
+          let offset = inPlace.pointee.claim(
+            frame + strip, headroom: header == nil ? 0 : BaselineHeader.length)
+        {
+          if let header {
+            let start = frame - BaselineHeader.length
+            start.copyMemory(from: template, byteCount: BaselineHeader.length)
+            header.patch(start, innerLength: length)
+            ring.pointee.commitInPlace(offset: offset, length: length &+ BaselineHeader.length)
+          } else {
+            ring.pointee.commitInPlace(offset: offset, length: length &- strip)
+          }
+          continue
+        }
         if let header {
           let outLength = length &+ BaselineHeader.length
           if outLength > maxLength { continue }

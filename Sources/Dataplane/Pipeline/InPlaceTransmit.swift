@@ -29,7 +29,7 @@ public struct InPlaceTransmit {
   /// `frame` is not in this UMEM's receive area, has less headroom in its chunk, or its
   /// chunk is already going out in place.
   @inline(__always)
-  func claim(_ frame: UnsafeRawPointer, headroom: Int) -> Int? {
+  public func claim(_ frame: UnsafeRawPointer, headroom: Int) -> Int? {
     let offset = frame - UnsafeRawPointer(area)
     guard UInt(bitPattern: offset) < UInt(bitPattern: receiveBytes),
       offset & (1 &<< chunkShift &- 1) >= headroom

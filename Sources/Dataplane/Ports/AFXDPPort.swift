@@ -153,6 +153,35 @@ public final class AFXDPPort: LivePort {
     return port
   }
 
+  /// Opens one socket on queue 0 of each interface (each behind its attachment), all in
+  /// one UMEM, so that a frame received on one leaves through another from where it was
+  /// received (`TxRing.inPlace`, `InPlaceTransmit`). Everything opened is closed again
+  /// on failure.
+  public static func openSharingMemory(
+    _ interfaces: [(name: String, isUnderlay: Bool, attachment: XDPAttachment)], options: Options = Options()
+  ) throws -> [AFXDPPort] {
+    let memory = try SharedUMEM(
+      interface: interfaces.map(\.name).joined(separator: ","), contexts: interfaces.count,
+      sockets: interfaces.count, socketsPerContext: 1, frameSize: options.frameSize,
+      ringSize: options.ringSize,
+      sendsInPlace: true)
+    memory.holdWhileOpening()
+    defer { memory.openingDone() }
+    var ports: [AFXDPPort] = []
+    do {
+      for interface in interfaces {
+        ports.append(
+          try open(
+            interface: interface.name, queue: 0, sharing: memory, isUnderlay: interface.isUnderlay,
+            attachment: interface.attachment, options: options))
+      }
+    } catch {
+      for port in ports { port.close() }
+      throw error
+    }
+    return ports
+  }
+
   private init(
     interface: String, queue: UInt32, memory: SharedUMEM, isUnderlay: Bool, options: Options
   ) throws {
