@@ -250,4 +250,81 @@ final class AFXDPPortTests: XCTestCase {
       }
     }
   }
+
+  /// Two interfaces' sockets in one UMEM (`openSharingMemory`): frames received on p0 leave
+  /// q0 from the chunk they were received in, behind 14 bytes written in its headroom
+  /// (`InPlaceTransmit.claim`, `TxRing.commitInPlace`), byte-exact. Three times as many
+  /// frames as p0's queue has receive chunks: a chunk sent in place must come back to
+  /// p0's fill ring through q0's completion ring, or p0 runs dry and frames are lost.
+  func testFramesLeaveAnotherInterfaceFromWhereTheyWereReceived() throws {
+    try lab.sh(
+      ns, "ip link add q0 type veth peer name q1 netns \(peer) && ip link set q0 up")
+    try lab.sh(peer, "ip link set q1 up")
+    try NetworkNamespace.run(ns) {
+      let attachments = try ["p0", "q0"].map {
+        try XDPAttachment(interface: $0, program: XDPSteeringProgram(match: .everything), queues: 1)
+      }
+      defer { attachments.forEach { $0.detach() } }
+      var options = AFXDPPort.Options()
+      options.ringSize = 128
+      let ports = try AFXDPPort.openSharingMemory(
+        [("p0", false, attachments[0]), ("q0", false, attachments[1])], options: options)
+      defer { ports.forEach { $0.close() } }
+      let ring = ports[1].transmitRing
+      XCTAssertNotNil(ring.pointee.inPlace)
+      let sender = try peerSender()
+      let capture = try NetworkNamespace.run(peer) { try AFPacketPort(interface: "q1", role: .access) }
+      let outer = Frames.ethernet(destination: hostB, source: hostA, etherType: 0x88B6, payload: [])
+      var expected: [[UInt8]] = []
+      var captured: [(bytes: [UInt8], tag: UInt32, flags: UInt8)] = []
+      var vector = FrameVector()
+      // 2 x 128 receive chunks on p0's queue: 768 frames, in rounds that fit the veth's
+      // XDP queue.
+      for round in 0..<12 {
+        var sent = 0
+        for index in 0..<64 {
+          let number = round * 64 + index
+          let frame = Frames.ethernet(
+            destination: hostA, source: hostB, etherType: 0x88B5,
+            payload: [UInt8(number & 0xFF), UInt8(number >> 8)]
+              + (0..<(46 + number % 700)).map { UInt8($0 & 0xFF) })
+          sender.send(frame)
+          expected.append(outer + frame)
+          sent += 1
+        }
+        var received = 0
+        XCTAssertTrue(
+          eventually {
+            vector.count = 0
+            let count = ports[0].receive(into: &vector)
+            for index in 0..<count {
+              let frame = vector.frames[index]
+              let length = Int(vector.lengths[index])
+              guard ring.pointee.reserve() != nil,
+                let offset = ring.pointee.inPlace?.pointee.claim(frame, headroom: outer.count)
+              else { continue }
+              outer.withUnsafeBytes {
+                (frame - outer.count).copyMemory(from: $0.baseAddress!, byteCount: outer.count)
+              }
+              ring.pointee.commitInPlace(offset: offset, length: outer.count + length)
+            }
+            received += count
+            if ring.pointee.pending > 0 { ports[1].flushTransmit() }
+            ports[0].releaseReceived()
+            drain(capture, into: &captured)
+            return received >= sent
+          }, "round \(round): \(received) of \(sent) received")
+      }
+      XCTAssertTrue(
+        eventually {
+          ports[1].flushTransmit()
+          drain(capture, into: &captured)
+          return captured.filter { $0.bytes[12] == 0x88 && $0.bytes[13] == 0xB6 }.count >= expected.count
+        })
+      XCTAssertEqual(captured.map(\.bytes).filter { $0[12] == 0x88 && $0[13] == 0xB6 }, expected)
+      XCTAssertEqual(ports[1].statistics.sentInPlace, UInt64(expected.count))
+      XCTAssertEqual(ports[0].statistics.kernelDrops, 0)
+      XCTAssertEqual(ports[1].statistics.transmitErrors, 0)
+    }
+  }
 }
