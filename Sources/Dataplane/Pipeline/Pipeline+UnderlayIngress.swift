@@ -126,16 +126,12 @@ extension Pipeline {
           drop(.txRingFull)
           continue
         }
-        // Received into the access port's UMEM: the inner frame leaves where it is.
-        if let inPlace = ring.pointee.inPlace, let offset = inPlace.pointee.claim(inner, headroom: 0) {
-          ring.pointee.commitInPlace(offset: offset, length: innerLength)
-        } else {
-          if innerLength > ring.pointee.maxFrameLength {
-            drop(.oversize)
-            continue
-          }
-          ring.pointee.commit(copying: inner, length: innerLength, frameFlags: flags)
+        if innerLength > ring.pointee.maxFrameLength {
+          drop(.oversize)
+          continue
         }
+        // Copied, or, received into the UMEM the access port shares, sent where it is.
+        ring.pointee.commit(copying: inner, length: innerLength, frameFlags: flags)
         counters[Counter.txFrames(interface)] &+= 1
         counters[Counter.txBytes(interface)] &+= UInt64(truncatingIfNeeded: innerLength)
         continue

@@ -40,13 +40,20 @@ public struct TxRing {
   /// `Pipeline.attach`), nil elsewhere. With one, every frame goes through it: it also
   /// rewrites the `virtio_net_hdr` in front of each, since a slot that held a
   /// super-frame holds its header until written again.
-  public var coalescer: UnsafeMutablePointer<TCPCoalescer>? = nil
+  public var coalescer: UnsafeMutablePointer<TCPCoalescer>? = nil {
+    didSet { commitsSpecially = coalescer != nil || inPlace != nil }
+  }
   /// The UDP GSO segmenter of the underlay ring toward a packet socket with
   /// `PACKET_VNET_HDR` (set by `Pipeline.attach`), nil elsewhere; see `commitEncapsulated`.
   public var segmenter: UnsafeMutablePointer<UnderlaySegmenter>? = nil
   /// The shared UMEM of an AF_XDP port that sends received frames where they are (set by
   /// the port), nil elsewhere; see `commitInPlace`.
-  public var inPlace: UnsafeMutablePointer<InPlaceTransmit>? = nil
+  public var inPlace: UnsafeMutablePointer<InPlaceTransmit>? = nil {
+    didSet { commitsSpecially = coalescer != nil || inPlace != nil }
+  }
+  /// The ring has a coalescer or sends in place: `commit(copying:)` tests this one flag
+  /// before its plain copy, not both pointers.
+  private(set) var commitsSpecially = false
 
   public init(
     base: UnsafeMutableRawPointer, slotSize: Int, slotCount: Int, statusOffset: Int, lengthOffset: Int,
@@ -96,17 +103,25 @@ public struct TxRing {
   }
 
   /// `commit` of a frame not yet written: the `length` bytes at `source` are copied to
-  /// the reserved slot, except when the ring's coalescer appends them to a super-frame:
-  /// then only their payload is copied, there. (The coalescer reads `source`, not the
+  /// the reserved slot, except when the ring's coalescer appends them to a super-frame
+  /// (then only their payload is copied, there) or when `source` lies in the receive area
+  /// of the UMEM the ring's port shares (`inPlace`: then the frame leaves from there). (The coalescer reads `source`, not the
   /// slot: reading a slot just written waits for the copy's stores.) `frameFlags` are the
   /// received frame's (`FrameFlags`), for the coalescer: with `builtOnThisHost` it trusts
   /// the TCP checksum; with `innerChecksumPartial` that checksum is unfinished, which it
   /// deals with (a ring without one never gets such a frame).
   @inline(__always)
   public mutating func commit(copying source: UnsafeRawPointer, length: Int, frameFlags: UInt8 = 0) {
-    if let coalescer {
-      commitCoalescing(length: length, coalescer, frameFlags: frameFlags, source: source)
-      return
+    if _slowPath(commitsSpecially) {
+      if let coalescer {
+        commitCoalescing(length: length, coalescer, frameFlags: frameFlags, source: source)
+        return
+      }
+      // Received into the UMEM this ring's port shares: the frame leaves where it is.
+      if let offset = inPlace.unsafelyUnwrapped.pointee.claim(source, headroom: 0) {
+        commitInPlace(offset: offset, length: length)
+        return
+      }
     }
     // No `innerChecksumPartial` here: the pipeline's fast path leaves such frames to the
     // general path unless every access ring has a coalescer (`fastPathRefusedFlags`).
