@@ -108,32 +108,46 @@ enum Output {
       ], rows)
     text +=
       "\n(\(report.rate); medians over repetitions, the systems alternating in each; only figures whose sampled output decoded correctly)"
-    let twoWorkers = report.summary.filter { $0.xdpTwoWorkersFramesPerSecond != nil }
-    if !twoWorkers.isEmpty {
-      text += "\n\nvxswitch on AF_XDP, two workers sharing each veth's queue, both on the measured CPU:\n"
+    // vxswitch on AF_XDP beside a variant of it: frames/s and CPU per frame of each, and
+    // the ratio, for the summaries that have the variant.
+    func comparison(
+      _ title: String, _ columns: [String],
+      _ figures: (LiveBench.Summary) -> (Double?, Double?, Double?, Double?, Double?)?
+    ) {
+      let rows = report.summary.compactMap { s in figures(s).map { (s, $0) } }
+      if rows.isEmpty { return }
+      text += "\n\n\(title):\n"
       text += table(
-        ["direction", "size", "2 workers f/s", "cpu ns/f", "1 worker f/s", "cpu ns/f", "2w/1w"],
-        twoWorkers.map { s in
+        ["direction", "size"] + columns,
+        rows.map { s, f in
           [
-            s.direction.rawValue, s.frameSize, s.xdpTwoWorkersFramesPerSecond.map(rate) ?? "-",
-            cell(s.xdpTwoWorkersCPUNsPerFrame, "%.0f"), s.xdpFramesPerSecond.map(rate) ?? "-",
-            cell(s.xdpCPUNsPerFrame, "%.0f"), cell(s.xdpTwoWorkersRatio, "%.2f"),
+            s.direction.rawValue, s.frameSize, f.0.map(rate) ?? "-", cell(f.1, "%.0f"), f.2.map(rate) ?? "-",
+            cell(f.3, "%.0f"), cell(f.4, "%.2f"),
           ]
         })
     }
-    let copying = report.summary.filter { $0.xdpCopyFramesPerSecond != nil }
-    if !copying.isEmpty {
-      text +=
-        "\n\nvxswitch on AF_XDP, frames sent from where they were received against copied into a slot:\n"
-      text += table(
-        ["direction", "size", "in place f/s", "cpu ns/f", "copied f/s", "cpu ns/f", "in place/copied"],
-        copying.map { s in
-          [
-            s.direction.rawValue, s.frameSize, s.xdpFramesPerSecond.map(rate) ?? "-",
-            cell(s.xdpCPUNsPerFrame, "%.0f"), s.xdpCopyFramesPerSecond.map(rate) ?? "-",
-            cell(s.xdpCopyCPUNsPerFrame, "%.0f"), cell(s.xdpInPlaceOverCopyRatio, "%.2f"),
-          ]
-        })
+    comparison(
+      "vxswitch on AF_XDP, two workers sharing each veth's queue, both on the measured CPU",
+      ["2 workers f/s", "cpu ns/f", "1 worker f/s", "cpu ns/f", "2w/1w"]
+    ) { s in
+      s.xdpTwoWorkersFramesPerSecond == nil
+        ? nil
+        : (
+          s.xdpTwoWorkersFramesPerSecond, s.xdpTwoWorkersCPUNsPerFrame, s.xdpFramesPerSecond,
+          s.xdpCPUNsPerFrame,
+          s.xdpTwoWorkersRatio
+        )
+    }
+    comparison(
+      "vxswitch on AF_XDP, frames sent from where they were received against copied into a slot",
+      ["in place f/s", "cpu ns/f", "copied f/s", "cpu ns/f", "in place/copied"]
+    ) { s in
+      s.xdpCopyFramesPerSecond == nil
+        ? nil
+        : (
+          s.xdpFramesPerSecond, s.xdpCPUNsPerFrame, s.xdpCopyFramesPerSecond, s.xdpCopyCPUNsPerFrame,
+          s.xdpInPlaceOverCopyRatio
+        )
     }
     // Where frames were lost, per system: in the kernel before the system (the veth's NAPI
     // ring full), in the system's own receive ring (vxswitch reports it), or elsewhere.
