@@ -210,6 +210,7 @@ final class LabTests: XCTestCase {
       ["--io", "af_xdp", "--workers", "2", "--kernel-peer", "--sites", "2", "--transfer-mib", "16"])
     XCTAssertTrue(output.contains("12/12 VM pairs"), output)
     XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
+    XCTAssertFalse(output.contains("sends frames in place"), "workers sharing a queue copy: \(output)")
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 16 MiB"), output)
     XCTAssertTrue(output.contains("ok   kernel site 2"), output)
@@ -226,13 +227,16 @@ final class LabTests: XCTestCase {
     XCTAssertTrue(output.contains("ok   tcp transfer s2-vm2 -> s1-vm1, 16 MiB"), output)
   }
 
-  /// Two AF_XDP vxswitch sites whose remote state comes from BGP EVPN through gobgpd.
+  /// Two AF_XDP vxswitch sites whose remote state comes from BGP EVPN through gobgpd. One
+  /// worker per site: its ports share a UMEM, and every port sends frames in place.
   func testAFXDPPortsOverAGoBGPRouteReflector() throws {
     try skipUnlessGoBGPIsInstalled()
     let output = try lab(["--io", "af_xdp", "--bgp", "--sites", "2", "--transfer-mib", "16"])
     XCTAssertTrue(output.contains("12/12 VM pairs ping each other across 2 sites"), output)
     XCTAssertTrue(output.contains("ok   site 1 ports are af_xdp (no fallback)"), output)
     XCTAssertTrue(output.contains("ok   site 2 ports are af_xdp (no fallback)"), output)
+    XCTAssertTrue(output.contains("ok   site 1 sends frames in place"), output)
+    XCTAssertTrue(output.contains("ok   site 2 sends frames in place"), output)
     XCTAssertTrue(output.contains("ok   tcp transfer s1-vm1 -> s2-vm2, 16 MiB"), output)
     XCTAssertTrue(output.contains("ok   site 2 FDB has every VM"), output)
   }

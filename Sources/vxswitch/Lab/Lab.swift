@@ -344,6 +344,9 @@ final class Lab {
     for site in t.allSites where t.choosesPortTypes && t.runsVXSwitch(site) {
       results.append(portTypeCheck(site))
     }
+    for site in Set([1, t.sites]).sorted() where t.sendsInPlace && t.runsVXSwitch(site) {
+      results.append(inPlaceCheck(site))
+    }
     for site in t.allSites where t.runsVXSwitch(site) {
       // Type-2 routes of MACs learnt during the pings travel through the route
       // reflector: give them a moment.
@@ -437,6 +440,25 @@ final class Lab {
       detail: types.joined(separator: " "))
   }
 
+  /// `--io af_xdp` with one worker: the site's AF_XDP ports share a UMEM, and the frames
+  /// of the transfers above left every port from the chunk they were received in
+  /// (`ring.sent_in_place` in `GET /v1/ports`).
+  private func inPlaceCheck(_ site: Int) -> CheckResult {
+    let ports =
+      api(site, "/v1/ports").flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] }?[
+        "ports"] as? [[String: Any]] ?? []
+    let sent = ports.map {
+      (
+        name: $0["name"] as? String ?? "?",
+        count: ($0["ring"] as? [String: Any])?["sent_in_place"] as? Int ?? 0
+      )
+    }
+    return CheckResult(
+      name: "site \(site) sends frames in place (its AF_XDP ports share one UMEM)",
+      passed: !sent.isEmpty && sent.allSatisfy { $0.count > 0 },
+      detail: sent.map { "\($0.name)=\($0.count)" }.joined(separator: " "))
+  }
+
   /// With VMs whose MTU is larger than the underlay allows, the transfers above only
   /// complete through path MTU discovery: site 1 answered its VM's too-big frames with
   /// ICMP Fragmentation Needed (counted), and the VM's kernel holds the usable MTU for the
@@ -485,6 +507,9 @@ final class Lab {
     }
     results.append(contentsOf: transferChecks(server: (t.members.last!, t.vmsPerSite)))
     for site in t.allSites where t.choosesPortTypes { results.append(portTypeCheck(site)) }
+    for site in Set([1, t.members.last!]).sorted() where t.sendsInPlace && t.runsVXSwitch(site) {
+      results.append(inPlaceCheck(site))
+    }
     for site in t.members {
       var result = extendedFDBCheck(site)
       let deadline = Date().addingTimeInterval(15)

@@ -40,6 +40,12 @@ struct LabTopology {
   var choosesPortTypes: Bool { io != .afPacket || underlayPortIO != .afPacket }
   /// The port type the lab gives `interface` (`ul` or `vmN`).
   func portIO(of interface: String) -> PortIO { interface == "ul" ? underlayPortIO : io }
+  /// Every port of a vxswitch site is AF_XDP and one worker has them all: they share a
+  /// UMEM and send frames in place (unless `VXSWITCH_XDP_IN_PLACE=off`).
+  var sendsInPlace: Bool {
+    io == .afXDP && underlayPortIO == .afXDP && workers == 1
+      && ProcessInfo.processInfo.environment["VXSWITCH_XDP_IN_PLACE"] != "off"
+  }
   /// Packet workers per vxswitch site (`--workers`); on the lab's single-queue veths,
   /// more than one shares each AF_XDP queue, or forms a fanout group on AF_PACKET.
   var workers = 1
