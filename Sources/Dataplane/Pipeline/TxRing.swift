@@ -112,7 +112,7 @@ public struct TxRing {
   /// deals with (a ring without one never gets such a frame).
   @inline(__always)
   public mutating func commit(copying source: UnsafeRawPointer, length: Int, frameFlags: UInt8 = 0) {
-    if _slowPath(commitsSpecially) {
+    if commitsSpecially {
       if let coalescer {
         commitCoalescing(length: length, coalescer, frameFlags: frameFlags, source: source)
         return
