@@ -20,7 +20,7 @@ struct ShowPorts: ParsableCommand {
     var table = [
       [
         "port", "role", "state", "mtu", "vm mtu", "io", "tap", "members", "rx frames", "tx frames",
-        "super-frames", "ring drops", "truncated",
+        "in place", "super-frames", "ring drops", "truncated",
       ]
     ]
     for port in ports {
@@ -28,6 +28,7 @@ struct ShowPorts: ParsableCommand {
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
         port.vmMTU.map { "\($0)" } ?? "-", (port.io ?? "-") + (port.stackBypass == true ? "+tcx" : ""),
         port.offloadTap ?? "-", port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
+        port.io == "af_xdp" ? port.ring.map { "\($0.sentInPlace)" } ?? "-" : "-",
         port.ring.map { "\($0.superFrames)" } ?? "-",
         port.ring.map { "\($0.kernelDrops)" } ?? "-", port.ring.map { "\($0.truncatedDrops)" } ?? "-",
       ])
@@ -40,6 +41,11 @@ struct ShowPorts: ParsableCommand {
     if ports.contains(where: { $0.offloadTap != nil }) {
       print(
         "tap: super-frames go through this tap (offload_tap): the kernel cuts them toward the underlay, or takes coalesced TCP toward a VM."
+      )
+    }
+    if ports.contains(where: { $0.io == "af_xdp" }) {
+      print(
+        "in place: AF_XDP frames sent from the chunk another port of the worker received them in (one UMEM), not copied."
       )
     }
     if ports.contains(where: { $0.stackBypass == true }) {
