@@ -1,5 +1,6 @@
 import API
 import ArgumentParser
+import Dataplane
 import Foundation
 import Management
 
@@ -28,7 +29,7 @@ struct ShowPorts: ParsableCommand {
         port.name, port.role, port.operState ?? "-", port.mtu.map { "\($0)" } ?? "-",
         port.vmMTU.map { "\($0)" } ?? "-", (port.io ?? "-") + (port.stackBypass == true ? "+tcx" : ""),
         port.offloadTap ?? "-", port.members.joined(separator: ","), "\(port.rxFrames)", "\(port.txFrames)",
-        port.io == "af_xdp" ? port.ring.map { "\($0.sentInPlace)" } ?? "-" : "-",
+        port.io == PortIO.afXDP.rawValue ? port.ring.map { "\($0.sentInPlace)" } ?? "-" : "-",
         port.ring.map { "\($0.superFrames)" } ?? "-",
         port.ring.map { "\($0.kernelDrops)" } ?? "-", port.ring.map { "\($0.truncatedDrops)" } ?? "-",
       ])
@@ -43,7 +44,7 @@ struct ShowPorts: ParsableCommand {
         "tap: super-frames go through this tap (offload_tap): the kernel cuts them toward the underlay, or takes coalesced TCP toward a VM."
       )
     }
-    if ports.contains(where: { $0.io == "af_xdp" }) {
+    if ports.contains(where: { $0.io == PortIO.afXDP.rawValue }) {
       print(
         "in place: AF_XDP frames sent from the chunk another port of the worker received them in (one UMEM), not copied."
       )

@@ -231,10 +231,9 @@ public final class TxRingStorage {
       let length = Int((slot + r.lengthOffset).load(as: UInt32.self))
       // A slot standing for a frame sent where it was received (`commitInPlace`).
       let marker = slot + InPlaceTransmit.markerOffset
-      if let inPlace = r.inPlace, marker.load(as: UInt64.self) != 0 {
-        body(
-          UnsafeRawBufferPointer(
-            start: inPlace.pointee.area + Int(marker.load(as: UInt64.self)), count: length))
+      let offset = Int(truncatingIfNeeded: marker.load(as: UInt64.self))
+      if let inPlace = r.inPlace, offset != 0 {
+        body(UnsafeRawBufferPointer(start: inPlace.pointee.area + offset, count: length))
         marker.storeBytes(of: 0, as: UInt64.self)
       } else {
         // The frame prefix (a `virtio_net_hdr`) is part of what the consumer gets.

@@ -224,6 +224,13 @@ final class SharedUMEM {
   /// returns how many it took or kept. The fill ring has room for every receive chunk of
   /// its context, so it takes them all.
   func refill(context: Int, _ addresses: UnsafePointer<UInt64>, count: Int) -> Int {
+    fill(context: context, addresses, count: count, skippingKept: sendsInPlace)
+  }
+
+  /// Puts `count` chunks into `context`'s fill ring, those marked in `keep` left out (and
+  /// unmarked) when `skippingKept`; returns how many it went through.
+  @inline(__always)
+  private func fill(context: Int, _ addresses: UnsafePointer<UInt64>, count: Int, skippingKept: Bool) -> Int {
     contexts[context].rings.withLock { rings in
       guard rings != nil else { return 0 }
       var taken = 0
@@ -231,7 +238,7 @@ final class SharedUMEM {
       let room = rings!.fill.free()
       while offset < count {
         let address = addresses[offset]
-        if sendsInPlace {
+        if skippingKept {
           let chunk = Int(truncatingIfNeeded: address &>> chunkShift)
           if keep[chunk] != 0 {
             keep[chunk] = 0
@@ -283,19 +290,10 @@ final class SharedUMEM {
       let owner = scratch[start] &>> contextShift
       var end = start &+ 1
       while end < chunks && scratch[end] &>> contextShift == owner { end &+= 1 }
-      _ = refillSent(context: Int(truncatingIfNeeded: owner), scratch + start, count: end &- start)
+      // Sent, so no longer kept whatever `keep` says (its batch may not be released yet).
+      _ = fill(
+        context: Int(truncatingIfNeeded: owner), scratch + start, count: end &- start, skippingKept: false)
       start = end
-    }
-  }
-
-  /// Gives chunks that were sent in place back to `context`'s fill ring.
-  private func refillSent(context: Int, _ addresses: UnsafePointer<UInt64>, count: Int) -> Int {
-    contexts[context].rings.withLock { rings in
-      guard rings != nil else { return 0 }
-      let taking = min(count, rings!.fill.free())
-      for offset in 0..<taking { rings!.fill.address(offset).pointee = addresses[offset] & chunkMask }
-      rings!.fill.submit(taking)
-      return taking
     }
   }
 }

@@ -414,8 +414,7 @@ public final class LiveSwitch: @unchecked Sendable {
     let config = core.config
     let match: XDPSteeringProgram.Match =
       isUnderlay ? .vxlan(vtep: config.site.vtep, udpPort: config.site.udpPort) : .everything
-    let deviceQueues = Int(cp_interface_rx_queues(interface))
-    let queues = deviceQueues > 0 ? deviceQueues : workers
+    let queues = Self.receiveQueues(interface, workers: workers)
     let sharingQueues = queues < workers
     let perQueue = sharingQueues ? (workers + queues - 1) / queues : 1
     let attachment = try XDPAttachment(
@@ -452,6 +451,13 @@ public final class LiveSwitch: @unchecked Sendable {
     }
   }
 
+  /// The receive queues of `interface` (ethtool's channel count), one per worker when the
+  /// driver does not say.
+  private static func receiveQueues(_ interface: String, workers: Int) -> Int {
+    let queues = Int(cp_interface_rx_queues(interface))
+    return queues > 0 ? queues : workers
+  }
+
   /// Per worker, one UMEM for all its AF_XDP sockets (a context per queue it takes on each
   /// AF_XDP interface), so that a frame leaves from where it was received
   /// (`SharedUMEM.sendsInPlace`); nil where that cannot be: fewer than two AF_XDP
@@ -464,8 +470,7 @@ public final class LiveSwitch: @unchecked Sendable {
     guard xdp.count >= 2 else { return nil }
     var contexts = [Int](repeating: 0, count: workers)
     for name in xdp {
-      let deviceQueues = Int(cp_interface_rx_queues(name))
-      let queues = deviceQueues > 0 ? deviceQueues : workers
+      let queues = Self.receiveQueues(name, workers: workers)
       if queues < workers { return nil }
       for queue in 0..<queues { contexts[queue % workers] += 1 }
     }
