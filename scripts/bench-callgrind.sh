@@ -17,7 +17,9 @@
 # Environment: ROUNDS (default 10), FRAMES per file (10000), FDB_SIZE (65536),
 # SOURCES/DESTINATIONS (16), MANY_SOURCES/MANY_DESTINATIONS (251/256), UNDERLAY (ipv4),
 # BENCH (binary; built when unset), MEMORY_FLAGS (more `Bench memory` flags, e.g.
-# --underlay-gso: the underlay ring joins datagrams into UDP GSO frames, as live).
+# --underlay-gso: the underlay ring joins datagrams into UDP GSO frames, as live),
+# SKIP_REFERENCE=1 (no C yardstick column; it is left out anyway over IPv6 or with
+# MEMORY_FLAGS, which it does not implement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,12 +54,22 @@ if [[ "$MANY_SOURCES" != 0 ]]; then
 fi
 
 # Ir of one run: the "summary:" (or "totals:") line of the callgrind output file.
+# $4: the Bench command (memory, or reference for the C yardstick).
 ir() {
-  local config=$1 input=$2 rounds=$3 out="$dir/callgrind.$RANDOM"
+  local config=$1 input=$2 rounds=$3 command=${4:-memory} out="$dir/callgrind.$RANDOM" flags=$MEMORY_FLAGS
+  [[ "$command" == reference ]] && flags=
   valgrind --tool=callgrind --callgrind-out-file="$out" \
-    "$BENCH" memory --config "$config" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" $MEMORY_FLAGS \
+    "$BENCH" "$command" --config "$config" --in "$input" --rounds "$rounds" --fdb-size "$FDB_SIZE" $flags \
     >"$out.stdout" 2>"$out.log" || { cat "$out.stdout" "$out.log" >&2; return 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+# Ir/frame of the measured rounds alone.
+per_frame() {
+  local config=$1 input=$2 command=${3:-memory} before after
+  before=$(ir "$config" "$input" 0 "$command")
+  after=$(ir "$config" "$input" "$ROUNDS" "$command")
+  awk -v a="$before" -v b="$after" -v r="$ROUNDS" -v f="$FRAMES" 'BEGIN { printf "%.1f", (b - a) / (r * f) }'
 }
 
 allocs() {
@@ -66,18 +78,26 @@ allocs() {
     --fdb-size 1024 2>&1 >/dev/null | sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' | tr -d ,
 }
 
-printf '%-6s %-10s %-28s %8s %7s %16s %16s %10s\n' direction traffic input frames rounds "Ir(0)" "Ir(R)" Ir/frame
+# The C yardstick (`Bench reference`, Sources/CReference) does the same work as the
+# pipeline's fast path that bypasses the flow cache, for a plain IPv4 underlay: its
+# column is that work's cost in C, the last column the pipeline's count over it.
+reference=0
+[[ "$UNDERLAY" == ipv4 && -z "$MEMORY_FLAGS" && "${SKIP_REFERENCE:-0}" != 1 ]] && reference=1
+printf '%-6s %-10s %-28s %8s %7s %10s %12s %9s\n' direction traffic input frames rounds Ir/frame "C reference" "vs C"
 sets=("$dir ${SOURCES}x${DESTINATIONS}")
 [[ "$MANY_SOURCES" != 0 ]] && sets+=("$dir/many ${MANY_SOURCES}x${MANY_DESTINATIONS}")
 for set in "${sets[@]}"; do
   read -r base flows <<<"$set"
   for spec in "encap vm1=$base/access.pcap" "decap eth1=$base/underlay.pcap"; do
     read -r direction input <<<"$spec"
-    before=$(ir "$base/site.toml" "$input" 0)
-    after=$(ir "$base/site.toml" "$input" "$ROUNDS")
-    per=$(awk -v a="$before" -v b="$after" -v r="$ROUNDS" -v f="$FRAMES" 'BEGIN { printf "%.1f", (b - a) / (r * f) }')
-    printf '%-6s %-10s %-28s %8d %7d %16d %16d %10s\n' "$direction" "$flows" \
-      "${input%%=*}=$(basename "${input#*=}")" "$FRAMES" "$ROUNDS" "$before" "$after" "$per"
+    per=$(per_frame "$base/site.toml" "$input")
+    yardstick=- ratio=-
+    if [[ $reference == 1 ]]; then
+      yardstick=$(per_frame "$base/site.toml" "$input" reference)
+      ratio=$(awk -v a="$per" -v c="$yardstick" 'BEGIN { printf "%.2fx", a / c }')
+    fi
+    printf '%-6s %-10s %-28s %8d %7d %10s %12s %9s\n' "$direction" "$flows" \
+      "${input%%=*}=$(basename "${input#*=}")" "$FRAMES" "$ROUNDS" "$per" "$yardstick" "$ratio"
   done
 done
 echo "(64-byte frames, $UNDERLAY underlay, FDB $FDB_SIZE entries; traffic = sources x destinations; the first fits the flow cache, the second misses it)"

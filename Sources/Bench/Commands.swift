@@ -9,7 +9,7 @@ struct BenchCommand: ParsableCommand {
     subcommands: [
       GenCommand.self, MemoryCommand.self, LiveCommand.self, ControlCommand.self, SendCommand.self,
       BaselineForwardCommand.self, TXRingCommand.self, ExtensionBenchCommand.self, TCPBenchCommand.self,
-      SoakCommand.self,
+      SoakCommand.self, ReferenceCommand.self,
     ])
 }
 

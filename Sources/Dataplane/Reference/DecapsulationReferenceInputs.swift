@@ -1,0 +1,55 @@
+/// What a reference implementation of the decapsulation fast path needs from a switch
+/// (see `EncapsulationReferenceInputs`): the FDB's read side, one VNI's lane, the
+/// outer header pattern, the VTEP table and the members' interfaces and VLANs.
+///
+/// Valid while the switch lives and its forwarding state is not replaced (no reload).
+public struct DecapsulationReferenceInputs {
+  public let fdbWords: UnsafeRawPointer
+  public let fdbBuckets: UInt64
+  public let vtepGenerations: UnsafeRawPointer
+  public let portGenerations: UnsafeRawPointer
+  public let vniField: UInt32
+  public let learns: Bool
+  /// `FrameFlags` that send a frame to the general path.
+  public let generalFlags: UInt8
+  public let domainBits: UInt64
+  public let portPattern: UInt64
+  public let vtepPattern: UInt64
+  /// Outer bytes 12-43: a frame's must equal `expected` where `masks` has bits.
+  public let masks: [UInt8]
+  public let expected: [UInt8]
+  public let vtepSlots: UnsafePointer<UInt32>
+  public let vtepMask: Int
+  public let vtepHigh: UnsafePointer<UInt64>
+  public let vtepLow: UnsafePointer<UInt64>
+  public let memberVLAN: UnsafePointer<UInt16>
+  public let memberInterface: UnsafePointer<UInt16>
+  public let interfaceCount: Int
+}
+
+extension OfflineSwitch {
+  /// The inputs for VXLAN frames of `vni` from a plain IPv4 underlay (no UDP checksum):
+  /// nil for anything else, which the reference does not implement.
+  public func decapsulationReference(vni: UInt32) -> DecapsulationReferenceInputs? {
+    let state = core.state
+    guard !state.localIsIPv6, state.domainIndex(vni: vni) != nil else { return nil }
+    let table = core.fdb.reader
+    let lane = DecapLane(state: state, table: table, vniField: VXLANField.vni(vni), flowGeneration: 0)
+    let generation = table.domainGenerations[Int(lane.domain)].load(ordering: .relaxed)
+    func bytes(_ first: SIMD16<UInt8>, _ second: SIMD16<UInt8>) -> [UInt8] {
+      (0..<16).map { first[$0] } + (0..<16).map { second[$0] }
+    }
+    let pattern = state.outerHeaderPattern
+    return DecapsulationReferenceInputs(
+      fdbWords: UnsafeRawPointer(table.words), fdbBuckets: table.bucketScale,
+      vtepGenerations: UnsafeRawPointer(table.vtepGenerations),
+      portGenerations: UnsafeRawPointer(table.portGenerations), vniField: lane.vniField, learns: lane.learns,
+      generalFlags: pipeline.fastPathRefusedFlags, domainBits: lane.domainBits, portPattern: lane.portPattern,
+      vtepPattern: FDBValuePattern.current(kind: .vtep, domainGeneration: generation),
+      masks: bytes(pattern.masks.0, pattern.masks.1), expected: bytes(pattern.expected.0, pattern.expected.1),
+      vtepSlots: UnsafePointer(state.vtepSlots), vtepMask: state.vtepMask,
+      vtepHigh: UnsafePointer(state.vtepHigh),
+      vtepLow: UnsafePointer(state.vtepLow), memberVLAN: UnsafePointer(state.memberVLAN),
+      memberInterface: UnsafePointer(state.memberInterface), interfaceCount: ports.count)
+  }
+}
