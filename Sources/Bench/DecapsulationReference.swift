@@ -42,10 +42,7 @@ final class DecapsulationReference {
     noFlags = .allocate(capacity: FrameVector.capacity)
     noFlags.initialize(repeating: 0, count: FrameVector.capacity)
     var decap = vxr_decap()
-    decap.fdb_words = inputs.fdbWords.assumingMemoryBound(to: UInt64.self)
-    decap.fdb_buckets = inputs.fdbBuckets
-    decap.vtep_generations = inputs.vtepGenerations.assumingMemoryBound(to: UInt8.self)
-    decap.port_generations = inputs.portGenerations.assumingMemoryBound(to: UInt8.self)
+    decap.fdb = vxr_fdb(inputs.fdb)
     decap.vni_field = inputs.vniField
     decap.learns = inputs.learns ? 1 : 0
     decap.general_flags = inputs.generalFlags

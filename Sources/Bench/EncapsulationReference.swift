@@ -28,9 +28,7 @@ final class EncapsulationReference {
     noTags = .allocate(capacity: FrameVector.capacity)
     noTags.initialize(repeating: 0, count: FrameVector.capacity)
     encap = vxr_encap(
-      fdb_words: inputs.fdbWords.assumingMemoryBound(to: UInt64.self), fdb_buckets: inputs.fdbBuckets,
-      vtep_generations: inputs.vtepGenerations.assumingMemoryBound(to: UInt8.self),
-      port_generations: inputs.portGenerations.assumingMemoryBound(to: UInt8.self),
+      fdb: vxr_fdb(inputs.fdb),
       domain_bits: inputs.domainBits, vtep_pattern: inputs.vtepPattern, port_pattern: inputs.portPattern,
       // Any tag but 0 (an empty cache entry's): the reference's cache is its own.
       source_tag: 1, vlan_tag: 0, vni_field: inputs.vniField,

@@ -51,6 +51,24 @@ static inline __attribute__((always_inline)) uint64_t home_value(const uint64_t 
 }
 
 // The flow hash the UDP source port comes from (the pipeline's `InnerFrame.flowHash`).
+// Whether `source` is known at the target (`index` of the kind `pattern` says, current
+// under `generations`): from the source cache when it holds `source` with `tag`, else
+// from the source's home bucket, which the cache then holds (the pipeline's source cache
+// and learning check).
+static inline __attribute__((always_inline)) int source_is_known(
+    const uint64_t *words, uint64_t buckets, struct vxr_source_entry *sources, uint64_t source, uint64_t tag,
+    uint64_t pattern, uint64_t index, const uint8_t *generations) {
+  struct vxr_source_entry *cached = sources + ((source * 0xD6E8FEB86659FD93ull) >> (64 - VXR_SOURCE_CACHE_BITS));
+  if (cached->key == source && cached->tag == tag) return 1;
+  uint64_t found = home_value(words + home_bucket(source, buckets) * 8, source);
+  if ((found & VXR_PATTERN_MASK) != pattern || (found & 0xFFFF) != index ||
+      generations[index] != (uint8_t)(found >> 28))
+    return 0;
+  cached->key = source;
+  cached->tag = tag;
+  return 1;
+}
+
 static inline __attribute__((always_inline)) uint64_t flow_hash(const uint8_t *frame, int64_t length) {
   const uint8_t *rest = frame + 12;
   int64_t rest_length = length - 12;
@@ -112,10 +130,10 @@ static inline __attribute__((always_inline)) void copy_frame(uint8_t *to, const 
 
 size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const int32_t *lengths,
                        const uint32_t *vlan_tags, size_t count, uint64_t *others, uint64_t *ring_full) {
-  const uint64_t *words = encap->fdb_words;
-  const uint64_t buckets = encap->fdb_buckets;
-  const uint8_t *vtep_generations = encap->vtep_generations;
-  const uint8_t *port_generations = encap->port_generations;
+  const uint64_t *words = encap->fdb.words;
+  const uint64_t buckets = encap->fdb.buckets;
+  const uint8_t *vtep_generations = encap->fdb.vtep_generations;
+  const uint8_t *port_generations = encap->fdb.port_generations;
   const uint64_t domain_bits = encap->domain_bits;
   const uint64_t vtep_pattern = encap->vtep_pattern;
   const uint64_t port_pattern = encap->port_pattern;
@@ -163,20 +181,9 @@ size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const in
     uint64_t vtep = value & 0xFFFF;
     if (vtep_generations[vtep] != (uint8_t)(value >> 28) || vtep >= vtep_count || !resolved[vtep]) goto other;
 
-    if (learns) {
-      uint64_t source = domain_bits | source_field >> 16;
-      struct vxr_source_entry *cached =
-          sources + ((source * 0xD6E8FEB86659FD93ull) >> (64 - VXR_SOURCE_CACHE_BITS));
-      if (cached->key != source || cached->tag != source_tag) {
-        // Verified in the FDB: current at this member, then cached for later frames.
-        uint64_t found = home_value(words + home_bucket(source, buckets) * 8, source);
-        if ((found & VXR_PATTERN_MASK) != port_pattern || (uint16_t)found != member ||
-            port_generations[found & 0xFFFF] != (uint8_t)(found >> 28))
-          goto other;
-        cached->key = source;
-        cached->tag = source_tag;
-      }
-    }
+    if (learns && !source_is_known(words, buckets, sources, domain_bits | source_field >> 16, source_tag,
+                                   port_pattern, member, port_generations))
+      goto other;
 
     uint8_t *slot = ring + next * slot_size;
     if (__atomic_load_n((uint32_t *)slot, __ATOMIC_ACQUIRE) & 3) {
@@ -257,10 +264,10 @@ static inline __attribute__((always_inline)) int64_t vtep_index(const struct vxr
 
 size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const int32_t *lengths,
                        const uint8_t *flags, size_t count, uint64_t *others, uint64_t *ring_full) {
-  const uint64_t *words = decap->fdb_words;
-  const uint64_t buckets = decap->fdb_buckets;
-  const uint8_t *vtep_generations = decap->vtep_generations;
-  const uint8_t *port_generations = decap->port_generations;
+  const uint64_t *words = decap->fdb.words;
+  const uint64_t buckets = decap->fdb.buckets;
+  const uint8_t *vtep_generations = decap->fdb.vtep_generations;
+  const uint8_t *port_generations = decap->fdb.port_generations;
   const uint32_t vni_field = decap->vni_field;
   const int learns = decap->learns;
   const uint8_t general_flags = decap->general_flags;
@@ -324,20 +331,10 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
     if (member_vlan[member] != 0) goto other;
     uint64_t interface = member_interface[member];
 
-    if (learns) {
-      uint64_t source = domain_bits | source_field >> 16;
-      uint64_t tag = source_tag_base | (uint64_t)vtep;
-      struct vxr_source_entry *cached =
-          sources + ((source * 0xD6E8FEB86659FD93ull) >> (64 - VXR_SOURCE_CACHE_BITS));
-      if (cached->key != source || cached->tag != tag) {
-        uint64_t found = home_value(words + home_bucket(source, buckets) * 8, source);
-        if ((found & VXR_PATTERN_MASK) != vtep_pattern || (found & 0xFFFF) != (uint64_t)vtep ||
-            vtep_generations[vtep] != (uint8_t)(found >> 28))
-          goto other;
-        cached->key = source;
-        cached->tag = tag;
-      }
-    }
+    if (learns && !source_is_known(words, buckets, sources, domain_bits | source_field >> 16,
+                                   source_tag_base | (uint64_t)vtep, vtep_pattern, (uint64_t)vtep,
+                                   vtep_generations))
+      goto other;
 
     int64_t inner_length = length - VXR_OUTER_LENGTH;
     if (interface >= ring_count || !rings[interface].base) goto other;

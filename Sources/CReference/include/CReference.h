@@ -25,13 +25,17 @@ struct vxr_source_entry {
   uint64_t tag;
 };
 
-struct vxr_encap {
-  // The FDB's read side: buckets of eight words (sequence, three keys, three values,
-  // overflow), the bucket count, the VTEPs' and ports' flush generations.
-  const uint64_t *fdb_words;
-  uint64_t fdb_buckets;
+// The FDB's read side: buckets of eight words (sequence, three keys, three values,
+// overflow), the bucket count, the VTEPs' and ports' flush generations.
+struct vxr_fdb {
+  const uint64_t *words;
+  uint64_t buckets;
   const uint8_t *vtep_generations;
   const uint8_t *port_generations;
+};
+
+struct vxr_encap {
+  struct vxr_fdb fdb;
   // The ingress member's lane.
   uint64_t domain_bits;
   uint64_t vtep_pattern;
@@ -94,10 +98,7 @@ struct vxr_ring {
 // lookup on a miss), the bucket prefetch, and the inner frame's copy into the member's
 // interface ring with that interface's transmit counters.
 struct vxr_decap {
-  const uint64_t *fdb_words;
-  uint64_t fdb_buckets;
-  const uint8_t *vtep_generations;
-  const uint8_t *port_generations;
+  struct vxr_fdb fdb;
   // The VNI's lane (`vni_field` as the VXLAN header carries it).
   uint32_t vni_field;
   uint8_t learns;

@@ -4,10 +4,7 @@
 ///
 /// Valid while the switch lives and its forwarding state is not replaced (no reload).
 public struct DecapsulationReferenceInputs {
-  public let fdbWords: UnsafeRawPointer
-  public let fdbBuckets: UInt64
-  public let vtepGenerations: UnsafeRawPointer
-  public let portGenerations: UnsafeRawPointer
+  public let fdb: ReferenceFDB
   public let vniField: UInt32
   public let learns: Bool
   /// `FrameFlags` that send a frame to the general path.
@@ -41,9 +38,7 @@ extension OfflineSwitch {
     }
     let pattern = state.outerHeaderPattern
     return DecapsulationReferenceInputs(
-      fdbWords: UnsafeRawPointer(table.words), fdbBuckets: table.bucketScale,
-      vtepGenerations: UnsafeRawPointer(table.vtepGenerations),
-      portGenerations: UnsafeRawPointer(table.portGenerations), vniField: lane.vniField, learns: lane.learns,
+      fdb: ReferenceFDB(table), vniField: lane.vniField, learns: lane.learns,
       generalFlags: pipeline.fastPathRefusedFlags, domainBits: lane.domainBits, portPattern: lane.portPattern,
       vtepPattern: FDBValuePattern.current(kind: .vtep, domainGeneration: generation),
       masks: bytes(pattern.masks.0, pattern.masks.1), expected: bytes(pattern.expected.0, pattern.expected.1),

@@ -7,10 +7,7 @@
 /// Thread safety: a value; the memory it points at follows `ForwardingTable`'s and
 /// `ForwardingState`'s contracts.
 public struct EncapsulationReferenceInputs {
-  public let fdbWords: UnsafeRawPointer
-  public let fdbBuckets: UInt64
-  public let vtepGenerations: UnsafeRawPointer
-  public let portGenerations: UnsafeRawPointer
+  public let fdb: ReferenceFDB
   public let domainBits: UInt64
   public let vtepPattern: UInt64
   public let portPattern: UInt64
@@ -46,9 +43,7 @@ extension OfflineSwitch {
       flowGeneration: 0, maxRestLength: out.maxRestLength, enabled: true)
     guard lane.member != 0 else { return nil }
     return EncapsulationReferenceInputs(
-      fdbWords: UnsafeRawPointer(table.words), fdbBuckets: table.bucketScale,
-      vtepGenerations: UnsafeRawPointer(table.vtepGenerations),
-      portGenerations: UnsafeRawPointer(table.portGenerations), domainBits: lane.domainBits,
+      fdb: ReferenceFDB(table), domainBits: lane.domainBits,
       vtepPattern: lane.vtepPattern, portPattern: lane.portPattern, member: lane.member, learns: lane.learns,
       watchesARP: lane.watchesARP, vniField: lane.vniField, lengthSpan: UInt64(lane.lengthSpan),
       headers: UnsafeRawPointer(state.vtepHeaders), headerSlot: ForwardingState.headerSlot,
