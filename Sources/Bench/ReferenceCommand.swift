@@ -33,6 +33,13 @@ struct ReferenceCommand: ParsableCommand {
     help: "Fill the FDB to this many entries with MACs the traffic does not use, as `Bench memory` does.")
   var fdbSize: Int?
 
+  mutating func validate() throws {
+    if rounds < 0 { throw ValidationError("--rounds must be at least 0") }
+    if let fdbSize, !(1...16_000_000).contains(fdbSize) {
+      throw ValidationError("--fdb-size must be 1...16000000")
+    }
+  }
+
   func run() throws {
     let siteConfig = try SiteConfig.load(path: config)
     guard let (port, path) = try MemoryCommand.parseInputs([input]).first else { throw ExitCode(2) }
