@@ -14,6 +14,18 @@ final class FRRMemberTests: XCTestCase {
   static let vtysh = "/usr/bin/vtysh"
 
   func testAnFRRSiteTakesPartInAnExtensionThroughBGPEVPN() throws {
+    try extend(io: nil)
+  }
+
+  /// The same with AF_XDP ports at the vxswitch site: BGP, ARP and the site channel pass
+  /// to the kernel (XDP_PASS) beside the VXLAN the switch takes.
+  func testAnFRRSiteTakesPartThroughAFXDPPorts() throws {
+    try extend(io: "af_xdp")
+  }
+
+  /// The whole exchange, with the vxswitch site's interfaces opened as `io` (the default
+  /// port type when nil).
+  func extend(io: String?) throws {
     try DaemonFixture.skipUnlessCapable()
     guard [Self.zebra, Self.bgpd, Self.vtysh].allSatisfy(FileManager.default.isExecutableFile(atPath:)),
       getpwnam("frr") != nil
@@ -23,7 +35,15 @@ final class FRRMemberTests: XCTestCase {
     let lab = try FRRMemberLab()
     defer { lab.stop() }
     try lab.build()
-    try lab.startVXSwitch()
+    try lab.startVXSwitch(io: io)
+    var ports: [[String: Any]] = []
+    try lab.waitFor("the switch's live ports", timeout: 20) {
+      ports = try lab.api("GET", "/v1/ports")["ports"] as? [[String: Any]] ?? []
+      return ports.count == 2 && ports.allSatisfy { $0["io"] is String }
+    }
+    XCTAssertEqual(
+      ports.map { $0["io"] as? String }, [String?](repeating: io ?? "af_packet", count: 2),
+      "the ports as configured, no fallback: \(ports)")
 
     // The cloud manager asks the vxswitch site once; the FRR member cannot be asked, so the
     // owner negotiates alone and says what FRR's operator must configure.
@@ -197,36 +217,42 @@ final class FRRMemberLab {
     }
   }
 
-  func startVXSwitch() throws {
+  /// `io`: the port type of both interfaces (`[[interface]] io`), the default when nil.
+  func startVXSwitch(io: String? = nil) throws {
     let binary = LabTests.binary.path
     try DaemonFixture.run([binary, "pki", "ca", "--out", directory + "/ca"])
     try DaemonFixture.run([
       binary, "pki", "issue", "--ca", directory + "/ca", "--site", "site-vx", "--out", directory + "/tls",
     ])
-    try """
-    [site]
-    name = "site-vx"
-    vtep = "10.0.0.1"
-    underlay = "eth1"
-    control_socket = "\(socket)"
+    let config = """
+      [site]
+      name = "site-vx"
+      vtep = "10.0.0.1"
+      underlay = "eth1"
+      control_socket = "\(socket)"
 
-    [[bridge_domain]]
-    name = "net1"
-    vni = 100
-    ports = ["vm1"]
+      [[bridge_domain]]
+      name = "net1"
+      vni = 100
+      ports = ["vm1"]
 
-    [peering]
-    listen = "10.0.0.1:7443"
-    tls_cert = "\(directory)/tls/site-vx.pem"
-    tls_key = "\(directory)/tls/site-vx.key"
-    tls_ca = "\(directory)/tls/ca.pem"
+      [peering]
+      listen = "10.0.0.1:7443"
+      tls_cert = "\(directory)/tls/site-vx.pem"
+      tls_key = "\(directory)/tls/site-vx.key"
+      tls_ca = "\(directory)/tls/ca.pem"
 
-    [[site_peer]]
-    name = "site-frr"
-    evpn_only = true
-    vtep = "10.0.0.2"
-    password = "\(Self.password)"
-    """.write(toFile: directory + "/vx.toml", atomically: true, encoding: .utf8)
+      [[site_peer]]
+      name = "site-frr"
+      evpn_only = true
+      vtep = "10.0.0.2"
+      password = "\(Self.password)"
+      """
+    let interfaces =
+      io.map { io in
+        ["eth1", "vm1"].map { "\n[[interface]]\nname = \"\($0)\"\nio = \"\(io)\"\n" }.joined()
+      } ?? ""
+    try (config + "\n" + interfaces).write(toFile: directory + "/vx.toml", atomically: true, encoding: .utf8)
     try start(
       "vxswitch", inNamespace(vxSite, [binary, "run", "--config", directory + "/vx.toml"]), log: "vx.log")
     try waitFor("vxswitch's control socket", timeout: 20) {
