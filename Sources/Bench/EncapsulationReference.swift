@@ -10,6 +10,9 @@ final class EncapsulationReference {
   static let slotSize = 2048
   static let slotCount = FrameVector.capacity
   static let dataOffset = 16
+  /// The longest frame whose encapsulation (50 bytes of IPv4, UDP and VXLAN header) fits
+  /// a slot.
+  static let longestFrame = slotSize - dataOffset - 50
 
   private var encap: vxr_encap
   private let ring: UnsafeMutableRawPointer
@@ -32,7 +35,9 @@ final class EncapsulationReference {
       domain_bits: inputs.domainBits, vtep_pattern: inputs.vtepPattern, port_pattern: inputs.portPattern,
       // Any tag but 0 (an empty cache entry's): the reference's cache is its own.
       source_tag: 1, vlan_tag: 0, vni_field: inputs.vniField,
-      length_span: min(inputs.lengthSpan, UInt64(Self.slotSize - Self.dataOffset - 50 - 13)),
+      // `length - 14 < span`: frames of 14 to `longestFrame` bytes, and no longer than the
+      // switch's own ring takes.
+      length_span: min(inputs.lengthSpan, UInt64(Self.longestFrame - 13)),
       member: inputs.member, learns: inputs.learns ? 1 : 0, watches_arp: inputs.watchesARP ? 1 : 0,
       sources: sources, headers: inputs.headers.assumingMemoryBound(to: UInt8.self),
       header_slot: UInt64(inputs.headerSlot), checksum_base: inputs.checksumBase,
