@@ -18,8 +18,8 @@
 # SOURCES/DESTINATIONS (16), MANY_SOURCES/MANY_DESTINATIONS (251/256), UNDERLAY (ipv4),
 # BENCH (binary; built when unset), MEMORY_FLAGS (more `Bench memory` flags, e.g.
 # --underlay-gso: the underlay ring joins datagrams into UDP GSO frames, as live),
-# SKIP_REFERENCE=1 (no C yardstick column; it is left out anyway over IPv6 or with
-# MEMORY_FLAGS, which it does not implement).
+# SKIP_REFERENCE=1 (no C yardstick column; it is left out anyway with MEMORY_FLAGS,
+# which it does not implement).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,10 +79,10 @@ allocs() {
 }
 
 # The C yardstick (`Bench reference`, Sources/CReference) does the same work as the
-# pipeline's fast path that bypasses the flow cache, for a plain IPv4 underlay: its
-# column is that work's cost in C, the last column the pipeline's count over it.
+# pipeline's fast path that bypasses the flow cache: its column is that work's cost in
+# C, the last column the pipeline's count over it.
 reference=0
-[[ "$UNDERLAY" == ipv4 && -z "$MEMORY_FLAGS" && "${SKIP_REFERENCE:-0}" != 1 ]] && reference=1
+[[ -z "$MEMORY_FLAGS" && "${SKIP_REFERENCE:-0}" != 1 ]] && reference=1
 printf '%-6s %-10s %-28s %8s %7s %10s %12s %9s\n' direction traffic input frames rounds Ir/frame "C reference" "vs C"
 sets=("$dir ${SOURCES}x${DESTINATIONS}")
 [[ "$MANY_SOURCES" != 0 ]] && sets+=("$dir/many ${MANY_SOURCES}x${MANY_DESTINATIONS}")

@@ -46,6 +46,7 @@ final class DecapsulationReference {
     decap.vni_field = inputs.vniField
     decap.learns = inputs.learns ? 1 : 0
     decap.general_flags = inputs.generalFlags
+    decap.ipv6 = inputs.isIPv6 ? 1 : 0
     decap.domain_bits = inputs.domainBits
     decap.port_pattern = inputs.portPattern
     decap.vtep_pattern = inputs.vtepPattern

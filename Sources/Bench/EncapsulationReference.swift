@@ -10,9 +10,9 @@ final class EncapsulationReference {
   static let slotSize = 2048
   static let slotCount = FrameVector.capacity
   static let dataOffset = 16
-  /// The longest frame whose encapsulation (50 bytes of IPv4, UDP and VXLAN header) fits
-  /// a slot.
-  static let longestFrame = slotSize - dataOffset - 50
+  /// The longest frame whose encapsulation (up to 70 bytes of IPv6, UDP and VXLAN
+  /// header) fits a slot.
+  static let longestFrame = slotSize - dataOffset - 70
 
   private var encap: vxr_encap
   private let ring: UnsafeMutableRawPointer
@@ -39,6 +39,7 @@ final class EncapsulationReference {
       // switch's own ring takes.
       length_span: min(inputs.lengthSpan, UInt64(Self.longestFrame - 13)),
       member: inputs.member, learns: inputs.learns ? 1 : 0, watches_arp: inputs.watchesARP ? 1 : 0,
+      ipv6: inputs.isIPv6 ? 1 : 0,
       sources: sources, headers: inputs.headers.assumingMemoryBound(to: UInt8.self),
       header_slot: UInt64(inputs.headerSlot), checksum_base: inputs.checksumBase,
       resolved: inputs.resolved.assumingMemoryBound(to: UInt8.self), vtep_count: UInt64(inputs.vtepCount),

@@ -14,7 +14,7 @@ struct ReferenceCommand: ParsableCommand {
       hands its tables to a tight C implementation of the fast path (CReference.h): for an
       access port, encapsulation of untagged frames toward resolved VTEPs; for the
       underlay port, decapsulation of the first bridge domain's VNI toward untagged
-      members; a plain IPv4 underlay either way. It replays the input through it in
+      members; over IPv4 (no UDP checksums) or IPv6, with a fixed DSCP. It replays the input through it in
       vectors of 256: one unmeasured round, then --rounds measured ones. Exit status 3
       when a measured frame was not forwarded (the yardstick covers only that path).
       """)
@@ -54,7 +54,8 @@ struct ReferenceCommand: ParsableCommand {
     switch direction {
     case .encap:
       guard let inputs = bench.offline.encapsulationReference(interface: port) else {
-        throw BenchError.usage("--in \(port)=...: the reference covers a plain IPv4 underlay only")
+        throw BenchError.usage(
+          "--in \(port)=...: the reference covers a fixed DSCP and, over IPv4, no UDP checksums only")
       }
       let reference = EncapsulationReference(inputs)
       process = { reference.encapsulate(frames: $0, lengths: $1, count: $2) }
@@ -63,7 +64,7 @@ struct ReferenceCommand: ParsableCommand {
       guard let vni = siteConfig.bridgeDomains.first?.vni,
         let inputs = bench.offline.decapsulationReference(vni: vni)
       else {
-        throw BenchError.usage("--in \(port)=...: the reference covers a plain IPv4 underlay only")
+        throw BenchError.usage("--in \(port)=...: the config has no bridge domain")
       }
       let reference = DecapsulationReference(inputs)
       process = { reference.decapsulate(frames: $0, lengths: $1, count: $2) }

@@ -50,7 +50,50 @@ static inline __attribute__((always_inline)) uint64_t home_value(const uint64_t 
   return value;
 }
 
-// The flow hash the UDP source port comes from (the pipeline's `InnerFrame.flowHash`).
+// `a + b` with the carry out of bit 63 added back in (2^64 is 1 modulo 0xFFFF).
+static inline __attribute__((always_inline)) uint64_t add_with_carry(uint64_t a, uint64_t b) {
+  uint64_t sum;
+  uint64_t carry = __builtin_add_overflow(a, b, &sum);
+  return sum + carry;
+}
+
+// The one's-complement sum of `count` bytes as native-order 64-bit words added with
+// end-around carry, four a round (the pipeline's `OnesComplement.nativeSum`; the same
+// fold, whichever way the words were added).
+static inline __attribute__((always_inline)) uint64_t native_sum(const uint8_t *bytes, int64_t count,
+                                                                 uint64_t accumulator) {
+  int64_t offset = 0;
+  for (; offset + 32 <= count; offset += 32) {
+    accumulator = add_with_carry(accumulator, load64(bytes + offset));
+    accumulator = add_with_carry(accumulator, load64(bytes + offset + 8));
+    accumulator = add_with_carry(accumulator, load64(bytes + offset + 16));
+    accumulator = add_with_carry(accumulator, load64(bytes + offset + 24));
+  }
+  for (; offset + 8 <= count; offset += 8) accumulator = add_with_carry(accumulator, load64(bytes + offset));
+  if (offset + 4 <= count) {
+    accumulator = add_with_carry(accumulator, load32(bytes + offset));
+    offset += 4;
+  }
+  if (offset + 2 <= count) {
+    accumulator = add_with_carry(accumulator, load16(bytes + offset));
+    offset += 2;
+  }
+  if (offset < count) accumulator = add_with_carry(accumulator, bytes[offset]);
+  return accumulator;
+}
+
+static inline __attribute__((always_inline)) uint64_t fold16(uint64_t value) {
+  uint32_t low = (uint32_t)value, high = (uint32_t)(value >> 32);
+  uint32_t halves = low + high;
+  uint32_t word = halves + (halves < low);
+  return (uint64_t)((word + (word << 16 | word >> 16)) >> 16);
+}
+
+// A 16-bit big-endian value as `native_sum` adds it (byte-swapped on this little-endian host).
+static inline __attribute__((always_inline)) uint64_t native_order(uint16_t value) {
+  return __builtin_bswap16(value);
+}
+
 // Whether `source` is known at the target (`index` of the kind `pattern` says, current
 // under `generations`): from the source cache when it holds `source` with `tag`, else
 // from the source's home bucket, which the cache then holds (the pipeline's source cache
@@ -69,6 +112,7 @@ static inline __attribute__((always_inline)) int source_is_known(
   return 1;
 }
 
+// The flow hash the UDP source port comes from (the pipeline's `InnerFrame.flowHash`).
 static inline __attribute__((always_inline)) uint64_t flow_hash(const uint8_t *frame, int64_t length) {
   const uint8_t *rest = frame + 12;
   int64_t rest_length = length - 12;
@@ -128,8 +172,13 @@ static inline __attribute__((always_inline)) void copy_frame(uint8_t *to, const 
   }
 }
 
-size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const int32_t *lengths,
-                       const uint32_t *vlan_tags, size_t count, uint64_t *others, uint64_t *ring_full) {
+// The loop for one underlay family (`ipv6` a constant at each call: the compiler makes
+// two loops, as the pipeline's generics do).
+static inline __attribute__((always_inline)) size_t encapsulate(struct vxr_encap *encap, uint8_t *const *frames,
+                                                                const int32_t *lengths, const uint32_t *vlan_tags,
+                                                                size_t count, uint64_t *others, uint64_t *ring_full,
+                                                                const int ipv6) {
+  const int64_t header_length = ipv6 ? 70 : 50;
   const uint64_t *words = encap->fdb.words;
   const uint64_t buckets = encap->fdb.buckets;
   const uint8_t *vtep_generations = encap->fdb.vtep_generations;
@@ -194,18 +243,38 @@ size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const in
     const uint8_t *header = headers + vtep * header_slot;
     copy16(output, header);
     copy16(output + 16, header + 16);
-    copy16(output + 26, header + 26);
-    store64(output + 42, load64(header + 42));
-    copy_frame(output + 50, frame, length);
+    if (ipv6) {
+      copy16(output + 32, header + 32);
+      copy16(output + 46, header + 46);
+    } else {
+      copy16(output + 26, header + 26);
+    }
+    store64(output + header_length - 8, load64(header + header_length - 8));
+    copy_frame(output + header_length, frame, length);
     uint64_t hash = flow_hash(frame, length);
-    uint32_t ip_length = (uint32_t)length + 36;
-    uint32_t sum = checksum_base[vtep] + ip_length;
-    store16(output + 16, __builtin_bswap16((uint16_t)ip_length));
-    store16(output + 24, __builtin_bswap16((uint16_t) ~((sum & 0xFFFF) + (sum >> 16))));
-    store16(output + 34, __builtin_bswap16((uint16_t)(port_base + (uint32_t)((((hash >> 32) * port_span)) >> 32))));
-    store16(output + 38, __builtin_bswap16((uint16_t)(ip_length - 20)));
-    store32(output + 46, vni_field);
-    store32(slot + 4, (uint32_t)length + 50);
+    uint16_t source_port = (uint16_t)(port_base + (uint32_t)((((hash >> 32) * port_span)) >> 32));
+    if (ipv6) {
+      // Flow label from the hash; payload and UDP lengths; the UDP checksum over the
+      // datagram, its pseudo-header's addresses pre-summed per VTEP.
+      uint32_t payload_length = (uint32_t)length + 16;
+      store32(output + 14, __builtin_bswap32(__builtin_bswap32(load32(output + 14)) | (uint32_t)(hash >> 44)));
+      store16(output + 18, __builtin_bswap16((uint16_t)payload_length));
+      store16(output + 54, __builtin_bswap16(source_port));
+      store16(output + 58, __builtin_bswap16((uint16_t)payload_length));
+      store32(output + 66, vni_field);
+      uint64_t pseudo_header = native_order((uint16_t)checksum_base[vtep]) + native_order((uint16_t)payload_length);
+      uint16_t folded = (uint16_t)fold16(native_sum(output + 54, payload_length, pseudo_header));
+      store16(output + 60, folded == 0xFFFF ? 0xFFFF : (uint16_t)~folded);
+    } else {
+      uint32_t ip_length = (uint32_t)length + 36;
+      uint32_t sum = checksum_base[vtep] + ip_length;
+      store16(output + 16, __builtin_bswap16((uint16_t)ip_length));
+      store16(output + 24, __builtin_bswap16((uint16_t) ~((sum & 0xFFFF) + (sum >> 16))));
+      store16(output + 34, __builtin_bswap16(source_port));
+      store16(output + 38, __builtin_bswap16((uint16_t)(ip_length - 20)));
+      store32(output + 46, vni_field);
+    }
+    store32(slot + 4, (uint32_t)(length + header_length));
     __atomic_store_n((uint32_t *)slot, 1, __ATOMIC_RELEASE);
     next = (next + 1) & slot_mask;
     encapsulated++;
@@ -217,6 +286,25 @@ size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const in
   *others += left;
   *ring_full += full;
   return encapsulated;
+}
+
+// One function per family, so that each loop has its registers to itself.
+__attribute__((noinline)) static size_t encapsulate_ipv4(struct vxr_encap *encap, uint8_t *const *frames,
+                                                         const int32_t *lengths, const uint32_t *vlan_tags,
+                                                         size_t count, uint64_t *others, uint64_t *ring_full) {
+  return encapsulate(encap, frames, lengths, vlan_tags, count, others, ring_full, 0);
+}
+
+__attribute__((noinline)) static size_t encapsulate_ipv6(struct vxr_encap *encap, uint8_t *const *frames,
+                                                         const int32_t *lengths, const uint32_t *vlan_tags,
+                                                         size_t count, uint64_t *others, uint64_t *ring_full) {
+  return encapsulate(encap, frames, lengths, vlan_tags, count, others, ring_full, 1);
+}
+
+size_t vxr_encapsulate(struct vxr_encap *encap, uint8_t *const *frames, const int32_t *lengths,
+                       const uint32_t *vlan_tags, size_t count, uint64_t *others, uint64_t *ring_full) {
+  return encap->ipv6 ? encapsulate_ipv6(encap, frames, lengths, vlan_tags, count, others, ring_full)
+                     : encapsulate_ipv4(encap, frames, lengths, vlan_tags, count, others, ring_full);
 }
 
 #include <emmintrin.h>
@@ -238,7 +326,6 @@ void vxr_ring_discard(struct vxr_ring *ring) {
   ring->pending = 0;
 }
 
-#define VXR_OUTER_LENGTH 50
 #define VXR_CHECKSUM_VALID 2
 
 // The 20-byte IPv4 header's checksum verifies: its plain sum is a non-zero multiple of
@@ -262,8 +349,13 @@ static inline __attribute__((always_inline)) int64_t vtep_index(const struct vxr
   }
 }
 
-size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const int32_t *lengths,
-                       const uint8_t *flags, size_t count, uint64_t *others, uint64_t *ring_full) {
+// The loop for one underlay family (`ipv6` a constant at each call).
+static inline __attribute__((always_inline)) size_t decapsulate(struct vxr_decap *decap, uint8_t *const *frames,
+                                                                const int32_t *lengths, const uint8_t *flags,
+                                                                size_t count, uint64_t *others, uint64_t *ring_full,
+                                                                const int ipv6) {
+  const int64_t outer_length = ipv6 ? 70 : 50;
+  const int64_t longest_frame = ipv6 ? 0xFFFF + 54 : 0xFFFF + 14;
   const uint64_t *words = decap->fdb.words;
   const uint64_t buckets = decap->fdb.buckets;
   const uint8_t *vtep_generations = decap->fdb.vtep_generations;
@@ -278,6 +370,8 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
   const __m128i mask1 = _mm_loadu_si128((const __m128i *)(decap->masks + 16));
   const __m128i expected0 = _mm_loadu_si128((const __m128i *)decap->expected);
   const __m128i expected1 = _mm_loadu_si128((const __m128i *)(decap->expected + 16));
+  const __m128i mask2 = _mm_loadu_si128((const __m128i *)(decap->masks + 32));
+  const __m128i expected2 = _mm_loadu_si128((const __m128i *)(decap->expected + 32));
   const uint16_t *member_vlan = decap->member_vlan;
   const uint16_t *member_interface = decap->member_interface;
   struct vxr_source_entry *sources = decap->sources;
@@ -286,7 +380,7 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
   const uint64_t ring_count = decap->ring_count;
   uint64_t *tx_frames = decap->tx_frames;
   uint64_t *tx_bytes = decap->tx_bytes;
-  uint32_t last_source = 0;
+  uint64_t last_high = 0, last_low = 0;
   int64_t vtep = vtep_index(decap, 0, 0);
   size_t left = 0, full = 0;
 
@@ -294,31 +388,52 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
     const uint8_t *frame = frames[index];
     const int64_t length = lengths[index];
     size_t ahead = index + VXR_PREFETCH_DISTANCE;
-    if (ahead < count && lengths[ahead] >= VXR_OUTER_LENGTH + 14) {
-      uint64_t key = domain_bits | __builtin_bswap64(load64(frames[ahead] + VXR_OUTER_LENGTH)) >> 16;
+    if (ahead < count && lengths[ahead] >= outer_length + 14) {
+      uint64_t key = domain_bits | __builtin_bswap64(load64(frames[ahead] + outer_length)) >> 16;
       __builtin_prefetch(words + home_bucket(key, buckets) * 8);
     }
-    if ((uint64_t)(length - (VXR_OUTER_LENGTH + 14)) > (uint64_t)(0xFFFF + 14 - (VXR_OUTER_LENGTH + 14)) ||
+    if ((uint64_t)(length - (outer_length + 14)) > (uint64_t)(longest_frame - (outer_length + 14)) ||
         (flags[index] & general_flags))
       goto other;
+    // The outer header against the site's pattern: bytes 12-43 (IPv4), or 12-27, 38-53
+    // and 54-69 (IPv6), compared under their masks.
     __m128i difference =
         _mm_or_si128(_mm_and_si128(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(frame + 12)), expected0), mask0),
-                     _mm_and_si128(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(frame + 28)), expected1), mask1));
+                     _mm_and_si128(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(frame + (ipv6 ? 38 : 28))),
+                                                 expected1),
+                                   mask1));
+    if (ipv6)
+      difference = _mm_or_si128(
+          difference, _mm_and_si128(_mm_xor_si128(_mm_loadu_si128((const __m128i *)(frame + 54)), expected2), mask2));
     if ((uint64_t)_mm_cvtsi128_si64(difference) | (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(difference, difference)))
       goto other;
-    if (load16(frame + 16) != __builtin_bswap16((uint16_t)(length - 14)) ||
-        load16(frame + 38) != __builtin_bswap16((uint16_t)(length - 34)))
-      goto other;
-    if (!(flags[index] & VXR_CHECKSUM_VALID) && !ipv4_header_checksum_is_valid(frame + 14)) goto other;
-    if ((load32(frame + VXR_OUTER_LENGTH - 4) & 0x00FFFFFF) != vni_field) goto other;
-    uint32_t outer_source = load32(frame + 26);
-    if (outer_source != last_source) {
-      last_source = outer_source;
-      vtep = vtep_index(decap, 0, __builtin_bswap32(outer_source));
+    if (ipv6) {
+      // Payload and UDP lengths cover everything after the IPv6 header; the UDP checksum,
+      // mandatory, verifies over the pseudo-header and the datagram.
+      uint16_t udp_length = __builtin_bswap16((uint16_t)(length - 54));
+      if (load16(frame + 18) != udp_length || load16(frame + 58) != udp_length || load16(frame + 60) == 0)
+        goto other;
+      if (!(flags[index] & VXR_CHECKSUM_VALID) &&
+          fold16(native_sum(frame + 22, 32 + length - 54, native_order(17) + native_order((uint16_t)(length - 54)))) !=
+              0xFFFF)
+        goto other;
+    } else {
+      if (load16(frame + 16) != __builtin_bswap16((uint16_t)(length - 14)) ||
+          load16(frame + 38) != __builtin_bswap16((uint16_t)(length - 34)))
+        goto other;
+      if (!(flags[index] & VXR_CHECKSUM_VALID) && !ipv4_header_checksum_is_valid(frame + 14)) goto other;
+    }
+    if ((load32(frame + outer_length - 4) & 0x00FFFFFF) != vni_field) goto other;
+    uint64_t high = ipv6 ? load64(frame + 22) : 0, low = ipv6 ? load64(frame + 30) : load32(frame + 26);
+    if (high != last_high || low != last_low) {
+      last_high = high;
+      last_low = low;
+      vtep = ipv6 ? vtep_index(decap, __builtin_bswap64(high), __builtin_bswap64(low))
+                  : vtep_index(decap, 0, __builtin_bswap32((uint32_t)low));
     }
     if (vtep < 0) goto other;
 
-    const uint8_t *inner = frame + VXR_OUTER_LENGTH;
+    const uint8_t *inner = frame + outer_length;
     if (load16(inner + 12) == 0x0081) goto other;
     uint64_t source_field = __builtin_bswap64(load64(inner + 6));
     uint64_t destination_field = __builtin_bswap64(load64(inner));
@@ -336,7 +451,7 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
                                    vtep_generations))
       goto other;
 
-    int64_t inner_length = length - VXR_OUTER_LENGTH;
+    int64_t inner_length = length - outer_length;
     if (interface >= ring_count || !rings[interface].base) goto other;
     struct vxr_ring *ring = rings + interface;
     uint8_t *slot = ring->base + ring->next * ring->slot_size;
@@ -359,4 +474,22 @@ size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const in
   *others += left;
   *ring_full += full;
   return count - left - full;
+}
+
+__attribute__((noinline)) static size_t decapsulate_ipv4(struct vxr_decap *decap, uint8_t *const *frames,
+                                                         const int32_t *lengths, const uint8_t *flags, size_t count,
+                                                         uint64_t *others, uint64_t *ring_full) {
+  return decapsulate(decap, frames, lengths, flags, count, others, ring_full, 0);
+}
+
+__attribute__((noinline)) static size_t decapsulate_ipv6(struct vxr_decap *decap, uint8_t *const *frames,
+                                                         const int32_t *lengths, const uint8_t *flags, size_t count,
+                                                         uint64_t *others, uint64_t *ring_full) {
+  return decapsulate(decap, frames, lengths, flags, count, others, ring_full, 1);
+}
+
+size_t vxr_decapsulate(struct vxr_decap *decap, uint8_t *const *frames, const int32_t *lengths,
+                       const uint8_t *flags, size_t count, uint64_t *others, uint64_t *ring_full) {
+  return decap->ipv6 ? decapsulate_ipv6(decap, frames, lengths, flags, count, others, ring_full)
+                     : decapsulate_ipv4(decap, frames, lengths, flags, count, others, ring_full);
 }

@@ -19,14 +19,16 @@ final class ReferenceTests: XCTestCase {
     try? FileManager.default.removeItem(atPath: directory)
   }
 
-  func generated(_ size: FrameSize, underlay: Bool = false) throws -> (config: SiteConfig, frames: [[UInt8]])
-  {
+  func generated(_ size: FrameSize, underlay: Bool = false, family: UnderlayFamily = .ipv4) throws -> (
+    config: SiteConfig, frames: [[UInt8]]
+  ) {
     var plan = TrafficPlan()
     plan.sources = 13
     plan.destinations = 17
     plan.size = size
     plan.frames = 700
-    let output = try Generator.write(plan, directory: directory + "/\(size)-\(underlay)")
+    plan.underlay = family
+    let output = try Generator.write(plan, directory: directory + "/\(size)-\(underlay)-\(family)")
     let trace = try PcapTrace(path: underlay ? output.underlayPath : output.accessPath)
     let frames = (0..<trace.count).map { index in
       Array(
@@ -75,25 +77,34 @@ final class ReferenceTests: XCTestCase {
   }
 
   func testReferenceWritesThePipelinesFrames() throws {
-    for size in [FrameSize.fixed(64), .imix] {
-      let (config, frames) = try generated(size)
-      let offline = OfflineSwitch(config: config)
-      offline.forward(interface: "vm1", frames: frames)  // learns the sources
-      _ = offline.takeOutput("eth1")
-      offline.forward(interface: "vm1", frames: frames)
-      let pipeline = offline.takeOutput("eth1")
-      XCTAssertEqual(pipeline.count, frames.count, "\(size): every frame encapsulated by the pipeline")
-
-      let inputs = try XCTUnwrap(offline.encapsulationReference(interface: "vm1"))
-      let reference = EncapsulationReference(inputs)
-      let written = referenceOutput(reference, frames)
-      XCTAssertEqual(reference.others, 0, "\(size)")
-      XCTAssertEqual(reference.ringFull, 0, "\(size)")
-      XCTAssertEqual(written.count, pipeline.count, "\(size)")
-      for (index, (ours, theirs)) in zip(written, pipeline).enumerated() where ours != theirs {
-        XCTFail("\(size): frame \(index) differs: reference \(ours.count) bytes, pipeline \(theirs.count)")
-        break
+    for family in [UnderlayFamily.ipv4, .ipv6] {
+      for size in [FrameSize.fixed(64), .imix] {
+        try checkEncapsulation(size, family)
       }
+    }
+  }
+
+  func checkEncapsulation(_ size: FrameSize, _ family: UnderlayFamily) throws {
+    let (config, frames) = try generated(size, family: family)
+    let offline = OfflineSwitch(config: config)
+    offline.forward(interface: "vm1", frames: frames)  // learns the sources
+    _ = offline.takeOutput("eth1")
+    offline.forward(interface: "vm1", frames: frames)
+    let pipeline = offline.takeOutput("eth1")
+    XCTAssertEqual(
+      pipeline.count, frames.count, "\(family) \(size): every frame encapsulated by the pipeline")
+
+    let inputs = try XCTUnwrap(offline.encapsulationReference(interface: "vm1"))
+    let reference = EncapsulationReference(inputs)
+    let written = referenceOutput(reference, frames)
+    XCTAssertEqual(reference.others, 0, "\(family) \(size)")
+    XCTAssertEqual(reference.ringFull, 0, "\(family) \(size)")
+    XCTAssertEqual(written.count, pipeline.count, "\(family) \(size)")
+    for (index, (ours, theirs)) in zip(written, pipeline).enumerated() where ours != theirs {
+      XCTFail(
+        "\(family) \(size): frame \(index) differs: reference \(ours.count) bytes, pipeline \(theirs.count)"
+      )
+      break
     }
   }
 
@@ -117,37 +128,45 @@ final class ReferenceTests: XCTestCase {
   }
 
   func testDecapsulationReferenceDeliversThePipelinesFrames() throws {
-    for size in [FrameSize.fixed(64), .imix] {
-      let (config, frames) = try generated(size, underlay: true)
-      let offline = OfflineSwitch(config: config)
-      offline.forward(interface: "eth1", frames: frames)  // learns the remote sources
-      for port in offline.ports { _ = port.takeTransmitted() }
-      offline.forward(interface: "eth1", frames: frames)
-      let pipeline = offline.ports.map { $0.takeTransmitted() }
-      XCTAssertEqual(pipeline.reduce(0) { $0 + $1.count }, frames.count, "\(size): every frame delivered")
-
-      let vni = try XCTUnwrap(config.bridgeDomains.first?.vni)
-      let reference = DecapsulationReference(try XCTUnwrap(offline.decapsulationReference(vni: vni)))
-      var written = Array(repeating: [[UInt8]](), count: offline.ports.count)
-      var start = 0
-      while start < frames.count {
-        let batch = Array(frames[start..<min(frames.count, start + FrameVector.capacity)])
-        _ = withVector(batch) { reference.decapsulate(frames: $0, lengths: $1, count: batch.count) }
-        for interface in offline.ports.indices {
-          written[interface] += reference.frames(interface: interface)
-        }
-        start += batch.count
+    for family in [UnderlayFamily.ipv4, .ipv6] {
+      for size in [FrameSize.fixed(64), .imix] {
+        try checkDecapsulation(size, family)
       }
-      XCTAssertEqual(reference.others, 0, "\(size)")
-      XCTAssertEqual(reference.ringFull, 0, "\(size)")
+    }
+  }
+
+  func checkDecapsulation(_ size: FrameSize, _ family: UnderlayFamily) throws {
+    let (config, frames) = try generated(size, underlay: true, family: family)
+    let offline = OfflineSwitch(config: config)
+    offline.forward(interface: "eth1", frames: frames)  // learns the remote sources
+    for port in offline.ports { _ = port.takeTransmitted() }
+    offline.forward(interface: "eth1", frames: frames)
+    let pipeline = offline.ports.map { $0.takeTransmitted() }
+    XCTAssertEqual(
+      pipeline.reduce(0) { $0 + $1.count }, frames.count, "\(family) \(size): every frame delivered")
+
+    let vni = try XCTUnwrap(config.bridgeDomains.first?.vni)
+    let reference = DecapsulationReference(try XCTUnwrap(offline.decapsulationReference(vni: vni)))
+    var written = Array(repeating: [[UInt8]](), count: offline.ports.count)
+    var start = 0
+    while start < frames.count {
+      let batch = Array(frames[start..<min(frames.count, start + FrameVector.capacity)])
+      _ = withVector(batch) { reference.decapsulate(frames: $0, lengths: $1, count: batch.count) }
       for interface in offline.ports.indices {
-        XCTAssertEqual(written[interface].count, pipeline[interface].count, "\(size), interface \(interface)")
-        XCTAssertEqual(reference.transmitted(interface: interface), UInt64(pipeline[interface].count))
-        for (index, (ours, theirs)) in zip(written[interface], pipeline[interface]).enumerated()
-        where ours != theirs {
-          XCTFail("\(size): frame \(index) toward interface \(interface) differs")
-          break
-        }
+        written[interface] += reference.frames(interface: interface)
+      }
+      start += batch.count
+    }
+    XCTAssertEqual(reference.others, 0, "\(family) \(size)")
+    XCTAssertEqual(reference.ringFull, 0, "\(family) \(size)")
+    for interface in offline.ports.indices {
+      XCTAssertEqual(
+        written[interface].count, pipeline[interface].count, "\(family) \(size), interface \(interface)")
+      XCTAssertEqual(reference.transmitted(interface: interface), UInt64(pipeline[interface].count))
+      for (index, (ours, theirs)) in zip(written[interface], pipeline[interface]).enumerated()
+      where ours != theirs {
+        XCTFail("\(family) \(size): frame \(index) toward interface \(interface) differs")
+        break
       }
     }
   }

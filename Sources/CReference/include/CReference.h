@@ -1,16 +1,17 @@
-// A tight C implementation of the encapsulation fast path, as a yardstick for the
-// pipeline's instructions per frame (issue 15: `Bench reference`, scripts/bench-callgrind.sh).
+// A tight C implementation of the fast paths, as a yardstick for the pipeline's
+// instructions per frame (issue 15: `Bench reference`, scripts/bench-callgrind.sh).
 //
-// Not part of the switch: the switch's per-packet logic is Swift. This is the same work
-// as `Pipeline.switchAccessBatch` does for a frame that bypasses the flow cache (an
-// untagged frame from one access member, known unicast at a resolved VTEP, plain IPv4
-// underlay without UDP checksums): the frame's checks, the destination's FDB lookup in
-// the same bucket layout and seqlock, the VTEP's flush generation and resolution, the
-// source's check against the per-worker source cache (a home-bucket lookup on a miss),
-// the bucket prefetch a few frames ahead, the outer header from the VTEP's template with
-// its lengths, IPv4 checksum and flow-hashed UDP source port, the frame copy, and the
-// transmit slot's status check and commit. Frames it does not take (anything else) are
-// counted and left, as the pipeline's general path would take them.
+// Not part of the switch: the switch's per-packet logic is Swift. `vxr_encapsulate` does
+// the work `Pipeline.switchAccessBatch` does for a frame that bypasses the flow cache (an
+// untagged frame from one access member, known unicast at a resolved VTEP, over an IPv4
+// underlay without UDP checksums or an IPv6 one, fixed DSCP): the frame's checks, the
+// destination's FDB lookup in the same bucket layout and seqlock, the VTEP's flush
+// generation and resolution, the source's check against the per-worker source cache (a
+// home-bucket lookup on a miss), the bucket prefetch a few frames ahead, the outer header
+// from the VTEP's template with its lengths, IPv4 header checksum or IPv6 flow label and
+// UDP checksum, and flow-hashed UDP source port, the frame copy, and the transmit slot's
+// status check and commit. Frames it does not take (anything else) are counted and left,
+// as the pipeline's general path would take them.
 //
 // Thread safety: one caller per `vxr_encap` at a time; the FDB may be written meanwhile
 // (the lookups follow its seqlock).
@@ -47,6 +48,9 @@ struct vxr_encap {
   uint16_t member;
   uint8_t learns;
   uint8_t watches_arp;
+  // An IPv6 underlay (70-byte outer header, flow label, the mandatory UDP checksum);
+  // else IPv4 (50 bytes, no UDP checksum).
+  uint8_t ipv6;
   // The per-worker source cache (4096 entries).
   struct vxr_source_entry *sources;
   // The underlay: per-VTEP 50-byte header templates `header_slot` bytes apart, their
@@ -90,8 +94,8 @@ struct vxr_ring {
 };
 
 // The same for `Pipeline.decapsulateBatch` on frames that bypass the flow cache: the
-// outer header's masked compares against the site's pattern (plain IPv4 underlay, UDP
-// to the local VTEP and port, no UDP checksum), its lengths and header checksum, the
+// outer header's masked compares against the site's pattern (UDP to the local VTEP and
+// port; over IPv4 without a UDP checksum), its lengths and header or UDP checksum, the
 // outer source's VTEP (looked up when it changes), the VNI's lane, the inner frame's
 // checks, the destination's FDB lookup (a current entry at an untagged local member),
 // the source's check against the source cache (tagged with the VTEP; a home-bucket
@@ -103,12 +107,15 @@ struct vxr_decap {
   uint32_t vni_field;
   uint8_t learns;
   uint8_t general_flags;
+  // An IPv6 underlay (70-byte outer header, the UDP checksum verified); else IPv4.
+  uint8_t ipv6;
   uint64_t domain_bits;
   uint64_t port_pattern;
   uint64_t vtep_pattern;
-  // The outer header pattern: bytes 12-43 must equal `expected` where `masks` has bits.
-  uint8_t masks[32];
-  uint8_t expected[32];
+  // The outer header pattern, three 16-byte vectors: a frame's bytes 12-27 and 28-43
+  // (IPv4), or 12-27, 38-53 and 54-69 (IPv6), must equal `expected` where `masks` has bits.
+  uint8_t masks[48];
+  uint8_t expected[48];
   // The VTEP table (open addressing: a slot holds index + 1, 0 when empty).
   const uint32_t *vtep_slots;
   uint64_t vtep_mask;

@@ -24,16 +24,18 @@ public struct EncapsulationReferenceInputs {
   public let vtepCount: Int
   public let sourcePortBase: UInt32
   public let sourcePortSpan: UInt64
+  /// An IPv6 underlay (70-byte outer header); else IPv4 (50 bytes).
+  public let isIPv6: Bool
 }
 
 extension OfflineSwitch {
-  /// The inputs for frames received untagged on `interface` and encapsulated toward a
-  /// plain IPv4 underlay (no UDP checksum, fixed DSCP): nil for anything else, which the
-  /// reference does not implement.
+  /// The inputs for frames received untagged on `interface` and encapsulated with a fixed
+  /// DSCP toward an IPv4 underlay without UDP checksums or an IPv6 one: nil for anything
+  /// else, which the reference does not implement.
   public func encapsulationReference(interface name: String) -> EncapsulationReferenceInputs? {
     guard let interface = interfaceIndex(name) else { return nil }
     let state = core.state
-    guard PlainIPv4Encapsulation.matches(state),
+    guard PlainIPv4Encapsulation.matches(state) || PlainIPv6Encapsulation.matches(state),
       let ring = ports.first(where: { $0.name == core.config.site.underlay })
     else { return nil }
     let table = core.fdb.reader
@@ -49,6 +51,6 @@ extension OfflineSwitch {
       headers: UnsafeRawPointer(state.vtepHeaders), headerSlot: ForwardingState.headerSlot,
       checksumBase: UnsafePointer(state.vtepChecksumBase), resolved: UnsafeRawPointer(state.vtepResolved),
       vtepCount: state.vtepCount, sourcePortBase: state.sourcePortBase,
-      sourcePortSpan: UInt64(state.sourcePortSpan))
+      sourcePortSpan: UInt64(state.sourcePortSpan), isIPv6: state.localIsIPv6)
   }
 }
